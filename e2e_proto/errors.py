@@ -1,0 +1,67 @@
+"""The one error hierarchy of e2e_proto, split as h11 splits it.
+
+* :class:`LocalProtocolError`: the caller misused the API (no session for an address, a
+  wrongly typed argument). Fix the calling code.
+* :class:`RemoteProtocolError`: the peer (or the network) sent bad data: malformed bytes, a bad
+  signature, a replay, an unknown version. Report it and carry on; nothing was changed.
+
+Every failure a caller must tell apart has its own class.
+"""
+
+from __future__ import annotations
+
+
+class E2EProtoError(Exception):
+    """Base class of every error raised by e2e_proto."""
+
+
+class LocalProtocolError(E2EProtoError):
+    """The API was used wrongly by the local caller."""
+
+
+class NoSessionError(LocalProtocolError):
+    """There is no session with the given remote device."""
+
+
+class RemoteProtocolError(E2EProtoError):
+    """The remote party sent data that cannot be accepted; local state is unchanged."""
+
+
+class MalformedError(RemoteProtocolError):
+    """Bytes that do not decode to a well-formed frame, envelope, payload or state."""
+
+
+class UnsupportedVersionError(RemoteProtocolError):
+    """A version field names a version this implementation does not speak."""
+
+
+class FrameTooLargeError(RemoteProtocolError):
+    """A frame announces a length above the configured maximum."""
+
+
+class InvalidSignatureError(RemoteProtocolError):
+    """An Ed25519 signature does not verify."""
+
+
+class InvalidKeyError(RemoteProtocolError):
+    """A public key is unusable: wrong length, or it gives an all-zero DH output."""
+
+
+class DecryptionError(RemoteProtocolError):
+    """An AEAD tag does not verify: the message was tampered with or is not for this session."""
+
+
+class DuplicateMessageError(RemoteProtocolError):
+    """The message was already decrypted (its key is used up): a replay."""
+
+
+class TooManySkippedError(RemoteProtocolError):
+    """The message would skip more than MAX_SKIP message keys in one chain."""
+
+
+class UnknownPreKeyError(RemoteProtocolError):
+    """A prekey message names a signed or one-time prekey this device does not have (or used)."""
+
+
+class UntrustedIdentityError(RemoteProtocolError):
+    """A peer's identity key differs from the one stored for it."""

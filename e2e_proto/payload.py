@@ -1,0 +1,91 @@
+"""The plaintext inside a ratchet message: a msgpack map, padded to hide its length (DESIGN §5).
+
+A payload is ``{"id": 16 bytes, "ts": milliseconds, "kind": str, ...kind-specific fields}``.
+Before encryption it is padded with 0x80 then zero bytes to a multiple of 64 bytes. Kinds this
+version does not know are decoded all the same (``Payload.known`` is false), never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from .constants import PADDING_BLOCK, PAYLOAD_ID_SIZE
+from .errors import LocalProtocolError, MalformedError
+from .primitives import RandomSource, system_random
+
+KNOWN_KINDS = frozenset(
+    {"text", "reaction", "receipt", "sender_key", "media", "device_sync"}
+)
+_RESERVED = frozenset({"id", "ts", "kind"})
+MAX_KIND_LENGTH = 32
+
+
+def pad(data: bytes) -> bytes:
+    """Append 0x80 and then zero bytes up to the next multiple of 64 bytes."""
+    return data + b"\x80" + bytes(-(len(data) + 1) % PADDING_BLOCK)
+
+
+def unpad(data: bytes) -> bytes:
+    """Remove the padding of :func:`pad`; :class:`MalformedError` when it is not there."""
+    if not data or len(data) % PADDING_BLOCK:
+        raise MalformedError("padded payload length is not a multiple of 64")
+    end = len(data.rstrip(b"\x00")) - 1
+    if end < 0 or data[end] != 0x80 or len(data) - end > PADDING_BLOCK:
+        raise MalformedError("payload padding is invalid")
+    return data[:end]
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A decoded payload: its id, timestamp (ms), kind and the kind's own fields."""
+
+    id: bytes
+    ts: int
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if type(self.id) is not bytes or len(self.id) != PAYLOAD_ID_SIZE:
+            raise LocalProtocolError("payload id must be 16 bytes")
+        if type(self.ts) is not int or self.ts < 0:
+            raise LocalProtocolError("payload ts must be a non-negative integer")
+        if type(self.kind) is not str or not 0 < len(self.kind) <= MAX_KIND_LENGTH:
+            raise LocalProtocolError("payload kind must be a short non-empty string")
+        if _RESERVED & self.fields.keys():
+            raise LocalProtocolError("payload fields may not use id, ts or kind")
+
+    @classmethod
+    def new(cls, kind: str, ts: int, random: RandomSource = system_random,
+            **fields: Any) -> Payload:
+        """A payload with a fresh random id."""
+        return cls(random(PAYLOAD_ID_SIZE), ts, kind, fields)
+
+    @property
+    def known(self) -> bool:
+        """Whether this implementation understands the kind."""
+        return self.kind in KNOWN_KINDS
+
+    def encode(self) -> bytes:
+        """The padded msgpack bytes that get encrypted."""
+        body = {"id": self.id, "ts": self.ts, "kind": self.kind, **self.fields}
+        try:
+            return pad(msgpack.packb(body))
+        except (TypeError, ValueError) as exc:
+            raise LocalProtocolError(f"payload field cannot be encoded: {exc}") from None
+
+    @classmethod
+    def decode(cls, data: bytes) -> Payload:
+        """Unpad and parse; :class:`MalformedError` on anything that is not a valid payload."""
+        try:
+            body = msgpack.unpackb(unpad(data), strict_map_key=True)
+        except (ValueError, TypeError, msgpack.UnpackException):
+            raise MalformedError("payload is not a msgpack map") from None
+        if not isinstance(body, dict):
+            raise MalformedError("payload is not a msgpack map")
+        try:
+            return cls(body.pop("id"), body.pop("ts"), body.pop("kind"), body)
+        except (KeyError, LocalProtocolError) as exc:
+            raise MalformedError(f"payload fields are invalid: {exc}") from None

@@ -1,0 +1,116 @@
+"""Sessions: build one from a prekey bundle, then encrypt and decrypt envelopes.
+
+The surface is as small as libsignal's session cipher: :func:`process_prekey_bundle` (the
+initiator's X3DH) and :class:`SessionCipher` with :meth:`~SessionCipher.encrypt` and
+:meth:`~SessionCipher.decrypt`. The responder's session is made by decrypting the first prekey
+envelope. State goes through a :class:`~e2e_proto.stores.ProtocolStore` and is stored only after
+a message decrypted; a failed decryption changes nothing.
+"""
+
+from __future__ import annotations
+
+from .address import Address
+from .errors import NoSessionError, UnknownPreKeyError
+from .keys import PreKeyBundle, X25519PrivateKey
+from .primitives import RandomSource, system_random
+from .ratchet import RatchetState
+from .session_record import PendingPreKey, SessionRecord
+from .stores import ProtocolStore
+from .wire import Envelope, PreKeyHeader
+from .x3dh import initiate, respond
+
+
+def process_prekey_bundle(store: ProtocolStore, remote: Address, bundle: PreKeyBundle,
+                          random: RandomSource = system_random) -> SessionRecord:
+    """Run X3DH as initiator against ``bundle`` and store the new session with ``remote``.
+
+    Verifies the bundle's signature first. Messages sent on the new session are prekey envelopes
+    until the remote device first answers.
+    """
+    identity = store.identity_key_pair()
+    ephemeral = X25519PrivateKey(random(32))
+    result = initiate(identity, bundle, ephemeral)
+    ratchet = RatchetState.initialize_alice(result.shared_secret, bundle.signed_prekey,
+                                            X25519PrivateKey(random(32)))
+    record = SessionRecord(
+        bundle.identity_key, result.associated_data, ratchet, ephemeral.public_key.raw,
+        PendingPreKey(ephemeral.public_key, bundle.signed_prekey_id, bundle.one_time_prekey_id),
+    )
+    store.save_identity(remote, bundle.identity_key)
+    store.store_session(remote, record)
+    return record
+
+
+class SessionCipher:
+    """Encrypts to and decrypts from remote devices, on behalf of the local device ``local``."""
+
+    __slots__ = ("store", "local", "random")
+
+    def __init__(self, store: ProtocolStore, local: Address,
+                 random: RandomSource = system_random) -> None:
+        self.store = store
+        self.local = local
+        self.random = random
+
+    def has_session(self, remote: Address) -> bool:
+        """Whether a session with ``remote`` exists."""
+        return self.store.load_session(remote) is not None
+
+    def encrypt(self, remote: Address, plaintext: bytes) -> Envelope:
+        """Encrypt ``plaintext`` for ``remote``; :class:`NoSessionError` without a session."""
+        record = self.store.load_session(remote)
+        if record is None:
+            raise NoSessionError(f"no session with {remote}")
+        message = record.ratchet.encrypt(plaintext, record.associated_data, self.random)
+        self.store.store_session(remote, record)
+        pending = record.pending
+        prekey = None if pending is None else PreKeyHeader(
+            self.store.identity_key_pair().public_key, pending.ephemeral_key,
+            pending.signed_prekey_id, pending.one_time_prekey_id)
+        return Envelope(self.local, remote, message, prekey)
+
+    def decrypt(self, envelope: Envelope) -> bytes:
+        """Decrypt an envelope sent to this device; the session is stored only on success.
+
+        A prekey envelope creates the session (X3DH as responder) unless it belongs to the
+        session that already exists. Raises a :class:`~e2e_proto.errors.RemoteProtocolError`
+        subclass for anything the sender got wrong.
+        """
+        if envelope.recipient != self.local:
+            raise NoSessionError(f"envelope is for {envelope.recipient}, not {self.local}")
+        remote = envelope.sender
+        record = self.store.load_session(remote)
+        prekey = envelope.prekey
+        used_opk = None
+        if prekey is not None and (record is None or record.base_key != prekey.ephemeral_key.raw):
+            record, used_opk = self._respond(prekey)
+        elif record is None:
+            raise NoSessionError(f"no session with {remote} for a message envelope")
+        plaintext = record.ratchet.decrypt(envelope.message, record.associated_data, self.random)
+        record.pending = None
+        if prekey is not None:
+            self.store.save_identity(remote, record.remote_identity)
+        self.store.store_session(remote, record)
+        if used_opk is not None:
+            self.store.remove_one_time_prekey(used_opk)
+        return plaintext
+
+    def _respond(self, prekey: PreKeyHeader) -> tuple[SessionRecord, int | None]:
+        """A new responder session from a prekey envelope's X3DH fields (not yet stored)."""
+        store = self.store
+        signed = store.load_signed_prekey(prekey.signed_prekey_id)
+        if signed is None:
+            raise UnknownPreKeyError(f"unknown signed prekey {prekey.signed_prekey_id}")
+        one_time = None
+        if prekey.one_time_prekey_id is not None:
+            one_time = store.load_one_time_prekey(prekey.one_time_prekey_id)
+            if one_time is None:
+                raise UnknownPreKeyError(
+                    f"one-time prekey {prekey.one_time_prekey_id} is unknown or already used")
+        result = respond(store.identity_key_pair(), prekey.identity_key, prekey.ephemeral_key,
+                         signed, one_time)
+        ratchet = RatchetState.initialize_bob(result.shared_secret, signed.private_key)
+        record = SessionRecord(prekey.identity_key, result.associated_data, ratchet,
+                               prekey.ephemeral_key.raw)
+        return record, prekey.one_time_prekey_id
+

@@ -1,0 +1,179 @@
+"""All protocol stores in one SQLite file (WAL mode, file mode 0600).
+
+Every write commits before the method returns, so state is durable before the caller
+acknowledges a message. Sessions are also kept decoded in memory, so that the hot path does not
+parse a record per message; a new store object on the same file resumes every session.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from .address import Address
+from .errors import LocalProtocolError
+from .keys import Ed25519PublicKey, IdentityKeyPair, OneTimePreKey, SignedPreKey, X25519PrivateKey
+from .session_record import SessionRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS local_identity (
+    id INTEGER PRIMARY KEY CHECK (id = 0), seed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (
+    account TEXT NOT NULL, device INTEGER NOT NULL, key BLOB NOT NULL,
+    PRIMARY KEY (account, device));
+CREATE TABLE IF NOT EXISTS signed_prekeys (
+    id INTEGER PRIMARY KEY, private BLOB NOT NULL, signature BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS one_time_prekeys (id INTEGER PRIMARY KEY, private BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    account TEXT NOT NULL, device INTEGER NOT NULL, record BLOB NOT NULL,
+    PRIMARY KEY (account, device));
+"""
+
+
+def open_private_database(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open (creating with mode 0600) an SQLite file in WAL mode with synchronous=FULL."""
+    path = Path(path)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    return connection
+
+
+class SqliteProtocolStore:
+    """Identity, prekey and session stores backed by one SQLite database file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._db = open_private_database(self.path)
+        self._db.executescript(_SCHEMA)
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{self.path}{suffix}")
+            if side.exists():
+                os.chmod(side, 0o600)
+        self._identity: IdentityKeyPair | None = None
+        self._sessions: dict[Address, SessionRecord] = {}
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    # -- identity -----------------------------------------------------------------------------
+
+    def has_identity(self) -> bool:
+        """Whether an identity key pair was set."""
+        return self._db.execute("SELECT 1 FROM local_identity").fetchone() is not None
+
+    def set_identity_key_pair(self, identity: IdentityKeyPair) -> None:
+        """Set this device's identity once; a second, different one is refused."""
+        row = self._db.execute("SELECT seed FROM local_identity").fetchone()
+        if row is not None and row[0] != identity.seed:
+            raise LocalProtocolError("this store already has a different identity")
+        self._db.execute("INSERT OR IGNORE INTO local_identity VALUES (0, ?)", (identity.seed,))
+        self._identity = identity
+
+    def identity_key_pair(self) -> IdentityKeyPair:
+        """This device's identity (DIK)."""
+        if self._identity is None:
+            row = self._db.execute("SELECT seed FROM local_identity").fetchone()
+            if row is None:
+                raise LocalProtocolError("this store has no identity key pair yet")
+            self._identity = IdentityKeyPair(row[0])
+        return self._identity
+
+    def save_identity(self, address: Address, key: Ed25519PublicKey) -> bool:
+        """Remember ``key`` for ``address``; True when it replaced a different key."""
+        previous = self.get_identity(address)
+        self._db.execute("INSERT OR REPLACE INTO identities VALUES (?, ?, ?)",
+                         (address.account, address.device_id, key.raw))
+        return previous is not None and previous != key
+
+    def get_identity(self, address: Address) -> Ed25519PublicKey | None:
+        """The identity key last saved for ``address``."""
+        row = self._db.execute("SELECT key FROM identities WHERE account = ? AND device = ?",
+                               address).fetchone()
+        return None if row is None else Ed25519PublicKey(row[0])
+
+    # -- prekeys ------------------------------------------------------------------------------
+
+    def load_signed_prekey(self, key_id: int) -> SignedPreKey | None:
+        """The signed prekey with this id, if still kept."""
+        row = self._db.execute("SELECT private, signature FROM signed_prekeys WHERE id = ?",
+                               (key_id,)).fetchone()
+        return None if row is None else SignedPreKey(key_id, X25519PrivateKey(row[0]), row[1])
+
+    def store_signed_prekey(self, prekey: SignedPreKey) -> None:
+        """Keep a signed prekey."""
+        self._db.execute("INSERT OR REPLACE INTO signed_prekeys VALUES (?, ?, ?)",
+                         (prekey.key_id, prekey.private_key.raw, prekey.signature))
+
+    def load_one_time_prekey(self, key_id: int) -> OneTimePreKey | None:
+        """The one-time prekey with this id, unless used or unknown."""
+        row = self._db.execute("SELECT private FROM one_time_prekeys WHERE id = ?",
+                               (key_id,)).fetchone()
+        return None if row is None else OneTimePreKey(key_id, X25519PrivateKey(row[0]))
+
+    def store_one_time_prekeys(self, prekeys: Iterable[OneTimePreKey]) -> None:
+        """Keep a batch of one-time prekeys (in one transaction)."""
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?)",
+                                 [(p.key_id, p.private_key.raw) for p in prekeys])
+
+    def remove_one_time_prekey(self, key_id: int) -> None:
+        """Forget a one-time prekey for good."""
+        self._db.execute("DELETE FROM one_time_prekeys WHERE id = ?", (key_id,))
+
+    def one_time_prekey_ids(self) -> list[int]:
+        """Ids of the one-time prekeys still kept."""
+        return [r[0] for r in self._db.execute("SELECT id FROM one_time_prekeys ORDER BY id")]
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def load_session(self, address: Address) -> SessionRecord | None:
+        """The session with ``address``, if any."""
+        record = self._sessions.get(address)
+        if record is None:
+            row = self._db.execute("SELECT record FROM sessions WHERE account = ? AND device = ?",
+                                   address).fetchone()
+            if row is None:
+                return None
+            record = self._sessions[address] = SessionRecord.from_bytes(row[0])
+        return record
+
+    def store_session(self, address: Address, record: SessionRecord) -> None:
+        """Write the session durably, then keep it decoded in memory."""
+        self._db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)",
+                         (address.account, address.device_id, record.to_bytes()))
+        self._sessions[address] = record
+
+    def delete_session(self, address: Address) -> None:
+        """Forget the session with ``address``."""
+        self._db.execute("DELETE FROM sessions WHERE account = ? AND device = ?", address)
+        self._sessions.pop(address, None)
+
+    def session_devices(self, account: str) -> list[int]:
+        """Device ids of ``account`` this device has sessions with."""
+        return [r[0] for r in self._db.execute(
+            "SELECT device FROM sessions WHERE account = ? ORDER BY device", (account,))]
+
+    def _transaction(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return _Commit(self._db)  # type: ignore[return-value]
+
+
+class _Commit:
+    """Context manager committing (or rolling back) the transaction begun by its creator."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

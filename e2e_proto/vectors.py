@@ -1,0 +1,504 @@
+"""Protocol test vectors: ``python -m e2e_proto.vectors generate|check [--dir DIR]``.
+
+``generate`` writes ``x3dh.json``, ``ratchet.json``, ``fingerprint.json`` and ``envelope.json``
+(DESIGN §11) from fixed seeds. ``check`` re-derives every value in those files from the private
+inputs the files themselves list, with this implementation, and reports each mismatch. Another
+implementation checks itself by doing what ``check`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import errors, primitives
+from .address import Address
+from .fingerprint import safety_number
+from .keys import (
+    Ed25519PublicKey,
+    IdentityKeyPair,
+    OneTimePreKey,
+    PreKeyBundle,
+    SignedPreKey,
+    X25519PrivateKey,
+)
+from .ratchet import RatchetMessage, RatchetState
+from .wire import Envelope, FrameDecoder, PreKeyHeader, encode_frame
+from .x3dh import initiate, respond
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "tests" / "vectors"
+Json = dict[str, Any]
+
+
+class DeterministicRandom:
+    """Reproducible bytes for vector generation: SHA-512(label || counter) blocks. Not secure."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label.encode()
+        self._counter = 0
+
+    def __call__(self, size: int) -> bytes:
+        """The next ``size`` bytes of the stream."""
+        out = b""
+        while len(out) < size:
+            out += primitives.sha512(self._label + self._counter.to_bytes(8, "big"))
+            self._counter += 1
+        return out[:size]
+
+
+class ScriptedRandom:
+    """Returns the given byte strings in order (each request must match its length)."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        self._values = iter(values)
+        self.used = 0
+
+    def __call__(self, size: int) -> bytes:
+        """The next listed value."""
+        value = next(self._values, None)
+        if value is None or len(value) != size:
+            raise AssertionError("the vector file lists fewer or other random values than used")
+        self.used += 1
+        return value
+
+
+class RecordingRandom:
+    """Wraps a random source and records every value it hands out."""
+
+    def __init__(self, source: Callable[[int], bytes]) -> None:
+        self._source = source
+        self.values: list[bytes] = []
+
+    def __call__(self, size: int) -> bytes:
+        """A value from the wrapped source, recorded."""
+        value = self._source(size)
+        self.values.append(value)
+        return value
+
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
+def _bytes(value: str | None) -> bytes | None:
+    return None if value is None else bytes.fromhex(value)
+
+
+def _b(value: str) -> bytes:
+    return bytes.fromhex(value)
+
+
+# -- X3DH -------------------------------------------------------------------------------------
+
+
+def _x3dh_case(rng: DeterministicRandom, spk_id: int, with_opk: bool) -> Json:
+    alice = IdentityKeyPair(rng(32))
+    bob = IdentityKeyPair(rng(32))
+    ephemeral = X25519PrivateKey(rng(32))
+    spk = SignedPreKey.create(bob, spk_id, X25519PrivateKey(rng(32)))
+    opk = OneTimePreKey(1, X25519PrivateKey(rng(32))) if with_opk else None
+    case = {
+        "alice_identity_seed": alice.seed.hex(), "alice_ephemeral_private": ephemeral.raw.hex(),
+        "bob_identity_seed": bob.seed.hex(), "bob_signed_prekey_id": spk_id,
+        "bob_signed_prekey_private": spk.private_key.raw.hex(),
+        "bob_one_time_prekey_private": _hex(opk.private_key.raw if opk else None),
+    }
+    return _x3dh_derive(case)
+
+
+def _x3dh_derive(case: Json) -> Json:
+    """Every output of an X3DH case, from its private inputs; both sides must agree."""
+    alice = IdentityKeyPair(_b(case["alice_identity_seed"]))
+    bob = IdentityKeyPair(_b(case["bob_identity_seed"]))
+    ephemeral = X25519PrivateKey(_b(case["alice_ephemeral_private"]))
+    spk_id = case["bob_signed_prekey_id"]
+    spk = SignedPreKey.create(bob, spk_id, X25519PrivateKey(_b(case["bob_signed_prekey_private"])))
+    opk_private = _bytes(case["bob_one_time_prekey_private"])
+    opk = None if opk_private is None else OneTimePreKey(0, X25519PrivateKey(opk_private))
+    bundle = PreKeyBundle(bob.public_key, spk_id, spk.public_key, spk.signature,
+                          None if opk is None else 0, None if opk is None else opk.public_key)
+    sent = initiate(alice, bundle, ephemeral)
+    received = respond(bob, alice.public_key, ephemeral.public_key, spk, opk)
+    if received != sent:
+        raise AssertionError("X3DH initiator and responder disagree")
+    return {
+        "alice_identity_seed": alice.seed.hex(),
+        "alice_identity_public": alice.public_key.raw.hex(),
+        "alice_ephemeral_private": ephemeral.raw.hex(),
+        "alice_ephemeral_public": ephemeral.public_key.raw.hex(),
+        "bob_identity_seed": bob.seed.hex(),
+        "bob_identity_public": bob.public_key.raw.hex(),
+        "bob_signed_prekey_id": spk_id,
+        "bob_signed_prekey_private": spk.private_key.raw.hex(),
+        "bob_signed_prekey_public": spk.public_key.raw.hex(),
+        "bob_signed_prekey_signature": spk.signature.hex(),
+        "bob_one_time_prekey_private": _hex(opk_private),
+        "bob_one_time_prekey_public": _hex(opk.public_key.raw if opk else None),
+        "dh1": sent.dh1.hex(), "dh2": sent.dh2.hex(), "dh3": sent.dh3.hex(),
+        "dh4": _hex(sent.dh4),
+        "shared_secret": sent.shared_secret.hex(),
+        "associated_data": sent.associated_data.hex(),
+    }
+
+
+def generate_x3dh() -> Json:
+    """x3dh.json: four cases, two with a one-time prekey and two without."""
+    rng = DeterministicRandom("e2e-proto vectors x3dh")
+    cases = [_x3dh_case(rng, spk_id, with_opk)
+             for spk_id, with_opk in ((1, True), (2, False), (0xFFFFFFFF, True), (77, False))]
+    return {"protocol": "E2EProto X3DH v1", "info": "E2EProto X3DH v1", "cases": cases}
+
+
+def check_x3dh(data: Json) -> Iterator[str]:
+    """Mismatches between x3dh.json and a re-derivation from its private inputs."""
+    for index, case in enumerate(data["cases"]):
+        yield from _diff(f"x3dh case {index}", case, _x3dh_derive(case))
+
+
+# -- Double Ratchet ---------------------------------------------------------------------------
+
+# Each script step: ("send", party) sends the next message number; ("recv", party, K) delivers
+# message K to ``party``. Between them they cover in-order and out-of-order delivery, skipped
+# keys in the current and in an earlier chain, a dropped message and many DH-ratchet turns.
+_SCRIPTS: list[list[tuple[Any, ...]]] = [
+    [("send", "alice"), ("send", "alice"), ("send", "alice"), ("recv", "bob", 0),
+     ("recv", "bob", 1), ("recv", "bob", 2), ("send", "bob"), ("send", "bob"),
+     ("recv", "alice", 3), ("recv", "alice", 4), ("send", "alice"), ("recv", "bob", 5),
+     ("send", "bob"), ("send", "bob"), ("send", "bob"), ("recv", "alice", 6),
+     ("recv", "alice", 7), ("recv", "alice", 8), ("send", "alice"), ("send", "alice"),
+     ("recv", "bob", 10), ("recv", "bob", 9), ("send", "bob"), ("recv", "alice", 11)],
+    [("send", "alice"), ("send", "alice"), ("send", "alice"), ("send", "alice"),
+     ("send", "alice"), ("recv", "bob", 4), ("recv", "bob", 1), ("send", "bob"),
+     ("send", "bob"), ("recv", "alice", 6), ("send", "alice"), ("send", "alice"),
+     ("recv", "bob", 0), ("recv", "bob", 8), ("recv", "bob", 3), ("recv", "alice", 5),
+     ("recv", "bob", 2), ("recv", "bob", 7), ("send", "bob"), ("send", "bob"),
+     ("send", "bob"), ("recv", "alice", 11), ("recv", "alice", 9), ("recv", "alice", 10)],
+    [("send", "alice"), ("recv", "bob", 0), ("send", "bob"), ("recv", "alice", 1),
+     ("send", "alice"), ("send", "alice"), ("recv", "bob", 3), ("send", "bob"),
+     ("send", "bob"), ("recv", "alice", 5), ("send", "alice"), ("recv", "bob", 6),
+     ("recv", "bob", 2), ("send", "bob"), ("recv", "alice", 7), ("recv", "alice", 4),
+     ("send", "alice"), ("send", "alice"), ("send", "alice"), ("recv", "bob", 10),
+     ("recv", "bob", 8), ("send", "bob"), ("recv", "alice", 11), ("send", "alice"),
+     ("recv", "bob", 12)],  # message 9 is never delivered
+]
+
+
+def _conversation(index: int, script: list[tuple[Any, ...]]) -> Json:
+    rng = DeterministicRandom(f"e2e-proto vectors ratchet {index}")
+    shared, ad, spk = rng(32), rng(64), rng(32)
+    keys = {"alice": RecordingRandom(rng), "bob": RecordingRandom(rng)}
+    first_alice_key = keys["alice"](32)
+    events = []
+    count = 0
+    for step in script:
+        if step[0] == "send":
+            events.append({"op": "send", "party": step[1], "message": count,
+                           "plaintext": f"conversation {index} message {count} from {step[1]}"
+                           .encode().hex(), "nonce": rng(24).hex()})
+            count += 1
+        else:
+            events.append({"op": "receive", "party": step[1], "message": step[2]})
+    conversation = {
+        "shared_secret": shared.hex(), "associated_data": ad.hex(),
+        "bob_signed_prekey_private": spk.hex(), "events": events,
+    }
+    _run_conversation(conversation, first_alice_key, keys)
+    conversation["alice_ratchet_privates"] = [v.hex() for v in keys["alice"].values]
+    conversation["bob_ratchet_privates"] = [v.hex() for v in keys["bob"].values]
+    return conversation
+
+
+def _run_conversation(conversation: Json, first_alice_key: bytes,
+                      keys: dict[str, Callable[[int], bytes]]) -> None:
+    """Play the events, filling in (or, where present, checking) every derived value."""
+    shared = _b(conversation["shared_secret"])
+    ad = _b(conversation["associated_data"])
+    spk = X25519PrivateKey(_b(conversation["bob_signed_prekey_private"]))
+    states = {
+        "alice": RatchetState.initialize_alice(shared, spk.public_key,
+                                               X25519PrivateKey(first_alice_key)),
+        "bob": RatchetState.initialize_bob(shared, spk),
+    }
+    sent: dict[int, Json] = {}
+    for event in conversation["events"]:
+        state = states[event["party"]]
+        if event["op"] == "send":
+            header, message_key = state.next_sending_key()
+            nonce = _b(event["nonce"])
+            ciphertext = primitives.aead_seal(_b(event["plaintext"]), ad + header, nonce,
+                                              message_key)
+            derived = {"header": header.hex(), "message_key": message_key.hex(),
+                       "ciphertext": ciphertext.hex()}
+            for name, value in derived.items():
+                if event.setdefault(name, value) != value:
+                    raise AssertionError(f"message {event['message']}: {name} differs")
+            sent[event["message"]] = event
+        else:
+            original = sent[event["message"]]
+            message = RatchetMessage(_b(original["header"]), _b(original["nonce"]),
+                                     _b(original["ciphertext"]))
+            plaintext = state.decrypt(message, ad, keys[event["party"]])
+            if plaintext.hex() != original["plaintext"]:
+                raise AssertionError(f"message {event['message']}: plaintext differs")
+
+
+def generate_ratchet() -> Json:
+    """ratchet.json: three conversations of 24+ events each."""
+    return {"protocol": "E2EProto Ratchet v1",
+            "conversations": [_conversation(i, s) for i, s in enumerate(_SCRIPTS)]}
+
+
+def check_ratchet(data: Json) -> Iterator[str]:
+    """Replay each conversation with the listed ratchet keys and nonces, checking every value."""
+    for index, conversation in enumerate(data["conversations"]):
+        alice = [_b(v) for v in conversation["alice_ratchet_privates"]]
+        scripted = {"alice": ScriptedRandom(alice[1:]),
+                    "bob": ScriptedRandom([_b(v) for v in conversation["bob_ratchet_privates"]])}
+        try:
+            _run_conversation(json.loads(json.dumps(conversation)), alice[0], scripted)
+        except (AssertionError, errors.E2EProtoError) as exc:
+            yield f"ratchet conversation {index}: {exc!r}"
+            continue
+        if scripted["alice"].used != len(alice) - 1 or scripted["bob"].used != len(
+                conversation["bob_ratchet_privates"]):
+            yield f"ratchet conversation {index}: not every listed ratchet key was used"
+
+
+# -- Fingerprints -----------------------------------------------------------------------------
+
+
+def _fingerprint_derive(case: Json) -> Json:
+    local = IdentityKeyPair(_b(case["local_aik_seed"]))
+    remote = IdentityKeyPair(_b(case["remote_aik_seed"]))
+    return {
+        "local_account": case["local_account"], "local_aik_seed": local.seed.hex(),
+        "local_aik_public": local.public_key.raw.hex(),
+        "remote_account": case["remote_account"], "remote_aik_seed": remote.seed.hex(),
+        "remote_aik_public": remote.public_key.raw.hex(),
+        "safety_number": safety_number(case["local_account"], local.public_key,
+                                       case["remote_account"], remote.public_key),
+    }
+
+
+def generate_fingerprint() -> Json:
+    """fingerprint.json: three pairs of accounts."""
+    rng = DeterministicRandom("e2e-proto vectors fingerprint")
+    pairs = [("alice", "bob"), ("carol", "dave.smith"), ("eve_99", "a")]
+    cases = [_fingerprint_derive({"local_account": local, "local_aik_seed": rng(32).hex(),
+                                  "remote_account": remote, "remote_aik_seed": rng(32).hex()})
+             for local, remote in pairs]
+    return {"protocol": "E2EProto Fingerprint v0", "iterations": 5200, "cases": cases}
+
+
+def check_fingerprint(data: Json) -> Iterator[str]:
+    """Re-derive every safety number, and check that it is symmetric."""
+    for index, case in enumerate(data["cases"]):
+        yield from _diff(f"fingerprint case {index}", case, _fingerprint_derive(case))
+        swapped = safety_number(case["remote_account"], Ed25519PublicKey(
+            _b(case["remote_aik_public"])), case["local_account"], Ed25519PublicKey(
+            _b(case["local_aik_public"])))
+        if swapped != case["safety_number"]:
+            yield f"fingerprint case {index}: the two sides see different numbers"
+
+
+# -- Envelopes and frames ---------------------------------------------------------------------
+
+
+def _envelope_fields(envelope: Envelope) -> Json:
+    header, nonce, ciphertext = envelope.message
+    fields: Json = {
+        "version": 1, "type": envelope.type,
+        "sender_account": envelope.sender.account, "sender_device": envelope.sender.device_id,
+        "recipient_account": envelope.recipient.account,
+        "recipient_device": envelope.recipient.device_id,
+        "header": header.hex(), "nonce": nonce.hex(), "ciphertext": ciphertext.hex(),
+    }
+    if envelope.prekey is not None:
+        fields.update({
+            "identity_key": envelope.prekey.identity_key.raw.hex(),
+            "ephemeral_key": envelope.prekey.ephemeral_key.raw.hex(),
+            "signed_prekey_id": envelope.prekey.signed_prekey_id,
+            "one_time_prekey_id": envelope.prekey.one_time_prekey_id,
+        })
+    return fields
+
+
+def _json_value(value: Any) -> Any:
+    """Frame values as JSON: bytes become {"bin": hex}."""
+    if isinstance(value, bytes):
+        return {"bin": value.hex()}
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _malformed(name: str, kind: str, data: bytes, error: type[Exception]) -> Json:
+    return {"name": name, "kind": kind, "input": data.hex(), "error": error.__name__}
+
+
+def generate_envelope() -> Json:
+    """envelope.json: valid envelopes and frames with their fields, and malformed inputs."""
+    rng = DeterministicRandom("e2e-proto vectors envelope")
+    message = RatchetMessage(bytes.fromhex("93c420") + rng(32) + b"\x00\x05", rng(24), rng(48))
+    plain = Envelope(Address("alice", 0), Address("bob", 3), message)
+    prekey = Envelope(Address("alice", 1), Address("bob", 0), message, PreKeyHeader(
+        IdentityKeyPair(rng(32)).public_key, X25519PrivateKey(rng(32)).public_key, 7, None))
+    prekey_opk = Envelope(Address("carol", 4), Address("dave", 2), message, PreKeyHeader(
+        IdentityKeyPair(rng(32)).public_key, X25519PrivateKey(rng(32)).public_key, 8, 4096))
+    envelopes = [{"encoded": e.encode().hex(), "fields": _envelope_fields(e)}
+                 for e in (plain, prekey, prekey_opk)]
+    frame_maps = [{"id": 1, "type": "ping"},
+                  {"id": 42, "type": "send", "envelopes": [plain.encode()]},
+                  {"id": 7, "error": {"code": "unknown_user", "message": "no such user"}}]
+    frames = [{"encoded": encode_frame(m).hex(), "decoded": _json_value(m)} for m in frame_maps]
+
+    body = plain.encode()
+    good = [1, "message", "alice", 0, "bob", 3, *message]
+    import msgpack  # local: only the malformed cases build raw msgpack by hand
+
+    def pack(value: Any) -> bytes:
+        return msgpack.packb(value)
+
+    malformed = [
+        _malformed("not msgpack", "envelope", b"\xc1", errors.MalformedError),
+        _malformed("truncated", "envelope", body[:-5], errors.MalformedError),
+        _malformed("trailing bytes", "envelope", body + b"\x00", errors.MalformedError),
+        _malformed("a map, not an array", "envelope", pack({"v": 1}), errors.MalformedError),
+        _malformed("empty array", "envelope", pack([]), errors.MalformedError),
+        _malformed("version 2", "envelope", pack([2, *good[1:]]),
+                   errors.UnsupportedVersionError),
+        _malformed("version as a string", "envelope", pack(["1", *good[1:]]),
+                   errors.UnsupportedVersionError),
+        _malformed("unknown type", "envelope", pack([1, "sealed", *good[2:]]),
+                   errors.MalformedError),
+        _malformed("missing field", "envelope", pack(good[:-1]), errors.MalformedError),
+        _malformed("uppercase account", "envelope", pack([*good[:2], "Alice", *good[3:]]),
+                   errors.MalformedError),
+        _malformed("negative device id", "envelope", pack([*good[:5], -1, *good[6:]]),
+                   errors.MalformedError),
+        _malformed("23-byte nonce", "envelope", pack([*good[:7], rng(23), good[8]]),
+                   errors.MalformedError),
+        _malformed("ciphertext shorter than a tag", "envelope", pack([*good[:8], rng(15)]),
+                   errors.MalformedError),
+        _malformed("prekey identity key of 31 bytes", "envelope",
+                   pack([1, "prekey", *good[2:], rng(31), rng(32), 7, None]),
+                   errors.MalformedError),
+        _malformed("prekey id as a string", "envelope",
+                   pack([1, "prekey", *good[2:], rng(32), rng(32), "7", None]),
+                   errors.MalformedError),
+        _malformed("frame longer than 1 MiB", "frame", (1024 * 1024 + 1).to_bytes(4, "big"),
+                   errors.FrameTooLargeError),
+        _malformed("frame body not msgpack", "frame", b"\x00\x00\x00\x01\xc1",
+                   errors.MalformedError),
+        _malformed("frame body an array", "frame", b"\x00\x00\x00\x01\x90",
+                   errors.MalformedError),
+        _malformed("frame key not a string", "frame", b"\x00\x00\x00\x03\x81\x01\x01",
+                   errors.MalformedError),
+    ]
+    return {"protocol": "E2EProto Envelope v1", "max_frame_size": 1024 * 1024,
+            "envelopes": envelopes, "frames": frames, "malformed": malformed}
+
+
+def decode_input(kind: str, data: bytes) -> Any:
+    """Decode a vector input as an envelope or as one frame (None when incomplete)."""
+    if kind == "envelope":
+        return Envelope.decode(data)
+    decoder = FrameDecoder()
+    decoder.feed(data)
+    return decoder.next_frame()
+
+
+def check_envelope(data: Json) -> Iterator[str]:
+    """Decode every valid input to its fields and back; every malformed one to its error."""
+    for index, case in enumerate(data["envelopes"]):
+        envelope = Envelope.decode(_b(case["encoded"]))
+        yield from _diff(f"envelope {index}", case["fields"], _envelope_fields(envelope))
+        if envelope.encode().hex() != case["encoded"]:
+            yield f"envelope {index}: re-encoding differs"
+    for index, case in enumerate(data["frames"]):
+        frame = decode_input("frame", _b(case["encoded"]))
+        if _json_value(frame) != case["decoded"]:
+            yield f"frame {index}: decoded fields differ"
+        if frame is None or encode_frame(frame).hex() != case["encoded"]:
+            yield f"frame {index}: re-encoding differs"
+    for case in data["malformed"]:
+        try:
+            decode_input(case["kind"], _b(case["input"]))
+        except errors.E2EProtoError as exc:
+            if type(exc).__name__ != case["error"]:
+                yield f"malformed {case['name']!r}: raised {type(exc).__name__}"
+        else:
+            yield f"malformed {case['name']!r}: was accepted"
+
+
+def _diff(what: str, expected: Json, derived: Json) -> Iterator[str]:
+    for name, value in derived.items():
+        if expected.get(name) != value:
+            yield f"{what}: {name} is {expected.get(name)!r}, derived {value!r}"
+
+
+GENERATORS: dict[str, Callable[[], Json]] = {
+    "x3dh.json": generate_x3dh, "ratchet.json": generate_ratchet,
+    "fingerprint.json": generate_fingerprint, "envelope.json": generate_envelope,
+}
+CHECKERS: dict[str, Callable[[Json], Iterator[str]]] = {
+    "x3dh.json": check_x3dh, "ratchet.json": check_ratchet,
+    "fingerprint.json": check_fingerprint, "envelope.json": check_envelope,
+}
+
+
+def render(data: Json) -> str:
+    """The exact text a vector file holds."""
+    return json.dumps(data, indent=2) + "\n"
+
+
+def generate(directory: Path) -> list[Path]:
+    """Write every vector file into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, make in GENERATORS.items():
+        path = directory / name
+        path.write_text(render(make()))
+        written.append(path)
+    return written
+
+
+def check(directory: Path) -> list[str]:
+    """Every mismatch found in the vector files of ``directory`` (empty when all agree)."""
+    problems = []
+    for name, verify in CHECKERS.items():
+        path = directory / name
+        if not path.exists():
+            problems.append(f"{name}: missing")
+            continue
+        problems.extend(f"{name}: {p}" for p in verify(json.loads(path.read_text())))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``generate`` or ``check``."""
+    parser = argparse.ArgumentParser(prog="python -m e2e_proto.vectors", description=__doc__)
+    parser.add_argument("command", choices=["generate", "check"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+                        help="folder of the vector files (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.command == "generate":
+        for path in generate(args.dir):
+            print(f"wrote {path}")
+        return 0
+    problems = check(args.dir)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(CHECKERS)} vector files checked: "
+          f"{'all values re-derived' if not problems else f'{len(problems)} mismatches'}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Wire codecs: envelopes (DESIGN §5) and length-prefixed msgpack frames (DESIGN §8).
+
+Decoders are strict: anything but the exact shape raises
+:class:`~e2e_proto.errors.MalformedError` (or :class:`UnsupportedVersionError`,
+:class:`FrameTooLargeError`); no msgpack, KeyError or TypeError escapes.
+
+Envelope (a msgpack array, version first)::
+
+    [1, "message", sender_account, sender_device, recipient_account, recipient_device,
+     header, nonce, ciphertext]
+    [1, "prekey",  ...the same nine fields...,
+     initiator_identity_key, ephemeral_key, signed_prekey_id, one_time_prekey_id or nil]
+
+Frame: a 4-byte big-endian length, then that many bytes holding one msgpack map with str keys.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .address import Address, is_valid_account, is_valid_device_id
+from .constants import ENVELOPE_VERSION, MAX_FRAME_SIZE, NONCE_SIZE, TAG_SIZE
+from .errors import (
+    FrameTooLargeError,
+    InvalidKeyError,
+    LocalProtocolError,
+    MalformedError,
+    UnsupportedVersionError,
+)
+from .keys import Ed25519PublicKey, X25519PublicKey
+from .ratchet import RatchetMessage
+
+MESSAGE = "message"
+PREKEY = "prekey"
+_MESSAGE_FIELDS = 9
+_PREKEY_FIELDS = 13
+_U32_LIMIT = 2**32
+_LENGTH = struct.Struct(">I")
+_UNPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+
+@dataclass(frozen=True, slots=True)
+class PreKeyHeader:
+    """The X3DH fields of a prekey envelope: who Alice is and which of Bob's prekeys she used."""
+
+    identity_key: Ed25519PublicKey
+    ephemeral_key: X25519PublicKey
+    signed_prekey_id: int
+    one_time_prekey_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One ratchet message addressed to one device; a prekey envelope also carries X3DH fields."""
+
+    sender: Address
+    recipient: Address
+    message: RatchetMessage
+    prekey: PreKeyHeader | None = None
+
+    @property
+    def type(self) -> str:
+        """``"prekey"`` or ``"message"``."""
+        return MESSAGE if self.prekey is None else PREKEY
+
+    def encode(self) -> bytes:
+        """The envelope's msgpack bytes."""
+        sender, recipient, (header, nonce, ciphertext) = self.sender, self.recipient, self.message
+        fields: list[Any] = [
+            ENVELOPE_VERSION, MESSAGE, sender.account, sender.device_id,
+            recipient.account, recipient.device_id, header, nonce, ciphertext,
+        ]
+        prekey = self.prekey
+        if prekey is not None:
+            fields[1] = PREKEY
+            fields += (prekey.identity_key.raw, prekey.ephemeral_key.raw,
+                       prekey.signed_prekey_id, prekey.one_time_prekey_id)
+        return _packb(fields)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Envelope:
+        """Parse and validate envelope bytes."""
+        try:
+            fields = _unpackb(data)
+        except _UNPACK_ERRORS:
+            raise MalformedError("envelope is not valid msgpack") from None
+        return cls.from_fields(fields)
+
+    @classmethod
+    def from_fields(cls, fields: object) -> Envelope:
+        """Validate an already unpacked envelope (a list)."""
+        if type(fields) is not list or not fields:
+            raise MalformedError("envelope must be a non-empty msgpack array")
+        if fields[0] != ENVELOPE_VERSION or type(fields[0]) is not int:
+            raise UnsupportedVersionError(f"unsupported envelope version {fields[0]!r}")
+        kind = fields[1] if len(fields) > 1 else None
+        if kind == MESSAGE:
+            expected = _MESSAGE_FIELDS
+        elif kind == PREKEY:
+            expected = _PREKEY_FIELDS
+        else:
+            raise MalformedError(f"unknown envelope type {kind!r}")
+        if len(fields) != expected:
+            raise MalformedError(f"{kind} envelope must have {expected} fields")
+        s_acct, s_dev, r_acct, r_dev, header, nonce, ciphertext = fields[2:9]
+        if not (is_valid_account(s_acct) and is_valid_device_id(s_dev)
+                and is_valid_account(r_acct) and is_valid_device_id(r_dev)):
+            raise MalformedError("envelope addresses are invalid")
+        if (type(header) is not bytes or type(nonce) is not bytes or len(nonce) != NONCE_SIZE
+                or type(ciphertext) is not bytes or len(ciphertext) < TAG_SIZE):
+            raise MalformedError("envelope header, nonce or ciphertext is invalid")
+        prekey = None
+        if kind == PREKEY:
+            identity, ephemeral, spk_id, opk_id = fields[9:]
+            if not _is_u32(spk_id) or not (opk_id is None or _is_u32(opk_id)):
+                raise MalformedError("prekey ids must be unsigned 32-bit integers")
+            try:
+                prekey = PreKeyHeader(Ed25519PublicKey(identity), X25519PublicKey(ephemeral),
+                                      spk_id, opk_id)
+            except InvalidKeyError:
+                raise MalformedError("prekey envelope keys must be 32 bytes") from None
+        return cls(Address(s_acct, s_dev), Address(r_acct, r_dev),
+                   RatchetMessage(header, nonce, ciphertext), prekey)
+
+
+def _is_u32(value: object) -> bool:
+    return type(value) is int and 0 <= value < _U32_LIMIT
+
+
+# -- frames -----------------------------------------------------------------------------------
+
+
+def encode_frame(message: dict[str, Any], max_size: int = MAX_FRAME_SIZE) -> bytes:
+    """A frame: 4-byte big-endian length, then the msgpack map."""
+    try:
+        body = _packb(message)
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"frame cannot be encoded: {exc}") from None
+    if len(body) > max_size:
+        raise LocalProtocolError(f"frame of {len(body)} bytes exceeds the maximum {max_size}")
+    return _LENGTH.pack(len(body)) + body
+
+
+def decode_frame_body(body: bytes) -> dict[str, Any]:
+    """Parse one frame body: a msgpack map with str keys."""
+    try:
+        message = _unpackb(body, strict_map_key=True)
+    except _UNPACK_ERRORS:
+        raise MalformedError("frame is not valid msgpack") from None
+    if type(message) is not dict or not all(type(key) is str for key in message):
+        raise MalformedError("frame must be a msgpack map with string keys")
+    return message
+
+
+class FrameDecoder:
+    """Sans-IO frame reader: :meth:`feed` it bytes, then take frames with :meth:`next_frame`.
+
+    A length above ``max_size`` raises :class:`FrameTooLargeError` as soon as the 4 length bytes
+    arrive, before any of the body is buffered. After an error the decoder is unusable.
+    """
+
+    def __init__(self, max_size: int = MAX_FRAME_SIZE) -> None:
+        self.max_size = max_size
+        self._buffer = bytearray()
+        self._broken = False
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        if self._broken:
+            raise LocalProtocolError("the frame decoder already failed")
+        self._buffer += data
+
+    def needed(self) -> int:
+        """How many more bytes complete the next frame (at least 1 when nothing is buffered)."""
+        buffer = self._buffer
+        if len(buffer) < _LENGTH.size:
+            return _LENGTH.size - len(buffer)
+        return max(0, _LENGTH.size + _LENGTH.unpack_from(buffer)[0] - len(buffer))
+
+    def next_frame(self) -> dict[str, Any] | None:
+        """The next complete frame, or None when more bytes are needed."""
+        buffer = self._buffer
+        if len(buffer) < _LENGTH.size:
+            return None
+        (length,) = _LENGTH.unpack_from(buffer)
+        if length > self.max_size:
+            self._broken = True
+            raise FrameTooLargeError(f"frame of {length} bytes exceeds the maximum {self.max_size}")
+        end = _LENGTH.size + length
+        if len(buffer) < end:
+            return None
+        body = bytes(buffer[_LENGTH.size:end])
+        del buffer[:end]
+        try:
+            return decode_frame_body(body)
+        except MalformedError:
+            self._broken = True
+            raise
