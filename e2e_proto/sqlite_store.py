@@ -7,9 +7,10 @@ parse a record per message; a new store object on the same file resumes every se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .address import Address
@@ -120,7 +121,7 @@ class SqliteProtocolStore:
 
     def store_one_time_prekeys(self, prekeys: Iterable[OneTimePreKey]) -> None:
         """Keep a batch of one-time prekeys (in one transaction)."""
-        with self._transaction():
+        with self.transaction():
             self._db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?)",
                                  [(p.key_id, p.private_key.raw) for p in prekeys])
 
@@ -161,19 +162,23 @@ class SqliteProtocolStore:
         return [r[0] for r in self._db.execute(
             "SELECT device FROM sessions WHERE account = ? ORDER BY device", (account,))]
 
-    def _transaction(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Group writes (of this store and of the caller, on :attr:`connection`) atomically.
+
+        On an exception everything is rolled back and the decoded-session cache is dropped, so
+        memory never runs ahead of the file. Transactions do not nest.
+        """
         self._db.execute("BEGIN IMMEDIATE")
-        return _Commit(self._db)  # type: ignore[return-value]
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._sessions.clear()
+            raise
+        self._db.execute("COMMIT")
 
-
-class _Commit:
-    """Context manager committing (or rolling back) the transaction begun by its creator."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for callers that keep their own tables in the same file."""
+        return self._db

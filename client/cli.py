@@ -1,0 +1,207 @@
+"""``e2e-chat``: the command-line client of the private transport.
+
+Every failure is one line on stderr and a non-zero exit; there are no tracebacks for user
+errors. Global options come before the command: ``e2e-chat --home DIR register alice``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import trio
+
+from e2e_proto.fingerprint import format_safety_number, safety_number
+
+from .connection import ConnectionLost, ServerError
+from .private import ClientError, PrivateClient, PrivateSession, Received
+from .state import ClientState
+
+PROG = "e2e-chat"
+BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``e2e-chat``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="End-to-end encrypted chat over an e2e-proto relay.",
+        epilog="Example: e2e-chat --home /tmp/alice register alice; "
+               "e2e-chat --home /tmp/alice send bob 'hello'")
+    parser.add_argument("--home", type=Path,
+                        default=Path(os.environ.get("E2E_HOME", "~/.e2e-chat")).expanduser(),
+                        help="folder of this device's keys and messages "
+                             "(env E2E_HOME, default ~/.e2e-chat)")
+    parser.add_argument("--relay", type=_host_port,
+                        default=os.environ.get("E2E_RELAY", "127.0.0.1:7400"),
+                        metavar="HOST:PORT",
+                        help="relay address (env E2E_RELAY, default 127.0.0.1:7400)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register = commands.add_parser("register", help="create an account with this device as "
+                                   "its primary")
+    register.add_argument("name", help="account name: lowercase letters, digits, _ . -")
+    commands.add_parser("whoami", help="print this device's account and device id")
+    send = commands.add_parser("send", help="send one message")
+    send.add_argument("name", help="recipient account")
+    send.add_argument("text", help="message text")
+    recv = commands.add_parser("recv", help="print queued messages (and, with --wait, new ones)")
+    recv.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                      help="keep listening this many seconds")
+    recv.add_argument("--json", action="store_true",
+                      help="one JSON object per line: from, device, id, ts, text, to")
+    chat = commands.add_parser("chat", help="interactive chat; /quit leaves")
+    chat.add_argument("name", help="the other account")
+    verify = commands.add_parser("verify", help="print the safety number shared with NAME")
+    verify.add_argument("name", help="the other account")
+    commands.add_parser("devices", help="list this account's devices")
+    return parser
+
+
+def format_message(message: Received) -> str:
+    """``NAME: TEXT``, or ``you -> NAME: TEXT`` for a message sent from another own device."""
+    text = message.text if message.text is not None else f"[unsupported {message.kind!r}]"
+    if message.outgoing:
+        return f"you -> {message.peer}: {text}"
+    return f"{message.sender}: {text}"
+
+
+def message_json(message: Received) -> str:
+    """The ``--json`` form of a message."""
+    return json.dumps({"from": message.sender, "device": message.sender_device,
+                       "id": message.id.hex(), "ts": message.ts, "kind": message.kind,
+                       "text": message.text, "to": message.peer if message.outgoing else None})
+
+
+def _printer(as_json: bool) -> Callable[[Received], None]:
+    def show(message: Received) -> None:
+        if message.warning is not None:
+            print(f"warning: {message.warning}", file=sys.stderr, flush=True)
+        else:
+            print(message_json(message) if as_json else format_message(message), flush=True)
+    return show
+
+
+async def _reconnecting(client: PrivateClient, wait: float,
+                        work: Callable[[PrivateSession], Awaitable[None]]) -> None:
+    """Run ``work`` on a session for ``wait`` seconds, reconnecting with backoff on loss."""
+    delay = BACKOFF_START
+    with trio.move_on_after(wait):
+        while True:
+            try:
+                async with client.session() as session:
+                    delay = BACKOFF_START
+                    await work(session)
+                    return
+            except ConnectionLost as exc:
+                print(f"{PROG}: {exc}; reconnecting in {delay:g}s", file=sys.stderr, flush=True)
+            await trio.sleep(delay)  # backoff between reconnection attempts
+            delay = min(delay * 2, BACKOFF_MAX)
+
+
+async def _run(args: argparse.Namespace, state: ClientState) -> int:
+    client = PrivateClient(state, *args.relay)
+    command = args.command
+    if command == "whoami":
+        if state.account is None:
+            raise ClientError("not registered: run 'e2e-chat register NAME' first")
+        print(f"{state.account} (device {state.device_id})")
+        return 0
+    if command == "register":
+        async with client.connect() as session:
+            await session.register(args.name)
+        print(f"registered {args.name} (device 0)")
+        return 0
+    if command == "send":
+        async with client.session() as session:
+            await session.send_text(args.name, args.text)
+        return 0
+    if command == "recv":
+        show = _printer(args.json)
+        if args.wait is None:
+            async with client.session() as session:
+                await session.receive(show)
+        else:
+            await _reconnecting(client, args.wait, lambda s: s.receive(show, math.inf))
+        return 0
+    if command == "verify":
+        async with client.session() as session:
+            await session.device_list(args.name, refresh=True)
+        return _print_safety_number(state, args.name)
+    if command == "devices":
+        async with client.session() as session:
+            devices = await session.device_list(state.account or "", refresh=True)
+        for device_id, key in devices.devices:
+            role = "primary" if device_id == 0 else "linked"
+            this = "  (this device)" if device_id == state.device_id else ""
+            print(f"{device_id}  {role:<7}  key {key.raw[:8].hex()}{this}")
+        return 0
+    if command == "chat":
+        return await _chat(client, args.name)
+    raise AssertionError(command)
+
+
+def _print_safety_number(state: ClientState, name: str) -> int:
+    own, other = state.contact(state.account or ""), state.contact(name)
+    if own is None or other is None:
+        raise ClientError(f"no verified keys for {name!r}")
+    number = safety_number(state.account or "", own[0], name, other[0])
+    print(f"safety number with {name}:")
+    print(format_safety_number(number))
+    return 0
+
+
+async def _chat(client: PrivateClient, name: str) -> int:
+    show = _printer(False)
+    print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
+
+    async def session_work(session: PrivateSession) -> None:
+        await session.device_list(name)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.receive, show, math.inf)
+            while True:
+                line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+                if not line or line.strip() == "/quit":
+                    nursery.cancel_scope.cancel()
+                    return
+                if line.strip():
+                    await session.send_text(name, line.rstrip("\n"))
+
+    await _reconnecting(client, math.inf, session_work)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``e2e-chat``."""
+    args = build_parser().parse_args(argv)
+    try:
+        state = ClientState(args.home)
+    except Exception as exc:  # unwritable home, a file that is not a database, ...
+        print(f"{PROG}: cannot open {args.home}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return trio.run(_run, args, state)
+    except (ClientError, ConnectionLost) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except ServerError as exc:
+        print(f"{PROG}: the relay refused: {exc} ({exc.code})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        state.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""A trio connection to a server speaking e2e-proto frames: requests, responses and pushes.
+
+:func:`open_connection` yields a :class:`Connection` whose reader task matches responses to
+requests by ``id`` and queues server pushes (frames without ``id``) on :attr:`Connection.pushes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+
+from e2e_proto.errors import E2EProtoError
+from e2e_proto.wire import FrameDecoder, encode_frame
+
+
+class ConnectionLost(Exception):
+    """The server closed the connection or could not be reached."""
+
+
+class ServerError(Exception):
+    """The server refused a request: ``code`` says why (see :mod:`e2e_proto.relay_api`)."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class Connection:
+    """Request/response over one stream; pushes arrive on :attr:`pushes`."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._next_id = 1
+        self._waiting: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._push_send, self.pushes = trio.open_memory_channel[dict[str, Any]](1000)
+        self._send_lock = trio.Lock()
+        self._closed = False
+
+    async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send a request and wait for its response; :class:`ServerError` on an error frame."""
+        if self._closed:
+            raise ConnectionLost("the connection is closed")
+        request_id = self._next_id
+        self._next_id += 1
+        send, receive = trio.open_memory_channel[dict[str, Any]](1)
+        self._waiting[request_id] = send
+        try:
+            async with self._send_lock:
+                await self.stream.send_all(encode_frame({"id": request_id, "type": kind,
+                                                         **fields}))
+            response = await receive.receive()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+            raise ConnectionLost("the server closed the connection") from None
+        finally:
+            self._waiting.pop(request_id, None)
+        error = response.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                error = {}
+            raise ServerError(str(error.get("code", "unknown")),
+                              str(error.get("message", "request refused")), error)
+        return response
+
+    async def read_loop(self) -> None:
+        """Read frames until the stream ends; then fail every pending request."""
+        decoder = FrameDecoder()
+        try:
+            while True:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    break
+                decoder.feed(data)
+                while (frame := decoder.next_frame()) is not None:
+                    await self._dispatch(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, E2EProtoError):
+            pass
+        finally:
+            self._closed = True
+            for channel in list(self._waiting.values()):
+                channel.close()
+            self._push_send.close()
+
+    async def _dispatch(self, frame: dict[str, Any]) -> None:
+        request_id = frame.get("id")
+        if request_id is None:
+            if "error" in frame:  # a connection-level error: the server is about to close
+                error = frame["error"] if isinstance(frame["error"], dict) else {}
+                frame = {"type": "error", **error}
+            await self._push_send.send(frame)
+            return
+        channel = self._waiting.get(request_id)
+        if channel is not None:
+            channel.send_nowait(frame)
+
+
+@contextlib.asynccontextmanager
+async def open_connection(host: str, port: int, tls: ssl.SSLContext | None = None
+                          ) -> AsyncIterator[Connection]:
+    """Connect, start the reader, yield the connection; closes it on exit."""
+    try:
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    except OSError as exc:
+        raise ConnectionLost(f"cannot reach the server at {host}:{port} ({exc.strerror or exc})"
+                             ) from None
+    if tls is not None:
+        stream = trio.SSLStream(stream, tls, server_hostname=host)
+    connection = Connection(stream)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.read_loop)
+            try:
+                yield connection
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The reader never raises, so a group holds the body's one exception: re-raise it
+        # as itself, so callers can catch ServerError and ConnectionLost directly.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        await trio.aclose_forcefully(stream)

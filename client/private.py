@@ -1,0 +1,361 @@
+"""The private-transport client: register, keep prekeys stocked, send with fan-out, receive.
+
+:class:`PrivateClient` owns the local state; :meth:`PrivateClient.connect` yields a
+:class:`PrivateSession` on one relay connection. Received messages are decrypted, stored and
+committed together with the ratchet step (one SQLite transaction) before they are acknowledged,
+and are deduplicated by payload id, so a crash at any point neither loses nor repeats a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from e2e_proto import relay_api as api
+from e2e_proto.address import Address
+from e2e_proto.devices import DeviceList, SignedDeviceList
+from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
+from e2e_proto.keys import (
+    Ed25519PublicKey,
+    IdentityKeyPair,
+    OneTimePreKey,
+    SignedPreKey,
+    X25519PrivateKey,
+)
+from e2e_proto.payload import Payload
+from e2e_proto.primitives import RandomSource, system_random
+from e2e_proto.session import SessionCipher, process_prekey_bundle
+from e2e_proto.wire import Envelope
+
+from .connection import Connection, ConnectionLost, ServerError, open_connection
+from .state import ClientState, StoredMessage
+
+log = logging.getLogger("e2e.client")
+
+ONE_TIME_PREKEY_TARGET = 100
+ONE_TIME_PREKEY_LOW = 20
+
+
+class ClientError(Exception):
+    """A failure to report to the user in one line (unknown user, not registered, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message as shown to the user; ``warning`` is set for a notice instead of a message."""
+
+    sender: str
+    sender_device: int
+    peer: str
+    id: bytes
+    ts: int
+    kind: str
+    text: str | None
+    outgoing: bool = False
+    warning: str | None = None
+
+
+MessageHandler = Callable[[Received], Awaitable[None] | None]
+
+
+class PrivateClient:
+    """A device's client for the relay, over the state in ``state``."""
+
+    def __init__(self, state: ClientState, host: str, port: int,
+                 tls: ssl.SSLContext | None = None, random: RandomSource = system_random,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.state = state
+        self.host, self.port, self.tls = host, port, tls
+        self.random = random
+        self.clock = clock
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[PrivateSession]:
+        """Open a connection and read the relay's challenge; authenticate or register next."""
+        async with open_connection(self.host, self.port, self.tls) as connection:
+            with trio.fail_after(30):
+                try:
+                    challenge = await connection.pushes.receive()
+                except trio.EndOfChannel:
+                    raise ConnectionLost("the relay closed the connection") from None
+            nonce = challenge.get("nonce")
+            if challenge.get("type") != "challenge" or type(nonce) is not bytes:
+                raise ConnectionLost("the server did not send an authentication challenge")
+            yield PrivateSession(self, connection, nonce)
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[PrivateSession]:
+        """A connected, authenticated session with prekeys topped up."""
+        async with self.connect() as session:
+            await session.authenticate()
+            await session.ensure_prekeys()
+            yield session
+
+
+class PrivateSession:
+    """One relay connection of a :class:`PrivateClient`."""
+
+    def __init__(self, client: PrivateClient, connection: Connection, nonce: bytes) -> None:
+        self.client = client
+        self.state = client.state
+        self.connection = connection
+        self.nonce = nonce
+        self.address: Address | None = None
+
+    # -- identity -----------------------------------------------------------------------------
+
+    @property
+    def cipher(self) -> SessionCipher:
+        """The session cipher of this device."""
+        assert self.address is not None
+        return SessionCipher(self.state.protocol, self.address, self.client.random)
+
+    async def register(self, account: str) -> None:
+        """Register ``account`` with a new account key and this device as primary (device 0)."""
+        if self.state.account is not None:
+            raise ClientError(f"this home is already registered as {self.state.account!r}")
+        try:
+            Address.checked(account, 0)
+        except E2EProtoError:
+            raise ClientError(f"invalid name {account!r}: use 1-64 lowercase letters, digits, "
+                              "'_', '.' or '-', starting with a letter or digit") from None
+        aik = self.state.account_identity()
+        if aik is None:
+            aik = IdentityKeyPair.generate(self.client.random)
+            self.state.create_keys(aik, IdentityKeyPair.generate(self.client.random))
+        dik = self.state.protocol.identity_key_pair()
+        signed = DeviceList(account, 1, ((0, dik.public_key),)).sign(aik)
+        try:
+            await self.connection.request(
+                "register", account=account, account_key=aik.public_key.raw,
+                device_list=signed.body, device_list_signature=signed.signature,
+                signature=dik.sign(api.auth_message(self.nonce, account, 0)))
+        except ServerError as exc:
+            if exc.code == api.NAME_TAKEN:
+                raise ClientError(f"the name {account!r} is taken") from None
+            raise ClientError(f"registration refused: {exc}") from None
+        self.state.set_registered(account, 0)
+        self.state.save_contact(account, aik.public_key, signed, key_changed=False)
+        self.address = Address(account, 0)
+        await self.ensure_prekeys()
+
+    async def authenticate(self) -> None:
+        """Prove this device's identity to the relay."""
+        account = self.state.account
+        if account is None:
+            raise ClientError("not registered: run 'e2e-chat register NAME' first")
+        device_id = self.state.device_id
+        dik = self.state.protocol.identity_key_pair()
+        try:
+            await self.connection.request(
+                "auth", account=account, device_id=device_id,
+                signature=dik.sign(api.auth_message(self.nonce, account, device_id)))
+        except ServerError as exc:
+            raise ClientError(f"the relay refused this device: {exc}") from None
+        self.address = Address(account, device_id)
+
+    async def ensure_prekeys(self) -> None:
+        """Publish the signed prekey (made on first use) and top one-time prekeys up.
+
+        The signed prekey is sent every time: cheap, and it heals a publish lost to a crash.
+        """
+        store = self.state.protocol
+        spk_id = self.state.signed_prekey_id()
+        spk = None if spk_id is None else store.load_signed_prekey(spk_id)
+        if spk is None:
+            spk_id = self.state.reserve_ids("signed_prekey_counter", 1)[0]
+            spk = SignedPreKey.create(store.identity_key_pair(), spk_id,
+                                      X25519PrivateKey.generate(self.client.random))
+            store.store_signed_prekey(spk)
+            self.state.set_signed_prekey(spk_id)
+        response = await self.connection.request(
+            "publish_prekeys", signed_prekey=[spk.key_id, spk.public_key.raw, spk.signature],
+            one_time_prekeys=[])
+        await self._top_up(int(response.get("one_time_prekeys", 0)))
+
+    async def _top_up(self, count: int) -> None:
+        if count >= ONE_TIME_PREKEY_LOW:
+            return
+        ids = self.state.reserve_ids("one_time_prekey_id", ONE_TIME_PREKEY_TARGET - count)
+        keys = [OneTimePreKey(i, X25519PrivateKey.generate(self.client.random)) for i in ids]
+        self.state.protocol.store_one_time_prekeys(keys)  # kept before they are published
+        await self.connection.request(
+            "publish_prekeys", one_time_prekeys=[[k.key_id, k.public_key.raw] for k in keys])
+
+    # -- device lists -------------------------------------------------------------------------
+
+    async def device_list(self, account: str, refresh: bool = False) -> DeviceList:
+        """The verified device list of ``account`` (from the relay when unknown or ``refresh``).
+
+        The list must be signed by the account key; a list older than the one seen before is
+        refused. A changed account key is accepted but remembered, and reported as a warning.
+        """
+        known = self.state.contact(account)
+        if known is not None and not refresh:
+            return known[1].device_list
+        try:
+            response = await self.connection.request("get_devices", account=account)
+        except ServerError as exc:
+            if exc.code == api.UNKNOWN_ACCOUNT:
+                raise ClientError(f"unknown user {account!r}") from None
+            raise
+        try:
+            key = Ed25519PublicKey(response["account_key"])
+            signed = SignedDeviceList.verify(key, response["device_list"],
+                                             response["device_list_signature"])
+        except (KeyError, E2EProtoError) as exc:
+            raise ClientError(f"the device list of {account!r} does not verify: {exc}") from None
+        if signed.device_list.account != account:
+            raise ClientError(f"the relay sent a device list of another account for {account!r}")
+        key_changed = known is not None and known[0] != key
+        if known is not None and not key_changed:
+            try:
+                signed.check_newer_than(known[1])
+            except E2EProtoError as exc:
+                raise ClientError(f"refused the device list of {account!r}: {exc}") from None
+        self.state.save_contact(account, key, signed, key_changed)
+        listed = signed.device_list.device_ids
+        for device_id in self.state.protocol.session_devices(account):
+            if device_id not in listed:
+                self.state.protocol.delete_session(Address(account, device_id))
+        return signed.device_list
+
+    async def _targets(self, to: str, refresh: bool) -> list[Address]:
+        assert self.address is not None
+        me = self.address
+        targets = [Address(to, d) for d in (await self.device_list(to, refresh)).device_ids
+                   if to != me.account]
+        own = await self.device_list(me.account, refresh)
+        return targets + [Address(me.account, d) for d in own.device_ids if d != me.device_id]
+
+    async def _ensure_sessions(self, targets: list[Address]) -> None:
+        missing: dict[str, list[int]] = {}
+        for address in targets:
+            if self.state.protocol.load_session(address) is None:
+                missing.setdefault(address.account, []).append(address.device_id)
+        for account, device_ids in missing.items():
+            listed = (await self.device_list(account)).devices
+            response = await self.connection.request("fetch_bundles", account=account,
+                                                     device_ids=device_ids)
+            for fields in response.get("bundles", []):
+                device_id, bundle = api.bundle_from_wire(fields)
+                if dict(listed).get(device_id) != bundle.identity_key:
+                    raise ClientError(f"the relay's prekeys for {account}.{device_id} are not "
+                                      "signed by a listed device key")
+                process_prekey_bundle(self.state.protocol, Address(account, device_id), bundle,
+                                      self.client.random)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send_text(self, to: str, text: str) -> Received:
+        """Send ``text`` to every device of ``to`` and to this account's other devices."""
+        assert self.address is not None
+        payload = Payload.new("text", int(self.client.clock() * 1000), self.client.random,
+                              text=text, to=to)
+        await self.send_payload(to, payload)
+        message = StoredMessage(payload.id, self.address.account, self.address.device_id, to,
+                                payload.ts, "text", text)
+        self.state.add_message(message, self.client.clock())
+        return _received(message, outgoing=True)
+
+    async def send_payload(self, to: str, payload: Payload) -> None:
+        """Encrypt ``payload`` for every current device and hand it to the relay.
+
+        When the relay answers that the device lists changed, the lists are fetched and
+        verified again, missing sessions are made, and the send is retried once.
+        """
+        plaintext = payload.encode()
+        for attempt in range(2):
+            targets = await self._targets(to, refresh=attempt > 0)
+            await self._ensure_sessions(targets)
+            cipher = self.cipher
+            envelopes = [cipher.encrypt(address, plaintext).encode() for address in targets]
+            try:
+                await self.connection.request("send", to=to, envelopes=envelopes)
+                return
+            except ServerError as exc:
+                if exc.code == api.DEVICE_MISMATCH and attempt == 0:
+                    log.info("device lists changed (%s); refreshing", exc.details)
+                    continue
+                if exc.code == api.UNKNOWN_ACCOUNT:
+                    raise ClientError(f"unknown user {to!r}") from None
+                raise ClientError(f"the relay refused the message: {exc}") from None
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def receive(self, handler: MessageHandler, wait: float | None = None) -> None:
+        """Fetch queued messages, then (with ``wait``) keep receiving for ``wait`` seconds.
+
+        Each new message is committed locally and acknowledged before ``handler`` sees it.
+        ``wait=None`` returns once the queue is drained; ``wait=math.inf`` runs until cancelled.
+        """
+        with trio.move_on_after(wait if wait is not None else float("inf")):
+            async for frame in self.connection.pushes:
+                kind = frame.get("type")
+                if kind == "deliver":
+                    received = await self._process(frame.get("seq"), frame.get("envelope"))
+                    if received is not None:
+                        result = handler(received)
+                        if result is not None:
+                            await result
+                elif kind == "queue_empty" and wait is None:
+                    return
+                elif kind == "prekeys_low":
+                    await self._top_up(int(frame.get("count", 0)))
+                elif kind == "error":
+                    raise ConnectionLost(f"the relay closed the connection: "
+                                         f"{frame.get('message', 'error')}")
+            raise ConnectionLost("the relay closed the connection")
+
+    async def _process(self, seq: Any, data: Any) -> Received | None:
+        """Decrypt, store and acknowledge one delivery; a notice for what cannot be read."""
+        assert self.address is not None
+        notice: str | None = None
+        received: Received | None = None
+        try:
+            envelope = Envelope.decode(data)
+            if envelope.recipient != self.address:
+                raise ClientError("a delivery addressed to another device")
+            sender = envelope.sender
+            if envelope.prekey is not None:
+                await self._check_sender_key(sender, envelope.prekey.identity_key)
+            with self.state.protocol.transaction():
+                payload = Payload.decode(self.cipher.decrypt(envelope))
+                text = payload.fields.get("text") if payload.kind == "text" else None
+                peer = payload.fields.get("to") if sender.account == self.address.account else None
+                message = StoredMessage(payload.id, sender.account, sender.device_id,
+                                        peer if isinstance(peer, str) else sender.account,
+                                        payload.ts, payload.kind,
+                                        text if isinstance(text, str) else None)
+                if self.state.add_message(message, self.client.clock()):
+                    received = _received(message, outgoing=sender.account == self.address.account)
+        except DuplicateMessageError:
+            pass  # decrypted and stored in an earlier run; only the ack was lost
+        except (RemoteProtocolError, ClientError) as exc:
+            notice = f"dropped a message that cannot be read: {exc}"
+            log.warning(notice)
+        await self.connection.request("ack", seqs=[seq])
+        if notice is not None:
+            return Received("", 0, "", b"", 0, "notice", None, warning=notice)
+        return received
+
+    async def _check_sender_key(self, sender: Address, identity: Ed25519PublicKey) -> None:
+        """A new session's device key must be in the sender account's signed device list."""
+        listed = (await self.device_list(sender.account)).identity_of(sender.device_id)
+        if listed != identity:
+            listed = (await self.device_list(sender.account, refresh=True)).identity_of(
+                sender.device_id)
+        if listed != identity:
+            raise ClientError(f"{sender} is not a device of {sender.account!r}'s signed list")
+
+
+def _received(message: StoredMessage, outgoing: bool) -> Received:
+    return Received(message.sender, message.sender_device, message.peer, message.id, message.ts,
+                    message.kind, message.text, outgoing)

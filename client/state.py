@@ -1,0 +1,151 @@
+"""The client's local state in one SQLite file in its home folder (mode 0600).
+
+The protocol state (identity, prekeys, sessions) lives in the
+:class:`~e2e_proto.sqlite_store.SqliteProtocolStore` tables; this module adds the account, its
+account identity key, contacts (their verified device lists) and received messages, in the same
+file, so that a decrypted message and the ratchet step that decrypted it commit together.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2e_proto.devices import SignedDeviceList
+from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
+from e2e_proto.sqlite_store import SqliteProtocolStore
+
+STATE_FILE = "state.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS contacts (
+    account TEXT PRIMARY KEY, account_key BLOB NOT NULL, list_body BLOB NOT NULL,
+    list_signature BLOB NOT NULL, key_changed INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS messages (
+    id BLOB PRIMARY KEY, seen INTEGER NOT NULL, sender TEXT NOT NULL,
+    sender_device INTEGER NOT NULL, peer TEXT NOT NULL, ts INTEGER NOT NULL, kind TEXT NOT NULL,
+    text TEXT, received_at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as kept locally."""
+
+    id: bytes
+    sender: str
+    sender_device: int
+    peer: str
+    ts: int
+    kind: str
+    text: str | None
+
+
+class ClientState:
+    """Everything a client keeps between runs, in ``HOME/state.db``."""
+
+    def __init__(self, home: str | os.PathLike[str]) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.protocol = SqliteProtocolStore(self.home / STATE_FILE)
+        self.db = self.protocol.connection
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self.protocol.close()
+
+    # -- settings -----------------------------------------------------------------------------
+
+    def _get(self, name: str) -> object:
+        row = self.db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set(self, name: str, value: object) -> None:
+        self.db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (name, value))
+
+    @property
+    def account(self) -> str | None:
+        """The registered account name, once registration succeeded."""
+        return self._get("account")  # type: ignore[return-value]
+
+    @property
+    def device_id(self) -> int:
+        """This device's id (0 for the primary)."""
+        value = self._get("device_id")
+        return 0 if value is None else int(value)  # type: ignore[call-overload]
+
+    def set_registered(self, account: str, device_id: int) -> None:
+        """Record a successful registration."""
+        with self.protocol.transaction():
+            self._set("account", account)
+            self._set("device_id", device_id)
+
+    def account_identity(self) -> IdentityKeyPair | None:
+        """The account identity key (AIK), held by the primary device."""
+        seed = self._get("account_key_seed")
+        return None if seed is None else IdentityKeyPair(seed)  # type: ignore[arg-type]
+
+    def create_keys(self, account_identity: IdentityKeyPair,
+                    device_identity: IdentityKeyPair) -> None:
+        """Store new AIK and DIK (before registering, so that nothing can be lost)."""
+        with self.protocol.transaction():
+            self._set("account_key_seed", account_identity.seed)
+        self.protocol.set_identity_key_pair(device_identity)
+
+    def reserve_ids(self, name: str, count: int) -> range:
+        """Reserve ``count`` consecutive ids of a persistent counter."""
+        with self.protocol.transaction():
+            start = int(self._get(name) or 0) + 1  # type: ignore[call-overload]
+            self._set(name, start + count - 1)
+        return range(start, start + count)
+
+    # -- contacts -----------------------------------------------------------------------------
+
+    def contact(self, account: str) -> tuple[Ed25519PublicKey, SignedDeviceList] | None:
+        """A contact's account key and last verified device list."""
+        row = self.db.execute("SELECT account_key, list_body, list_signature FROM contacts "
+                              "WHERE account = ?", (account,)).fetchone()
+        if row is None:
+            return None
+        key = Ed25519PublicKey(row[0])
+        return key, SignedDeviceList.verify(key, row[1], row[2])
+
+    def save_contact(self, account: str, key: Ed25519PublicKey, signed: SignedDeviceList,
+                     key_changed: bool) -> None:
+        """Keep a verified device list (and note an account key change)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO contacts VALUES (?, ?, ?, ?, ?)",
+            (account, key.raw, signed.body, signed.signature, int(key_changed)))
+
+    def contacts(self) -> list[str]:
+        """Known contact accounts."""
+        return [r[0] for r in self.db.execute("SELECT account FROM contacts ORDER BY account")]
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def add_message(self, message: StoredMessage, received_at: float) -> bool:
+        """Keep a message; False when its id was seen already (a duplicate delivery)."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO messages VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?)",
+            (message.id, message.sender, message.sender_device, message.peer, message.ts,
+             message.kind, message.text, received_at))
+        return cursor.rowcount == 1
+
+    def messages(self, peer: str | None = None) -> list[StoredMessage]:
+        """Stored messages (with ``peer``, if given), in the order they were stored."""
+        query = "SELECT id, sender, sender_device, peer, ts, kind, text FROM messages"
+        rows = (self.db.execute(query + " WHERE peer = ? ORDER BY rowid", (peer,))
+                if peer else self.db.execute(query + " ORDER BY rowid"))
+        return [StoredMessage(*row) for row in rows]
+
+    def signed_prekey_id(self) -> int | None:
+        """The id of the current signed prekey, once one was made."""
+        value = self._get("signed_prekey_id")
+        return None if value is None else int(value)  # type: ignore[call-overload]
+
+    def set_signed_prekey(self, spk_id: int) -> None:
+        """Record the current signed prekey id."""
+        self._set("signed_prekey_id", spk_id)

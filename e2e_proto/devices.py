@@ -1,0 +1,118 @@
+"""Signed device lists: which devices (and device identity keys) belong to an account (DESIGN §6).
+
+The account identity key (AIK) signs ``DEVICE_LIST_PREFIX || msgpack([account, version,
+[[device_id, dik_pub], ...]])``. Device 0 is the primary; an account has at most
+:data:`~e2e_proto.constants.MAX_LINKED_DEVICES` linked devices besides it; every change raises
+the version, and an older version than one already seen is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgpack
+
+from .address import is_valid_account, is_valid_device_id
+from .constants import DEVICE_LINK_PREFIX, DEVICE_LIST_PREFIX, MAX_DEVICES, PRIMARY_DEVICE_ID
+from .errors import InvalidKeyError, LocalProtocolError, MalformedError, RemoteProtocolError
+from .keys import Ed25519PublicKey, IdentityKeyPair
+
+_U64_LIMIT = 2**64
+
+
+class TooManyDevicesError(LocalProtocolError):
+    """A device list would hold more than the primary and four linked devices."""
+
+
+class StaleDeviceListError(RemoteProtocolError):
+    """A device list is older than (or as old as, but different from) one already seen."""
+
+
+def _check(account: str, version: int, devices: tuple[tuple[int, Ed25519PublicKey], ...],
+           error: type[Exception]) -> None:
+    if not is_valid_account(account):
+        raise error(f"invalid account name {account!r}")
+    if type(version) is not int or not 0 <= version < _U64_LIMIT:
+        raise error("device list version must be an unsigned 64-bit integer")
+    ids = [device_id for device_id, _ in devices]
+    if not all(is_valid_device_id(i) for i in ids) or ids != sorted(set(ids)):
+        raise error("device ids must be distinct u32 values in ascending order")
+    if not ids or ids[0] != PRIMARY_DEVICE_ID:
+        raise error("a device list must contain the primary device 0")
+    if len(ids) > MAX_DEVICES:
+        raise TooManyDevicesError(
+            f"an account has at most {MAX_DEVICES - 1} linked devices besides the primary")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceList:
+    """An account's devices at one version: ``(device_id, device identity key)`` pairs."""
+
+    account: str
+    version: int
+    devices: tuple[tuple[int, Ed25519PublicKey], ...]
+
+    def __post_init__(self) -> None:
+        _check(self.account, self.version, self.devices, LocalProtocolError)
+
+    def body(self) -> bytes:
+        """The msgpack part: ``[account, version, [[device_id, dik_pub], ...]]``."""
+        return msgpack.packb([self.account, self.version,
+                              [[i, key.raw] for i, key in self.devices]])
+
+    def signed_bytes(self) -> bytes:
+        """The exact bytes the AIK signs."""
+        return DEVICE_LIST_PREFIX + self.body()
+
+    def sign(self, account_identity: IdentityKeyPair) -> SignedDeviceList:
+        """Sign with the account identity key."""
+        return SignedDeviceList(self, self.body(), account_identity.sign(self.signed_bytes()))
+
+    @property
+    def device_ids(self) -> list[int]:
+        """The device ids, ascending."""
+        return [device_id for device_id, _ in self.devices]
+
+    def identity_of(self, device_id: int) -> Ed25519PublicKey | None:
+        """The device identity key of ``device_id``, if listed."""
+        return next((key for i, key in self.devices if i == device_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedDeviceList:
+    """A device list with its msgpack body bytes and the AIK's signature over them."""
+
+    device_list: DeviceList
+    body: bytes
+    signature: bytes
+
+    @classmethod
+    def verify(cls, account_key: Ed25519PublicKey, body: bytes,
+               signature: bytes) -> SignedDeviceList:
+        """Check the AIK signature over ``body``, then parse it strictly."""
+        if type(body) is not bytes:
+            raise MalformedError("device list body must be bytes")
+        account_key.verify(DEVICE_LIST_PREFIX + body, signature)
+        try:
+            account, version, entries = msgpack.unpackb(body)
+            devices = tuple((i, Ed25519PublicKey(key)) for i, key in entries)
+            _check(account, version, devices, MalformedError)
+        except TooManyDevicesError as exc:
+            raise MalformedError(str(exc)) from None
+        except (ValueError, TypeError, msgpack.UnpackException, InvalidKeyError):
+            raise MalformedError("device list body is malformed") from None
+        return cls(DeviceList(account, version, devices), body, signature)
+
+    def check_newer_than(self, known: SignedDeviceList | None) -> None:
+        """Refuse a list older than ``known`` (or of the same version with other contents)."""
+        if known is None:
+            return
+        ours, theirs = self.device_list.version, known.device_list.version
+        if ours < theirs or (ours == theirs and self.body != known.body):
+            raise StaleDeviceListError(
+                f"device list version {ours} is older than the known version {theirs}")
+
+
+def link_message(account_key: Ed25519PublicKey, account: str) -> bytes:
+    """The bytes a linked device signs with its DIK to prove it belongs to the account."""
+    return DEVICE_LINK_PREFIX + account_key.raw + account.encode()

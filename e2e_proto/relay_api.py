@@ -1,0 +1,66 @@
+"""The relay's request vocabulary, shared by the relay and its clients (DESIGN §8).
+
+Frames are msgpack maps (:mod:`e2e_proto.wire`). A request carries ``id`` (int) and ``type``;
+its response echoes ``id`` with ``ok: true`` and result fields, or ``error: {code, message}``.
+The relay pushes frames without ``id``: ``challenge``, ``deliver``, ``queue_empty``,
+``prekeys_low``. docs/PROTOCOL.md §10 lists every field.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from .constants import AUTH_PREFIX, KEY_SIZE, SIGNATURE_SIZE
+from .errors import E2EProtoError, MalformedError
+from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
+
+# Error codes (``error.code``); each has one meaning a client can act on.
+BAD_REQUEST = "bad_request"
+UNSUPPORTED = "unsupported"
+FRAME_TOO_LARGE = "frame_too_large"
+NOT_AUTHENTICATED = "not_authenticated"
+AUTH_FAILED = "auth_failed"
+NAME_TAKEN = "name_taken"
+UNKNOWN_ACCOUNT = "unknown_account"
+DEVICE_MISMATCH = "device_mismatch"
+STALE_DEVICE_LIST = "stale_device_list"
+TOO_MANY_DEVICES = "too_many_devices"
+QUOTA_EXCEEDED = "quota_exceeded"
+RATE_LIMITED = "rate_limited"
+NO_PREKEYS = "no_prekeys"
+INTERNAL = "internal"
+
+NONCE_SIZE = 32
+MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200
+_BE32 = struct.Struct(">I")
+
+
+def auth_message(nonce: bytes, account: str, device_id: int) -> bytes:
+    """The bytes a device signs to authenticate: prefix || nonce || account || device_id BE32."""
+    return AUTH_PREFIX + nonce + account.encode() + _BE32.pack(device_id)
+
+
+def bundle_to_wire(device_id: int, bundle: PreKeyBundle) -> list[Any]:
+    """``[device_id, dik, spk_id, spk, spk_signature, opk_id or nil, opk or nil]``."""
+    return [device_id, bundle.identity_key.raw, bundle.signed_prekey_id, bundle.signed_prekey.raw,
+            bundle.signed_prekey_signature, bundle.one_time_prekey_id,
+            None if bundle.one_time_prekey is None else bundle.one_time_prekey.raw]
+
+
+def bundle_from_wire(fields: object) -> tuple[int, PreKeyBundle]:
+    """Inverse of :func:`bundle_to_wire`; :class:`MalformedError` on a wrong shape.
+
+    The signature is not checked here: :func:`e2e_proto.x3dh.initiate` verifies it before use.
+    """
+    try:
+        device_id, dik, spk_id, spk, signature, opk_id, opk = fields  # type: ignore[misc]
+        if type(signature) is not bytes or len(signature) != SIGNATURE_SIZE:
+            raise ValueError
+        if opk is not None and (type(opk) is not bytes or len(opk) != KEY_SIZE):
+            raise ValueError
+        return device_id, PreKeyBundle(
+            Ed25519PublicKey(dik), spk_id, X25519PublicKey(spk), signature, opk_id,
+            None if opk is None else X25519PublicKey(opk))
+    except (ValueError, TypeError, E2EProtoError):
+        raise MalformedError("prekey bundle is malformed") from None

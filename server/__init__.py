@@ -1,0 +1,1 @@
+"""The servers: the ciphertext-only relay (``e2e-relay``)."""

@@ -1,0 +1,458 @@
+"""The relay: authenticated devices, a prekey directory, device lists and mailboxes.
+
+A thin trio layer over :mod:`e2e_proto` frames and a :class:`~server.relay_store.RelayStore`.
+It routes envelopes by their addresses and never decrypts, stores or logs anything else of
+them. One client's bad bytes get an error frame (and, when the stream can no longer be parsed, a
+disconnect); they never stop the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from e2e_proto import relay_api as api
+from e2e_proto.address import Address, is_valid_account, is_valid_device_id
+from e2e_proto.constants import MAX_FRAME_SIZE
+from e2e_proto.devices import SignedDeviceList
+from e2e_proto.errors import E2EProtoError, FrameTooLargeError, RemoteProtocolError
+from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
+from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
+
+from .relay_store import (
+    NameTakenError,
+    Outgoing,
+    QuotaExceededError,
+    RelayStore,
+)
+
+log = logging.getLogger("e2e.relay")
+
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Limits and timings of a relay."""
+
+    max_frame_size: int = MAX_FRAME_SIZE
+    mailbox_ttl: float = 30 * DAY
+    mailbox_quota: int = 10_000
+    requests_per_second: float = 200.0
+    request_burst: int = 400
+    prekeys_low_watermark: int = 10
+    max_one_time_prekeys: int = 1000
+    auth_timeout: float = 30.0
+    delivery_batch: int = 100
+
+
+class RequestError(Exception):
+    """A request that is refused with an error frame; the connection stays open."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class _TokenBucket:
+    """Per-connection rate limit: ``rate`` requests a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.stamp = float(burst), trio.current_time()
+
+    def take(self) -> bool:
+        now = trio.current_time()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _require(frame: dict[str, Any], name: str, kind: type, *, optional: bool = False) -> Any:
+    value = frame.get(name)
+    if value is None and optional:
+        return None
+    if type(value) is not kind:
+        raise RequestError(api.BAD_REQUEST, f"field {name!r} must be {kind.__name__}")
+    return value
+
+
+def _account_field(frame: dict[str, Any], name: str = "account") -> str:
+    value = frame.get(name)
+    if not is_valid_account(value):
+        raise RequestError(api.BAD_REQUEST, f"field {name!r} is not a valid account name")
+    return value  # type: ignore[return-value]
+
+
+class Relay:
+    """The relay's logic: serve connections (``handle_stream``) over one store."""
+
+    def __init__(self, store: RelayStore, config: RelayConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.config = config or RelayConfig()
+        self.clock = clock
+        self._online: dict[Address, set[_Connection]] = {}
+
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
+        """Serve one client connection until it closes; never raises for the client's bytes."""
+        connection = _Connection(self, stream, peer)
+        log.info("connection from %s", peer)
+        try:
+            await connection.run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:  # a bug of ours: log it, drop this connection, keep serving others
+            log.exception("internal error on connection from %s", peer)
+        finally:
+            connection.detach()
+            await trio.aclose_forcefully(stream)
+            log.info("connection from %s closed", peer)
+
+    def attach(self, address: Address, connection: _Connection) -> None:
+        """Register an authenticated connection for pushes."""
+        self._online.setdefault(address, set()).add(connection)
+
+    def detach(self, address: Address, connection: _Connection) -> None:
+        """Forget a connection."""
+        connections = self._online.get(address)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self._online[address]
+
+    def wake(self, address: Address) -> None:
+        """Tell the connections of ``address`` that new mail is waiting."""
+        for connection in self._online.get(address, ()):
+            connection.wakeup.set()
+
+    def notify(self, address: Address, frame: dict[str, Any]) -> None:
+        """Queue a push frame to every connection of ``address``."""
+        for connection in self._online.get(address, ()):
+            connection.push(frame)
+
+    def connections_of(self, address: Address) -> int:
+        """How many connections ``address`` has open."""
+        return len(self._online.get(address, ()))
+
+    async def expire_forever(self, interval: float = 3600.0) -> None:
+        """Delete mail older than the TTL now and every ``interval`` seconds."""
+        while True:
+            removed = self.store.expire(self.clock() - self.config.mailbox_ttl)
+            if removed:
+                log.info("expired %d messages past the mailbox TTL", removed)
+            await trio.sleep(interval)
+
+
+class _Connection:
+    """One client connection: frame parsing, authentication, requests and deliveries."""
+
+    def __init__(self, relay: Relay, stream: trio.abc.Stream, peer: str) -> None:
+        self.relay = relay
+        self.stream = stream
+        self.peer = peer
+        self.decoder = FrameDecoder(relay.config.max_frame_size)
+        self.nonce = secrets.token_bytes(api.NONCE_SIZE)
+        self.address: Address | None = None
+        self.bucket = _TokenBucket(relay.config.requests_per_second, relay.config.request_burst)
+        self.wakeup = trio.Event()
+        self._send_lock = trio.Lock()
+        self._outbox_send, self._outbox_receive = trio.open_memory_channel[dict[str, Any]](256)
+        self._nursery: trio.Nursery | None = None
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.stream.send_all(encode_frame(frame))
+
+    def push(self, frame: dict[str, Any]) -> None:
+        try:
+            self._outbox_send.send_nowait(frame)
+        except trio.WouldBlock:  # a client too slow to read its notices loses notices only
+            log.warning("dropped a notice to %s: outbox full", self.address)
+
+    def detach(self) -> None:
+        if self.address is not None:
+            self.relay.detach(self.address, self)
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._push_loop)
+            await self.send({"type": "challenge", "nonce": self.nonce})
+            with trio.move_on_after(self.relay.config.auth_timeout) as auth_scope:
+                while self.address is None:
+                    if not await self._read_and_handle():
+                        break
+            if auth_scope.cancelled_caught:
+                log.info("connection from %s: no authentication in time", self.peer)
+                await self._error(None, api.NOT_AUTHENTICATED, "authentication timed out")
+            elif self.address is not None:
+                nursery.start_soon(self._deliver_loop)
+                while await self._read_and_handle():
+                    pass
+            nursery.cancel_scope.cancel()
+
+    async def _read_and_handle(self) -> bool:
+        """Read and handle what arrives; False when the connection should end."""
+        data = await self.stream.receive_some(65536)
+        if not data:
+            return False
+        try:
+            self.decoder.feed(data)
+            while (frame := self.decoder.next_frame()) is not None:
+                await self._handle(frame)
+        except FrameTooLargeError as exc:
+            log.info("connection from %s: %s", self.peer, exc)
+            await self._error(None, api.FRAME_TOO_LARGE, str(exc))
+            return False
+        except RemoteProtocolError as exc:
+            log.info("connection from %s: malformed frame", self.peer)
+            await self._error(None, api.BAD_REQUEST, f"malformed frame: {exc}")
+            return False
+        return True
+
+    async def _error(self, request_id: object, code: str, message: str,
+                     **details: Any) -> None:
+        error: dict[str, Any] = {"code": code, "message": message, **details}
+        await self.send({"id": request_id if type(request_id) is int else None,
+                         "error": error})
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        request_id = frame.get("id")
+        kind = frame.get("type")
+        try:
+            if type(request_id) is not int:
+                raise RequestError(api.BAD_REQUEST, "a request needs an integer id")
+            if not self.bucket.take():
+                raise RequestError(api.RATE_LIMITED, "too many requests; slow down")
+            handler = _PUBLIC.get(kind) if self.address is None else _AUTHENTICATED.get(kind)
+            if handler is None:
+                if kind in _AUTHENTICATED:
+                    raise RequestError(api.NOT_AUTHENTICATED, "authenticate first")
+                raise RequestError(api.UNSUPPORTED, f"unknown request type {str(kind)[:40]!r}")
+            result = await handler(self, frame)
+        except RequestError as exc:
+            log.info("request %s from %s refused: %s", str(kind)[:40],
+                     self.address or self.peer, exc.code)
+            await self._error(request_id, exc.code, str(exc), **exc.details)
+            return
+        await self.send({"id": request_id, "ok": True, **result})
+
+    # -- authentication ----------------------------------------------------------------------
+
+    def _check_auth_signature(self, key: Ed25519PublicKey, account: str, device_id: int,
+                              signature: object) -> None:
+        try:
+            message = api.auth_message(self.nonce, account, device_id)
+            key.verify(message, signature)  # type: ignore[arg-type]
+        except E2EProtoError:
+            raise RequestError(api.AUTH_FAILED,
+                               "authentication signature does not verify") from None
+
+    def _become(self, address: Address) -> None:
+        self.address = address
+        self.relay.attach(address, self)
+        log.info("connection from %s authenticated as %s", self.peer, address)
+
+    async def _register(self, frame: dict[str, Any]) -> dict[str, Any]:
+        account = _account_field(frame)
+        try:
+            account_key = Ed25519PublicKey(_require(frame, "account_key", bytes))
+            signed = SignedDeviceList.verify(account_key, _require(frame, "device_list", bytes),
+                                             _require(frame, "device_list_signature", bytes))
+        except E2EProtoError as exc:
+            raise RequestError(api.BAD_REQUEST, f"device list refused: {exc}") from None
+        device_list = signed.device_list
+        if device_list.account != account or device_list.device_ids != [0]:
+            raise RequestError(api.BAD_REQUEST,
+                               "a new account's device list must name it and hold device 0 only")
+        device_key = device_list.identity_of(0)
+        assert device_key is not None
+        self._check_auth_signature(device_key, account, 0, frame.get("signature"))
+        try:
+            self.relay.store.create_account(account, account_key.raw, device_list.version,
+                                            signed.body, signed.signature, {0: device_key.raw})
+        except NameTakenError:
+            raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken") from None
+        log.info("registered account %s", account)
+        self._become(Address(account, 0))
+        return {"account": account, "device_id": 0}
+
+    async def _auth(self, frame: dict[str, Any]) -> dict[str, Any]:
+        account = _account_field(frame)
+        device_id = frame.get("device_id")
+        if not is_valid_device_id(device_id):
+            raise RequestError(api.BAD_REQUEST, "field 'device_id' must be a u32")
+        record = self.relay.store.account(account)
+        if record is None:
+            raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+        device_key = record.devices.get(device_id)  # type: ignore[arg-type]
+        if device_key is None:
+            raise RequestError(api.AUTH_FAILED, f"{account} has no device {device_id}")
+        self._check_auth_signature(Ed25519PublicKey(device_key), account,
+                                   device_id, frame.get("signature"))  # type: ignore[arg-type]
+        self._become(Address(account, device_id))  # type: ignore[arg-type]
+        return {"account": account, "device_id": device_id}
+
+    # -- directory ---------------------------------------------------------------------------
+
+    async def _publish_prekeys(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        account, device_id = self.address
+        record = self.relay.store.account(account)
+        assert record is not None
+        identity = Ed25519PublicKey(record.devices[device_id])
+        signed = frame.get("signed_prekey")
+        spk = None
+        if signed is not None:
+            try:
+                spk_id, spk_pub, signature = signed
+                PreKeyBundle(identity, spk_id, X25519PublicKey(spk_pub), signature).verify()
+            except (ValueError, TypeError, E2EProtoError):
+                raise RequestError(api.BAD_REQUEST, "signed prekey is malformed or its "
+                                   "signature does not verify") from None
+            spk = (spk_id, spk_pub, signature)
+        one_time = frame.get("one_time_prekeys") or []
+        if type(one_time) is not list or len(one_time) > api.MAX_ONE_TIME_PREKEYS_PER_REQUEST:
+            raise RequestError(api.BAD_REQUEST, "one_time_prekeys must be a list of at most "
+                               f"{api.MAX_ONE_TIME_PREKEYS_PER_REQUEST}")
+        try:
+            opks = [(i, X25519PublicKey(key).raw) for i, key in one_time]
+            if not all(is_valid_device_id(i) for i, _ in opks):
+                raise ValueError
+        except (ValueError, TypeError, E2EProtoError):
+            raise RequestError(api.BAD_REQUEST, "one-time prekeys must be [u32 id, 32-byte key] "
+                               "pairs") from None
+        count = self.relay.store.store_prekeys(account, device_id, spk, opks)
+        if count > self.relay.config.max_one_time_prekeys:
+            log.info("%s holds %d one-time prekeys", self.address, count)
+        return {"one_time_prekeys": count}
+
+    async def _get_devices(self, frame: dict[str, Any]) -> dict[str, Any]:
+        account = _account_field(frame)
+        record = self.relay.store.account(account)
+        if record is None:
+            raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+        return {"account": account, "account_key": record.account_key,
+                "device_list": record.list_body, "device_list_signature": record.list_signature}
+
+    async def _fetch_bundles(self, frame: dict[str, Any]) -> dict[str, Any]:
+        account = _account_field(frame)
+        record = self.relay.store.account(account)
+        if record is None:
+            raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+        wanted = frame.get("device_ids")
+        if wanted is None:
+            wanted = list(record.devices)
+        if type(wanted) is not list or not all(i in record.devices for i in wanted):
+            raise RequestError(api.BAD_REQUEST, "device_ids must list devices of the account")
+        bundles = []
+        for device_id in wanted:
+            bundle = self.relay.store.take_bundle(account, device_id)
+            if bundle is None:
+                raise RequestError(api.NO_PREKEYS, f"{account}.{device_id} has published no "
+                                   "signed prekey")
+            bundles.append(list(bundle[:7]))
+            if bundle.one_time_prekeys_left < self.relay.config.prekeys_low_watermark:
+                self.relay.notify(Address(account, device_id),
+                                  {"type": "prekeys_low", "count": bundle.one_time_prekeys_left})
+        return {"account": account, "bundles": bundles}
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def _send_messages(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        me = self.address
+        to = _account_field(frame, "to")
+        raw = _require(frame, "envelopes", list)
+        recipient = self.relay.store.account(to)
+        if recipient is None:
+            raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {to!r}")
+        own = self.relay.store.account(me.account)
+        assert own is not None
+        expected = {Address(to, d) for d in recipient.devices}
+        expected |= {Address(me.account, d) for d in own.devices if d != me.device_id}
+        outgoing = []
+        for data in raw:
+            try:
+                envelope = Envelope.decode(data)  # type: ignore[arg-type]
+            except E2EProtoError as exc:
+                raise RequestError(api.BAD_REQUEST, f"envelope refused: {exc}") from None
+            if envelope.sender != me:
+                raise RequestError(api.BAD_REQUEST, "envelope sender is not this device")
+            outgoing.append(Outgoing(*envelope.recipient, data))
+        addressed = {Address(m.account, m.device_id) for m in outgoing}
+        if len(addressed) != len(outgoing) or addressed != expected:
+            missing = sorted(expected - addressed)
+            stale = sorted(addressed - expected)
+            raise RequestError(api.DEVICE_MISMATCH,
+                               "the send must cover exactly the current devices",
+                               missing=[list(a) for a in missing],
+                               stale=[list(a) for a in stale])
+        try:
+            self.relay.store.enqueue(outgoing, tuple(me), self.relay.clock(),  # type: ignore[arg-type]
+                                     self.relay.config.mailbox_quota)
+        except QuotaExceededError as exc:
+            raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
+        for address in addressed:
+            self.relay.wake(address)
+        return {"stored": len(outgoing)}
+
+    async def _ack(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        seqs = _require(frame, "seqs", list)
+        if not all(type(s) is int for s in seqs):
+            raise RequestError(api.BAD_REQUEST, "seqs must be integers")
+        self.relay.store.acknowledge(self.address.account, self.address.device_id, seqs)
+        return {}
+
+    async def _ping(self, frame: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    # -- pushes ------------------------------------------------------------------------------
+
+    async def _deliver_loop(self) -> None:
+        """Push stored mail in order; announce once when the backlog is drained."""
+        assert self.address is not None
+        account, device_id = self.address
+        last = 0
+        announced = False
+        while True:
+            self.wakeup = trio.Event()
+            batch = self.relay.store.pending(account, device_id, last,
+                                             self.relay.config.delivery_batch)
+            for delivery in batch:
+                await self.send({"type": "deliver", "seq": delivery.seq,
+                                 "envelope": delivery.envelope})
+                last = delivery.seq
+            if batch:
+                continue
+            if not announced:
+                await self.send({"type": "queue_empty"})
+                announced = True
+            await self.wakeup.wait()
+
+    async def _push_loop(self) -> None:
+        async for frame in self._outbox_receive:
+            await self.send(frame)
+
+
+_Handler = Callable[[_Connection, dict[str, Any]], Any]
+_PUBLIC: dict[object, _Handler] = {
+    "register": _Connection._register, "auth": _Connection._auth, "ping": _Connection._ping,
+}
+_AUTHENTICATED: dict[object, _Handler] = {
+    "publish_prekeys": _Connection._publish_prekeys, "get_devices": _Connection._get_devices,
+    "fetch_bundles": _Connection._fetch_bundles, "send": _Connection._send_messages,
+    "ack": _Connection._ack, "ping": _Connection._ping,
+}

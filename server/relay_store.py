@@ -1,0 +1,276 @@
+"""The relay's directory and mailboxes behind a store interface, with the SQLite default.
+
+Relay logic (server/relay.py) calls only :class:`RelayStore`; no SQL lives there, so another
+backend (Redis mailboxes and pub/sub, DESIGN §10) is an added module. Every method that changes
+state commits before it returns: a send is acknowledged only once it is on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from e2e_proto.sqlite_store import open_private_database
+
+
+class NameTakenError(Exception):
+    """The account name is registered already."""
+
+
+class QuotaExceededError(Exception):
+    """A recipient's mailbox is full."""
+
+    def __init__(self, account: str, device_id: int) -> None:
+        super().__init__(f"mailbox of {account}.{device_id} is full")
+        self.account = account
+        self.device_id = device_id
+
+
+class StaleListError(Exception):
+    """A device list older than the stored one."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """An account's key and its current signed device list."""
+
+    account: str
+    account_key: bytes
+    list_version: int
+    list_body: bytes
+    list_signature: bytes
+    devices: dict[int, bytes]  # device id -> device identity key
+
+
+class Bundle(NamedTuple):
+    """One device's prekey bundle as handed out (the OPK is already deleted)."""
+
+    device_id: int
+    identity_key: bytes
+    signed_prekey_id: int
+    signed_prekey: bytes
+    signed_prekey_signature: bytes
+    one_time_prekey_id: int | None
+    one_time_prekey: bytes | None
+    one_time_prekeys_left: int
+
+
+class Delivery(NamedTuple):
+    """A stored message for one device."""
+
+    seq: int
+    envelope: bytes
+
+
+class Outgoing(NamedTuple):
+    """One envelope to store for one recipient device."""
+
+    account: str
+    device_id: int
+    envelope: bytes
+
+
+class RelayStore(Protocol):
+    """What the relay needs from storage."""
+
+    def create_account(self, account: str, account_key: bytes, list_version: int,
+                       list_body: bytes, list_signature: bytes,
+                       devices: dict[int, bytes]) -> None:
+        """Register a new account; :class:`NameTakenError` if the name exists."""
+        ...
+
+    def account(self, account: str) -> AccountRecord | None:
+        """The account's key and device list."""
+        ...
+
+    def replace_device_list(self, account: str, list_version: int, list_body: bytes,
+                            list_signature: bytes, devices: dict[int, bytes]) -> list[int]:
+        """Store a newer device list; returns removed device ids. :class:`StaleListError`."""
+        ...
+
+    def store_prekeys(self, account: str, device_id: int,
+                      signed: tuple[int, bytes, bytes] | None,
+                      one_time: Sequence[tuple[int, bytes]]) -> int:
+        """Set the signed prekey (if given) and add one-time prekeys; returns the OPK count."""
+        ...
+
+    def take_bundle(self, account: str, device_id: int) -> Bundle | None:
+        """The device's bundle with one OPK, which is deleted in the same transaction."""
+        ...
+
+    def enqueue(self, messages: Sequence[Outgoing], sender: tuple[str, int], now: float,
+                quota: int) -> None:
+        """Store all messages atomically; :class:`QuotaExceededError` stores none."""
+        ...
+
+    def pending(self, account: str, device_id: int, after_seq: int, limit: int
+                ) -> list[Delivery]:
+        """Stored messages for the device with seq > ``after_seq``, oldest first."""
+        ...
+
+    def acknowledge(self, account: str, device_id: int, seqs: Sequence[int]) -> None:
+        """Delete delivered messages."""
+        ...
+
+    def expire(self, older_than: float) -> int:
+        """Delete messages stored before ``older_than``; returns how many."""
+        ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    account TEXT PRIMARY KEY, account_key BLOB NOT NULL, list_version INTEGER NOT NULL,
+    list_body BLOB NOT NULL, list_signature BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    account TEXT NOT NULL REFERENCES accounts(account), device INTEGER NOT NULL,
+    identity_key BLOB NOT NULL,
+    spk_id INTEGER, spk BLOB, spk_signature BLOB,
+    PRIMARY KEY (account, device));
+CREATE TABLE IF NOT EXISTS one_time_prekeys (
+    account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
+    PRIMARY KEY (account, device, id));
+CREATE TABLE IF NOT EXISTS mailbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, device INTEGER NOT NULL,
+    sender TEXT NOT NULL, sender_device INTEGER NOT NULL, stored_at REAL NOT NULL,
+    envelope BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
+CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
+"""
+
+
+class SqliteRelayStore:
+    """:class:`RelayStore` in one SQLite file (WAL, synchronous=FULL, mode 0600)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = open_private_database(self.path)
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def create_account(self, account: str, account_key: bytes, list_version: int,
+                       list_body: bytes, list_signature: bytes,
+                       devices: dict[int, bytes]) -> None:
+        """Register a new account; :class:`NameTakenError` if the name exists."""
+        with self._transaction() as db:
+            try:
+                db.execute("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
+                           (account, account_key, list_version, list_body, list_signature))
+            except sqlite3.IntegrityError:
+                raise NameTakenError(account) from None
+            db.executemany("INSERT INTO devices (account, device, identity_key) VALUES (?, ?, ?)",
+                           [(account, i, key) for i, key in devices.items()])
+
+    def account(self, account: str) -> AccountRecord | None:
+        """The account's key and device list."""
+        row = self._db.execute("SELECT account_key, list_version, list_body, list_signature "
+                               "FROM accounts WHERE account = ?", (account,)).fetchone()
+        if row is None:
+            return None
+        devices = dict(self._db.execute(
+            "SELECT device, identity_key FROM devices WHERE account = ? ORDER BY device",
+            (account,)).fetchall())
+        return AccountRecord(account, row[0], row[1], row[2], row[3], devices)
+
+    def replace_device_list(self, account: str, list_version: int, list_body: bytes,
+                            list_signature: bytes, devices: dict[int, bytes]) -> list[int]:
+        """Store a newer device list; returns removed device ids. :class:`StaleListError`."""
+        with self._transaction() as db:
+            row = db.execute("SELECT list_version FROM accounts WHERE account = ?",
+                             (account,)).fetchone()
+            if row is None or row[0] >= list_version:
+                raise StaleListError(account)
+            db.execute("UPDATE accounts SET list_version = ?, list_body = ?, list_signature = ? "
+                       "WHERE account = ?", (list_version, list_body, list_signature, account))
+            current = dict(db.execute("SELECT device, identity_key FROM devices "
+                                      "WHERE account = ?", (account,)).fetchall())
+            removed = [i for i in current if i not in devices or current[i] != devices[i]]
+            for device_id in removed:
+                for table in ("devices", "one_time_prekeys", "mailbox"):
+                    db.execute(f"DELETE FROM {table} WHERE account = ? AND device = ?",
+                               (account, device_id))
+            db.executemany(
+                "INSERT OR IGNORE INTO devices (account, device, identity_key) VALUES (?, ?, ?)",
+                [(account, i, key) for i, key in devices.items()])
+        return sorted(i for i in removed if i not in devices)
+
+    def store_prekeys(self, account: str, device_id: int,
+                      signed: tuple[int, bytes, bytes] | None,
+                      one_time: Sequence[tuple[int, bytes]]) -> int:
+        """Set the signed prekey (if given) and add one-time prekeys; returns the OPK count."""
+        with self._transaction() as db:
+            if signed is not None:
+                db.execute("UPDATE devices SET spk_id = ?, spk = ?, spk_signature = ? "
+                           "WHERE account = ? AND device = ?", (*signed, account, device_id))
+            db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?, ?, ?)",
+                           [(account, device_id, i, key) for i, key in one_time])
+            return self._opk_count(account, device_id)
+
+    def _opk_count(self, account: str, device_id: int) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM one_time_prekeys "
+                                "WHERE account = ? AND device = ?",
+                                (account, device_id)).fetchone()[0]
+
+    def take_bundle(self, account: str, device_id: int) -> Bundle | None:
+        """The device's bundle with one OPK, which is deleted in the same transaction."""
+        with self._transaction() as db:
+            row = db.execute("SELECT identity_key, spk_id, spk, spk_signature FROM devices "
+                             "WHERE account = ? AND device = ?", (account, device_id)).fetchone()
+            if row is None or row[1] is None:
+                return None
+            opk = db.execute("SELECT id, key FROM one_time_prekeys WHERE account = ? AND "
+                             "device = ? ORDER BY id LIMIT 1", (account, device_id)).fetchone()
+            if opk is not None:
+                db.execute("DELETE FROM one_time_prekeys WHERE account = ? AND device = ? "
+                           "AND id = ?", (account, device_id, opk[0]))
+            left = self._opk_count(account, device_id)
+        return Bundle(device_id, row[0], row[1], row[2], row[3],
+                      opk[0] if opk else None, opk[1] if opk else None, left)
+
+    def enqueue(self, messages: Sequence[Outgoing], sender: tuple[str, int], now: float,
+                quota: int) -> None:
+        """Store all messages atomically; :class:`QuotaExceededError` stores none."""
+        with self._transaction() as db:
+            for message in messages:
+                count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND "
+                                   "device = ?", (message.account, message.device_id)).fetchone()[0]
+                if count >= quota:
+                    raise QuotaExceededError(message.account, message.device_id)
+            db.executemany(
+                "INSERT INTO mailbox (account, device, sender, sender_device, stored_at, "
+                "envelope) VALUES (?, ?, ?, ?, ?, ?)",
+                [(m.account, m.device_id, *sender, now, m.envelope) for m in messages])
+
+    def pending(self, account: str, device_id: int, after_seq: int, limit: int
+                ) -> list[Delivery]:
+        """Stored messages for the device with seq > ``after_seq``, oldest first."""
+        return [Delivery(*row) for row in self._db.execute(
+            "SELECT seq, envelope FROM mailbox WHERE account = ? AND device = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?", (account, device_id, after_seq, limit))]
+
+    def acknowledge(self, account: str, device_id: int, seqs: Sequence[int]) -> None:
+        """Delete delivered messages."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM mailbox WHERE account = ? AND device = ? AND seq = ?",
+                           [(account, device_id, seq) for seq in seqs])
+
+    def expire(self, older_than: float) -> int:
+        """Delete messages stored before ``older_than``; returns how many."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM mailbox WHERE stored_at < ?", (older_than,)).rowcount
