@@ -262,7 +262,7 @@ class PrivateSession:
         await self.send_payload(to, payload)
         message = StoredMessage(payload.id, self.address.account, self.address.device_id, to,
                                 payload.ts, "text", text)
-        self.state.add_message(message, self.client.clock())
+        self.state.add_message(message, self.client.clock(), seen=True)
         return _received(message, outgoing=True)
 
     async def send_payload(self, to: str, payload: Payload) -> None:
@@ -293,18 +293,22 @@ class PrivateSession:
     async def receive(self, handler: MessageHandler, wait: float | None = None) -> None:
         """Fetch queued messages, then (with ``wait``) keep receiving for ``wait`` seconds.
 
-        Each new message is committed locally and acknowledged before ``handler`` sees it.
-        ``wait=None`` returns once the queue is drained; ``wait=math.inf`` runs until cancelled.
+        Each new message is committed locally before it is acknowledged, and shown to
+        ``handler`` once: messages stored but not shown in an earlier run (a lost connection or
+        a crash after the commit) come first. ``wait=None`` returns once the queue is drained;
+        ``wait=math.inf`` runs until cancelled.
         """
+        assert self.address is not None
+        for message in self.state.unseen():
+            await self._show(handler, _received(message,
+                                                message.sender == self.address.account))
         with trio.move_on_after(wait if wait is not None else float("inf")):
             async for frame in self.connection.pushes:
                 kind = frame.get("type")
                 if kind == "deliver":
                     received = await self._process(frame.get("seq"), frame.get("envelope"))
                     if received is not None:
-                        result = handler(received)
-                        if result is not None:
-                            await result
+                        await self._show(handler, received)
                 elif kind == "queue_empty" and wait is None:
                     return
                 elif kind == "prekeys_low":
@@ -313,6 +317,13 @@ class PrivateSession:
                     raise ConnectionLost(f"the relay closed the connection: "
                                          f"{frame.get('message', 'error')}")
             raise ConnectionLost("the relay closed the connection")
+
+    async def _show(self, handler: MessageHandler, received: Received) -> None:
+        result = handler(received)
+        if result is not None:
+            await result
+        if received.warning is None:
+            self.state.mark_seen(received.id)
 
     async def _process(self, seq: Any, data: Any) -> Received | None:
         """Decrypt, store and acknowledge one delivery; a notice for what cannot be read."""

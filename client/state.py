@@ -126,13 +126,28 @@ class ClientState:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def add_message(self, message: StoredMessage, received_at: float) -> bool:
-        """Keep a message; False when its id was seen already (a duplicate delivery)."""
+    def add_message(self, message: StoredMessage, received_at: float,
+                    seen: bool = False) -> bool:
+        """Keep a message; False when its id was stored already (a duplicate delivery).
+
+        A received message stays unseen until :meth:`mark_seen`, so that one stored just
+        before a crash or a lost connection is still shown once, on the next run.
+        """
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO messages VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?)",
-            (message.id, message.sender, message.sender_device, message.peer, message.ts,
-             message.kind, message.text, received_at))
+            "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (message.id, int(seen), message.sender, message.sender_device, message.peer,
+             message.ts, message.kind, message.text, received_at))
         return cursor.rowcount == 1
+
+    def unseen(self) -> list[StoredMessage]:
+        """Stored messages not yet shown to the user, in the order they arrived."""
+        return [StoredMessage(*row) for row in self.db.execute(
+            "SELECT id, sender, sender_device, peer, ts, kind, text FROM messages "
+            "WHERE seen = 0 ORDER BY rowid")]
+
+    def mark_seen(self, message_id: bytes) -> None:
+        """Record that a message was shown."""
+        self.db.execute("UPDATE messages SET seen = 1 WHERE id = ?", (message_id,))
 
     def messages(self, peer: str | None = None) -> list[StoredMessage]:
         """Stored messages (with ``peer``, if given), in the order they were stored."""

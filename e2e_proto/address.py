@@ -6,7 +6,7 @@ import re
 from typing import NamedTuple
 
 from .constants import MAX_ACCOUNT_LENGTH, MAX_DEVICE_ID
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, describe
 
 ACCOUNT_PATTERN = re.compile(rf"[a-z0-9][a-z0-9_.-]{{0,{MAX_ACCOUNT_LENGTH - 1}}}")
 """Account names: lowercase ASCII letters, digits, ``_ . -``; 1 to 64 characters."""
@@ -32,9 +32,9 @@ class Address(NamedTuple):
     def checked(cls, account: object, device_id: object) -> Address:
         """An address, after validating both parts (:class:`LocalProtocolError` otherwise)."""
         if not is_valid_account(account):
-            raise LocalProtocolError(f"invalid account name {account!r}")
+            raise LocalProtocolError(f"invalid account name {describe(account)}")
         if not is_valid_device_id(device_id):
-            raise LocalProtocolError(f"invalid device id {device_id!r}")
+            raise LocalProtocolError(f"invalid device id {describe(device_id)}")
         return cls(account, device_id)  # type: ignore[arg-type]
 
     def __str__(self) -> str:

@@ -14,7 +14,13 @@ import msgpack
 
 from .address import is_valid_account, is_valid_device_id
 from .constants import DEVICE_LINK_PREFIX, DEVICE_LIST_PREFIX, MAX_DEVICES, PRIMARY_DEVICE_ID
-from .errors import InvalidKeyError, LocalProtocolError, MalformedError, RemoteProtocolError
+from .errors import (
+    InvalidKeyError,
+    LocalProtocolError,
+    MalformedError,
+    RemoteProtocolError,
+    describe,
+)
 from .keys import Ed25519PublicKey, IdentityKeyPair
 
 _U64_LIMIT = 2**64
@@ -31,7 +37,7 @@ class StaleDeviceListError(RemoteProtocolError):
 def _check(account: str, version: int, devices: tuple[tuple[int, Ed25519PublicKey], ...],
            error: type[Exception]) -> None:
     if not is_valid_account(account):
-        raise error(f"invalid account name {account!r}")
+        raise error(f"invalid account name {describe(account)}")
     if type(version) is not int or not 0 <= version < _U64_LIMIT:
         raise error("device list version must be an unsigned 64-bit integer")
     ids = [device_id for device_id, _ in devices]

@@ -63,5 +63,15 @@ class UnknownPreKeyError(RemoteProtocolError):
     """A prekey message names a signed or one-time prekey this device does not have (or used)."""
 
 
-class UntrustedIdentityError(RemoteProtocolError):
-    """A peer's identity key differs from the one stored for it."""
+
+def describe(value: object) -> str:
+    """A short, safe description of a peer-supplied value for an error message.
+
+    Never ``repr`` of arbitrary data: a deeply nested value would exhaust the recursion limit,
+    and error messages must not echo payload bytes.
+    """
+    if value is None or type(value) in (bool, int):
+        return str(value)
+    if type(value) is str and len(value) <= 32 and value.isprintable():
+        return repr(value)
+    return f"a value of type {type(value).__name__}"

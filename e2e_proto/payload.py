@@ -54,6 +54,8 @@ class Payload:
             raise LocalProtocolError("payload ts must be a non-negative integer")
         if type(self.kind) is not str or not 0 < len(self.kind) <= MAX_KIND_LENGTH:
             raise LocalProtocolError("payload kind must be a short non-empty string")
+        if not all(type(name) is str for name in self.fields):
+            raise LocalProtocolError("payload field names must be strings")
         if _RESERVED & self.fields.keys():
             raise LocalProtocolError("payload fields may not use id, ts or kind")
 
@@ -73,7 +75,7 @@ class Payload:
         body = {"id": self.id, "ts": self.ts, "kind": self.kind, **self.fields}
         try:
             return pad(msgpack.packb(body))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise LocalProtocolError(f"payload field cannot be encoded: {exc}") from None
 
     @classmethod
@@ -83,8 +85,8 @@ class Payload:
             body = msgpack.unpackb(unpad(data), strict_map_key=True)
         except (ValueError, TypeError, msgpack.UnpackException):
             raise MalformedError("payload is not a msgpack map") from None
-        if not isinstance(body, dict):
-            raise MalformedError("payload is not a msgpack map")
+        if type(body) is not dict or not all(type(name) is str for name in body):
+            raise MalformedError("payload is not a msgpack map with string keys")
         try:
             return cls(body.pop("id"), body.pop("ts"), body.pop("kind"), body)
         except (KeyError, LocalProtocolError) as exc:

@@ -24,11 +24,13 @@ from .constants import (
     RATCHET_INFO,
 )
 from .errors import (
+    DecryptionError,
     DuplicateMessageError,
     LocalProtocolError,
     MalformedError,
     TooManySkippedError,
     UnsupportedVersionError,
+    describe,
 )
 from .keys import X25519PrivateKey, X25519PublicKey
 from .primitives import RandomSource, system_random
@@ -169,10 +171,11 @@ class RatchetState:
             return plaintext
 
         if dh == self.dhr:
+            ckr = self.ckr
+            if ckr is None:  # the initiator's dhr is Bob's SPK, which never sends
+                raise DecryptionError("message names a ratchet key with no receiving chain")
             if n < self.nr:
                 raise DuplicateMessageError("message already received (or its key was evicted)")
-            ckr = self.ckr
-            assert ckr is not None  # a known dhr always has a receiving chain
             if n == self.nr:  # the common case: in order, nothing to skip
                 plaintext = _open(ciphertext, aad, nonce, _hmac(ckr, MESSAGE_KEY_SEED))
                 self.ckr = _hmac(ckr, CHAIN_KEY_SEED)
@@ -244,10 +247,11 @@ class RatchetState:
             fields = msgpack.unpackb(data)
         except (ValueError, TypeError, msgpack.UnpackException):
             raise MalformedError("ratchet state is not valid msgpack") from None
-        if not isinstance(fields, list) or not fields:
-            raise MalformedError("ratchet state must be a list")
+        if type(fields) is not list or not fields or type(fields[0]) is not int:
+            raise MalformedError("ratchet state must be a list that starts with its version")
         if fields[0] != STATE_VERSION:
-            raise UnsupportedVersionError(f"ratchet state version {fields[0]!r} is unknown")
+            raise UnsupportedVersionError(
+                f"ratchet state version {describe(fields[0])} is unknown")
         try:
             _, rk, dhs, dhs_pub, dhr, cks, ckr, ns, nr, pn, skipped, previous = fields
             state = cls(_key(rk), _key(dhs), _key(dhs_pub), _opt_key(dhr), _opt_key(cks),

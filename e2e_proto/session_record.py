@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from .errors import E2EProtoError, MalformedError, UnsupportedVersionError
+from .errors import E2EProtoError, MalformedError, UnsupportedVersionError, describe
 from .keys import Ed25519PublicKey, X25519PublicKey
 from .ratchet import RatchetState
 
@@ -51,8 +51,11 @@ class SessionRecord:
         """Inverse of :meth:`to_bytes`; :class:`MalformedError` on anything inconsistent."""
         try:
             fields = msgpack.unpackb(data)
+            if type(fields) is not list or not fields or type(fields[0]) is not int:
+                raise ValueError("not a versioned list")
             if fields[0] != RECORD_VERSION:
-                raise UnsupportedVersionError(f"session record version {fields[0]!r} is unknown")
+                raise UnsupportedVersionError(
+                    f"session record version {describe(fields[0])} is unknown")
             _, identity, ad, ratchet, base_key, pending = fields
             record = cls(Ed25519PublicKey(identity), ad, RatchetState.from_bytes(ratchet),
                          base_key, None)

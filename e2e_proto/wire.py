@@ -30,6 +30,7 @@ from .errors import (
     LocalProtocolError,
     MalformedError,
     UnsupportedVersionError,
+    describe,
 )
 from .keys import Ed25519PublicKey, X25519PublicKey
 from .ratchet import RatchetMessage
@@ -98,14 +99,15 @@ class Envelope:
         if type(fields) is not list or not fields:
             raise MalformedError("envelope must be a non-empty msgpack array")
         if fields[0] != ENVELOPE_VERSION or type(fields[0]) is not int:
-            raise UnsupportedVersionError(f"unsupported envelope version {fields[0]!r}")
+            raise UnsupportedVersionError(
+                f"unsupported envelope version {describe(fields[0])}")
         kind = fields[1] if len(fields) > 1 else None
         if kind == MESSAGE:
             expected = _MESSAGE_FIELDS
         elif kind == PREKEY:
             expected = _PREKEY_FIELDS
         else:
-            raise MalformedError(f"unknown envelope type {kind!r}")
+            raise MalformedError(f"unknown envelope type {describe(kind)}")
         if len(fields) != expected:
             raise MalformedError(f"{kind} envelope must have {expected} fields")
         s_acct, s_dev, r_acct, r_dev, header, nonce, ciphertext = fields[2:9]
@@ -140,7 +142,7 @@ def encode_frame(message: dict[str, Any], max_size: int = MAX_FRAME_SIZE) -> byt
     """A frame: 4-byte big-endian length, then the msgpack map."""
     try:
         body = _packb(message)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise LocalProtocolError(f"frame cannot be encoded: {exc}") from None
     if len(body) > max_size:
         raise LocalProtocolError(f"frame of {len(body)} bytes exceeds the maximum {max_size}")
@@ -185,6 +187,8 @@ class FrameDecoder:
 
     def next_frame(self) -> dict[str, Any] | None:
         """The next complete frame, or None when more bytes are needed."""
+        if self._broken:
+            raise LocalProtocolError("the frame decoder already failed")
         buffer = self._buffer
         if len(buffer) < _LENGTH.size:
             return None

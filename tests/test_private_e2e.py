@@ -1,0 +1,259 @@
+"""End-to-end tests of the private transport: an in-process relay and real clients."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+import pytest
+import trio
+
+from client.private import ClientError, Received
+from e2e_proto.fingerprint import safety_number
+from server.relay import RelayConfig
+from tests.relay_harness import drain, make_client, register, session_of, start_relay
+
+
+async def test_stored_but_unshown_message_is_shown_on_next_run(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        await a.send_text("bob", "stored, then the terminal closed")
+    async with session_of(bob) as b:
+        frame = await b.connection.pushes.receive()
+        assert await b._process(frame["seq"], frame["envelope"]) is not None
+    assert [m.text for m in await drain(bob)] == ["stored, then the terminal closed"]
+    assert await drain(bob) == []
+
+
+async def test_hundred_messages_each_way_in_order_exactly_once(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a, session_of(bob) as b:
+        for i in range(100):
+            await a.send_text("bob", f"a->b {i}")
+            await b.send_text("alice", f"b->a {i}")
+    to_bob, to_alice = await drain(bob), await drain(alice)
+    assert [m.text for m in to_bob] == [f"a->b {i}" for i in range(100)]
+    assert [m.text for m in to_alice] == [f"b->a {i}" for i in range(100)]
+    assert {m.sender for m in to_bob} == {"alice"}
+    assert await drain(bob) == [] and await drain(alice) == []
+    assert len(bob.state.messages("alice")) == 200  # both directions stored on bob's side
+
+
+async def test_name_taken_and_unknown_user(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    await register(make_client(tmp_path / "a", relay.port), "alice")
+    with pytest.raises(ClientError, match="taken"):
+        await register(make_client(tmp_path / "b", relay.port), "alice")
+    async with session_of(make_client(tmp_path / "a", relay.port)) as session:
+        with pytest.raises(ClientError, match="unknown user"):
+            await session.send_text("nobody", "hello?")
+
+
+async def test_not_registered(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    with pytest.raises(ClientError, match="not registered"):
+        async with session_of(make_client(tmp_path / "x", relay.port)):
+            pass
+
+
+async def test_relay_never_sees_plaintext(nursery, tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    canary = "canary-" + secrets.token_hex(16)
+    relay = await start_relay(nursery, tmp_path / "relay.db", record=True)
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        for _ in range(3):
+            await a.send_text("bob", f"the secret is {canary}")
+    async with session_of(bob) as b:
+        await b.send_text("alice", canary)
+    # Read the relay's files while messages are still stored (bob has not received yet),
+    # then again after delivery.
+    for stage in ("stored", "delivered"):
+        for path in tmp_path.glob("relay.db*"):
+            assert canary.encode() not in path.read_bytes(), (stage, path.name)
+        if stage == "stored":
+            got = await drain(bob)
+            assert [m.text for m in got] == [f"the secret is {canary}"] * 3
+    assert (await drain(alice))[0].text == canary
+    assert len(relay.received) > 1000
+    assert canary.encode() not in bytes(relay.received)
+    assert canary not in caplog.text
+    assert "connection from" in caplog.text  # the log was captured at all
+
+
+async def test_offline_queue_order_and_ack_before_delete(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        for i in range(5):
+            await a.send_text("bob", f"m{i}")
+    # Bob connects but does not acknowledge: the relay keeps everything.
+    async with bob.session() as b:
+        first = await b.connection.pushes.receive()
+        assert first["type"] == "deliver"
+        assert first["seq"] > 0
+    assert len(relay.store.pending("bob", 0, 0, 100)) == 5
+    assert [m.text for m in await drain(bob)] == [f"m{i}" for i in range(5)]
+    assert relay.store.pending("bob", 0, 0, 100) == []
+
+
+async def test_redelivery_after_lost_ack_is_not_shown_twice(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        await a.send_text("bob", "once")
+    shown: list[Received] = []
+    async with bob.session() as b:
+        frame = await b.connection.pushes.receive()
+        # Process (decrypt + store) but lose the ack: close before acknowledging.
+        original = b.connection.request
+
+        async def no_ack(kind: str, **fields: object) -> dict:
+            if kind == "ack":
+                return {}
+            return await original(kind, **fields)
+
+        b.connection.request = no_ack  # type: ignore[method-assign]
+        received = await b._process(frame["seq"], frame["envelope"])
+        assert received is not None and received.text == "once"
+        await b._show(shown.append, received)
+    assert [m.text for m in shown] == ["once"]
+    assert await drain(bob) == []  # redelivered, recognised, acknowledged, not shown again
+    assert relay.store.pending("bob", 0, 0, 10) == []
+    assert [m.text for m in bob.state.messages("alice")] == ["once"]
+
+
+async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(bob, "bob")
+    await register(make_client(tmp_path / "alice", relay.port), "alice")
+    async with session_of(make_client(tmp_path / "alice", relay.port)) as a:
+        seen = set()
+        for _ in range(85):
+            response = await a.connection.request("fetch_bundles", account="bob")
+            opk_id = response["bundles"][0][5]
+            assert opk_id not in seen
+            seen.add(opk_id)
+    assert len(seen) == 85
+    # Bob is told his OPKs run low when he is online; here he tops up on his next session.
+    async with session_of(bob) as b:
+        count = (await b.connection.request("publish_prekeys"))["one_time_prekeys"]
+    assert count == 100
+
+
+async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        for _ in range(100):
+            await a.connection.request("fetch_bundles", account="bob")
+        response = await a.connection.request("fetch_bundles", account="bob")
+        assert response["bundles"][0][5] is None
+        await a.send_text("bob", "via spk only")
+    assert [m.text for m in await drain(bob)] == ["via spk only"]
+
+
+async def test_prekeys_low_push_tops_up_online_owner(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(bob) as b, session_of(alice) as a:
+        for _ in range(95):
+            await a.connection.request("fetch_bundles", account="bob")
+        await a.send_text("bob", "wake up")
+        got: list[Received] = []
+        with trio.fail_after(10):
+            async with trio.open_nursery() as inner:
+                async def until_message(message: Received) -> None:
+                    got.append(message)
+                    inner.cancel_scope.cancel()
+                inner.start_soon(b.receive, until_message, float("inf"))
+        assert got[0].text == "wake up"
+    assert relay.store.take_bundle("bob", 0).one_time_prekeys_left >= 90
+
+
+async def test_safety_numbers_match(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        await a.device_list("bob")
+    async with session_of(bob) as b:
+        await b.device_list("alice")
+    alice_keys = (alice.state.contact("alice")[0], alice.state.contact("bob")[0])
+    bob_keys = (bob.state.contact("bob")[0], bob.state.contact("alice")[0])
+    assert safety_number("alice", alice_keys[0], "bob", alice_keys[1]) == safety_number(
+        "bob", bob_keys[0], "alice", bob_keys[1])
+
+
+async def test_quota_refuses_and_stores_nothing(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db", RelayConfig(mailbox_quota=3))
+    alice = make_client(tmp_path / "alice", relay.port)
+    await register(alice, "alice")
+    await register(make_client(tmp_path / "bob", relay.port), "bob")
+    async with session_of(alice) as a:
+        for i in range(3):
+            await a.send_text("bob", f"m{i}")
+        with pytest.raises(ClientError, match="quota_exceeded|full"):
+            await a.send_text("bob", "one too many")
+    assert len(relay.store.pending("bob", 0, 0, 10)) == 3
+
+
+async def test_ttl_expires_old_mail(nursery, tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    relay = await start_relay(nursery, tmp_path / "relay.db", RelayConfig(mailbox_ttl=60))
+    relay.relay.clock = lambda: now[0]
+    alice = make_client(tmp_path / "alice", relay.port)
+    await register(alice, "alice")
+    await register(make_client(tmp_path / "bob", relay.port), "bob")
+    async with session_of(alice) as a:
+        await a.send_text("bob", "old")
+        now[0] += 61
+        await a.send_text("bob", "new")
+    assert relay.store.expire(now[0] - 60) == 1
+    assert [m.text for m in await drain(make_client(tmp_path / "bob", relay.port))] == ["new"]
+
+
+async def test_relay_restart_in_process_loses_nothing(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        for i in range(10):
+            await a.send_text("bob", f"before {i}")
+    await relay.stop()
+    relay = await start_relay(nursery, tmp_path / "relay.db", port=relay.port)
+    async with session_of(alice) as a:
+        for i in range(10):
+            await a.send_text("bob", f"after {i}")
+    got = [m.text for m in await drain(bob)]
+    assert got == [f"before {i}" for i in range(10)] + [f"after {i}" for i in range(10)]

@@ -1,0 +1,105 @@
+"""The relay as a real process, killed with SIGKILL half way: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from client.connection import ConnectionLost
+from client.private import Received
+from tests.relay_harness import drain, make_client, register, session_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RelayProcess:
+    """``e2e-relay serve`` in a child process; ready once it logs that it listens."""
+
+    def __init__(self, db: Path, port: int) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server.relay_main", "serve", "--listen",
+             f"127.0.0.1:{port}", "--db", str(db)],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                self.lines.append(line)
+                if "listening on" in line:
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(30):
+            self.kill()
+            pytest.fail("relay did not start: " + "".join(self.lines))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@pytest.fixture
+def relay_port(tmp_path: Path):
+    port = free_port()
+    processes: list[RelayProcess] = []
+
+    def start() -> RelayProcess:
+        processes.append(RelayProcess(tmp_path / "relay.db", port))
+        return processes[-1]
+
+    yield port, start
+    for process in processes:
+        process.kill()
+
+
+async def test_sigkill_half_way_loses_and_duplicates_nothing(tmp_path: Path, relay_port) -> None:
+    port, start = relay_port
+    relay = start()
+    alice = make_client(tmp_path / "alice", port)
+    bob = make_client(tmp_path / "bob", port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a, session_of(bob) as b:
+        for i in range(50):
+            await a.send_text("bob", f"a{i}")
+            await b.send_text("alice", f"b{i}")
+    relay.kill()
+    relay = start()
+    async with session_of(alice) as a, session_of(bob) as b:
+        for i in range(50, 100):
+            await a.send_text("bob", f"a{i}")
+            await b.send_text("alice", f"b{i}")
+
+    # Bob is half way through his mailbox when the relay is killed again.
+    got: list[Received] = []
+
+    def kill_at_30(message: Received) -> None:
+        got.append(message)
+        if len(got) == 30:
+            relay.kill()
+
+    with pytest.raises(ConnectionLost):
+        async with session_of(bob) as b:
+            await b.receive(kill_at_30)
+    relay = start()
+    got += await drain(bob)
+    to_alice = await drain(alice)
+    assert [m.text for m in got] == [f"a{i}" for i in range(100)]
+    assert [m.text for m in to_alice] == [f"b{i}" for i in range(100)]
+    assert await drain(bob) == []
