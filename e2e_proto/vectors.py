@@ -1,9 +1,9 @@
 """Protocol test vectors: ``python -m e2e_proto.vectors generate|check [--dir DIR]``.
 
-``generate`` writes ``x3dh.json``, ``ratchet.json``, ``fingerprint.json`` and ``envelope.json``
-(DESIGN §11) from fixed seeds. ``check`` re-derives every value in those files from the private
-inputs the files themselves list, with this implementation, and reports each mismatch. Another
-implementation checks itself by doing what ``check`` does.
+``generate`` writes ``x3dh.json``, ``ratchet.json``, ``fingerprint.json``, ``envelope.json``
+and ``device_list.json`` (DESIGN §11) from fixed seeds. ``check`` re-derives every value in
+those files from the private inputs the files themselves list, with this implementation, and
+reports each mismatch. Another implementation checks itself by doing what ``check`` does.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from . import errors, primitives
 from .address import Address
+from .devices import DeviceList, SignedDeviceList, link_message
 from .fingerprint import safety_number
 from .keys import (
     Ed25519PublicKey,
@@ -309,6 +310,47 @@ def check_fingerprint(data: Json) -> Iterator[str]:
             yield f"fingerprint case {index}: the two sides see different numbers"
 
 
+# -- Device lists -----------------------------------------------------------------------------
+
+
+def _device_list_derive(case: Json) -> Json:
+    aik = IdentityKeyPair(_b(case["aik_seed"]))
+    devices = [(d["device_id"], IdentityKeyPair(_b(d["dik_seed"]))) for d in case["devices"]]
+    device_list = DeviceList(case["account"], case["version"],
+                             tuple((i, dik.public_key) for i, dik in devices))
+    signed = device_list.sign(aik)
+    SignedDeviceList.verify(aik.public_key, signed.body, signed.signature)
+    return {
+        "account": case["account"], "aik_seed": aik.seed.hex(),
+        "aik_public": aik.public_key.raw.hex(), "version": case["version"],
+        "devices": [{"device_id": i, "dik_seed": dik.seed.hex(),
+                     "dik_public": dik.public_key.raw.hex()} for i, dik in devices],
+        "signed_bytes": device_list.signed_bytes().hex(), "signature": signed.signature.hex(),
+        "link_signatures": [
+            {"device_id": i,
+             "signature": dik.sign(link_message(aik.public_key, case["account"])).hex()}
+            for i, dik in devices if i != 0],
+    }
+
+
+def generate_device_list() -> Json:
+    """device_list.json: a primary alone, one linked device, and the maximum of four."""
+    rng = DeterministicRandom("e2e-proto vectors device list")
+    cases = []
+    for account, version, ids in (("alice", 1, [0]), ("bob", 2, [0, 1]),
+                                  ("carol.m", 9, [0, 1, 2, 5, 6])):
+        cases.append(_device_list_derive({
+            "account": account, "aik_seed": rng(32).hex(), "version": version,
+            "devices": [{"device_id": i, "dik_seed": rng(32).hex()} for i in ids]}))
+    return {"protocol": "E2EProto DeviceList v1", "cases": cases}
+
+
+def check_device_list(data: Json) -> Iterator[str]:
+    """Re-derive each list's signed bytes and signatures from the seeds."""
+    for index, case in enumerate(data["cases"]):
+        yield from _diff(f"device list case {index}", case, _device_list_derive(case))
+
+
 # -- Envelopes and frames ---------------------------------------------------------------------
 
 
@@ -450,10 +492,12 @@ def _diff(what: str, expected: Json, derived: Json) -> Iterator[str]:
 GENERATORS: dict[str, Callable[[], Json]] = {
     "x3dh.json": generate_x3dh, "ratchet.json": generate_ratchet,
     "fingerprint.json": generate_fingerprint, "envelope.json": generate_envelope,
+    "device_list.json": generate_device_list,
 }
 CHECKERS: dict[str, Callable[[Json], Iterator[str]]] = {
     "x3dh.json": check_x3dh, "ratchet.json": check_ratchet,
     "fingerprint.json": check_fingerprint, "envelope.json": check_envelope,
+    "device_list.json": check_device_list,
 }
 
 
