@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trio
 
+from e2e_proto.capabilities import PRIVATE, SOCIAL, UnsupportedFeatureError, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
 from .connection import ConnectionLost, ServerError
@@ -47,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                         default=os.environ.get("E2E_RELAY", "127.0.0.1:7400"),
                         metavar="HOST:PORT",
                         help="relay address (env E2E_RELAY, default 127.0.0.1:7400)")
+    parser.add_argument("--transport", choices=[PRIVATE, SOCIAL],
+                        default=os.environ.get("E2E_TRANSPORT", PRIVATE),
+                        help="private (the end-to-end encrypted relay) or social (the "
+                             "history-keeping server); env E2E_TRANSPORT, default private")
+    parser.add_argument("--social", type=_host_port,
+                        default=os.environ.get("E2E_SOCIAL", "127.0.0.1:7500"),
+                        metavar="HOST:PORT",
+                        help="social server address (env E2E_SOCIAL, default 127.0.0.1:7500)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register = commands.add_parser("register", help="create an account with this device as "
                                    "its primary")
@@ -65,6 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="print the safety number shared with NAME")
     verify.add_argument("name", help="the other account")
     commands.add_parser("devices", help="list this account's devices")
+    login = commands.add_parser("login", help="social: log this device in (password from a "
+                                "prompt or env E2E_PASSWORD)")
+    login.add_argument("name", help="account name")
+    for name, what in (("react", "react to a message with one emoji (private: a text "
+                                 "reaction, end-to-end encrypted)"),
+                       ("unreact", "remove your reaction to a message"),
+                       ("pin", "social: pin a message"), ("unpin", "social: unpin a message")):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("message_id", help="the message id (hex, as in recv --json)")
+        if name == "react":
+            command.add_argument("emoji", help="exactly one emoji")
+    pins = commands.add_parser("pins", help="social: list the pinned messages with NAME")
+    pins.add_argument("name", help="account or group name")
+    history = commands.add_parser("history", help="social: the conversation's history, "
+                                  "newest last")
+    history.add_argument("name", help="account or group name")
+    history.add_argument("--before", metavar="ID", help="only messages before this message id")
+    search = commands.add_parser("search", help="social: full-text search of your conversations")
+    search.add_argument("text", help="words to find")
+    secret = commands.add_parser("secret", help="social: make the conversation with NAME "
+                                 "end-to-end encrypted")
+    secret.add_argument("name", help="the other account")
+    group = commands.add_parser("group", help="social: groups of up to 250 members")
+    group_commands = group.add_subparsers(dest="group_command", required=True, metavar="ACTION")
+    create = group_commands.add_parser("create", help="create a group")
+    create.add_argument("name", help="group name")
+    create.add_argument("members", nargs="+", metavar="MEMBER", help="member accounts")
+    group_send = group_commands.add_parser("send", help="send to a group")
+    group_send.add_argument("name", help="group name")
+    group_send.add_argument("text", help="message text")
     return parser
 
 
@@ -112,6 +151,14 @@ async def _reconnecting(client: PrivateClient, wait: float,
 async def _run(args: argparse.Namespace, state: ClientState) -> int:
     client = PrivateClient(state, *args.relay)
     command = args.command
+    if command in ("pin", "unpin", "pins"):
+        require(PRIVATE, "pinning")
+    if command in ("history", "search"):
+        require(PRIVATE, "server_history")
+    if command in ("login", "secret", "group"):
+        raise ClientError(f"'{command}' is for the social transport (--transport social); "
+                          "the private transport is always end-to-end encrypted, with "
+                          "one account per device home")
     if command == "whoami":
         if state.account is None:
             raise ClientError("not registered: run 'e2e-chat register NAME' first")
@@ -184,6 +231,10 @@ async def _chat(client: PrivateClient, name: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-chat``."""
     args = build_parser().parse_args(argv)
+    if args.transport == SOCIAL:
+        from .social_cli import run_social  # the social transport has its own client
+
+        return run_social(args)
     try:
         state = ClientState(args.home)
     except Exception as exc:  # unwritable home, a file that is not a database, ...
@@ -191,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return trio.run(_run, args, state)
-    except (ClientError, ConnectionLost) as exc:
+    except (ClientError, ConnectionLost, UnsupportedFeatureError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except ServerError as exc:
