@@ -7,9 +7,11 @@ errors. Global options come before the command: ``e2e-chat --home DIR register a
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -73,7 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("name", help="the other account")
     verify = commands.add_parser("verify", help="print the safety number shared with NAME")
     verify.add_argument("name", help="the other account")
-    commands.add_parser("devices", help="list this account's devices")
+    commands.add_parser("devices", help="list this account's devices (id, name, linked at, "
+                        "last seen)")
+    link = commands.add_parser("link", help="on a new device: ask to join account NAME; "
+                               "prints a link code for the primary to approve")
+    link.add_argument("name", help="the account to join")
+    link.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
+                      help="how long to wait for the approval (default 120)")
+    link.add_argument("--device-name", default=None, metavar="LABEL",
+                      help="a name for this device, shown by 'devices' (default: the host name)")
+    approve = commands.add_parser("approve", help="on the primary: link the device showing "
+                                  "CODE (at most four linked devices)")
+    approve.add_argument("code", help="the link code, XXXX-XXXX-XXXX-XXXX")
+    unlink = commands.add_parser("unlink", help="on the primary: remove linked device ID")
+    unlink.add_argument("device_id", type=int, metavar="ID", help="the device id to remove")
     login = commands.add_parser("login", help="social: log this device in (password from a "
                                 "prompt or env E2E_PASSWORD)")
     login.add_argument("name", help="account name")
@@ -187,15 +202,53 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         return _print_safety_number(state, args.name)
     if command == "devices":
         async with client.session() as session:
-            devices = await session.device_list(state.account or "", refresh=True)
-        for device_id, key in devices.devices:
-            role = "primary" if device_id == 0 else "linked"
+            details = await session.device_details()
+        print(f"{'id':>3}  {'name':<16}  {'linked at':<19}  last seen")
+        for device_id, name, linked_at, last_seen in details:
             this = "  (this device)" if device_id == state.device_id else ""
-            print(f"{device_id}  {role:<7}  key {key.raw[:8].hex()}{this}")
+            print(f"{device_id:>3}  {name:<16}  {_when(linked_at):<19}  {_when(last_seen)}{this}")
+        return 0
+    if command == "link":
+        return await _link(client, args)
+    if command == "approve":
+        async with client.session() as session:
+            device_id = await session.approve(args.code)
+        print(f"linked device {device_id}; it was sent the contact list")
+        return 0
+    if command == "unlink":
+        async with client.session() as session:
+            await session.unlink(args.device_id)
+        print(f"unlinked device {args.device_id}; it receives nothing new")
+        return 0
+    if command in ("react", "unreact"):
+        async with client.session() as session:
+            await session.react(args.message_id, args.emoji if command == "react" else None)
         return 0
     if command == "chat":
         return await _chat(client, args.name)
     raise AssertionError(command)
+
+
+def _when(timestamp: float | None) -> str:
+    if not timestamp:
+        return "never"
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def _link(client: PrivateClient, args: argparse.Namespace) -> int:
+    name = args.device_name or socket.gethostname()[:64] or "device"
+    with trio.move_on_after(args.wait) as scope:
+        async with client.connect() as session:
+            code = await session.request_link(args.name, name)
+            print(f"link code: {code}", flush=True)
+            print(f"on the primary device run: e2e-chat approve {code}", flush=True)
+            device_id = await session.wait_for_link()
+            await session.ensure_prekeys()
+            print(f"linked as {args.name} device {device_id}", flush=True)
+            await session.receive(_printer(False))
+    if scope.cancelled_caught:
+        raise ClientError(f"no approval within {args.wait:g} seconds; run link again")
+    return 0
 
 
 def _print_safety_number(state: ClientState, name: str) -> int:

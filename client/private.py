@@ -8,6 +8,8 @@ and are deduplicated by payload id, so a crash at any point neither loses nor re
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import logging
 import ssl
@@ -20,7 +22,8 @@ import trio
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
-from e2e_proto.devices import DeviceList, SignedDeviceList
+from e2e_proto.constants import MAX_LINKED_DEVICES
+from e2e_proto.devices import DeviceList, SignedDeviceList, TooManyDevicesError, link_message
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
 from e2e_proto.keys import (
     Ed25519PublicKey,
@@ -41,6 +44,25 @@ log = logging.getLogger("e2e.client")
 
 ONE_TIME_PREKEY_TARGET = 100
 ONE_TIME_PREKEY_LOW = 20
+MAX_REACTION_LENGTH = 32
+
+
+def format_link_code(secret: bytes) -> str:
+    """A link secret as the code a person types: 16 base32 characters in groups of four."""
+    text = base64.b32encode(secret).decode()
+    return "-".join(text[i:i + 4] for i in range(0, len(text), 4))
+
+
+def parse_link_code(code: str) -> bytes:
+    """Inverse of :func:`format_link_code`; :class:`ClientError` for a mistyped code."""
+    text = code.replace("-", "").replace(" ", "").upper()
+    try:
+        secret = base64.b32decode(text)
+    except (binascii.Error, ValueError):
+        secret = b""
+    if len(secret) != api.LINK_SECRET_SIZE:
+        raise ClientError("that is not a link code (expected XXXX-XXXX-XXXX-XXXX)")
+    return secret
 
 
 class ClientError(Exception):
@@ -108,6 +130,8 @@ class PrivateSession:
         self.connection = connection
         self.nonce = nonce
         self.address: Address | None = None
+        self.notices: list[str] = []
+        self._pending_link: tuple[str, Ed25519PublicKey, SignedDeviceList] | None = None
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -215,6 +239,9 @@ class PrivateSession:
         if signed.device_list.account != account:
             raise ClientError(f"the relay sent a device list of another account for {account!r}")
         key_changed = known is not None and known[0] != key
+        if key_changed:
+            self.notices.append(f"the account key of {account!r} changed: check the new "
+                                f"safety number with 'e2e-chat verify {account}'")
         if known is not None and not key_changed:
             try:
                 signed.check_newer_than(known[1])
@@ -251,6 +278,172 @@ class PrivateSession:
                                       "signed by a listed device key")
                 process_prekey_bundle(self.state.protocol, Address(account, device_id), bundle,
                                       self.client.random)
+
+    # -- linking ------------------------------------------------------------------------------
+
+    async def request_link(self, account: str, name: str) -> str:
+        """On a new device: offer this device to ``account``; returns the code to approve.
+
+        Keys and prekeys are made and stored first; the relay keeps the offer while this
+        connection stays open. Then call :meth:`wait_for_link`.
+        """
+        if self.state.account is not None:
+            raise ClientError(f"this home is already registered as {self.state.account!r}")
+        try:
+            response = await self.connection.request("get_devices", account=account)
+        except ServerError as exc:
+            raise ClientError(f"unknown user {account!r}" if exc.code == api.UNKNOWN_ACCOUNT
+                              else f"the relay refused: {exc}") from None
+        account_key = Ed25519PublicKey(response["account_key"])
+        signed = SignedDeviceList.verify(account_key, response["device_list"],
+                                         response["device_list_signature"])
+        dik = self.state.device_identity()
+        if dik is None:
+            dik = IdentityKeyPair.generate(self.client.random)
+            self.state.create_keys(None, dik)
+        store = self.state.protocol
+        spk_id = self.state.signed_prekey_id() or self.state.reserve_ids(
+            "signed_prekey_counter", 1)[0]
+        spk = store.load_signed_prekey(spk_id) or SignedPreKey.create(
+            dik, spk_id, X25519PrivateKey.generate(self.client.random))
+        store.store_signed_prekey(spk)
+        self.state.set_signed_prekey(spk_id)
+        ids = self.state.reserve_ids("one_time_prekey_id", ONE_TIME_PREKEY_TARGET)
+        opks = [OneTimePreKey(i, X25519PrivateKey.generate(self.client.random)) for i in ids]
+        store.store_one_time_prekeys(opks)
+        secret = self.client.random(api.LINK_SECRET_SIZE)
+        await self.connection.request(
+            "link_request", account=account, identity_key=dik.public_key.raw, name=name,
+            lookup=api.link_lookup(secret),
+            tag=api.link_tag(secret, account, dik.public_key.raw),
+            link_signature=dik.sign(link_message(account_key, account)),
+            signed_prekey=[spk.key_id, spk.public_key.raw, spk.signature],
+            one_time_prekeys=[[k.key_id, k.public_key.raw] for k in opks])
+        self._pending_link = (account, account_key, signed)
+        return format_link_code(secret)
+
+    async def wait_for_link(self) -> int:
+        """Wait for the primary's approval; then authenticate as the new device."""
+        if self._pending_link is None:
+            raise ClientError("no link was requested on this connection")
+        account, account_key, _ = self._pending_link
+        async for frame in self.connection.pushes:
+            if frame.get("type") == "link_approved" and type(frame.get("device_id")) is int:
+                break
+            if frame.get("type") == "error":
+                raise ConnectionLost(str(frame.get("message", "the relay closed")))
+        else:
+            raise ConnectionLost("the relay closed the connection before the link was approved")
+        device_id = frame["device_id"]
+        self.state.set_registered(account, device_id)
+        await self.authenticate()
+        await self.device_list(account, refresh=True)
+        own = self.state.contact(account)
+        if own is None or own[0] != account_key:
+            raise ClientError("the account key changed while linking")
+        return device_id
+
+    def _require_primary(self) -> IdentityKeyPair:
+        aik = self.state.account_identity()
+        if aik is None or self.state.device_id != 0:
+            raise ClientError("only the primary device (the one that registered) can do this")
+        return aik
+
+    async def approve(self, code: str) -> int:
+        """On the primary: link the device showing ``code``; returns its new device id."""
+        assert self.address is not None
+        aik = self._require_primary()
+        account = self.address.account
+        secret = parse_link_code(code)
+        try:
+            offer = await self.connection.request("get_link", lookup=api.link_lookup(secret))
+        except ServerError as exc:
+            raise ClientError(str(exc)) from None
+        identity = Ed25519PublicKey(offer["identity_key"])
+        if offer["tag"] != api.link_tag(secret, account, identity.raw):
+            raise ClientError("the waiting device's key does not match the link code")
+        identity.verify(link_message(aik.public_key, account), offer["link_signature"])
+        current = await self.device_list(account, refresh=True)
+        if len(current.devices) - 1 >= MAX_LINKED_DEVICES:
+            raise ClientError(f"this account already has {MAX_LINKED_DEVICES} linked devices, "
+                              "the most it may have; unlink one first")
+        device_id = max(self.state.highest_device_id, *current.device_ids) + 1
+        try:
+            new_list = DeviceList(account, current.version + 1,
+                                  (*current.devices, (device_id, identity)))
+        except TooManyDevicesError as exc:
+            raise ClientError(str(exc)) from None
+        await self._publish_list(new_list.sign(aik), link=api.link_lookup(secret))
+        self.state.set_highest_device_id(device_id)
+        await self.send_payload(account, Payload.new(
+            "device_sync", int(self.client.clock() * 1000), self.client.random,
+            contacts=self._contacts_for_sync()))
+        return device_id
+
+    async def unlink(self, device_id: int) -> None:
+        """On the primary: remove a linked device; nobody encrypts to it again."""
+        assert self.address is not None
+        aik = self._require_primary()
+        account = self.address.account
+        current = await self.device_list(account, refresh=True)
+        if device_id == 0:
+            raise ClientError("the primary device cannot be unlinked")
+        if device_id not in current.device_ids:
+            raise ClientError(f"device {device_id} is not linked to {account!r}")
+        remaining = tuple((i, key) for i, key in current.devices if i != device_id)
+        await self._publish_list(DeviceList(account, current.version + 1, remaining).sign(aik))
+
+    async def _publish_list(self, signed: SignedDeviceList, link: bytes | None = None) -> None:
+        assert self.address is not None
+        try:
+            await self.connection.request("update_devices", device_list=signed.body,
+                                          device_list_signature=signed.signature, link=link)
+        except ServerError as exc:
+            raise ClientError(f"the relay refused the device list: {exc}") from None
+        account_key = self._require_primary().public_key
+        self.state.save_contact(self.address.account, account_key, signed, key_changed=False)
+        for device_id in self.state.protocol.session_devices(self.address.account):
+            if device_id not in signed.device_list.device_ids:
+                self.state.protocol.delete_session(Address(self.address.account, device_id))
+
+    def _contacts_for_sync(self) -> list[list[Any]]:
+        contacts = []
+        for account in self.state.contacts():
+            known = self.state.contact(account)
+            if known is not None:
+                contacts.append([account, known[0].raw, known[1].body, known[1].signature])
+        return contacts
+
+    def _apply_device_sync(self, payload: Payload) -> None:
+        """Take the contacts the primary sent, each verified, never replacing a newer list."""
+        for entry in payload.fields.get("contacts") or []:
+            try:
+                account, key_raw, body, signature = entry
+                key = Ed25519PublicKey(key_raw)
+                signed = SignedDeviceList.verify(key, body, signature)
+                known = self.state.contact(account)
+                if known is None or (known[0] == key and
+                                     signed.device_list.version > known[1].device_list.version):
+                    self.state.save_contact(account, key, signed, key_changed=False)
+            except (ValueError, TypeError, E2EProtoError):
+                log.warning("ignored a malformed contact in a device sync")
+
+    async def device_details(self) -> list[list[Any]]:
+        """``[device_id, name, linked_at, last_seen]`` for each device of this account."""
+        assert self.address is not None
+        response = await self.connection.request("get_devices", account=self.address.account)
+        return list(response.get("device_info", []))
+
+    async def react(self, message_id: str, emoji: str | None) -> None:
+        """A text reaction (an encrypted payload of kind ``reaction``); None removes it."""
+        message = self.state.find_message(message_id)
+        if message is None:
+            raise ClientError(f"no stored message with id {message_id!r} (see recv --json)")
+        if emoji is not None and not 0 < len(emoji) <= MAX_REACTION_LENGTH:
+            raise ClientError(f"a reaction is 1 to {MAX_REACTION_LENGTH} characters")
+        await self.send_payload(message.peer, Payload.new(
+            "reaction", int(self.client.clock() * 1000), self.client.random,
+            target=message.id, emoji=emoji or "", to=message.peer))
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -309,6 +502,8 @@ class PrivateSession:
                     received = await self._process(frame.get("seq"), frame.get("envelope"))
                     if received is not None:
                         await self._show(handler, received)
+                    while self.notices:
+                        await self._show(handler, _notice(self.notices.pop(0)))
                 elif kind == "queue_empty" and wait is None:
                     return
                 elif kind == "prekeys_low":
@@ -339,13 +534,17 @@ class PrivateSession:
                 await self._check_sender_key(sender, envelope.prekey.identity_key)
             with self.state.protocol.transaction():
                 payload = Payload.decode(self.cipher.decrypt(envelope))
-                text = payload.fields.get("text") if payload.kind == "text" else None
+                if payload.kind == "device_sync" and sender.account == self.address.account:
+                    self._apply_device_sync(payload)
+                text = _display_text(payload)
                 peer = payload.fields.get("to") if sender.account == self.address.account else None
                 message = StoredMessage(payload.id, sender.account, sender.device_id,
                                         peer if isinstance(peer, str) else sender.account,
                                         payload.ts, payload.kind,
                                         text if isinstance(text, str) else None)
-                if self.state.add_message(message, self.client.clock()):
+                is_sync = payload.kind == "device_sync"
+                if self.state.add_message(message, self.client.clock(), seen=is_sync) and (
+                        not is_sync):
                     received = _received(message, outgoing=sender.account == self.address.account)
         except DuplicateMessageError:
             pass  # decrypted and stored in an earlier run; only the ack was lost
@@ -354,7 +553,7 @@ class PrivateSession:
             log.warning(notice)
         await self.connection.request("ack", seqs=[seq])
         if notice is not None:
-            return Received("", 0, "", b"", 0, "notice", None, warning=notice)
+            return _notice(notice)
         return received
 
     async def _check_sender_key(self, sender: Address, identity: Ed25519PublicKey) -> None:
@@ -365,6 +564,26 @@ class PrivateSession:
                 sender.device_id)
         if listed != identity:
             raise ClientError(f"{sender} is not a device of {sender.account!r}'s signed list")
+
+
+def _display_text(payload: Payload) -> str | None:
+    """The line shown for a payload: its text, or a description of a reaction."""
+    fields = payload.fields
+    if payload.kind == "text" and isinstance(fields.get("text"), str):
+        return fields["text"]
+    if payload.kind == "reaction" and isinstance(fields.get("target"), bytes):
+        target = fields["target"].hex()[:12]
+        emoji = fields.get("emoji")
+        if isinstance(emoji, str) and emoji:
+            return f"[reacted {emoji} to {target}]"
+        return f"[removed a reaction to {target}]"
+    if payload.kind == "device_sync":
+        return "[device sync]"
+    return None
+
+
+def _notice(text: str) -> Received:
+    return Received("", 0, "", b"", 0, "notice", None, warning=text)
 
 
 def _received(message: StoredMessage, outgoing: bool) -> Received:

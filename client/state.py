@@ -78,22 +78,42 @@ class ClientState:
         return 0 if value is None else int(value)  # type: ignore[call-overload]
 
     def set_registered(self, account: str, device_id: int) -> None:
-        """Record a successful registration."""
+        """Record a successful registration (or link, with the id the primary gave)."""
         with self.protocol.transaction():
             self._set("account", account)
             self._set("device_id", device_id)
+
+    @property
+    def highest_device_id(self) -> int:
+        """The highest device id this primary ever gave out (ids are never reused)."""
+        return int(self._get("highest_device_id") or 0)  # type: ignore[call-overload]
+
+    def set_highest_device_id(self, device_id: int) -> None:
+        """Remember a device id given out."""
+        self._set("highest_device_id", max(device_id, self.highest_device_id))
 
     def account_identity(self) -> IdentityKeyPair | None:
         """The account identity key (AIK), held by the primary device."""
         seed = self._get("account_key_seed")
         return None if seed is None else IdentityKeyPair(seed)  # type: ignore[arg-type]
 
-    def create_keys(self, account_identity: IdentityKeyPair,
+    def create_keys(self, account_identity: IdentityKeyPair | None,
                     device_identity: IdentityKeyPair) -> None:
-        """Store new AIK and DIK (before registering, so that nothing can be lost)."""
-        with self.protocol.transaction():
+        """Store a new DIK and, on a primary, the AIK (before registering or linking)."""
+        if account_identity is not None:
             self._set("account_key_seed", account_identity.seed)
         self.protocol.set_identity_key_pair(device_identity)
+
+    def device_identity(self) -> IdentityKeyPair | None:
+        """This device's identity key (DIK), once made."""
+        return self.protocol.identity_key_pair() if self.protocol.has_identity() else None
+
+    def find_message(self, prefix: str) -> StoredMessage | None:
+        """The stored message whose hex id starts with ``prefix`` (None if none or ambiguous)."""
+        rows = [r for r in self.db.execute(
+            "SELECT id, sender, sender_device, peer, ts, kind, text FROM messages "
+            "WHERE hex(id) LIKE ? LIMIT 2", (prefix.upper() + "%",))]
+        return StoredMessage(*rows[0]) if len(rows) == 1 else None
 
     def reserve_ids(self, name: str, count: int) -> range:
         """Reserve ``count`` consecutive ids of a persistent counter."""

@@ -95,7 +95,11 @@ class SignedDeviceList:
     @classmethod
     def verify(cls, account_key: Ed25519PublicKey, body: bytes,
                signature: bytes) -> SignedDeviceList:
-        """Check the AIK signature over ``body``, then parse it strictly."""
+        """Check the AIK signature over ``body``, then parse it strictly.
+
+        Raises :class:`InvalidSignatureError`, :class:`MalformedError`, or
+        :class:`TooManyDevicesError` for a well-formed, signed list of more than five devices.
+        """
         if type(body) is not bytes:
             raise MalformedError("device list body must be bytes")
         account_key.verify(DEVICE_LIST_PREFIX + body, signature)
@@ -103,8 +107,8 @@ class SignedDeviceList:
             account, version, entries = msgpack.unpackb(body)
             devices = tuple((i, Ed25519PublicKey(key)) for i, key in entries)
             _check(account, version, devices, MalformedError)
-        except TooManyDevicesError as exc:
-            raise MalformedError(str(exc)) from None
+        except TooManyDevicesError:
+            raise
         except (ValueError, TypeError, msgpack.UnpackException, InvalidKeyError):
             raise MalformedError("device list body is malformed") from None
         return cls(DeviceList(account, version, devices), body, signature)

@@ -14,6 +14,7 @@ from typing import Any
 from .constants import AUTH_PREFIX, KEY_SIZE, SIGNATURE_SIZE
 from .errors import E2EProtoError, MalformedError
 from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
+from .primitives import hmac_sha256, sha512
 
 # Error codes (``error.code``); each has one meaning a client can act on.
 BAD_REQUEST = "bad_request"
@@ -29,6 +30,9 @@ TOO_MANY_DEVICES = "too_many_devices"
 QUOTA_EXCEEDED = "quota_exceeded"
 RATE_LIMITED = "rate_limited"
 NO_PREKEYS = "no_prekeys"
+UNKNOWN_LINK = "unknown_link"
+NOT_PRIMARY = "not_primary"
+DEVICE_UNLINKED = "device_unlinked"
 INTERNAL = "internal"
 
 NONCE_SIZE = 32
@@ -39,6 +43,22 @@ _BE32 = struct.Struct(">I")
 def auth_message(nonce: bytes, account: str, device_id: int) -> bytes:
     """The bytes a device signs to authenticate: prefix || nonce || account || device_id BE32."""
     return AUTH_PREFIX + nonce + account.encode() + _BE32.pack(device_id)
+
+
+LINK_LOOKUP_PREFIX = b"e2e-proto/link-lookup/v1"
+LINK_TAG_PREFIX = b"e2e-proto/link-code/v1"
+LINK_SECRET_SIZE = 10
+LOOKUP_SIZE = 16
+
+
+def link_lookup(secret: bytes) -> bytes:
+    """Where the relay files a pending link: SHA-512(prefix || secret), first 16 bytes."""
+    return sha512(LINK_LOOKUP_PREFIX + secret)[:LOOKUP_SIZE]
+
+
+def link_tag(secret: bytes, account: str, identity_key: bytes) -> bytes:
+    """HMAC-SHA256(secret, prefix || dik || account): binds the link code to the new key."""
+    return hmac_sha256(secret, LINK_TAG_PREFIX + identity_key + account.encode())
 
 
 def bundle_to_wire(device_id: int, bundle: PreKeyBundle) -> list[Any]:

@@ -46,6 +46,18 @@ def open_private_database(path: str | os.PathLike[str]) -> sqlite3.Connection:
     return connection
 
 
+@contextlib.contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class SqliteProtocolStore:
     """Identity, prekey and session stores backed by one SQLite database file."""
 
@@ -169,14 +181,12 @@ class SqliteProtocolStore:
         On an exception everything is rolled back and the decoded-session cache is dropped, so
         memory never runs ahead of the file. Transactions do not nest.
         """
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
+            with immediate_transaction(self._db) as db:
+                yield db
         except BaseException:
-            self._db.execute("ROLLBACK")
             self._sessions.clear()
             raise
-        self._db.execute("COMMIT")
 
     @property
     def connection(self) -> sqlite3.Connection:

@@ -139,7 +139,9 @@ def _is_u32(value: object) -> bool:
 
 
 def encode_frame(message: dict[str, Any], max_size: int = MAX_FRAME_SIZE) -> bytes:
-    """A frame: 4-byte big-endian length, then the msgpack map."""
+    """A frame: 4-byte big-endian length, then the msgpack map (str keys only)."""
+    if type(message) is not dict or not all(type(key) is str for key in message):
+        raise LocalProtocolError("a frame is a map with string keys")
     try:
         body = _packb(message)
     except (TypeError, ValueError, OverflowError) as exc:

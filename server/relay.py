@@ -20,13 +20,14 @@ import trio
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.constants import MAX_FRAME_SIZE
-from e2e_proto.devices import SignedDeviceList
+from e2e_proto.devices import SignedDeviceList, TooManyDevicesError, link_message
 from e2e_proto.errors import E2EProtoError, FrameTooLargeError, RemoteProtocolError
 from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
 
 from .relay_store import (
     NameTakenError,
+    NewDevice,
     Outgoing,
     QuotaExceededError,
     RelayStore,
@@ -49,6 +50,7 @@ class RelayConfig:
     prekeys_low_watermark: int = 10
     max_one_time_prekeys: int = 1000
     auth_timeout: float = 30.0
+    link_timeout: float = 600.0
     delivery_batch: int = 100
 
 
@@ -59,6 +61,20 @@ class RequestError(Exception):
         super().__init__(message)
         self.code = code
         self.details = details
+
+
+@dataclass(slots=True)
+class _PendingLink:
+    """A new device waiting, connected, for its account's primary to approve it."""
+
+    account: str
+    identity_key: bytes
+    name: str
+    tag: bytes
+    link_signature: bytes
+    signed_prekey: tuple[int, bytes, bytes]
+    one_time_prekeys: list[tuple[int, bytes]]
+    connection: _Connection
 
 
 class _TokenBucket:
@@ -103,6 +119,7 @@ class Relay:
         self.config = config or RelayConfig()
         self.clock = clock
         self._online: dict[Address, set[_Connection]] = {}
+        self.pending_links: dict[bytes, _PendingLink] = {}
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
@@ -141,6 +158,13 @@ class Relay:
         for connection in self._online.get(address, ()):
             connection.push(frame)
 
+    def disconnect(self, address: Address) -> None:
+        """Close every connection of a device that was unlinked."""
+        for connection in list(self._online.get(address, ())):
+            connection.push({"type": "error", "code": api.DEVICE_UNLINKED,
+                             "message": "this device was unlinked from its account"})
+            connection.close_after_pushes()
+
     def connections_of(self, address: Address) -> int:
         """How many connections ``address`` has open."""
         return len(self._online.get(address, ()))
@@ -169,6 +193,7 @@ class _Connection:
         self._send_lock = trio.Lock()
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[dict[str, Any]](256)
         self._nursery: trio.Nursery | None = None
+        self.link_lookup: bytes | None = None
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -183,6 +208,13 @@ class _Connection:
     def detach(self) -> None:
         if self.address is not None:
             self.relay.detach(self.address, self)
+        pending = self.relay.pending_links.get(self.link_lookup or b"")
+        if pending is not None and pending.connection is self:
+            del self.relay.pending_links[self.link_lookup]  # type: ignore[index]
+
+    def close_after_pushes(self) -> None:
+        """End the connection once the queued pushes are written."""
+        self._outbox_send.close()
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -191,6 +223,8 @@ class _Connection:
             await self.send({"type": "challenge", "nonce": self.nonce})
             with trio.move_on_after(self.relay.config.auth_timeout) as auth_scope:
                 while self.address is None:
+                    if self.link_lookup is not None:
+                        auth_scope.deadline = trio.current_time() + self.relay.config.link_timeout
                     if not await self._read_and_handle():
                         break
             if auth_scope.cancelled_caught:
@@ -262,6 +296,7 @@ class _Connection:
     def _become(self, address: Address) -> None:
         self.address = address
         self.relay.attach(address, self)
+        self.relay.store.touch(address.account, address.device_id, self.relay.clock())
         log.info("connection from %s authenticated as %s", self.peer, address)
 
     async def _register(self, frame: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +316,8 @@ class _Connection:
         self._check_auth_signature(device_key, account, 0, frame.get("signature"))
         try:
             self.relay.store.create_account(account, account_key.raw, device_list.version,
-                                            signed.body, signed.signature, {0: device_key.raw})
+                                            signed.body, signed.signature, {0: device_key.raw},
+                                            self.relay.clock())
         except NameTakenError:
             raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken") from None
         log.info("registered account %s", account)
@@ -343,8 +379,104 @@ class _Connection:
         record = self.relay.store.account(account)
         if record is None:
             raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
-        return {"account": account, "account_key": record.account_key,
-                "device_list": record.list_body, "device_list_signature": record.list_signature}
+        result = {"account": account, "account_key": record.account_key,
+                  "device_list": record.list_body, "device_list_signature": record.list_signature}
+        if self.address is not None and self.address.account == account:
+            result["device_info"] = [list(i) for i in self.relay.store.device_info(account)]
+        return result
+
+    # -- linking -----------------------------------------------------------------------------
+
+    async def _link_request(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """A new device offers its key and prekeys and waits for the primary's approval."""
+        account = _account_field(frame)
+        record = self.relay.store.account(account)
+        if record is None:
+            raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+        lookup = _require(frame, "lookup", bytes)
+        tag = _require(frame, "tag", bytes)
+        name = _require(frame, "name", str)
+        if len(lookup) != api.LOOKUP_SIZE or len(tag) != 32 or not 0 < len(name) <= 64:
+            raise RequestError(api.BAD_REQUEST, "lookup, tag or name has a wrong size")
+        try:
+            identity = Ed25519PublicKey(_require(frame, "identity_key", bytes))
+            identity.verify(link_message(Ed25519PublicKey(record.account_key), account),
+                            _require(frame, "link_signature", bytes))
+            spk_id, spk_pub, spk_signature = frame.get("signed_prekey")  # type: ignore[misc]
+            PreKeyBundle(identity, spk_id, X25519PublicKey(spk_pub), spk_signature).verify()
+            opks = [(i, X25519PublicKey(key).raw) for i, key in frame.get("one_time_prekeys", [])
+                    if is_valid_device_id(i)]
+        except (ValueError, TypeError, E2EProtoError):
+            raise RequestError(api.BAD_REQUEST, "the new device's key, link signature or "
+                               "prekeys do not verify") from None
+        if len(opks) > api.MAX_ONE_TIME_PREKEYS_PER_REQUEST:
+            raise RequestError(api.BAD_REQUEST, "too many one-time prekeys")
+        self.relay.pending_links[lookup] = _PendingLink(
+            account, identity.raw, name, tag, frame["link_signature"],
+            (spk_id, spk_pub, spk_signature), opks, self)
+        self.link_lookup = lookup
+        log.info("connection from %s waits for a link to %s", self.peer, account)
+        return {"account_key": record.account_key}
+
+    async def _get_link(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        pending = self.relay.pending_links.get(_require(frame, "lookup", bytes))
+        if pending is None or pending.account != self.address.account:
+            raise RequestError(api.UNKNOWN_LINK, "no device is waiting with this link code "
+                               "(it may have given up; run link again)")
+        return {"identity_key": pending.identity_key, "name": pending.name,
+                "tag": pending.tag, "link_signature": pending.link_signature}
+
+    async def _update_devices(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """A new signed device list: links at most one waiting device, may remove others."""
+        assert self.address is not None
+        me = self.address
+        record = self.relay.store.account(me.account)
+        assert record is not None
+        try:
+            signed = SignedDeviceList.verify(Ed25519PublicKey(record.account_key),
+                                             _require(frame, "device_list", bytes),
+                                             _require(frame, "device_list_signature", bytes))
+        except TooManyDevicesError as exc:
+            raise RequestError(api.TOO_MANY_DEVICES, str(exc)) from None
+        except E2EProtoError as exc:
+            raise RequestError(api.BAD_REQUEST, f"device list refused: {exc}") from None
+        new = signed.device_list
+        if new.account != me.account:
+            raise RequestError(api.BAD_REQUEST, "the device list names another account")
+        if new.version <= record.list_version:
+            raise RequestError(api.STALE_DEVICE_LIST, f"device list version {new.version} is "
+                               f"not newer than {record.list_version}")
+        devices = {i: key.raw for i, key in new.devices}
+        if devices.get(0) != record.devices.get(0):
+            raise RequestError(api.BAD_REQUEST, "the primary device cannot change")
+        if any(i in record.devices and key != record.devices[i] for i, key in devices.items()):
+            raise RequestError(api.BAD_REQUEST, "a listed device cannot change its key")
+        added_ids = [i for i in devices if i not in record.devices]
+        lookup = frame.get("link")
+        pending = self.relay.pending_links.get(lookup) if type(lookup) is bytes else None
+        added = []
+        if added_ids:
+            if (len(added_ids) != 1 or pending is None or pending.account != me.account
+                    or devices[added_ids[0]] != pending.identity_key):
+                raise RequestError(api.UNKNOWN_LINK, "a new device must be a waiting link "
+                                   "with the same key")
+            if added_ids[0] <= record.max_device_id:
+                raise RequestError(api.BAD_REQUEST, f"device id {added_ids[0]} was used "
+                                   "before; ids are never reused")
+            added.append(NewDevice(added_ids[0], pending.identity_key, pending.name,
+                                   pending.signed_prekey, pending.one_time_prekeys))
+        removed = self.relay.store.replace_device_list(
+            me.account, new.version, signed.body, signed.signature, devices, added,
+            self.relay.clock())
+        log.info("device list of %s is now version %d (added %s, removed %s)", me.account,
+                 new.version, added_ids, removed)
+        if added and pending is not None:
+            del self.relay.pending_links[lookup]  # type: ignore[arg-type]
+            pending.connection.push({"type": "link_approved", "device_id": added_ids[0]})
+        for device_id in removed:
+            self.relay.disconnect(Address(me.account, device_id))
+        return {"version": new.version, "removed": removed}
 
     async def _fetch_bundles(self, frame: dict[str, Any]) -> dict[str, Any]:
         account = _account_field(frame)
@@ -381,7 +513,8 @@ class _Connection:
         own = self.relay.store.account(me.account)
         assert own is not None
         expected = {Address(to, d) for d in recipient.devices}
-        expected |= {Address(me.account, d) for d in own.devices if d != me.device_id}
+        expected |= {Address(me.account, d) for d in own.devices}
+        expected.discard(me)  # a device never sends to itself (a note to self goes to the others)
         outgoing = []
         for data in raw:
             try:
@@ -445,14 +578,21 @@ class _Connection:
     async def _push_loop(self) -> None:
         async for frame in self._outbox_receive:
             await self.send(frame)
+        if self._nursery is not None:  # closed by close_after_pushes: the device was unlinked
+            self.detach()
+            self.address = None
+            await self.stream.aclose()
+            self._nursery.cancel_scope.cancel()
 
 
 _Handler = Callable[[_Connection, dict[str, Any]], Any]
 _PUBLIC: dict[object, _Handler] = {
     "register": _Connection._register, "auth": _Connection._auth, "ping": _Connection._ping,
+    "get_devices": _Connection._get_devices, "link_request": _Connection._link_request,
 }
 _AUTHENTICATED: dict[object, _Handler] = {
     "publish_prekeys": _Connection._publish_prekeys, "get_devices": _Connection._get_devices,
     "fetch_bundles": _Connection._fetch_bundles, "send": _Connection._send_messages,
-    "ack": _Connection._ack, "ping": _Connection._ping,
+    "ack": _Connection._ack, "ping": _Connection._ping, "get_link": _Connection._get_link,
+    "update_devices": _Connection._update_devices,
 }

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from e2e_proto.sqlite_store import open_private_database
+from e2e_proto.sqlite_store import immediate_transaction, open_private_database
 
 
 class NameTakenError(Exception):
@@ -44,6 +44,26 @@ class AccountRecord:
     list_body: bytes
     list_signature: bytes
     devices: dict[int, bytes]  # device id -> device identity key
+    max_device_id: int = 0  # the highest device id ever listed: ids are never reused
+
+
+class NewDevice(NamedTuple):
+    """A device joining an account, with the prekeys it published while waiting."""
+
+    device_id: int
+    identity_key: bytes
+    name: str
+    signed_prekey: tuple[int, bytes, bytes]
+    one_time_prekeys: Sequence[tuple[int, bytes]]
+
+
+class DeviceInfo(NamedTuple):
+    """What the relay knows of a device besides its key."""
+
+    device_id: int
+    name: str
+    linked_at: float
+    last_seen: float | None
 
 
 class Bundle(NamedTuple):
@@ -79,7 +99,7 @@ class RelayStore(Protocol):
 
     def create_account(self, account: str, account_key: bytes, list_version: int,
                        list_body: bytes, list_signature: bytes,
-                       devices: dict[int, bytes]) -> None:
+                       devices: dict[int, bytes], now: float) -> None:
         """Register a new account; :class:`NameTakenError` if the name exists."""
         ...
 
@@ -88,8 +108,21 @@ class RelayStore(Protocol):
         ...
 
     def replace_device_list(self, account: str, list_version: int, list_body: bytes,
-                            list_signature: bytes, devices: dict[int, bytes]) -> list[int]:
-        """Store a newer device list; returns removed device ids. :class:`StaleListError`."""
+                            list_signature: bytes, devices: dict[int, bytes],
+                            added: Sequence[NewDevice], now: float) -> list[int]:
+        """Store a newer device list (and its new devices); returns removed device ids.
+
+        Removing a device deletes its prekeys and its mailbox. :class:`StaleListError` when
+        the version is not newer than the stored one.
+        """
+        ...
+
+    def device_info(self, account: str) -> list[DeviceInfo]:
+        """Name, link time and last authentication of each device of ``account``."""
+        ...
+
+    def touch(self, account: str, device_id: int, now: float) -> None:
+        """Record that a device authenticated at ``now``."""
         ...
 
     def store_prekeys(self, account: str, device_id: int,
@@ -124,11 +157,13 @@ class RelayStore(Protocol):
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     account TEXT PRIMARY KEY, account_key BLOB NOT NULL, list_version INTEGER NOT NULL,
-    list_body BLOB NOT NULL, list_signature BLOB NOT NULL);
+    list_body BLOB NOT NULL, list_signature BLOB NOT NULL,
+    max_device_id INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS devices (
     account TEXT NOT NULL REFERENCES accounts(account), device INTEGER NOT NULL,
     identity_key BLOB NOT NULL,
     spk_id INTEGER, spk BLOB, spk_signature BLOB,
+    name TEXT NOT NULL DEFAULT '', linked_at REAL NOT NULL DEFAULT 0, last_seen REAL,
     PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
@@ -154,61 +189,74 @@ class SqliteRelayStore:
         """Close the database."""
         self._db.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db)
 
     def create_account(self, account: str, account_key: bytes, list_version: int,
                        list_body: bytes, list_signature: bytes,
-                       devices: dict[int, bytes]) -> None:
+                       devices: dict[int, bytes], now: float) -> None:
         """Register a new account; :class:`NameTakenError` if the name exists."""
         with self._transaction() as db:
             try:
-                db.execute("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
-                           (account, account_key, list_version, list_body, list_signature))
+                db.execute("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?)",
+                           (account, account_key, list_version, list_body, list_signature,
+                            max(devices)))
             except sqlite3.IntegrityError:
                 raise NameTakenError(account) from None
-            db.executemany("INSERT INTO devices (account, device, identity_key) VALUES (?, ?, ?)",
-                           [(account, i, key) for i, key in devices.items()])
+            db.executemany("INSERT INTO devices (account, device, identity_key, name, linked_at) "
+                           "VALUES (?, ?, ?, 'primary', ?)",
+                           [(account, i, key, now) for i, key in devices.items()])
 
     def account(self, account: str) -> AccountRecord | None:
         """The account's key and device list."""
-        row = self._db.execute("SELECT account_key, list_version, list_body, list_signature "
-                               "FROM accounts WHERE account = ?", (account,)).fetchone()
+        row = self._db.execute("SELECT account_key, list_version, list_body, list_signature, "
+                               "max_device_id FROM accounts WHERE account = ?",
+                               (account,)).fetchone()
         if row is None:
             return None
         devices = dict(self._db.execute(
             "SELECT device, identity_key FROM devices WHERE account = ? ORDER BY device",
             (account,)).fetchall())
-        return AccountRecord(account, row[0], row[1], row[2], row[3], devices)
+        return AccountRecord(account, row[0], row[1], row[2], row[3], devices, row[4])
 
     def replace_device_list(self, account: str, list_version: int, list_body: bytes,
-                            list_signature: bytes, devices: dict[int, bytes]) -> list[int]:
-        """Store a newer device list; returns removed device ids. :class:`StaleListError`."""
+                            list_signature: bytes, devices: dict[int, bytes],
+                            added: Sequence[NewDevice], now: float) -> list[int]:
+        """Store a newer device list (and its new devices); returns removed device ids."""
         with self._transaction() as db:
             row = db.execute("SELECT list_version FROM accounts WHERE account = ?",
                              (account,)).fetchone()
             if row is None or row[0] >= list_version:
                 raise StaleListError(account)
-            db.execute("UPDATE accounts SET list_version = ?, list_body = ?, list_signature = ? "
-                       "WHERE account = ?", (list_version, list_body, list_signature, account))
             current = dict(db.execute("SELECT device, identity_key FROM devices "
                                       "WHERE account = ?", (account,)).fetchall())
-            removed = [i for i in current if i not in devices or current[i] != devices[i]]
+            removed = sorted(i for i in current if devices.get(i) != current[i])
             for device_id in removed:
                 for table in ("devices", "one_time_prekeys", "mailbox"):
                     db.execute(f"DELETE FROM {table} WHERE account = ? AND device = ?",
                                (account, device_id))
-            db.executemany(
-                "INSERT OR IGNORE INTO devices (account, device, identity_key) VALUES (?, ?, ?)",
-                [(account, i, key) for i, key in devices.items()])
-        return sorted(i for i in removed if i not in devices)
+            db.execute("UPDATE accounts SET list_version = ?, list_body = ?, list_signature = ?, "
+                       "max_device_id = MAX(max_device_id, ?) WHERE account = ?",
+                       (list_version, list_body, list_signature, max(devices), account))
+            for new in added:
+                db.execute("INSERT INTO devices (account, device, identity_key, spk_id, spk, "
+                           "spk_signature, name, linked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (account, new.device_id, new.identity_key, *new.signed_prekey,
+                            new.name, now))
+                db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?, ?, ?)",
+                               [(account, new.device_id, i, k) for i, k in new.one_time_prekeys])
+        return removed
+
+    def device_info(self, account: str) -> list[DeviceInfo]:
+        """Name, link time and last authentication of each device of ``account``."""
+        return [DeviceInfo(*row) for row in self._db.execute(
+            "SELECT device, name, linked_at, last_seen FROM devices WHERE account = ? "
+            "ORDER BY device", (account,))]
+
+    def touch(self, account: str, device_id: int, now: float) -> None:
+        """Record that a device authenticated at ``now``."""
+        self._db.execute("UPDATE devices SET last_seen = ? WHERE account = ? AND device = ?",
+                         (now, account, device_id))
 
     def store_prekeys(self, account: str, device_id: int,
                       signed: tuple[int, bytes, bytes] | None,

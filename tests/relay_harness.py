@@ -108,3 +108,15 @@ async def session_of(client: PrivateClient) -> AsyncIterator[PrivateSession]:
     """An authenticated session."""
     async with client.session() as session:
         yield session
+
+
+async def link(primary: PrivateClient, new: PrivateClient, account: str,
+               name: str = "device") -> int:
+    """Link ``new`` to ``account`` through its ``primary``; returns the new device id."""
+    async with new.connect() as waiting:
+        code = await waiting.request_link(account, name)
+        async with primary.session() as session:
+            device_id = await session.approve(code)
+        assert await waiting.wait_for_link() == device_id
+        await waiting.ensure_prekeys()
+    return device_id

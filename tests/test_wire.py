@@ -1,0 +1,522 @@
+"""Tests of e2e_proto.wire: envelopes (DESIGN §5) and length-prefixed msgpack frames (§8)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from e2e_proto import errors
+from e2e_proto.address import ACCOUNT_PATTERN, Address
+from e2e_proto.constants import MAX_DEVICE_ID, MAX_FRAME_SIZE
+from e2e_proto.errors import (
+    E2EProtoError,
+    FrameTooLargeError,
+    LocalProtocolError,
+    MalformedError,
+)
+from e2e_proto.keys import Ed25519PublicKey, X25519PublicKey
+from e2e_proto.ratchet import RatchetMessage
+from e2e_proto.wire import (
+    MESSAGE,
+    PREKEY,
+    Envelope,
+    FrameDecoder,
+    PreKeyHeader,
+    decode_frame_body,
+    encode_frame,
+)
+
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "envelope.json").read_text())
+
+FUZZ = settings(max_examples=100, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+# -- strategies -------------------------------------------------------------------------------
+
+accounts = st.from_regex(ACCOUNT_PATTERN, fullmatch=True)
+device_ids = st.integers(0, MAX_DEVICE_ID)
+addresses = st.builds(Address, accounts, device_ids)
+u32s = st.integers(0, 2**32 - 1)
+msgpack_ints = st.integers(-(2**63), 2**64 - 1)
+ratchet_messages = st.builds(
+    RatchetMessage,
+    st.binary(max_size=80),
+    st.binary(min_size=24, max_size=24),
+    st.binary(min_size=16, max_size=200),
+)
+prekey_headers = st.builds(
+    PreKeyHeader,
+    st.binary(min_size=32, max_size=32).map(Ed25519PublicKey),
+    st.binary(min_size=32, max_size=32).map(X25519PublicKey),
+    u32s,
+    st.none() | u32s,
+)
+message_envelopes = st.builds(Envelope, addresses, addresses, ratchet_messages, st.none())
+prekey_envelopes = st.builds(Envelope, addresses, addresses, ratchet_messages, prekey_headers)
+envelopes = message_envelopes | prekey_envelopes
+
+# Frame maps: str keys; values msgpack round-trips to equal Python values (lists, not tuples).
+frame_leaves = (
+    st.none() | st.booleans() | msgpack_ints
+    | st.floats(allow_nan=False) | st.text(max_size=20) | st.binary(max_size=20)
+)
+frame_values = st.recursive(
+    frame_leaves,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=8,
+)
+frame_maps = st.dictionaries(st.text(max_size=10), frame_values, max_size=6)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def feed_in_chunks(decoder: FrameDecoder, data: bytes, sizes: list[int]) -> list[dict[str, Any]]:
+    """Feed ``data`` in chunks of the given sizes (cycled), draining frames after each chunk."""
+    frames: list[dict[str, Any]] = []
+    position, index = 0, 0
+    while position < len(data):
+        size = sizes[index % len(sizes)] if sizes else 1
+        decoder.feed(data[position:position + size])
+        position += size
+        index += 1
+        while (frame := decoder.next_frame()) is not None:
+            frames.append(frame)
+    return frames
+
+
+def drain_all(decoder: FrameDecoder, data: bytes, sizes: list[int]) -> None:
+    """Feed and drain like a connection loop would, stopping at the first (typed) error."""
+    try:
+        feed_in_chunks(decoder, data, sizes)
+    except E2EProtoError:
+        return
+
+
+def mutate(data: bytes, ops: list[tuple[str, int, int]]) -> bytes:
+    """Apply flip / truncate / insert / delete operations to ``data``."""
+    buf = bytearray(data)
+    for op, position, value in ops:
+        at = position % (len(buf) + 1)
+        if op == "flip" and buf:
+            buf[at % len(buf)] ^= value or 1
+        elif op == "truncate":
+            del buf[at:]
+        elif op == "insert":
+            buf[at:at] = bytes([value])
+        elif op == "delete" and buf:
+            del buf[at % len(buf)]
+    return bytes(buf)
+
+
+mutations = st.lists(
+    st.tuples(st.sampled_from(["flip", "truncate", "insert", "delete"]),
+              st.integers(0, 2**16), st.integers(0, 255)),
+    min_size=1, max_size=4,
+)
+
+
+def nested_arrays(depth: int) -> bytes:
+    """``depth`` nested one-element msgpack arrays around nil."""
+    return b"\x91" * depth + b"\xc0"
+
+
+def array_depth(value: object) -> int:
+    depth = 0
+    while isinstance(value, list):
+        assert len(value) == 1
+        value, depth = value[0], depth + 1
+    assert value is None
+    return depth
+
+
+# -- envelopes --------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(envelopes)
+def test_envelope_round_trip(envelope: Envelope) -> None:
+    encoded = envelope.encode()
+    decoded = Envelope.decode(encoded)
+    assert decoded == envelope
+    assert decoded.type == (MESSAGE if envelope.prekey is None else PREKEY)
+    assert decoded.encode() == encoded
+
+
+@settings(max_examples=50, deadline=None)
+@given(prekey_envelopes)
+def test_prekey_envelope_layout(envelope: Envelope) -> None:
+    fields = msgpack.unpackb(envelope.encode())
+    assert envelope.prekey is not None
+    assert fields[0] == 1 and fields[1] == "prekey" and len(fields) == 13
+    assert fields[2:6] == [envelope.sender.account, envelope.sender.device_id,
+                           envelope.recipient.account, envelope.recipient.device_id]
+    assert fields[6:9] == list(envelope.message)
+    assert fields[9:] == [envelope.prekey.identity_key.raw, envelope.prekey.ephemeral_key.raw,
+                          envelope.prekey.signed_prekey_id, envelope.prekey.one_time_prekey_id]
+
+
+@settings(max_examples=50, deadline=None)
+@given(message_envelopes)
+def test_message_envelope_layout(envelope: Envelope) -> None:
+    fields = msgpack.unpackb(envelope.encode())
+    assert fields[:2] == [1, "message"] and len(fields) == 9
+    assert fields[6:] == list(envelope.message)
+
+
+def test_envelope_boundaries_round_trip() -> None:
+    message = RatchetMessage(b"", bytes(24), bytes(16))
+    for sender, recipient in [(Address("a", 0), Address("z" * 64, MAX_DEVICE_ID)),
+                              (Address("0._-", MAX_DEVICE_ID), Address("9", 0))]:
+        prekey = PreKeyHeader(Ed25519PublicKey(bytes(32)), X25519PublicKey(b"\xff" * 32),
+                              2**32 - 1, 0)
+        for envelope in (Envelope(sender, recipient, message),
+                         Envelope(sender, recipient, message, prekey)):
+            assert Envelope.decode(envelope.encode()) == envelope
+
+
+@pytest.mark.parametrize("case", VECTORS["envelopes"],
+                         ids=lambda c: f"{c['fields']['type']}-{c['fields']['sender_account']}")
+def test_envelope_vectors(case: dict[str, Any]) -> None:
+    encoded = bytes.fromhex(case["encoded"])
+    fields = case["fields"]
+    envelope = Envelope.decode(encoded)
+    assert envelope.type == fields["type"]
+    assert envelope.sender == Address(fields["sender_account"], fields["sender_device"])
+    assert envelope.recipient == Address(fields["recipient_account"], fields["recipient_device"])
+    assert envelope.message == RatchetMessage(bytes.fromhex(fields["header"]),
+                                              bytes.fromhex(fields["nonce"]),
+                                              bytes.fromhex(fields["ciphertext"]))
+    if fields["type"] == "prekey":
+        assert envelope.prekey == PreKeyHeader(
+            Ed25519PublicKey(bytes.fromhex(fields["identity_key"])),
+            X25519PublicKey(bytes.fromhex(fields["ephemeral_key"])),
+            fields["signed_prekey_id"], fields["one_time_prekey_id"])
+    else:
+        assert envelope.prekey is None
+    assert envelope.encode() == encoded
+
+
+# -- malformed vectors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", VECTORS["malformed"], ids=lambda c: c["name"])
+def test_malformed_vectors_raise_the_named_error(case: dict[str, Any]) -> None:
+    expected = getattr(errors, case["error"])
+    data = bytes.fromhex(case["input"])
+    with pytest.raises(E2EProtoError) as info:
+        if case["kind"] == "envelope":
+            Envelope.decode(data)
+        else:
+            assert case["kind"] == "frame"
+            decoder = FrameDecoder(VECTORS["max_frame_size"])
+            decoder.feed(data)
+            decoder.next_frame()
+    assert type(info.value) is expected
+
+
+def test_malformed_vectors_cover_both_kinds() -> None:
+    kinds = {case["kind"] for case in VECTORS["malformed"]}
+    assert kinds == {"envelope", "frame"}
+    assert VECTORS["max_frame_size"] == MAX_FRAME_SIZE
+
+
+# -- envelope fuzzing -------------------------------------------------------------------------
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_envelope_decode_random_bytes(data: bytes) -> None:
+    try:
+        envelope = Envelope.decode(data)
+    except E2EProtoError:
+        return
+    assert Envelope.decode(envelope.encode()) == envelope
+
+
+@FUZZ
+@given(envelopes, mutations)
+def test_envelope_decode_mutated(envelope: Envelope, ops: list[tuple[str, int, int]]) -> None:
+    data = mutate(envelope.encode(), ops)
+    try:
+        decoded = Envelope.decode(data)
+    except E2EProtoError:
+        return
+    assert Envelope.decode(decoded.encode()) == decoded
+
+
+@FUZZ
+@given(st.lists(st.one_of(
+    st.none(), st.booleans(), msgpack_ints, st.floats(),
+    st.text(max_size=10), st.binary(max_size=40),
+    st.lists(msgpack_ints, max_size=2),
+    st.dictionaries(st.text(max_size=3), msgpack_ints, max_size=2),
+), max_size=14))
+def test_envelope_decode_wrongly_typed_fields(fields: list[Any]) -> None:
+    # Random arrays of msgpack values: mostly the right shape with the wrong types.
+    for value in (fields, [1, "message", *fields], [1, "prekey", *fields]):
+        try:
+            envelope = Envelope.decode(msgpack.packb(value))
+        except E2EProtoError:
+            continue
+        assert Envelope.decode(envelope.encode()) == envelope
+
+
+@pytest.mark.parametrize("depth", [10, 500, 10_000, 100_000])
+def test_envelope_deep_nesting_is_an_error(depth: int) -> None:
+    # A deep value in the sender-account slot of an otherwise valid message envelope.
+    tail = msgpack.packb(["bob", 3, b"h", bytes(24), bytes(16)])[1:]
+    data = b"\x99\x01\xa7message" + nested_arrays(depth) + b"\x00" + tail
+    with pytest.raises(MalformedError):
+        Envelope.decode(data)
+    with pytest.raises(E2EProtoError):
+        Envelope.decode(nested_arrays(depth))
+
+
+@pytest.mark.parametrize(("prefix", "error"), [
+    (b"", errors.UnsupportedVersionError), (b"\x92\x01", MalformedError),
+], ids=["version-slot", "type-slot"])
+@pytest.mark.parametrize("depth", [1000, 1023])
+def test_envelope_nesting_near_msgpack_limit_is_an_error(prefix: bytes, error: type[Exception],
+                                                         depth: int) -> None:
+    # Regression: parses within msgpack's 1024-level limit, and the error message used to
+    # repr() the value, raising RecursionError instead of a typed error.
+    with pytest.raises(error):
+        Envelope.decode(prefix + nested_arrays(depth))
+
+
+# -- frames -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(frame_maps, min_size=1, max_size=4),
+       st.lists(st.integers(1, 64), min_size=1, max_size=8))
+def test_frames_round_trip_in_random_chunks(maps: list[dict[str, Any]], sizes: list[int]) -> None:
+    stream = b"".join(encode_frame(m) for m in maps)
+    assert feed_in_chunks(FrameDecoder(), stream, sizes) == maps
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(frame_maps, min_size=1, max_size=3))
+def test_frames_round_trip_one_byte_at_a_time(maps: list[dict[str, Any]]) -> None:
+    stream = b"".join(encode_frame(m) for m in maps)
+    assert feed_in_chunks(FrameDecoder(), stream, [1]) == maps
+    assert feed_in_chunks(FrameDecoder(), stream, [len(stream)]) == maps
+
+
+@pytest.mark.parametrize("case", VECTORS["frames"], ids=lambda c: str(c["decoded"].get("type")))
+def test_frame_vectors(case: dict[str, Any]) -> None:
+    encoded = bytes.fromhex(case["encoded"])
+    decoder = FrameDecoder()
+    decoder.feed(encoded)
+    frame = decoder.next_frame()
+    assert frame is not None and decoder.next_frame() is None
+    assert encode_frame(frame) == encoded
+    assert struct.unpack(">I", encoded[:4])[0] == len(encoded) - 4
+
+
+def test_encode_frame_layout() -> None:
+    frame = encode_frame({"id": 1, "type": "ping"})
+    body = msgpack.packb({"id": 1, "type": "ping"})
+    assert frame == len(body).to_bytes(4, "big") + body
+    assert decode_frame_body(body) == {"id": 1, "type": "ping"}
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(msgpack.packb({b"k": 1}), id="bytes-key"),
+    pytest.param(msgpack.packb({"k": 1, b"b": 2}), id="mixed-keys"),
+    pytest.param(msgpack.packb([["k", 1]]), id="array"),
+    pytest.param(msgpack.packb("k"), id="str"),
+    pytest.param(b"", id="empty"),
+    pytest.param(msgpack.packb({"k": 1}) + b"\x00", id="trailing-bytes"),
+])
+def test_frame_body_must_be_a_str_keyed_map(body: bytes) -> None:
+    with pytest.raises(MalformedError):
+        decode_frame_body(body)
+    decoder = FrameDecoder()
+    decoder.feed(struct.pack(">I", len(body)) + body)
+    with pytest.raises(MalformedError):
+        decoder.next_frame()
+
+
+def test_needed_counts_down() -> None:
+    frame = encode_frame({"k": "v" * 10})
+    decoder = FrameDecoder()
+    assert decoder.needed() == 4
+    for fed in range(1, len(frame)):
+        decoder.feed(frame[fed - 1:fed])
+        assert decoder.next_frame() is None
+        assert decoder.needed() == (4 - fed if fed < 4 else len(frame) - fed)
+    decoder.feed(frame[-1:])
+    assert decoder.needed() == 0
+    assert decoder.next_frame() == {"k": "v" * 10}
+    assert decoder.needed() == 4
+
+
+@pytest.mark.parametrize("max_size", [0, 10, 1000, MAX_FRAME_SIZE])
+def test_oversized_length_rejected_once_the_prefix_arrives(max_size: int) -> None:
+    decoder = FrameDecoder(max_size)
+    prefix = (max_size + 1).to_bytes(4, "big")
+    for byte in prefix[:3]:
+        decoder.feed(bytes([byte]))
+        assert decoder.next_frame() is None
+    decoder.feed(prefix[3:])  # no body byte has been fed
+    with pytest.raises(FrameTooLargeError):
+        decoder.next_frame()
+
+
+def test_largest_length_prefix_rejected() -> None:
+    decoder = FrameDecoder()
+    decoder.feed(b"\xff\xff\xff\xff")
+    with pytest.raises(FrameTooLargeError):
+        decoder.next_frame()
+
+
+def test_frame_of_exactly_max_size_is_accepted() -> None:
+    message = {"k": "x" * 100}
+    body_size = len(msgpack.packb(message))
+    frame = encode_frame(message, max_size=body_size)
+    decoder = FrameDecoder(body_size)
+    decoder.feed(frame)
+    assert decoder.next_frame() == message
+    too_small = FrameDecoder(body_size - 1)
+    too_small.feed(frame[:4])
+    with pytest.raises(FrameTooLargeError):
+        too_small.next_frame()
+
+
+def test_decoder_refuses_feed_after_frame_too_large() -> None:
+    decoder = FrameDecoder(16)
+    decoder.feed((17).to_bytes(4, "big"))
+    with pytest.raises(FrameTooLargeError):
+        decoder.next_frame()
+    with pytest.raises(LocalProtocolError):
+        decoder.feed(b"\x00" * 17)
+    with pytest.raises(E2EProtoError):
+        decoder.next_frame()
+
+
+def test_decoder_refuses_feed_after_malformed_body() -> None:
+    decoder = FrameDecoder()
+    decoder.feed(b"\x00\x00\x00\x01\xc1")
+    with pytest.raises(MalformedError):
+        decoder.next_frame()
+    with pytest.raises(LocalProtocolError):
+        decoder.feed(encode_frame({"id": 1}))
+
+
+def test_decoder_refuses_next_frame_after_malformed_body() -> None:
+    decoder = FrameDecoder()
+    decoder.feed(b"\x00\x00\x00\x01\xc1" + encode_frame({"id": 2}))
+    with pytest.raises(MalformedError):
+        decoder.next_frame()
+    with pytest.raises(E2EProtoError):
+        decoder.next_frame()
+
+
+@pytest.mark.parametrize("max_size", [0, 5, 100])
+def test_encode_frame_refuses_oversized_body(max_size: int) -> None:
+    message = {"k": b"x" * max_size}
+    with pytest.raises(LocalProtocolError):
+        encode_frame(message, max_size=max_size)
+    assert len(encode_frame(message, max_size=max_size + 10)) > max_size
+
+
+def test_encode_frame_limit_is_exact() -> None:
+    message = {"k": b"x" * 50}
+    size = len(msgpack.packb(message))
+    assert len(encode_frame(message, max_size=size)) == size + 4
+    with pytest.raises(LocalProtocolError):
+        encode_frame(message, max_size=size - 1)
+
+
+def test_encode_frame_refuses_default_oversized_body() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_frame({"blob": bytes(MAX_FRAME_SIZE)})
+
+
+def test_encode_frame_refuses_unencodable_value() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_frame({"k": object()})
+
+
+@pytest.mark.parametrize("key", [1, b"k"], ids=["int", "bytes"])
+def test_encode_frame_refuses_non_str_keys(key: Any) -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_frame({"ok": 1, key: "x"})
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1])
+def test_encode_frame_refuses_out_of_range_int(value: int) -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_frame({"n": value})
+
+
+# -- frame fuzzing ----------------------------------------------------------------------------
+
+
+@FUZZ
+@given(st.binary(max_size=300), st.lists(st.integers(1, 32), min_size=1, max_size=5),
+       st.sampled_from([0, 16, 256, MAX_FRAME_SIZE]))
+def test_frame_decoder_random_bytes(data: bytes, sizes: list[int], max_size: int) -> None:
+    drain_all(FrameDecoder(max_size), data, sizes)
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=60), min_size=1, max_size=4),
+       st.lists(st.integers(1, 32), min_size=1, max_size=5))
+def test_frame_decoder_random_bodies(bodies: list[bytes], sizes: list[int]) -> None:
+    # Correct length prefixes around random bodies: exercises the body decoder, not the limit.
+    stream = b"".join(struct.pack(">I", len(body)) + body for body in bodies)
+    drain_all(FrameDecoder(), stream, sizes)
+    for body in bodies:
+        try:
+            frame = decode_frame_body(body)
+        except MalformedError:
+            continue
+        assert all(type(key) is str for key in frame)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(frame_maps, min_size=1, max_size=3), mutations,
+       st.lists(st.integers(1, 32), min_size=1, max_size=5))
+def test_frame_decoder_mutated_frames(maps: list[dict[str, Any]],
+                                      ops: list[tuple[str, int, int]], sizes: list[int]) -> None:
+    stream = mutate(b"".join(encode_frame(m) for m in maps), ops)
+    drain_all(FrameDecoder(), stream, sizes)
+
+
+@FUZZ
+@given(envelopes, mutations)
+def test_frame_body_mutated_envelope(envelope: Envelope, ops: list[tuple[str, int, int]]) -> None:
+    body = mutate(msgpack.packb({"envelope": envelope.encode()}), ops)
+    try:
+        decode_frame_body(body)
+    except MalformedError:
+        pass
+
+
+@pytest.mark.parametrize("depth", [10, 1000, 1023, 10_000, 100_000])
+def test_frame_deep_nesting(depth: int) -> None:
+    body = b"\x81\xa1a" + nested_arrays(depth)
+    decoder = FrameDecoder()
+    decoder.feed(struct.pack(">I", len(body)) + body)
+    try:
+        frame = decoder.next_frame()
+    except MalformedError:
+        return
+    assert frame is not None and array_depth(frame["a"]) == depth
+
+
+def test_frame_deep_nesting_of_maps() -> None:
+    body = b"\x81\xa1a" * 10_000 + b"\xc0"
+    with pytest.raises(MalformedError):
+        decode_frame_body(body)
