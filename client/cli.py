@@ -12,6 +12,7 @@ import json
 import math
 import os
 import socket
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ import trio
 from e2e_proto.capabilities import PRIVATE, SOCIAL, UnsupportedFeatureError, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
-from .connection import ConnectionLost, ServerError
+from .connection import ConnectionLost, ServerError, client_tls_context
 from .private import ClientError, PrivateClient, PrivateSession, Received
 from .state import ClientState
 
@@ -58,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                         default=os.environ.get("E2E_SOCIAL", "127.0.0.1:7500"),
                         metavar="HOST:PORT",
                         help="social server address (env E2E_SOCIAL, default 127.0.0.1:7500)")
+    parser.add_argument("--tls", action="store_true",
+                        help="connect with TLS, verifying the server with the system's CAs")
+    parser.add_argument("--ca", metavar="FILE", default=os.environ.get("E2E_CA"),
+                        help="connect with TLS, verifying the server against this CA "
+                             "certificate (env E2E_CA)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="connect with TLS without verifying the server: local "
+                             "development only")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register = commands.add_parser("register", help="create an account with this device as "
                                    "its primary")
@@ -163,8 +172,18 @@ async def _reconnecting(client: PrivateClient, wait: float,
             delay = min(delay * 2, BACKOFF_MAX)
 
 
+def tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context the global options ask for, or None for plain TCP."""
+    if not (args.tls or args.ca or args.insecure):
+        return None
+    if args.insecure:
+        print(f"{PROG}: warning: --insecure: the server's certificate is not checked",
+              file=sys.stderr)
+    return client_tls_context(args.ca, args.insecure)
+
+
 async def _run(args: argparse.Namespace, state: ClientState) -> int:
-    client = PrivateClient(state, *args.relay)
+    client = PrivateClient(state, *args.relay, tls=tls_from_args(args))
     command = args.command
     if command in ("pin", "unpin", "pins"):
         require(PRIVATE, "pinning")

@@ -98,6 +98,21 @@ class Connection:
             channel.send_nowait(frame)
 
 
+def client_tls_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """TLS settings for a client: verify against ``ca_file`` (or the system's CAs).
+
+    ``insecure`` turns verification off: for local development only.
+    """
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConnectionLost(f"cannot load the CA file {ca_file}: {exc}") from None
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 @contextlib.asynccontextmanager
 async def open_connection(host: str, port: int, tls: ssl.SSLContext | None = None
                           ) -> AsyncIterator[Connection]:
@@ -109,6 +124,12 @@ async def open_connection(host: str, port: int, tls: ssl.SSLContext | None = Non
                              ) from None
     if tls is not None:
         stream = trio.SSLStream(stream, tls, server_hostname=host)
+        try:
+            await stream.do_handshake()
+        except (trio.BrokenResourceError, ssl.SSLError) as exc:
+            await trio.aclose_forcefully(stream)
+            reason = exc.__cause__ if exc.__cause__ is not None else exc
+            raise ConnectionLost(f"TLS with {host}:{port} failed: {reason}") from None
     connection = Connection(stream)
     try:
         async with trio.open_nursery() as nursery:

@@ -117,7 +117,10 @@ class PrivateClient:
         """A connected, authenticated session with prekeys topped up."""
         async with self.connect() as session:
             await session.authenticate()
-            await session.ensure_prekeys()
+            try:
+                await session.ensure_prekeys()
+            except ServerError as exc:  # e.g. the relay's storage is read-only: read anyway
+                log.warning("could not publish prekeys: %s", exc)
             yield session
 
 
@@ -551,7 +554,10 @@ class PrivateSession:
         except (RemoteProtocolError, ClientError) as exc:
             notice = f"dropped a message that cannot be read: {exc}"
             log.warning(notice)
-        await self.connection.request("ack", seqs=[seq])
+        try:
+            await self.connection.request("ack", seqs=[seq])
+        except ServerError as exc:  # stored here already: a redelivery will be recognised
+            log.warning("the relay did not take an acknowledgement: %s", exc)
         if notice is not None:
             return _notice(notice)
         return received

@@ -34,6 +34,8 @@ UNKNOWN_LINK = "unknown_link"
 NOT_PRIMARY = "not_primary"
 DEVICE_UNLINKED = "device_unlinked"
 INTERNAL = "internal"
+UNAVAILABLE = "unavailable"
+TOO_MANY_CONNECTIONS = "too_many_connections"
 
 NONCE_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200

@@ -180,12 +180,10 @@ class FrameDecoder:
             raise LocalProtocolError("the frame decoder already failed")
         self._buffer += data
 
-    def needed(self) -> int:
-        """How many more bytes complete the next frame (at least 1 when nothing is buffered)."""
-        buffer = self._buffer
-        if len(buffer) < _LENGTH.size:
-            return _LENGTH.size - len(buffer)
-        return max(0, _LENGTH.size + _LENGTH.unpack_from(buffer)[0] - len(buffer))
+    @property
+    def buffered(self) -> int:
+        """How many bytes of an incomplete frame are waiting for the rest."""
+        return len(self._buffer)
 
     def next_frame(self) -> dict[str, Any] | None:
         """The next complete frame, or None when more bytes are needed."""

@@ -9,6 +9,7 @@ disconnect); they never stop the server.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from e2e_proto import relay_api as api
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.constants import MAX_FRAME_SIZE
 from e2e_proto.devices import SignedDeviceList, TooManyDevicesError, link_message
-from e2e_proto.errors import E2EProtoError, FrameTooLargeError, RemoteProtocolError
+from e2e_proto.errors import E2EProtoError, FrameTooLargeError, RemoteProtocolError, describe
 from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
 
@@ -31,6 +32,7 @@ from .relay_store import (
     Outgoing,
     QuotaExceededError,
     RelayStore,
+    StoreUnavailableError,
 )
 
 log = logging.getLogger("e2e.relay")
@@ -50,6 +52,12 @@ class RelayConfig:
     prekeys_low_watermark: int = 10
     max_one_time_prekeys: int = 1000
     auth_timeout: float = 30.0
+    frame_timeout: float = 30.0
+    account_requests_per_second: float = 400.0
+    account_request_burst: int = 800
+    bundles_per_minute: float = 120.0
+    bundle_burst: int = 200
+    connections_per_account: int = 20
     link_timeout: float = 600.0
     delivery_batch: int = 100
 
@@ -78,19 +86,19 @@ class _PendingLink:
 
 
 class _TokenBucket:
-    """Per-connection rate limit: ``rate`` requests a second, bursts up to ``burst``."""
+    """A rate limit: ``rate`` tokens a second, bursts up to ``burst``."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, float(burst)
         self.tokens, self.stamp = float(burst), trio.current_time()
 
-    def take(self) -> bool:
+    def take(self, count: int = 1) -> bool:
         now = trio.current_time()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens < 1:
+        if self.tokens < count:
             return False
-        self.tokens -= 1
+        self.tokens -= count
         return True
 
 
@@ -120,6 +128,30 @@ class Relay:
         self.clock = clock
         self._online: dict[Address, set[_Connection]] = {}
         self.pending_links: dict[bytes, _PendingLink] = {}
+        self._account_buckets: dict[str, _TokenBucket] = {}
+        self._bundle_buckets: dict[str, _TokenBucket] = {}
+
+    def account_bucket(self, account: str) -> _TokenBucket:
+        """The request rate limit shared by all connections of ``account``."""
+        bucket = self._account_buckets.get(account)
+        if bucket is None:
+            config = self.config
+            bucket = self._account_buckets[account] = _TokenBucket(
+                config.account_requests_per_second, config.account_request_burst)
+        return bucket
+
+    def bundle_bucket(self, account: str) -> _TokenBucket:
+        """How many prekey bundles ``account`` may fetch (against OPK draining)."""
+        bucket = self._bundle_buckets.get(account)
+        if bucket is None:
+            config = self.config
+            bucket = self._bundle_buckets[account] = _TokenBucket(
+                config.bundles_per_minute / 60, config.bundle_burst)
+        return bucket
+
+    def account_connections(self, account: str) -> int:
+        """Authenticated connections of all devices of ``account``."""
+        return sum(len(c) for a, c in self._online.items() if a.account == account)
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
@@ -237,8 +269,18 @@ class _Connection:
             nursery.cancel_scope.cancel()
 
     async def _read_and_handle(self) -> bool:
-        """Read and handle what arrives; False when the connection should end."""
-        data = await self.stream.receive_some(65536)
+        """Read and handle what arrives; False when the connection should end.
+
+        A frame that has begun must complete within ``frame_timeout`` (slow-loris defence).
+        """
+        data = None
+        started = self.decoder.buffered > 0
+        with trio.move_on_after(self.relay.config.frame_timeout if started else math.inf):
+            data = await self.stream.receive_some(65536)
+        if data is None:
+            log.info("connection from %s: a frame did not complete in time", self.peer)
+            await self._error(None, api.BAD_REQUEST, "a frame did not complete in time")
+            return False
         if not data:
             return False
         try:
@@ -273,12 +315,21 @@ class _Connection:
             if handler is None:
                 if kind in _AUTHENTICATED:
                     raise RequestError(api.NOT_AUTHENTICATED, "authenticate first")
-                raise RequestError(api.UNSUPPORTED, f"unknown request type {str(kind)[:40]!r}")
+                raise RequestError(api.UNSUPPORTED, f"unknown request type {describe(kind)}")
+            if self.address is not None and not self.relay.account_bucket(
+                    self.address.account).take():
+                raise RequestError(api.RATE_LIMITED, "too many requests from this account")
             result = await handler(self, frame)
         except RequestError as exc:
-            log.info("request %s from %s refused: %s", str(kind)[:40],
+            log.info("request %s from %s refused: %s", describe(kind),
                      self.address or self.peer, exc.code)
             await self._error(request_id, exc.code, str(exc), **exc.details)
+            return
+        except StoreUnavailableError as exc:
+            log.error("request %s from %s failed in storage: %s", describe(kind),
+                      self.address or self.peer, exc)
+            await self._error(request_id, api.UNAVAILABLE, "the relay cannot store or read "
+                              "data right now; nothing was stored; try again later")
             return
         await self.send({"id": request_id, "ok": True, **result})
 
@@ -294,9 +345,16 @@ class _Connection:
                                "authentication signature does not verify") from None
 
     def _become(self, address: Address) -> None:
+        if self.relay.account_connections(address.account) >= (
+                self.relay.config.connections_per_account):
+            raise RequestError(api.TOO_MANY_CONNECTIONS, f"{address.account} has too many "
+                               "open connections; close some first")
         self.address = address
         self.relay.attach(address, self)
-        self.relay.store.touch(address.account, address.device_id, self.relay.clock())
+        try:
+            self.relay.store.touch(address.account, address.device_id, self.relay.clock())
+        except StoreUnavailableError:
+            log.warning("could not record the last sight of %s", address)  # serve anyway
         log.info("connection from %s authenticated as %s", self.peer, address)
 
     async def _register(self, frame: dict[str, Any]) -> dict[str, Any]:
@@ -488,6 +546,9 @@ class _Connection:
             wanted = list(record.devices)
         if type(wanted) is not list or not all(i in record.devices for i in wanted):
             raise RequestError(api.BAD_REQUEST, "device_ids must list devices of the account")
+        assert self.address is not None
+        if not self.relay.bundle_bucket(self.address.account).take(len(wanted)):
+            raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
         bundles = []
         for device_id in wanted:
             bundle = self.relay.store.take_bundle(account, device_id)

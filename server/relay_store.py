@@ -8,13 +8,17 @@ state commits before it returns: a send is acknowledged only once it is on disk.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, ParamSpec, Protocol, TypeVar
 
 from e2e_proto.sqlite_store import immediate_transaction, open_private_database
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class NameTakenError(Exception):
@@ -28,6 +32,25 @@ class QuotaExceededError(Exception):
         super().__init__(f"mailbox of {account}.{device_id} is full")
         self.account = account
         self.device_id = device_id
+
+
+class StoreUnavailableError(Exception):
+    """The storage cannot be read or written now (disk full, read-only, locked, corrupt)."""
+
+
+def _storage(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn a database failure inside ``method`` into :class:`StoreUnavailableError`."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            raise StoreUnavailableError(str(exc)) from exc
+
+    return wrapper
 
 
 class StaleListError(Exception):
@@ -192,6 +215,7 @@ class SqliteRelayStore:
     def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return immediate_transaction(self._db)
 
+    @_storage
     def create_account(self, account: str, account_key: bytes, list_version: int,
                        list_body: bytes, list_signature: bytes,
                        devices: dict[int, bytes], now: float) -> None:
@@ -207,6 +231,7 @@ class SqliteRelayStore:
                            "VALUES (?, ?, ?, 'primary', ?)",
                            [(account, i, key, now) for i, key in devices.items()])
 
+    @_storage
     def account(self, account: str) -> AccountRecord | None:
         """The account's key and device list."""
         row = self._db.execute("SELECT account_key, list_version, list_body, list_signature, "
@@ -219,6 +244,7 @@ class SqliteRelayStore:
             (account,)).fetchall())
         return AccountRecord(account, row[0], row[1], row[2], row[3], devices, row[4])
 
+    @_storage
     def replace_device_list(self, account: str, list_version: int, list_body: bytes,
                             list_signature: bytes, devices: dict[int, bytes],
                             added: Sequence[NewDevice], now: float) -> list[int]:
@@ -247,17 +273,20 @@ class SqliteRelayStore:
                                [(account, new.device_id, i, k) for i, k in new.one_time_prekeys])
         return removed
 
+    @_storage
     def device_info(self, account: str) -> list[DeviceInfo]:
         """Name, link time and last authentication of each device of ``account``."""
         return [DeviceInfo(*row) for row in self._db.execute(
             "SELECT device, name, linked_at, last_seen FROM devices WHERE account = ? "
             "ORDER BY device", (account,))]
 
+    @_storage
     def touch(self, account: str, device_id: int, now: float) -> None:
         """Record that a device authenticated at ``now``."""
         self._db.execute("UPDATE devices SET last_seen = ? WHERE account = ? AND device = ?",
                          (now, account, device_id))
 
+    @_storage
     def store_prekeys(self, account: str, device_id: int,
                       signed: tuple[int, bytes, bytes] | None,
                       one_time: Sequence[tuple[int, bytes]]) -> int:
@@ -275,6 +304,7 @@ class SqliteRelayStore:
                                 "WHERE account = ? AND device = ?",
                                 (account, device_id)).fetchone()[0]
 
+    @_storage
     def take_bundle(self, account: str, device_id: int) -> Bundle | None:
         """The device's bundle with one OPK, which is deleted in the same transaction."""
         with self._transaction() as db:
@@ -291,6 +321,7 @@ class SqliteRelayStore:
         return Bundle(device_id, row[0], row[1], row[2], row[3],
                       opk[0] if opk else None, opk[1] if opk else None, left)
 
+    @_storage
     def enqueue(self, messages: Sequence[Outgoing], sender: tuple[str, int], now: float,
                 quota: int) -> None:
         """Store all messages atomically; :class:`QuotaExceededError` stores none."""
@@ -305,6 +336,7 @@ class SqliteRelayStore:
                 "envelope) VALUES (?, ?, ?, ?, ?, ?)",
                 [(m.account, m.device_id, *sender, now, m.envelope) for m in messages])
 
+    @_storage
     def pending(self, account: str, device_id: int, after_seq: int, limit: int
                 ) -> list[Delivery]:
         """Stored messages for the device with seq > ``after_seq``, oldest first."""
@@ -312,12 +344,14 @@ class SqliteRelayStore:
             "SELECT seq, envelope FROM mailbox WHERE account = ? AND device = ? AND seq > ? "
             "ORDER BY seq LIMIT ?", (account, device_id, after_seq, limit))]
 
+    @_storage
     def acknowledge(self, account: str, device_id: int, seqs: Sequence[int]) -> None:
         """Delete delivered messages."""
         with self._transaction() as db:
             db.executemany("DELETE FROM mailbox WHERE account = ? AND device = ? AND seq = ?",
                            [(account, device_id, seq) for seq in seqs])
 
+    @_storage
     def expire(self, older_than: float) -> int:
         """Delete messages stored before ``older_than``; returns how many."""
         with self._transaction() as db:

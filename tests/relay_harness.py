@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,8 @@ class RecordingStream(trio.abc.Stream):
 
 
 async def start_relay(nursery: trio.Nursery, db: Path, config: RelayConfig | None = None,
-                      port: int = 0, record: bool = False) -> RunningRelay:
+                      port: int = 0, record: bool = False,
+                      tls: ssl.SSLContext | None = None) -> RunningRelay:
     """Start a relay on ``db`` in ``nursery``; optionally record every received byte."""
     store = SqliteRelayStore(db)
     relay = Relay(store, config)
@@ -74,8 +76,9 @@ async def start_relay(nursery: trio.Nursery, db: Path, config: RelayConfig | Non
         try:
             with scope:
                 async with trio.open_nursery() as inner:
-                    listeners = await inner.start(serve, relay, "127.0.0.1", port)
-                    task_status.started(listeners[0].socket.getsockname()[1])
+                    listeners = await inner.start(serve, relay, "127.0.0.1", port, tls)
+                    socket_listener = listeners[0].transport_listener if tls else listeners[0]
+                    task_status.started(socket_listener.socket.getsockname()[1])
         finally:
             store.close()
             stopped.set()
@@ -84,9 +87,9 @@ async def start_relay(nursery: trio.Nursery, db: Path, config: RelayConfig | Non
     return RunningRelay(relay, store, bound, scope, stopped, received)
 
 
-def make_client(home: Path, port: int) -> PrivateClient:
+def make_client(home: Path, port: int, tls: ssl.SSLContext | None = None) -> PrivateClient:
     """A client with its own home folder."""
-    return PrivateClient(ClientState(home), "127.0.0.1", port)
+    return PrivateClient(ClientState(home), "127.0.0.1", port, tls)
 
 
 async def register(client: PrivateClient, name: str) -> None:

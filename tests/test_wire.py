@@ -347,18 +347,17 @@ def test_frame_body_must_be_a_str_keyed_map(body: bytes) -> None:
         decoder.next_frame()
 
 
-def test_needed_counts_down() -> None:
+def test_buffered_counts_the_incomplete_frame() -> None:
     frame = encode_frame({"k": "v" * 10})
     decoder = FrameDecoder()
-    assert decoder.needed() == 4
+    assert decoder.buffered == 0
     for fed in range(1, len(frame)):
         decoder.feed(frame[fed - 1:fed])
         assert decoder.next_frame() is None
-        assert decoder.needed() == (4 - fed if fed < 4 else len(frame) - fed)
+        assert decoder.buffered == fed
     decoder.feed(frame[-1:])
-    assert decoder.needed() == 0
     assert decoder.next_frame() == {"k": "v" * 10}
-    assert decoder.needed() == 4
+    assert decoder.buffered == 0
 
 
 @pytest.mark.parametrize("max_size", [0, 10, 1000, MAX_FRAME_SIZE])

@@ -1,0 +1,115 @@
+"""Abuse limits and storage faults at the relay: each refusal is clear and stores nothing."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+import trio
+
+from client.connection import ServerError, open_connection
+from client.private import ClientError
+from e2e_proto import relay_api as api
+from e2e_proto.wire import FrameDecoder
+from server.relay import RelayConfig
+from tests.relay_harness import drain, make_client, register, session_of, start_relay
+
+
+async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_clock) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db", RelayConfig(frame_timeout=10))
+    stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
+    await stream.send_all(struct.pack(">I", 100) + b"\x81")  # a frame that never completes
+    decoder = FrameDecoder()
+    frames = []
+    start = trio.current_time()
+    while chunk := await stream.receive_some(65536):
+        decoder.feed(chunk)
+        while (frame := decoder.next_frame()) is not None:
+            frames.append(frame)
+    assert frames[-1]["error"]["message"] == "a frame did not complete in time"
+    assert 10 <= trio.current_time() - start < 30  # the frame timeout, not the auth timeout
+
+
+async def test_connections_per_account(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db",
+                              RelayConfig(connections_per_account=2))
+    alice = make_client(tmp_path / "alice", relay.port)
+    await register(alice, "alice")
+    async with session_of(alice), session_of(alice):
+        with pytest.raises(ClientError, match="too many open connections"):
+            async with session_of(alice):
+                pass
+    async with session_of(alice):  # closed connections no longer count
+        pass
+
+
+async def test_prekey_fetch_rate_stops_opk_draining(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db",
+                              RelayConfig(bundles_per_minute=0.001, bundle_burst=5))
+    await register(make_client(tmp_path / "bob", relay.port), "bob")
+    mallory = make_client(tmp_path / "mallory", relay.port)
+    await register(mallory, "mallory")
+    async with session_of(mallory) as m:
+        for _ in range(5):
+            await m.connection.request("fetch_bundles", account="bob")
+        with pytest.raises(ServerError) as caught:
+            await m.connection.request("fetch_bundles", account="bob")
+        assert caught.value.code == api.RATE_LIMITED
+    assert relay.store.take_bundle("bob", 0).one_time_prekeys_left == 100 - 5 - 1
+
+
+async def test_per_account_rate_limit_spans_connections(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db",
+                              RelayConfig(account_requests_per_second=0.001,
+                                          account_request_burst=6))
+    alice = make_client(tmp_path / "alice", relay.port)
+    await register(alice, "alice")  # its prekey uploads spend some of alice's 6 requests
+    async with session_of(alice) as first:
+        await first.connection.request("ping")
+        async with open_connection("127.0.0.1", relay.port) as second:
+            nonce = (await second.pushes.receive())["nonce"]
+            dik = alice.state.protocol.identity_key_pair()
+            await second.request("auth", account="alice", device_id=0,
+                                 signature=dik.sign(api.auth_message(nonce, "alice", 0)))
+            answered = 0
+            with pytest.raises(ServerError) as caught:
+                for _ in range(10):
+                    await second.request("ping")
+                    answered += 1
+            assert caught.value.code == api.RATE_LIMITED
+            assert answered < 6  # the first connection's requests counted too
+
+
+@pytest.mark.parametrize("fault", ["read-only", "disk-full"])
+async def test_storage_fault_refuses_sends_and_serves_reads(nursery, tmp_path: Path,
+                                                            fault: str) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        await a.send_text("bob", "stored before the fault")
+        await a.device_list("bob")
+        await a.send_text("bob", "and a session exists")
+        db = relay.store._db
+        if fault == "read-only":
+            db.execute("PRAGMA query_only = ON")
+        else:
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count = {pages}")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with pytest.raises(ClientError, match="cannot store"):
+            for i in range(200):  # a full disk shows once the pages run out
+                await a.send_text("bob", f"during the fault {i} " + "x" * 2000)
+    stored = relay.store.pending("bob", 0, 0, 1000)
+    async with session_of(bob) as b:  # reads still served; the ack may fail and be retried
+        got = []
+        await b.receive(got.append)
+    texts = [m.text for m in got]
+    assert texts[:2] == ["stored before the fault", "and a session exists"]
+    assert len(texts) == len(stored)  # exactly what the relay acknowledged, nothing more
+    db.execute("PRAGMA query_only = OFF")
+    db.execute("PRAGMA max_page_count = 1073741823")
+    assert await drain(bob) == []  # redeliveries of unacknowledged mail are recognised
