@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("unreact", "remove your reaction to a message"),
                        ("pin", "social: pin a message"), ("unpin", "social: unpin a message")):
         command = commands.add_parser(name, help=what)
-        command.add_argument("message_id", help="the message id (hex, as in recv --json)")
+        command.add_argument("message_id", help="the message id, as 'recv --json' shows it "
+                             "(private: hex, a unique prefix is enough; social: a number)")
         if name == "react":
             command.add_argument("emoji", help="exactly one emoji")
     pins = commands.add_parser("pins", help="social: list the pinned messages with NAME")
@@ -166,10 +167,18 @@ async def _reconnecting(client: PrivateClient, wait: float,
                     delay = BACKOFF_START
                     await work(session)
                     return
-            except ConnectionLost as exc:
-                print(f"{PROG}: {exc}; reconnecting in {delay:g}s", file=sys.stderr, flush=True)
+            except* ConnectionLost as group:
+                print(f"{PROG}: {first_leaf(group)}; reconnecting in {delay:g}s",
+                      file=sys.stderr, flush=True)
             await trio.sleep(delay)  # backoff between reconnection attempts
             delay = min(delay * 2, BACKOFF_MAX)
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    """The first exception inside (possibly nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -314,14 +323,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return trio.run(_run, args, state)
-    except (ClientError, ConnectionLost, UnsupportedFeatureError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    except ServerError as exc:
-        print(f"{PROG}: the relay refused: {exc} ({exc.code})", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as error:  # sorted into user errors and the rest below
+        leaf = first_leaf(error)
+        if isinstance(leaf, (ClientError, ConnectionLost, UnsupportedFeatureError)):
+            print(f"{PROG}: {leaf}", file=sys.stderr)
+            return 1
+        if isinstance(leaf, ServerError):
+            print(f"{PROG}: the relay refused: {leaf} ({leaf.code})", file=sys.stderr)
+            return 1
+        if isinstance(leaf, KeyboardInterrupt):
+            return 130
+        raise
     finally:
         state.close()
 

@@ -276,6 +276,8 @@ class PrivateSession:
                                                      device_ids=device_ids)
             for fields in response.get("bundles", []):
                 device_id, bundle = api.bundle_from_wire(fields)
+                if self.state.protocol.load_session(Address(account, device_id)) is not None:
+                    continue  # a session arrived (their prekey message) while we fetched
                 if dict(listed).get(device_id) != bundle.identity_key:
                     raise ClientError(f"the relay's prekeys for {account}.{device_id} are not "
                                       "signed by a listed device key")

@@ -40,7 +40,7 @@ PREVIOUS_CHAINS_KEPT = 8
 """How many earlier receiving ratchet keys are remembered, to name late replays as replays."""
 
 _U32_LIMIT = 2**32
-_hmac = primitives.hmac_sha256
+_hmac_pair = primitives.hmac_sha256_pair
 _seal = primitives.aead_seal
 _open = primitives.aead_open
 _packb = msgpack.packb
@@ -62,7 +62,7 @@ def kdf_rk(root_key: bytes, dh_out: bytes) -> tuple[bytes, bytes]:
 
 def kdf_ck(chain_key: bytes) -> tuple[bytes, bytes]:
     """KDF_CK: (message key, next chain key) = (HMAC(ck, 0x01), HMAC(ck, 0x02))."""
-    return _hmac(chain_key, MESSAGE_KEY_SEED), _hmac(chain_key, CHAIN_KEY_SEED)
+    return _hmac_pair(chain_key, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
 
 
 def encode_header(dh_pub: bytes, pn: int, n: int) -> bytes:
@@ -89,8 +89,8 @@ def _skip_keys(chain_key: bytes, start: int, until: int, dh: bytes
         raise TooManySkippedError(f"message skips {until - start} keys (MAX_SKIP is {MAX_SKIP})")
     keys = []
     for index in range(start, until):
-        keys.append(((dh, index), _hmac(chain_key, MESSAGE_KEY_SEED)))
-        chain_key = _hmac(chain_key, CHAIN_KEY_SEED)
+        message_key, chain_key = _hmac_pair(chain_key, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
+        keys.append(((dh, index), message_key))
     return keys, chain_key
 
 
@@ -137,10 +137,11 @@ class RatchetState:
         ck = self.cks
         if ck is None:
             raise LocalProtocolError("this side cannot send before it has received a message")
-        header = _packb([self.dhs_public, self.pn, self.ns])
-        self.cks = _hmac(ck, CHAIN_KEY_SEED)
-        self.ns += 1
-        return header, _hmac(ck, MESSAGE_KEY_SEED)
+        ns = self.ns
+        header = _packb([self.dhs_public, self.pn, ns])
+        message_key, self.cks = _hmac_pair(ck, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
+        self.ns = ns + 1
+        return header, message_key
 
     def encrypt(self, plaintext: bytes, associated_data: bytes,
                 random: RandomSource = system_random) -> RatchetMessage:
@@ -177,13 +178,15 @@ class RatchetState:
             if n < self.nr:
                 raise DuplicateMessageError("message already received (or its key was evicted)")
             if n == self.nr:  # the common case: in order, nothing to skip
-                plaintext = _open(ciphertext, aad, nonce, _hmac(ckr, MESSAGE_KEY_SEED))
-                self.ckr = _hmac(ckr, CHAIN_KEY_SEED)
+                message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
+                plaintext = _open(ciphertext, aad, nonce, message_key)
+                self.ckr = next_ckr
                 self.nr = n + 1
                 return plaintext
             keys, ckr = _skip_keys(ckr, self.nr, n, dh)
-            plaintext = _open(ciphertext, aad, nonce, _hmac(ckr, MESSAGE_KEY_SEED))
-            self.ckr = _hmac(ckr, CHAIN_KEY_SEED)
+            message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
+            plaintext = _open(ciphertext, aad, nonce, message_key)
+            self.ckr = next_ckr
             self.nr = n + 1
             self._remember(keys)
             return plaintext
@@ -201,7 +204,8 @@ class RatchetState:
         dh_key = X25519PublicKey(dh)
         root_key, ckr = kdf_rk(self.root_key, primitives.x25519(self.dhs_private, dh))
         new_keys, ckr = _skip_keys(ckr, 0, n, dh)
-        plaintext = _open(ciphertext, aad, nonce, _hmac(ckr, MESSAGE_KEY_SEED))
+        message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
+        plaintext = _open(ciphertext, aad, nonce, message_key)
 
         new_dhs = X25519PrivateKey(random(KEY_SIZE))
         root_key, cks = kdf_rk(root_key, new_dhs.exchange(dh_key))
@@ -212,7 +216,7 @@ class RatchetState:
         self.nr = n + 1
         self.dhr = dh
         self.root_key = root_key
-        self.ckr = _hmac(ckr, CHAIN_KEY_SEED)
+        self.ckr = next_ckr
         self.cks = cks
         self.dhs_private = new_dhs.raw
         self.dhs_public = new_dhs.public_key.raw

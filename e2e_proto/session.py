@@ -10,7 +10,7 @@ a message decrypted; a failed decryption changes nothing.
 from __future__ import annotations
 
 from .address import Address
-from .errors import NoSessionError, UnknownPreKeyError
+from .errors import DecryptionError, NoSessionError, UnknownPreKeyError
 from .keys import PreKeyBundle, X25519PrivateKey
 from .primitives import RandomSource, system_random
 from .ratchet import RatchetState
@@ -36,8 +36,9 @@ def process_prekey_bundle(store: ProtocolStore, remote: Address, bundle: PreKeyB
         bundle.identity_key, result.associated_data, ratchet, ephemeral.public_key.raw,
         PendingPreKey(ephemeral.public_key, bundle.signed_prekey_id, bundle.one_time_prekey_id),
     )
+    existing = store.load_session(remote)
     store.save_identity(remote, bundle.identity_key)
-    store.store_session(remote, record)
+    store.store_session(remote, record if existing is None else existing.replaced_by(record))
     return record
 
 
@@ -72,28 +73,59 @@ class SessionCipher:
     def decrypt(self, envelope: Envelope) -> bytes:
         """Decrypt an envelope sent to this device; the session is stored only on success.
 
-        A prekey envelope creates the session (X3DH as responder) unless it belongs to the
-        session that already exists. Raises a :class:`~e2e_proto.errors.RemoteProtocolError`
-        subclass for anything the sender got wrong.
+        A prekey envelope creates a session (X3DH as responder) unless it belongs to the
+        current or an earlier session (same base key). A new session becomes current and the
+        old one is kept behind it; a message that only an earlier session can decrypt promotes
+        that session back (both sides initiating at once converge this way). Raises a
+        :class:`~e2e_proto.errors.RemoteProtocolError` subclass for anything the sender got
+        wrong.
         """
         if envelope.recipient != self.local:
             raise NoSessionError(f"envelope is for {envelope.recipient}, not {self.local}")
         remote = envelope.sender
-        record = self.store.load_session(remote)
+        current = self.store.load_session(remote)
         prekey = envelope.prekey
         used_opk = None
-        if prekey is not None and (record is None or record.base_key != prekey.ephemeral_key.raw):
-            record, used_opk = self._respond(prekey)
-        elif record is None:
-            raise NoSessionError(f"no session with {remote} for a message envelope")
-        plaintext = record.ratchet.decrypt(envelope.message, record.associated_data, self.random)
-        record.pending = None
         if prekey is not None:
-            self.store.save_identity(remote, record.remote_identity)
-        self.store.store_session(remote, record)
+            base_key = prekey.ephemeral_key.raw
+            candidates = [] if current is None else [current, *current.previous]
+            candidates = [c for c in candidates if c.base_key == base_key]
+            if not candidates:
+                fresh, used_opk = self._respond(prekey)
+                candidates = [fresh]
+        elif current is None:
+            raise NoSessionError(f"no session with {remote} for a message envelope")
+        else:
+            candidates = [current, *current.previous]
+        plaintext, chosen = self._decrypt_with_first(candidates, envelope)
+        chosen.pending = None
+        if current is None:
+            new_current = chosen
+        elif chosen is current:
+            new_current = current
+        elif chosen in current.previous:
+            new_current = current.promote(current.previous.index(chosen))
+        else:
+            new_current = current.replaced_by(chosen)
+        if prekey is not None:
+            self.store.save_identity(remote, chosen.remote_identity)
+        self.store.store_session(remote, new_current)
         if used_opk is not None:
             self.store.remove_one_time_prekey(used_opk)
         return plaintext
+
+    def _decrypt_with_first(self, candidates: list[SessionRecord], envelope: Envelope
+                            ) -> tuple[bytes, SessionRecord]:
+        """Decrypt with the first session that can; failed attempts change nothing."""
+        first_error: DecryptionError | None = None
+        for record in candidates:
+            try:
+                return (record.ratchet.decrypt(envelope.message, record.associated_data,
+                                               self.random), record)
+            except DecryptionError as exc:  # perhaps a message of an earlier session
+                first_error = first_error or exc
+        assert first_error is not None
+        raise first_error
 
     def _respond(self, prekey: PreKeyHeader) -> tuple[SessionRecord, int | None]:
         """A new responder session from a prekey envelope's X3DH fields (not yet stored)."""

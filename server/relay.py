@@ -158,9 +158,10 @@ class Relay:
         connection = _Connection(self, stream, peer)
         log.info("connection from %s", peer)
         try:
-            await connection.run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            try:
+                await connection.run()
+            except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away (a reset arrives inside the connection's nursery)
         except Exception:  # a bug of ours: log it, drop this connection, keep serving others
             log.exception("internal error on connection from %s", peer)
         finally:

@@ -257,3 +257,38 @@ async def test_relay_restart_in_process_loses_nothing(nursery, tmp_path: Path) -
             await a.send_text("bob", f"after {i}")
     got = [m.text for m in await drain(bob)]
     assert got == [f"before {i}" for i in range(10)] + [f"after {i}" for i in range(10)]
+
+
+class ProcessDied(Exception):
+    """Stands for the client process being killed at that point."""
+
+
+async def test_client_killed_between_decrypt_and_ack(nursery, tmp_path: Path) -> None:
+    """After a restart the message is shown once and the ratchet goes on from the commit."""
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        for i in range(3):
+            await a.send_text("bob", f"m{i}")
+    async with bob.session() as b:
+        frame = await b.connection.pushes.receive()
+        original = b.connection.request
+
+        async def die_on_ack(kind: str, **fields: object) -> dict:
+            if kind == "ack":  # decrypted and committed; the process dies before the ack
+                raise ProcessDied
+            return await original(kind, **fields)
+
+        b.connection.request = die_on_ack  # type: ignore[method-assign]
+        with pytest.raises(ProcessDied):
+            await b._process(frame["seq"], frame["envelope"])
+    bob.state.close()
+    restarted = make_client(tmp_path / "bob", relay.port)  # a new process: state from disk
+    assert [m.text for m in await drain(restarted)] == ["m0", "m1", "m2"]
+    async with session_of(alice) as a:
+        await a.send_text("bob", "m3")
+    assert [m.text for m in await drain(restarted)] == ["m3"]
+    assert [m.text for m in restarted.state.messages("alice")] == ["m0", "m1", "m2", "m3"]

@@ -154,3 +154,34 @@ def test_payload_through_a_session() -> None:
     envelope = alice.cipher.encrypt(bob.address, payload.encode())
     assert len(envelope.message.ciphertext) % 64 == 16  # padded, plus the tag
     assert Payload.decode(bob.cipher.decrypt(wire(envelope))) == payload
+
+
+def test_simultaneous_initiation_converges() -> None:
+    """Both sides make a session from the other's bundle at once; messages still flow."""
+    alice, bob = make_device("alice"), make_device("bob")
+    connect(alice, bob)
+    connect(bob, alice)
+    from_alice = [alice.cipher.encrypt(bob.address, b"a%d" % i) for i in range(2)]
+    from_bob = [bob.cipher.encrypt(alice.address, b"b%d" % i) for i in range(2)]
+    assert [bob.cipher.decrypt(wire(e)) for e in from_alice] == [b"a0", b"a1"]
+    assert [alice.cipher.decrypt(wire(e)) for e in from_bob] == [b"b0", b"b1"]
+    for turn in range(6):  # whichever session each side now uses, the other can read it
+        sender, receiver = (alice, bob) if turn % 2 == 0 else (bob, alice)
+        envelope = sender.cipher.encrypt(receiver.address, b"turn %d" % turn)
+        assert receiver.cipher.decrypt(wire(envelope)) == b"turn %d" % turn
+    assert len(alice.store.load_session(bob.address).previous) <= 3
+
+
+def test_earlier_session_is_kept_and_promoted() -> None:
+    alice, bob = make_device("alice"), make_device("bob")
+    connect(alice, bob)
+    first = alice.cipher.encrypt(bob.address, b"old session")
+    bob.cipher.decrypt(wire(first))
+    late = alice.cipher.encrypt(bob.address, b"late on the old session")
+    connect(alice, bob)  # alice starts over (e.g. she lost the reply), old one kept behind
+    fresh = alice.cipher.encrypt(bob.address, b"new session")
+    assert bob.cipher.decrypt(wire(fresh)) == b"new session"
+    assert bob.cipher.decrypt(wire(late)) == b"late on the old session"
+    record = bob.store.load_session(alice.address)
+    assert record.base_key == first.prekey.ephemeral_key.raw  # the old one was promoted
+    assert [p.base_key for p in record.previous] == [fresh.prekey.ephemeral_key.raw]

@@ -1,0 +1,130 @@
+"""``python -m benchmarks`` / ``e2e-bench``: the hot path and the relay beside the floor and peers.
+
+    python -m benchmarks [--quick] [--json FILE] [--markdown] [--plot FILE.png]
+                         [--no-relay] [--no-peers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import crypto, report
+from .relay import relay_figures
+from .timing import run_interleaved
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """How long each part runs."""
+
+    name: str
+    samples: int
+    sample_time: float
+    relay_warmup: float
+    relay_duration: float
+    relay_rounds: int
+
+
+QUICK = Mode("quick", samples=9, sample_time=0.004, relay_warmup=0.3, relay_duration=1.5,
+             relay_rounds=1)
+FULL = Mode("full", samples=41, sample_time=0.02, relay_warmup=1.0, relay_duration=5.0,
+            relay_rounds=2)
+
+
+class ProgressLine:
+    """One updating line on stderr (a line per step when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        """Show ``text`` with the elapsed time."""
+        line = f"[{time.monotonic() - self.start:6.1f} s] {text}"
+        if self.tty:
+            sys.stderr.write("\r\x1b[K" + line[:150])
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        """End the progress line."""
+        if self.tty:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="e2e-bench", description="Benchmark e2e-proto's hot path and relay beside "
+        "a libsodium floor and peer implementations (vodozemac, python-olm, Syndace).")
+    parser.add_argument("--quick", action="store_true", help="fewer samples (under 90 s)")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="write every figure and the targets to FILE")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the tables as markdown (for the README)")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="draw a bar chart of ours / floor / peers (needs matplotlib)")
+    parser.add_argument("--no-relay", action="store_true", help="skip the relay figures")
+    parser.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks and print the tables and targets."""
+    args = build_parser().parse_args(argv)
+    mode = QUICK if args.quick else FULL
+    started = time.monotonic()
+    info = report.machine()
+    print(f"e2e-proto benchmarks ({mode.name}) on {report.header_line(info)}")
+    peers = {k: v for k, v in info["peers"].items() if v}
+    print("peers: " + (", ".join(f"{k} {v}" for k, v in peers.items()) or "none installed"))
+    progress = ProgressLine()
+
+    progress("setting up sessions")
+    cases, sizes, notes = crypto.all_cases(peers=not args.no_peers)
+    stats = run_interleaved(cases, mode.samples, mode.sample_time, progress=progress)
+    relay = None
+    if not args.no_relay:
+        relay = relay_figures(warmup=mode.relay_warmup, duration=mode.relay_duration,
+                              rounds=mode.relay_rounds, progress=progress)
+    progress.done()
+    elapsed = time.monotonic() - started
+    target_list = report.targets(stats, relay)
+
+    print()
+    print(f"Hot path: median per operation (quartiles), {mode.samples} interleaved samples, "
+          "GC off")
+    print(report.crypto_table(stats, sizes, args.markdown))
+    if relay:
+        print()
+        print("Relay over loopback (encrypt, relay, decrypt; 100-byte messages)")
+        print(report.relay_table(relay, args.markdown))
+    for name, note in notes.items():
+        print(f"note: {name}: {note}")
+    print()
+    print("Targets")
+    for target in target_list:
+        print(("- " if args.markdown else "") + target.line())
+    print(f"\n({elapsed:.0f} s)")
+    if args.json:
+        report.to_json(args.json, info, mode.name, stats, sizes, relay, notes, target_list,
+                       elapsed)
+    if args.plot:
+        try:
+            report.plot(args.plot, stats, relay, f"e2e-proto benchmarks ({mode.name}): "
+                        + report.header_line(info))
+        except ImportError:
+            print("--plot needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

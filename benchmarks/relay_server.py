@@ -1,0 +1,116 @@
+"""A relay in its own process for the relay figures: the real one, or a bare trio forwarder.
+
+``python -m benchmarks.relay_server real DB`` serves :class:`server.relay.Relay` over SQLite
+(synchronous=FULL, as deployed) on 127.0.0.1 with an OS-chosen port; ``bare`` serves a
+forwarder that speaks the same frames with no storage, no signature checks and no crypto. Both
+print ``PORT <n>`` on stdout once listening and stop when stdin closes.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from typing import Any
+
+import trio
+
+from e2e_proto.errors import E2EProtoError
+from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
+
+HOST = "127.0.0.1"
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft open-file limit towards ``wanted`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+class BareRelay:
+    """Forwards ``send`` envelopes to the recipient's connection at once; acks everything."""
+
+    def __init__(self) -> None:
+        self.online: dict[tuple[str, int], _BareConnection] = {}
+        self.seq = 0
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        """Serve one connection until it closes."""
+        connection = _BareConnection(stream)
+        decoder = FrameDecoder()
+        try:
+            await connection.send({"type": "challenge", "nonce": bytes(32)})
+            while data := await stream.receive_some(65536):
+                decoder.feed(data)
+                while (frame := decoder.next_frame()) is not None:
+                    await self._handle(connection, frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, E2EProtoError):
+            pass
+        finally:
+            if connection.address is not None:
+                self.online.pop(connection.address, None)
+
+    async def _handle(self, connection: _BareConnection, frame: dict[str, Any]) -> None:
+        kind, request_id = frame.get("type"), frame.get("id")
+        result: dict[str, Any] = {}
+        if kind in ("register", "auth"):
+            connection.address = (frame["account"], frame.get("device_id", 0))
+            self.online[connection.address] = connection
+        elif kind == "send":
+            for data in frame["envelopes"]:
+                recipient = self.online.get(tuple(Envelope.decode(data).recipient))
+                self.seq += 1
+                if recipient is not None:
+                    await recipient.send({"type": "deliver", "seq": self.seq, "envelope": data})
+            result = {"stored": len(frame["envelopes"])}
+        await connection.send({"id": request_id, "ok": True, **result})
+
+
+class _BareConnection:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.address: tuple[str, int] | None = None
+        self.lock = trio.Lock()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self.lock:
+            await self.stream.send_all(encode_frame(frame))
+
+
+async def _until_stdin_closes() -> None:
+    await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+
+
+async def _serve(kind: str, db: str) -> None:
+    raise_fd_limit(20_000)
+    async with trio.open_nursery() as nursery:
+        if kind == "bare":
+            listeners = await trio.open_tcp_listeners(0, host=HOST)
+            nursery.start_soon(trio.serve_listeners, BareRelay().handle, listeners)
+        else:
+            from server.relay import Relay, RelayConfig
+            from server.relay_main import serve
+            from server.relay_store import SqliteRelayStore
+
+            # The per-connection rate limit (200 requests/s) would cap a closed-loop sender
+            # below what the relay can do; everything else is the deployed configuration.
+            config = RelayConfig(requests_per_second=1e9, request_burst=10**9)
+            relay = Relay(SqliteRelayStore(db), config)
+            listeners = await nursery.start(serve, relay, HOST, 0)
+        port = listeners[0].socket.getsockname()[1]
+        print(f"PORT {port}", flush=True)
+        await _until_stdin_closes()
+        nursery.cancel_scope.cancel()
+
+
+def main() -> None:
+    """``relay_server (real DB | bare)``."""
+    kind = sys.argv[1]
+    trio.run(_serve, kind, sys.argv[2] if len(sys.argv) > 2 else "")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""The machine header, the targets, and the outputs: console table, markdown, JSON and chart."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .crypto import FANOUT_DEVICES, FANOUT_SIZE, PINGPONG_SIZE, SIZES
+from .timing import Stat
+
+GROUPS = ("ours", "floor", "vodozemac", "vodozemac-megolm", "python-olm", "python-olm-megolm",
+          "syndace")
+GROUP_TITLES = {
+    "ours": "ours", "floor": "floor (libsodium)", "vodozemac": "vodozemac Olm",
+    "vodozemac-megolm": "vodozemac Megolm", "python-olm": "python-olm (libolm)",
+    "python-olm-megolm": "libolm Megolm", "syndace": "Syndace DR+X3DH",
+}
+# PyNaCl bundles libsodium and does not export its version: its changelog names it.
+_BUNDLED_LIBSODIUM = {"1.6": "1.0.20-stable", "1.5": "1.0.18-stable", "1.4": "1.0.18"}
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, Python, PyNaCl, libsodium and the peers' versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    pynacl = _version("pynacl") or "?"
+    sodium = _BUNDLED_LIBSODIUM.get(".".join(pynacl.split(".")[:2]), "unknown")
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+        "implementation": platform.python_implementation(), "os": platform.platform(),
+        "pynacl": pynacl, "libsodium": f"{sodium} (bundled with PyNaCl {pynacl})",
+        "msgpack": _version("msgpack"), "trio": _version("trio"),
+        "peers": {name: _version(name) for name in
+                  ("vodozemac", "python-olm", "doubleratchet", "x3dh")},
+    }
+
+
+def header_line(info: dict[str, Any]) -> str:
+    """One line naming the machine."""
+    return (f"{info['cpu']}, {info['cores']} cores; {info['implementation']} {info['python']}; "
+            f"PyNaCl {info['pynacl']}; libsodium {info['libsodium'].split(' ')[0]}")
+
+
+# -- targets ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One target of issue #6: ``value`` compared with ``limit`` by ``comparison``."""
+
+    name: str
+    value: float | None
+    limit: float
+    comparison: str  # "<=", ">=" or "<"
+    unit: str
+    met: bool | None
+    detail: str
+
+    def line(self) -> str:
+        """``met``/``missed`` with the value against the limit."""
+        state = {True: "met   ", False: "MISSED", None: "n/a   "}[self.met]
+        value = "n/a" if self.value is None else f"{self.value:.3g}{self.unit}"
+        return f"{state} {self.name}: {value} (limit {self.comparison} {self.limit:g}{self.unit})" \
+            f"  {self.detail}"
+
+
+def _target(name: str, value: float | None, limit: float, comparison: str, unit: str,
+            detail: str) -> Target:
+    if value is None:
+        return Target(name, None, limit, comparison, unit, None, detail or "not measured")
+    met = {"<=": value <= limit, ">=": value >= limit, "<": value < limit}[comparison]
+    return Target(name, value, limit, comparison, unit, met, detail)
+
+
+def _med(stats: dict[str, Stat], key: str) -> float | None:
+    stat = stats.get(key)
+    return None if stat is None else stat.median
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def targets(stats: dict[str, Stat], relay: dict[str, Any] | None) -> list[Target]:
+    """Every target of the issue, met or missed (n/a when its figures were not measured)."""
+    us = 1e6
+    rt = _med(stats, "ours/round-trip/1024")
+    floor = _med(stats, "floor/seal+open/1024")
+    vz_rt = _med(stats, "vodozemac/round-trip/1024")
+    pp, vz_pp = _med(stats, f"ours/ping-pong/{PINGPONG_SIZE}"), _med(
+        stats, f"vodozemac/ping-pong/{PINGPONG_SIZE}")
+    est, vz_est = _med(stats, "ours/establish"), _med(stats, "vodozemac/establish")
+    fan_key = f"fan-out-{FANOUT_DEVICES}/{FANOUT_SIZE}"
+    fan, vz_fan = _med(stats, f"ours/{fan_key}"), _med(stats, f"vodozemac/{fan_key}")
+
+    def us_pair(a: float | None, b: float | None, names: str) -> str:
+        if a is None or b is None:
+            return ""
+        return f"({names}: {a * us:.1f} us vs {b * us:.1f} us)"
+
+    out = [
+        _target("round trip 1 KiB vs floor seal+open", _ratio(rt, floor), 1.6, "<=", "x",
+                us_pair(rt, floor, "ours vs floor")),
+        _target("round trip 1 KiB speed-up over vodozemac Olm", _ratio(vz_rt, rt), 1.3, ">=",
+                "x", us_pair(vz_rt, rt, "vodozemac vs ours")),
+        _target("ping-pong 1 KiB vs vodozemac Olm", _ratio(pp, vz_pp), 1.0, "<=", "x",
+                us_pair(pp, vz_pp, "ours vs vodozemac")),
+        _target("session establishment vs vodozemac Olm", _ratio(est, vz_est), 1.25, "<=", "x",
+                us_pair(est, vz_est, "ours vs vodozemac")),
+        _target(f"fan-out to {FANOUT_DEVICES} devices vs vodozemac Olm", _ratio(fan, vz_fan),
+                0.6, "<=", "x", us_pair(fan, vz_fan, "ours vs vodozemac")),
+    ]
+    load = {(row["server"], row["pairs"]): row for row in (relay or {}).get("load", [])}
+    real, bare = load.get(("relay", 16)), load.get(("bare", 16))
+    out.append(_target(
+        "relay 16 pairs throughput vs bare trio relay",
+        _ratio(real and real["messages_per_second"], bare and bare["messages_per_second"]),
+        0.5, ">=", "x", "" if not (real and bare) else
+        f"({real['messages_per_second']:.0f} vs {bare['messages_per_second']:.0f} msg/s)"))
+    out.append(_target("relay 16 pairs p99 latency", real and real["p99_seconds"] * 1000, 50,
+                       "<", " ms", ""))
+    memory = (relay or {}).get("memory", {}).get("5000")
+    out.append(_target("relay RSS per idle connection at 5,000",
+                       memory and memory["bytes_per_connection"] / 1024, 20, "<=", " KiB", ""))
+    return out
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def _cell(stat: Stat | None, markdown: bool) -> str:
+    if stat is None:
+        return "–"
+    scale, unit = (1e3, "ms") if stat.median >= 1e-3 else (1e6, "µs")
+    spread = f"{stat.q1 * scale:.3g}–{stat.q3 * scale:.3g}"
+    return f"{stat.median * scale:.3g} {unit} ({spread})" if markdown else \
+        f"{stat.median * scale:.3g} {unit} [{spread}]"
+
+
+def _rows() -> list[tuple[str, str]]:
+    rows = [(f"round trip {_size(s)}", f"round-trip/{s}") for s in SIZES]
+    rows += [(f"ping-pong {_size(PINGPONG_SIZE)} (DH step every message)",
+              f"ping-pong/{PINGPONG_SIZE}"),
+             ("session establishment + first message", "establish"),
+             (f"fan-out {_size(FANOUT_SIZE)} to {FANOUT_DEVICES} devices",
+              f"fan-out-{FANOUT_DEVICES}/{FANOUT_SIZE}"),
+             ("envelope encode + decode 1 KiB", "envelope-codec/1024")]
+    return rows
+
+
+def _size(size: int) -> str:
+    return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
+
+
+def _floor_key(operation: str) -> str | None:
+    if operation.startswith("round-trip/") or operation.startswith("ping-pong/"):
+        return "seal+open/" + operation.split("/")[1]
+    return None
+
+
+def crypto_table(stats: dict[str, Stat], sizes: dict[str, int], markdown: bool) -> str:
+    """Medians (quartiles) per operation: ours, the floor and each peer that ran."""
+    groups = [g for g in GROUPS if any(k.startswith(g + "/") for k in stats)]
+    head = ["operation"] + [GROUP_TITLES[g] for g in groups]
+    lines = []
+    for title, operation in _rows():
+        cells = [title]
+        for group in groups:
+            key = f"{group}/{operation}"
+            if group == "floor":
+                floor_op = _floor_key(operation)
+                key = f"floor/{floor_op}" if floor_op else ""
+            cells.append(_cell(stats.get(key), markdown))
+        if any(c != "–" for c in cells[1:]):
+            lines.append(cells)
+    size_row = ["serialised session (bytes)"] + [
+        str(sizes[f"{g}/session-size"]) if f"{g}/session-size" in sizes else "–" for g in groups]
+    lines.append(size_row)
+    floor_rows = [("X25519", "floor/x25519"), ("Ed25519 sign", "floor/ed25519-sign"),
+                  ("Ed25519 verify", "floor/ed25519-verify"),
+                  ("HMAC-SHA256 (one chain step)", "floor/hmac-sha256")]
+    for title, key in floor_rows:
+        if key in stats:
+            lines.append([title] + [_cell(stats[key], markdown) if g == "floor" else "–"
+                                    for g in groups])
+    return _render(head, lines, markdown)
+
+
+def relay_table(relay: dict[str, Any], markdown: bool) -> str:
+    """Relay vs bare trio relay per pair count, then idle-connection memory."""
+    load = {(row["server"], row["pairs"]): row for row in relay.get("load", [])}
+    head = ["pairs", "relay msg/s", "relay p50", "relay p99", "bare msg/s", "bare p50",
+            "bare p99", "relay / bare"]
+    lines = []
+    for pairs in sorted({p for _, p in load}):
+        real, bare = load.get(("relay", pairs)), load.get(("bare", pairs))
+        row = [str(pairs)]
+        for r in (real, bare):
+            row += ["–"] * 3 if r is None else [
+                f"{r['messages_per_second']:.0f}", f"{r['p50_seconds'] * 1000:.1f} ms",
+                f"{r['p99_seconds'] * 1000:.1f} ms"]
+        ratio = _ratio(real and real["messages_per_second"], bare and bare["messages_per_second"])
+        row.append("–" if ratio is None else f"{ratio:.2f}x")
+        lines.append(row)
+    text = _render(head, lines, markdown) if lines else ""
+    memory = relay.get("memory", {})
+    if memory:
+        mem_lines = [[f"{int(count):,}", f"{row['rss_bytes'] / 2**20:.1f} MiB",
+                      f"{row['baseline_rss_bytes'] / 2**20:.1f} MiB",
+                      f"{row['bytes_per_connection'] / 1024:.1f} KiB"]
+                     for count, row in memory.items()]
+        text += ("\n\n" if text else "") + _render(
+            ["idle connections", "relay RSS", "RSS before", "RSS per connection"], mem_lines,
+            markdown)
+    return text
+
+
+def _render(head: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(out)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*row) for row in rows]
+    return "\n".join(out)
+
+
+def to_json(path: Path, info: dict[str, Any], mode: str, stats: dict[str, Stat],
+            sizes: dict[str, int], relay: dict[str, Any] | None, notes: dict[str, str],
+            target_list: list[Target], elapsed: float) -> None:
+    """Write every figure and the ``targets`` list."""
+    document = {
+        "machine": info, "mode": mode, "elapsed_seconds": elapsed,
+        "units": "seconds per operation (median, quartiles over samples)",
+        "figures": {name: asdict(stat) for name, stat in stats.items()},
+        "session_sizes_bytes": sizes, "relay": relay, "notes": notes,
+        "targets": [asdict(t) for t in target_list],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def plot(path: Path, stats: dict[str, Stat], relay: dict[str, Any] | None, title: str) -> None:
+    """Bar chart: ours, the floor and the peers per operation (log µs); relay msg/s beside."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    operations = [(t, op) for t, op in _rows() if not op.startswith("envelope")]
+    groups = [g for g in GROUPS if any(k.startswith(g + "/") for k in stats)]
+    has_relay = bool(relay and relay.get("load"))
+    fig, axes = plt.subplots(1, 2 if has_relay else 1, figsize=(15 if has_relay else 10, 6.5),
+                             gridspec_kw={"width_ratios": [2.2, 1]} if has_relay else None,
+                             squeeze=False)
+    ax = axes[0][0]
+    height = 0.8 / len(groups)
+    for index, group in enumerate(groups):
+        values, positions = [], []
+        for row, (_, operation) in enumerate(operations):
+            key = f"{group}/{operation}"
+            if group == "floor":
+                floor_op = _floor_key(operation)
+                key = f"floor/{floor_op}" if floor_op else ""
+            if key in stats:
+                values.append(stats[key].median * 1e6)
+                positions.append(row + index * height)
+        ax.barh(positions, values, height=height, label=GROUP_TITLES[group])
+    ax.set_yticks([row + 0.4 - height / 2 for row in range(len(operations))])
+    ax.set_yticklabels([t for t, _ in operations])
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("µs per operation (median, log scale; shorter is faster)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    if has_relay:
+        assert relay is not None
+        rx = axes[0][1]
+        load = relay["load"]
+        counts = sorted({row["pairs"] for row in load})
+        for offset, server, label in ((-0.2, "relay", "relay (SQLite, fsync)"),
+                                      (0.2, "bare", "bare trio relay")):
+            rates = {row["pairs"]: row["messages_per_second"] for row in load
+                     if row["server"] == server}
+            rx.bar([i + offset for i in range(len(counts))], [rates.get(c, 0) for c in counts],
+                   width=0.4, label=label)
+        rx.set_xticks(range(len(counts)))
+        rx.set_xticklabels([f"{c} pairs" for c in counts])
+        rx.set_ylabel("messages per second (encrypt, relay, decrypt)")
+        rx.legend(fontsize=8)
+        rx.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,253 @@
+"""``e2e-chat --transport social``: the command-line client of the social transport.
+
+:func:`run_social` takes the arguments :func:`client.cli.build_parser` parsed and returns the exit
+code: 0 on success, 1 with one line ``e2e-chat: ...`` on stderr for any user error (no
+tracebacks). The device's state is ``HOME/social.db``; passwords come from ``E2E_PASSWORD`` or a
+prompt. Message ids are the server's, printed as decimal strings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import math
+import os
+import sys
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from e2e_proto.capabilities import UnsupportedFeatureError
+from e2e_proto.social_api import parse_message_id
+
+from .connection import ConnectionLost, ServerError
+from .private import ClientError
+from .social import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
+
+PROG = "e2e-chat"
+BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
+
+
+def read_password(prompt: str = "password: ") -> str:
+    """The password from env ``E2E_PASSWORD``, else from a prompt."""
+    password = os.environ.get("E2E_PASSWORD")
+    if password is None:
+        try:
+            password = getpass.getpass(prompt)
+        except EOFError:
+            raise ClientError("no password: set E2E_PASSWORD or type it at the prompt") from None
+    if not password:
+        raise ClientError("the password is empty")
+    return password
+
+
+def format_event(event: SocialEvent, me: str) -> str:
+    """One human-readable line for an event."""
+    where = "" if event.conversation == event.sender else f" in {event.conversation}"
+    ref = f"[{event.message}]"
+    if event.kind == "message":
+        if event.sender == me:
+            return f"{ref} you -> {event.conversation}: {event.text}"
+        return f"{ref} {event.sender}{where}: {event.text}"
+    if event.kind == "reaction":
+        if event.emoji is None:
+            return f"{event.sender} removed the reaction to {ref}{where}"
+        return f"{event.sender} reacted {event.emoji} to {ref}{where}"
+    if event.kind in ("pin", "unpin"):
+        return f"{event.sender} {event.kind}ned {ref}{where}"
+    if event.kind == "secret":
+        return f"{event.sender} made your conversation secret (end-to-end encrypted)"
+    if event.kind == "group":
+        return f"{event.sender} updated the group {event.conversation}"
+    return f"{event.sender}: [{event.kind}]"
+
+
+def event_json(event: SocialEvent) -> str:
+    """The ``--json`` form of an event (``id`` is the message id, a decimal string)."""
+    record: dict[str, object] = {
+        "kind": event.kind, "conversation": event.conversation, "from": event.sender,
+        "device": event.device, "id": None if event.message is None else str(event.message),
+        "ts": event.ts}
+    if event.kind == "message":
+        record.update(text=event.text, secret=event.secret)
+    elif event.kind == "reaction":
+        record["emoji"] = event.emoji
+    return json.dumps(record, ensure_ascii=False)
+
+
+def format_stored(message: StoredMessage, with_conversation: bool = False) -> str:
+    """``[ID] SENDER: TEXT`` with a pin mark and reactions (``[ID] (CONVERSATION) ...``)."""
+    text = message.text if message.text is not None else "[secret message not on this device]"
+    extra = "".join(f" {emoji}{account}" for account, emoji in message.reactions)
+    pin = " (pinned)" if message.pinned else ""
+    where = f"({message.conversation}) " if with_conversation else ""
+    return f"[{message.id}] {where}{message.sender}: {text}{pin}{extra}"
+
+
+def _printer(as_json: bool, me: str) -> Callable[[SocialEvent], None]:
+    def show(event: SocialEvent) -> None:
+        if event.warning is not None:
+            print(f"warning: {event.warning}", file=sys.stderr, flush=True)
+        else:
+            print(event_json(event) if as_json else format_event(event, me), flush=True)
+    return show
+
+
+def _message_id(text: str) -> int:
+    try:
+        return parse_message_id(text)
+    except ValueError as exc:
+        raise ClientError(str(exc)) from None
+
+
+async def _reconnecting(client: SocialClient, wait: float,
+                        work: Callable[[SocialSession], Awaitable[None]]) -> None:
+    """Run ``work`` on a session for ``wait`` seconds, reconnecting with backoff on loss."""
+    delay = BACKOFF_START
+    with trio.move_on_after(wait):
+        while True:
+            try:
+                async with client.session() as session:
+                    delay = BACKOFF_START
+                    await work(session)
+                    return
+            except ConnectionLost as exc:
+                print(f"{PROG}: {exc}; reconnecting in {delay:g}s", file=sys.stderr, flush=True)
+            await trio.sleep(delay)  # backoff between reconnection attempts
+            delay = min(delay * 2, BACKOFF_MAX)
+
+
+async def _run(args: argparse.Namespace, client: SocialClient) -> int:
+    command = args.command
+    state = client.state
+    if command in ("register", "login"):
+        password = read_password()
+        async with client.connect() as session:
+            if command == "register":
+                device_id = await session.register(args.name, password)
+                print(f"registered {args.name} (device {device_id})")
+            else:
+                device_id = await session.login(args.name, password)
+                print(f"logged in as {args.name} (device {device_id})")
+        return 0
+    if command == "whoami":
+        if state.account is None:
+            raise ClientError("not logged in: run 'e2e-chat --transport social login NAME'")
+        print(f"{state.account} (device {state.device_id})")
+        return 0
+    if command == "verify":
+        raise ClientError("'verify' compares private-transport safety numbers; social accounts "
+                          "have no account identity key (use --transport private)")
+    if command == "recv":
+        show = _printer(args.json, state.account or "")
+        if args.wait is None:
+            async with client.session() as session:
+                await session.receive(show)
+        else:
+            await _reconnecting(client, args.wait, lambda s: s.receive(show, math.inf))
+        return 0
+    if command == "chat":
+        return await _chat(client, args.name)
+    async with client.session() as session:
+        return await _one_request(args, session)
+
+
+async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
+    command = args.command
+    if command == "send":
+        print(await session.send_text(args.name, args.text))
+    elif command == "group" and args.group_command == "send":
+        print(await session.send_text(args.name, args.text))
+    elif command == "group":
+        info = await session.group_create(args.name, args.members)
+        print(f"created group {args.name} with {len(info['members'])} members")
+    elif command == "react":
+        await session.react(_message_id(args.message_id), args.emoji)
+    elif command == "unreact":
+        if not await session.unreact(_message_id(args.message_id)):
+            raise ClientError(f"you have no reaction on message {args.message_id}")
+    elif command == "pin":
+        await session.pin(_message_id(args.message_id))
+    elif command == "unpin":
+        if not await session.unpin(_message_id(args.message_id)):
+            raise ClientError(f"message {args.message_id} is not pinned")
+    elif command == "pins":
+        for message in await session.pins(args.name):
+            print(format_stored(message))
+    elif command == "history":
+        before = None if args.before is None else _message_id(args.before)
+        messages, more = await session.history(args.name, before)
+        if more and messages:
+            print(f"(older messages: history {args.name} --before {messages[0].id})")
+        for message in messages:
+            print(format_stored(message))
+    elif command == "search":
+        for message in await session.search(args.text):
+            print(format_stored(message, with_conversation=True))
+    elif command == "secret":
+        changed = await session.make_secret(args.name)
+        print(f"the conversation with {args.name} is {'now' if changed else 'already'} "
+              "end-to-end encrypted")
+    elif command == "devices":
+        response = await session.request("get_devices", account=session.state.account or "")
+        for device_id, key in response["devices"]:
+            this = "  (this device)" if device_id == session.state.device_id else ""
+            shown = "no key yet" if key is None else f"key {key[:8].hex()}"
+            print(f"{device_id}  {shown}{this}")
+    else:
+        raise ClientError(f"'{command}' is not available on the social transport")
+    return 0
+
+
+async def _chat(client: SocialClient, name: str) -> int:
+    show = _printer(False, client.state.account or "")
+    print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
+
+    async def session_work(session: SocialSession) -> None:
+        await session.conversation(name)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.receive, show, math.inf)
+            while True:
+                line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+                if not line or line.strip() == "/quit":
+                    nursery.cancel_scope.cancel()
+                    return
+                if line.strip():
+                    await session.send_text(name, line.rstrip("\n"))
+
+    await _reconnecting(client, math.inf, session_work)
+    return 0
+
+
+def _only_leaf(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside nested groups, or the group itself when there are several."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    return leaf
+
+
+def run_social(args: argparse.Namespace) -> int:
+    """Run one ``e2e-chat --transport social`` command; the process exit code."""
+    try:
+        state = SocialState(args.home)
+    except Exception as exc:  # unwritable home, a file that is not a database, ...
+        print(f"{PROG}: cannot open {args.home}: {exc}", file=sys.stderr)
+        return 1
+    client = SocialClient(state, *args.social)
+    try:
+        try:
+            return trio.run(_run, args, client)
+        except BaseExceptionGroup as group:  # an error inside chat's nursery: show the leaf
+            raise _only_leaf(group) from None
+    except (ClientError, ConnectionLost, UnsupportedFeatureError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except ServerError as exc:
+        print(f"{PROG}: the social server refused: {exc} ({exc.code})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        state.close()

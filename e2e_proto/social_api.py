@@ -1,0 +1,64 @@
+"""The social server's request vocabulary, shared by the social server and its client.
+
+Frames are the relay's (:mod:`e2e_proto.wire`): requests ``{id, type, ...}``, responses
+``{id, ok: true, ...}`` or ``{id, error: {code, message}}``, pushes without ``id``.
+docs/SOCIAL.md lists every request, field and error code.
+"""
+
+from __future__ import annotations
+
+import emoji
+
+from .capabilities import CAPABILITIES, SOCIAL
+
+# Error codes (``error.code``); each has one meaning a client can act on.
+BAD_REQUEST = "bad_request"
+UNSUPPORTED = "unsupported"
+FRAME_TOO_LARGE = "frame_too_large"
+RATE_LIMITED = "rate_limited"
+NOT_AUTHENTICATED = "not_authenticated"
+AUTH_FAILED = "auth_failed"  # wrong account name or password
+BAD_TOKEN = "bad_token"  # a session token the server does not know
+TOKEN_EXPIRED = "token_expired"
+NAME_TAKEN = "name_taken"
+WEAK_PASSWORD = "weak_password"
+UNKNOWN_ACCOUNT = "unknown_account"
+UNKNOWN_CONVERSATION = "unknown_conversation"
+UNKNOWN_MESSAGE = "unknown_message"
+NOT_MEMBER = "not_member"
+MESSAGE_TOO_LARGE = "message_too_large"
+INVALID_REACTION = "invalid_reaction"
+GROUP_TOO_LARGE = "group_too_large"
+SECRET_CONVERSATION = "secret_conversation"  # plaintext (or a reaction) sent to a secret one
+NOT_SECRET = "not_secret"  # envelopes sent to a plaintext conversation
+DEVICE_MISMATCH = "device_mismatch"
+NO_PREKEYS = "no_prekeys"
+KEY_CHANGED = "key_changed"
+
+MAX_TEXT_BYTES = 16 * 1024
+"""Largest message text, in UTF-8 bytes."""
+MAX_ENVELOPE_BYTES = MAX_TEXT_BYTES + 1024
+"""Largest secret-conversation envelope: the padded payload plus envelope overhead."""
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_BYTES = 1024
+MAX_HISTORY_PAGE = 100
+MAX_SEARCH_RESULTS = 100
+MAX_GROUP_MEMBERS = CAPABILITIES[SOCIAL].max_group_members
+TOKEN_SIZE = 32
+
+
+def is_single_emoji(text: object) -> bool:
+    """Whether ``text`` is exactly one emoji (one grapheme: ZWJ, skin tone, flag, keycap)."""
+    return type(text) is str and 0 < len(text) <= 32 and emoji.is_emoji(text)
+
+
+def parse_message_id(text: str) -> int:
+    """A message id as typed by a user (decimal, as ``recv --json`` shows it).
+
+    Raises :class:`ValueError` for anything else.
+    """
+    text = text.strip()
+    if not text.isdecimal() or not text.isascii() or len(text) > 19:
+        raise ValueError(f"invalid message id {text[:40]!r}: expected a number as shown by "
+                         "recv --json or history")
+    return int(text)

@@ -1,0 +1,742 @@
+"""The social server: password accounts, any number of devices, conversations with history.
+
+A thin trio layer over :mod:`e2e_proto` frames and a :class:`~server.social_store.SocialStore`,
+built like the relay (one connection class, dispatch tables, :class:`RequestError` with codes,
+a token bucket per connection) but sharing only the frame codec with it. Unlike the relay it
+sees plaintext, except in secret conversations, where it routes and stores e2e_proto envelopes
+it cannot read. It logs requests and refusals by code, never texts, envelopes, passwords or
+tokens. docs/SOCIAL.md lists every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nacl.exceptions
+import nacl.pwhash
+import trio
+
+from e2e_proto import social_api as api
+from e2e_proto.address import Address, is_valid_account, is_valid_device_id
+from e2e_proto.capabilities import CAPABILITIES, SOCIAL
+from e2e_proto.constants import MAX_FRAME_SIZE
+from e2e_proto.errors import E2EProtoError, FrameTooLargeError, RemoteProtocolError
+from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
+from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
+
+from .social_store import (
+    GROUP,
+    Conversation,
+    Event,
+    KeyChangedError,
+    Message,
+    NameTakenError,
+    SocialStore,
+)
+
+log = logging.getLogger("e2e.social")
+
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class SocialConfig:
+    """Limits and timings of a social server.
+
+    Passwords are hashed with Argon2id at ``password_opslimit``/``password_memlimit``
+    (libsodium's INTERACTIVE limits by default; tests use the MIN limits to stay fast).
+    """
+
+    max_frame_size: int = MAX_FRAME_SIZE
+    token_ttl: float = 30 * DAY
+    requests_per_second: float = 200.0
+    request_burst: int = 400
+    auth_timeout: float = 30.0
+    delivery_batch: int = 100
+    max_text_bytes: int = api.MAX_TEXT_BYTES
+    password_opslimit: int = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
+    password_memlimit: int = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+    hashing_threads: int = 2
+    max_one_time_prekeys: int = 200
+
+
+class RequestError(Exception):
+    """A request that is refused with an error frame; the connection stays open."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class _TokenBucket:
+    """Per-connection rate limit: ``rate`` requests a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.stamp = float(burst), trio.current_time()
+
+    def take(self) -> bool:
+        now = trio.current_time()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _require(frame: dict[str, Any], name: str, kind: type, *, optional: bool = False) -> Any:
+    value = frame.get(name)
+    if value is None and optional:
+        return None
+    if type(value) is not kind:
+        raise RequestError(api.BAD_REQUEST, f"field {name!r} must be {kind.__name__}")
+    return value
+
+
+def _name_field(frame: dict[str, Any], name: str) -> str:
+    value = frame.get(name)
+    if not is_valid_account(value):
+        raise RequestError(api.BAD_REQUEST, f"field {name!r} is not a valid name (1-64 "
+                           "lowercase letters, digits, '_', '.', '-')")
+    return value  # type: ignore[return-value]
+
+
+def _message_id_field(frame: dict[str, Any], name: str = "message") -> int:
+    value = frame.get(name)
+    if type(value) is not int or not 0 < value < 2**63:
+        raise RequestError(api.BAD_REQUEST, f"field {name!r} must be a message id")
+    return value
+
+
+def token_hash(token: bytes) -> bytes:
+    """What the server keeps of a session token: its SHA-256."""
+    return hashlib.sha256(token).digest()
+
+
+class SocialServer:
+    """The social server's logic: serve connections (``handle_stream``) over one store."""
+
+    def __init__(self, store: SocialStore, config: SocialConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.config = config or SocialConfig()
+        self.clock = clock
+        self.capabilities = CAPABILITIES[SOCIAL]
+        self._online: dict[str, set[_Connection]] = {}
+        self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
+        self._dummy_hash: bytes | None = None
+
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
+        """Serve one client connection until it closes; never raises for the client's bytes."""
+        connection = _Connection(self, stream, peer)
+        log.info("connection from %s", peer)
+        try:
+            try:
+                await connection.run()
+            except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away
+        except Exception:  # a bug of ours: log it, drop this connection, keep serving others
+            log.exception("internal error on connection from %s", peer)
+        finally:
+            connection.detach()
+            await trio.aclose_forcefully(stream)
+            log.info("connection from %s closed", peer)
+
+    def attach(self, account: str, connection: _Connection) -> None:
+        """Register an authenticated connection for pushes."""
+        self._online.setdefault(account, set()).add(connection)
+
+    def detach(self, account: str, connection: _Connection) -> None:
+        """Forget a connection."""
+        connections = self._online.get(account)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self._online[account]
+
+    def wake(self, accounts: Sequence[str]) -> None:
+        """Tell every connection of these accounts that new events are waiting."""
+        for account in accounts:
+            for connection in self._online.get(account, ()):
+                connection.wakeup.set()
+
+    def now_ms(self) -> int:
+        """The server's clock in milliseconds (message and event timestamps)."""
+        return int(self.clock() * 1000)
+
+    # -- passwords (Argon2id, in a worker thread so the event loop keeps serving) -------------
+
+    async def hash_password(self, password: bytes) -> bytes:
+        """The Argon2id hash string of ``password`` at the configured limits."""
+        config = self.config
+        return await trio.to_thread.run_sync(
+            lambda: nacl.pwhash.argon2id.str(password, opslimit=config.password_opslimit,
+                                             memlimit=config.password_memlimit),
+            limiter=self._hashing)
+
+    async def check_password(self, stored: bytes | None, password: bytes) -> bool:
+        """Whether ``password`` matches ``stored``; an unknown account costs the same work."""
+        if stored is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash_password(secrets.token_bytes(16))
+            stored = self._dummy_hash
+
+        def verify() -> bool:
+            try:
+                return bool(nacl.pwhash.argon2id.verify(stored, password))
+            except nacl.exceptions.InvalidkeyError:
+                return False
+
+        return await trio.to_thread.run_sync(verify, limiter=self._hashing)
+
+
+class _Connection:
+    """One client connection: frame parsing, login, requests and event delivery."""
+
+    def __init__(self, server: SocialServer, stream: trio.abc.Stream, peer: str) -> None:
+        self.server = server
+        self.store = server.store
+        self.stream = stream
+        self.peer = peer
+        self.decoder = FrameDecoder(server.config.max_frame_size)
+        self.address: Address | None = None
+        self.expires = 0.0
+        self.bucket = _TokenBucket(server.config.requests_per_second,
+                                   server.config.request_burst)
+        self.wakeup = trio.Event()
+        self._send_lock = trio.Lock()
+        self._closing = False
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.stream.send_all(encode_frame(frame))
+
+    def detach(self) -> None:
+        if self.address is not None:
+            self.server.detach(self.address.account, self)
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.move_on_after(self.server.config.auth_timeout) as auth_scope:
+                while self.address is None:
+                    if not await self._read_and_handle():
+                        break
+            if auth_scope.cancelled_caught:
+                log.info("connection from %s: no login in time", self.peer)
+                await self._error(None, api.NOT_AUTHENTICATED, "log in within "
+                                  f"{self.server.config.auth_timeout:g} seconds")
+            elif self.address is not None:
+                nursery.start_soon(self._deliver_loop)
+                while await self._read_and_handle():
+                    pass
+            nursery.cancel_scope.cancel()
+
+    async def _read_and_handle(self) -> bool:
+        """Read and handle what arrives; False when the connection should end."""
+        data = await self.stream.receive_some(65536)
+        if not data:
+            return False
+        try:
+            self.decoder.feed(data)
+            while (frame := self.decoder.next_frame()) is not None:
+                await self._handle(frame)
+                if self._closing:
+                    return False
+        except FrameTooLargeError as exc:
+            log.info("connection from %s: %s", self.peer, exc)
+            await self._error(None, api.FRAME_TOO_LARGE, str(exc))
+            return False
+        except RemoteProtocolError as exc:
+            log.info("connection from %s: malformed frame", self.peer)
+            await self._error(None, api.BAD_REQUEST, f"malformed frame: {exc}")
+            return False
+        return True
+
+    async def _error(self, request_id: object, code: str, message: str,
+                     **details: Any) -> None:
+        error: dict[str, Any] = {"code": code, "message": message, **details}
+        await self.send({"id": request_id if type(request_id) is int else None,
+                         "error": error})
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        request_id = frame.get("id")
+        kind = frame.get("type")
+        try:
+            if type(request_id) is not int:
+                raise RequestError(api.BAD_REQUEST, "a request needs an integer id")
+            if not self.bucket.take():
+                raise RequestError(api.RATE_LIMITED, "too many requests; slow down")
+            if self.address is not None and self.server.clock() >= self.expires:
+                self._closing = True
+                raise RequestError(api.TOKEN_EXPIRED, "the session token expired; log in "
+                                   "again")
+            handler = _PUBLIC.get(kind) if self.address is None else _AUTHENTICATED.get(kind)
+            if handler is None:
+                if kind in _AUTHENTICATED:
+                    raise RequestError(api.NOT_AUTHENTICATED, "log in first")
+                if kind in _PUBLIC:
+                    raise RequestError(api.BAD_REQUEST, "this connection is logged in already")
+                raise RequestError(api.UNSUPPORTED, f"unknown request type {str(kind)[:40]!r}")
+            result = await handler(self, frame)
+        except RequestError as exc:
+            log.info("request %s from %s refused: %s", str(kind)[:40],
+                     self.address or self.peer, exc.code)
+            await self._error(request_id, exc.code, str(exc), **exc.details)
+            return
+        await self.send({"id": request_id, "ok": True, **result})
+
+    # -- accounts and devices -----------------------------------------------------------------
+
+    def _password_field(self, frame: dict[str, Any]) -> bytes:
+        value = frame.get("password")
+        if type(value) is str:
+            value = value.encode()
+        if type(value) is not bytes or len(value) > api.MAX_PASSWORD_BYTES:
+            raise RequestError(api.BAD_REQUEST, "field 'password' must be a string of at most "
+                               f"{api.MAX_PASSWORD_BYTES} bytes")
+        return value
+
+    def _become(self, account: str, device_id: int, expires: float) -> None:
+        self.address = Address(account, device_id)
+        self.expires = expires
+        self.server.attach(account, self)
+        log.info("connection from %s logged in as %s", self.peer, self.address)
+
+    def _new_device(self, account: str) -> dict[str, Any]:
+        token = secrets.token_bytes(api.TOKEN_SIZE)
+        expires = self.server.clock() + self.server.config.token_ttl
+        device_id = self.store.add_device(account, token_hash(token), expires)
+        self._become(account, device_id, expires)
+        return {"account": account, "device_id": device_id, "token": token,
+                "expires": expires}
+
+    async def _register(self, frame: dict[str, Any]) -> dict[str, Any]:
+        account = _name_field(frame, "account")
+        password = self._password_field(frame)
+        if len(password.decode(errors="replace")) < api.MIN_PASSWORD_LENGTH:
+            raise RequestError(api.WEAK_PASSWORD, "a password needs at least "
+                               f"{api.MIN_PASSWORD_LENGTH} characters")
+        if self.store.account_exists(account) or self.store.group(account) is not None:
+            raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken")
+        hashed = await self.server.hash_password(password)
+        try:
+            self.store.create_account(account, hashed, self.server.clock())
+        except NameTakenError:
+            raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken") from None
+        log.info("registered account %s", account)
+        return self._new_device(account)
+
+    async def _login(self, frame: dict[str, Any]) -> dict[str, Any]:
+        account = _name_field(frame, "account")
+        password = self._password_field(frame)
+        if not await self.server.check_password(self.store.password_hash(account), password):
+            raise RequestError(api.AUTH_FAILED, "wrong account name or password")
+        return self._new_device(account)
+
+    async def _auth(self, frame: dict[str, Any]) -> dict[str, Any]:
+        token = frame.get("token")
+        if type(token) is not bytes or len(token) != api.TOKEN_SIZE:
+            raise RequestError(api.BAD_TOKEN, "the session token is not valid; log in again")
+        device = self.store.device_by_token(token_hash(token))
+        if device is None:
+            raise RequestError(api.BAD_TOKEN, "the session token is not valid; log in again")
+        if self.server.clock() >= device.expires:
+            raise RequestError(api.TOKEN_EXPIRED, "the session token expired; log in again")
+        self._become(device.account, device.device_id, device.expires)
+        return {"account": device.account, "device_id": device.device_id,
+                "expires": device.expires}
+
+    async def _ping(self, frame: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    # -- key directory for secret conversations -----------------------------------------------
+
+    async def _publish_prekeys(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        try:
+            identity = Ed25519PublicKey(_require(frame, "identity_key", bytes))
+        except E2EProtoError:
+            raise RequestError(api.BAD_REQUEST, "identity_key must be 32 bytes") from None
+        signed = frame.get("signed_prekey")
+        spk = None
+        if signed is not None:
+            try:
+                spk_id, spk_pub, signature = signed
+                PreKeyBundle(identity, spk_id, X25519PublicKey(spk_pub), signature).verify()
+            except (ValueError, TypeError, E2EProtoError):
+                raise RequestError(api.BAD_REQUEST, "signed prekey is malformed or its "
+                                   "signature does not verify") from None
+            spk = (spk_id, spk_pub, signature)
+        one_time = frame.get("one_time_prekeys") or []
+        limit = self.server.config.max_one_time_prekeys
+        if type(one_time) is not list or len(one_time) > limit:
+            raise RequestError(api.BAD_REQUEST, f"one_time_prekeys must be a list of at most "
+                               f"{limit}")
+        try:
+            opks = [(i, X25519PublicKey(key).raw) for i, key in one_time]
+            if not all(is_valid_device_id(i) for i, _ in opks):
+                raise ValueError
+        except (ValueError, TypeError, E2EProtoError):
+            raise RequestError(api.BAD_REQUEST, "one-time prekeys must be [u32 id, 32-byte key] "
+                               "pairs") from None
+        try:
+            count = self.store.publish_prekeys(*self.address, identity.raw, spk, opks)
+        except KeyChangedError:
+            raise RequestError(api.KEY_CHANGED, "this device published another identity key "
+                               "before; log in as a new device") from None
+        return {"one_time_prekeys": count}
+
+    async def _get_devices(self, frame: dict[str, Any]) -> dict[str, Any]:
+        account = _name_field(frame, "account")
+        if not self.store.account_exists(account):
+            raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+        return {"account": account,
+                "devices": [[d.device_id, d.identity_key] for d in self.store.devices(account)]}
+
+    async def _fetch_bundles(self, frame: dict[str, Any]) -> dict[str, Any]:
+        account = _name_field(frame, "account")
+        if not self.store.account_exists(account):
+            raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+        keyed = [d.device_id for d in self.store.devices(account) if d.identity_key is not None]
+        wanted = frame.get("device_ids")
+        if wanted is None:
+            wanted = keyed
+        if type(wanted) is not list or not all(i in keyed for i in wanted):
+            raise RequestError(api.BAD_REQUEST, "device_ids must list devices of the account "
+                               "that published keys")
+        bundles = []
+        for device_id in wanted:
+            bundle = self.store.take_bundle(account, device_id)
+            if bundle is None:
+                raise RequestError(api.NO_PREKEYS, f"{account}.{device_id} has published no "
+                                   "signed prekey")
+            bundles.append(list(bundle))
+        return {"account": account, "bundles": bundles}
+
+    # -- conversations ------------------------------------------------------------------------
+
+    def _resolve(self, name: str, create: bool = False) -> Conversation:
+        """The conversation ``name`` means to the caller: an account (one to one) or a group."""
+        assert self.address is not None
+        me = self.address.account
+        if self.store.account_exists(name):
+            return self.store.direct(me, name, create)
+        group = self.store.group(name)
+        if group is None:
+            raise RequestError(api.UNKNOWN_CONVERSATION, f"no account or group named {name!r}")
+        if me not in group.members:
+            raise RequestError(api.NOT_MEMBER, f"you are not a member of {name!r}")
+        return group
+
+    def _conversation_field(self, frame: dict[str, Any], create: bool = False) -> Conversation:
+        return self._resolve(_name_field(frame, "conversation"), create)
+
+    def _describe(self, conversation: Conversation) -> dict[str, Any]:
+        assert self.address is not None
+        return {"conversation": conversation.title_for(self.address.account),
+                "kind": conversation.kind, "members": list(conversation.members),
+                "secret": conversation.secret}
+
+    async def _conversation_info(self, frame: dict[str, Any]) -> dict[str, Any]:
+        return self._describe(self._conversation_field(frame))
+
+    def _check_members(self, members: object, extra: int) -> list[str]:
+        if type(members) is not list or not all(is_valid_account(m) for m in members):
+            raise RequestError(api.BAD_REQUEST, "field 'members' must be a list of account "
+                               "names")
+        limit = self.server.capabilities.max_group_members
+        unique = sorted(set(members))  # type: ignore[arg-type]
+        if len(unique) + extra > limit:
+            raise RequestError(api.GROUP_TOO_LARGE, f"a group has at most {limit} members "
+                               f"(this would make {len(unique) + extra})", limit=limit)
+        unknown = [m for m in unique if not self.store.account_exists(m)]
+        if unknown:
+            raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {unknown[0]!r}",
+                               accounts=unknown[:20])
+        return unique
+
+    async def _group_create(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        me, device_id = self.address
+        name = _name_field(frame, "name")
+        members = [m for m in self._check_members(frame.get("members"), 1) if m != me]
+        if self.store.account_exists(name) or self.store.group(name) is not None:
+            raise RequestError(api.NAME_TAKEN, f"the name {name!r} is taken")
+        try:
+            group = self.store.create_group(name, [me, *members], me, device_id,
+                                            self.server.now_ms())
+        except NameTakenError:
+            raise RequestError(api.NAME_TAKEN, f"the name {name!r} is taken") from None
+        self.server.wake(group.members)
+        return self._describe(group)
+
+    async def _group_add(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        group = self._conversation_field(frame)
+        if group.kind != GROUP or group.id is None:
+            raise RequestError(api.BAD_REQUEST, "members can only be added to a group")
+        new = [m for m in self._check_members(frame.get("members"), 0)
+               if m not in group.members]
+        limit = self.server.capabilities.max_group_members
+        if len(group.members) + len(new) > limit:
+            raise RequestError(api.GROUP_TOO_LARGE, f"a group has at most {limit} members "
+                               f"(this would make {len(group.members) + len(new)})",
+                               limit=limit)
+        group = self.store.add_members(group.id, new, *self.address, self.server.now_ms())
+        self.server.wake(group.members)
+        return self._describe(group)
+
+    async def _secret(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        conversation = self._conversation_field(frame, create=True)
+        if conversation.kind == GROUP:
+            raise RequestError(api.UNSUPPORTED, "secret conversations are one to one; groups "
+                               "are not end-to-end encrypted on the social transport")
+        assert conversation.id is not None
+        changed = not conversation.secret
+        if changed:
+            self.store.set_secret(conversation.id, *self.address, self.server.now_ms())
+            self.server.wake(conversation.members)
+        return {**self._describe(self.store.conversation(conversation.id) or conversation),
+                "changed": changed}
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def _send_message(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        me = self.address
+        conversation = self._conversation_field(frame, create=False)
+        text = frame.get("text")
+        raw = frame.get("envelopes")
+        envelopes: list[tuple[str, int, bytes]] = []
+        if conversation.secret:
+            if text is not None or type(raw) is not list:
+                raise RequestError(api.SECRET_CONVERSATION, "this conversation is end-to-end "
+                                   "encrypted: send envelopes, not plaintext")
+            envelopes = self._check_envelopes(conversation, raw)
+        else:
+            if raw is not None:
+                raise RequestError(api.NOT_SECRET, "this conversation is not secret: send "
+                                   "text (run 'secret' first to encrypt it)")
+            if type(text) is not str or not text:
+                raise RequestError(api.BAD_REQUEST, "field 'text' must be a non-empty string")
+            size = len(text.encode("utf-8", errors="surrogatepass"))
+            if size > self.server.config.max_text_bytes:
+                raise RequestError(api.MESSAGE_TOO_LARGE, f"a message has at most "
+                                   f"{self.server.config.max_text_bytes} bytes (got {size})",
+                                   limit=self.server.config.max_text_bytes)
+            if "\x00" in text:
+                raise RequestError(api.BAD_REQUEST, "text may not contain NUL characters")
+        if conversation.id is None:
+            conversation = self._resolve(_name_field(frame, "conversation"), create=True)
+        assert conversation.id is not None
+        ts = self.server.now_ms()
+        message_id = self.store.add_message(conversation.id, me.account, me.device_id, ts,
+                                            None if conversation.secret else text, envelopes)
+        self.server.wake(conversation.members)
+        return {"message": message_id, "ts": ts,
+                "conversation": conversation.title_for(me.account)}
+
+    def _check_envelopes(self, conversation: Conversation,
+                         raw: list[Any]) -> list[tuple[str, int, bytes]]:
+        """Each envelope from this device, each keyed device of the members exactly once."""
+        assert self.address is not None
+        me = self.address
+        expected = {Address(member, d.device_id) for member in conversation.members
+                    for d in self.store.devices(member) if d.identity_key is not None}
+        expected.discard(me)
+        found: list[tuple[str, int, bytes]] = []
+        for data in raw:
+            if type(data) is not bytes:
+                raise RequestError(api.BAD_REQUEST, "envelopes must be bytes")
+            if len(data) > api.MAX_ENVELOPE_BYTES:
+                raise RequestError(api.MESSAGE_TOO_LARGE, "an envelope has at most "
+                                   f"{api.MAX_ENVELOPE_BYTES} bytes",
+                                   limit=api.MAX_ENVELOPE_BYTES)
+            try:
+                envelope = Envelope.decode(data)
+            except E2EProtoError as exc:
+                raise RequestError(api.BAD_REQUEST, f"envelope refused: {exc}") from None
+            if envelope.sender != me:
+                raise RequestError(api.BAD_REQUEST, "envelope sender is not this device")
+            found.append((*envelope.recipient, data))
+        addressed = {Address(a, d) for a, d, _ in found}
+        if len(addressed) != len(found) or addressed != expected:
+            raise RequestError(api.DEVICE_MISMATCH,
+                               "the send must cover exactly the members' current devices",
+                               missing=[list(a) for a in sorted(expected - addressed)],
+                               stale=[list(a) for a in sorted(addressed - expected)])
+        return found
+
+    def _member_message(self, frame: dict[str, Any]) -> tuple[Message, Conversation]:
+        assert self.address is not None
+        message = self.store.message(_message_id_field(frame))
+        if message is None:
+            raise RequestError(api.UNKNOWN_MESSAGE, "no such message")
+        conversation = self.store.conversation(message.conversation)
+        assert conversation is not None
+        if self.address.account not in conversation.members:
+            raise RequestError(api.NOT_MEMBER, "you are not a member of that message's "
+                               "conversation")
+        return message, conversation
+
+    async def _react(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        emoji = frame.get("emoji")
+        if not api.is_single_emoji(emoji):
+            raise RequestError(api.INVALID_REACTION, "a reaction must be exactly one emoji")
+        message, conversation = self._member_message(frame)
+        if conversation.secret:
+            raise RequestError(api.SECRET_CONVERSATION, "reactions in a secret conversation "
+                               "would be readable by the server; they are not offered")
+        changed = self.store.set_reaction(message, *self.address, emoji, self.server.now_ms())
+        if changed:
+            self.server.wake(conversation.members)
+        return {"message": message.id, "changed": changed}
+
+    async def _unreact(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        message, conversation = self._member_message(frame)
+        changed = self.store.set_reaction(message, *self.address, None, self.server.now_ms())
+        if changed:
+            self.server.wake(conversation.members)
+        return {"message": message.id, "changed": changed}
+
+    async def _set_pin(self, frame: dict[str, Any], pinned: bool) -> dict[str, Any]:
+        assert self.address is not None
+        message, conversation = self._member_message(frame)
+        changed = self.store.set_pinned(message, *self.address, pinned, self.server.now_ms())
+        if changed:
+            self.server.wake(conversation.members)
+        return {"message": message.id, "changed": changed}
+
+    async def _pin(self, frame: dict[str, Any]) -> dict[str, Any]:
+        return await self._set_pin(frame, True)
+
+    async def _unpin(self, frame: dict[str, Any]) -> dict[str, Any]:
+        return await self._set_pin(frame, False)
+
+    def _messages(self, messages: list[Message]) -> list[dict[str, Any]]:
+        assert self.address is not None
+        ids = [m.id for m in messages]
+        reactions = self.store.reactions(ids)
+        pinned = self.store.pinned(ids)
+        titles: dict[int, str] = {}
+        result = []
+        for m in messages:
+            if m.conversation not in titles:
+                conversation = self.store.conversation(m.conversation)
+                assert conversation is not None
+                titles[m.conversation] = conversation.title_for(self.address.account)
+            result.append({"id": m.id, "conversation": titles[m.conversation], "from": m.sender,
+                           "device": m.device_id, "ts": m.ts, "text": m.text,
+                           "secret": m.secret, "reactions": [list(r) for r in reactions[m.id]],
+                           "pinned": m.id in pinned})
+        return result
+
+    async def _pins(self, frame: dict[str, Any]) -> dict[str, Any]:
+        conversation = self._conversation_field(frame)
+        found = [] if conversation.id is None else self.store.pins(conversation.id)
+        return {"messages": self._messages(found)}
+
+    async def _history(self, frame: dict[str, Any]) -> dict[str, Any]:
+        conversation = self._conversation_field(frame)
+        before = frame.get("before")
+        if before is not None:
+            before = _message_id_field(frame, "before")
+        limit = frame.get("limit", 50)
+        if type(limit) is not int or not 0 < limit <= api.MAX_HISTORY_PAGE:
+            raise RequestError(api.BAD_REQUEST, f"limit must be 1 to {api.MAX_HISTORY_PAGE}")
+        if conversation.id is None:
+            return {"messages": [], "more": False}
+        found = self.store.history(conversation.id, before, limit + 1)
+        more = len(found) > limit
+        return {"messages": self._messages(found[-limit:]), "more": more}
+
+    async def _search(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        text = _require(frame, "text", str)
+        if not text.strip() or len(text) > 1000:
+            raise RequestError(api.BAD_REQUEST, "search text must be 1 to 1000 characters")
+        limit = frame.get("limit", 50)
+        if type(limit) is not int or not 0 < limit <= api.MAX_SEARCH_RESULTS:
+            raise RequestError(api.BAD_REQUEST,
+                               f"limit must be 1 to {api.MAX_SEARCH_RESULTS}")
+        found = self.store.search(self.address.account, text, limit)
+        return {"messages": self._messages(found)}
+
+    async def _ack(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
+        seq = _require(frame, "seq", int)
+        self.store.acknowledge(*self.address, seq)
+        return {}
+
+    # -- pushes ------------------------------------------------------------------------------
+
+    def _event_frame(self, event: Event) -> dict[str, Any]:
+        assert self.address is not None
+        conversation = self.store.conversation(event.conversation)
+        assert conversation is not None
+        frame: dict[str, Any] = {
+            "type": "event", "seq": event.seq, "kind": event.kind,
+            "conversation": conversation.title_for(self.address.account),
+            "from": event.account, "device": event.device_id, "ts": event.ts}
+        if event.message is not None:
+            frame["message"] = event.message
+        if event.kind == "message":
+            frame["secret"] = event.secret
+            if event.secret:
+                frame["envelope"] = event.envelope  # None for the sending device
+            else:
+                frame["text"] = event.text
+        elif event.kind == "reaction":
+            frame["emoji"] = event.emoji
+        elif event.kind == "group":
+            frame["members"] = list(conversation.members)
+        return frame
+
+    async def _deliver_loop(self) -> None:
+        """Push the events after this device's cursor in order; announce a drained backlog."""
+        assert self.address is not None
+        account, device_id = self.address
+        last = self.store.cursor(account, device_id)
+        announced = False
+        while True:
+            self.wakeup = trio.Event()
+            batch = self.store.events(account, device_id, last,
+                                      self.server.config.delivery_batch)
+            for event in batch:
+                await self.send(self._event_frame(event))
+                last = event.seq
+            if batch:
+                continue
+            if not announced:
+                await self.send({"type": "queue_empty"})
+                announced = True
+            await self.wakeup.wait()
+
+
+_Handler = Callable[[_Connection, dict[str, Any]], Any]
+_PUBLIC: dict[object, _Handler] = {
+    "register": _Connection._register, "login": _Connection._login, "auth": _Connection._auth,
+    "ping": _Connection._ping,
+}
+_AUTHENTICATED: dict[object, _Handler] = {
+    "ping": _Connection._ping,
+    "publish_prekeys": _Connection._publish_prekeys, "get_devices": _Connection._get_devices,
+    "fetch_bundles": _Connection._fetch_bundles,
+    "conversation": _Connection._conversation_info,
+    "group_create": _Connection._group_create, "group_add": _Connection._group_add,
+    "secret": _Connection._secret, "send": _Connection._send_message,
+    "react": _Connection._react, "unreact": _Connection._unreact,
+    "pin": _Connection._pin, "unpin": _Connection._unpin, "pins": _Connection._pins,
+    "history": _Connection._history, "search": _Connection._search, "ack": _Connection._ack,
+}

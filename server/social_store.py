@@ -1,0 +1,614 @@
+"""The social server's accounts, devices, conversations and history behind a store interface.
+
+Social logic (server/social.py) calls only :class:`SocialStore`; the SQLite default keeps
+everything in one file (``social.db``, WAL, ``synchronous=FULL``, mode 0600), separate from the
+relay's. Every method that changes state commits before it returns, so a request is answered
+``ok`` only once its effect is on disk.
+
+What reaches devices is one ordered log, ``events``: a message, a reaction change, a pin change,
+a conversation made secret, a group created. A device reads the events of its account's
+conversations after its cursor and moves the cursor by acknowledging. Full-text search is an
+FTS5 table over plaintext messages only; secret-conversation messages are stored as one
+envelope per recipient device and never indexed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from e2e_proto.sqlite_store import open_private_database
+
+DIRECT = "direct"
+GROUP = "group"
+
+
+class NameTakenError(Exception):
+    """The name belongs to an account or a group already."""
+
+
+class KeyChangedError(Exception):
+    """A device tried to publish an identity key other than the one it published first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A conversation: one to one (``direct``) or a named group, with its members."""
+
+    id: int | None  # None: a direct conversation that has no message yet
+    kind: str
+    name: str | None  # the group's name; None for a direct conversation
+    members: tuple[str, ...]
+    secret: bool = False
+
+    def title_for(self, account: str) -> str:
+        """The conversation's name as ``account`` sees it: the group or the other account."""
+        if self.kind == GROUP:
+            assert self.name is not None
+            return self.name
+        return next((m for m in self.members if m != account), account)
+
+
+class Device(NamedTuple):
+    """A logged-in device, as found by its session token."""
+
+    account: str
+    device_id: int
+    expires: float
+
+
+class DeviceKeys(NamedTuple):
+    """A device's published identity key (None until it publishes prekeys)."""
+
+    device_id: int
+    identity_key: bytes | None
+
+
+class Bundle(NamedTuple):
+    """One device's prekey bundle as handed out (the OPK is already deleted)."""
+
+    device_id: int
+    identity_key: bytes
+    signed_prekey_id: int
+    signed_prekey: bytes
+    signed_prekey_signature: bytes
+    one_time_prekey_id: int | None
+    one_time_prekey: bytes | None
+
+
+class Message(NamedTuple):
+    """A stored message; ``text`` is None in a secret conversation."""
+
+    id: int
+    conversation: int
+    sender: str
+    device_id: int
+    ts: int
+    text: str | None
+    secret: bool
+
+
+class Event(NamedTuple):
+    """One entry of the delivery log, as seen by one device.
+
+    ``kind`` is ``message``, ``reaction``, ``pin``, ``unpin``, ``secret`` or ``group``;
+    ``account``/``device_id`` did it. For ``message``, ``text`` or (secret) ``envelope`` is the
+    content for the reading device; for ``reaction``, ``emoji`` is None when it was removed.
+    """
+
+    seq: int
+    kind: str
+    conversation: int
+    message: int | None
+    account: str
+    device_id: int
+    ts: int
+    emoji: str | None
+    text: str | None
+    secret: bool
+    envelope: bytes | None
+
+
+class SocialStore(Protocol):
+    """What the social server needs from storage."""
+
+    def close(self) -> None:
+        """Release the store."""
+        ...
+
+    def create_account(self, name: str, password_hash: bytes, now: float) -> None:
+        """Create an account; :class:`NameTakenError` when an account or group has the name."""
+        ...
+
+    def password_hash(self, name: str) -> bytes | None:
+        """The stored Argon2id hash of ``name``'s password, None for an unknown account."""
+        ...
+
+    def account_exists(self, name: str) -> bool:
+        """Whether an account named ``name`` exists."""
+        ...
+
+    def add_device(self, account: str, token_hash: bytes, expires: float) -> int:
+        """A new device of ``account`` with this token; its cursor starts at the log's end."""
+        ...
+
+    def device_by_token(self, token_hash: bytes) -> Device | None:
+        """The device logged in with this token (hash), expired or not."""
+        ...
+
+    def devices(self, account: str) -> list[DeviceKeys]:
+        """Every logged-in device of ``account`` and the identity key it published."""
+        ...
+
+    def publish_prekeys(self, account: str, device_id: int, identity_key: bytes,
+                        signed_prekey: tuple[int, bytes, bytes] | None,
+                        one_time_prekeys: Sequence[tuple[int, bytes]]) -> int:
+        """Keep a device's keys; :class:`KeyChangedError` for a second, different identity.
+
+        Returns how many one-time prekeys the device has on the server.
+        """
+        ...
+
+    def take_bundle(self, account: str, device_id: int) -> Bundle | None:
+        """A device's bundle, its one-time prekey (if any) deleted; None without an SPK."""
+        ...
+
+    def direct(self, a: str, b: str, create: bool) -> Conversation:
+        """The one-to-one conversation of ``a`` and ``b`` (made when ``create``)."""
+        ...
+
+    def group(self, name: str) -> Conversation | None:
+        """The group named ``name``."""
+        ...
+
+    def conversation(self, conversation_id: int) -> Conversation | None:
+        """A conversation by id."""
+        ...
+
+    def create_group(self, name: str, members: Sequence[str], creator: str, device_id: int,
+                     ts: int) -> Conversation:
+        """A new group; :class:`NameTakenError` when an account or group has the name."""
+        ...
+
+    def add_members(self, conversation_id: int, members: Sequence[str], account: str,
+                    device_id: int, ts: int) -> Conversation:
+        """Add members to a group."""
+        ...
+
+    def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
+        """Switch a conversation to end-to-end encrypted mode, for good."""
+        ...
+
+    def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
+                    text: str | None, envelopes: Sequence[tuple[str, int, bytes]]) -> int:
+        """Store a message (plaintext ``text`` or per-device ``envelopes``); its id."""
+        ...
+
+    def message(self, message_id: int) -> Message | None:
+        """A message by id."""
+        ...
+
+    def set_reaction(self, message: Message, account: str, device_id: int,
+                     emoji: str | None, ts: int) -> bool:
+        """Set (or with None remove) ``account``'s reaction; False when nothing changed."""
+        ...
+
+    def set_pinned(self, message: Message, account: str, device_id: int, pinned: bool,
+                   ts: int) -> bool:
+        """Pin or unpin a message; False when it already was so."""
+        ...
+
+    def pins(self, conversation_id: int) -> list[Message]:
+        """Pinned messages of a conversation, oldest message first."""
+        ...
+
+    def history(self, conversation_id: int, before: int | None, limit: int) -> list[Message]:
+        """Up to ``limit`` messages before id ``before`` (or the newest), oldest first."""
+        ...
+
+    def reactions(self, message_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+        """``[(account, emoji), ...]`` per message id."""
+        ...
+
+    def pinned(self, message_ids: Sequence[int]) -> set[int]:
+        """Which of these messages are pinned."""
+        ...
+
+    def search(self, account: str, query: str, limit: int) -> list[Message]:
+        """Plaintext messages of ``account``'s conversations matching every word, newest first."""
+        ...
+
+    def events(self, account: str, device_id: int, after: int, limit: int) -> list[Event]:
+        """Events of ``account``'s conversations after ``after``, in order."""
+        ...
+
+    def cursor(self, account: str, device_id: int) -> int:
+        """The last event the device acknowledged."""
+        ...
+
+    def acknowledge(self, account: str, device_id: int, seq: int) -> None:
+        """Move the device's cursor forward to ``seq`` (never back, never past the log)."""
+        ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY, password_hash BLOB NOT NULL, created REAL NOT NULL,
+    next_device INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS devices (
+    account TEXT NOT NULL REFERENCES accounts(name), device INTEGER NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE, expires REAL NOT NULL, cursor INTEGER NOT NULL,
+    identity_key BLOB, spk_id INTEGER, spk BLOB, spk_signature BLOB,
+    PRIMARY KEY (account, device));
+CREATE TABLE IF NOT EXISTS one_time_prekeys (
+    account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
+    PRIMARY KEY (account, device, id));
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT UNIQUE, pair TEXT UNIQUE,
+    secret INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS members (
+    conversation INTEGER NOT NULL REFERENCES conversations(id), account TEXT NOT NULL,
+    PRIMARY KEY (conversation, account));
+CREATE INDEX IF NOT EXISTS members_by_account ON members (account, conversation);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, conversation INTEGER NOT NULL,
+    sender TEXT NOT NULL, device INTEGER NOT NULL, ts INTEGER NOT NULL, text TEXT,
+    secret INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation, id);
+CREATE TABLE IF NOT EXISTS envelopes (
+    message INTEGER NOT NULL, account TEXT NOT NULL, device INTEGER NOT NULL,
+    envelope BLOB NOT NULL, PRIMARY KEY (message, account, device));
+CREATE TABLE IF NOT EXISTS reactions (
+    message INTEGER NOT NULL, account TEXT NOT NULL, emoji TEXT NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (message, account));
+CREATE TABLE IF NOT EXISTS pins (
+    message INTEGER PRIMARY KEY, conversation INTEGER NOT NULL, account TEXT NOT NULL,
+    ts INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS pins_by_conversation ON pins (conversation, message);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, conversation INTEGER NOT NULL, kind TEXT NOT NULL,
+    message INTEGER, account TEXT NOT NULL, device INTEGER NOT NULL, ts INTEGER NOT NULL,
+    emoji TEXT);
+CREATE VIRTUAL TABLE IF NOT EXISTS message_text USING fts5 (text);
+"""
+
+_MESSAGE_COLUMNS = "id, conversation, sender, device, ts, text, secret"
+
+
+def _message(row: tuple) -> Message:
+    return Message(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+
+
+def fts_query(text: str) -> str:
+    """``text`` as an FTS5 query that matches every word literally (no query syntax)."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
+
+
+class SqliteSocialStore:
+    """:class:`SocialStore` in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._db = open_private_database(self.path)
+        self._db.executescript(_SCHEMA)
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{self.path}{suffix}")
+            if side.exists():
+                os.chmod(side, 0o600)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _log(self, db: sqlite3.Connection, conversation: int, kind: str, message: int | None,
+             account: str, device_id: int, ts: int, emoji: str | None = None) -> None:
+        db.execute("INSERT INTO events (conversation, kind, message, account, device, ts, emoji)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (conversation, kind, message, account, device_id, ts, emoji))
+
+    # -- accounts and devices -----------------------------------------------------------------
+
+    def create_account(self, name: str, password_hash: bytes, now: float) -> None:
+        """Create an account; :class:`NameTakenError` when an account or group has the name."""
+        with self._transaction() as db:
+            if (db.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()
+                    or db.execute("SELECT 1 FROM conversations WHERE name = ?",
+                                  (name,)).fetchone()):
+                raise NameTakenError(name)
+            db.execute("INSERT INTO accounts (name, password_hash, created) VALUES (?, ?, ?)",
+                       (name, password_hash, now))
+
+    def password_hash(self, name: str) -> bytes | None:
+        """The stored Argon2id hash of ``name``'s password, None for an unknown account."""
+        row = self._db.execute("SELECT password_hash FROM accounts WHERE name = ?",
+                               (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def account_exists(self, name: str) -> bool:
+        """Whether an account named ``name`` exists."""
+        return self._db.execute("SELECT 1 FROM accounts WHERE name = ?",
+                                (name,)).fetchone() is not None
+
+    def add_device(self, account: str, token_hash: bytes, expires: float) -> int:
+        """A new device of ``account`` with this token; its cursor starts at the log's end."""
+        with self._transaction() as db:
+            (device_id,) = db.execute("SELECT next_device FROM accounts WHERE name = ?",
+                                      (account,)).fetchone()
+            db.execute("UPDATE accounts SET next_device = next_device + 1 WHERE name = ?",
+                       (account,))
+            (end,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            db.execute("INSERT INTO devices (account, device, token_hash, expires, cursor) "
+                       "VALUES (?, ?, ?, ?, ?)", (account, device_id, token_hash, expires, end))
+        return int(device_id)
+
+    def device_by_token(self, token_hash: bytes) -> Device | None:
+        """The device logged in with this token (hash), expired or not."""
+        row = self._db.execute("SELECT account, device, expires FROM devices "
+                               "WHERE token_hash = ?", (token_hash,)).fetchone()
+        return None if row is None else Device(*row)
+
+    def devices(self, account: str) -> list[DeviceKeys]:
+        """Every logged-in device of ``account`` and the identity key it published."""
+        return [DeviceKeys(*row) for row in self._db.execute(
+            "SELECT device, identity_key FROM devices WHERE account = ? ORDER BY device",
+            (account,))]
+
+    def publish_prekeys(self, account: str, device_id: int, identity_key: bytes,
+                        signed_prekey: tuple[int, bytes, bytes] | None,
+                        one_time_prekeys: Sequence[tuple[int, bytes]]) -> int:
+        """Keep a device's keys; :class:`KeyChangedError` for a second, different identity."""
+        with self._transaction() as db:
+            (known,) = db.execute("SELECT identity_key FROM devices WHERE account = ? AND "
+                                  "device = ?", (account, device_id)).fetchone()
+            if known is not None and known != identity_key:
+                raise KeyChangedError(f"{account}.{device_id}")
+            db.execute("UPDATE devices SET identity_key = ? WHERE account = ? AND device = ?",
+                       (identity_key, account, device_id))
+            if signed_prekey is not None:
+                db.execute("UPDATE devices SET spk_id = ?, spk = ?, spk_signature = ? "
+                           "WHERE account = ? AND device = ?",
+                           (*signed_prekey, account, device_id))
+            db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?, ?, ?)",
+                           [(account, device_id, i, key) for i, key in one_time_prekeys])
+            (count,) = db.execute("SELECT COUNT(*) FROM one_time_prekeys WHERE account = ? "
+                                  "AND device = ?", (account, device_id)).fetchone()
+        return int(count)
+
+    def take_bundle(self, account: str, device_id: int) -> Bundle | None:
+        """A device's bundle, its one-time prekey (if any) deleted; None without an SPK."""
+        with self._transaction() as db:
+            row = db.execute("SELECT identity_key, spk_id, spk, spk_signature FROM devices "
+                             "WHERE account = ? AND device = ?", (account, device_id)).fetchone()
+            if row is None or row[0] is None or row[1] is None:
+                return None
+            opk = db.execute("SELECT id, key FROM one_time_prekeys WHERE account = ? AND "
+                             "device = ? ORDER BY id LIMIT 1", (account, device_id)).fetchone()
+            if opk is not None:
+                db.execute("DELETE FROM one_time_prekeys WHERE account = ? AND device = ? AND "
+                           "id = ?", (account, device_id, opk[0]))
+        return Bundle(device_id, *row, *(opk or (None, None)))
+
+    # -- conversations ------------------------------------------------------------------------
+
+    def _conversation(self, row: tuple | None) -> Conversation | None:
+        if row is None:
+            return None
+        conversation_id, kind, name, secret = row
+        members = tuple(r[0] for r in self._db.execute(
+            "SELECT account FROM members WHERE conversation = ? ORDER BY account",
+            (conversation_id,)))
+        return Conversation(conversation_id, kind, name, members, bool(secret))
+
+    def direct(self, a: str, b: str, create: bool) -> Conversation:
+        """The one-to-one conversation of ``a`` and ``b`` (made when ``create``)."""
+        pair = "\n".join(sorted((a, b)))
+        query = "SELECT id, kind, name, secret FROM conversations WHERE pair = ?"
+        found = self._conversation(self._db.execute(query, (pair,)).fetchone())
+        if found is not None or not create:
+            return found or Conversation(None, DIRECT, None, tuple(sorted({a, b})))
+        with self._transaction() as db:
+            cursor = db.execute("INSERT INTO conversations (kind, pair) VALUES (?, ?)",
+                                (DIRECT, pair))
+            db.executemany("INSERT INTO members VALUES (?, ?)",
+                           [(cursor.lastrowid, m) for m in sorted({a, b})])
+        found = self._conversation(self._db.execute(query, (pair,)).fetchone())
+        assert found is not None
+        return found
+
+    def group(self, name: str) -> Conversation | None:
+        """The group named ``name``."""
+        return self._conversation(self._db.execute(
+            "SELECT id, kind, name, secret FROM conversations WHERE name = ?",
+            (name,)).fetchone())
+
+    def conversation(self, conversation_id: int) -> Conversation | None:
+        """A conversation by id."""
+        return self._conversation(self._db.execute(
+            "SELECT id, kind, name, secret FROM conversations WHERE id = ?",
+            (conversation_id,)).fetchone())
+
+    def create_group(self, name: str, members: Sequence[str], creator: str, device_id: int,
+                     ts: int) -> Conversation:
+        """A new group; :class:`NameTakenError` when an account or group has the name."""
+        with self._transaction() as db:
+            if (db.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()
+                    or db.execute("SELECT 1 FROM conversations WHERE name = ?",
+                                  (name,)).fetchone()):
+                raise NameTakenError(name)
+            cursor = db.execute("INSERT INTO conversations (kind, name) VALUES (?, ?)",
+                                (GROUP, name))
+            conversation_id = cursor.lastrowid
+            assert conversation_id is not None
+            db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)",
+                           [(conversation_id, m) for m in members])
+            self._log(db, conversation_id, "group", None, creator, device_id, ts)
+        found = self.conversation(conversation_id)
+        assert found is not None
+        return found
+
+    def add_members(self, conversation_id: int, members: Sequence[str], account: str,
+                    device_id: int, ts: int) -> Conversation:
+        """Add members to a group."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)",
+                           [(conversation_id, m) for m in members])
+            self._log(db, conversation_id, "group", None, account, device_id, ts)
+        found = self.conversation(conversation_id)
+        assert found is not None
+        return found
+
+    def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
+        """Switch a conversation to end-to-end encrypted mode, for good."""
+        with self._transaction() as db:
+            db.execute("UPDATE conversations SET secret = 1 WHERE id = ?", (conversation_id,))
+            self._log(db, conversation_id, "secret", None, account, device_id, ts)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
+                    text: str | None, envelopes: Sequence[tuple[str, int, bytes]]) -> int:
+        """Store a message (plaintext ``text`` or per-device ``envelopes``); its id.
+
+        Only plaintext goes into the search index.
+        """
+        secret = text is None
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO messages (conversation, sender, device, ts, text, secret) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, sender, device_id, ts, text,
+                                              int(secret)))
+            message_id = cursor.lastrowid
+            assert message_id is not None
+            if text is not None:
+                db.execute("INSERT INTO message_text (rowid, text) VALUES (?, ?)",
+                           (message_id, text))
+            db.executemany("INSERT INTO envelopes VALUES (?, ?, ?, ?)",
+                           [(message_id, a, d, e) for a, d, e in envelopes])
+            self._log(db, conversation_id, "message", message_id, sender, device_id, ts)
+        return message_id
+
+    def message(self, message_id: int) -> Message | None:
+        """A message by id."""
+        row = self._db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?",
+                               (message_id,)).fetchone()
+        return None if row is None else _message(row)
+
+    def set_reaction(self, message: Message, account: str, device_id: int,
+                     emoji: str | None, ts: int) -> bool:
+        """Set (or with None remove) ``account``'s reaction; False when nothing changed."""
+        with self._transaction() as db:
+            row = db.execute("SELECT emoji FROM reactions WHERE message = ? AND account = ?",
+                             (message.id, account)).fetchone()
+            if (row[0] if row else None) == emoji:
+                return False
+            if emoji is None:
+                db.execute("DELETE FROM reactions WHERE message = ? AND account = ?",
+                           (message.id, account))
+            else:
+                db.execute("INSERT OR REPLACE INTO reactions VALUES (?, ?, ?, ?)",
+                           (message.id, account, emoji, ts))
+            self._log(db, message.conversation, "reaction", message.id, account, device_id, ts,
+                      emoji)
+        return True
+
+    def set_pinned(self, message: Message, account: str, device_id: int, pinned: bool,
+                   ts: int) -> bool:
+        """Pin or unpin a message; False when it already was so."""
+        with self._transaction() as db:
+            was = db.execute("SELECT 1 FROM pins WHERE message = ?",
+                             (message.id,)).fetchone() is not None
+            if was == pinned:
+                return False
+            if pinned:
+                db.execute("INSERT INTO pins VALUES (?, ?, ?, ?)",
+                           (message.id, message.conversation, account, ts))
+            else:
+                db.execute("DELETE FROM pins WHERE message = ?", (message.id,))
+            self._log(db, message.conversation, "pin" if pinned else "unpin", message.id,
+                      account, device_id, ts)
+        return True
+
+    def pins(self, conversation_id: int) -> list[Message]:
+        """Pinned messages of a conversation, oldest message first."""
+        return [_message(row) for row in self._db.execute(
+            f"SELECT {', '.join('m.' + c for c in _MESSAGE_COLUMNS.split(', '))} "
+            "FROM pins p JOIN messages m ON m.id = p.message "
+            "WHERE p.conversation = ? ORDER BY m.id", (conversation_id,))]
+
+    def history(self, conversation_id: int, before: int | None, limit: int) -> list[Message]:
+        """Up to ``limit`` messages before id ``before`` (or the newest), oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation = ? AND id < ? "
+            "ORDER BY id DESC LIMIT ?",
+            (conversation_id, before if before is not None else 2**63 - 1, limit)).fetchall()
+        return [_message(row) for row in reversed(rows)]
+
+    def reactions(self, message_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+        """``[(account, emoji), ...]`` per message id."""
+        found: dict[int, list[tuple[str, str]]] = {}
+        for message_id in message_ids:
+            found[message_id] = [(a, e) for a, e in self._db.execute(
+                "SELECT account, emoji FROM reactions WHERE message = ? ORDER BY ts, account",
+                (message_id,))]
+        return found
+
+    def pinned(self, message_ids: Sequence[int]) -> set[int]:
+        """Which of these messages are pinned."""
+        return {m for m in message_ids if self._db.execute(
+            "SELECT 1 FROM pins WHERE message = ?", (m,)).fetchone()}
+
+    def search(self, account: str, query: str, limit: int) -> list[Message]:
+        """Plaintext messages of ``account``'s conversations matching every word, newest first."""
+        match = fts_query(query)
+        if not match:
+            return []
+        rows = self._db.execute(
+            f"SELECT {', '.join('m.' + c for c in _MESSAGE_COLUMNS.split(', '))} "
+            "FROM message_text JOIN messages m ON m.id = message_text.rowid "
+            "JOIN members mb ON mb.conversation = m.conversation AND mb.account = ? "
+            "WHERE message_text MATCH ? ORDER BY m.id DESC LIMIT ?",
+            (account, match, limit)).fetchall()
+        return [_message(row) for row in rows]
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def events(self, account: str, device_id: int, after: int, limit: int) -> list[Event]:
+        """Events of ``account``'s conversations after ``after``, in order."""
+        rows = self._db.execute(
+            "SELECT e.seq, e.kind, e.conversation, e.message, e.account, e.device, e.ts, "
+            "e.emoji, m.text, COALESCE(m.secret, 0), env.envelope "
+            "FROM events e JOIN members mb ON mb.conversation = e.conversation "
+            "AND mb.account = ? "
+            "LEFT JOIN messages m ON e.kind = 'message' AND m.id = e.message "
+            "LEFT JOIN envelopes env ON e.kind = 'message' AND env.message = e.message "
+            "AND env.account = ? AND env.device = ? "
+            "WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
+            (account, account, device_id, after, limit)).fetchall()
+        return [Event(*row[:9], bool(row[9]), row[10]) for row in rows]
+
+    def cursor(self, account: str, device_id: int) -> int:
+        """The last event the device acknowledged."""
+        row = self._db.execute("SELECT cursor FROM devices WHERE account = ? AND device = ?",
+                               (account, device_id)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def acknowledge(self, account: str, device_id: int, seq: int) -> None:
+        """Move the device's cursor forward to ``seq`` (never back, never past the log)."""
+        self._db.execute(
+            "UPDATE devices SET cursor = MAX(cursor, MIN(?, (SELECT COALESCE(MAX(seq), 0) "
+            "FROM events))) WHERE account = ? AND device = ?", (seq, account, device_id))

@@ -1,0 +1,117 @@
+"""Test harness: an in-process social server on port 0, clients with their own homes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nacl.pwhash
+import trio
+
+from client.connection import Connection, open_connection
+from client.social import SocialClient, SocialEvent, SocialSession, SocialState
+from server.social import SocialConfig, SocialServer
+from server.social_main import serve
+from server.social_store import SqliteSocialStore
+from tests.relay_harness import RecordingStream
+
+PASSWORD = "correct horse battery staple"
+FAST = SocialConfig(password_opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN,
+                    password_memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN)
+"""Argon2id at libsodium's MIN limits, so that hundreds of accounts take well under a second."""
+
+
+@dataclass
+class RunningSocial:
+    """A social server serving on 127.0.0.1:port until stopped."""
+
+    server: SocialServer
+    store: SqliteSocialStore
+    port: int
+    scope: trio.CancelScope
+    stopped: trio.Event
+    received: bytearray = field(default_factory=bytearray)
+
+    async def stop(self) -> None:
+        """Stop serving and wait until the listener and the database are closed."""
+        self.scope.cancel()
+        await self.stopped.wait()
+
+
+async def start_social(nursery: trio.Nursery, db: Path, config: SocialConfig = FAST,
+                       clock: Callable[[], float] | None = None,
+                       record: bool = False) -> RunningSocial:
+    """Start a social server on ``db`` in ``nursery``; optionally record every received byte."""
+    store = SqliteSocialStore(db)
+    server = SocialServer(store, config) if clock is None else SocialServer(store, config, clock)
+    scope = trio.CancelScope()
+    stopped = trio.Event()
+    received = bytearray()
+    if record:
+        original = server.handle_stream
+
+        async def recording(stream: trio.abc.Stream, peer: str = "?") -> None:
+            await original(RecordingStream(stream, received), peer)
+
+        server.handle_stream = recording  # type: ignore[method-assign]
+
+    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with scope:
+                async with trio.open_nursery() as inner:
+                    listeners = await inner.start(serve, server, "127.0.0.1", 0)
+                    task_status.started(listeners[0].socket.getsockname()[1])
+        finally:
+            store.close()
+            stopped.set()
+
+    port = await nursery.start(run)
+    return RunningSocial(server, store, port, scope, stopped, received)
+
+
+def make_client(home: Path, port: int) -> SocialClient:
+    """A device with its own home folder."""
+    return SocialClient(SocialState(home), "127.0.0.1", port)
+
+
+async def register(client: SocialClient, name: str, password: str = PASSWORD) -> int:
+    """Register ``name`` from ``client``; the device id."""
+    async with client.connect() as session:
+        return await session.register(name, password)
+
+
+async def login(client: SocialClient, name: str, password: str = PASSWORD) -> int:
+    """Log ``client`` in as ``name``; the device id."""
+    async with client.connect() as session:
+        return await session.login(name, password)
+
+
+async def drain(client: SocialClient) -> list[SocialEvent]:
+    """Every event waiting for the device."""
+    got: list[SocialEvent] = []
+    async with client.session() as session:
+        await session.receive(got.append)
+    return got
+
+
+@contextlib.asynccontextmanager
+async def session_of(client: SocialClient) -> AsyncIterator[SocialSession]:
+    """A logged-in session."""
+    async with client.session() as session:
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def raw(port: int) -> AsyncIterator[Connection]:
+    """A bare frame connection, for requests a well-behaved client never sends."""
+    async with open_connection("127.0.0.1", port) as connection:
+        yield connection
+
+
+async def raw_register(port: int, name: str, password: str = PASSWORD) -> dict[str, Any]:
+    """Register ``name`` over a bare connection; the response (with its token)."""
+    async with raw(port) as connection:
+        return await connection.request("register", account=name, password=password)

@@ -1,0 +1,44 @@
+"""The benchmark's figure functions run and produce numbers (tiny counts; nothing is timed)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from benchmarks import crypto, report
+from benchmarks.__main__ import build_parser
+from benchmarks.timing import Stat, run_interleaved
+
+
+def test_crypto_figures_produce_numbers() -> None:
+    cases, sizes, notes = crypto.all_cases(sizes=(100,), peers=False)
+    assert "ours/round-trip/100" in cases and "floor/seal+open/100" in cases
+    stats = run_interleaved(cases, samples=2, sample_time=0.0005, warmup=1)
+    assert all(math.isfinite(s.median) and s.median > 0 for s in stats.values())
+    assert sizes["ours/session-size"] > 0
+    assert notes == {}
+    table = report.crypto_table(stats, sizes, markdown=True)
+    assert table.startswith("| operation |")
+
+
+def test_targets_are_reported_met_missed_or_na() -> None:
+    stats = {"ours/round-trip/1024": Stat(2.0, 1.0, 3.0, 3, 1),
+             "floor/seal+open/1024": Stat(1.0, 1.0, 1.0, 3, 1)}
+    relay = {"load": [{"server": "relay", "pairs": 16, "messages_per_second": 60.0,
+                       "p50_seconds": 0.01, "p99_seconds": 0.02},
+                      {"server": "bare", "pairs": 16, "messages_per_second": 100.0,
+                       "p50_seconds": 0.001, "p99_seconds": 0.002}],
+             "memory": {"5000": {"rss_bytes": 1, "baseline_rss_bytes": 0,
+                                 "bytes_per_connection": 10_000}}}
+    targets = {t.name: t for t in report.targets(stats, relay)}
+    assert targets["round trip 1 KiB vs floor seal+open"].met is False
+    assert targets["relay 16 pairs throughput vs bare trio relay"].met is True
+    assert targets["relay RSS per idle connection at 5,000"].met is True
+    assert targets["session establishment vs vodozemac Olm"].met is None
+    json.dumps([t.line() for t in targets.values()])
+    assert "relay / bare" in report.relay_table(relay, markdown=False)
+
+
+def test_command_line_parses() -> None:
+    args = build_parser().parse_args(["--quick", "--json", "out.json", "--markdown"])
+    assert args.quick and args.markdown and str(args.json) == "out.json"

@@ -1,0 +1,119 @@
+"""Fuzz the relay's frame handling and every request handler with hypothesis.
+
+For each example a fresh relay (SQLite in a temporary folder) serves a connection over an
+in-memory stream: the connection registers (or not), then sends random, mutated or truncated
+frames. Every answer must be a well-formed frame with ``ok`` or a known error code, and a second
+connection must still be served afterwards. ``E2E_FUZZ_EXAMPLES`` sets the number of examples
+(``make fuzz`` runs many more than CI).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from e2e_proto import relay_api as api
+from e2e_proto.devices import DeviceList
+from e2e_proto.keys import IdentityKeyPair
+from e2e_proto.wire import FrameDecoder, encode_frame
+from server.relay import Relay, RelayConfig
+from server.relay_store import SqliteRelayStore
+
+EXAMPLES = int(os.environ.get("E2E_FUZZ_EXAMPLES", "60"))
+ERROR_CODES = {value for name, value in vars(api).items()
+               if name.isupper() and isinstance(value, str)}
+REQUEST_TYPES = ["register", "auth", "ping", "get_devices", "link_request", "publish_prekeys",
+                 "fetch_bundles", "send", "ack", "get_link", "update_devices"]
+FIELDS = ["account", "device_id", "to", "envelopes", "seqs", "signed_prekey",
+          "one_time_prekeys", "lookup", "tag", "name", "device_list", "device_list_signature",
+          "link", "identity_key", "link_signature", "signature", "account_key", "device_ids"]
+
+scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats()
+           | st.text(max_size=20) | st.binary(max_size=80) | st.sampled_from(["fuzz", "alice"]))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                      | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+requests = st.builds(
+    lambda kind, request_id, fields: {"type": kind, "id": request_id, **fields},
+    st.sampled_from(REQUEST_TYPES) | st.text(max_size=10),
+    st.integers(0, 2**31) | st.none() | st.text(max_size=3),
+    st.dictionaries(st.sampled_from(FIELDS), values, max_size=5))
+raw_frames = st.one_of(
+    requests.map(encode_frame),
+    st.binary(max_size=64).map(lambda body: len(body).to_bytes(4, "big") + body),
+    st.binary(max_size=64),
+    requests.map(encode_frame).map(lambda data: data[: max(1, len(data) // 2)]),
+)
+
+
+def _register_frame(nonce: bytes) -> dict[str, Any]:
+    aik, dik = IdentityKeyPair.generate(), IdentityKeyPair.generate()
+    signed = DeviceList("fuzz", 1, ((0, dik.public_key),)).sign(aik)
+    return {"id": 1, "type": "register", "account": "fuzz", "account_key": aik.public_key.raw,
+            "device_list": signed.body, "device_list_signature": signed.signature,
+            "signature": dik.sign(api.auth_message(nonce, "fuzz", 0))}
+
+
+async def _read_all(stream: trio.abc.Stream, decoder: FrameDecoder) -> list[dict[str, Any]]:
+    frames = []
+    while True:
+        with trio.move_on_after(1):  # virtual time: the relay answers at once or not at all
+            data = await stream.receive_some(65536)
+            if not data:
+                return frames
+            decoder.feed(data)
+            while (frame := decoder.next_frame()) is not None:
+                frames.append(frame)
+            continue
+        return frames
+
+
+async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
+    store = SqliteRelayStore(folder / "relay.db")
+    relay = Relay(store, RelayConfig(auth_timeout=5, frame_timeout=5))
+    try:
+        async with trio.open_nursery() as nursery:
+            client, server = trio.testing.memory_stream_pair()
+            nursery.start_soon(relay.handle_stream, server, "fuzz")
+            decoder = FrameDecoder()
+            challenge = (await _read_all(client, decoder))[0]
+            if register:
+                await client.send_all(encode_frame(_register_frame(challenge["nonce"])))
+            for data in inputs:
+                try:
+                    await client.send_all(data)
+                except trio.BrokenResourceError:
+                    break
+            answers = await _read_all(client, decoder)
+            for frame in answers:
+                if "error" in frame:
+                    assert frame["error"]["code"] in ERROR_CODES, frame
+                else:
+                    assert frame.get("ok") is True or frame.get("type") in (
+                        "deliver", "queue_empty", "prekeys_low", "link_approved"), frame
+            await client.aclose()
+            # The relay still serves a well-behaved connection.
+            other, other_server = trio.testing.memory_stream_pair()
+            nursery.start_soon(relay.handle_stream, other_server, "next")
+            fresh = FrameDecoder()
+            assert (await _read_all(other, fresh))[0]["type"] == "challenge"
+            await other.send_all(encode_frame({"id": 9, "type": "ping"}))
+            assert (await _read_all(other, fresh)) == [{"id": 9, "ok": True}]
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(register=st.booleans(), inputs=st.lists(raw_frames, min_size=1, max_size=6))
+def test_relay_survives_any_frames(register: bool, inputs: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        trio.run(_scenario, Path(folder), register, inputs,
+                 clock=trio.testing.MockClock(autojump_threshold=0))
