@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="End-to-end encrypted chat over an e2e-proto relay.",
         epilog="Example: e2e-chat --home /tmp/alice register alice; "
-               "e2e-chat --home /tmp/alice send bob 'hello'")
+               "e2e-chat --home /tmp/alice send bob 'hello'. Set E2E_PASSPHRASE to keep "
+               "the keys and sessions sealed at rest (Argon2id + XChaCha20-Poly1305).")
     parser.add_argument("--home", type=Path,
                         default=Path(os.environ.get("E2E_HOME", "~/.e2e-chat")).expanduser(),
                         help="folder of this device's keys and messages "
@@ -317,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_social(args)
     try:
-        state = ClientState(args.home)
+        state = ClientState(args.home, os.environ.get("E2E_PASSPHRASE") or None)
     except Exception as exc:  # unwritable home, a file that is not a database, ...
         print(f"{PROG}: cannot open {args.home}: {exc}", file=sys.stderr)
         return 1

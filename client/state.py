@@ -14,6 +14,7 @@ from pathlib import Path
 
 from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
+from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.sqlite_store import SqliteProtocolStore
 
 STATE_FILE = "state.db"
@@ -46,10 +47,11 @@ class StoredMessage:
 class ClientState:
     """Everything a client keeps between runs, in ``HOME/state.db``."""
 
-    def __init__(self, home: str | os.PathLike[str]) -> None:
+    def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
+                 cost: tuple[int, int] = INTERACTIVE) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.protocol = SqliteProtocolStore(self.home / STATE_FILE)
+        self.protocol = SqliteProtocolStore(self.home / STATE_FILE, passphrase, cost)
         self.db = self.protocol.connection
         self.db.executescript(_SCHEMA)
 
@@ -95,13 +97,15 @@ class ClientState:
     def account_identity(self) -> IdentityKeyPair | None:
         """The account identity key (AIK), held by the primary device."""
         seed = self._get("account_key_seed")
-        return None if seed is None else IdentityKeyPair(seed)  # type: ignore[arg-type]
+        if seed is None:
+            return None
+        return IdentityKeyPair(self.protocol.unseal(seed, "account_key"))  # type: ignore[arg-type]
 
     def create_keys(self, account_identity: IdentityKeyPair | None,
                     device_identity: IdentityKeyPair) -> None:
         """Store a new DIK and, on a primary, the AIK (before registering or linking)."""
         if account_identity is not None:
-            self._set("account_key_seed", account_identity.seed)
+            self._set("account_key_seed", self.protocol.seal(account_identity.seed, "account_key"))
         self.protocol.set_identity_key_pair(device_identity)
 
     def device_identity(self) -> IdentityKeyPair | None:

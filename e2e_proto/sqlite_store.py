@@ -14,8 +14,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .address import Address
+from .at_rest import INTERACTIVE, SALT_SIZE, AtRestKey, WrongPassphraseError
 from .errors import LocalProtocolError
 from .keys import Ed25519PublicKey, IdentityKeyPair, OneTimePreKey, SignedPreKey, X25519PrivateKey
+from .primitives import RandomSource, system_random
 from .session_record import SessionRecord
 
 _SCHEMA = """
@@ -27,6 +29,8 @@ CREATE TABLE IF NOT EXISTS identities (
 CREATE TABLE IF NOT EXISTS signed_prekeys (
     id INTEGER PRIMARY KEY, private BLOB NOT NULL, signature BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS one_time_prekeys (id INTEGER PRIMARY KEY, private BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS at_rest (
+    id INTEGER PRIMARY KEY CHECK (id = 0), salt BLOB NOT NULL, check_value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
     account TEXT NOT NULL, device INTEGER NOT NULL, record BLOB NOT NULL,
     PRIMARY KEY (account, device));
@@ -59,18 +63,58 @@ def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection
 
 
 class SqliteProtocolStore:
-    """Identity, prekey and session stores backed by one SQLite database file."""
+    """Identity, prekey and session stores backed by one SQLite database file.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    With a ``passphrase``, every private key and session is sealed at rest (see
+    :mod:`e2e_proto.at_rest`): a new file is set up encrypted, an existing encrypted file needs
+    the same passphrase (:class:`~e2e_proto.at_rest.WrongPassphraseError` otherwise), and a
+    plaintext file is not silently mixed with sealed values (:class:`LocalProtocolError`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], passphrase: str | None = None,
+                 cost: tuple[int, int] = INTERACTIVE,
+                 random: RandomSource = system_random) -> None:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
+        self._key = self._unlock(passphrase, cost, random)
         for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
             if side.exists():
                 os.chmod(side, 0o600)
         self._identity: IdentityKeyPair | None = None
         self._sessions: dict[Address, SessionRecord] = {}
+
+    def _unlock(self, passphrase: str | None, cost: tuple[int, int],
+                random: RandomSource) -> AtRestKey | None:
+        row = self._db.execute("SELECT salt, check_value FROM at_rest").fetchone()
+        if row is None and passphrase is None:
+            return None
+        if row is None:
+            if self._holds_secrets():
+                raise LocalProtocolError("this state was made without a passphrase")
+            salt = random(SALT_SIZE)
+            key = AtRestKey.derive(passphrase, salt, cost, random)  # type: ignore[arg-type]
+            self._db.execute("INSERT INTO at_rest VALUES (0, ?, ?)", (salt, key.check_value()))
+            return key
+        if passphrase is None:
+            raise WrongPassphraseError("this state is encrypted: a passphrase is needed")
+        key = AtRestKey.derive(passphrase, row[0], cost, random)
+        key.verify(row[1])
+        return key
+
+    def _holds_secrets(self) -> bool:
+        return any(self._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+                   for table in ("local_identity", "signed_prekeys", "one_time_prekeys",
+                                 "sessions"))
+
+    def seal(self, value: bytes, place: str) -> bytes:
+        """``value`` as stored: sealed when the store has a passphrase, as is otherwise."""
+        return value if self._key is None else self._key.seal(value, place.encode())
+
+    def unseal(self, stored: bytes, place: str) -> bytes:
+        """Inverse of :meth:`seal`."""
+        return stored if self._key is None else self._key.open(stored, place.encode())
 
     def close(self) -> None:
         """Close the database."""
@@ -85,9 +129,10 @@ class SqliteProtocolStore:
     def set_identity_key_pair(self, identity: IdentityKeyPair) -> None:
         """Set this device's identity once; a second, different one is refused."""
         row = self._db.execute("SELECT seed FROM local_identity").fetchone()
-        if row is not None and row[0] != identity.seed:
+        if row is not None and self.unseal(row[0], "identity") != identity.seed:
             raise LocalProtocolError("this store already has a different identity")
-        self._db.execute("INSERT OR IGNORE INTO local_identity VALUES (0, ?)", (identity.seed,))
+        self._db.execute("INSERT OR IGNORE INTO local_identity VALUES (0, ?)",
+                         (self.seal(identity.seed, "identity"),))
         self._identity = identity
 
     def identity_key_pair(self) -> IdentityKeyPair:
@@ -96,7 +141,7 @@ class SqliteProtocolStore:
             row = self._db.execute("SELECT seed FROM local_identity").fetchone()
             if row is None:
                 raise LocalProtocolError("this store has no identity key pair yet")
-            self._identity = IdentityKeyPair(row[0])
+            self._identity = IdentityKeyPair(self.unseal(row[0], "identity"))
         return self._identity
 
     def save_identity(self, address: Address, key: Ed25519PublicKey) -> bool:
@@ -118,24 +163,34 @@ class SqliteProtocolStore:
         """The signed prekey with this id, if still kept."""
         row = self._db.execute("SELECT private, signature FROM signed_prekeys WHERE id = ?",
                                (key_id,)).fetchone()
-        return None if row is None else SignedPreKey(key_id, X25519PrivateKey(row[0]), row[1])
+        if row is None:
+            return None
+        private = self.unseal(row[0], f"signed_prekey/{key_id}")
+        return SignedPreKey(key_id, X25519PrivateKey(private), row[1])
 
     def store_signed_prekey(self, prekey: SignedPreKey) -> None:
         """Keep a signed prekey."""
         self._db.execute("INSERT OR REPLACE INTO signed_prekeys VALUES (?, ?, ?)",
-                         (prekey.key_id, prekey.private_key.raw, prekey.signature))
+                         (prekey.key_id,
+                          self.seal(prekey.private_key.raw, f"signed_prekey/{prekey.key_id}"),
+                          prekey.signature))
 
     def load_one_time_prekey(self, key_id: int) -> OneTimePreKey | None:
         """The one-time prekey with this id, unless used or unknown."""
         row = self._db.execute("SELECT private FROM one_time_prekeys WHERE id = ?",
                                (key_id,)).fetchone()
-        return None if row is None else OneTimePreKey(key_id, X25519PrivateKey(row[0]))
+        if row is None:
+            return None
+        private = self.unseal(row[0], f"one_time_prekey/{key_id}")
+        return OneTimePreKey(key_id, X25519PrivateKey(private))
 
     def store_one_time_prekeys(self, prekeys: Iterable[OneTimePreKey]) -> None:
         """Keep a batch of one-time prekeys (in one transaction)."""
         with self.transaction():
             self._db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?)",
-                                 [(p.key_id, p.private_key.raw) for p in prekeys])
+                                 [(p.key_id, self.seal(p.private_key.raw,
+                                                       f"one_time_prekey/{p.key_id}"))
+                                  for p in prekeys])
 
     def remove_one_time_prekey(self, key_id: int) -> None:
         """Forget a one-time prekey for good."""
@@ -155,13 +210,15 @@ class SqliteProtocolStore:
                                    address).fetchone()
             if row is None:
                 return None
-            record = self._sessions[address] = SessionRecord.from_bytes(row[0])
+            record = self._sessions[address] = SessionRecord.from_bytes(
+                self.unseal(row[0], f"session/{address}"))
         return record
 
     def store_session(self, address: Address, record: SessionRecord) -> None:
         """Write the session durably, then keep it decoded in memory."""
         self._db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)",
-                         (address.account, address.device_id, record.to_bytes()))
+                         (address.account, address.device_id,
+                          self.seal(record.to_bytes(), f"session/{address}")))
         self._sessions[address] = record
 
     def delete_session(self, address: Address) -> None:

@@ -177,6 +177,8 @@ class RelayStore(Protocol):
         ...
 
 
+ACCOUNT_CACHE_SIZE = 100_000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     account TEXT PRIMARY KEY, account_key BLOB NOT NULL, list_version INTEGER NOT NULL,
@@ -207,6 +209,7 @@ class SqliteRelayStore:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
+        self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
 
     def close(self) -> None:
         """Close the database."""
@@ -227,13 +230,17 @@ class SqliteRelayStore:
                             max(devices)))
             except sqlite3.IntegrityError:
                 raise NameTakenError(account) from None
+            self._accounts.pop(account, None)
             db.executemany("INSERT INTO devices (account, device, identity_key, name, linked_at) "
                            "VALUES (?, ?, ?, 'primary', ?)",
                            [(account, i, key, now) for i, key in devices.items()])
 
     @_storage
     def account(self, account: str) -> AccountRecord | None:
-        """The account's key and device list."""
+        """The account's key and device list (cached; every change goes through this store)."""
+        cached = self._accounts.get(account)
+        if cached is not None:
+            return cached
         row = self._db.execute("SELECT account_key, list_version, list_body, list_signature, "
                                "max_device_id FROM accounts WHERE account = ?",
                                (account,)).fetchone()
@@ -242,7 +249,11 @@ class SqliteRelayStore:
         devices = dict(self._db.execute(
             "SELECT device, identity_key FROM devices WHERE account = ? ORDER BY device",
             (account,)).fetchall())
-        return AccountRecord(account, row[0], row[1], row[2], row[3], devices, row[4])
+        if len(self._accounts) >= ACCOUNT_CACHE_SIZE:
+            self._accounts.clear()
+        record = self._accounts[account] = AccountRecord(account, row[0], row[1], row[2], row[3],
+                                                         devices, row[4])
+        return record
 
     @_storage
     def replace_device_list(self, account: str, list_version: int, list_body: bytes,
@@ -254,6 +265,7 @@ class SqliteRelayStore:
                              (account,)).fetchone()
             if row is None or row[0] >= list_version:
                 raise StaleListError(account)
+            self._accounts.pop(account, None)
             current = dict(db.execute("SELECT device, identity_key FROM devices "
                                       "WHERE account = ?", (account,)).fetchall())
             removed = sorted(i for i in current if devices.get(i) != current[i])
