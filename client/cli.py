@@ -19,15 +19,13 @@ from pathlib import Path
 
 import trio
 
-from e2e_proto.capabilities import PRIVATE, SOCIAL, UnsupportedFeatureError, require
+from e2e_proto.capabilities import PRIVATE, SOCIAL, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
-from .connection import ConnectionLost, ServerError, client_tls_context
+from .cli_common import BACKOFF_MAX, BACKOFF_START, PROG, chat_lines, first_leaf, user_error_exit
+from .connection import ConnectionLost, client_tls_context
 from .private import ClientError, PrivateClient, PrivateSession, Received
 from .state import ClientState
-
-PROG = "e2e-chat"
-BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -175,13 +173,6 @@ async def _reconnecting(client: PrivateClient, wait: float,
             delay = min(delay * 2, BACKOFF_MAX)
 
 
-def first_leaf(error: BaseException) -> BaseException:
-    """The first exception inside (possibly nested) exception groups."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 def tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
     """The TLS context the global options ask for, or None for plain TCP."""
     if not (args.tls or args.ca or args.insecure):
@@ -296,15 +287,7 @@ async def _chat(client: PrivateClient, name: str) -> int:
 
     async def session_work(session: PrivateSession) -> None:
         await session.device_list(name)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.receive, show, math.inf)
-            while True:
-                line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-                if not line or line.strip() == "/quit":
-                    nursery.cancel_scope.cancel()
-                    return
-                if line.strip():
-                    await session.send_text(name, line.rstrip("\n"))
+        await chat_lines(session, name, show)
 
     await _reconnecting(client, math.inf, session_work)
     return 0
@@ -324,17 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return trio.run(_run, args, state)
-    except BaseException as error:  # sorted into user errors and the rest below
-        leaf = first_leaf(error)
-        if isinstance(leaf, (ClientError, ConnectionLost, UnsupportedFeatureError)):
-            print(f"{PROG}: {leaf}", file=sys.stderr)
-            return 1
-        if isinstance(leaf, ServerError):
-            print(f"{PROG}: the relay refused: {leaf} ({leaf.code})", file=sys.stderr)
-            return 1
-        if isinstance(leaf, KeyboardInterrupt):
-            return 130
-        raise
+    except BaseException as error:  # a user's error is one line; anything else is a bug
+        code = user_error_exit(first_leaf(error), "relay")
+        if code is None:
+            raise
+        return code
     finally:
         state.close()
 

@@ -2,18 +2,21 @@
 
 :func:`open_connection` yields a :class:`Connection` whose reader task matches responses to
 requests by ``id`` and queues server pushes (frames without ``id``) on :attr:`Connection.pushes`.
+:class:`ServerClient` is what the relay's and the social server's clients have in common.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, TypeVar
 
 import trio
 
 from e2e_proto.errors import E2EProtoError
+from e2e_proto.primitives import RandomSource, system_random
 from e2e_proto.wire import FrameDecoder, encode_frame
 
 
@@ -146,3 +149,22 @@ async def open_connection(host: str, port: int, tls: ssl.SSLContext | None = Non
         raise
     finally:
         await trio.aclose_forcefully(stream)
+
+
+StateT = TypeVar("StateT")
+
+
+class ServerClient(Generic[StateT]):
+    """A device's client for one server: its local ``state``, the server's address and TLS."""
+
+    def __init__(self, state: StateT, host: str, port: int,
+                 tls: ssl.SSLContext | None = None, random: RandomSource = system_random,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.state = state
+        self.host, self.port, self.tls = host, port, tls
+        self.random = random
+        self.clock = clock
+
+    def open_connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A new connection to the server (:func:`open_connection`)."""
+        return open_connection(self.host, self.port, self.tls)

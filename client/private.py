@@ -12,8 +12,6 @@ import base64
 import binascii
 import contextlib
 import logging
-import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +31,10 @@ from e2e_proto.keys import (
     X25519PrivateKey,
 )
 from e2e_proto.payload import Payload
-from e2e_proto.primitives import RandomSource, system_random
 from e2e_proto.session import SessionCipher, process_prekey_bundle
 from e2e_proto.wire import Envelope
 
-from .connection import Connection, ConnectionLost, ServerError, open_connection
+from .connection import Connection, ConnectionLost, ServerClient, ServerError
 from .state import ClientState, StoredMessage
 
 log = logging.getLogger("e2e.client")
@@ -87,21 +84,13 @@ class Received:
 MessageHandler = Callable[[Received], Awaitable[None] | None]
 
 
-class PrivateClient:
+class PrivateClient(ServerClient[ClientState]):
     """A device's client for the relay, over the state in ``state``."""
-
-    def __init__(self, state: ClientState, host: str, port: int,
-                 tls: ssl.SSLContext | None = None, random: RandomSource = system_random,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.state = state
-        self.host, self.port, self.tls = host, port, tls
-        self.random = random
-        self.clock = clock
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[PrivateSession]:
         """Open a connection and read the relay's challenge; authenticate or register next."""
-        async with open_connection(self.host, self.port, self.tls) as connection:
+        async with self.open_connection() as connection:
             with trio.fail_after(30):
                 try:
                     challenge = await connection.pushes.receive()

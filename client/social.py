@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +27,11 @@ from e2e_proto.capabilities import CAPABILITIES, SOCIAL, require
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
 from e2e_proto.keys import IdentityKeyPair, OneTimePreKey, SignedPreKey, X25519PrivateKey
 from e2e_proto.payload import Payload
-from e2e_proto.primitives import RandomSource, system_random
 from e2e_proto.session import SessionCipher, process_prekey_bundle
 from e2e_proto.sqlite_store import SqliteProtocolStore
 from e2e_proto.wire import Envelope
 
-from .connection import Connection, ConnectionLost, ServerError, open_connection
+from .connection import Connection, ConnectionLost, ServerClient, ServerError
 from .private import ClientError
 
 STATE_FILE = "social.db"
@@ -165,21 +162,13 @@ def check_name(name: str, what: str = "name") -> None:
                           "'_', '.' or '-', starting with a letter or digit")
 
 
-class SocialClient:
+class SocialClient(ServerClient[SocialState]):
     """A device's client for the social server, over the state in ``state``."""
-
-    def __init__(self, state: SocialState, host: str, port: int,
-                 tls: ssl.SSLContext | None = None, random: RandomSource = system_random,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.state = state
-        self.host, self.port, self.tls = host, port, tls
-        self.random = random
-        self.clock = clock
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[SocialSession]:
         """An unauthenticated connection: register or log in next."""
-        async with open_connection(self.host, self.port, self.tls) as connection:
+        async with self.open_connection() as connection:
             yield SocialSession(self, connection)
 
     @contextlib.asynccontextmanager

@@ -18,15 +18,12 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from e2e_proto.capabilities import UnsupportedFeatureError
 from e2e_proto.social_api import parse_message_id
 
-from .connection import ConnectionLost, ServerError
+from .cli_common import BACKOFF_MAX, BACKOFF_START, PROG, chat_lines, user_error_exit
+from .connection import ConnectionLost
 from .private import ClientError
 from .social import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
-
-PROG = "e2e-chat"
-BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 
 
 def read_password(prompt: str = "password: ") -> str:
@@ -206,15 +203,7 @@ async def _chat(client: SocialClient, name: str) -> int:
 
     async def session_work(session: SocialSession) -> None:
         await session.conversation(name)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.receive, show, math.inf)
-            while True:
-                line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-                if not line or line.strip() == "/quit":
-                    nursery.cancel_scope.cancel()
-                    return
-                if line.strip():
-                    await session.send_text(name, line.rstrip("\n"))
+        await chat_lines(session, name, show)
 
     await _reconnecting(client, math.inf, session_work)
     return 0
@@ -241,13 +230,10 @@ def run_social(args: argparse.Namespace) -> int:
             return trio.run(_run, args, client)
         except BaseExceptionGroup as group:  # an error inside chat's nursery: show the leaf
             raise _only_leaf(group) from None
-    except (ClientError, ConnectionLost, UnsupportedFeatureError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    except ServerError as exc:
-        print(f"{PROG}: the social server refused: {exc} ({exc.code})", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as error:  # a user's error is one line; anything else is a bug
+        code = user_error_exit(error, "social server")
+        if code is None:
+            raise
+        return code
     finally:
         state.close()

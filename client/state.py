@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
-from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.sqlite_store import SqliteProtocolStore
 
 STATE_FILE = "state.db"

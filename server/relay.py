@@ -9,10 +9,9 @@ disconnect); they never stop the server.
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +21,20 @@ from e2e_proto import relay_api as api
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.constants import MAX_FRAME_SIZE
 from e2e_proto.devices import SignedDeviceList, TooManyDevicesError, link_message
-from e2e_proto.errors import E2EProtoError, FrameTooLargeError, RemoteProtocolError, describe
+from e2e_proto.errors import E2EProtoError, describe
 from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
-from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
+from e2e_proto.wire import Envelope
 
+from .connection_base import (
+    ConnectionRegistry,
+    ErrorCodes,
+    FrameConnection,
+    RequestError,
+    TokenBucket,
+)
+from .fields import published_prekeys, require
 from .relay_store import (
+    Delivery,
     NameTakenError,
     NewDevice,
     Outgoing,
@@ -62,15 +70,6 @@ class RelayConfig:
     delivery_batch: int = 100
 
 
-class RequestError(Exception):
-    """A request that is refused with an error frame; the connection stays open."""
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.details = details
-
-
 @dataclass(slots=True)
 class _PendingLink:
     """A new device waiting, connected, for its account's primary to approve it."""
@@ -85,30 +84,8 @@ class _PendingLink:
     connection: _Connection
 
 
-class _TokenBucket:
-    """A rate limit: ``rate`` tokens a second, bursts up to ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.tokens, self.stamp = float(burst), trio.current_time()
-
-    def take(self, count: int = 1) -> bool:
-        now = trio.current_time()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < count:
-            return False
-        self.tokens -= count
-        return True
-
-
-def _require(frame: dict[str, Any], name: str, kind: type, *, optional: bool = False) -> Any:
-    value = frame.get(name)
-    if value is None and optional:
-        return None
-    if type(value) is not kind:
-        raise RequestError(api.BAD_REQUEST, f"field {name!r} must be {kind.__name__}")
-    return value
+def _require(frame: dict[str, Any], name: str, kind: type) -> Any:
+    return require(frame, name, kind, code=api.BAD_REQUEST)
 
 
 def _account_field(frame: dict[str, Any], name: str = "account") -> str:
@@ -118,34 +95,34 @@ def _account_field(frame: dict[str, Any], name: str = "account") -> str:
     return value  # type: ignore[return-value]
 
 
-class Relay:
+class Relay(ConnectionRegistry[Address, "_Connection"]):
     """The relay's logic: serve connections (``handle_stream``) over one store."""
 
     def __init__(self, store: RelayStore, config: RelayConfig | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
         self.store = store
         self.config = config or RelayConfig()
         self.clock = clock
-        self._online: dict[Address, set[_Connection]] = {}
         self.pending_links: dict[bytes, _PendingLink] = {}
-        self._account_buckets: dict[str, _TokenBucket] = {}
-        self._bundle_buckets: dict[str, _TokenBucket] = {}
+        self._account_buckets: dict[str, TokenBucket] = {}
+        self._bundle_buckets: dict[str, TokenBucket] = {}
 
-    def account_bucket(self, account: str) -> _TokenBucket:
+    def account_bucket(self, account: str) -> TokenBucket:
         """The request rate limit shared by all connections of ``account``."""
         bucket = self._account_buckets.get(account)
         if bucket is None:
             config = self.config
-            bucket = self._account_buckets[account] = _TokenBucket(
+            bucket = self._account_buckets[account] = TokenBucket(
                 config.account_requests_per_second, config.account_request_burst)
         return bucket
 
-    def bundle_bucket(self, account: str) -> _TokenBucket:
+    def bundle_bucket(self, account: str) -> TokenBucket:
         """How many prekey bundles ``account`` may fetch (against OPK draining)."""
         bucket = self._bundle_buckets.get(account)
         if bucket is None:
             config = self.config
-            bucket = self._bundle_buckets[account] = _TokenBucket(
+            bucket = self._bundle_buckets[account] = TokenBucket(
                 config.bundles_per_minute / 60, config.bundle_burst)
         return bucket
 
@@ -155,31 +132,7 @@ class Relay:
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
-        connection = _Connection(self, stream, peer)
-        log.info("connection from %s", peer)
-        try:
-            try:
-                await connection.run()
-            except* (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the client went away (a reset arrives inside the connection's nursery)
-        except Exception:  # a bug of ours: log it, drop this connection, keep serving others
-            log.exception("internal error on connection from %s", peer)
-        finally:
-            connection.detach()
-            await trio.aclose_forcefully(stream)
-            log.info("connection from %s closed", peer)
-
-    def attach(self, address: Address, connection: _Connection) -> None:
-        """Register an authenticated connection for pushes."""
-        self._online.setdefault(address, set()).add(connection)
-
-    def detach(self, address: Address, connection: _Connection) -> None:
-        """Forget a connection."""
-        connections = self._online.get(address)
-        if connections is not None:
-            connections.discard(connection)
-            if not connections:
-                del self._online[address]
+        await _Connection(self, stream, peer).serve()
 
     def wake(self, address: Address) -> None:
         """Tell the connections of ``address`` that new mail is waiting."""
@@ -211,26 +164,23 @@ class Relay:
             await trio.sleep(interval)
 
 
-class _Connection:
-    """One client connection: frame parsing, authentication, requests and deliveries."""
+_CODES = ErrorCodes(bad_request=api.BAD_REQUEST, unsupported=api.UNSUPPORTED,
+                    frame_too_large=api.FRAME_TOO_LARGE,
+                    not_authenticated=api.NOT_AUTHENTICATED, rate_limited=api.RATE_LIMITED)
+
+
+class _Connection(FrameConnection):
+    """One client connection: authentication, requests, deliveries and pushes."""
+
+    codes = _CODES
+    logger = log
 
     def __init__(self, relay: Relay, stream: trio.abc.Stream, peer: str) -> None:
+        super().__init__(stream, peer, relay.config, relay.config.frame_timeout)
         self.relay = relay
-        self.stream = stream
-        self.peer = peer
-        self.decoder = FrameDecoder(relay.config.max_frame_size)
         self.nonce = secrets.token_bytes(api.NONCE_SIZE)
-        self.address: Address | None = None
-        self.bucket = _TokenBucket(relay.config.requests_per_second, relay.config.request_burst)
-        self.wakeup = trio.Event()
-        self._send_lock = trio.Lock()
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[dict[str, Any]](256)
-        self._nursery: trio.Nursery | None = None
         self.link_lookup: bytes | None = None
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        async with self._send_lock:
-            await self.stream.send_all(encode_frame(frame))
 
     def push(self, frame: dict[str, Any]) -> None:
         try:
@@ -249,90 +199,40 @@ class _Connection:
         """End the connection once the queued pushes are written."""
         self._outbox_send.close()
 
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._push_loop)
-            await self.send({"type": "challenge", "nonce": self.nonce})
-            with trio.move_on_after(self.relay.config.auth_timeout) as auth_scope:
-                while self.address is None:
-                    if self.link_lookup is not None:
-                        auth_scope.deadline = trio.current_time() + self.relay.config.link_timeout
-                    if not await self._read_and_handle():
-                        break
-            if auth_scope.cancelled_caught:
-                log.info("connection from %s: no authentication in time", self.peer)
-                await self._error(None, api.NOT_AUTHENTICATED, "authentication timed out")
-            elif self.address is not None:
-                nursery.start_soon(self._deliver_loop)
-                while await self._read_and_handle():
-                    pass
-            nursery.cancel_scope.cancel()
+    async def _opening(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._push_loop)
+        await self.send({"type": "challenge", "nonce": self.nonce})
 
-    async def _read_and_handle(self) -> bool:
-        """Read and handle what arrives; False when the connection should end.
+    def _auth_deadline(self) -> float | None:
+        if self.link_lookup is None:
+            return None
+        return trio.current_time() + self.relay.config.link_timeout  # waiting for approval
 
-        A frame that has begun must complete within ``frame_timeout`` (slow-loris defence).
-        """
-        data = None
-        started = self.decoder.buffered > 0
-        with trio.move_on_after(self.relay.config.frame_timeout if started else math.inf):
-            data = await self.stream.receive_some(65536)
-        if data is None:
-            log.info("connection from %s: a frame did not complete in time", self.peer)
-            await self._error(None, api.BAD_REQUEST, "a frame did not complete in time")
-            return False
-        if not data:
-            return False
-        try:
-            self.decoder.feed(data)
-            while (frame := self.decoder.next_frame()) is not None:
-                await self._handle(frame)
-        except FrameTooLargeError as exc:
-            log.info("connection from %s: %s", self.peer, exc)
-            await self._error(None, api.FRAME_TOO_LARGE, str(exc))
-            return False
-        except RemoteProtocolError as exc:
-            log.info("connection from %s: malformed frame", self.peer)
-            await self._error(None, api.BAD_REQUEST, f"malformed frame: {exc}")
-            return False
-        return True
+    async def _auth_timed_out(self) -> None:
+        log.info("connection from %s: no authentication in time", self.peer)
+        await self._error(None, api.NOT_AUTHENTICATED, "authentication timed out")
 
-    async def _error(self, request_id: object, code: str, message: str,
-                     **details: Any) -> None:
-        error: dict[str, Any] = {"code": code, "message": message, **details}
-        await self.send({"id": request_id if type(request_id) is int else None,
-                         "error": error})
+    def _log_kind(self, kind: object) -> str:
+        return describe(kind)
+
+    def _quote_kind(self, kind: object) -> str:
+        return describe(kind)
 
     async def _handle(self, frame: dict[str, Any]) -> None:
-        request_id = frame.get("id")
-        kind = frame.get("type")
         try:
-            if type(request_id) is not int:
-                raise RequestError(api.BAD_REQUEST, "a request needs an integer id")
-            if not self.bucket.take():
-                raise RequestError(api.RATE_LIMITED, "too many requests; slow down")
-            handler = _PUBLIC.get(kind) if self.address is None else _AUTHENTICATED.get(kind)
-            if handler is None:
-                if kind in _AUTHENTICATED:
-                    raise RequestError(api.NOT_AUTHENTICATED, "authenticate first")
-                raise RequestError(api.UNSUPPORTED, f"unknown request type {describe(kind)}")
-            if self.address is not None and not self.relay.account_bucket(
-                    self.address.account).take():
-                raise RequestError(api.RATE_LIMITED, "too many requests from this account")
-            result = await handler(self, frame)
-        except RequestError as exc:
-            log.info("request %s from %s refused: %s", describe(kind),
-                     self.address or self.peer, exc.code)
-            await self._error(request_id, exc.code, str(exc), **exc.details)
-            return
+            await super()._handle(frame)
         except StoreUnavailableError as exc:
-            log.error("request %s from %s failed in storage: %s", describe(kind),
+            log.error("request %s from %s failed in storage: %s", describe(frame.get("type")),
                       self.address or self.peer, exc)
-            await self._error(request_id, api.UNAVAILABLE, "the relay cannot store or read "
-                              "data right now; nothing was stored; try again later")
-            return
-        await self.send({"id": request_id, "ok": True, **result})
+            await self._error(frame.get("id"), api.UNAVAILABLE, "the relay cannot store or "
+                              "read data right now; nothing was stored; try again later")
+
+    async def _dispatch(self, kind: object, frame: dict[str, Any]) -> dict[str, Any]:
+        handler = self._handler_for(kind)
+        if self.address is not None and not self.relay.account_bucket(
+                self.address.account).take():
+            raise RequestError(api.RATE_LIMITED, "too many requests from this account")
+        return await handler(self, frame)
 
     # -- authentication ----------------------------------------------------------------------
 
@@ -407,27 +307,8 @@ class _Connection:
         record = self.relay.store.account(account)
         assert record is not None
         identity = Ed25519PublicKey(record.devices[device_id])
-        signed = frame.get("signed_prekey")
-        spk = None
-        if signed is not None:
-            try:
-                spk_id, spk_pub, signature = signed
-                PreKeyBundle(identity, spk_id, X25519PublicKey(spk_pub), signature).verify()
-            except (ValueError, TypeError, E2EProtoError):
-                raise RequestError(api.BAD_REQUEST, "signed prekey is malformed or its "
-                                   "signature does not verify") from None
-            spk = (spk_id, spk_pub, signature)
-        one_time = frame.get("one_time_prekeys") or []
-        if type(one_time) is not list or len(one_time) > api.MAX_ONE_TIME_PREKEYS_PER_REQUEST:
-            raise RequestError(api.BAD_REQUEST, "one_time_prekeys must be a list of at most "
-                               f"{api.MAX_ONE_TIME_PREKEYS_PER_REQUEST}")
-        try:
-            opks = [(i, X25519PublicKey(key).raw) for i, key in one_time]
-            if not all(is_valid_device_id(i) for i, _ in opks):
-                raise ValueError
-        except (ValueError, TypeError, E2EProtoError):
-            raise RequestError(api.BAD_REQUEST, "one-time prekeys must be [u32 id, 32-byte key] "
-                               "pairs") from None
+        spk, opks = published_prekeys(frame, identity, api.MAX_ONE_TIME_PREKEYS_PER_REQUEST,
+                                      code=api.BAD_REQUEST)
         count = self.relay.store.store_prekeys(account, device_id, spk, opks)
         if count > self.relay.config.max_one_time_prekeys:
             log.info("%s holds %d one-time prekeys", self.address, count)
@@ -616,26 +497,14 @@ class _Connection:
 
     # -- pushes ------------------------------------------------------------------------------
 
-    async def _deliver_loop(self) -> None:
-        """Push stored mail in order; announce once when the backlog is drained."""
+    def _pending(self, after: int) -> Sequence[Delivery]:
         assert self.address is not None
         account, device_id = self.address
-        last = 0
-        announced = False
-        while True:
-            self.wakeup = trio.Event()
-            batch = self.relay.store.pending(account, device_id, last,
-                                             self.relay.config.delivery_batch)
-            for delivery in batch:
-                await self.send({"type": "deliver", "seq": delivery.seq,
-                                 "envelope": delivery.envelope})
-                last = delivery.seq
-            if batch:
-                continue
-            if not announced:
-                await self.send({"type": "queue_empty"})
-                announced = True
-            await self.wakeup.wait()
+        return self.relay.store.pending(account, device_id, after,
+                                        self.relay.config.delivery_batch)
+
+    def _delivery_frame(self, item: Delivery) -> dict[str, Any]:
+        return {"type": "deliver", "seq": item.seq, "envelope": item.envelope}
 
     async def _push_loop(self) -> None:
         async for frame in self._outbox_receive:
@@ -647,12 +516,11 @@ class _Connection:
             self._nursery.cancel_scope.cancel()
 
 
-_Handler = Callable[[_Connection, dict[str, Any]], Any]
-_PUBLIC: dict[object, _Handler] = {
+_Connection.public_handlers = {
     "register": _Connection._register, "auth": _Connection._auth, "ping": _Connection._ping,
     "get_devices": _Connection._get_devices, "link_request": _Connection._link_request,
 }
-_AUTHENTICATED: dict[object, _Handler] = {
+_Connection.authenticated_handlers = {
     "publish_prekeys": _Connection._publish_prekeys, "get_devices": _Connection._get_devices,
     "fetch_bundles": _Connection._fetch_bundles, "send": _Connection._send_messages,
     "ack": _Connection._ack, "ping": _Connection._ping, "get_link": _Connection._get_link,

@@ -1,11 +1,12 @@
 """The social server: password accounts, any number of devices, conversations with history.
 
 A thin trio layer over :mod:`e2e_proto` frames and a :class:`~server.social_store.SocialStore`,
-built like the relay (one connection class, dispatch tables, :class:`RequestError` with codes,
-a token bucket per connection) but sharing only the frame codec with it. Unlike the relay it
-sees plaintext, except in secret conversations, where it routes and stores e2e_proto envelopes
-it cannot read. It logs requests and refusals by code, never texts, envelopes, passwords or
-tokens. docs/SOCIAL.md lists every request.
+built on the same connection plumbing as the relay (:mod:`server.connection_base`: dispatch
+tables, :class:`RequestError` with this API's codes, a token bucket per connection) but sharing
+no process, database or credentials with it. Unlike the relay it sees plaintext, except in
+secret conversations, where it routes and stores e2e_proto envelopes it cannot read. It logs
+requests and refusals by code, never texts, envelopes, passwords or tokens. docs/SOCIAL.md
+lists every request.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import nacl.pwhash
 import trio
 
 from e2e_proto import social_api as api
-from e2e_proto.address import Address, is_valid_account, is_valid_device_id
+from e2e_proto.address import Address, is_valid_account
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 from e2e_proto.constants import MAX_FRAME_SIZE
-from e2e_proto.errors import E2EProtoError, FrameTooLargeError, RemoteProtocolError
-from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
-from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
+from e2e_proto.errors import E2EProtoError
+from e2e_proto.keys import Ed25519PublicKey
+from e2e_proto.wire import Envelope
 
+from .connection_base import ConnectionRegistry, ErrorCodes, FrameConnection, RequestError
+from .fields import published_prekeys, require
 from .social_store import (
     GROUP,
     Conversation,
@@ -66,39 +69,8 @@ class SocialConfig:
     max_one_time_prekeys: int = 200
 
 
-class RequestError(Exception):
-    """A request that is refused with an error frame; the connection stays open."""
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.details = details
-
-
-class _TokenBucket:
-    """Per-connection rate limit: ``rate`` requests a second, bursts up to ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.tokens, self.stamp = float(burst), trio.current_time()
-
-    def take(self) -> bool:
-        now = trio.current_time()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
-def _require(frame: dict[str, Any], name: str, kind: type, *, optional: bool = False) -> Any:
-    value = frame.get(name)
-    if value is None and optional:
-        return None
-    if type(value) is not kind:
-        raise RequestError(api.BAD_REQUEST, f"field {name!r} must be {kind.__name__}")
-    return value
+def _require(frame: dict[str, Any], name: str, kind: type) -> Any:
+    return require(frame, name, kind, code=api.BAD_REQUEST)
 
 
 def _name_field(frame: dict[str, Any], name: str) -> str:
@@ -121,46 +93,22 @@ def token_hash(token: bytes) -> bytes:
     return hashlib.sha256(token).digest()
 
 
-class SocialServer:
+class SocialServer(ConnectionRegistry[str, "_Connection"]):
     """The social server's logic: serve connections (``handle_stream``) over one store."""
 
     def __init__(self, store: SocialStore, config: SocialConfig | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
         self.store = store
         self.config = config or SocialConfig()
         self.clock = clock
         self.capabilities = CAPABILITIES[SOCIAL]
-        self._online: dict[str, set[_Connection]] = {}
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
         self._dummy_hash: bytes | None = None
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
-        connection = _Connection(self, stream, peer)
-        log.info("connection from %s", peer)
-        try:
-            try:
-                await connection.run()
-            except* (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the client went away
-        except Exception:  # a bug of ours: log it, drop this connection, keep serving others
-            log.exception("internal error on connection from %s", peer)
-        finally:
-            connection.detach()
-            await trio.aclose_forcefully(stream)
-            log.info("connection from %s closed", peer)
-
-    def attach(self, account: str, connection: _Connection) -> None:
-        """Register an authenticated connection for pushes."""
-        self._online.setdefault(account, set()).add(connection)
-
-    def detach(self, account: str, connection: _Connection) -> None:
-        """Forget a connection."""
-        connections = self._online.get(account)
-        if connections is not None:
-            connections.discard(connection)
-            if not connections:
-                del self._online[account]
+        await _Connection(self, stream, peer).serve()
 
     def wake(self, accounts: Sequence[str]) -> None:
         """Tell every connection of these accounts that new events are waiting."""
@@ -198,100 +146,45 @@ class SocialServer:
         return await trio.to_thread.run_sync(verify, limiter=self._hashing)
 
 
-class _Connection:
-    """One client connection: frame parsing, login, requests and event delivery."""
+_CODES = ErrorCodes(bad_request=api.BAD_REQUEST, unsupported=api.UNSUPPORTED,
+                    frame_too_large=api.FRAME_TOO_LARGE,
+                    not_authenticated=api.NOT_AUTHENTICATED, rate_limited=api.RATE_LIMITED)
+
+
+class _Connection(FrameConnection):
+    """One client connection: login, requests and event delivery (no frame timeout)."""
+
+    codes = _CODES
+    logger = log
+    authenticate_first = "log in first"
+    already_authenticated = "this connection is logged in already"
 
     def __init__(self, server: SocialServer, stream: trio.abc.Stream, peer: str) -> None:
+        super().__init__(stream, peer, server.config)
         self.server = server
         self.store = server.store
-        self.stream = stream
-        self.peer = peer
-        self.decoder = FrameDecoder(server.config.max_frame_size)
-        self.address: Address | None = None
         self.expires = 0.0
-        self.bucket = _TokenBucket(server.config.requests_per_second,
-                                   server.config.request_burst)
-        self.wakeup = trio.Event()
-        self._send_lock = trio.Lock()
-        self._closing = False
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        async with self._send_lock:
-            await self.stream.send_all(encode_frame(frame))
 
     def detach(self) -> None:
         if self.address is not None:
             self.server.detach(self.address.account, self)
 
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            with trio.move_on_after(self.server.config.auth_timeout) as auth_scope:
-                while self.address is None:
-                    if not await self._read_and_handle():
-                        break
-            if auth_scope.cancelled_caught:
-                log.info("connection from %s: no login in time", self.peer)
-                await self._error(None, api.NOT_AUTHENTICATED, "log in within "
-                                  f"{self.server.config.auth_timeout:g} seconds")
-            elif self.address is not None:
-                nursery.start_soon(self._deliver_loop)
-                while await self._read_and_handle():
-                    pass
-            nursery.cancel_scope.cancel()
+    async def _auth_timed_out(self) -> None:
+        log.info("connection from %s: no login in time", self.peer)
+        await self._error(None, api.NOT_AUTHENTICATED, "log in within "
+                          f"{self.server.config.auth_timeout:g} seconds")
 
-    async def _read_and_handle(self) -> bool:
-        """Read and handle what arrives; False when the connection should end."""
-        data = await self.stream.receive_some(65536)
-        if not data:
-            return False
-        try:
-            self.decoder.feed(data)
-            while (frame := self.decoder.next_frame()) is not None:
-                await self._handle(frame)
-                if self._closing:
-                    return False
-        except FrameTooLargeError as exc:
-            log.info("connection from %s: %s", self.peer, exc)
-            await self._error(None, api.FRAME_TOO_LARGE, str(exc))
-            return False
-        except RemoteProtocolError as exc:
-            log.info("connection from %s: malformed frame", self.peer)
-            await self._error(None, api.BAD_REQUEST, f"malformed frame: {exc}")
-            return False
-        return True
+    def _log_kind(self, kind: object) -> str:
+        return str(kind)[:40]
 
-    async def _error(self, request_id: object, code: str, message: str,
-                     **details: Any) -> None:
-        error: dict[str, Any] = {"code": code, "message": message, **details}
-        await self.send({"id": request_id if type(request_id) is int else None,
-                         "error": error})
+    def _quote_kind(self, kind: object) -> str:
+        return repr(str(kind)[:40])
 
-    async def _handle(self, frame: dict[str, Any]) -> None:
-        request_id = frame.get("id")
-        kind = frame.get("type")
-        try:
-            if type(request_id) is not int:
-                raise RequestError(api.BAD_REQUEST, "a request needs an integer id")
-            if not self.bucket.take():
-                raise RequestError(api.RATE_LIMITED, "too many requests; slow down")
-            if self.address is not None and self.server.clock() >= self.expires:
-                self._closing = True
-                raise RequestError(api.TOKEN_EXPIRED, "the session token expired; log in "
-                                   "again")
-            handler = _PUBLIC.get(kind) if self.address is None else _AUTHENTICATED.get(kind)
-            if handler is None:
-                if kind in _AUTHENTICATED:
-                    raise RequestError(api.NOT_AUTHENTICATED, "log in first")
-                if kind in _PUBLIC:
-                    raise RequestError(api.BAD_REQUEST, "this connection is logged in already")
-                raise RequestError(api.UNSUPPORTED, f"unknown request type {str(kind)[:40]!r}")
-            result = await handler(self, frame)
-        except RequestError as exc:
-            log.info("request %s from %s refused: %s", str(kind)[:40],
-                     self.address or self.peer, exc.code)
-            await self._error(request_id, exc.code, str(exc), **exc.details)
-            return
-        await self.send({"id": request_id, "ok": True, **result})
+    async def _dispatch(self, kind: object, frame: dict[str, Any]) -> dict[str, Any]:
+        if self.address is not None and self.server.clock() >= self.expires:
+            self._closing = True
+            raise RequestError(api.TOKEN_EXPIRED, "the session token expired; log in again")
+        return await self._handler_for(kind)(self, frame)
 
     # -- accounts and devices -----------------------------------------------------------------
 
@@ -365,28 +258,8 @@ class _Connection:
             identity = Ed25519PublicKey(_require(frame, "identity_key", bytes))
         except E2EProtoError:
             raise RequestError(api.BAD_REQUEST, "identity_key must be 32 bytes") from None
-        signed = frame.get("signed_prekey")
-        spk = None
-        if signed is not None:
-            try:
-                spk_id, spk_pub, signature = signed
-                PreKeyBundle(identity, spk_id, X25519PublicKey(spk_pub), signature).verify()
-            except (ValueError, TypeError, E2EProtoError):
-                raise RequestError(api.BAD_REQUEST, "signed prekey is malformed or its "
-                                   "signature does not verify") from None
-            spk = (spk_id, spk_pub, signature)
-        one_time = frame.get("one_time_prekeys") or []
-        limit = self.server.config.max_one_time_prekeys
-        if type(one_time) is not list or len(one_time) > limit:
-            raise RequestError(api.BAD_REQUEST, f"one_time_prekeys must be a list of at most "
-                               f"{limit}")
-        try:
-            opks = [(i, X25519PublicKey(key).raw) for i, key in one_time]
-            if not all(is_valid_device_id(i) for i, _ in opks):
-                raise ValueError
-        except (ValueError, TypeError, E2EProtoError):
-            raise RequestError(api.BAD_REQUEST, "one-time prekeys must be [u32 id, 32-byte key] "
-                               "pairs") from None
+        spk, opks = published_prekeys(frame, identity, self.server.config.max_one_time_prekeys,
+                                      code=api.BAD_REQUEST)
         try:
             count = self.store.publish_prekeys(*self.address, identity.raw, spk, opks)
         except KeyChangedError:
@@ -681,7 +554,7 @@ class _Connection:
 
     # -- pushes ------------------------------------------------------------------------------
 
-    def _event_frame(self, event: Event) -> dict[str, Any]:
+    def _delivery_frame(self, event: Event) -> dict[str, Any]:
         assert self.address is not None
         conversation = self.store.conversation(event.conversation)
         assert conversation is not None
@@ -703,33 +576,21 @@ class _Connection:
             frame["members"] = list(conversation.members)
         return frame
 
-    async def _deliver_loop(self) -> None:
-        """Push the events after this device's cursor in order; announce a drained backlog."""
+    def _first_cursor(self) -> int:
+        assert self.address is not None
+        return self.store.cursor(*self.address)
+
+    def _pending(self, after: int) -> Sequence[Event]:
         assert self.address is not None
         account, device_id = self.address
-        last = self.store.cursor(account, device_id)
-        announced = False
-        while True:
-            self.wakeup = trio.Event()
-            batch = self.store.events(account, device_id, last,
-                                      self.server.config.delivery_batch)
-            for event in batch:
-                await self.send(self._event_frame(event))
-                last = event.seq
-            if batch:
-                continue
-            if not announced:
-                await self.send({"type": "queue_empty"})
-                announced = True
-            await self.wakeup.wait()
+        return self.store.events(account, device_id, after, self.server.config.delivery_batch)
 
 
-_Handler = Callable[[_Connection, dict[str, Any]], Any]
-_PUBLIC: dict[object, _Handler] = {
+_Connection.public_handlers = {
     "register": _Connection._register, "login": _Connection._login, "auth": _Connection._auth,
     "ping": _Connection._ping,
 }
-_AUTHENTICATED: dict[object, _Handler] = {
+_Connection.authenticated_handlers = {
     "ping": _Connection._ping,
     "publish_prekeys": _Connection._publish_prekeys, "get_devices": _Connection._get_devices,
     "fetch_bundles": _Connection._fetch_bundles,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -15,44 +14,9 @@ from client.state import ClientState
 from server.relay import Relay, RelayConfig
 from server.relay_main import serve
 from server.relay_store import SqliteRelayStore
+from tests.server_harness import RunningServer, start_server
 
-
-@dataclass
-class RunningRelay:
-    """A relay serving on 127.0.0.1:port until its cancel scope is cancelled."""
-
-    relay: Relay
-    store: SqliteRelayStore
-    port: int
-    scope: trio.CancelScope
-    stopped: trio.Event
-    received: bytearray = field(default_factory=bytearray)
-
-    async def stop(self) -> None:
-        """Stop serving and wait until the listener and the database are closed."""
-        self.scope.cancel()
-        await self.stopped.wait()
-
-
-class RecordingStream(trio.abc.Stream):
-    """A stream wrapper that keeps a copy of every byte received from the client."""
-
-    def __init__(self, inner: trio.abc.Stream, sink: bytearray) -> None:
-        self.inner, self.sink = inner, sink
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        data = await self.inner.receive_some(max_bytes)
-        self.sink += data
-        return data
-
-    async def send_all(self, data: bytes) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+RunningRelay = RunningServer[Relay, SqliteRelayStore]
 
 
 async def start_relay(nursery: trio.Nursery, db: Path, config: RelayConfig | None = None,
@@ -60,36 +24,24 @@ async def start_relay(nursery: trio.Nursery, db: Path, config: RelayConfig | Non
                       tls: ssl.SSLContext | None = None) -> RunningRelay:
     """Start a relay on ``db`` in ``nursery``; optionally record every received byte."""
     store = SqliteRelayStore(db)
-    relay = Relay(store, config)
-    scope = trio.CancelScope()
-    stopped = trio.Event()
-    received = bytearray()
-    if record:
-        original = relay.handle_stream
-
-        async def recording(stream: trio.abc.Stream, peer: str = "?") -> None:
-            await original(RecordingStream(stream, received), peer)
-
-        relay.handle_stream = recording  # type: ignore[method-assign]
-
-    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        try:
-            with scope:
-                async with trio.open_nursery() as inner:
-                    listeners = await inner.start(serve, relay, "127.0.0.1", port, tls)
-                    socket_listener = listeners[0].transport_listener if tls else listeners[0]
-                    task_status.started(socket_listener.socket.getsockname()[1])
-        finally:
-            store.close()
-            stopped.set()
-
-    bound = await nursery.start(run)
-    return RunningRelay(relay, store, bound, scope, stopped, received)
+    return await start_server(nursery, Relay(store, config), store, serve, port, tls, record)
 
 
 def make_client(home: Path, port: int, tls: ssl.SSLContext | None = None) -> PrivateClient:
     """A client with its own home folder."""
     return PrivateClient(ClientState(home), "127.0.0.1", port, tls)
+
+
+async def relay_with_alice_and_bob(nursery: trio.Nursery, tmp_path: Path,
+                                   config: RelayConfig | None = None, record: bool = False
+                                   ) -> tuple[RunningRelay, PrivateClient, PrivateClient]:
+    """A fresh relay on ``tmp_path/relay.db`` with alice and bob registered, each in its home."""
+    relay = await start_relay(nursery, tmp_path / "relay.db", config, record=record)
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    return relay, alice, bob
 
 
 async def register(client: PrivateClient, name: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from client.social import SocialClient, SocialEvent, SocialSession, SocialState
 from server.social import SocialConfig, SocialServer
 from server.social_main import serve
 from server.social_store import SqliteSocialStore
-from tests.relay_harness import RecordingStream
+from tests.server_harness import RunningServer, start_server
 
 PASSWORD = "correct horse battery staple"
 FAST = SocialConfig(password_opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN,
@@ -24,21 +23,7 @@ FAST = SocialConfig(password_opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN,
 """Argon2id at libsodium's MIN limits, so that hundreds of accounts take well under a second."""
 
 
-@dataclass
-class RunningSocial:
-    """A social server serving on 127.0.0.1:port until stopped."""
-
-    server: SocialServer
-    store: SqliteSocialStore
-    port: int
-    scope: trio.CancelScope
-    stopped: trio.Event
-    received: bytearray = field(default_factory=bytearray)
-
-    async def stop(self) -> None:
-        """Stop serving and wait until the listener and the database are closed."""
-        self.scope.cancel()
-        await self.stopped.wait()
+RunningSocial = RunningServer[SocialServer, SqliteSocialStore]
 
 
 async def start_social(nursery: trio.Nursery, db: Path, config: SocialConfig = FAST,
@@ -47,29 +32,7 @@ async def start_social(nursery: trio.Nursery, db: Path, config: SocialConfig = F
     """Start a social server on ``db`` in ``nursery``; optionally record every received byte."""
     store = SqliteSocialStore(db)
     server = SocialServer(store, config) if clock is None else SocialServer(store, config, clock)
-    scope = trio.CancelScope()
-    stopped = trio.Event()
-    received = bytearray()
-    if record:
-        original = server.handle_stream
-
-        async def recording(stream: trio.abc.Stream, peer: str = "?") -> None:
-            await original(RecordingStream(stream, received), peer)
-
-        server.handle_stream = recording  # type: ignore[method-assign]
-
-    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        try:
-            with scope:
-                async with trio.open_nursery() as inner:
-                    listeners = await inner.start(serve, server, "127.0.0.1", 0)
-                    task_status.started(listeners[0].socket.getsockname()[1])
-        finally:
-            store.close()
-            stopped.set()
-
-    port = await nursery.start(run)
-    return RunningSocial(server, store, port, scope, stopped, received)
+    return await start_server(nursery, server, store, serve, record=record)
 
 
 def make_client(home: Path, port: int) -> SocialClient:

@@ -9,6 +9,7 @@ connection must still be served afterwards. ``E2E_FUZZ_EXAMPLES`` sets the numbe
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -31,7 +32,7 @@ ERROR_CODES = {value for name, value in vars(api).items()
                if name.isupper() and isinstance(value, str)}
 REQUEST_TYPES = ["register", "auth", "ping", "get_devices", "link_request", "publish_prekeys",
                  "fetch_bundles", "send", "ack", "get_link", "update_devices"]
-FIELDS = ["account", "device_id", "to", "envelopes", "seqs", "signed_prekey",
+FIELDS = ["seqs", "device_ids", "account", "device_id", "to", "envelopes", "seqs", "signed_prekey",
           "one_time_prekeys", "lookup", "tag", "name", "device_list", "device_list_signature",
           "link", "identity_key", "link_signature", "signature", "account_key", "device_ids"]
 
@@ -74,9 +75,22 @@ async def _read_all(stream: trio.abc.Stream, decoder: FrameDecoder) -> list[dict
         return frames
 
 
+class _Errors(logging.Handler):
+    """Collects the relay's error log records: an internal error is a bug, not an answer."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
     store = SqliteRelayStore(folder / "relay.db")
     relay = Relay(store, RelayConfig(auth_timeout=5, frame_timeout=5))
+    errors = _Errors()
+    logging.getLogger("e2e.relay").addHandler(errors)
     try:
         async with trio.open_nursery() as nursery:
             client, server = trio.testing.memory_stream_pair()
@@ -106,7 +120,9 @@ async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
             await other.send_all(encode_frame({"id": 9, "type": "ping"}))
             assert (await _read_all(other, fresh)) == [{"id": 9, "ok": True}]
             nursery.cancel_scope.cancel()
+        assert not errors.records, [r.getMessage() for r in errors.records]
     finally:
+        logging.getLogger("e2e.relay").removeHandler(errors)
         store.close()
 
 

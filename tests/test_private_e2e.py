@@ -12,15 +12,18 @@ import trio
 from client.private import ClientError, Received
 from e2e_proto.fingerprint import safety_number
 from server.relay import RelayConfig
-from tests.relay_harness import drain, make_client, register, session_of, start_relay
+from tests.relay_harness import (
+    drain,
+    make_client,
+    register,
+    relay_with_alice_and_bob,
+    session_of,
+    start_relay,
+)
 
 
 async def test_stored_but_unshown_message_is_shown_on_next_run(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         await a.send_text("bob", "stored, then the terminal closed")
     async with session_of(bob) as b:
@@ -31,11 +34,7 @@ async def test_stored_but_unshown_message_is_shown_on_next_run(nursery, tmp_path
 
 
 async def test_hundred_messages_each_way_in_order_exactly_once(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a, session_of(bob) as b:
         for i in range(100):
             await a.send_text("bob", f"a->b {i}")
@@ -69,11 +68,7 @@ async def test_relay_never_sees_plaintext(nursery, tmp_path: Path,
                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     canary = "canary-" + secrets.token_hex(16)
-    relay = await start_relay(nursery, tmp_path / "relay.db", record=True)
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, record=True)
     async with session_of(alice) as a:
         for _ in range(3):
             await a.send_text("bob", f"the secret is {canary}")
@@ -95,11 +90,7 @@ async def test_relay_never_sees_plaintext(nursery, tmp_path: Path,
 
 
 async def test_offline_queue_order_and_ack_before_delete(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         for i in range(5):
             await a.send_text("bob", f"m{i}")
@@ -114,11 +105,7 @@ async def test_offline_queue_order_and_ack_before_delete(nursery, tmp_path: Path
 
 
 async def test_redelivery_after_lost_ack_is_not_shown_twice(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         await a.send_text("bob", "once")
     shown: list[Received] = []
@@ -162,11 +149,7 @@ async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path) -> 
 
 
 async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         for _ in range(100):
             await a.connection.request("fetch_bundles", account="bob")
@@ -177,11 +160,7 @@ async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path) -> Non
 
 
 async def test_prekeys_low_push_tops_up_online_owner(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(bob) as b, session_of(alice) as a:
         for _ in range(95):
             await a.connection.request("fetch_bundles", account="bob")
@@ -198,11 +177,7 @@ async def test_prekeys_low_push_tops_up_online_owner(nursery, tmp_path: Path) ->
 
 
 async def test_safety_numbers_match(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         await a.device_list("bob")
     async with session_of(bob) as b:
@@ -214,10 +189,8 @@ async def test_safety_numbers_match(nursery, tmp_path: Path) -> None:
 
 
 async def test_quota_refuses_and_stores_nothing(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db", RelayConfig(mailbox_quota=3))
-    alice = make_client(tmp_path / "alice", relay.port)
-    await register(alice, "alice")
-    await register(make_client(tmp_path / "bob", relay.port), "bob")
+    relay, alice, _ = await relay_with_alice_and_bob(nursery, tmp_path,
+                                                     RelayConfig(mailbox_quota=3))
     async with session_of(alice) as a:
         for i in range(3):
             await a.send_text("bob", f"m{i}")
@@ -229,7 +202,7 @@ async def test_quota_refuses_and_stores_nothing(nursery, tmp_path: Path) -> None
 async def test_ttl_expires_old_mail(nursery, tmp_path: Path) -> None:
     now = [1_000_000.0]
     relay = await start_relay(nursery, tmp_path / "relay.db", RelayConfig(mailbox_ttl=60))
-    relay.relay.clock = lambda: now[0]
+    relay.server.clock = lambda: now[0]
     alice = make_client(tmp_path / "alice", relay.port)
     await register(alice, "alice")
     await register(make_client(tmp_path / "bob", relay.port), "bob")
@@ -242,11 +215,7 @@ async def test_ttl_expires_old_mail(nursery, tmp_path: Path) -> None:
 
 
 async def test_relay_restart_in_process_loses_nothing(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         for i in range(10):
             await a.send_text("bob", f"before {i}")
@@ -265,11 +234,7 @@ class ProcessDied(Exception):
 
 async def test_client_killed_between_decrypt_and_ack(nursery, tmp_path: Path) -> None:
     """After a restart the message is shown once and the ratchet goes on from the commit."""
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         for i in range(3):
             await a.send_text("bob", f"m{i}")

@@ -13,7 +13,14 @@ from client.private import ClientError
 from e2e_proto import relay_api as api
 from e2e_proto.wire import FrameDecoder
 from server.relay import RelayConfig
-from tests.relay_harness import drain, make_client, register, session_of, start_relay
+from tests.relay_harness import (
+    drain,
+    make_client,
+    register,
+    relay_with_alice_and_bob,
+    session_of,
+    start_relay,
+)
 
 
 async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_clock) -> None:
@@ -84,11 +91,7 @@ async def test_per_account_rate_limit_spans_connections(nursery, tmp_path: Path)
 @pytest.mark.parametrize("fault", ["read-only", "disk-full"])
 async def test_storage_fault_refuses_sends_and_serves_reads(nursery, tmp_path: Path,
                                                             fault: str) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         await a.send_text("bob", "stored before the fault")
         await a.device_list("bob")

@@ -1,0 +1,321 @@
+"""Per-connection plumbing shared by the relay and the social server: code only, no state.
+
+:class:`FrameConnection` serves one client stream: it reads e2e-proto frames (a frame that has
+begun must complete within ``frame_timeout``), answers each request through a dispatch table,
+refuses with error frames (:class:`RequestError`), rate-limits with a :class:`TokenBucket` and
+pushes deliveries once the client has authenticated. Each server subclasses it with its own
+request handlers and its own error-code vocabulary (:class:`ErrorCodes`); the two servers share
+no process, database, credentials or connection objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import trio
+
+from e2e_proto.address import Address
+from e2e_proto.errors import FrameTooLargeError, RemoteProtocolError
+from e2e_proto.wire import FrameDecoder, encode_frame
+
+
+class RequestError(Exception):
+    """A request that is refused with an error frame; the connection stays open."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCodes:
+    """The codes a server's API uses for the refusals the shared plumbing makes."""
+
+    bad_request: str
+    unsupported: str
+    frame_too_large: str
+    not_authenticated: str
+    rate_limited: str
+
+
+class TokenBucket:
+    """A rate limit: ``rate`` tokens a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.stamp = float(burst), trio.current_time()
+
+    def take(self, count: int = 1) -> bool:
+        """Spend ``count`` tokens if there are that many; False (nothing spent) if not."""
+        now = trio.current_time()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < count:
+            return False
+        self.tokens -= count
+        return True
+
+
+class Sequenced(Protocol):
+    """Something delivered in order: a stored message or an event."""
+
+    @property
+    def seq(self) -> int:
+        """Its position in the device's delivery order."""
+        ...
+
+
+class ConnectionLimits(Protocol):
+    """The configuration fields the shared plumbing reads."""
+
+    @property
+    def max_frame_size(self) -> int:
+        """The largest frame accepted."""
+        ...
+
+    @property
+    def requests_per_second(self) -> float:
+        """The per-connection request rate."""
+        ...
+
+    @property
+    def request_burst(self) -> int:
+        """The per-connection request burst."""
+        ...
+
+    @property
+    def auth_timeout(self) -> float:
+        """Seconds a connection may take to authenticate."""
+        ...
+
+    @property
+    def delivery_batch(self) -> int:
+        """How many deliveries are read from the store at once."""
+        ...
+
+
+Handler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+KeyT = TypeVar("KeyT")
+ConnectionT = TypeVar("ConnectionT", bound="FrameConnection")
+
+
+class ConnectionRegistry(Generic[KeyT, ConnectionT]):
+    """A server's authenticated connections by key (address or account), for pushes."""
+
+    def __init__(self) -> None:
+        self._online: dict[KeyT, set[ConnectionT]] = {}
+
+    def attach(self, key: KeyT, connection: ConnectionT) -> None:
+        """Register an authenticated connection for pushes."""
+        self._online.setdefault(key, set()).add(connection)
+
+    def detach(self, key: KeyT, connection: ConnectionT) -> None:
+        """Forget a connection."""
+        connections = self._online.get(key)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self._online[key]
+
+
+class FrameConnection:
+    """One client connection: frame parsing, request dispatch, error frames and deliveries.
+
+    A subclass sets the class attributes (its API's codes, its logger, its dispatch tables) and
+    implements the hooks :meth:`detach`, :meth:`_auth_timed_out`, :meth:`_first_cursor`,
+    :meth:`_pending` and :meth:`_delivery_frame`; the other hooks have neutral defaults.
+    """
+
+    codes: ClassVar[ErrorCodes]
+    logger: ClassVar[logging.Logger]
+    public_handlers: ClassVar[dict[object, Handler]] = {}
+    authenticated_handlers: ClassVar[dict[object, Handler]] = {}
+    authenticate_first: ClassVar[str] = "authenticate first"
+    already_authenticated: ClassVar[str | None] = None
+    """The refusal of a public-only request after authentication (None: "unknown request")."""
+
+    def __init__(self, stream: trio.abc.Stream, peer: str, config: ConnectionLimits,
+                 frame_timeout: float = math.inf) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.limits = config
+        self.frame_timeout = frame_timeout
+        self.decoder = FrameDecoder(config.max_frame_size)
+        self.address: Address | None = None
+        self.bucket = TokenBucket(config.requests_per_second, config.request_burst)
+        self.wakeup = trio.Event()
+        self._send_lock = trio.Lock()
+        self._closing = False
+        self._nursery: trio.Nursery | None = None
+
+    async def serve(self) -> None:
+        """Serve until the client closes; never raises for the client's bytes, always closes."""
+        log = self.logger
+        log.info("connection from %s", self.peer)
+        try:
+            try:
+                await self.run()
+            except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away (a reset arrives inside the connection's nursery)
+        except Exception:  # a bug of ours: log it, drop this connection, keep serving others
+            log.exception("internal error on connection from %s", self.peer)
+        finally:
+            self.detach()
+            await trio.aclose_forcefully(self.stream)
+            log.info("connection from %s closed", self.peer)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Write one frame (frames from concurrent tasks never interleave)."""
+        async with self._send_lock:
+            await self.stream.send_all(encode_frame(frame))
+
+    def detach(self) -> None:
+        """Forget this connection at its server (it has ended)."""
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """Authenticate within ``auth_timeout``, then serve requests and push deliveries."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._opening(nursery)
+            with trio.move_on_after(self.limits.auth_timeout) as auth_scope:
+                while self.address is None:
+                    deadline = self._auth_deadline()
+                    if deadline is not None:
+                        auth_scope.deadline = deadline
+                    if not await self._read_and_handle():
+                        break
+            if auth_scope.cancelled_caught:
+                await self._auth_timed_out()
+            elif self.address is not None:
+                nursery.start_soon(self._deliver_loop)
+                while await self._read_and_handle():
+                    pass
+            nursery.cancel_scope.cancel()
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    async def _opening(self, nursery: trio.Nursery) -> None:
+        """What happens before the client may speak (nothing by default)."""
+
+    def _auth_deadline(self) -> float | None:
+        """A new deadline for authentication, or None to keep it (before each read)."""
+        return None
+
+    async def _auth_timed_out(self) -> None:
+        """Log and tell the client that it did not authenticate in time."""
+        raise NotImplementedError
+
+    def _log_kind(self, kind: object) -> str:
+        """A request type as the log shows it."""
+        raise NotImplementedError
+
+    def _quote_kind(self, kind: object) -> str:
+        """A request type as an error message shows it."""
+        raise NotImplementedError
+
+    def _first_cursor(self) -> int:
+        """The sequence number after which deliveries start."""
+        return 0
+
+    def _pending(self, after: int) -> Sequence[Sequenced]:
+        """Up to ``delivery_batch`` deliveries after ``after``, in order."""
+        raise NotImplementedError
+
+    def _delivery_frame(self, item: Any) -> dict[str, Any]:
+        """The push frame of one delivery."""
+        raise NotImplementedError
+
+    # -- frames and requests -----------------------------------------------------------------
+
+    async def _read_and_handle(self) -> bool:
+        """Read and handle what arrives; False when the connection should end.
+
+        A frame that has begun must complete within ``frame_timeout`` (slow-loris defence).
+        """
+        data = None
+        started = self.decoder.buffered > 0
+        with trio.move_on_after(self.frame_timeout if started else math.inf):
+            data = await self.stream.receive_some(65536)
+        if data is None:
+            self.logger.info("connection from %s: a frame did not complete in time", self.peer)
+            await self._error(None, self.codes.bad_request, "a frame did not complete in time")
+            return False
+        if not data:
+            return False
+        try:
+            self.decoder.feed(data)
+            while (frame := self.decoder.next_frame()) is not None:
+                await self._handle(frame)
+                if self._closing:
+                    return False
+        except FrameTooLargeError as exc:
+            self.logger.info("connection from %s: %s", self.peer, exc)
+            await self._error(None, self.codes.frame_too_large, str(exc))
+            return False
+        except RemoteProtocolError as exc:
+            self.logger.info("connection from %s: malformed frame", self.peer)
+            await self._error(None, self.codes.bad_request, f"malformed frame: {exc}")
+            return False
+        return True
+
+    async def _error(self, request_id: object, code: str, message: str,
+                     **details: Any) -> None:
+        error: dict[str, Any] = {"code": code, "message": message, **details}
+        await self.send({"id": request_id if type(request_id) is int else None,
+                         "error": error})
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        request_id = frame.get("id")
+        kind = frame.get("type")
+        try:
+            if type(request_id) is not int:
+                raise RequestError(self.codes.bad_request, "a request needs an integer id")
+            if not self.bucket.take():
+                raise RequestError(self.codes.rate_limited, "too many requests; slow down")
+            result = await self._dispatch(kind, frame)
+        except RequestError as exc:
+            self.logger.info("request %s from %s refused: %s", self._log_kind(kind),
+                             self.address or self.peer, exc.code)
+            await self._error(request_id, exc.code, str(exc), **exc.details)
+            return
+        await self.send({"id": request_id, "ok": True, **result})
+
+    async def _dispatch(self, kind: object, frame: dict[str, Any]) -> dict[str, Any]:
+        """Run the handler of ``kind``; a subclass adds its own checks around this."""
+        return await self._handler_for(kind)(self, frame)
+
+    def _handler_for(self, kind: object) -> Handler:
+        """The handler of ``kind`` in this state; :class:`RequestError` when there is none."""
+        table = self.public_handlers if self.address is None else self.authenticated_handlers
+        handler = table.get(kind)
+        if handler is None:
+            if kind in self.authenticated_handlers:
+                raise RequestError(self.codes.not_authenticated, self.authenticate_first)
+            if self.already_authenticated is not None and kind in self.public_handlers:
+                raise RequestError(self.codes.bad_request, self.already_authenticated)
+            raise RequestError(self.codes.unsupported,
+                               f"unknown request type {self._quote_kind(kind)}")
+        return handler
+
+    async def _deliver_loop(self) -> None:
+        """Push the deliveries after the cursor in order; announce once a drained backlog."""
+        last = self._first_cursor()
+        announced = False
+        while True:
+            self.wakeup = trio.Event()
+            batch = self._pending(last)
+            for item in batch:
+                await self.send(self._delivery_frame(item))
+                last = item.seq
+            if batch:
+                continue
+            if not announced:
+                await self.send({"type": "queue_empty"})
+                announced = True
+            await self.wakeup.wait()

@@ -1,0 +1,139 @@
+"""Running a server program: ``HOST:PORT`` options, TLS, listeners and the ``serve`` command.
+
+Shared by ``e2e-relay`` (:mod:`server.relay_main`) and ``e2e-social``
+(:mod:`server.social_main`); each program keeps its own store, server object and options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import trio
+
+
+class StreamServer(Protocol):
+    """A server that serves one client stream at a time per call."""
+
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
+        """Serve one client connection until it closes."""
+        ...
+
+
+class Store(Protocol):
+    """A server's database, closed when the program ends."""
+
+    def close(self) -> None:
+        """Close the database."""
+        ...
+
+
+StoreT = TypeVar("StoreT", bound=Store)
+ServerT = TypeVar("ServerT", bound=StreamServer)
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` to a pair; :class:`argparse.ArgumentTypeError` when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str) -> None:
+    """The options every server's ``serve`` command has: --listen, --db, --tls-cert/--tls-key."""
+    serve.add_argument("--listen", type=parse_host_port, default=("127.0.0.1", port),
+                       metavar="HOST:PORT", help=f"address to listen on (default "
+                       f"127.0.0.1:{port}; port 0 picks a free port)")
+    serve.add_argument("--db", default=db, help=f"SQLite database file (default {db})")
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate chain")
+    serve.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
+
+
+async def serve(server: StreamServer, host: str, port: int, tls: ssl.SSLContext | None = None,
+                task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+                *, background: Sequence[Callable[[], Awaitable[Any]]] = ()) -> None:
+    """Listen on ``host:port`` and serve until cancelled; reports the listeners when ready.
+
+    The ``background`` tasks run alongside and are cancelled with the listeners.
+    """
+    listeners: list = await trio.open_tcp_listeners(port, host=host)
+    if tls is not None:
+        listeners = [trio.SSLListener(listener, tls, https_compatible=False)
+                     for listener in listeners]
+
+    async def handler(stream: trio.abc.Stream) -> None:
+        socket_stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        try:
+            name = socket_stream.socket.getpeername()  # type: ignore[attr-defined]
+            peer = f"{name[0]}:{name[1]}"
+        except OSError:
+            peer = "?"
+        await server.handle_stream(stream, peer)
+
+    async with trio.open_nursery() as nursery:
+        for task in background:
+            nursery.start_soon(task)
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        task_status.started(listeners)
+
+
+def bound_address(listeners: list) -> str:
+    """``HOST:PORT`` of the first listener (for the start-up log line)."""
+    listener = listeners[0]
+    socket_listener = listener.transport_listener if isinstance(
+        listener, trio.SSLListener) else listener
+    host, port = socket_listener.socket.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+def run_serve_command(prog: str, args: argparse.Namespace, log: logging.Logger,
+                      open_store: Callable[[str], StoreT], make_server: Callable[[StoreT], ServerT],
+                      serve_server: Callable[..., Awaitable[None]]) -> int:
+    """Run ``PROG serve`` until interrupted; the exit code (2: bad set-up, 1: cannot listen).
+
+    Loads the TLS certificate, opens the store at ``args.db``, builds the server on it and
+    runs ``serve_server(server, host, port, tls)`` (a :func:`serve`-like task); the store is
+    closed however the run ends. Every failure is one line on stderr.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            print(f"{prog}: --tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"{prog}: cannot load the TLS certificate: {exc}", file=sys.stderr)
+            return 2
+    try:
+        store = open_store(args.db)
+    except Exception as exc:  # unreadable path, not a database, ...
+        print(f"{prog}: cannot open database {args.db}: {exc}", file=sys.stderr)
+        return 2
+    server = make_server(store)
+    host, port = args.listen
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(serve_server, server, host, port, tls)
+            log.info("%s listening on %s (db %s%s)", prog, bound_address(listeners), args.db,
+                     ", TLS" if tls else "")
+
+    try:
+        trio.run(run)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
