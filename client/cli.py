@@ -35,6 +35,16 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``e2e-chat``."""
     parser = argparse.ArgumentParser(
@@ -75,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("name", help="recipient account")
     send.add_argument("text", help="message text")
     recv = commands.add_parser("recv", help="print queued messages (and, with --wait, new ones)")
-    recv.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+    recv.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                       help="keep listening this many seconds")
     recv.add_argument("--json", action="store_true",
                       help="one JSON object per line: from, device, id, ts, text, to")
@@ -83,12 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("name", help="the other account")
     verify = commands.add_parser("verify", help="print the safety number shared with NAME")
     verify.add_argument("name", help="the other account")
+    verify.add_argument("--accept", action="store_true",
+                        help="after checking the number with NAME in person: trust NAME's "
+                             "new account key (needed after a key change)")
     commands.add_parser("devices", help="list this account's devices (id, name, linked at, "
                         "last seen)")
     link = commands.add_parser("link", help="on a new device: ask to join account NAME; "
                                "prints a link code for the primary to approve")
     link.add_argument("name", help="the account to join")
-    link.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
+    link.add_argument("--wait", type=_seconds, default=120.0, metavar="SECONDS",
                       help="how long to wait for the approval (default 120)")
     link.add_argument("--device-name", default=None, metavar="LABEL",
                       help="a name for this device, shown by 'devices' (default: the host name)")
@@ -219,7 +232,14 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
     if command == "verify":
         async with client.session() as session:
             await session.device_list(args.name, refresh=True)
-        return _print_safety_number(state, args.name)
+        if state.key_changed(args.name):
+            print(f"warning: the account key of {args.name} changed since you last talked",
+                  file=sys.stderr)
+        code = _print_safety_number(state, args.name)
+        if args.accept:
+            state.accept_key(args.name)
+            print(f"accepted {args.name}'s current account key")
+        return code
     if command == "devices":
         async with client.session() as session:
             details = await session.device_details()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -124,6 +125,8 @@ class PrivateSession:
         self.address: Address | None = None
         self.notices: list[str] = []
         self._pending_link: tuple[str, Ed25519PublicKey, SignedDeviceList] | None = None
+        self._link_secret = b""
+        self._link_proven = False
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -162,12 +165,13 @@ class PrivateSession:
         self.address = Address(account, 0)
         await self.ensure_prekeys()
 
-    async def authenticate(self) -> None:
-        """Prove this device's identity to the relay."""
-        account = self.state.account
-        if account is None:
-            raise ClientError("not registered: run 'e2e-chat register NAME' first")
-        device_id = self.state.device_id
+    async def authenticate(self, as_address: Address | None = None) -> None:
+        """Prove this device's identity to the relay (as the registered address by default)."""
+        if as_address is None:
+            if self.state.account is None:
+                raise ClientError("not registered: run 'e2e-chat register NAME' first")
+            as_address = Address(self.state.account, self.state.device_id)
+        account, device_id = as_address
         dik = self.state.protocol.identity_key_pair()
         try:
             await self.connection.request(
@@ -232,8 +236,10 @@ class PrivateSession:
             raise ClientError(f"the relay sent a device list of another account for {account!r}")
         key_changed = known is not None and known[0] != key
         if key_changed:
-            self.notices.append(f"the account key of {account!r} changed: check the new "
-                                f"safety number with 'e2e-chat verify {account}'")
+            self.notices.append(f"the account key of {account!r} changed: nothing is sent to "
+                                f"it until you check the new safety number with 'e2e-chat "
+                                f"verify {account}' and accept it with 'verify {account} "
+                                "--accept'")
         if known is not None and not key_changed:
             try:
                 signed.check_newer_than(known[1])
@@ -247,12 +253,20 @@ class PrivateSession:
         return signed.device_list
 
     async def _targets(self, to: str, refresh: bool) -> list[Address]:
+        """Every device to encrypt for: ``to``'s and this account's others.
+
+        Refuses while an account key change is not accepted (nothing goes to an unchecked key).
+        """
         assert self.address is not None
         me = self.address
-        targets = [Address(to, d) for d in (await self.device_list(to, refresh)).device_ids
-                   if to != me.account]
-        own = await self.device_list(me.account, refresh)
-        return targets + [Address(me.account, d) for d in own.device_ids if d != me.device_id]
+        lists = {account: await self.device_list(account, refresh) for account in {to, me.account}}
+        for account in lists:
+            if self.state.key_changed(account):
+                raise ClientError(f"the account key of {account!r} changed: check the safety "
+                                  f"number with 'e2e-chat verify {account}', then accept it "
+                                  f"with 'e2e-chat verify {account} --accept'")
+        return [Address(account, d) for account, devices in lists.items()
+                for d in devices.device_ids if Address(account, d) != me]
 
     async def _ensure_sessions(self, targets: list[Address]) -> None:
         missing: dict[str, list[int]] = {}
@@ -314,6 +328,7 @@ class PrivateSession:
             signed_prekey=[spk.key_id, spk.public_key.raw, spk.signature],
             one_time_prekeys=[[k.key_id, k.public_key.raw] for k in opks])
         self._pending_link = (account, account_key, signed)
+        self._link_secret = secret
         return format_link_code(secret)
 
     async def wait_for_link(self) -> int:
@@ -329,12 +344,21 @@ class PrivateSession:
         else:
             raise ConnectionLost("the relay closed the connection before the link was approved")
         device_id = frame["device_id"]
-        self.state.set_registered(account, device_id)
-        await self.authenticate()
+        await self.authenticate(Address(account, device_id))
         await self.device_list(account, refresh=True)
         own = self.state.contact(account)
         if own is None or own[0] != account_key:
             raise ClientError("the account key changed while linking")
+        # The relay says "approved"; the primary proves it, with the link code's secret, in the
+        # device sync it sends. Only then does this home become a device of the account.
+        async for frame in self.connection.pushes:
+            if frame.get("type") == "deliver":
+                await self._process(frame.get("seq"), frame.get("envelope"))
+                if self._link_proven:
+                    break
+        else:
+            raise ConnectionLost("the relay closed the connection before the primary's proof")
+        self.state.set_registered(account, device_id)
         return device_id
 
     def _require_primary(self) -> IdentityKeyPair:
@@ -371,7 +395,9 @@ class PrivateSession:
         self.state.set_highest_device_id(device_id)
         await self.send_payload(account, Payload.new(
             "device_sync", int(self.client.clock() * 1000), self.client.random,
-            contacts=self._contacts_for_sync()))
+            contacts=self._contacts_for_sync(),
+            link_proof=[device_id, api.link_proof(secret, aik.public_key.raw, account,
+                                                  device_id)]))
         return device_id
 
     async def unlink(self, device_id: int) -> None:
@@ -410,7 +436,16 @@ class PrivateSession:
 
     def _apply_device_sync(self, payload: Payload) -> None:
         """Take the contacts the primary sent, each verified, never replacing a newer list."""
-        for entry in payload.fields.get("contacts") or []:
+        if self._pending_link is not None and self.address is not None:
+            proof = payload.fields.get("link_proof")
+            account, account_key, _ = self._pending_link
+            expected = [self.address.device_id, api.link_proof(
+                self._link_secret, account_key.raw, account, self.address.device_id)]
+            self._link_proven |= (
+                isinstance(proof, list) and len(proof) == 2 and proof[0] == expected[0]
+                and isinstance(proof[1], bytes) and hmac.compare_digest(proof[1], expected[1]))
+        contacts = payload.fields.get("contacts")
+        for entry in contacts if isinstance(contacts, list) else []:
             try:
                 account, key_raw, body, signature = entry
                 key = Ed25519PublicKey(key_raw)
@@ -542,7 +577,9 @@ class PrivateSession:
                     received = _received(message, outgoing=sender.account == self.address.account)
         except DuplicateMessageError:
             pass  # decrypted and stored in an earlier run; only the ack was lost
-        except (RemoteProtocolError, ClientError) as exc:
+        except (RemoteProtocolError, ClientError, ValueError, TypeError, OverflowError) as exc:
+            # Nothing was committed (the transaction rolled back); acknowledging drops a
+            # message that could never be read, instead of wedging the mailbox behind it.
             notice = f"dropped a message that cannot be read: {exc}"
             log.warning(notice)
         try:

@@ -139,10 +139,23 @@ class ClientState:
 
     def save_contact(self, account: str, key: Ed25519PublicKey, signed: SignedDeviceList,
                      key_changed: bool) -> None:
-        """Keep a verified device list (and note an account key change)."""
+        """Keep a verified device list; a key change stays flagged until :meth:`accept_key`."""
         self.db.execute(
-            "INSERT OR REPLACE INTO contacts VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO contacts VALUES (?, ?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET "
+            "account_key = excluded.account_key, list_body = excluded.list_body, "
+            "list_signature = excluded.list_signature, "
+            "key_changed = MAX(key_changed, excluded.key_changed)",
             (account, key.raw, signed.body, signed.signature, int(key_changed)))
+
+    def key_changed(self, account: str) -> bool:
+        """Whether the contact's account key changed and the user has not accepted it yet."""
+        row = self.db.execute("SELECT key_changed FROM contacts WHERE account = ?",
+                              (account,)).fetchone()
+        return bool(row and row[0])
+
+    def accept_key(self, account: str) -> None:
+        """The user checked the new safety number: encrypt to the new key from now on."""
+        self.db.execute("UPDATE contacts SET key_changed = 0 WHERE account = ?", (account,))
 
     def contacts(self) -> list[str]:
         """Known contact accounts."""

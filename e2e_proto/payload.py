@@ -50,8 +50,8 @@ class Payload:
     def __post_init__(self) -> None:
         if type(self.id) is not bytes or len(self.id) != PAYLOAD_ID_SIZE:
             raise LocalProtocolError("payload id must be 16 bytes")
-        if type(self.ts) is not int or self.ts < 0:
-            raise LocalProtocolError("payload ts must be a non-negative integer")
+        if type(self.ts) is not int or not 0 <= self.ts < 2**63:
+            raise LocalProtocolError("payload ts must be an integer in 0 .. 2**63-1")
         if type(self.kind) is not str or not 0 < len(self.kind) <= MAX_KIND_LENGTH:
             raise LocalProtocolError("payload kind must be a short non-empty string")
         if not all(type(name) is str for name in self.fields):

@@ -63,6 +63,19 @@ def link_tag(secret: bytes, account: str, identity_key: bytes) -> bytes:
     return hmac_sha256(secret, LINK_TAG_PREFIX + identity_key + account.encode())
 
 
+LINK_PROOF_PREFIX = b"e2e-proto/link-proof/v1"
+
+
+def link_proof(secret: bytes, account_key: bytes, account: str, device_id: int) -> bytes:
+    """HMAC-SHA256(secret, prefix || aik || account || device_id BE32): the primary's answer.
+
+    Only a device that saw the link code can make it, so the new device knows that the
+    account's primary (not the relay) approved it.
+    """
+    return hmac_sha256(secret, LINK_PROOF_PREFIX + account_key + account.encode()
+                       + _BE32.pack(device_id))
+
+
 def bundle_to_wire(device_id: int, bundle: PreKeyBundle) -> list[Any]:
     """``[device_id, dik, spk_id, spk, spk_signature, opk_id or nil, opk or nil]``."""
     return [device_id, bundle.identity_key.raw, bundle.signed_prekey_id, bundle.signed_prekey.raw,

@@ -181,6 +181,7 @@ class _Connection(FrameConnection):
         self.nonce = secrets.token_bytes(api.NONCE_SIZE)
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[dict[str, Any]](256)
         self.link_lookup: bytes | None = None
+        self._link_deadline_set = False
 
     def push(self, frame: dict[str, Any]) -> None:
         try:
@@ -204,8 +205,9 @@ class _Connection(FrameConnection):
         await self.send({"type": "challenge", "nonce": self.nonce})
 
     def _auth_deadline(self) -> float | None:
-        if self.link_lookup is None:
+        if self.link_lookup is None or self._link_deadline_set:
             return None
+        self._link_deadline_set = True  # set once: later frames do not extend the wait
         return trio.current_time() + self.relay.config.link_timeout  # waiting for approval
 
     async def _auth_timed_out(self) -> None:
@@ -309,9 +311,12 @@ class _Connection(FrameConnection):
         identity = Ed25519PublicKey(record.devices[device_id])
         spk, opks = published_prekeys(frame, identity, api.MAX_ONE_TIME_PREKEYS_PER_REQUEST,
                                       code=api.BAD_REQUEST)
+        held = self.relay.store.one_time_prekey_count(account, device_id)
+        if held + len(opks) > self.relay.config.max_one_time_prekeys:
+            raise RequestError(api.BAD_REQUEST, f"a device may hold at most "
+                               f"{self.relay.config.max_one_time_prekeys} one-time prekeys "
+                               f"(it holds {held})")
         count = self.relay.store.store_prekeys(account, device_id, spk, opks)
-        if count > self.relay.config.max_one_time_prekeys:
-            log.info("%s holds %d one-time prekeys", self.address, count)
         return {"one_time_prekeys": count}
 
     async def _get_devices(self, frame: dict[str, Any]) -> dict[str, Any]:
@@ -329,6 +334,8 @@ class _Connection(FrameConnection):
 
     async def _link_request(self, frame: dict[str, Any]) -> dict[str, Any]:
         """A new device offers its key and prekeys and waits for the primary's approval."""
+        if self.link_lookup is not None:
+            raise RequestError(api.BAD_REQUEST, "this connection already waits for a link")
         account = _account_field(frame)
         record = self.relay.store.account(account)
         if record is None:
@@ -338,6 +345,8 @@ class _Connection(FrameConnection):
         name = _require(frame, "name", str)
         if len(lookup) != api.LOOKUP_SIZE or len(tag) != 32 or not 0 < len(name) <= 64:
             raise RequestError(api.BAD_REQUEST, "lookup, tag or name has a wrong size")
+        if lookup in self.relay.pending_links:
+            raise RequestError(api.BAD_REQUEST, "that link code is in use; make a new one")
         try:
             identity = Ed25519PublicKey(_require(frame, "identity_key", bytes))
             identity.verify(link_message(Ed25519PublicKey(record.account_key), account),
@@ -426,8 +435,11 @@ class _Connection(FrameConnection):
         wanted = frame.get("device_ids")
         if wanted is None:
             wanted = list(record.devices)
-        if type(wanted) is not list or not all(i in record.devices for i in wanted):
-            raise RequestError(api.BAD_REQUEST, "device_ids must list devices of the account")
+        if (type(wanted) is not list or not all(is_valid_device_id(i) for i in wanted)
+                or len(set(wanted)) != len(wanted)
+                or not all(i in record.devices for i in wanted)):
+            raise RequestError(api.BAD_REQUEST,
+                               "device_ids must list distinct devices of the account")
         assert self.address is not None
         if not self.relay.bundle_bucket(self.address.account).take(len(wanted)):
             raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
@@ -487,8 +499,8 @@ class _Connection(FrameConnection):
     async def _ack(self, frame: dict[str, Any]) -> dict[str, Any]:
         assert self.address is not None
         seqs = _require(frame, "seqs", list)
-        if not all(type(s) is int for s in seqs):
-            raise RequestError(api.BAD_REQUEST, "seqs must be integers")
+        if not all(type(s) is int and 0 < s < 2**63 for s in seqs):
+            raise RequestError(api.BAD_REQUEST, "seqs must be positive 63-bit integers")
         self.relay.store.acknowledge(self.address.account, self.address.device_id, seqs)
         return {}
 

@@ -154,6 +154,10 @@ class RelayStore(Protocol):
         """Set the signed prekey (if given) and add one-time prekeys; returns the OPK count."""
         ...
 
+    def one_time_prekey_count(self, account: str, device_id: int) -> int:
+        """How many one-time prekeys the relay holds for the device."""
+        ...
+
     def take_bundle(self, account: str, device_id: int) -> Bundle | None:
         """The device's bundle with one OPK, which is deleted in the same transaction."""
         ...
@@ -309,9 +313,11 @@ class SqliteRelayStore:
                            "WHERE account = ? AND device = ?", (*signed, account, device_id))
             db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?, ?, ?)",
                            [(account, device_id, i, key) for i, key in one_time])
-            return self._opk_count(account, device_id)
+            return self.one_time_prekey_count(account, device_id)
 
-    def _opk_count(self, account: str, device_id: int) -> int:
+    @_storage
+    def one_time_prekey_count(self, account: str, device_id: int) -> int:
+        """How many one-time prekeys the relay holds for the device."""
         return self._db.execute("SELECT COUNT(*) FROM one_time_prekeys "
                                 "WHERE account = ? AND device = ?",
                                 (account, device_id)).fetchone()[0]
@@ -329,7 +335,7 @@ class SqliteRelayStore:
             if opk is not None:
                 db.execute("DELETE FROM one_time_prekeys WHERE account = ? AND device = ? "
                            "AND id = ?", (account, device_id, opk[0]))
-            left = self._opk_count(account, device_id)
+            left = self.one_time_prekey_count(account, device_id)
         return Bundle(device_id, row[0], row[1], row[2], row[3],
                       opk[0] if opk else None, opk[1] if opk else None, left)
 

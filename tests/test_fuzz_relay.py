@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from e2e_proto import relay_api as api
@@ -129,6 +129,13 @@ async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(register=st.booleans(), inputs=st.lists(raw_frames, min_size=1, max_size=6))
+@example(register=True, inputs=[encode_frame({"id": 5, "type": "ack", "seqs": [2**63]})])
+@example(register=True, inputs=[encode_frame(
+    {"id": 6, "type": "fetch_bundles", "account": "fuzz", "device_ids": [[1]]})])
+@example(register=True, inputs=[encode_frame(
+    {"id": 7, "type": "fetch_bundles", "account": "fuzz", "device_ids": [0] * 50})])
+@example(register=False, inputs=[encode_frame(
+    {"id": 8, "type": "get_devices", "account": "fuzz", "device_ids": [2**64 - 1]})])
 def test_relay_survives_any_frames(register: bool, inputs: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         trio.run(_scenario, Path(folder), register, inputs,

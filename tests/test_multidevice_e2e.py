@@ -180,3 +180,12 @@ async def test_account_key_change_is_a_warning(nursery, tmp_path: Path) -> None:
     got = await drain(alice[0])
     assert any(m.warning and "account key of 'bob' changed" in m.warning for m in got)
     assert [m.text for m in got if m.warning is None] == ["new phone, new keys"]
+    # Nothing is encrypted to the new key until alice accepts it (a relay could swap keys).
+    async with session_of(alice[0]) as a0:
+        with pytest.raises(ClientError, match="verify bob"):
+            await a0.send_text("bob", "are you really bob?")
+    assert relay.store.pending("bob", 0, 0, 10) == []
+    alice[0].state.accept_key("bob")
+    async with session_of(alice[0]) as a0:
+        await a0.send_text("bob", "checked the safety number")
+    assert [m.text for m in await drain(new_bob)] == ["checked the safety number"]

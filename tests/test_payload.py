@@ -32,7 +32,7 @@ kinds = st.sampled_from(sorted(KNOWN_KINDS)) | st.text(min_size=1, max_size=MAX_
 payloads = st.builds(
     Payload,
     st.binary(min_size=16, max_size=16),
-    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**63 - 1),
     kinds,
     payload_fields,
 )
@@ -128,7 +128,7 @@ def test_payload_round_trip(payload: Payload) -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.text(min_size=1, max_size=2000), st.integers(0, 2**63))
+@given(st.text(min_size=1, max_size=2000), st.integers(0, 2**63 - 1))
 def test_text_payload_round_trip(body: str, ts: int) -> None:
     payload = Payload.new("text", ts, body=body)
     decoded = Payload.decode(payload.encode())
@@ -286,8 +286,8 @@ def test_unencodable_field_value_is_a_local_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ts", "fields"), [(2**64, {}), (1, {"n": 2**64}), (1, {"n": -(2**63) - 1})],
-    ids=["ts", "field-too-big", "field-too-small"])
+    ("ts", "fields"), [(2**64, {}), (2**63, {}), (1, {"n": 2**64}), (1, {"n": -(2**63) - 1})],
+    ids=["ts", "ts-beyond-sqlite", "field-too-big", "field-too-small"])
 def test_out_of_range_int_is_a_local_error(ts: int, fields: dict[str, Any]) -> None:
     with pytest.raises(LocalProtocolError):
         Payload(ID, ts, "text", fields).encode()
@@ -297,3 +297,10 @@ def test_out_of_range_int_is_a_local_error(ts: int, fields: dict[str, Any]) -> N
 def test_non_str_field_name_is_a_local_error(name: Any) -> None:
     with pytest.raises(LocalProtocolError):
         Payload(ID, 1, "text", {name: "x"}).encode()
+
+
+def test_peer_payload_with_huge_ts_is_malformed() -> None:
+    """A ts no store can keep (>= 2**63) is the peer's error, not a crash in the receiver."""
+    body = {"id": ID, "ts": 2**63, "kind": "text", "text": "x"}
+    with pytest.raises(MalformedError):
+        Payload.decode(pad(msgpack.packb(body)))
