@@ -33,8 +33,11 @@ from .connection_base import (
     TokenBucket,
 )
 from .fields import published_prekeys, require
+from .group_commit import GroupCommit
 from .relay_store import (
+    Acknowledge,
     Delivery,
+    Enqueue,
     NameTakenError,
     NewDevice,
     Outgoing,
@@ -105,6 +108,7 @@ class Relay(ConnectionRegistry[Address, "_Connection"]):
         self.config = config or RelayConfig()
         self.clock = clock
         self.pending_links: dict[bytes, _PendingLink] = {}
+        self.mailboxes = GroupCommit(store)
         self._account_buckets: dict[str, TokenBucket] = {}
         self._bundle_buckets: dict[str, TokenBucket] = {}
 
@@ -488,8 +492,9 @@ class _Connection(FrameConnection):
                                missing=[list(a) for a in missing],
                                stale=[list(a) for a in stale])
         try:
-            self.relay.store.enqueue(outgoing, tuple(me), self.relay.clock(),  # type: ignore[arg-type]
-                                     self.relay.config.mailbox_quota)
+            await self.relay.mailboxes.write(Enqueue(
+                outgoing, (me.account, me.device_id), self.relay.clock(),
+                self.relay.config.mailbox_quota))
         except QuotaExceededError as exc:
             raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
         for address in addressed:
@@ -501,7 +506,8 @@ class _Connection(FrameConnection):
         seqs = _require(frame, "seqs", list)
         if not all(type(s) is int and 0 < s < 2**63 for s in seqs):
             raise RequestError(api.BAD_REQUEST, "seqs must be positive 63-bit integers")
-        self.relay.store.acknowledge(self.address.account, self.address.device_id, seqs)
+        await self.relay.mailboxes.write(
+            Acknowledge(self.address.account, self.address.device_id, seqs))
         return {}
 
     async def _ping(self, frame: dict[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,26 @@ class Outgoing(NamedTuple):
     envelope: bytes
 
 
+class Enqueue(NamedTuple):
+    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none)."""
+
+    messages: Sequence[Outgoing]
+    sender: tuple[str, int]
+    now: float
+    quota: int
+
+
+class Acknowledge(NamedTuple):
+    """Delete messages a device has stored."""
+
+    account: str
+    device_id: int
+    seqs: Sequence[int]
+
+
+MailboxWrite = Enqueue | Acknowledge
+
+
 class RelayStore(Protocol):
     """What the relay needs from storage."""
 
@@ -162,18 +182,18 @@ class RelayStore(Protocol):
         """The device's bundle with one OPK, which is deleted in the same transaction."""
         ...
 
-    def enqueue(self, messages: Sequence[Outgoing], sender: tuple[str, int], now: float,
-                quota: int) -> None:
-        """Store all messages atomically; :class:`QuotaExceededError` stores none."""
+    def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
+        """Apply many sends and acknowledgements with one durable commit (group commit).
+
+        Each write is all-or-nothing on its own; the result list holds, per write, None or
+        the error that undid it (:class:`QuotaExceededError`). Nothing is visible, and the
+        caller must answer nothing, before this returns.
+        """
         ...
 
     def pending(self, account: str, device_id: int, after_seq: int, limit: int
                 ) -> list[Delivery]:
         """Stored messages for the device with seq > ``after_seq``, oldest first."""
-        ...
-
-    def acknowledge(self, account: str, device_id: int, seqs: Sequence[int]) -> None:
-        """Delete delivered messages."""
         ...
 
     def expire(self, older_than: float) -> int:
@@ -340,19 +360,37 @@ class SqliteRelayStore:
                       opk[0] if opk else None, opk[1] if opk else None, left)
 
     @_storage
-    def enqueue(self, messages: Sequence[Outgoing], sender: tuple[str, int], now: float,
-                quota: int) -> None:
-        """Store all messages atomically; :class:`QuotaExceededError` stores none."""
+    def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
+        """Apply many sends and acknowledgements in one transaction: one fsync for all."""
+        results: list[Exception | None] = []
         with self._transaction() as db:
-            for message in messages:
-                count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND "
-                                   "device = ?", (message.account, message.device_id)).fetchone()[0]
-                if count >= quota:
-                    raise QuotaExceededError(message.account, message.device_id)
-            db.executemany(
-                "INSERT INTO mailbox (account, device, sender, sender_device, stored_at, "
-                "envelope) VALUES (?, ?, ?, ?, ?, ?)",
-                [(m.account, m.device_id, *sender, now, m.envelope) for m in messages])
+            for write in writes:
+                if isinstance(write, Acknowledge):
+                    db.executemany(
+                        "DELETE FROM mailbox WHERE account = ? AND device = ? AND seq = ?",
+                        [(write.account, write.device_id, seq) for seq in write.seqs])
+                    results.append(None)
+                    continue
+                full = self._full_mailbox(db, write)
+                if full is not None:
+                    results.append(full)
+                    continue
+                db.executemany(
+                    "INSERT INTO mailbox (account, device, sender, sender_device, stored_at, "
+                    "envelope) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(m.account, m.device_id, *write.sender, write.now, m.envelope)
+                     for m in write.messages])
+                results.append(None)
+        return results
+
+    @staticmethod
+    def _full_mailbox(db: sqlite3.Connection, write: Enqueue) -> QuotaExceededError | None:
+        for message in write.messages:
+            count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
+                               (message.account, message.device_id)).fetchone()[0]
+            if count >= write.quota:
+                return QuotaExceededError(message.account, message.device_id)
+        return None
 
     @_storage
     def pending(self, account: str, device_id: int, after_seq: int, limit: int
@@ -361,13 +399,6 @@ class SqliteRelayStore:
         return [Delivery(*row) for row in self._db.execute(
             "SELECT seq, envelope FROM mailbox WHERE account = ? AND device = ? AND seq > ? "
             "ORDER BY seq LIMIT ?", (account, device_id, after_seq, limit))]
-
-    @_storage
-    def acknowledge(self, account: str, device_id: int, seqs: Sequence[int]) -> None:
-        """Delete delivered messages."""
-        with self._transaction() as db:
-            db.executemany("DELETE FROM mailbox WHERE account = ? AND device = ? AND seq = ?",
-                           [(account, device_id, seq) for seq in seqs])
 
     @_storage
     def expire(self, older_than: float) -> int:
