@@ -12,7 +12,6 @@ import json
 import math
 import os
 import socket
-import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -22,8 +21,16 @@ import trio
 from e2e_proto.capabilities import PRIVATE, SOCIAL, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
-from .cli_common import BACKOFF_MAX, BACKOFF_START, PROG, chat_lines, first_leaf, user_error_exit
-from .connection import ConnectionLost, client_tls_context
+from .cli_common import (
+    BACKOFF_MAX,
+    BACKOFF_START,
+    PROG,
+    chat_lines,
+    first_leaf,
+    tls_from_args,
+    user_error_exit,
+)
+from .connection import ConnectionLost
 from .private import ClientError, PrivateClient, PrivateSession, Received
 from .state import ClientState
 
@@ -184,16 +191,6 @@ async def _reconnecting(client: PrivateClient, wait: float,
                       file=sys.stderr, flush=True)
             await trio.sleep(delay)  # backoff between reconnection attempts
             delay = min(delay * 2, BACKOFF_MAX)
-
-
-def tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The TLS context the global options ask for, or None for plain TCP."""
-    if not (args.tls or args.ca or args.insecure):
-        return None
-    if args.insecure:
-        print(f"{PROG}: warning: --insecure: the server's certificate is not checked",
-              file=sys.stderr)
-    return client_tls_context(args.ca, args.insecure)
 
 
 async def _run(args: argparse.Namespace, state: ClientState) -> int:

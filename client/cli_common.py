@@ -1,11 +1,13 @@
-"""What both transports' command lines share: the program name, error lines and exit codes.
+"""What both transports' command lines share: the program name, error lines, exit codes and TLS.
 
 Used by :mod:`client.cli` (the private transport) and :mod:`client.social_cli`.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -14,7 +16,7 @@ import trio
 
 from e2e_proto.capabilities import UnsupportedFeatureError
 
-from .connection import ConnectionLost, ServerError
+from .connection import ConnectionLost, ServerError, client_tls_context
 from .private import ClientError
 
 PROG = "e2e-chat"
@@ -32,6 +34,16 @@ class ChatSession(Protocol):
     async def send_text(self, name: str, text: str, /) -> Any:
         """Send one message to ``name``."""
         ...
+
+
+def tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context the global options ask for (--tls, --ca, --insecure), or None for TCP."""
+    if not (args.tls or args.ca or args.insecure):
+        return None
+    if args.insecure:
+        print(f"{PROG}: warning: --insecure: the server's certificate is not checked",
+              file=sys.stderr)
+    return client_tls_context(args.ca, args.insecure)
 
 
 def first_leaf(error: BaseException) -> BaseException:

@@ -4,7 +4,9 @@
 private transport's ``state.db``): the session token, and for secret conversations an
 :class:`~e2e_proto.sqlite_store.SqliteProtocolStore` plus the plaintext of the secret messages
 this device sent or decrypted, in the same file, so a decrypted message commits together with
-the ratchet step. :meth:`SocialClient.session` yields a logged-in :class:`SocialSession` on one
+the ratchet step. Received events are stored unseen before they are shown (shown again after
+a crash, never lost), and a conversation once known to be secret stays secret here whatever the
+server says later. :meth:`SocialClient.session` yields a logged-in :class:`SocialSession` on one
 connection. The capability table (DESIGN §9) is checked here before anything is sent.
 """
 
@@ -22,7 +24,7 @@ import trio
 
 from e2e_proto import relay_api
 from e2e_proto import social_api as api
-from e2e_proto.address import Address, is_valid_account
+from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL, require
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
 from e2e_proto.keys import IdentityKeyPair, OneTimePreKey, SignedPreKey, X25519PrivateKey
@@ -43,6 +45,13 @@ CREATE TABLE IF NOT EXISTS social_settings (name TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS secret_messages (
     id INTEGER PRIMARY KEY, conversation TEXT NOT NULL, sender TEXT NOT NULL,
     device INTEGER NOT NULL, ts INTEGER NOT NULL, text TEXT);
+CREATE TABLE IF NOT EXISTS secret_conversations (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS known_messages (id INTEGER PRIMARY KEY, conversation TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS received_events (
+    seq INTEGER PRIMARY KEY, seen INTEGER NOT NULL, kind TEXT NOT NULL,
+    conversation TEXT NOT NULL, sender TEXT NOT NULL, device INTEGER NOT NULL,
+    ts INTEGER NOT NULL, message INTEGER, text TEXT, emoji TEXT, secret INTEGER NOT NULL,
+    warning TEXT);
 """
 
 
@@ -105,6 +114,60 @@ class SocialState:
         row = self.db.execute("SELECT text FROM secret_messages WHERE id = ?",
                               (message_id,)).fetchone()
         return None if row is None else row[0]
+
+    # -- what this device knows for itself, whatever the server says later -------------------
+
+    def mark_secret(self, name: str) -> None:
+        """Remember that the one-to-one conversation with ``name`` is secret, for good."""
+        self.db.execute("INSERT OR IGNORE INTO secret_conversations VALUES (?)", (name,))
+
+    def is_secret(self, name: str) -> bool:
+        """Whether this device learned that the conversation with ``name`` is secret."""
+        return self.db.execute("SELECT 1 FROM secret_conversations WHERE name = ?",
+                               (name,)).fetchone() is not None
+
+    def remember_message(self, message_id: int, conversation: str) -> None:
+        """Note which conversation a message id belongs to (the first answer is kept)."""
+        self.db.execute("INSERT OR IGNORE INTO known_messages VALUES (?, ?)",
+                        (message_id, conversation))
+
+    def message_in_secret(self, message_id: int) -> bool:
+        """Whether a message is known to be in a conversation this device knows is secret."""
+        if self.secret_text(message_id) is not None:
+            return True
+        row = self.db.execute("SELECT conversation FROM known_messages WHERE id = ?",
+                              (message_id,)).fetchone()
+        return row is not None and self.is_secret(row[0])
+
+    # -- received events: stored before they are shown, shown before they are marked seen -----
+
+    def add_event(self, event: SocialEvent) -> None:
+        """Keep a received event, unseen (a secret message's text stays in ``secret_messages``).
+
+        Call it in the transaction that moves ``last_seq``: the event is then shown on a later
+        run if this one ends before :meth:`mark_event_seen`.
+        """
+        text = None if event.secret and event.kind == "message" else event.text
+        self.db.execute(
+            "INSERT OR IGNORE INTO received_events VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.seq, event.kind, event.conversation, event.sender, event.device, event.ts,
+             event.message, text, event.emoji, int(event.secret), event.warning))
+
+    def unseen_events(self) -> list[SocialEvent]:
+        """Received events not yet shown, in order."""
+        events = []
+        for row in self.db.execute(
+                "SELECT seq, kind, conversation, sender, device, ts, message, text, emoji, "
+                "secret, warning FROM received_events WHERE seen = 0 ORDER BY seq").fetchall():
+            event = SocialEvent(*row[:9], secret=bool(row[9]), warning=row[10])
+            if event.secret and event.kind == "message" and event.message is not None:
+                event = dataclasses.replace(event, text=self.secret_text(event.message))
+            events.append(event)
+        return events
+
+    def mark_event_seen(self, seq: int) -> None:
+        """Record that an event was shown."""
+        self.db.execute("UPDATE received_events SET seen = 1 WHERE seq = ?", (seq,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +342,10 @@ class SocialSession:
     async def conversation(self, name: str) -> dict[str, Any]:
         """``{conversation, kind, members, secret}`` of the account or group ``name``."""
         check_name(name)
-        return await self.request("conversation", conversation=name)
+        info = await self.request("conversation", conversation=name)
+        if info.get("kind") == "direct" and info.get("secret") is True:
+            self.state.mark_secret(name)  # a server may switch it on, never off again
+        return info
 
     async def group_create(self, name: str, members: list[str]) -> dict[str, Any]:
         """Create a group of this account and ``members`` (the capability table's limit)."""
@@ -308,7 +374,9 @@ class SocialSession:
         if info["kind"] != "direct":
             raise ClientError("secret conversations are one to one; groups on the social "
                               "transport are not end-to-end encrypted")
-        return bool((await self.request("secret", conversation=name))["changed"])
+        response = await self.request("secret", conversation=name)
+        self.state.mark_secret(name)
+        return bool(response["changed"])
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -316,22 +384,29 @@ class SocialSession:
         """Send ``text`` to the account or group ``name``; the server's message id.
 
         In a secret conversation the text is encrypted for every other device of both members
-        and the server gets only envelopes.
+        and the server gets only envelopes. A conversation this device once learned is secret
+        stays secret here, whatever the server answers later: its text is never sent in the
+        clear.
         """
         check_text(text)
         info = await self.conversation(name)
-        if info["secret"]:
-            return await self._send_secret(name, info, text)
+        if self.state.is_secret(name):
+            assert self.address is not None
+            return await self._send_secret(name, sorted({self.address.account, name}), text)
+        if info.get("secret"):
+            return await self._send_secret(name, info["members"], text)
         response = await self.request("send", conversation=name, text=text)
-        return int(response["message"])
+        message_id = int(response["message"])
+        self.state.remember_message(message_id, name)
+        return message_id
 
-    async def _send_secret(self, name: str, info: dict[str, Any], text: str) -> int:
+    async def _send_secret(self, name: str, members: list[str], text: str) -> int:
         assert self.address is not None
         me = self.address
         payload = Payload.new("text", int(self.client.clock() * 1000), self.client.random,
                               text=text).encode()
         for attempt in range(2):
-            targets = await self._secret_targets(info["members"])
+            targets = await self._secret_targets(members)
             cipher = SessionCipher(self.state.protocol, me, self.client.random)
             envelopes = [cipher.encrypt(target, payload).encode() for target in targets]
             try:
@@ -342,11 +417,17 @@ class SocialSession:
                     for account, device_id in exc.details.get("stale", []):
                         self.state.protocol.delete_session(Address(account, device_id))
                     continue
+                if exc.code == api.NOT_SECRET:
+                    raise ClientError(f"the server says the conversation with {name} is not "
+                                      "secret, but it was made secret: refusing to send it "
+                                      "in the clear") from None
                 raise _refused(exc) from None
             message_id = int(response["message"])
-            self.state.save_secret(SocialEvent(0, "message", name, me.account, me.device_id,
-                                               int(response["ts"]), message_id, text,
-                                               secret=True))
+            with self.state.protocol.transaction():
+                self.state.save_secret(SocialEvent(0, "message", name, me.account,
+                                                   me.device_id, int(response["ts"]),
+                                                   message_id, text, secret=True))
+                self.state.remember_message(message_id, name)
             return message_id
         raise AssertionError("unreachable")
 
@@ -387,6 +468,9 @@ class SocialSession:
         if CAPABILITIES[SOCIAL].reactions != "emoji" or not api.is_single_emoji(emoji):
             raise ClientError(f"invalid reaction {emoji[:16]!r}: a reaction must be exactly "
                               "one emoji")
+        if self.state.message_in_secret(message_id):
+            raise ClientError(f"message {message_id} is in a secret conversation: a reaction "
+                              "there would be readable by the server, so it is not offered")
         return bool((await self.request("react", message=message_id, emoji=emoji))["changed"])
 
     async def unreact(self, message_id: int) -> bool:
@@ -432,6 +516,8 @@ class SocialSession:
     def _stored(self, messages: list[dict[str, Any]]) -> list[StoredMessage]:
         result = []
         for m in messages:
+            if _is_id(m["id"]) and isinstance(m["conversation"], str):
+                self.state.remember_message(m["id"], m["conversation"])
             text = m["text"]
             if m["secret"]:
                 text = self.state.secret_text(m["id"])
@@ -445,10 +531,15 @@ class SocialSession:
     async def receive(self, handler: EventHandler, wait: float | None = None) -> None:
         """Show what happened since this device last received, then (with ``wait``) go on.
 
-        Each event is handled (a secret message decrypted and committed locally) before it is
-        acknowledged; events this device caused itself are acknowledged without being shown.
-        ``wait=None`` returns once the backlog is drained; ``math.inf`` runs until cancelled.
+        Each event is stored locally, unseen, in the transaction that records its ``seq`` (a
+        secret message together with its ratchet step), then shown to ``handler``, then marked
+        seen, then acknowledged. Events stored but not shown in an earlier run (a crash or a
+        lost connection in between) are shown first. Events this device caused itself are
+        acknowledged without being shown. ``wait=None`` returns once the backlog is drained;
+        ``math.inf`` runs until cancelled.
         """
+        for event in self.state.unseen_events():
+            await self._show(handler, event)
         with trio.move_on_after(wait if wait is not None else float("inf")):
             async for frame in self.connection.pushes:
                 kind = frame.get("type")
@@ -461,33 +552,57 @@ class SocialSession:
                                          f"{frame.get('message', 'error')}")
             raise ConnectionLost("the social server closed the connection")
 
+    async def _show(self, handler: EventHandler, event: SocialEvent) -> None:
+        result = handler(event)
+        if result is not None:
+            await result
+        self.state.mark_event_seen(event.seq)
+
     async def _event(self, handler: EventHandler, frame: dict[str, Any]) -> None:
         assert self.address is not None
-        seq = int(frame["seq"])
+        seq, message, device, ts = (frame.get(k) for k in ("seq", "message", "device", "ts"))
+        if (not _is_id(seq) or not (message is None or _is_id(message))
+                or not is_valid_device_id(device) or type(ts) is not int
+                or not -2**63 <= ts < 2**63):
+            raise ConnectionLost("the social server sent a malformed event")
         if seq <= int(self.state.get("last_seq") or 0):
-            await self.request("ack", seq=seq)  # handled in an earlier run; the ack was lost
+            await self.request("ack", seq=seq)  # stored in an earlier run; the ack was lost
             return
         event = SocialEvent(seq, str(frame["kind"]), str(frame["conversation"]),
-                            str(frame["from"]), int(frame["device"]), int(frame["ts"]),
-                            frame.get("message"), frame.get("text"), frame.get("emoji"),
-                            bool(frame.get("secret")))
+                            str(frame["from"]), device, ts, message, frame.get("text"),
+                            frame.get("emoji"), bool(frame.get("secret")))
         mine = (event.sender, event.device) == tuple(self.address)
         if event.kind == "message" and event.secret and not mine:
             event = self._decrypt(event, frame.get("envelope"))
         else:
-            self.state.set("last_seq", seq)
-        if event is not None and not mine:
-            result = handler(event)
-            if result is not None:
-                await result
+            with self.state.protocol.transaction():
+                self._record(event, mine)
+        if not mine:
+            await self._show(handler, event)
         await self.request("ack", seq=seq)
 
+    def _record(self, event: SocialEvent, mine: bool = False) -> None:
+        """Store an event (unseen unless ``mine``) and its ``seq``, in the caller's transaction.
+
+        A ``secret`` event marks the conversation secret on this device for good.
+        """
+        if event.kind == "secret":
+            self.state.mark_secret(event.conversation)
+        if event.message is not None:
+            self.state.remember_message(event.message, event.conversation)
+        if not mine:
+            self.state.add_event(event)
+        self.state.set("last_seq", event.seq)
+
     def _decrypt(self, event: SocialEvent, data: object) -> SocialEvent:
-        """Decrypt a secret message and commit it with the ratchet step and the cursor."""
+        """Decrypt a secret message; commit it with the ratchet step, the event and its seq."""
         assert self.address is not None
-        if self.state.secret_text(event.message or 0) is not None:
-            self.state.set("last_seq", event.seq)
-            return dataclasses.replace(event, text=self.state.secret_text(event.message or 0))
+        known = self.state.secret_text(event.message or 0)
+        if known is not None:
+            event = dataclasses.replace(event, text=known)
+            with self.state.protocol.transaction():
+                self._record(event)
+            return event
         try:
             if type(data) is not bytes:
                 raise ClientError("it was not encrypted for this device (logged in later?)")
@@ -496,8 +611,8 @@ class SocialSession:
                     event.sender, event.device):
                 raise ClientError("its envelope is addressed wrongly")
             if envelope.prekey is not None:
-                known = self.state.protocol.get_identity(envelope.sender)
-                if known is not None and known != envelope.prekey.identity_key:
+                identity = self.state.protocol.get_identity(envelope.sender)
+                if identity is not None and identity != envelope.prekey.identity_key:
                     raise ClientError(f"the identity key of {envelope.sender} changed")
             with self.state.protocol.transaction():
                 payload = Payload.decode(SessionCipher(
@@ -506,14 +621,18 @@ class SocialSession:
                 event = dataclasses.replace(event, text=text if isinstance(text, str)
                                             else f"[unsupported {payload.kind!r}]")
                 self.state.save_secret(event)
-                self.state.set("last_seq", event.seq)
+                self._record(event)
             return event
         except DuplicateMessageError:
-            self.state.set("last_seq", event.seq)
-            return dataclasses.replace(event, kind="notice",
-                                       warning="a secret message was delivered twice")
+            warning = "a secret message was delivered twice"
         except (RemoteProtocolError, ClientError, E2EProtoError) as exc:
-            self.state.set("last_seq", event.seq)
-            return dataclasses.replace(event, kind="notice",
-                                       warning=f"a secret message cannot be read: {exc}")
+            warning = f"a secret message cannot be read: {exc}"
+        notice = dataclasses.replace(event, kind="notice", warning=warning)
+        with self.state.protocol.transaction():
+            self._record(notice)
+        return notice
 
+
+def _is_id(value: object) -> bool:
+    """Whether the server sent a usable id or seq (a positive 63-bit integer)."""
+    return type(value) is int and 0 < value < 2**63

@@ -20,7 +20,15 @@ import trio
 
 from e2e_proto.social_api import parse_message_id
 
-from .cli_common import BACKOFF_MAX, BACKOFF_START, PROG, chat_lines, user_error_exit
+from .cli_common import (
+    BACKOFF_MAX,
+    BACKOFF_START,
+    PROG,
+    chat_lines,
+    first_leaf,
+    tls_from_args,
+    user_error_exit,
+)
 from .connection import ConnectionLost
 from .private import ClientError
 from .social import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
@@ -100,7 +108,11 @@ def _message_id(text: str) -> int:
 
 async def _reconnecting(client: SocialClient, wait: float,
                         work: Callable[[SocialSession], Awaitable[None]]) -> None:
-    """Run ``work`` on a session for ``wait`` seconds, reconnecting with backoff on loss."""
+    """Run ``work`` on a session for ``wait`` seconds, reconnecting with backoff on loss.
+
+    A lost connection may arrive bare or inside an exception group (from a nursery, as in
+    ``chat``); either way it means reconnecting.
+    """
     delay = BACKOFF_START
     with trio.move_on_after(wait):
         while True:
@@ -109,8 +121,9 @@ async def _reconnecting(client: SocialClient, wait: float,
                     delay = BACKOFF_START
                     await work(session)
                     return
-            except ConnectionLost as exc:
-                print(f"{PROG}: {exc}; reconnecting in {delay:g}s", file=sys.stderr, flush=True)
+            except* ConnectionLost as group:
+                print(f"{PROG}: {first_leaf(group)}; reconnecting in {delay:g}s",
+                      file=sys.stderr, flush=True)
             await trio.sleep(delay)  # backoff between reconnection attempts
             delay = min(delay * 2, BACKOFF_MAX)
 
@@ -224,9 +237,9 @@ def run_social(args: argparse.Namespace) -> int:
     except Exception as exc:  # unwritable home, a file that is not a database, ...
         print(f"{PROG}: cannot open {args.home}: {exc}", file=sys.stderr)
         return 1
-    client = SocialClient(state, *args.social)
     try:
         try:
+            client = SocialClient(state, *args.social, tls=tls_from_args(args))
             return trio.run(_run, args, client)
         except BaseExceptionGroup as group:  # an error inside chat's nursery: show the leaf
             raise _only_leaf(group) from None

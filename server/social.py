@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,14 +25,20 @@ import nacl.pwhash
 import trio
 
 from e2e_proto import social_api as api
-from e2e_proto.address import Address, is_valid_account
+from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 from e2e_proto.constants import MAX_FRAME_SIZE
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.wire import Envelope
 
-from .connection_base import ConnectionRegistry, ErrorCodes, FrameConnection, RequestError
+from .connection_base import (
+    ConnectionRegistry,
+    ErrorCodes,
+    FrameConnection,
+    RequestError,
+    TokenBucket,
+)
 from .fields import published_prekeys, require
 from .social_store import (
     GROUP,
@@ -40,6 +47,7 @@ from .social_store import (
     KeyChangedError,
     Message,
     NameTakenError,
+    NoPrekeysError,
     SocialStore,
 )
 
@@ -61,12 +69,15 @@ class SocialConfig:
     requests_per_second: float = 200.0
     request_burst: int = 400
     auth_timeout: float = 30.0
+    frame_timeout: float = 30.0
     delivery_batch: int = 100
     max_text_bytes: int = api.MAX_TEXT_BYTES
     password_opslimit: int = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
     password_memlimit: int = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
     hashing_threads: int = 2
     max_one_time_prekeys: int = 200
+    bundles_per_minute: float = 120.0
+    bundle_burst: int = 200
 
 
 def _require(frame: dict[str, Any], name: str, kind: type) -> Any:
@@ -81,11 +92,16 @@ def _name_field(frame: dict[str, Any], name: str) -> str:
     return value  # type: ignore[return-value]
 
 
-def _message_id_field(frame: dict[str, Any], name: str = "message") -> int:
+def _positive_field(frame: dict[str, Any], name: str, what: str) -> int:
+    """``frame[name]`` as a positive 63-bit integer (what SQLite stores), else ``bad_request``."""
     value = frame.get(name)
     if type(value) is not int or not 0 < value < 2**63:
-        raise RequestError(api.BAD_REQUEST, f"field {name!r} must be a message id")
+        raise RequestError(api.BAD_REQUEST, f"field {name!r} must be {what}")
     return value
+
+
+def _message_id_field(frame: dict[str, Any], name: str = "message") -> int:
+    return _positive_field(frame, name, "a message id")
 
 
 def token_hash(token: bytes) -> bytes:
@@ -105,6 +121,16 @@ class SocialServer(ConnectionRegistry[str, "_Connection"]):
         self.capabilities = CAPABILITIES[SOCIAL]
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
         self._dummy_hash: bytes | None = None
+        self._bundle_buckets: dict[str, TokenBucket] = {}
+
+    def bundle_bucket(self, account: str) -> TokenBucket:
+        """How many prekey bundles ``account`` may fetch (against one-time prekey draining)."""
+        bucket = self._bundle_buckets.get(account)
+        if bucket is None:
+            config = self.config
+            bucket = self._bundle_buckets[account] = TokenBucket(
+                config.bundles_per_minute / 60, config.bundle_burst)
+        return bucket
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
@@ -152,7 +178,7 @@ _CODES = ErrorCodes(bad_request=api.BAD_REQUEST, unsupported=api.UNSUPPORTED,
 
 
 class _Connection(FrameConnection):
-    """One client connection: login, requests and event delivery (no frame timeout)."""
+    """One client connection: login, requests and event delivery."""
 
     codes = _CODES
     logger = log
@@ -160,7 +186,7 @@ class _Connection(FrameConnection):
     already_authenticated = "this connection is logged in already"
 
     def __init__(self, server: SocialServer, stream: trio.abc.Stream, peer: str) -> None:
-        super().__init__(stream, peer, server.config)
+        super().__init__(stream, peer, server.config, server.config.frame_timeout)
         self.server = server
         self.store = server.store
         self.expires = 0.0
@@ -275,24 +301,26 @@ class _Connection(FrameConnection):
                 "devices": [[d.device_id, d.identity_key] for d in self.store.devices(account)]}
 
     async def _fetch_bundles(self, frame: dict[str, Any]) -> dict[str, Any]:
+        assert self.address is not None
         account = _name_field(frame, "account")
         if not self.store.account_exists(account):
             raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
-        keyed = [d.device_id for d in self.store.devices(account) if d.identity_key is not None]
+        keyed = {d.device_id for d in self.store.devices(account) if d.identity_key is not None}
         wanted = frame.get("device_ids")
         if wanted is None:
-            wanted = keyed
-        if type(wanted) is not list or not all(i in keyed for i in wanted):
-            raise RequestError(api.BAD_REQUEST, "device_ids must list devices of the account "
-                               "that published keys")
-        bundles = []
-        for device_id in wanted:
-            bundle = self.store.take_bundle(account, device_id)
-            if bundle is None:
-                raise RequestError(api.NO_PREKEYS, f"{account}.{device_id} has published no "
-                                   "signed prekey")
-            bundles.append(list(bundle))
-        return {"account": account, "bundles": bundles}
+            wanted = sorted(keyed)
+        if (type(wanted) is not list or not all(is_valid_device_id(i) for i in wanted)
+                or len(set(wanted)) != len(wanted) or not all(i in keyed for i in wanted)):
+            raise RequestError(api.BAD_REQUEST, "device_ids must list distinct devices of the "
+                               "account that published keys")
+        if not self.server.bundle_bucket(self.address.account).take(len(wanted)):
+            raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
+        try:
+            bundles = self.store.take_bundles(account, wanted)
+        except NoPrekeysError as exc:
+            raise RequestError(api.NO_PREKEYS, f"{account}.{exc.device_id} has published no "
+                               "signed prekey") from None
+        return {"account": account, "bundles": [list(b) for b in bundles]}
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -539,16 +567,23 @@ class _Connection(FrameConnection):
         text = _require(frame, "text", str)
         if not text.strip() or len(text) > 1000:
             raise RequestError(api.BAD_REQUEST, "search text must be 1 to 1000 characters")
+        if "\x00" in text:
+            raise RequestError(api.BAD_REQUEST, "search text may not contain NUL characters")
         limit = frame.get("limit", 50)
         if type(limit) is not int or not 0 < limit <= api.MAX_SEARCH_RESULTS:
             raise RequestError(api.BAD_REQUEST,
                                f"limit must be 1 to {api.MAX_SEARCH_RESULTS}")
-        found = self.store.search(self.address.account, text, limit)
+        try:
+            found = self.store.search(self.address.account, text, limit)
+        except sqlite3.Error:  # FTS5 refused the query: the caller's text, not our state
+            log.info("search from %s: the full-text index refused the query", self.address)
+            raise RequestError(api.BAD_REQUEST, "the search text cannot be searched for; "
+                               "try other words") from None
         return {"messages": self._messages(found)}
 
     async def _ack(self, frame: dict[str, Any]) -> dict[str, Any]:
         assert self.address is not None
-        seq = _require(frame, "seq", int)
+        seq = _positive_field(frame, "seq", "an event's seq")
         self.store.acknowledge(*self.address, seq)
         return {}
 

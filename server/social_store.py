@@ -36,6 +36,14 @@ class KeyChangedError(Exception):
     """A device tried to publish an identity key other than the one it published first."""
 
 
+class NoPrekeysError(Exception):
+    """A device has published no signed prekey, so it has no bundle to hand out."""
+
+    def __init__(self, device_id: int) -> None:
+        super().__init__(f"device {device_id} has no signed prekey")
+        self.device_id = device_id
+
+
 @dataclass(frozen=True, slots=True)
 class Conversation:
     """A conversation: one to one (``direct``) or a named group, with its members."""
@@ -154,8 +162,11 @@ class SocialStore(Protocol):
         """
         ...
 
-    def take_bundle(self, account: str, device_id: int) -> Bundle | None:
-        """A device's bundle, its one-time prekey (if any) deleted; None without an SPK."""
+    def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
+        """The devices' bundles, each one-time prekey handed out (deleted) once.
+
+        :class:`NoPrekeysError` (and nothing deleted) when one of them has no signed prekey.
+        """
         ...
 
     def direct(self, a: str, b: str, create: bool) -> Conversation:
@@ -285,8 +296,13 @@ def _message(row: tuple) -> Message:
 
 
 def fts_query(text: str) -> str:
-    """``text`` as an FTS5 query that matches every word literally (no query syntax)."""
-    return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
+    """``text`` as an FTS5 query that matches every word literally (no query syntax).
+
+    Each word becomes an FTS5 string (``"`` doubled inside). NUL, which FTS5 cannot parse
+    inside a string, separates words like white space.
+    """
+    return " ".join('"' + word.replace('"', '""') + '"'
+                    for word in text.replace("\x00", " ").split())
 
 
 class SqliteSocialStore:
@@ -389,19 +405,27 @@ class SqliteSocialStore:
                                   "AND device = ?", (account, device_id)).fetchone()
         return int(count)
 
-    def take_bundle(self, account: str, device_id: int) -> Bundle | None:
-        """A device's bundle, its one-time prekey (if any) deleted; None without an SPK."""
+    def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
+        """The devices' bundles, each one-time prekey handed out (deleted) once.
+
+        :class:`NoPrekeysError` (and nothing deleted) when one of them has no signed prekey.
+        """
+        bundles = []
         with self._transaction() as db:
-            row = db.execute("SELECT identity_key, spk_id, spk, spk_signature FROM devices "
-                             "WHERE account = ? AND device = ?", (account, device_id)).fetchone()
-            if row is None or row[0] is None or row[1] is None:
-                return None
-            opk = db.execute("SELECT id, key FROM one_time_prekeys WHERE account = ? AND "
-                             "device = ? ORDER BY id LIMIT 1", (account, device_id)).fetchone()
-            if opk is not None:
-                db.execute("DELETE FROM one_time_prekeys WHERE account = ? AND device = ? AND "
-                           "id = ?", (account, device_id, opk[0]))
-        return Bundle(device_id, *row, *(opk or (None, None)))
+            for device_id in device_ids:
+                row = db.execute("SELECT identity_key, spk_id, spk, spk_signature FROM devices "
+                                 "WHERE account = ? AND device = ?",
+                                 (account, device_id)).fetchone()
+                if row is None or row[0] is None or row[1] is None:
+                    raise NoPrekeysError(device_id)
+                opk = db.execute("SELECT id, key FROM one_time_prekeys WHERE account = ? AND "
+                                 "device = ? ORDER BY id LIMIT 1",
+                                 (account, device_id)).fetchone()
+                if opk is not None:
+                    db.execute("DELETE FROM one_time_prekeys WHERE account = ? AND device = ? "
+                               "AND id = ?", (account, device_id, opk[0]))
+                bundles.append(Bundle(device_id, *row, *(opk or (None, None))))
+        return bundles
 
     # -- conversations ------------------------------------------------------------------------
 

@@ -5,24 +5,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
+import trustme
 
+from client import social_cli
 from client.cli import main
+from client.connection import ConnectionLost
+from client.social import SocialSession
 from server.social import SocialServer
 from server.social_main import serve
 from server.social_store import SqliteSocialStore
-from tests.social_harness import FAST, PASSWORD
+from tests.social_harness import FAST, PASSWORD, make_client, register, start_social
 
 
-@pytest.fixture
-def social_port(tmp_path: Path) -> Iterator[int]:
-    """A social server on a free port, in a thread, for the duration of one test."""
+@contextlib.contextmanager
+def social_in_thread(tmp_path: Path, tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """A social server on a free port (TLS with ``tls``), in a thread; yields the port."""
     ready = threading.Event()
     box: dict[str, object] = {}
 
@@ -33,8 +39,9 @@ def social_port(tmp_path: Path) -> Iterator[int]:
                 box["scope"], box["token"] = scope, trio.lowlevel.current_trio_token()
                 async with trio.open_nursery() as nursery:
                     listeners = await nursery.start(serve, SocialServer(store, FAST),
-                                                    "127.0.0.1", 0)
-                    box["port"] = listeners[0].socket.getsockname()[1]
+                                                    "127.0.0.1", 0, tls)
+                    box["port"] = listeners[0].transport_listener.socket.getsockname()[1] \
+                        if tls is not None else listeners[0].socket.getsockname()[1]
                     ready.set()
         finally:
             store.close()
@@ -42,10 +49,19 @@ def social_port(tmp_path: Path) -> Iterator[int]:
     thread = threading.Thread(target=trio.run, args=(run,), daemon=True)
     thread.start()
     assert ready.wait(30)
-    yield int(box["port"])  # type: ignore[call-overload]
-    trio.from_thread.run_sync(box["scope"].cancel,  # type: ignore[attr-defined]
-                              trio_token=box["token"])
-    thread.join(30)
+    try:
+        yield int(box["port"])  # type: ignore[call-overload]
+    finally:
+        trio.from_thread.run_sync(box["scope"].cancel,  # type: ignore[attr-defined]
+                                  trio_token=box["token"])
+        thread.join(30)
+
+
+@pytest.fixture
+def social_port(tmp_path: Path) -> Iterator[int]:
+    """A social server on a free port, in a thread, for the duration of one test."""
+    with social_in_thread(tmp_path) as port:
+        yield port
 
 
 def test_cli_social_commands(social_port: int, tmp_path: Path,
@@ -100,3 +116,52 @@ def test_cli_social_commands(social_port: int, tmp_path: Path,
     code, _, err = run("nobody", "send", "bob", "hi")
     assert code == 1 and err.startswith("e2e-chat: not logged in")
     assert "Traceback" not in err
+
+
+def test_cli_social_honours_the_tls_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("E2E_PASSWORD", PASSWORD)
+    monkeypatch.delenv("E2E_CA", raising=False)
+
+    def run(home: str, *argv: str) -> tuple[int, str, str]:
+        code = main(["--home", str(tmp_path / home), "--transport", "social", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    with social_in_thread(tmp_path, tls=context) as port:
+        monkeypatch.setenv("E2E_SOCIAL", f"127.0.0.1:{port}")
+        assert run("alice", "--ca", str(ca_file), "register", "alice")[:2] == (
+            0, "registered alice (device 0)\n")
+        code, _, err = run("bob", "--insecure", "register", "bob")
+        assert code == 0 and "certificate is not checked" in err
+        code, out, _ = run("alice", "--ca", str(ca_file), "send", "bob", "over TLS")
+        assert code == 0 and out.strip().isdecimal()
+        code, out, _ = run("bob", "--insecure", "recv", "--json")
+        assert code == 0 and json.loads(out)["text"] == "over TLS"
+        code, _, err = run("carol", "--tls", "register", "carol")  # not a system CA
+        assert code == 1 and err.startswith("e2e-chat: ") and len(err.splitlines()) == 1
+        code, _, err = run("carol", "--ca", str(tmp_path / "nope.pem"), "register", "carol")
+        assert code == 1 and err.startswith("e2e-chat: cannot load the CA file")
+        assert err.count("\n") == 1
+
+
+async def test_reconnecting_catches_a_lost_connection_inside_a_group(
+        nursery, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    social = await start_social(nursery, tmp_path / "social.db")
+    client = make_client(tmp_path / "alice", social.port)
+    await register(client, "alice")
+    calls: list[SocialSession] = []
+
+    async def work(session: SocialSession) -> None:
+        calls.append(session)
+        if len(calls) == 1:  # as a nursery (chat's) raises it
+            raise ExceptionGroup("chat", [ConnectionLost("the connection broke")])
+
+    await social_cli._reconnecting(client, 30, work)
+    assert len(calls) == 2
+    assert "the connection broke; reconnecting in" in capsys.readouterr().err

@@ -1,0 +1,189 @@
+"""Limits and hostile input on the social server: prekey draining, integer and text fields
+that SQLite cannot take, and frames that never complete (slow loris)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from client.connection import Connection, ServerError
+from e2e_proto import social_api as api
+from e2e_proto.wire import FrameDecoder
+from server.social import SocialConfig
+from server.social_store import SqliteSocialStore, fts_query
+from tests.social_harness import (
+    FAST,
+    make_client,
+    raw,
+    raw_register,
+    register,
+    start_social,
+)
+
+
+def _config(**changes: Any) -> SocialConfig:
+    return SocialConfig(password_opslimit=FAST.password_opslimit,
+                        password_memlimit=FAST.password_memlimit, **changes)
+
+
+async def _refused(connection: Connection, code: str, kind: str, **fields: Any) -> None:
+    with pytest.raises(ServerError) as refused:
+        await connection.request(kind, **fields)
+    assert refused.value.code == code, refused.value
+
+
+def _one_time_prekeys(store: SqliteSocialStore, account: str) -> int:
+    return int(store._db.execute("SELECT COUNT(*) FROM one_time_prekeys WHERE account = ?",
+                                 (account,)).fetchone()[0])
+
+
+async def test_fetch_bundles_needs_distinct_device_ids_and_is_rate_limited(
+        nursery, tmp_path: Path) -> None:
+    social = await start_social(nursery, tmp_path / "social.db",
+                                _config(bundles_per_minute=0.001, bundle_burst=5))
+    await register(make_client(tmp_path / "bob", social.port), "bob")  # publishes 40 OPKs
+    opks = _one_time_prekeys(social.store, "bob")
+    assert opks == 40
+    mallory = (await raw_register(social.port, "mallory"))["token"]
+    async with raw(social.port) as c:
+        await c.request("auth", token=mallory)
+        for bad in ([0] * 500, [0, 0], [True], [-1], [2**32], [2**63], [1.0], [0.0], ["0"], 0):
+            await _refused(c, api.BAD_REQUEST, "fetch_bundles", account="bob", device_ids=bad)
+        assert _one_time_prekeys(social.store, "bob") == opks  # nothing handed out
+        for _ in range(5):
+            (bundle,) = (await c.request("fetch_bundles", account="bob",
+                                         device_ids=[0]))["bundles"]
+            assert bundle[0] == 0 and bundle[5] is not None
+        await _refused(c, api.RATE_LIMITED, "fetch_bundles", account="bob", device_ids=[0])
+        await _refused(c, api.RATE_LIMITED, "fetch_bundles", account="bob")
+    async with raw(social.port) as c:  # the limit is the account's, not the connection's
+        await c.request("auth", token=mallory)
+        await _refused(c, api.RATE_LIMITED, "fetch_bundles", account="bob")
+    assert _one_time_prekeys(social.store, "bob") == opks - 5
+    carol = (await raw_register(social.port, "carol"))["token"]
+    async with raw(social.port) as c:  # another account has its own bucket
+        await c.request("auth", token=carol)
+        assert len((await c.request("fetch_bundles", account="bob"))["bundles"]) == 1
+
+
+async def test_fetch_bundles_that_fails_hands_out_nothing(nursery, tmp_path: Path) -> None:
+    social = await start_social(nursery, tmp_path / "social.db")
+    bob = make_client(tmp_path / "bob", social.port)
+    await register(bob, "bob")
+    bob1 = (await raw_register(social.port, "bob1"))["token"]
+    async with raw(social.port) as c:  # an account whose second device has no signed prekey
+        await c.request("auth", token=bob1)
+    async with raw(social.port) as c:
+        response = await c.request("login", account="bob", password="correct horse battery "
+                                   "staple")
+        await c.request("publish_prekeys", identity_key=b"\x07" * 32)
+        assert response["device_id"] == 1
+    opks = _one_time_prekeys(social.store, "bob")
+    async with raw(social.port) as c:
+        await c.request("auth", token=bob1)
+        await _refused(c, api.NO_PREKEYS, "fetch_bundles", account="bob")
+        await _refused(c, api.NO_PREKEYS, "fetch_bundles", account="bob", device_ids=[0, 1])
+        assert len((await c.request("fetch_bundles", account="bob",
+                                    device_ids=[0]))["bundles"]) == 1
+    assert _one_time_prekeys(social.store, "bob") == opks - 1
+
+
+async def test_integers_sqlite_cannot_take_are_bad_requests(
+        nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    social = await start_social(nursery, tmp_path / "social.db")
+    alice = (await raw_register(social.port, "alice"))["token"]
+    await raw_register(social.port, "bob")
+    async with raw(social.port) as c:
+        await c.request("auth", token=alice)
+        message = (await c.request("send", conversation="bob", text="hi"))["message"]
+        for bad in (2**63, 2**64 - 1, -2**63, -1, 0, True, 1.5, "1", None):
+            await _refused(c, api.BAD_REQUEST, "ack", seq=bad)
+            await _refused(c, api.BAD_REQUEST, "pin", message=bad)
+            await _refused(c, api.BAD_REQUEST, "history", conversation="bob", limit=bad)
+            await _refused(c, api.BAD_REQUEST, "search", text="hi", limit=bad)
+            if bad is not None:  # no 'before' is the newest page
+                await _refused(c, api.BAD_REQUEST, "history", conversation="bob", before=bad)
+        await c.request("ack", seq=2**63 - 1)  # the largest seq: the cursor stops at the log
+        await c.request("ping")  # the connection is still open
+        assert (await c.request("history", conversation="bob"))["messages"][0]["id"] == message
+    assert "internal error" not in caplog.text
+
+
+async def test_search_takes_any_text(nursery, tmp_path: Path,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    social = await start_social(nursery, tmp_path / "social.db")
+    alice = (await raw_register(social.port, "alice"))["token"]
+    await raw_register(social.port, "bob")
+    async with raw(social.port) as c:
+        await c.request("auth", token=alice)
+        sent = (await c.request("send", conversation="bob",
+                                text='say "NEAR" OR * to me'))["message"]
+        for bad in ("\x00", "a\x00b", "say\x00"):
+            await _refused(c, api.BAD_REQUEST, "search", text=bad)
+        # FTS5 operators are plain words: NEAR(...) would match, OR would match either word.
+        for text, found in (('"near"', [sent]), ("NEAR(say me)", []), ("*", []),
+                            ("say OR", [sent]), ("say OR dinner", []), ("-say", [sent]),
+                            ("^say", [sent]), ('"', []), ("{say}: me", [sent]), ("\x01", [])):
+            messages = (await c.request("search", text=text))["messages"]
+            assert [m["id"] for m in messages] == found, text
+        await c.request("ping")
+    assert "internal error" not in caplog.text
+
+
+async def test_a_query_the_index_refuses_is_a_bad_request(nursery, tmp_path: Path) -> None:
+    social = await start_social(nursery, tmp_path / "social.db")
+    alice = (await raw_register(social.port, "alice"))["token"]
+
+    def refuse(account: str, query: str, limit: int) -> list[Any]:
+        raise sqlite3.OperationalError("fts5: syntax error")
+
+    social.store.search = refuse  # type: ignore[method-assign]
+    async with raw(social.port) as c:
+        await c.request("auth", token=alice)
+        await _refused(c, api.BAD_REQUEST, "search", text="anything")
+        await c.request("ping")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(min_size=1, max_size=60))
+def test_the_store_searches_any_text(text: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteSocialStore(Path(folder) / "social.db")
+        try:
+            store.create_account("alice", b"hash", 0.0)
+            store.create_account("bob", b"hash", 0.0)
+            conversation = store.direct("alice", "bob", create=True)
+            assert conversation.id is not None
+            store.add_message(conversation.id, "alice", 0, 1, "plain words here", [])
+            found = store.search("alice", text, 10)  # never raises, whatever the text
+            assert all(m.text == "plain words here" for m in found)
+            assert "\x00" not in fts_query(text)
+        finally:
+            store.close()
+
+
+async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_clock) -> None:
+    assert SocialConfig().frame_timeout == 30.0
+    social = await start_social(nursery, tmp_path / "social.db", _config(frame_timeout=10))
+    stream = await trio.open_tcp_stream("127.0.0.1", social.port)
+    await stream.send_all(struct.pack(">I", 100) + b"\x81")  # a frame that never completes
+    decoder = FrameDecoder()
+    frames = []
+    start = trio.current_time()
+    while chunk := await stream.receive_some(65536):
+        decoder.feed(chunk)
+        while (frame := decoder.next_frame()) is not None:
+            frames.append(frame)
+    assert frames[-1]["error"]["message"] == "a frame did not complete in time"
+    assert 10 <= trio.current_time() - start < 30  # the frame timeout, not the login timeout
