@@ -234,8 +234,10 @@ async def _open_idle(port: int, account: Account, count: int,
             signature = dik.sign(api.auth_message(nonce, account.name, 0))
             await stream.send_all(encode_frame({"id": 1, "type": "auth", "account": account.name,
                                                 "device_id": 0, "signature": signature}))
-            while (await _read_frame(stream, decoder)).get("id") != 1:
+            while (answer := await _read_frame(stream, decoder)).get("id") != 1:
                 pass
+            if answer.get("ok") is not True:  # an idle connection must really be authenticated
+                raise RuntimeError(f"authentication refused: {answer.get('error')}")
             streams.append(stream)
 
     with trio.fail_after(SETUP_TIMEOUT):

@@ -95,9 +95,13 @@ async def _serve(kind: str, db: str) -> None:
             from server.relay_main import serve
             from server.relay_store import SqliteRelayStore
 
-            # The per-connection rate limit (200 requests/s) would cap a closed-loop sender
-            # below what the relay can do; everything else is the deployed configuration.
-            config = RelayConfig(requests_per_second=1e9, request_burst=10**9)
+            # The request-rate limits (200/s per connection, 400/s per account) would cap a
+            # closed-loop sender below what the relay can do, and the memory figure opens
+            # thousands of connections for one device; everything else (storage with
+            # synchronous=FULL, checks, group commit) is the deployed configuration.
+            config = RelayConfig(requests_per_second=1e9, request_burst=10**9,
+                                 account_requests_per_second=1e9, account_request_burst=10**9,
+                                 connections_per_account=10**9)
             relay = Relay(SqliteRelayStore(db), config)
             listeners = await nursery.start(serve, relay, HOST, 0)
         port = listeners[0].socket.getsockname()[1]
