@@ -13,7 +13,7 @@ import math
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import trio
@@ -22,15 +22,13 @@ from e2e_proto.capabilities import PRIVATE, SOCIAL, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
 from .cli_common import (
-    BACKOFF_MAX,
-    BACKOFF_START,
     PROG,
     chat_lines,
     first_leaf,
+    reconnecting,
     tls_from_args,
     user_error_exit,
 )
-from .connection import ConnectionLost
 from .private import ClientError, PrivateClient, PrivateSession, Received
 from .state import ClientState
 
@@ -175,24 +173,6 @@ def _printer(as_json: bool) -> Callable[[Received], None]:
     return show
 
 
-async def _reconnecting(client: PrivateClient, wait: float,
-                        work: Callable[[PrivateSession], Awaitable[None]]) -> None:
-    """Run ``work`` on a session for ``wait`` seconds, reconnecting with backoff on loss."""
-    delay = BACKOFF_START
-    with trio.move_on_after(wait):
-        while True:
-            try:
-                async with client.session() as session:
-                    delay = BACKOFF_START
-                    await work(session)
-                    return
-            except* ConnectionLost as group:
-                print(f"{PROG}: {first_leaf(group)}; reconnecting in {delay:g}s",
-                      file=sys.stderr, flush=True)
-            await trio.sleep(delay)  # backoff between reconnection attempts
-            delay = min(delay * 2, BACKOFF_MAX)
-
-
 async def _run(args: argparse.Namespace, state: ClientState) -> int:
     client = PrivateClient(state, *args.relay, tls=tls_from_args(args))
     command = args.command
@@ -224,7 +204,7 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
             async with client.session() as session:
                 await session.receive(show)
         else:
-            await _reconnecting(client, args.wait, lambda s: s.receive(show, math.inf))
+            await reconnecting(client.session, args.wait, lambda s: s.receive(show, math.inf))
         return 0
     if command == "verify":
         async with client.session() as session:
@@ -306,7 +286,7 @@ async def _chat(client: PrivateClient, name: str) -> int:
         await session.device_list(name)
         await chat_lines(session, name, show)
 
-    await _reconnecting(client, math.inf, session_work)
+    await reconnecting(client.session, math.inf, session_work)
     return 0
 
 

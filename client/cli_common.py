@@ -10,7 +10,8 @@ import math
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -82,3 +83,28 @@ async def chat_lines(session: ChatSession, name: str,
                 return
             if line.strip():
                 await session.send_text(name, line.rstrip("\n"))
+
+
+SessionT = TypeVar("SessionT")
+
+
+async def reconnecting(open_session: Callable[[], AbstractAsyncContextManager[SessionT]],
+                       wait: float, work: Callable[[SessionT], Awaitable[None]]) -> None:
+    """Run ``work`` on a session for ``wait`` seconds, reconnecting with backoff on loss.
+
+    A lost connection may arrive bare or inside an exception group (from a nursery, as in
+    ``chat``); either way it means reconnecting.
+    """
+    delay = BACKOFF_START
+    with trio.move_on_after(wait):
+        while True:
+            try:
+                async with open_session() as session:
+                    delay = BACKOFF_START
+                    await work(session)
+                    return
+            except* ConnectionLost as group:
+                print(f"{PROG}: {first_leaf(group)}; reconnecting in {delay:g}s",
+                      file=sys.stderr, flush=True)
+            await trio.sleep(delay)  # backoff between reconnection attempts
+            delay = min(delay * 2, BACKOFF_MAX)

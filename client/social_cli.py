@@ -14,22 +14,19 @@ import json
 import math
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import trio
 
 from e2e_proto.social_api import parse_message_id
 
 from .cli_common import (
-    BACKOFF_MAX,
-    BACKOFF_START,
     PROG,
     chat_lines,
-    first_leaf,
+    reconnecting,
     tls_from_args,
     user_error_exit,
 )
-from .connection import ConnectionLost
 from .private import ClientError
 from .social import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
 
@@ -106,28 +103,6 @@ def _message_id(text: str) -> int:
         raise ClientError(str(exc)) from None
 
 
-async def _reconnecting(client: SocialClient, wait: float,
-                        work: Callable[[SocialSession], Awaitable[None]]) -> None:
-    """Run ``work`` on a session for ``wait`` seconds, reconnecting with backoff on loss.
-
-    A lost connection may arrive bare or inside an exception group (from a nursery, as in
-    ``chat``); either way it means reconnecting.
-    """
-    delay = BACKOFF_START
-    with trio.move_on_after(wait):
-        while True:
-            try:
-                async with client.session() as session:
-                    delay = BACKOFF_START
-                    await work(session)
-                    return
-            except* ConnectionLost as group:
-                print(f"{PROG}: {first_leaf(group)}; reconnecting in {delay:g}s",
-                      file=sys.stderr, flush=True)
-            await trio.sleep(delay)  # backoff between reconnection attempts
-            delay = min(delay * 2, BACKOFF_MAX)
-
-
 async def _run(args: argparse.Namespace, client: SocialClient) -> int:
     command = args.command
     state = client.state
@@ -155,7 +130,7 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
             async with client.session() as session:
                 await session.receive(show)
         else:
-            await _reconnecting(client, args.wait, lambda s: s.receive(show, math.inf))
+            await reconnecting(client.session, args.wait, lambda s: s.receive(show, math.inf))
         return 0
     if command == "chat":
         return await _chat(client, args.name)
@@ -218,7 +193,7 @@ async def _chat(client: SocialClient, name: str) -> int:
         await session.conversation(name)
         await chat_lines(session, name, show)
 
-    await _reconnecting(client, math.inf, session_work)
+    await reconnecting(client.session, math.inf, session_work)
     return 0
 
 

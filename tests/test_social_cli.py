@@ -16,7 +16,7 @@ import pytest
 import trio
 import trustme
 
-from client import social_cli
+from client import cli_common
 from client.cli import main
 from client.connection import ConnectionLost
 from client.social import SocialSession
@@ -162,6 +162,6 @@ async def test_reconnecting_catches_a_lost_connection_inside_a_group(
         if len(calls) == 1:  # as a nursery (chat's) raises it
             raise ExceptionGroup("chat", [ConnectionLost("the connection broke")])
 
-    await social_cli._reconnecting(client, 30, work)
+    await cli_common.reconnecting(client.session, 30, work)
     assert len(calls) == 2
     assert "the connection broke; reconnecting in" in capsys.readouterr().err
