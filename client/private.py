@@ -498,7 +498,10 @@ class PrivateSession:
             targets = await self._targets(to, refresh=attempt > 0)
             await self._ensure_sessions(targets)
             cipher = self.cipher
-            envelopes = [cipher.encrypt(address, plaintext).encode() for address in targets]
+            # Every advanced sending chain is on disk before anything leaves, in one commit
+            # (one fsync) for all devices: a key is never handed out twice after a crash.
+            with self.state.protocol.transaction():
+                envelopes = [cipher.encrypt(address, plaintext).encode() for address in targets]
             try:
                 await self.connection.request("send", to=to, envelopes=envelopes)
                 return

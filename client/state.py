@@ -54,6 +54,7 @@ class ClientState:
         self.protocol = SqliteProtocolStore(self.home / STATE_FILE, passphrase, cost)
         self.db = self.protocol.connection
         self.db.executescript(_SCHEMA)
+        self._contacts: dict[str, tuple[Ed25519PublicKey, SignedDeviceList]] = {}
 
     def close(self) -> None:
         """Close the database."""
@@ -129,13 +130,21 @@ class ClientState:
     # -- contacts -----------------------------------------------------------------------------
 
     def contact(self, account: str) -> tuple[Ed25519PublicKey, SignedDeviceList] | None:
-        """A contact's account key and last verified device list."""
+        """A contact's account key and last verified device list.
+
+        Verified once when read from disk and then kept: every send reads two of them, and an
+        Ed25519 verification costs more than the message's own encryption.
+        """
+        cached = self._contacts.get(account)
+        if cached is not None:
+            return cached
         row = self.db.execute("SELECT account_key, list_body, list_signature FROM contacts "
                               "WHERE account = ?", (account,)).fetchone()
         if row is None:
             return None
         key = Ed25519PublicKey(row[0])
-        return key, SignedDeviceList.verify(key, row[1], row[2])
+        entry = self._contacts[account] = (key, SignedDeviceList.verify(key, row[1], row[2]))
+        return entry
 
     def save_contact(self, account: str, key: Ed25519PublicKey, signed: SignedDeviceList,
                      key_changed: bool) -> None:
@@ -146,6 +155,7 @@ class ClientState:
             "list_signature = excluded.list_signature, "
             "key_changed = MAX(key_changed, excluded.key_changed)",
             (account, key.raw, signed.body, signed.signature, int(key_changed)))
+        self._contacts[account] = (key, signed)
 
     def key_changed(self, account: str) -> bool:
         """Whether the contact's account key changed and the user has not accepted it yet."""
