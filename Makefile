@@ -34,12 +34,13 @@ clean:
 # Issue 7's long runs; CI runs the bounded versions inside `make test`.
 fuzz: $(STAMP)
 	E2E_FUZZ_EXAMPLES=5000 $(BIN)/pytest tests/test_fuzz_relay.py tests/test_wire.py  \
-		--hypothesis-seed=0
+		tests/test_social_fuzz.py --hypothesis-seed=0
 
 faults: $(STAMP)
 	E2E_FAULT_KILLS=10 E2E_FAULT_MESSAGES=40 $(BIN)/pytest tests/test_faults.py \
 		tests/test_relay_kill.py tests/test_relay_limits.py \
-		tests/test_private_e2e.py -k "kill or fault or killed or restart"
+		tests/test_private_e2e.py tests/test_social_faults.py \
+		-k "kill or fault or killed or restart"
 
 load: $(STAMP)
 	$(BIN)/python -m tests.load --clients 200 --seconds 60

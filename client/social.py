@@ -239,7 +239,13 @@ class SocialClient(ServerClient[SocialState]):
         """A connection authenticated with this device's token, its prekeys published."""
         async with self.connect() as session:
             await session.authenticate()
-            await session.ensure_prekeys()
+            try:
+                await session.ensure_prekeys()
+            except SocialError as exc:
+                if exc.code != api.UNAVAILABLE:
+                    raise
+                # The server cannot write now (disk full, read-only): reading and receiving
+                # still work, and the keys are published on the next connection.
             yield session
 
 

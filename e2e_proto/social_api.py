@@ -34,6 +34,7 @@ NOT_SECRET = "not_secret"  # envelopes sent to a plaintext conversation
 DEVICE_MISMATCH = "device_mismatch"
 NO_PREKEYS = "no_prekeys"
 KEY_CHANGED = "key_changed"
+UNAVAILABLE = "unavailable"  # the server cannot read or write its storage now
 
 MAX_TEXT_BYTES = 16 * 1024
 """Largest message text, in UTF-8 bytes."""

@@ -49,6 +49,7 @@ from .social_store import (
     NameTakenError,
     NoPrekeysError,
     SocialStore,
+    StoreUnavailableError,
 )
 
 log = logging.getLogger("e2e.social")
@@ -205,6 +206,15 @@ class _Connection(FrameConnection):
 
     def _quote_kind(self, kind: object) -> str:
         return repr(str(kind)[:40])
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        try:
+            await super()._handle(frame)
+        except StoreUnavailableError as exc:  # disk full, read-only, ...: refuse, keep serving
+            log.error("request %s from %s failed in storage: %s", self._log_kind(frame.get("type")),
+                      self.address or self.peer, exc)
+            await self._error(frame.get("id"), api.UNAVAILABLE, "the social server cannot store "
+                              "or read data right now; nothing was stored; try again later")
 
     async def _dispatch(self, kind: object, frame: dict[str, Any]) -> dict[str, Any]:
         if self.address is not None and self.server.clock() >= self.expires:

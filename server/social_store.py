@@ -15,17 +15,21 @@ envelope per recipient device and never indexed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, ParamSpec, Protocol, TypeVar
 
 from e2e_proto.sqlite_store import open_private_database
 
 DIRECT = "direct"
 GROUP = "group"
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class NameTakenError(Exception):
@@ -34,6 +38,30 @@ class NameTakenError(Exception):
 
 class KeyChangedError(Exception):
     """A device tried to publish an identity key other than the one it published first."""
+
+
+class StoreUnavailableError(Exception):
+    """The storage cannot be read or written now (disk full, read-only, locked, corrupt)."""
+
+
+def _storage(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn a database failure inside ``method`` into :class:`StoreUnavailableError`.
+
+    As on the relay (``server/relay_store.py``): the server answers ``unavailable`` and keeps
+    the connection, instead of dropping it as an internal error. Integrity errors are bugs and
+    pass through.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            raise StoreUnavailableError(str(exc)) from exc
+
+    return wrapper
 
 
 class NoPrekeysError(Exception):
@@ -326,10 +354,13 @@ class SqliteSocialStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk): a second ROLLBACK would hide
+            # the cause. A failed COMMIT must not leave the transaction open either.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def _log(self, db: sqlite3.Connection, conversation: int, kind: str, message: int | None,
              account: str, device_id: int, ts: int, emoji: str | None = None) -> None:
@@ -339,6 +370,7 @@ class SqliteSocialStore:
 
     # -- accounts and devices -----------------------------------------------------------------
 
+    @_storage
     def create_account(self, name: str, password_hash: bytes, now: float) -> None:
         """Create an account; :class:`NameTakenError` when an account or group has the name."""
         with self._transaction() as db:
@@ -349,17 +381,20 @@ class SqliteSocialStore:
             db.execute("INSERT INTO accounts (name, password_hash, created) VALUES (?, ?, ?)",
                        (name, password_hash, now))
 
+    @_storage
     def password_hash(self, name: str) -> bytes | None:
         """The stored Argon2id hash of ``name``'s password, None for an unknown account."""
         row = self._db.execute("SELECT password_hash FROM accounts WHERE name = ?",
                                (name,)).fetchone()
         return None if row is None else row[0]
 
+    @_storage
     def account_exists(self, name: str) -> bool:
         """Whether an account named ``name`` exists."""
         return self._db.execute("SELECT 1 FROM accounts WHERE name = ?",
                                 (name,)).fetchone() is not None
 
+    @_storage
     def add_device(self, account: str, token_hash: bytes, expires: float) -> int:
         """A new device of ``account`` with this token; its cursor starts at the log's end."""
         with self._transaction() as db:
@@ -372,18 +407,21 @@ class SqliteSocialStore:
                        "VALUES (?, ?, ?, ?, ?)", (account, device_id, token_hash, expires, end))
         return int(device_id)
 
+    @_storage
     def device_by_token(self, token_hash: bytes) -> Device | None:
         """The device logged in with this token (hash), expired or not."""
         row = self._db.execute("SELECT account, device, expires FROM devices "
                                "WHERE token_hash = ?", (token_hash,)).fetchone()
         return None if row is None else Device(*row)
 
+    @_storage
     def devices(self, account: str) -> list[DeviceKeys]:
         """Every logged-in device of ``account`` and the identity key it published."""
         return [DeviceKeys(*row) for row in self._db.execute(
             "SELECT device, identity_key FROM devices WHERE account = ? ORDER BY device",
             (account,))]
 
+    @_storage
     def publish_prekeys(self, account: str, device_id: int, identity_key: bytes,
                         signed_prekey: tuple[int, bytes, bytes] | None,
                         one_time_prekeys: Sequence[tuple[int, bytes]]) -> int:
@@ -405,6 +443,7 @@ class SqliteSocialStore:
                                   "AND device = ?", (account, device_id)).fetchone()
         return int(count)
 
+    @_storage
     def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
         """The devices' bundles, each one-time prekey handed out (deleted) once.
 
@@ -438,6 +477,7 @@ class SqliteSocialStore:
             (conversation_id,)))
         return Conversation(conversation_id, kind, name, members, bool(secret))
 
+    @_storage
     def direct(self, a: str, b: str, create: bool) -> Conversation:
         """The one-to-one conversation of ``a`` and ``b`` (made when ``create``)."""
         pair = "\n".join(sorted((a, b)))
@@ -454,18 +494,21 @@ class SqliteSocialStore:
         assert found is not None
         return found
 
+    @_storage
     def group(self, name: str) -> Conversation | None:
         """The group named ``name``."""
         return self._conversation(self._db.execute(
             "SELECT id, kind, name, secret FROM conversations WHERE name = ?",
             (name,)).fetchone())
 
+    @_storage
     def conversation(self, conversation_id: int) -> Conversation | None:
         """A conversation by id."""
         return self._conversation(self._db.execute(
             "SELECT id, kind, name, secret FROM conversations WHERE id = ?",
             (conversation_id,)).fetchone())
 
+    @_storage
     def create_group(self, name: str, members: Sequence[str], creator: str, device_id: int,
                      ts: int) -> Conversation:
         """A new group; :class:`NameTakenError` when an account or group has the name."""
@@ -485,6 +528,7 @@ class SqliteSocialStore:
         assert found is not None
         return found
 
+    @_storage
     def add_members(self, conversation_id: int, members: Sequence[str], account: str,
                     device_id: int, ts: int) -> Conversation:
         """Add members to a group."""
@@ -496,6 +540,7 @@ class SqliteSocialStore:
         assert found is not None
         return found
 
+    @_storage
     def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
         """Switch a conversation to end-to-end encrypted mode, for good."""
         with self._transaction() as db:
@@ -504,6 +549,7 @@ class SqliteSocialStore:
 
     # -- messages -----------------------------------------------------------------------------
 
+    @_storage
     def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
                     text: str | None, envelopes: Sequence[tuple[str, int, bytes]]) -> int:
         """Store a message (plaintext ``text`` or per-device ``envelopes``); its id.
@@ -526,12 +572,14 @@ class SqliteSocialStore:
             self._log(db, conversation_id, "message", message_id, sender, device_id, ts)
         return message_id
 
+    @_storage
     def message(self, message_id: int) -> Message | None:
         """A message by id."""
         row = self._db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?",
                                (message_id,)).fetchone()
         return None if row is None else _message(row)
 
+    @_storage
     def set_reaction(self, message: Message, account: str, device_id: int,
                      emoji: str | None, ts: int) -> bool:
         """Set (or with None remove) ``account``'s reaction; False when nothing changed."""
@@ -550,6 +598,7 @@ class SqliteSocialStore:
                       emoji)
         return True
 
+    @_storage
     def set_pinned(self, message: Message, account: str, device_id: int, pinned: bool,
                    ts: int) -> bool:
         """Pin or unpin a message; False when it already was so."""
@@ -567,6 +616,7 @@ class SqliteSocialStore:
                       account, device_id, ts)
         return True
 
+    @_storage
     def pins(self, conversation_id: int) -> list[Message]:
         """Pinned messages of a conversation, oldest message first."""
         return [_message(row) for row in self._db.execute(
@@ -574,6 +624,7 @@ class SqliteSocialStore:
             "FROM pins p JOIN messages m ON m.id = p.message "
             "WHERE p.conversation = ? ORDER BY m.id", (conversation_id,))]
 
+    @_storage
     def history(self, conversation_id: int, before: int | None, limit: int) -> list[Message]:
         """Up to ``limit`` messages before id ``before`` (or the newest), oldest first."""
         rows = self._db.execute(
@@ -582,6 +633,7 @@ class SqliteSocialStore:
             (conversation_id, before if before is not None else 2**63 - 1, limit)).fetchall()
         return [_message(row) for row in reversed(rows)]
 
+    @_storage
     def reactions(self, message_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
         """``[(account, emoji), ...]`` per message id."""
         found: dict[int, list[tuple[str, str]]] = {}
@@ -591,13 +643,18 @@ class SqliteSocialStore:
                 (message_id,))]
         return found
 
+    @_storage
     def pinned(self, message_ids: Sequence[int]) -> set[int]:
         """Which of these messages are pinned."""
         return {m for m in message_ids if self._db.execute(
             "SELECT 1 FROM pins WHERE message = ?", (m,)).fetchone()}
 
     def search(self, account: str, query: str, limit: int) -> list[Message]:
-        """Plaintext messages of ``account``'s conversations matching every word, newest first."""
+        """Plaintext messages of ``account``'s conversations matching every word, newest first.
+
+        Not wrapped in :func:`_storage`: an ``sqlite3.Error`` here is FTS5 refusing the query
+        text, which the server answers with ``bad_request``.
+        """
         match = fts_query(query)
         if not match:
             return []
@@ -611,6 +668,7 @@ class SqliteSocialStore:
 
     # -- delivery -----------------------------------------------------------------------------
 
+    @_storage
     def events(self, account: str, device_id: int, after: int, limit: int) -> list[Event]:
         """Events of ``account``'s conversations after ``after``, in order."""
         rows = self._db.execute(
@@ -625,12 +683,14 @@ class SqliteSocialStore:
             (account, account, device_id, after, limit)).fetchall()
         return [Event(*row[:9], bool(row[9]), row[10]) for row in rows]
 
+    @_storage
     def cursor(self, account: str, device_id: int) -> int:
         """The last event the device acknowledged."""
         row = self._db.execute("SELECT cursor FROM devices WHERE account = ? AND device = ?",
                                (account, device_id)).fetchone()
         return 0 if row is None else int(row[0])
 
+    @_storage
     def acknowledge(self, account: str, device_id: int, seq: int) -> None:
         """Move the device's cursor forward to ``seq`` (never back, never past the log)."""
         self._db.execute(
