@@ -386,27 +386,31 @@ class SocialSession:
 
     # -- sending ------------------------------------------------------------------------------
 
-    async def send_text(self, name: str, text: str) -> int:
+    async def send_text(self, name: str, text: str, client_id: bytes | None = None) -> int:
         """Send ``text`` to the account or group ``name``; the server's message id.
 
         In a secret conversation the text is encrypted for every other device of both members
         and the server gets only envelopes. A conversation this device once learned is secret
         stays secret here, whatever the server answers later: its text is never sent in the
-        clear.
+        clear. Resending after a lost answer with the same ``client_id`` (16 bytes; random when
+        not given) cannot store the message twice.
         """
         check_text(text)
+        client_id = client_id or self.client.random(api.CLIENT_ID_SIZE)
         info = await self.conversation(name)
         if self.state.is_secret(name):
             assert self.address is not None
-            return await self._send_secret(name, sorted({self.address.account, name}), text)
+            return await self._send_secret(name, sorted({self.address.account, name}), text,
+                                           client_id)
         if info.get("secret"):
-            return await self._send_secret(name, info["members"], text)
-        response = await self.request("send", conversation=name, text=text)
+            return await self._send_secret(name, info["members"], text, client_id)
+        response = await self.request("send", conversation=name, text=text, client_id=client_id)
         message_id = int(response["message"])
         self.state.remember_message(message_id, name)
         return message_id
 
-    async def _send_secret(self, name: str, members: list[str], text: str) -> int:
+    async def _send_secret(self, name: str, members: list[str], text: str,
+                           client_id: bytes) -> int:
         assert self.address is not None
         me = self.address
         payload = Payload.new("text", int(self.client.clock() * 1000), self.client.random,
@@ -417,7 +421,8 @@ class SocialSession:
             envelopes = [cipher.encrypt(target, payload).encode() for target in targets]
             try:
                 response = await self.connection.request("send", conversation=name,
-                                                         envelopes=envelopes)
+                                                         envelopes=envelopes,
+                                                         client_id=client_id)
             except ServerError as exc:
                 if exc.code == api.DEVICE_MISMATCH and attempt == 0:
                     for account, device_id in exc.details.get("stale", []):

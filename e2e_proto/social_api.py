@@ -11,6 +11,9 @@ import emoji
 
 from .capabilities import CAPABILITIES, SOCIAL
 
+CLIENT_ID_SIZE = 16
+"""A send's optional idempotency key: a resend with the same key is not a new message."""
+
 # Error codes (``error.code``); each has one meaning a client can act on.
 BAD_REQUEST = "bad_request"
 UNSUPPORTED = "unsupported"

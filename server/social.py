@@ -446,12 +446,20 @@ class _Connection(FrameConnection):
                                    limit=self.server.config.max_text_bytes)
             if "\x00" in text:
                 raise RequestError(api.BAD_REQUEST, "text may not contain NUL characters")
+        client_id = frame.get("client_id")
+        if client_id is not None and (type(client_id) is not bytes
+                                      or len(client_id) != api.CLIENT_ID_SIZE):
+            raise RequestError(api.BAD_REQUEST, f"client_id must be {api.CLIENT_ID_SIZE} bytes")
         if conversation.id is None:
             conversation = self._resolve(_name_field(frame, "conversation"), create=True)
         assert conversation.id is not None
         ts = self.server.now_ms()
         message_id = self.store.add_message(conversation.id, me.account, me.device_id, ts,
-                                            None if conversation.secret else text, envelopes)
+                                            None if conversation.secret else text, envelopes,
+                                            client_id)
+        stored = self.store.message(message_id)
+        if stored is not None:
+            ts = stored.ts  # a resend (same client_id) answers with the first send's message
         self.server.wake(conversation.members)
         return {"message": message_id, "ts": ts,
                 "conversation": conversation.title_for(me.account)}

@@ -224,8 +224,13 @@ class SocialStore(Protocol):
         ...
 
     def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
-                    text: str | None, envelopes: Sequence[tuple[str, int, bytes]]) -> int:
-        """Store a message (plaintext ``text`` or per-device ``envelopes``); its id."""
+                    text: str | None, envelopes: Sequence[tuple[str, int, bytes]],
+                    client_id: bytes | None = None) -> int:
+        """Store a message (plaintext ``text`` or per-device ``envelopes``); its id.
+
+        A ``client_id`` the sender used before returns that message's id and stores nothing:
+        a resend after a lost answer is not a second message.
+        """
         ...
 
     def message(self, message_id: int) -> Message | None:
@@ -297,8 +302,10 @@ CREATE INDEX IF NOT EXISTS members_by_account ON members (account, conversation)
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT, conversation INTEGER NOT NULL,
     sender TEXT NOT NULL, device INTEGER NOT NULL, ts INTEGER NOT NULL, text TEXT,
-    secret INTEGER NOT NULL);
+    secret INTEGER NOT NULL, client_id BLOB);
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation, id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id ON messages (sender, client_id)
+    WHERE client_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS envelopes (
     message INTEGER NOT NULL, account TEXT NOT NULL, device INTEGER NOT NULL,
     envelope BLOB NOT NULL, PRIMARY KEY (message, account, device));
@@ -551,17 +558,24 @@ class SqliteSocialStore:
 
     @_storage
     def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
-                    text: str | None, envelopes: Sequence[tuple[str, int, bytes]]) -> int:
+                    text: str | None, envelopes: Sequence[tuple[str, int, bytes]],
+                    client_id: bytes | None = None) -> int:
         """Store a message (plaintext ``text`` or per-device ``envelopes``); its id.
 
-        Only plaintext goes into the search index.
+        Only plaintext goes into the search index. A ``client_id`` seen before from the same
+        sender returns the earlier message's id and stores nothing.
         """
         secret = text is None
         with self._transaction() as db:
+            if client_id is not None:
+                row = db.execute("SELECT id FROM messages WHERE sender = ? AND client_id = ?",
+                                 (sender, client_id)).fetchone()
+                if row is not None:
+                    return int(row[0])
             cursor = db.execute(
-                "INSERT INTO messages (conversation, sender, device, ts, text, secret) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, sender, device_id, ts, text,
-                                              int(secret)))
+                "INSERT INTO messages (conversation, sender, device, ts, text, secret, "
+                "client_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, sender, device_id, ts, text, int(secret), client_id))
             message_id = cursor.lastrowid
             assert message_id is not None
             if text is not None:

@@ -187,3 +187,19 @@ async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_cloc
             frames.append(frame)
     assert frames[-1]["error"]["message"] == "a frame did not complete in time"
     assert 10 <= trio.current_time() - start < 30  # the frame timeout, not the login timeout
+
+
+async def test_resend_with_the_same_client_id_is_one_message(nursery, tmp_path) -> None:
+    """A send repeated after a lost answer (same client_id) is stored once."""
+    social = await start_social(nursery, tmp_path / "social.db")
+    alice, bob = make_client(tmp_path / "alice", social.port), make_client(
+        tmp_path / "bob", social.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with alice.session() as session:
+        first = await session.send_text("bob", "only once", b"k" * 16)
+        again = await session.send_text("bob", "only once", b"k" * 16)
+        other = await session.send_text("bob", "only once", b"j" * 16)
+        history, _ = await session.history("bob")
+    assert first == again != other
+    assert [m.id for m in history] == [first, other]
