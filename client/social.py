@@ -25,6 +25,7 @@ import trio
 from e2e_proto import relay_api
 from e2e_proto import social_api as api
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
+from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL, require
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
 from e2e_proto.keys import IdentityKeyPair, OneTimePreKey, SignedPreKey, X25519PrivateKey
@@ -58,10 +59,11 @@ CREATE TABLE IF NOT EXISTS received_events (
 class SocialState:
     """What a social device keeps between runs, in ``HOME/social.db`` (mode 0600)."""
 
-    def __init__(self, home: str | os.PathLike[str]) -> None:
+    def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
+                 cost: tuple[int, int] = INTERACTIVE) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.protocol = SqliteProtocolStore(self.home / STATE_FILE)
+        self.protocol = SqliteProtocolStore(self.home / STATE_FILE, passphrase, cost)
         self.db = self.protocol.connection
         self.db.executescript(_SCHEMA)
 
@@ -299,7 +301,7 @@ class SocialSession:
         with self.state.protocol.transaction():
             self.state.set("account", account)
             self.state.set("device_id", device_id)
-            self.state.set("token", response["token"])
+            self.state.set("token", self.state.protocol.seal(response["token"], "token"))
             self.state.set("last_seq", 0)
         self.address = Address(account, device_id)
         await self.ensure_prekeys()
@@ -307,7 +309,8 @@ class SocialSession:
 
     async def authenticate(self) -> None:
         """Log this connection in with the stored session token."""
-        token = self.state.get("token")
+        sealed = self.state.get("token")
+        token = None if sealed is None else self.state.protocol.unseal(sealed, "token")
         if self.state.account is None or token is None:
             raise ClientError("not logged in: run 'e2e-chat --transport social register NAME' "
                               "or 'login NAME' first")

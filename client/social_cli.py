@@ -208,7 +208,7 @@ def _only_leaf(group: BaseExceptionGroup) -> BaseException:
 def run_social(args: argparse.Namespace) -> int:
     """Run one ``e2e-chat --transport social`` command; the process exit code."""
     try:
-        state = SocialState(args.home)
+        state = SocialState(args.home, os.environ.get("E2E_PASSPHRASE") or None)
     except Exception as exc:  # unwritable home, a file that is not a database, ...
         print(f"{PROG}: cannot open {args.home}: {exc}", file=sys.stderr)
         return 1

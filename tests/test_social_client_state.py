@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from client.private import ClientError
-from client.social import SocialClient, SocialEvent
+from client.social import SocialClient, SocialEvent, SocialState
+from e2e_proto.at_rest import MINIMUM, WrongPassphraseError
 from server.social_store import SqliteSocialStore
 from tests.social_harness import (
     drain,
@@ -111,3 +112,22 @@ async def test_an_event_stored_but_not_shown_is_shown_on_the_next_receive(
     async with session_of(alice) as a:
         await a.send_text("bob", "four")
     assert [e.text for e in await drain(bob)] == ["four"]
+
+
+async def test_social_state_sealed_with_a_passphrase(nursery, tmp_path: Path) -> None:
+    """With a passphrase the token and the keys are sealed; the device still logs in."""
+    social = await start_social(nursery, tmp_path / "social.db")
+    home = tmp_path / "alice"
+    client = SocialClient(SocialState(home, "open sesame", MINIMUM), "127.0.0.1", social.port)
+    async with client.connect() as session:
+        await session.register("alice", "a long password")
+    token = client.state.protocol.unseal(client.state.get("token"), "token")
+    client.state.close()
+    stored = b"".join(p.read_bytes() for p in home.glob("social.db*"))
+    assert token not in stored
+    with pytest.raises(WrongPassphraseError):
+        SocialState(home, "wrong", MINIMUM)
+    again = SocialClient(SocialState(home, "open sesame", MINIMUM), "127.0.0.1", social.port)
+    async with again.session() as session:
+        assert session.address is not None and session.address.account == "alice"
+    again.state.close()
