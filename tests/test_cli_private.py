@@ -1,0 +1,67 @@
+"""The e2e-chat CLI as a user runs it: real processes against a relay process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_relay_kill import ROOT, RelayProcess, free_port
+
+
+@pytest.fixture
+def relay(tmp_path: Path):
+    port = free_port()
+    process = RelayProcess(tmp_path / "relay.db", port)
+    yield port
+    process.kill()
+
+
+def chat(port: int, home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", "--home", str(home), "--relay",
+         f"127.0.0.1:{port}", *args], cwd=ROOT, input=stdin, capture_output=True, text=True,
+        timeout=60)
+
+
+def test_register_chat_recv_json_verify(relay: int, tmp_path: Path) -> None:
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    assert chat(relay, alice, "register", "alice").returncode == 0
+    assert chat(relay, bob, "register", "bob").returncode == 0
+    session = chat(relay, alice, "chat", "bob", stdin="hello from chat\nsecond line\n/quit\n")
+    assert session.returncode == 0, session.stderr
+    got = chat(relay, bob, "recv", "--json")
+    lines = [json.loads(line) for line in got.stdout.splitlines()]
+    assert [(m["from"], m["text"]) for m in lines] == [("alice", "hello from chat"),
+                                                     ("alice", "second line")]
+    assert all(len(m["id"]) == 32 and m["device"] == 0 and m["ts"] > 0 for m in lines)
+    numbers = [chat(relay, home, "verify", other).stdout.splitlines()[-1]
+               for home, other in ((alice, "bob"), (bob, "alice"))]
+    assert numbers[0] == numbers[1] and len(numbers[0].split()) == 12
+    assert chat(relay, alice, "whoami").stdout.strip() == "alice (device 0)"
+
+
+@pytest.mark.parametrize("args,message", [
+    (("send", "nobody", "x"), "unknown user 'nobody'"),
+    (("pin", "00"), "not supported on the private transport"),
+    (("history", "bob"), "not supported on the private transport"),
+])
+def test_user_errors_are_one_line(relay: int, tmp_path: Path, args: tuple[str, ...],
+                                  message: str) -> None:
+    home = tmp_path / "alice"
+    chat(relay, home, "register", "alice")
+    done = chat(relay, home, *args)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_not_registered_and_relay_down(tmp_path: Path) -> None:
+    done = chat(free_port(), tmp_path / "nobody", "send", "bob", "x")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "cannot reach" in done.stderr or "not registered" in done.stderr
+    bad = chat(free_port(), tmp_path / "x", "recv", "--wait", "-1")
+    assert bad.returncode == 2 and "expected a number of seconds" in bad.stderr
