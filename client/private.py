@@ -234,6 +234,11 @@ class PrivateSession:
             raise ClientError(f"the device list of {account!r} does not verify: {exc}") from None
         if signed.device_list.account != account:
             raise ClientError(f"the relay sent a device list of another account for {account!r}")
+        highest = self.state.highest_version(account, key)
+        if highest is not None and signed.device_list.version < highest:
+            raise ClientError(f"refused the device list of {account!r}: version "
+                              f"{signed.device_list.version} is older than version {highest} "
+                              "seen under the same account key")
         key_changed = known is not None and known[0] != key
         if key_changed:
             self.notices.append(f"the account key of {account!r} changed: nothing is sent to "
@@ -434,16 +439,19 @@ class PrivateSession:
                 contacts.append([account, known[0].raw, known[1].body, known[1].signature])
         return contacts
 
+    def _proves_link(self, payload: Payload) -> bool:
+        """Whether a device sync carries the primary's proof for the link this device waits on."""
+        if self._pending_link is None or self.address is None:
+            return False
+        proof = payload.fields.get("link_proof")
+        account, account_key, _ = self._pending_link
+        expected = [self.address.device_id, api.link_proof(
+            self._link_secret, account_key.raw, account, self.address.device_id)]
+        return (isinstance(proof, list) and len(proof) == 2 and proof[0] == expected[0]
+                and isinstance(proof[1], bytes) and hmac.compare_digest(proof[1], expected[1]))
+
     def _apply_device_sync(self, payload: Payload) -> None:
         """Take the contacts the primary sent, each verified, never replacing a newer list."""
-        if self._pending_link is not None and self.address is not None:
-            proof = payload.fields.get("link_proof")
-            account, account_key, _ = self._pending_link
-            expected = [self.address.device_id, api.link_proof(
-                self._link_secret, account_key.raw, account, self.address.device_id)]
-            self._link_proven |= (
-                isinstance(proof, list) and len(proof) == 2 and proof[0] == expected[0]
-                and isinstance(proof[1], bytes) and hmac.compare_digest(proof[1], expected[1]))
         contacts = payload.fields.get("contacts")
         for entry in contacts if isinstance(contacts, list) else []:
             try:
@@ -500,7 +508,7 @@ class PrivateSession:
             cipher = self.cipher
             # Every advanced sending chain is on disk before anything leaves, in one commit
             # (one fsync) for all devices: a key is never handed out twice after a crash.
-            with self.state.protocol.transaction():
+            with self.state.transaction():
                 envelopes = [cipher.encrypt(address, plaintext).encode() for address in targets]
             try:
                 await self.connection.request("send", to=to, envelopes=envelopes)
@@ -564,10 +572,12 @@ class PrivateSession:
             sender = envelope.sender
             if envelope.prekey is not None:
                 await self._check_sender_key(sender, envelope.prekey.identity_key)
-            with self.state.protocol.transaction():
+            proven = False
+            with self.state.transaction():
                 payload = Payload.decode(self.cipher.decrypt(envelope))
                 if payload.kind == "device_sync" and sender.account == self.address.account:
                     self._apply_device_sync(payload)
+                    proven = self._proves_link(payload)
                 text = _display_text(payload)
                 peer = payload.fields.get("to") if sender.account == self.address.account else None
                 message = StoredMessage(payload.id, sender.account, sender.device_id,
@@ -578,6 +588,7 @@ class PrivateSession:
                 if self.state.add_message(message, self.client.clock(), seen=is_sync) and (
                         not is_sync):
                     received = _received(message, outgoing=sender.account == self.address.account)
+            self._link_proven |= proven  # only once the sync is committed
         except DuplicateMessageError:
             pass  # decrypted and stored in an earlier run; only the ack was lost
         except (RemoteProtocolError, ClientError, ValueError, TypeError, OverflowError) as exc:

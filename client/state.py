@@ -8,7 +8,9 @@ file, so that a decrypted message and the ratchet step that decrypted it commit 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,9 @@ CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS contacts (
     account TEXT PRIMARY KEY, account_key BLOB NOT NULL, list_body BLOB NOT NULL,
     list_signature BLOB NOT NULL, key_changed INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS seen_lists (
+    account TEXT NOT NULL, account_key BLOB NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (account, account_key));
 CREATE TABLE IF NOT EXISTS messages (
     id BLOB PRIMARY KEY, seen INTEGER NOT NULL, sender TEXT NOT NULL,
     sender_device INTEGER NOT NULL, peer TEXT NOT NULL, ts INTEGER NOT NULL, kind TEXT NOT NULL,
@@ -59,6 +64,16 @@ class ClientState:
     def close(self) -> None:
         """Close the database."""
         self.protocol.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic commit of protocol and client state; on failure memory forgets it too."""
+        try:
+            with self.protocol.transaction():
+                yield
+        except BaseException:
+            self._contacts.clear()
+            raise
 
     # -- settings -----------------------------------------------------------------------------
 
@@ -155,7 +170,21 @@ class ClientState:
             "list_signature = excluded.list_signature, "
             "key_changed = MAX(key_changed, excluded.key_changed)",
             (account, key.raw, signed.body, signed.signature, int(key_changed)))
+        self.db.execute(
+            "INSERT INTO seen_lists VALUES (?, ?, ?) ON CONFLICT (account, account_key) "
+            "DO UPDATE SET version = MAX(version, excluded.version)",
+            (account, key.raw, signed.device_list.version))
         self._contacts[account] = (key, signed)
+
+    def highest_version(self, account: str, key: Ed25519PublicKey) -> int | None:
+        """The newest device-list version seen for ``account`` under ``key``, if any.
+
+        Kept per key, so that a list signed by a key seen before cannot roll back to an older
+        version after an intervening key change.
+        """
+        row = self.db.execute("SELECT version FROM seen_lists WHERE account = ? AND "
+                              "account_key = ?", (account, key.raw)).fetchone()
+        return None if row is None else int(row[0])
 
     def key_changed(self, account: str) -> bool:
         """Whether the contact's account key changed and the user has not accepted it yet."""

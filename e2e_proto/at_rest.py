@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import nacl.pwhash
 
 from . import primitives
-from .constants import KEY_SIZE, NONCE_SIZE
+from .constants import KEY_SIZE, NONCE_SIZE, TAG_SIZE
 from .errors import DecryptionError, LocalProtocolError
 from .primitives import RandomSource, system_random
 
@@ -56,6 +56,8 @@ class AtRestKey:
 
     def open(self, sealed: bytes, place: bytes) -> bytes:
         """Inverse of :meth:`seal`; :class:`WrongPassphraseError` if it does not open."""
+        if type(sealed) is not bytes or len(sealed) < NONCE_SIZE + TAG_SIZE:
+            raise WrongPassphraseError("a stored value is not sealed with this passphrase")
         try:
             return primitives.aead_open(sealed[NONCE_SIZE:], place, sealed[:NONCE_SIZE], self.key)
         except DecryptionError:

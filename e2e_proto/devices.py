@@ -43,6 +43,8 @@ def _check(account: str, version: int, devices: tuple[tuple[int, Ed25519PublicKe
     ids = [device_id for device_id, _ in devices]
     if not all(is_valid_device_id(i) for i in ids) or ids != sorted(set(ids)):
         raise error("device ids must be distinct u32 values in ascending order")
+    if len({key for _, key in devices}) != len(devices):
+        raise error("two devices of a list cannot share an identity key")
     if not ids or ids[0] != PRIMARY_DEVICE_ID:
         raise error("a device list must contain the primary device 0")
     if len(ids) > MAX_DEVICES:

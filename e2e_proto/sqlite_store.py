@@ -52,14 +52,19 @@ def open_private_database(path: str | os.PathLike[str]) -> sqlite3.Connection:
 
 @contextlib.contextmanager
 def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block (or COMMIT) fails.
+
+    SQLite may have rolled back by itself (a full disk): a second ROLLBACK would hide the cause,
+    and a failed COMMIT must not leave the transaction open.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 class SqliteProtocolStore:
@@ -104,9 +109,11 @@ class SqliteProtocolStore:
         return key
 
     def _holds_secrets(self) -> bool:
-        return any(self._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
-                   for table in ("local_identity", "signed_prekeys", "one_time_prekeys",
-                                 "sessions"))
+        """Whether any table of the file (the caller's own included) already holds data."""
+        tables = [row[0] for row in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return any(self._db.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone()
+                   for table in tables if table != "at_rest")
 
     def seal(self, value: bytes, place: str) -> bytes:
         """``value`` as stored: sealed when the store has a passphrase, as is otherwise."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .relay_store import MailboxWrite, RelayStore, StoreUnavailableError
+from .relay_store import MailboxWrite, RelayStore
 
 
 @dataclass(slots=True)
@@ -40,12 +40,14 @@ class GroupCommit:
             with trio.CancelScope(shield=True):
                 await trio.lowlevel.cancel_shielded_checkpoint()  # let this round fill up
                 batch, self._round = self._round, []
+                errors: list[Exception | None]
                 try:
                     errors = self.store.write_mailboxes([w.write for w in batch])
-                except StoreUnavailableError as exc:
+                except Exception as exc:  # nothing was committed: every member fails with it
                     errors = [exc] * len(batch)
-                self.commits += 1
-                self.writes += len(batch)
+                finally:
+                    self.commits += 1
+                    self.writes += len(batch)
                 for member, error in zip(batch, errors, strict=True):
                     member.error = error
                     member.done.set()

@@ -42,6 +42,7 @@ from .connection_base import (
 from .fields import published_prekeys, require
 from .social_store import (
     GROUP,
+    ClientIdReusedError,
     Conversation,
     Event,
     KeyChangedError,
@@ -454,9 +455,13 @@ class _Connection(FrameConnection):
             conversation = self._resolve(_name_field(frame, "conversation"), create=True)
         assert conversation.id is not None
         ts = self.server.now_ms()
-        message_id = self.store.add_message(conversation.id, me.account, me.device_id, ts,
-                                            None if conversation.secret else text, envelopes,
-                                            client_id)
+        try:
+            message_id = self.store.add_message(conversation.id, me.account, me.device_id, ts,
+                                                None if conversation.secret else text,
+                                                envelopes, client_id)
+        except ClientIdReusedError:
+            raise RequestError(api.BAD_REQUEST, "that client_id was used for a message to "
+                               "another conversation") from None
         stored = self.store.message(message_id)
         if stored is not None:
             ts = stored.ts  # a resend (same client_id) answers with the first send's message

@@ -18,18 +18,22 @@ import contextlib
 import functools
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, ParamSpec, Protocol, TypeVar
 
-from e2e_proto.sqlite_store import open_private_database
+from e2e_proto.sqlite_store import immediate_transaction, open_private_database
 
 DIRECT = "direct"
 GROUP = "group"
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class ClientIdReusedError(Exception):
+    """A send repeats a client_id its sender already used in another conversation."""
 
 
 class NameTakenError(Exception):
@@ -304,8 +308,7 @@ CREATE TABLE IF NOT EXISTS messages (
     sender TEXT NOT NULL, device INTEGER NOT NULL, ts INTEGER NOT NULL, text TEXT,
     secret INTEGER NOT NULL, client_id BLOB);
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation, id);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id ON messages (sender, client_id)
-    WHERE client_id IS NOT NULL;
+
 CREATE TABLE IF NOT EXISTS envelopes (
     message INTEGER NOT NULL, account TEXT NOT NULL, device INTEGER NOT NULL,
     envelope BLOB NOT NULL, PRIMARY KEY (message, account, device));
@@ -347,27 +350,26 @@ class SqliteSocialStore:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
+        self._migrate()
         for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
             if side.exists():
                 os.chmod(side, 0o600)
 
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier version up to this schema."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        if "client_id" not in columns:  # added with send's idempotency key
+            self._db.execute("ALTER TABLE messages ADD COLUMN client_id BLOB")
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id "
+                         "ON messages (sender, client_id) WHERE client_id IS NOT NULL")
+
     def close(self) -> None:
         """Close the database."""
         self._db.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException:
-            # SQLite may have rolled back already (a full disk): a second ROLLBACK would hide
-            # the cause. A failed COMMIT must not leave the transaction open either.
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db)
 
     def _log(self, db: sqlite3.Connection, conversation: int, kind: str, message: int | None,
              account: str, device_id: int, ts: int, emoji: str | None = None) -> None:
@@ -568,9 +570,11 @@ class SqliteSocialStore:
         secret = text is None
         with self._transaction() as db:
             if client_id is not None:
-                row = db.execute("SELECT id FROM messages WHERE sender = ? AND client_id = ?",
-                                 (sender, client_id)).fetchone()
+                row = db.execute("SELECT id, conversation FROM messages WHERE sender = ? AND "
+                                 "client_id = ?", (sender, client_id)).fetchone()
                 if row is not None:
+                    if row[1] != conversation_id:
+                        raise ClientIdReusedError(client_id)
                     return int(row[0])
             cursor = db.execute(
                 "INSERT INTO messages (conversation, sender, device, ts, text, secret, "

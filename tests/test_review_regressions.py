@@ -1,0 +1,129 @@
+"""Regression tests for the defects a final review found (each failed before its fix)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from client.private import ClientError
+from client.social import SocialState
+from client.state import ClientState
+from e2e_proto.at_rest import MINIMUM, AtRestKey, WrongPassphraseError
+from e2e_proto.devices import DeviceList
+from e2e_proto.errors import LocalProtocolError
+from e2e_proto.keys import IdentityKeyPair
+from server.group_commit import GroupCommit
+from server.relay_store import Acknowledge
+from server.social_store import ClientIdReusedError, SqliteSocialStore
+from tests.relay_harness import link, make_client, register, session_of, start_relay
+
+
+def _serve_list(relay, account: str, aik: IdentityKeyPair, device_list: DeviceList) -> None:
+    """Make the relay hand out ``device_list`` signed by ``aik``, as a hostile relay could."""
+    signed = device_list.sign(aik)
+    relay.store._db.execute(
+        "UPDATE accounts SET account_key = ?, list_version = ?, list_body = ?, "
+        "list_signature = ? WHERE account = ?",
+        (aik.public_key.raw, device_list.version, signed.body, signed.signature, account))
+    relay.store._accounts.pop(account, None)
+
+
+async def test_no_device_list_rollback_across_a_key_change(nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    alice = make_client(tmp_path / "alice", relay.port)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    laptop = make_client(tmp_path / "laptop", relay.port)
+    await link(bob, laptop, "bob")
+    async with session_of(bob) as b:
+        await b.unlink(1)  # bob's list is now version 3, without device 1
+    async with session_of(alice) as a:
+        current = await a.device_list("bob", refresh=True)
+    assert current.version == 3
+    aik = bob.state.account_identity()
+    dik0 = bob.state.protocol.identity_key_pair().public_key
+    dik1 = laptop.state.protocol.identity_key_pair().public_key
+    _serve_list(relay, "bob", IdentityKeyPair.generate(),
+                DeviceList("bob", 1, ((0, dik0),)))  # a key change
+    async with session_of(alice) as a:
+        await a.device_list("bob", refresh=True)
+        _serve_list(relay, "bob", aik, DeviceList("bob", 2, ((0, dik0), (1, dik1))))
+        with pytest.raises(ClientError, match="older than version 3"):
+            await a.device_list("bob", refresh=True)
+
+
+def test_old_social_database_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "social.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, conversation "
+               "INTEGER NOT NULL, sender TEXT NOT NULL, device INTEGER NOT NULL, ts INTEGER "
+               "NOT NULL, text TEXT, secret INTEGER NOT NULL)")
+    db.commit()
+    db.close()
+    store = SqliteSocialStore(path)
+    columns = {row[1] for row in store._db.execute("PRAGMA table_info(messages)")}
+    store.close()
+    assert "client_id" in columns
+
+
+def test_sealing_refuses_a_home_with_plaintext_client_data(tmp_path: Path) -> None:
+    state = SocialState(tmp_path / "home")
+    state.set("token", b"a plaintext bearer token")
+    state.close()
+    with pytest.raises(LocalProtocolError, match="without a passphrase"):
+        SocialState(tmp_path / "home", "late passphrase", MINIMUM)
+    key = AtRestKey.derive("p", bytes(16), MINIMUM)
+    with pytest.raises(WrongPassphraseError):
+        key.open(b"short", b"token")
+
+
+async def test_group_commit_failure_reaches_every_member() -> None:
+    class Broken:
+        def write_mailboxes(self, writes: object) -> list[Exception | None]:
+            raise RuntimeError("the disk caught fire")
+
+    commit = GroupCommit(Broken())  # type: ignore[arg-type]
+    failures: list[str] = []
+
+    async def one(seq: int) -> None:
+        try:
+            await commit.write(Acknowledge("a", 0, [seq]))
+        except RuntimeError as exc:
+            failures.append(str(exc))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            for seq in range(1, 4):
+                nursery.start_soon(one, seq)
+    assert failures == ["the disk caught fire"] * 3
+
+
+def test_contact_cache_forgets_a_rolled_back_write(tmp_path: Path) -> None:
+    state = ClientState(tmp_path / "home")
+    aik, dik = IdentityKeyPair.generate(), IdentityKeyPair.generate()
+    signed = DeviceList("bob", 1, ((0, dik.public_key),)).sign(aik)
+    with pytest.raises(RuntimeError), state.transaction():
+        state.save_contact("bob", aik.public_key, signed, key_changed=False)
+        raise RuntimeError("the commit failed")
+    assert state.contact("bob") is None
+    state.close()
+
+
+def test_device_list_keys_are_distinct() -> None:
+    key = IdentityKeyPair.generate().public_key
+    with pytest.raises(LocalProtocolError, match="share an identity key"):
+        DeviceList("bob", 2, ((0, key), (1, key)))
+
+
+def test_client_id_is_per_sender_and_conversation(tmp_path: Path) -> None:
+    store = SqliteSocialStore(tmp_path / "social.db")
+    first = store.add_message(1, "alice", 0, 1, "to bob", (), b"k" * 16)
+    assert store.add_message(1, "alice", 0, 2, "to bob", (), b"k" * 16) == first
+    with pytest.raises(ClientIdReusedError):
+        store.add_message(2, "alice", 0, 3, "to carol", (), b"k" * 16)
+    assert store.add_message(2, "bob", 0, 3, "bob's own key space", (), b"k" * 16) != first
+    store.close()
