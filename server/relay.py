@@ -37,6 +37,7 @@ from .group_commit import GroupCommit
 from .relay_store import (
     Acknowledge,
     Delivery,
+    DeviceGoneError,
     Enqueue,
     NameTakenError,
     NewDevice,
@@ -497,6 +498,10 @@ class _Connection(FrameConnection):
                 self.relay.config.mailbox_quota))
         except QuotaExceededError as exc:
             raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
+        except DeviceGoneError as exc:  # unlinked while this send waited for its commit
+            raise RequestError(api.DEVICE_MISMATCH,
+                               "the send must cover exactly the current devices", missing=[],
+                               stale=[[exc.account, exc.device_id]]) from None
         for address in addressed:
             self.relay.wake(address)
         return {"stored": len(outgoing)}

@@ -53,6 +53,15 @@ def _storage(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+class DeviceGoneError(Exception):
+    """A recipient device was removed from its account before the send was stored."""
+
+    def __init__(self, account: str, device_id: int) -> None:
+        super().__init__(f"{account}.{device_id} is no longer a device of {account}")
+        self.account = account
+        self.device_id = device_id
+
+
 class StaleListError(Exception):
     """A device list older than the stored one."""
 
@@ -384,12 +393,18 @@ class SqliteRelayStore:
         return results
 
     @staticmethod
-    def _full_mailbox(db: sqlite3.Connection, write: Enqueue) -> QuotaExceededError | None:
+    def _full_mailbox(db: sqlite3.Connection, write: Enqueue
+                      ) -> QuotaExceededError | DeviceGoneError | None:
+        """Why ``write`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
         for message in write.messages:
+            address = (message.account, message.device_id)
+            if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
+                          address).fetchone() is None:
+                return DeviceGoneError(*address)
             count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
-                               (message.account, message.device_id)).fetchone()[0]
+                               address).fetchone()[0]
             if count >= write.quota:
-                return QuotaExceededError(message.account, message.device_id)
+                return QuotaExceededError(*address)
         return None
 
     @_storage

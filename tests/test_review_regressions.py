@@ -16,7 +16,13 @@ from e2e_proto.devices import DeviceList
 from e2e_proto.errors import LocalProtocolError
 from e2e_proto.keys import IdentityKeyPair
 from server.group_commit import GroupCommit
-from server.relay_store import Acknowledge
+from server.relay_store import (
+    Acknowledge,
+    DeviceGoneError,
+    Enqueue,
+    Outgoing,
+    SqliteRelayStore,
+)
 from server.social_store import ClientIdReusedError, SqliteSocialStore
 from tests.relay_harness import link, make_client, register, session_of, start_relay
 
@@ -126,4 +132,16 @@ def test_client_id_is_per_sender_and_conversation(tmp_path: Path) -> None:
     with pytest.raises(ClientIdReusedError):
         store.add_message(2, "alice", 0, 3, "to carol", (), b"k" * 16)
     assert store.add_message(2, "bob", 0, 3, "bob's own key space", (), b"k" * 16) != first
+    store.close()
+
+
+def test_send_to_a_device_unlinked_meanwhile_is_not_stored(tmp_path: Path) -> None:
+    """The fan-out check and the commit are apart (group commit): the commit checks again."""
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    store.create_account("bob", bytes(32), 1, b"list", bytes(64), {0: bytes(32)}, 0.0)
+    gone = Enqueue([Outgoing("bob", 0, b"x"), Outgoing("bob", 5, b"y")], ("alice", 0), 1.0, 10)
+    fine = Enqueue([Outgoing("bob", 0, b"z")], ("alice", 0), 1.0, 10)
+    errors = store.write_mailboxes([gone, fine])
+    assert isinstance(errors[0], DeviceGoneError) and errors[1] is None
+    assert [d.envelope for d in store.pending("bob", 0, 0, 10)] == [b"z"]
     store.close()
