@@ -10,6 +10,7 @@ no process, database, credentials or connection objects.
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -123,7 +124,7 @@ class ConnectionRegistry(Generic[KeyT, ConnectionT]):
                 del self._online[key]
 
 
-class FrameConnection:
+class FrameConnection(abc.ABC):
     """One client connection: frame parsing, request dispatch, error frames and deliveries.
 
     A subclass sets the class attributes (its API's codes, its logger, its dispatch tables) and
@@ -174,6 +175,7 @@ class FrameConnection:
         async with self._send_lock:
             await self.stream.send_all(encode_frame(frame))
 
+    @abc.abstractmethod
     def detach(self) -> None:
         """Forget this connection at its server (it has ended)."""
         raise NotImplementedError
@@ -202,19 +204,23 @@ class FrameConnection:
 
     async def _opening(self, nursery: trio.Nursery) -> None:
         """What happens before the client may speak (nothing by default)."""
+        return None
 
     def _auth_deadline(self) -> float | None:
         """A new deadline for authentication, or None to keep it (before each read)."""
         return None
 
+    @abc.abstractmethod
     async def _auth_timed_out(self) -> None:
         """Log and tell the client that it did not authenticate in time."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _log_kind(self, kind: object) -> str:
         """A request type as the log shows it."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _quote_kind(self, kind: object) -> str:
         """A request type as an error message shows it."""
         raise NotImplementedError
@@ -223,10 +229,12 @@ class FrameConnection:
         """The sequence number after which deliveries start."""
         return 0
 
+    @abc.abstractmethod
     def _pending(self, after: int) -> Sequence[Sequenced]:
         """Up to ``delivery_batch`` deliveries after ``after``, in order."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _delivery_frame(self, item: Any) -> dict[str, Any]:
         """The push frame of one delivery."""
         raise NotImplementedError
