@@ -23,13 +23,12 @@ from e2e_proto.fingerprint import format_safety_number, safety_number
 
 from .cli_common import (
     PROG,
-    chat_lines,
-    first_leaf,
-    reconnecting,
+    chat,
+    receive_command,
+    run_with_state,
     tls_from_args,
-    user_error_exit,
 )
-from .private import ClientError, PrivateClient, PrivateSession, Received
+from .private import ClientError, PrivateClient, Received
 from .state import ClientState
 
 
@@ -199,13 +198,7 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
             await session.send_text(args.name, args.text)
         return 0
     if command == "recv":
-        show = _printer(args.json)
-        if args.wait is None:
-            async with client.session() as session:
-                await session.receive(show)
-        else:
-            await reconnecting(client.session, args.wait, lambda s: s.receive(show, math.inf))
-        return 0
+        return await receive_command(client.session, args.wait, _printer(args.json))
     if command == "verify":
         async with client.session() as session:
             await session.device_list(args.name, refresh=True)
@@ -279,15 +272,8 @@ def _print_safety_number(state: ClientState, name: str) -> int:
 
 
 async def _chat(client: PrivateClient, name: str) -> int:
-    show = _printer(False)
-    print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
-
-    async def session_work(session: PrivateSession) -> None:
-        await session.device_list(name)
-        await chat_lines(session, name, show)
-
-    await reconnecting(client.session, math.inf, session_work)
-    return 0
+    return await chat(client.session, name, _printer(False),
+                      lambda session: session.device_list(name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,20 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .social_cli import run_social  # the social transport has its own client
 
         return run_social(args)
-    try:
-        state = ClientState(args.home, os.environ.get("E2E_PASSPHRASE") or None)
-    except Exception as exc:  # unwritable home, a file that is not a database, ...
-        print(f"{PROG}: cannot open {args.home}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        return trio.run(_run, args, state)
-    except BaseException as error:  # a user's error is one line; anything else is a bug
-        code = user_error_exit(first_leaf(error), "relay")
-        if code is None:
-            raise
-        return code
-    finally:
-        state.close()
+    return run_with_state(args.home, ClientState, lambda state: trio.run(_run, args, state),
+                          "relay")
 
 
 if __name__ == "__main__":

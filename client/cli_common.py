@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,50 @@ def user_error_exit(error: BaseException, server: str) -> int | None:
     return None
 
 
+def only_leaf(error: BaseException) -> BaseException:
+    """The one exception inside nested groups, or the group itself when there are several."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+class ClosableState(Protocol):
+    """A client's local state: opened from a home folder, closed when the command ends."""
+
+    def close(self) -> None:
+        """Close the database."""
+        ...
+
+
+StateT = TypeVar("StateT", bound=ClosableState)
+
+
+def run_with_state(home: str | os.PathLike[str],
+                   open_state: Callable[[str | os.PathLike[str], str | None], StateT],
+                   command: Callable[[StateT], int], server: str,
+                   unwrap: Callable[[BaseException], BaseException] = first_leaf) -> int:
+    """Open the state in ``home``, run ``command`` on it, close it; the process exit code.
+
+    The state is sealed with ``$E2E_PASSPHRASE`` when it is set. A state that cannot be opened
+    and a user's error (found by ``unwrap`` inside exception groups; see
+    :func:`user_error_exit`) are one line each; anything else is a bug and propagates.
+    """
+    try:
+        state = open_state(home, os.environ.get("E2E_PASSPHRASE") or None)
+    except Exception as exc:  # unwritable home, a file that is not a database, ...
+        print(f"{PROG}: cannot open {home}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return command(state)
+    except BaseException as error:  # a user's error is one line; anything else is a bug
+        code = user_error_exit(unwrap(error), server)
+        if code is None:
+            raise
+        return code
+    finally:
+        state.close()
+
+
 async def chat_lines(session: ChatSession, name: str,
                      show: Callable[[Any], Awaitable[None] | None]) -> None:
     """Show what arrives while sending each line of stdin to ``name``; ends at /quit or EOF."""
@@ -108,3 +153,37 @@ async def reconnecting(open_session: Callable[[], AbstractAsyncContextManager[Se
                       file=sys.stderr, flush=True)
             await trio.sleep(delay)  # backoff between reconnection attempts
             delay = min(delay * 2, BACKOFF_MAX)
+
+
+ChatSessionT = TypeVar("ChatSessionT", bound=ChatSession)
+
+
+async def chat(open_session: Callable[[], AbstractAsyncContextManager[ChatSessionT]], name: str,
+               show: Callable[[Any], Awaitable[None] | None],
+               prepare: Callable[[ChatSessionT], Awaitable[object]]) -> int:
+    """The ``chat`` command: stdin's lines to ``name``, what arrives shown, until /quit or EOF.
+
+    ``prepare`` runs on every (re)connected session before the first line (fetching ``name``'s
+    devices or conversation); a lost connection means reconnecting with backoff.
+    """
+    print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
+
+    async def session_work(session: ChatSessionT) -> None:
+        await prepare(session)
+        await chat_lines(session, name, show)
+
+    await reconnecting(open_session, math.inf, session_work)
+    return 0
+
+
+async def receive_command(open_session: Callable[[], AbstractAsyncContextManager[ChatSessionT]],
+                          wait: float | None,
+                          show: Callable[[Any], Awaitable[None] | None]) -> int:
+    """The ``recv`` command: show what is queued; or for ``wait`` seconds what arrives,
+    reconnecting with backoff on loss."""
+    if wait is None:
+        async with open_session() as session:
+            await session.receive(show)
+    else:
+        await reconnecting(open_session, wait, lambda s: s.receive(show, math.inf))
+    return 0

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -25,17 +23,16 @@ import trio
 from e2e_proto import relay_api
 from e2e_proto import social_api as api
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
-from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL, require
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
 from e2e_proto.keys import IdentityKeyPair, OneTimePreKey, SignedPreKey, X25519PrivateKey
 from e2e_proto.payload import Payload
 from e2e_proto.session import SessionCipher, process_prekey_bundle
-from e2e_proto.sqlite_store import SqliteProtocolStore
 from e2e_proto.wire import Envelope
 
 from .connection import Connection, ConnectionLost, ServerClient, ServerError
 from .private import ClientError
+from .state import HomeState
 
 STATE_FILE = "social.db"
 ONE_TIME_PREKEY_TARGET = 40
@@ -56,20 +53,11 @@ CREATE TABLE IF NOT EXISTS received_events (
 """
 
 
-class SocialState:
+class SocialState(HomeState):
     """What a social device keeps between runs, in ``HOME/social.db`` (mode 0600)."""
 
-    def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
-                 cost: tuple[int, int] = INTERACTIVE) -> None:
-        self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.protocol = SqliteProtocolStore(self.home / STATE_FILE, passphrase, cost)
-        self.db = self.protocol.connection
-        self.db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the database."""
-        self.protocol.close()
+    state_file = STATE_FILE
+    schema = _SCHEMA
 
     def get(self, name: str) -> Any:
         """A stored setting, or None."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -21,11 +20,11 @@ import trio
 from e2e_proto.social_api import parse_message_id
 
 from .cli_common import (
-    PROG,
-    chat_lines,
-    reconnecting,
+    chat,
+    only_leaf,
+    receive_command,
+    run_with_state,
     tls_from_args,
-    user_error_exit,
 )
 from .private import ClientError
 from .social import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
@@ -125,13 +124,8 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
         raise ClientError("'verify' compares private-transport safety numbers; social accounts "
                           "have no account identity key (use --transport private)")
     if command == "recv":
-        show = _printer(args.json, state.account or "")
-        if args.wait is None:
-            async with client.session() as session:
-                await session.receive(show)
-        else:
-            await reconnecting(client.session, args.wait, lambda s: s.receive(show, math.inf))
-        return 0
+        return await receive_command(client.session, args.wait,
+                                     _printer(args.json, state.account or ""))
     if command == "chat":
         return await _chat(client, args.name)
     async with client.session() as session:
@@ -186,42 +180,18 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
 
 
 async def _chat(client: SocialClient, name: str) -> int:
-    show = _printer(False, client.state.account or "")
-    print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
-
-    async def session_work(session: SocialSession) -> None:
-        await session.conversation(name)
-        await chat_lines(session, name, show)
-
-    await reconnecting(client.session, math.inf, session_work)
-    return 0
-
-
-def _only_leaf(group: BaseExceptionGroup) -> BaseException:
-    """The one exception inside nested groups, or the group itself when there are several."""
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
-        leaf = leaf.exceptions[0]
-    return leaf
+    return await chat(client.session, name, _printer(False, client.state.account or ""),
+                      lambda session: session.conversation(name))
 
 
 def run_social(args: argparse.Namespace) -> int:
     """Run one ``e2e-chat --transport social`` command; the process exit code."""
-    try:
-        state = SocialState(args.home, os.environ.get("E2E_PASSPHRASE") or None)
-    except Exception as exc:  # unwritable home, a file that is not a database, ...
-        print(f"{PROG}: cannot open {args.home}: {exc}", file=sys.stderr)
-        return 1
-    try:
+
+    def command(state: SocialState) -> int:
         try:
             client = SocialClient(state, *args.social, tls=tls_from_args(args))
             return trio.run(_run, args, client)
         except BaseExceptionGroup as group:  # an error inside chat's nursery: show the leaf
-            raise _only_leaf(group) from None
-    except BaseException as error:  # a user's error is one line; anything else is a bug
-        code = user_error_exit(error, "social server")
-        if code is None:
-            raise
-        return code
-    finally:
-        state.close()
+            raise only_leaf(group) from None
+
+    return run_with_state(args.home, SocialState, command, "social server", unwrap=only_leaf)

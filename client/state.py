@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.devices import SignedDeviceList
@@ -49,21 +50,39 @@ class StoredMessage:
     text: str | None
 
 
-class ClientState:
-    """Everything a client keeps between runs, in ``HOME/state.db``."""
+class HomeState:
+    """One SQLite state file in a home folder (made mode 0700), sealed if given a passphrase.
+
+    A subclass names its file (``state_file``) and the tables it adds to the protocol store's
+    (``schema``); the private and the social client each keep one.
+    """
+
+    state_file: ClassVar[str]
+    schema: ClassVar[str]
 
     def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
                  cost: tuple[int, int] = INTERACTIVE) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.protocol = SqliteProtocolStore(self.home / STATE_FILE, passphrase, cost)
+        self.protocol = SqliteProtocolStore(self.home / self.state_file, passphrase, cost)
         self.db = self.protocol.connection
-        self.db.executescript(_SCHEMA)
-        self._contacts: dict[str, tuple[Ed25519PublicKey, SignedDeviceList]] = {}
+        self.db.executescript(self.schema)
 
     def close(self) -> None:
         """Close the database."""
         self.protocol.close()
+
+
+class ClientState(HomeState):
+    """Everything a client keeps between runs, in ``HOME/state.db``."""
+
+    state_file = STATE_FILE
+    schema = _SCHEMA
+
+    def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
+                 cost: tuple[int, int] = INTERACTIVE) -> None:
+        super().__init__(home, passphrase, cost)
+        self._contacts: dict[str, tuple[Ed25519PublicKey, SignedDeviceList]] = {}
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -24,8 +24,8 @@ import trio
 
 from client.private import PrivateClient, Received
 from client.state import ClientState
+from tests.fault_support import RelayProcess, free_port
 from tests.relay_harness import link, register
-from tests.test_relay_kill import RelayProcess, free_port
 
 
 @dataclass

@@ -35,6 +35,18 @@ async def start_social(nursery: trio.Nursery, db: Path, config: SocialConfig = F
     return await start_server(nursery, server, store, serve, record=record)
 
 
+async def social_with_alice_and_bob(nursery: trio.Nursery, tmp_path: Path,
+                                   config: SocialConfig = FAST
+                                   ) -> tuple[RunningSocial, SocialClient, SocialClient]:
+    """A fresh server on ``tmp_path/social.db`` with alice and bob registered, each in its home."""
+    social = await start_social(nursery, tmp_path / "social.db", config)
+    alice = make_client(tmp_path / "alice", social.port)
+    bob = make_client(tmp_path / "bob", social.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    return social, alice, bob
+
+
 def make_client(home: Path, port: int) -> SocialClient:
     """A device with its own home folder."""
     return SocialClient(SocialState(home), "127.0.0.1", port)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_relay_kill import ROOT, RelayProcess, free_port
+from tests.fault_support import ROOT, RelayProcess, free_port
 
 
 @pytest.fixture

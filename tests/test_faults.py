@@ -14,11 +14,10 @@ from pathlib import Path
 
 import trio
 
-from client.connection import ConnectionLost
-from client.private import ClientError, PrivateClient, Received
+from client.private import PrivateClient, PrivateSession, Received
 from e2e_proto.payload import Payload
+from tests.fault_support import RelayProcess, free_port, reconnecting
 from tests.relay_harness import make_client, register
-from tests.test_relay_kill import RelayProcess, free_port
 
 KILLS = int(os.environ.get("E2E_FAULT_KILLS", "2"))
 MESSAGES = int(os.environ.get("E2E_FAULT_MESSAGES", "15"))
@@ -28,24 +27,18 @@ NAMES = ["ann", "ben", "cat", "dan"]
 async def _client_loop(name: str, client: PrivateClient, outbox: list[tuple[str, Payload]],
                        inbox: list[Received], done: trio.Event) -> None:
     """Send every payload in order (retrying across relay deaths) and keep receiving."""
-    delay = 0.05
-    while True:
-        try:
-            async with client.session() as session:
-                delay = 0.05
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(session.receive, inbox.append, float("inf"))
-                    while outbox:
-                        peer, payload = outbox[0]
-                        await session.send_payload(peer, payload)
-                        outbox.pop(0)  # acknowledged by the relay: never sent again
-                    await done.wait()
-                    nursery.cancel_scope.cancel()
-                return
-        except* (ConnectionLost, ClientError, OSError):
-            pass
-        await trio.sleep(delay)  # reconnection backoff
-        delay = min(delay * 2, 1.0)
+
+    async def work(session: PrivateSession) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.receive, inbox.append, float("inf"))
+            while outbox:
+                peer, payload = outbox[0]
+                await session.send_payload(peer, payload)
+                outbox.pop(0)  # acknowledged by the relay: never sent again
+            await done.wait()
+            nursery.cancel_scope.cancel()
+
+    await reconnecting(client.session, work)
 
 
 async def test_random_sigkills_lose_and_duplicate_nothing(tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ connection must still be served afterwards. ``E2E_FUZZ_EXAMPLES`` sets the numbe
 
 from __future__ import annotations
 
-import logging
-import os
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,16 @@ from e2e_proto.keys import IdentityKeyPair
 from e2e_proto.wire import FrameDecoder, encode_frame
 from server.relay import Relay, RelayConfig
 from server.relay_store import SqliteRelayStore
+from tests.fuzz_support import (
+    EXAMPLES,
+    error_codes,
+    error_log,
+    nested,
+    read_all,
+    request_dicts,
+)
 
-EXAMPLES = int(os.environ.get("E2E_FUZZ_EXAMPLES", "60"))
-ERROR_CODES = {value for name, value in vars(api).items()
-               if name.isupper() and isinstance(value, str)}
+ERROR_CODES = error_codes(api)
 REQUEST_TYPES = ["register", "auth", "ping", "get_devices", "link_request", "publish_prekeys",
                  "fetch_bundles", "send", "ack", "get_link", "update_devices"]
 FIELDS = ["seqs", "device_ids", "account", "device_id", "to", "envelopes", "seqs", "signed_prekey",
@@ -38,13 +43,8 @@ FIELDS = ["seqs", "device_ids", "account", "device_id", "to", "envelopes", "seqs
 
 scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats()
            | st.text(max_size=20) | st.binary(max_size=80) | st.sampled_from(["fuzz", "alice"]))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-requests = st.builds(
-    lambda kind, request_id, fields: {"type": kind, "id": request_id, **fields},
-    st.sampled_from(REQUEST_TYPES) | st.text(max_size=10),
-    st.integers(0, 2**31) | st.none() | st.text(max_size=3),
-    st.dictionaries(st.sampled_from(FIELDS), values, max_size=5))
+values = nested(scalars)
+requests = request_dicts(REQUEST_TYPES, FIELDS, values)
 raw_frames = st.one_of(
     requests.map(encode_frame),
     st.binary(max_size=64).map(lambda body: len(body).to_bytes(4, "big") + body),
@@ -61,42 +61,15 @@ def _register_frame(nonce: bytes) -> dict[str, Any]:
             "signature": dik.sign(api.auth_message(nonce, "fuzz", 0))}
 
 
-async def _read_all(stream: trio.abc.Stream, decoder: FrameDecoder) -> list[dict[str, Any]]:
-    frames = []
-    while True:
-        with trio.move_on_after(1):  # virtual time: the relay answers at once or not at all
-            data = await stream.receive_some(65536)
-            if not data:
-                return frames
-            decoder.feed(data)
-            while (frame := decoder.next_frame()) is not None:
-                frames.append(frame)
-            continue
-        return frames
-
-
-class _Errors(logging.Handler):
-    """Collects the relay's error log records: an internal error is a bug, not an answer."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
     store = SqliteRelayStore(folder / "relay.db")
     relay = Relay(store, RelayConfig(auth_timeout=5, frame_timeout=5))
-    errors = _Errors()
-    logging.getLogger("e2e.relay").addHandler(errors)
-    try:
+    with contextlib.closing(store), error_log("e2e.relay") as errors:
         async with trio.open_nursery() as nursery:
             client, server = trio.testing.memory_stream_pair()
             nursery.start_soon(relay.handle_stream, server, "fuzz")
             decoder = FrameDecoder()
-            challenge = (await _read_all(client, decoder))[0]
+            challenge = (await read_all(client, decoder))[0]
             if register:
                 await client.send_all(encode_frame(_register_frame(challenge["nonce"])))
             for data in inputs:
@@ -104,7 +77,7 @@ async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
                     await client.send_all(data)
                 except trio.BrokenResourceError:
                     break
-            answers = await _read_all(client, decoder)
+            answers = await read_all(client, decoder)
             for frame in answers:
                 if "error" in frame:
                     assert frame["error"]["code"] in ERROR_CODES, frame
@@ -116,14 +89,11 @@ async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
             other, other_server = trio.testing.memory_stream_pair()
             nursery.start_soon(relay.handle_stream, other_server, "next")
             fresh = FrameDecoder()
-            assert (await _read_all(other, fresh))[0]["type"] == "challenge"
+            assert (await read_all(other, fresh))[0]["type"] == "challenge"
             await other.send_all(encode_frame({"id": 9, "type": "ping"}))
-            assert (await _read_all(other, fresh)) == [{"id": 9, "ok": True}]
+            assert (await read_all(other, fresh)) == [{"id": 9, "ok": True}]
             nursery.cancel_scope.cancel()
-        assert not errors.records, [r.getMessage() for r in errors.records]
-    finally:
-        logging.getLogger("e2e.relay").removeHandler(errors)
-        store.close()
+        errors.assert_none()
 
 
 @settings(max_examples=EXAMPLES, deadline=None,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.fault_support import RelayProcess, free_port
 from tests.load import run_load
-from tests.test_relay_kill import RelayProcess, free_port
 
 
 async def test_small_load_loses_nothing(tmp_path: Path) -> None:

@@ -15,7 +15,14 @@ from e2e_proto.address import Address
 from e2e_proto.keys import IdentityKeyPair
 from e2e_proto.wire import Envelope, FrameDecoder
 from server.relay import RelayConfig
-from tests.relay_harness import drain, make_client, register, session_of, start_relay
+from tests.relay_harness import (
+    drain,
+    make_client,
+    register,
+    relay_with_alice_and_bob,
+    session_of,
+    start_relay,
+)
 
 
 async def _raw_exchange(port: int, data: bytes) -> list[dict]:
@@ -189,11 +196,7 @@ async def test_auth_timeout(nursery, tmp_path: Path, autojump_clock) -> None:
 
 
 async def test_undecryptable_delivery_is_dropped_with_a_notice(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "a", relay.port)
-    bob = make_client(tmp_path / "b", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         await a.send_text("bob", "fine")
         envelope = a.cipher.encrypt(Address("bob", 0), b"x")

@@ -2,56 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from client.connection import ConnectionLost
 from client.private import Received
+from tests.fault_support import RelayProcess, free_port
 from tests.relay_harness import drain, make_client, register, session_of
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class RelayProcess:
-    """``e2e-relay serve`` in a child process; ready once it logs that it listens."""
-
-    def __init__(self, db: Path, port: int) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server.relay_main", "serve", "--listen",
-             f"127.0.0.1:{port}", "--db", str(db)],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        ready = threading.Event()
-
-        def read() -> None:
-            assert self.process.stderr is not None
-            for line in self.process.stderr:
-                self.lines.append(line)
-                if "listening on" in line:
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(30):
-            self.kill()
-            pytest.fail("relay did not start: " + "".join(self.lines))
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
 
 
 @pytest.fixture

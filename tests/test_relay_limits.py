@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
-import trio
 
 from client.connection import ServerError, open_connection
 from client.private import ClientError
 from e2e_proto import relay_api as api
-from e2e_proto.wire import FrameDecoder
 from server.relay import RelayConfig
+from tests.fault_support import (
+    answers_to_a_stalled_frame,
+    end_storage_fault,
+    start_storage_fault,
+)
 from tests.relay_harness import (
     drain,
     make_client,
@@ -25,17 +27,9 @@ from tests.relay_harness import (
 
 async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_clock) -> None:
     relay = await start_relay(nursery, tmp_path / "relay.db", RelayConfig(frame_timeout=10))
-    stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
-    await stream.send_all(struct.pack(">I", 100) + b"\x81")  # a frame that never completes
-    decoder = FrameDecoder()
-    frames = []
-    start = trio.current_time()
-    while chunk := await stream.receive_some(65536):
-        decoder.feed(chunk)
-        while (frame := decoder.next_frame()) is not None:
-            frames.append(frame)
+    frames, took = await answers_to_a_stalled_frame(relay.port)
     assert frames[-1]["error"]["message"] == "a frame did not complete in time"
-    assert 10 <= trio.current_time() - start < 30  # the frame timeout, not the auth timeout
+    assert 10 <= took < 30  # the frame timeout, not the auth timeout
 
 
 async def test_connections_per_account(nursery, tmp_path: Path) -> None:
@@ -97,12 +91,7 @@ async def test_storage_fault_refuses_sends_and_serves_reads(nursery, tmp_path: P
         await a.device_list("bob")
         await a.send_text("bob", "and a session exists")
         db = relay.store._db
-        if fault == "read-only":
-            db.execute("PRAGMA query_only = ON")
-        else:
-            pages = db.execute("PRAGMA page_count").fetchone()[0]
-            db.execute(f"PRAGMA max_page_count = {pages}")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        start_storage_fault(db, fault)
         with pytest.raises(ClientError, match="cannot store"):
             for i in range(200):  # a full disk shows once the pages run out
                 await a.send_text("bob", f"during the fault {i} " + "x" * 2000)
@@ -113,6 +102,5 @@ async def test_storage_fault_refuses_sends_and_serves_reads(nursery, tmp_path: P
     texts = [m.text for m in got]
     assert texts[:2] == ["stored before the fault", "and a session exists"]
     assert len(texts) == len(stored)  # exactly what the relay acknowledged, nothing more
-    db.execute("PRAGMA query_only = OFF")
-    db.execute("PRAGMA max_page_count = 1073741823")
+    end_storage_fault(db)
     assert await drain(bob) == []  # redeliveries of unacknowledged mail are recognised

@@ -24,7 +24,12 @@ from server.relay_store import (
     SqliteRelayStore,
 )
 from server.social_store import ClientIdReusedError, SqliteSocialStore
-from tests.relay_harness import link, make_client, register, session_of, start_relay
+from tests.relay_harness import (
+    link,
+    make_client,
+    relay_with_alice_and_bob,
+    session_of,
+)
 
 
 def _serve_list(relay, account: str, aik: IdentityKeyPair, device_list: DeviceList) -> None:
@@ -38,11 +43,7 @@ def _serve_list(relay, account: str, aik: IdentityKeyPair, device_list: DeviceLi
 
 
 async def test_no_device_list_rollback_across_a_key_change(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
-    alice = make_client(tmp_path / "alice", relay.port)
-    bob = make_client(tmp_path / "bob", relay.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     laptop = make_client(tmp_path / "laptop", relay.port)
     await link(bob, laptop, "bob")
     async with session_of(bob) as b:

@@ -18,6 +18,7 @@ from tests.social_harness import (
     make_client,
     register,
     session_of,
+    social_with_alice_and_bob,
     start_social,
 )
 
@@ -88,11 +89,7 @@ async def _receive_until_crash(client: SocialClient, show: Callable[[SocialEvent
 
 async def test_an_event_stored_but_not_shown_is_shown_on_the_next_receive(
         nursery, tmp_path: Path) -> None:
-    social = await start_social(nursery, tmp_path / "social.db")
-    alice = make_client(tmp_path / "alice", social.port)
-    bob = make_client(tmp_path / "bob", social.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    social, alice, bob = await social_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         await a.send_text("bob", "one")
         await a.send_text("bob", "two")

@@ -16,10 +16,6 @@ import hashlib
 import math
 import os
 import random
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +24,15 @@ import trio
 
 from client.connection import ConnectionLost, ServerError
 from client.private import ClientError
-from client.social import SocialClient, SocialError, SocialEvent
+from client.social import SocialClient, SocialError, SocialEvent, SocialSession
 from e2e_proto import social_api as api
+from tests.fault_support import (
+    SocialProcess,
+    end_storage_fault,
+    free_port,
+    reconnecting,
+    start_storage_fault,
+)
 from tests.social_harness import (
     drain,
     login,
@@ -38,48 +41,13 @@ from tests.social_harness import (
     raw_register,
     register,
     session_of,
+    social_with_alice_and_bob,
     start_social,
 )
-from tests.test_relay_kill import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("E2E_FAULT_KILLS", "2"))
 MESSAGES = int(os.environ.get("E2E_FAULT_MESSAGES", "15"))
 NAMES = ["ann", "ben", "cat", "dan"]
-
-
-class SocialProcess:
-    """``e2e-social serve`` in a child process; ready once it logs that it listens.
-
-    Password hashing runs at the default (INTERACTIVE) cost: about 0.1 s a registration here, and
-    the clients reconnect with their tokens, which cost no hashing.
-    """
-
-    def __init__(self, db: Path, port: int) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server.social_main", "serve", "--listen",
-             f"127.0.0.1:{port}", "--db", str(db)],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        ready = threading.Event()
-
-        def read() -> None:
-            assert self.process.stderr is not None
-            for line in self.process.stderr:
-                self.lines.append(line)
-                if "listening on" in line:
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(30):
-            self.kill()
-            pytest.fail("social server did not start: " + "".join(self.lines))
-
-    def kill(self) -> None:
-        """SIGKILL the server (if it still runs) and reap it."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
 
 
 class _Device:
@@ -97,32 +65,26 @@ class _Device:
 
 async def _device_loop(device: _Device, done: trio.Event) -> None:
     """Send every text in order (resending across server deaths) and keep receiving."""
-    delay = 0.05
-    while True:
-        try:
-            async with device.client.session() as session:
-                delay = 0.05
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(session.receive, device.inbox.append, math.inf)
-                    while device.outbox:
-                        peer, text = device.outbox[0]
-                        # The same idempotency key on every attempt: a resend after a lost
-                        # answer must not store the message twice.
-                        client_id = hashlib.sha256(text.encode()).digest()[:16]
-                        try:
-                            message_id = await session.send_text(peer, text, client_id)
-                        except BaseException:
-                            device.resent.add(text)  # may have been stored: counted if so
-                            raise
-                        device.acked.append((peer, message_id, text))
-                        device.outbox.pop(0)  # acknowledged by the server: never sent again
-                    await done.wait()
-                    nursery.cancel_scope.cancel()
-                return
-        except* (ConnectionLost, ClientError, OSError):
-            pass
-        await trio.sleep(delay)  # reconnection backoff
-        delay = min(delay * 2, 1.0)
+
+    async def work(session: SocialSession) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.receive, device.inbox.append, math.inf)
+            while device.outbox:
+                peer, text = device.outbox[0]
+                # The same idempotency key on every attempt: a resend after a lost
+                # answer must not store the message twice.
+                client_id = hashlib.sha256(text.encode()).digest()[:16]
+                try:
+                    message_id = await session.send_text(peer, text, client_id)
+                except BaseException:
+                    device.resent.add(text)  # may have been stored: counted if so
+                    raise
+                device.acked.append((peer, message_id, text))
+                device.outbox.pop(0)  # acknowledged by the server: never sent again
+            await done.wait()
+            nursery.cancel_scope.cancel()
+
+    await reconnecting(device.client.session, work)
 
 
 def _expected(devices: dict[str, _Device], receiver: str, reader: str) -> dict[str, list[int]]:
@@ -201,20 +163,11 @@ def _counts(store: Any) -> tuple[int, ...]:
 @pytest.mark.parametrize("fault", ["read-only", "disk-full"])
 async def test_storage_fault_refuses_writes_and_serves_reads(nursery, tmp_path: Path,
                                                              fault: str) -> None:
-    social = await start_social(nursery, tmp_path / "social.db")
-    alice = make_client(tmp_path / "alice", social.port)
-    bob = make_client(tmp_path / "bob", social.port)
-    await register(alice, "alice")
-    await register(bob, "bob")
+    social, alice, bob = await social_with_alice_and_bob(nursery, tmp_path)
     async with session_of(alice) as a:
         acked = [await a.send_text("bob", "stored before the fault")]
     db = social.store._db
-    if fault == "read-only":
-        db.execute("PRAGMA query_only = ON")
-    else:
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
-        db.execute(f"PRAGMA max_page_count = {pages}")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    start_storage_fault(db, fault)
     async with session_of(alice) as a:  # logging in with a token needs no write
         with pytest.raises(SocialError) as refused:
             for i in range(200):  # a full disk shows once the pages run out
@@ -247,8 +200,7 @@ async def test_storage_fault_refuses_writes_and_serves_reads(nursery, tmp_path: 
     async with session_of(bob) as b:
         page, _ = await b.history("alice", limit=100)
         assert [m.id for m in page] == acked[-100:]
-    db.execute("PRAGMA query_only = OFF")
-    db.execute("PRAGMA max_page_count = 1073741823")
+    end_storage_fault(db)
     got = await drain(bob)
     assert [e.message for e in got if e.kind == "message"] == acked  # all, once, in order
     async with session_of(alice) as a:  # the store works again after the fault

@@ -13,8 +13,7 @@ a second connection must still be served. ``E2E_FUZZ_EXAMPLES`` sets the number 
 
 from __future__ import annotations
 
-import logging
-import os
+import contextlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,11 +31,17 @@ from e2e_proto import social_api as api
 from e2e_proto.wire import FrameDecoder, encode_frame
 from server.social import SocialServer, _Connection, token_hash
 from server.social_store import SqliteSocialStore
+from tests.fuzz_support import (
+    EXAMPLES,
+    error_codes,
+    error_log,
+    nested,
+    read_all,
+    request_dicts,
+)
 from tests.social_harness import FAST, PASSWORD
 
-EXAMPLES = int(os.environ.get("E2E_FUZZ_EXAMPLES", "60"))
-ERROR_CODES = {value for name, value in vars(api).items()
-               if name.isupper() and isinstance(value, str)}
+ERROR_CODES = error_codes(api)
 REQUEST_TYPES = sorted({*_Connection.public_handlers, *_Connection.authenticated_handlers})
 FIELDS = ["account", "password", "token", "conversation", "text", "envelopes", "message",
           "emoji", "before", "limit", "name", "members", "seq", "identity_key",
@@ -57,13 +62,8 @@ scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.integ
            | st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, -1, 2**32, 2**31]) | st.floats()
            | texts | names | st.binary(max_size=80)
            | st.sampled_from([KNOWN_TOKEN, EXPIRED_TOKEN, bytes(32), "👍", "❤️", "👍👍"]))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-requests = st.builds(
-    lambda kind, request_id, fields: {"type": kind, "id": request_id, **fields},
-    st.sampled_from(REQUEST_TYPES) | st.text(max_size=10),
-    st.integers(0, 2**31) | st.none() | st.text(max_size=3),
-    st.dictionaries(st.sampled_from(FIELDS), values, max_size=5))
+values = nested(scalars)
+requests = request_dicts(REQUEST_TYPES, FIELDS, values)
 SHAPES: dict[str, list[str]] = {
     "register": ["account", "password"], "login": ["account", "password"], "auth": ["token"],
     "ping": [], "conversation": ["conversation"], "send": ["conversation", "text"],
@@ -109,31 +109,6 @@ async def _inline(function: Callable[[], Any], *args: Any, **_: Any) -> Any:
     return function(*args)
 
 
-async def _read_all(stream: trio.abc.Stream, decoder: FrameDecoder) -> list[dict[str, Any]]:
-    frames = []
-    while True:
-        with trio.move_on_after(1):  # virtual time: the server answers at once or not at all
-            data = await stream.receive_some(65536)
-            if not data:
-                return frames
-            decoder.feed(data)
-            while (frame := decoder.next_frame()) is not None:
-                frames.append(frame)
-            continue
-        return frames
-
-
-class _Errors(logging.Handler):
-    """Collects the server's error log records: an internal error is a bug, not an answer."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def _check_answers(frames: list[dict[str, Any]]) -> None:
     for frame in frames:
         if "error" in frame:
@@ -164,16 +139,14 @@ async def _scenario(folder: Path, mode: str, inputs: list[bytes]) -> None:
     store = SqliteSocialStore(folder / "social.db")
     _seed(store)
     server = SocialServer(store, FAST)
-    errors = _Errors()
-    logging.getLogger("e2e.social").addHandler(errors)
-    try:
+    with contextlib.closing(store), error_log("e2e.social") as errors:
         async with trio.open_nursery() as nursery:
             if mode == "login":  # an account made on another connection, then a login here
                 first, first_server = trio.testing.memory_stream_pair()
                 nursery.start_soon(server.handle_stream, first_server, "first")
                 await first.send_all(encode_frame(
                     {"id": 1, "type": "register", "account": "fuzz", "password": PASSWORD}))
-                assert (await _read_all(first, FrameDecoder()))[0]["ok"] is True
+                assert (await read_all(first, FrameDecoder()))[0]["ok"] is True
                 await first.aclose()
             client, stream = trio.testing.memory_stream_pair()
             nursery.start_soon(server.handle_stream, stream, "fuzz")
@@ -181,7 +154,7 @@ async def _scenario(folder: Path, mode: str, inputs: list[bytes]) -> None:
             if mode != "none":
                 await client.send_all(encode_frame(
                     {"id": 1, "type": mode, "account": "fuzz", "password": PASSWORD}))
-                logged_in = await _read_all(client, decoder)
+                logged_in = await read_all(client, decoder)
                 assert logged_in[0]["ok"] is True, logged_in
                 _check_answers(logged_in)
             for data in inputs:
@@ -189,18 +162,15 @@ async def _scenario(folder: Path, mode: str, inputs: list[bytes]) -> None:
                     await client.send_all(data)
                 except trio.BrokenResourceError:
                     break
-            _check_answers(await _read_all(client, decoder))
+            _check_answers(await read_all(client, decoder))
             await client.aclose()
             # The server still serves a well-behaved connection.
             other, other_server = trio.testing.memory_stream_pair()
             nursery.start_soon(server.handle_stream, other_server, "next")
             await other.send_all(encode_frame({"id": 9, "type": "ping"}))
-            assert (await _read_all(other, FrameDecoder())) == [{"id": 9, "ok": True}]
+            assert (await read_all(other, FrameDecoder())) == [{"id": 9, "ok": True}]
             nursery.cancel_scope.cancel()
-        assert not errors.records, [r.getMessage() for r in errors.records]
-    finally:
-        logging.getLogger("e2e.social").removeHandler(errors)
-        store.close()
+        errors.assert_none()
 
 
 @settings(max_examples=EXAMPLES, deadline=None,

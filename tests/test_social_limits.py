@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import struct
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from client.connection import Connection, ServerError
 from e2e_proto import social_api as api
-from e2e_proto.wire import FrameDecoder
 from server.social import SocialConfig
 from server.social_store import SqliteSocialStore, fts_query
+from tests.fault_support import answers_to_a_stalled_frame
 from tests.social_harness import (
     FAST,
     make_client,
@@ -176,17 +174,9 @@ def test_the_store_searches_any_text(text: str) -> None:
 async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_clock) -> None:
     assert SocialConfig().frame_timeout == 30.0
     social = await start_social(nursery, tmp_path / "social.db", _config(frame_timeout=10))
-    stream = await trio.open_tcp_stream("127.0.0.1", social.port)
-    await stream.send_all(struct.pack(">I", 100) + b"\x81")  # a frame that never completes
-    decoder = FrameDecoder()
-    frames = []
-    start = trio.current_time()
-    while chunk := await stream.receive_some(65536):
-        decoder.feed(chunk)
-        while (frame := decoder.next_frame()) is not None:
-            frames.append(frame)
+    frames, took = await answers_to_a_stalled_frame(social.port)
     assert frames[-1]["error"]["message"] == "a frame did not complete in time"
-    assert 10 <= trio.current_time() - start < 30  # the frame timeout, not the login timeout
+    assert 10 <= took < 30  # the frame timeout, not the login timeout
 
 
 async def test_resend_with_the_same_client_id_is_one_message(nursery, tmp_path) -> None:

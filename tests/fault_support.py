@@ -1,0 +1,142 @@
+"""Fault-test helpers shared by the relay's and the social server's tests.
+
+A server as a real child process to SIGKILL, a client loop that reconnects with backoff across
+those kills, a storage fault (read-only or full disk) switched on and off under a running
+server's store, and a frame that never completes (slow loris).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import trio
+
+from client.connection import ConnectionLost
+from client.private import ClientError
+from e2e_proto.wire import FrameDecoder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -m MODULE serve`` in a child process; ready once it logs that it listens."""
+
+    module: str  # the server's entry point, e.g. ``server.relay_main``
+    what: str  # how a failure to start names it
+
+    def __init__(self, db: Path, port: int) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module, "serve", "--listen",
+             f"127.0.0.1:{port}", "--db", str(db)],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                self.lines.append(line)
+                if "listening on" in line:
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(30):
+            self.kill()
+            pytest.fail(f"{self.what} did not start: " + "".join(self.lines))
+
+    def kill(self) -> None:
+        """SIGKILL the server (if it still runs) and reap it."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+class RelayProcess(ServerProcess):
+    """``e2e-relay serve`` in a child process."""
+
+    module = "server.relay_main"
+    what = "relay"
+
+
+class SocialProcess(ServerProcess):
+    """``e2e-social serve`` in a child process.
+
+    Password hashing runs at the default (INTERACTIVE) cost: about 0.1 s a registration here, and
+    the clients reconnect with their tokens, which cost no hashing.
+    """
+
+    module = "server.social_main"
+    what = "social server"
+
+
+SessionT = TypeVar("SessionT")
+
+
+async def reconnecting(open_session: Callable[[], AbstractAsyncContextManager[SessionT]],
+                       work: Callable[[SessionT], Awaitable[None]]) -> None:
+    """Run ``work`` on a session until it returns, reconnecting across server deaths.
+
+    A lost connection, a client error or an OSError means reconnecting after a backoff that
+    starts at 0.05 s, doubles up to 1 s and starts again once a session opens.
+    """
+    delay = 0.05
+    while True:
+        try:
+            async with open_session() as session:
+                delay = 0.05
+                await work(session)
+                return
+        except* (ConnectionLost, ClientError, OSError):
+            pass
+        await trio.sleep(delay)  # reconnection backoff
+        delay = min(delay * 2, 1.0)
+
+
+def start_storage_fault(db: sqlite3.Connection, fault: str) -> None:
+    """Make a server's store ``read-only``, or full (``disk-full``: no page may be added)."""
+    if fault == "read-only":
+        db.execute("PRAGMA query_only = ON")
+    else:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages}")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def end_storage_fault(db: sqlite3.Connection) -> None:
+    """Undo :func:`start_storage_fault` (either fault)."""
+    db.execute("PRAGMA query_only = OFF")
+    db.execute("PRAGMA max_page_count = 1073741823")
+
+
+async def answers_to_a_stalled_frame(port: int) -> tuple[list[dict[str, Any]], float]:
+    """Start a frame that never completes; every frame the server sends until it closes the
+    connection, and how long (``trio.current_time``) that took."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(struct.pack(">I", 100) + b"\x81")  # a frame that never completes
+    decoder = FrameDecoder()
+    frames = []
+    start = trio.current_time()
+    while chunk := await stream.receive_some(65536):
+        decoder.feed(chunk)
+        while (frame := decoder.next_frame()) is not None:
+            frames.append(frame)
+    return frames, trio.current_time() - start

@@ -1,0 +1,85 @@
+"""Helpers shared by the relay's and the social server's fuzz tests.
+
+Strategies for nested values and request frames, reading every frame a server sends over an
+in-memory stream (virtual time), and a log handler that collects the server's ERROR records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import trio
+from hypothesis import strategies as st
+
+from e2e_proto.wire import FrameDecoder
+
+EXAMPLES = int(os.environ.get("E2E_FUZZ_EXAMPLES", "60"))
+
+
+def error_codes(api: ModuleType) -> set[str]:
+    """The error codes an API module defines (its upper-case string constants)."""
+    return {value for name, value in vars(api).items()
+            if name.isupper() and isinstance(value, str)}
+
+
+def nested(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``scalars`` and small lists and dictionaries of them, nested."""
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                        max_leaves=12)
+
+
+def request_dicts(types: Sequence[str], fields: Sequence[str],
+             values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Requests of a known or random type and id with up to five of ``fields`` set at random."""
+    return st.builds(
+        lambda kind, request_id, chosen: {"type": kind, "id": request_id, **chosen},
+        st.sampled_from(types) | st.text(max_size=10),
+        st.integers(0, 2**31) | st.none() | st.text(max_size=3),
+        st.dictionaries(st.sampled_from(fields), values, max_size=5))
+
+
+async def read_all(stream: trio.abc.Stream, decoder: FrameDecoder) -> list[dict[str, Any]]:
+    """Every frame the server sends until it closes the stream or is silent for a second."""
+    frames = []
+    while True:
+        with trio.move_on_after(1):  # virtual time: the server answers at once or not at all
+            data = await stream.receive_some(65536)
+            if not data:
+                return frames
+            decoder.feed(data)
+            while (frame := decoder.next_frame()) is not None:
+                frames.append(frame)
+            continue
+        return frames
+
+
+class ErrorLog(logging.Handler):
+    """Collects a server's error log records: an internal error is a bug, not an answer."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def assert_none(self) -> None:
+        """Fail with the messages of the records collected, if any."""
+        assert not self.records, [r.getMessage() for r in self.records]
+
+
+@contextmanager
+def error_log(logger: str) -> Iterator[ErrorLog]:
+    """An :class:`ErrorLog` on the logger named ``logger`` for the duration of the block."""
+    errors = ErrorLog()
+    logging.getLogger(logger).addHandler(errors)
+    try:
+        yield errors
+    finally:
+        logging.getLogger(logger).removeHandler(errors)
