@@ -132,17 +132,22 @@ _sha256 = hashlib.sha256
 def hmac_sha256_pair(key: bytes, data1: bytes, data2: bytes) -> tuple[bytes, bytes]:
     """(HMAC-SHA256(key, data1), HMAC-SHA256(key, data2)) for a key of at most 64 bytes.
 
-    RFC 2104 written out so that the padded keys are made once for both MACs: twice as fast as
-    two ``hmac.digest`` calls, which is what a chain step of the Double Ratchet needs.
+    RFC 2104 written out so that each padded key block is hashed once for both MACs (the
+    second MAC continues from a copy of the hash state): about twice as fast as two
+    ``hmac.digest`` calls, which is what a chain step of the Double Ratchet needs.
     """
     if len(key) > _BLOCK:
         return hmac.digest(key, data1, _HASH), hmac.digest(key, data2, _HASH)
     inner_fill, outer_fill = _FILL[len(key)]
-    inner = key.translate(_IPAD) + inner_fill
-    outer = key.translate(_OPAD) + outer_fill
-    sha = _sha256
-    return (sha(outer + sha(inner + data1).digest()).digest(),
-            sha(outer + sha(inner + data2).digest()).digest())
+    inner = _sha256(key.translate(_IPAD) + inner_fill)
+    outer = _sha256(key.translate(_OPAD) + outer_fill)
+    inner_first = inner.copy()
+    inner_first.update(data1)
+    inner.update(data2)
+    outer_first = outer.copy()
+    outer_first.update(inner_first.digest())
+    outer.update(inner.digest())
+    return outer_first.digest(), outer.digest()
 
 
 def hkdf_sha256(salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
