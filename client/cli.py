@@ -249,10 +249,12 @@ async def _link(client: PrivateClient, args: argparse.Namespace) -> int:
     name = args.device_name or socket.gethostname()[:64] or "device"
     with trio.move_on_after(args.wait) as scope:
         async with client.connect() as session:
-            code = await session.request_link(args.name, name)
-            print(f"link code: {code}", flush=True)
-            print(f"on the primary device run: e2e-chat approve {code}", flush=True)
-            device_id = await session.wait_for_link()
+            device_id = await session.resume_link()  # approved before, proof not yet seen
+            if device_id is None:
+                code = await session.request_link(args.name, name)
+                print(f"link code: {code}", flush=True)
+                print(f"on the primary device run: e2e-chat approve {code}", flush=True)
+                device_id = await session.wait_for_link()
             await session.ensure_prekeys()
             print(f"linked as {args.name} device {device_id}", flush=True)
             await session.receive(_printer(False))

@@ -124,7 +124,7 @@ class PrivateSession:
         self.nonce = nonce
         self.address: Address | None = None
         self.notices: list[str] = []
-        self._pending_link: tuple[str, Ed25519PublicKey, SignedDeviceList] | None = None
+        self._pending_link: tuple[str, Ed25519PublicKey] | None = None
         self._link_secret = b""
         self._link_proven = False
 
@@ -308,8 +308,8 @@ class PrivateSession:
             raise ClientError(f"unknown user {account!r}" if exc.code == api.UNKNOWN_ACCOUNT
                               else f"the relay refused: {exc}") from None
         account_key = Ed25519PublicKey(response["account_key"])
-        signed = SignedDeviceList.verify(account_key, response["device_list"],
-                                         response["device_list_signature"])
+        SignedDeviceList.verify(account_key, response["device_list"],
+                                response["device_list_signature"])
         dik = self.state.device_identity()
         if dik is None:
             dik = IdentityKeyPair.generate(self.client.random)
@@ -332,15 +332,16 @@ class PrivateSession:
             link_signature=dik.sign(link_message(account_key, account)),
             signed_prekey=[spk.key_id, spk.public_key.raw, spk.signature],
             one_time_prekeys=[[k.key_id, k.public_key.raw] for k in opks])
-        self._pending_link = (account, account_key, signed)
+        self._pending_link = (account, account_key)
         self._link_secret = secret
+        self.state.set_pending_link(account, account_key, secret, None)
         return format_link_code(secret)
 
     async def wait_for_link(self) -> int:
         """Wait for the primary's approval; then authenticate as the new device."""
         if self._pending_link is None:
             raise ClientError("no link was requested on this connection")
-        account, account_key, _ = self._pending_link
+        account, account_key = self._pending_link
         async for frame in self.connection.pushes:
             if frame.get("type") == "link_approved" and type(frame.get("device_id")) is int:
                 break
@@ -349,6 +350,24 @@ class PrivateSession:
         else:
             raise ConnectionLost("the relay closed the connection before the link was approved")
         device_id = frame["device_id"]
+        # Kept before anything else: if the proof does not arrive on this connection, the next
+        # 'link' resumes as this device and collects it from the mailbox.
+        self.state.set_pending_link(account, account_key, self._link_secret, device_id)
+        return await self._finish_link(account, account_key, device_id)
+
+    async def resume_link(self) -> int | None:
+        """Finish a link approved earlier whose proof did not arrive then; None if none is."""
+        pending = self.state.pending_link()
+        if pending is None or pending[3] is None:
+            return None
+        account, account_key, secret, device_id = pending
+        self._pending_link = (account, account_key)
+        self._link_secret = secret
+        return await self._finish_link(account, account_key, device_id)
+
+    async def _finish_link(self, account: str, account_key: Ed25519PublicKey,
+                           device_id: int) -> int:
+        """Authenticate as the approved device, then wait for the primary's proof."""
         await self.authenticate(Address(account, device_id))
         await self.device_list(account, refresh=True)
         own = self.state.contact(account)
@@ -364,6 +383,7 @@ class PrivateSession:
         else:
             raise ConnectionLost("the relay closed the connection before the primary's proof")
         self.state.set_registered(account, device_id)
+        self.state.set_pending_link(None)
         return device_id
 
     def _require_primary(self) -> IdentityKeyPair:
@@ -444,7 +464,7 @@ class PrivateSession:
         if self._pending_link is None or self.address is None:
             return False
         proof = payload.fields.get("link_proof")
-        account, account_key, _ = self._pending_link
+        account, account_key = self._pending_link
         expected = [self.address.device_id, api.link_proof(
             self._link_secret, account_key.raw, account, self.address.device_id)]
         return (isinstance(proof, list) and len(proof) == 2 and proof[0] == expected[0]

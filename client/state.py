@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import msgpack
+
 from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
@@ -119,6 +121,22 @@ class ClientState(HomeState):
         with self.protocol.transaction():
             self._set("account", account)
             self._set("device_id", device_id)
+
+    def set_pending_link(self, account: str | None, account_key: Ed25519PublicKey | None = None,
+                         secret: bytes = b"", device_id: int | None = None) -> None:
+        """Remember a link in progress (sealed secret), or forget it with ``account=None``."""
+        value = None if account is None or account_key is None else msgpack.packb(
+            [account, account_key.raw, self.protocol.seal(secret, "link_secret"), device_id])
+        self._set("pending_link", value)
+
+    def pending_link(self) -> tuple[str, Ed25519PublicKey, bytes, int | None] | None:
+        """The link in progress: account, its key, the code's secret, the approved id if any."""
+        value = self._get("pending_link")
+        if value is None:
+            return None
+        account, key, sealed, device_id = msgpack.unpackb(value)  # type: ignore[arg-type]
+        return (account, Ed25519PublicKey(key), self.protocol.unseal(sealed, "link_secret"),
+                device_id)
 
     @property
     def highest_device_id(self) -> int:

@@ -189,3 +189,25 @@ async def test_account_key_change_is_a_warning(nursery, tmp_path: Path) -> None:
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "checked the safety number")
     assert [m.text for m in await drain(new_bob)] == ["checked the safety number"]
+
+
+async def test_link_interrupted_before_the_proof_resumes(nursery, tmp_path: Path) -> None:
+    """Approved, then the connection drops before the primary's proof: link again resumes."""
+    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
+    laptop = make_client(tmp_path / "laptop", relay.port)
+    async with laptop.connect() as waiting:
+        code = await waiting.request_link("alice", "laptop")
+        async with session_of(alice[0]) as a0:
+            assert await a0.approve(code) == 1
+        frame = await waiting.connection.pushes.receive()
+        assert frame == {"type": "link_approved", "device_id": 1}
+        laptop.state.set_pending_link("alice", alice[0].state.account_identity().public_key,
+                                      waiting._link_secret, 1)  # what wait_for_link records
+    assert laptop.state.account is None  # not a device of the account yet
+    async with laptop.connect() as again:
+        assert await again.resume_link() == 1
+    assert (laptop.state.account, laptop.state.device_id) == ("alice", 1)
+    assert laptop.state.pending_link() is None
+    async with session_of(alice[0]) as a0:
+        await a0.send_text("alice", "note to my other devices")
+    assert await _texts(laptop) == ["note to my other devices"]
