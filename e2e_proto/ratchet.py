@@ -70,6 +70,11 @@ def encode_header(dh_pub: bytes, pn: int, n: int) -> bytes:
     return _packb([dh_pub, pn, n])
 
 
+def _header_prefix(dh_pub: bytes, pn: int) -> bytes:
+    """The header bytes before ``n``: the same for every message of one sending chain."""
+    return b"\x93" + _packb(dh_pub) + _packb(pn)  # 0x93: a msgpack array of three
+
+
 def decode_header(header: bytes) -> tuple[bytes, int, int]:
     """Parse and validate a header: :class:`MalformedError` unless ``[bin32, u32, u32]``."""
     try:
@@ -98,7 +103,7 @@ class RatchetState:
     """One party's Double Ratchet state (Signal's spec, with DESIGN §4's constants)."""
 
     __slots__ = ("root_key", "dhs_private", "dhs_public", "dhr", "cks", "ckr", "ns", "nr", "pn",
-                 "skipped", "previous_dhr")
+                 "skipped", "previous_dhr", "_header_prefix")
 
     def __init__(self, root_key: bytes, dhs_private: bytes, dhs_public: bytes, dhr: bytes | None,
                  cks: bytes | None, ckr: bytes | None, ns: int = 0, nr: int = 0, pn: int = 0,
@@ -115,6 +120,7 @@ class RatchetState:
         self.pn = pn
         self.skipped: dict[tuple[bytes, int], bytes] = skipped if skipped is not None else {}
         self.previous_dhr: list[bytes] = previous_dhr if previous_dhr is not None else []
+        self._header_prefix = _header_prefix(dhs_public, pn)
 
     @classmethod
     def initialize_alice(cls, shared_secret: bytes, bob_ratchet_key: X25519PublicKey,
@@ -138,7 +144,7 @@ class RatchetState:
         if ck is None:
             raise LocalProtocolError("this side cannot send before it has received a message")
         ns = self.ns
-        header = _packb([self.dhs_public, self.pn, ns])
+        header = self._header_prefix + _packb(ns)
         message_key, self.cks = _hmac_pair(ck, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
         self.ns = ns + 1
         return header, message_key
@@ -220,6 +226,7 @@ class RatchetState:
         self.cks = cks
         self.dhs_private = new_dhs.raw
         self.dhs_public = new_dhs.public_key.raw
+        self._header_prefix = _header_prefix(self.dhs_public, self.pn)
         self._remember(old_keys + new_keys)
         return plaintext
 
