@@ -167,36 +167,38 @@ class RatchetState:
         """
         header, nonce, ciphertext = message
         dh, pn, n = decode_header(header)
-        aad = associated_data + header
         if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
             raise MalformedError("nonce must be 24 bytes")
-
-        skipped_key = self.skipped.get((dh, n))
-        if skipped_key is not None:
-            plaintext = _open(ciphertext, aad, nonce, skipped_key)
-            del self.skipped[(dh, n)]
-            return plaintext
+        aad = associated_data + header
 
         if dh == self.dhr:
             ckr = self.ckr
-            if ckr is None:  # the initiator's dhr is Bob's SPK, which never sends
-                raise DecryptionError("message names a ratchet key with no receiving chain")
-            if n < self.nr:
-                raise DuplicateMessageError("message already received (or its key was evicted)")
-            if n == self.nr:  # the common case: in order, nothing to skip
+            nr = self.nr
+            if n == nr and ckr is not None:  # the common case: in order, nothing to skip
                 message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
                 plaintext = _open(ciphertext, aad, nonce, message_key)
                 self.ckr = next_ckr
                 self.nr = n + 1
                 return plaintext
-            keys, ckr = _skip_keys(ckr, self.nr, n, dh)
-            message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
-            plaintext = _open(ciphertext, aad, nonce, message_key)
-            self.ckr = next_ckr
-            self.nr = n + 1
-            self._remember(keys)
-            return plaintext
+            if ckr is None:  # the initiator's dhr is Bob's SPK, which never sends
+                raise DecryptionError("message names a ratchet key with no receiving chain")
+            if n > nr:
+                keys, ckr = _skip_keys(ckr, nr, n, dh)
+                message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
+                plaintext = _open(ciphertext, aad, nonce, message_key)
+                self.ckr = next_ckr
+                self.nr = n + 1
+                self._remember(keys)
+                return plaintext
 
+        skipped = self.skipped
+        skipped_key = skipped.get((dh, n)) if skipped else None
+        if skipped_key is not None:
+            plaintext = _open(ciphertext, aad, nonce, skipped_key)
+            del skipped[(dh, n)]
+            return plaintext
+        if dh == self.dhr:
+            raise DuplicateMessageError("message already received (or its key was evicted)")
         if dh in self.previous_dhr:
             raise DuplicateMessageError("message of an earlier chain already received")
         return self._decrypt_new_chain(dh, pn, n, aad, nonce, ciphertext, random)
@@ -205,16 +207,20 @@ class RatchetState:
                            ciphertext: bytes, random: RandomSource) -> bytes:
         """A DH-ratchet step: worked out in locals, committed once the tag verifies."""
         old_keys: list[tuple[tuple[bytes, int], bytes]] = []
-        if self.ckr is not None and self.dhr is not None:
+        if self.ckr is not None and self.dhr is not None and pn > self.nr:
             old_keys, _ = _skip_keys(self.ckr, self.nr, pn, self.dhr)
-        dh_key = X25519PublicKey(dh)
         root_key, ckr = kdf_rk(self.root_key, primitives.x25519(self.dhs_private, dh))
-        new_keys, ckr = _skip_keys(ckr, 0, n, dh)
+        new_keys: list[tuple[tuple[bytes, int], bytes]] = []
+        if n:
+            new_keys, ckr = _skip_keys(ckr, 0, n, dh)
         message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
         plaintext = _open(ciphertext, aad, nonce, message_key)
 
-        new_dhs = X25519PrivateKey(random(KEY_SIZE))
-        root_key, cks = kdf_rk(root_key, new_dhs.exchange(dh_key))
+        dhs_private = random(KEY_SIZE)
+        if type(dhs_private) is not bytes or len(dhs_private) != KEY_SIZE:
+            raise LocalProtocolError(f"the random source must return {KEY_SIZE} bytes")
+        dhs_public = primitives.x25519_public(dhs_private)
+        root_key, cks = kdf_rk(root_key, primitives.x25519(dhs_private, dh))
         if self.dhr is not None:
             self.previous_dhr = [self.dhr, *self.previous_dhr[: PREVIOUS_CHAINS_KEPT - 1]]
         self.pn = self.ns
@@ -224,10 +230,11 @@ class RatchetState:
         self.root_key = root_key
         self.ckr = next_ckr
         self.cks = cks
-        self.dhs_private = new_dhs.raw
-        self.dhs_public = new_dhs.public_key.raw
-        self._header_prefix = _header_prefix(self.dhs_public, self.pn)
-        self._remember(old_keys + new_keys)
+        self.dhs_private = dhs_private
+        self.dhs_public = dhs_public
+        self._header_prefix = _header_prefix(dhs_public, self.pn)
+        if old_keys or new_keys:
+            self._remember(old_keys + new_keys)
         return plaintext
 
     def _remember(self, keys: list[tuple[tuple[bytes, int], bytes]]) -> None:

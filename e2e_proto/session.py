@@ -84,6 +84,22 @@ class SessionCipher:
             raise NoSessionError(f"envelope is for {envelope.recipient}, not {self.local}")
         remote = envelope.sender
         current = self.store.load_session(remote)
+        if envelope.prekey is None and current is not None:  # the common case
+            try:
+                plaintext = current.ratchet.decrypt(envelope.message, current.associated_data,
+                                                    self.random)
+            except DecryptionError:
+                if not current.previous:
+                    raise
+            else:
+                current.pending = None
+                self.store.store_session(remote, current)
+                return plaintext
+        return self._decrypt_any(envelope, current)
+
+    def _decrypt_any(self, envelope: Envelope, current: SessionRecord | None) -> bytes:
+        """The general case: a prekey envelope, or a message for an earlier session."""
+        remote = envelope.sender
         prekey = envelope.prekey
         used_opk = None
         if prekey is not None:
