@@ -71,7 +71,44 @@ def floor_cases(sizes: tuple[int, ...] = SIZES) -> dict[str, Case]:
     cases["floor/ed25519-verify"] = lambda: sodium.crypto_sign_open(signature + message, pk)
     chain_key = nacl.utils.random(32)
     cases["floor/hmac-sha256"] = lambda: hmac.digest(chain_key, b"\x01", "sha256")
+    cases["floor/x25519-keygen"] = lambda: sodium.crypto_scalarmult_base(private)
+    cases.update(_required_calls(seal, open_, key, nonce, aad, private, public, pk, signature,
+                                 message))
     return cases
+
+
+def _required_calls(seal: Callable[..., bytes], open_: Callable[..., bytes], key: bytes,
+                    nonce: bytes, aad: bytes, private: bytes, public: bytes, pk: bytes,
+                    signature: bytes, message: bytes) -> dict[str, Case]:
+    """Only the libsodium calls DESIGN requires for a ping-pong message and for a set-up.
+
+    Ping-pong (DESIGN §4): one new ratchet key pair, two X25519s (one per side) and the AEAD.
+    Set-up (§3, §4, with a one-time prekey): the bundle's signature check, three key pairs
+    (ephemeral, Alice's ratchet key, Bob's first ratchet key), eleven X25519s (X3DH's four on
+    each side, Alice's first chain, Bob's receiving and sending chains) and the AEAD of the
+    first message. The peers must do similar work, so these bound what any code on top of
+    PyNaCl can reach.
+    """
+    scalarmult, keygen, verify = (sodium.crypto_scalarmult, sodium.crypto_scalarmult_base,
+                                  sodium.crypto_sign_open)
+    ping_data, first = payload(PINGPONG_SIZE), payload(FIRST_MESSAGE_SIZE)
+
+    def ping_pong_calls() -> bytes:
+        keygen(private)
+        scalarmult(private, public)
+        scalarmult(private, public)
+        return open_(seal(ping_data, aad, nonce, key), aad, nonce, key)
+
+    def establish_calls() -> bytes:
+        verify(signature + message, pk)
+        for _ in range(3):
+            keygen(private)
+        for _ in range(11):
+            scalarmult(private, public)
+        return open_(seal(first, aad, nonce, key), aad, nonce, key)
+
+    return {f"floor/ping-pong/{PINGPONG_SIZE}": ping_pong_calls,
+            "floor/establish": establish_calls}
 
 
 # -- ours -----------------------------------------------------------------------------------------

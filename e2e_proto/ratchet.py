@@ -44,6 +44,7 @@ _hmac_pair = primitives.hmac_sha256_pair
 _seal = primitives.aead_seal
 _open = primitives.aead_open
 _packb = msgpack.packb
+_new_message = tuple.__new__  # RatchetMessage(...) without the named tuple's Python __new__
 
 
 class RatchetMessage(NamedTuple):
@@ -154,8 +155,8 @@ class RatchetState:
         """Encrypt one message; aad = associated data || header, nonce = 24 random bytes."""
         header, message_key = self.next_sending_key()
         nonce = random(NONCE_SIZE)
-        return RatchetMessage(header, nonce,
-                              _seal(plaintext, associated_data + header, nonce, message_key))
+        return _new_message(RatchetMessage, (
+            header, nonce, _seal(plaintext, associated_data + header, nonce, message_key)))
 
     # -- receiving ----------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from .stores import ProtocolStore
 from .wire import Envelope, PreKeyHeader
 from .x3dh import initiate, respond
 
+_new_envelope = tuple.__new__  # Envelope(...) without the named tuple's Python __new__
+
 
 def process_prekey_bundle(store: ProtocolStore, remote: Address, bundle: PreKeyBundle,
                           random: RandomSource = system_random) -> SessionRecord:
@@ -68,7 +70,7 @@ class SessionCipher:
         prekey = None if pending is None else PreKeyHeader(
             self.store.identity_key_pair().public_key, pending.ephemeral_key,
             pending.signed_prekey_id, pending.one_time_prekey_id)
-        return Envelope(self.local, remote, message, prekey)
+        return _new_envelope(Envelope, (self.local, remote, message, prekey))
 
     def decrypt(self, envelope: Envelope) -> bytes:
         """Decrypt an envelope sent to this device; the session is stored only on success.
