@@ -39,6 +39,28 @@ def test_targets_are_reported_met_missed_or_na() -> None:
     assert "relay / bare" in report.relay_table(relay, markdown=False)
 
 
+def test_targets_carry_the_bound_of_the_required_calls() -> None:
+    us = 1e-6
+    stats = {name: Stat(value * us, value * us, value * us, 3, 1) for name, value in {
+        "ours/ping-pong/1024": 150.0, "vodozemac/ping-pong/1024": 140.0,
+        "floor/ping-pong/1024": 130.0, "ours/establish": 800.0,
+        "vodozemac/establish": 400.0, "floor/establish": 680.0}.items()}
+    targets = {t.name: t for t in report.targets(stats, None)}
+    ping_pong = targets["ping-pong 1 KiB vs vodozemac Olm"]
+    establish = targets["session establishment vs vodozemac Olm"]
+    assert ping_pong.met is False and math.isclose(ping_pong.bound or 0, 130 / 140)
+    assert "out of reach" not in ping_pong.line()
+    assert establish.met is False and math.isclose(establish.bound or 0, 1.7)
+    assert establish.line().endswith("1.7x, so the limit is out of reach")
+    assert targets["round trip 1 KiB vs floor seal+open"].bound is None
+
+
+def test_required_calls_floor_cases_run() -> None:
+    cases = crypto.floor_cases(sizes=(100,))
+    assert cases["floor/ping-pong/1024"]() == crypto.payload(1024)
+    assert cases["floor/establish"]() == crypto.payload(crypto.FIRST_MESSAGE_SIZE)
+
+
 def test_command_line_parses() -> None:
     args = build_parser().parse_args(["--quick", "--json", "out.json", "--markdown"])
     assert args.quick and args.markdown and str(args.json) == "out.json"
