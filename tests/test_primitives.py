@@ -1,9 +1,11 @@
 import hmac
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given
 from hypothesis import strategies as st
 
-from e2e_proto.primitives import hmac_sha256, hmac_sha256_pair
+from e2e_proto.primitives import hkdf_sha256, hmac_sha256, hmac_sha256_pair
 
 
 @given(key=st.binary(max_size=100), first=st.binary(max_size=200),
@@ -13,3 +15,11 @@ def test_hmac_pair_is_two_hmacs(key: bytes, first: bytes, second: bytes) -> None
     assert hmac_sha256_pair(key, first, second) == (
         hmac.digest(key, first, "sha256"), hmac.digest(key, second, "sha256"))
     assert hmac_sha256(key, first) == hmac.digest(key, first, "sha256")
+
+
+@given(salt=st.binary(max_size=100), ikm=st.binary(max_size=100), info=st.binary(max_size=100),
+       length=st.integers(min_value=1, max_value=255 * 32))
+def test_hkdf_agrees_with_pyca(salt: bytes, ikm: bytes, info: bytes, length: int) -> None:
+    """HKDF over the shared-pad HMAC agrees with pyca/cryptography's RFC 5869 HKDF."""
+    expected = HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+    assert hkdf_sha256(salt, ikm, info, length) == expected
