@@ -86,8 +86,9 @@ def _required_calls(seal: Callable[..., bytes], open_: Callable[..., bytes], key
     Set-up (§3, §4, with a one-time prekey): the bundle's signature check, three key pairs
     (ephemeral, Alice's ratchet key, Bob's first ratchet key), eleven X25519s (X3DH's four on
     each side, Alice's first chain, Bob's receiving and sending chains) and the AEAD of the
-    first message. The peers must do similar work, so these bound what any code on top of
-    PyNaCl can reach.
+    first message: the calls e2e_proto makes, following the spec's ratchet initialisation
+    (deferring Bob's new key pair and its X25519 to his first send, as Olm does, would save
+    one of each). They bound what an implementation of this protocol on PyNaCl can reach.
     """
     scalarmult, keygen, verify = (sodium.crypto_scalarmult, sodium.crypto_scalarmult_base,
                                   sodium.crypto_sign_open)

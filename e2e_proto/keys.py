@@ -20,7 +20,8 @@ from .primitives import RandomSource, system_random
 _U32 = struct.Struct(">I")
 
 
-def _check_bytes(value: object, size: int, what: str) -> bytes:
+def check_key_bytes(value: object, size: int, what: str) -> bytes:
+    """``value`` if it is ``bytes`` of ``size``; :class:`InvalidKeyError` naming ``what`` if not."""
     if type(value) is not bytes or len(value) != size:
         raise InvalidKeyError(f"{what} must be {size} bytes")
     return value
@@ -39,7 +40,7 @@ class X25519PublicKey:
     raw: bytes
 
     def __post_init__(self) -> None:
-        _check_bytes(self.raw, KEY_SIZE, "X25519 public key")
+        check_key_bytes(self.raw, KEY_SIZE, "X25519 public key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ class X25519PrivateKey:
     public_key: X25519PublicKey = field(init=False)
 
     def __post_init__(self) -> None:
-        _check_bytes(self.raw, KEY_SIZE, "X25519 private key")
+        check_key_bytes(self.raw, KEY_SIZE, "X25519 private key")
         object.__setattr__(self, "public_key", X25519PublicKey(primitives.x25519_public(self.raw)))
 
     @classmethod
@@ -70,7 +71,7 @@ class Ed25519PublicKey:
     raw: bytes
 
     def __post_init__(self) -> None:
-        _check_bytes(self.raw, KEY_SIZE, "Ed25519 public key")
+        check_key_bytes(self.raw, KEY_SIZE, "Ed25519 public key")
 
     def verify(self, message: bytes, signature: bytes) -> None:
         """Raise :class:`~e2e_proto.errors.InvalidSignatureError` unless the signature is valid."""
@@ -91,7 +92,7 @@ class IdentityKeyPair:
     _x25519: X25519PrivateKey = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _check_bytes(self.seed, KEY_SIZE, "Ed25519 seed")
+        check_key_bytes(self.seed, KEY_SIZE, "Ed25519 seed")
         public, secret = primitives.ed25519_keypair(self.seed)
         object.__setattr__(self, "public_key", Ed25519PublicKey(public))
         object.__setattr__(self, "_secret", secret)
@@ -128,7 +129,7 @@ class SignedPreKey:
 
     def __post_init__(self) -> None:
         _check_u32(self.key_id, "signed prekey id")
-        _check_bytes(self.signature, SIGNATURE_SIZE, "signature")
+        check_key_bytes(self.signature, SIGNATURE_SIZE, "signature")
 
     @classmethod
     def create(cls, identity: IdentityKeyPair, key_id: int, private_key: X25519PrivateKey

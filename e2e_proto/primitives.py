@@ -137,10 +137,10 @@ def _padded_key_states(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
-    """HMAC-SHA256(key, data)."""
+    """HMAC-SHA256(key, data); ``key`` and ``data`` may be any bytes-like objects."""
     if len(key) > _BLOCK:
         return hmac.digest(key, data, _HASH)
-    inner, outer = _padded_key_states(key)
+    inner, outer = _padded_key_states(bytes(key))
     inner.update(data)
     outer.update(inner.digest())
     return outer.digest()

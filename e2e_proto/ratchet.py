@@ -32,7 +32,7 @@ from .errors import (
     UnsupportedVersionError,
     describe,
 )
-from .keys import X25519PrivateKey, X25519PublicKey
+from .keys import X25519PrivateKey, X25519PublicKey, check_key_bytes
 from .primitives import RandomSource, system_random
 
 STATE_VERSION = 1
@@ -168,38 +168,39 @@ class RatchetState:
         """
         header, nonce, ciphertext = message
         dh, pn, n = decode_header(header)
+        aad = associated_data + header
         if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
             raise MalformedError("nonce must be 24 bytes")
-        aad = associated_data + header
+
+        skipped = self.skipped
+        if skipped:  # most sessions keep no skipped keys: no lookup then
+            skipped_key = skipped.get((dh, n))
+            if skipped_key is not None:
+                plaintext = _open(ciphertext, aad, nonce, skipped_key)
+                del skipped[(dh, n)]
+                return plaintext
 
         if dh == self.dhr:
             ckr = self.ckr
-            nr = self.nr
-            if n == nr and ckr is not None:  # the common case: in order, nothing to skip
-                message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
-                plaintext = _open(ciphertext, aad, nonce, message_key)
-                self.ckr = next_ckr
-                self.nr = n + 1
-                return plaintext
             if ckr is None:  # the initiator's dhr is Bob's SPK, which never sends
                 raise DecryptionError("message names a ratchet key with no receiving chain")
-            if n > nr:
-                keys, ckr = _skip_keys(ckr, nr, n, dh)
+            nr = self.nr
+            if n == nr:  # the common case: in order, nothing to skip
                 message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
                 plaintext = _open(ciphertext, aad, nonce, message_key)
                 self.ckr = next_ckr
                 self.nr = n + 1
-                self._remember(keys)
                 return plaintext
-
-        skipped = self.skipped
-        skipped_key = skipped.get((dh, n)) if skipped else None
-        if skipped_key is not None:
-            plaintext = _open(ciphertext, aad, nonce, skipped_key)
-            del skipped[(dh, n)]
+            if n < nr:
+                raise DuplicateMessageError("message already received (or its key was evicted)")
+            keys, ckr = _skip_keys(ckr, nr, n, dh)
+            message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
+            plaintext = _open(ciphertext, aad, nonce, message_key)
+            self.ckr = next_ckr
+            self.nr = n + 1
+            self._remember(keys)
             return plaintext
-        if dh == self.dhr:
-            raise DuplicateMessageError("message already received (or its key was evicted)")
+
         if dh in self.previous_dhr:
             raise DuplicateMessageError("message of an earlier chain already received")
         return self._decrypt_new_chain(dh, pn, n, aad, nonce, ciphertext, random)
@@ -217,9 +218,7 @@ class RatchetState:
         message_key, next_ckr = _hmac_pair(ckr, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
         plaintext = _open(ciphertext, aad, nonce, message_key)
 
-        dhs_private = random(KEY_SIZE)
-        if type(dhs_private) is not bytes or len(dhs_private) != KEY_SIZE:
-            raise LocalProtocolError(f"the random source must return {KEY_SIZE} bytes")
+        dhs_private = check_key_bytes(random(KEY_SIZE), KEY_SIZE, "X25519 private key")
         dhs_public = primitives.x25519_public(dhs_private)
         root_key, cks = kdf_rk(root_key, primitives.x25519(dhs_private, dh))
         if self.dhr is not None:
@@ -234,8 +233,7 @@ class RatchetState:
         self.dhs_private = dhs_private
         self.dhs_public = dhs_public
         self._header_prefix = _header_prefix(dhs_public, self.pn)
-        if old_keys or new_keys:
-            self._remember(old_keys + new_keys)
+        self._remember(old_keys + new_keys)
         return plaintext
 
     def _remember(self, keys: list[tuple[tuple[bytes, int], bytes]]) -> None:
