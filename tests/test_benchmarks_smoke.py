@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from benchmarks import crypto, report
+from benchmarks import breakdown, crypto, report
 from benchmarks.__main__ import build_parser
 from benchmarks.timing import Stat, run_interleaved
 
@@ -64,3 +64,15 @@ def test_required_calls_floor_cases_run() -> None:
 def test_command_line_parses() -> None:
     args = build_parser().parse_args(["--quick", "--json", "out.json", "--markdown"])
     assert args.quick and args.markdown and str(args.json) == "out.json"
+
+
+def test_breakdown_attributes_every_part() -> None:
+    cases = breakdown.parts()
+    stats = run_interleaved(cases, samples=1, sample_time=0.0005, warmup=1)
+    lines = dict(breakdown.attribution(stats))
+    parts = [value for line, value in lines.items()
+             if line.startswith("round trip:") and not line.endswith("total")]
+    assert math.isclose(sum(parts), lines["round trip: total"])
+    ping_pong = [value for line, value in lines.items()
+                 if line.startswith("ping-pong:") and not line.endswith("total")]
+    assert math.isclose(sum(ping_pong), lines["ping-pong: total"])
