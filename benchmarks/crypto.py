@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import importlib.util
 from collections.abc import Callable
+from typing import Any
 
 import nacl.bindings as sodium
 import nacl.utils
@@ -212,6 +213,24 @@ def ours_session_size() -> dict[str, int]:
     return {"ours/session-size": len(record.to_bytes())}
 
 
+def _fan_out_case(peer: str, sessions: list[Any]) -> dict[str, Case]:
+    """A peer's fan-out: one 1 KiB message encrypted by each of its pairwise sessions."""
+    data = payload(FANOUT_SIZE)
+    return {f"{peer}/fan-out-{FANOUT_DEVICES}/{FANOUT_SIZE}":
+            lambda: [session.encrypt(data) for session in sessions]}
+
+
+def _group_cases(peer: str, outbound: Any, inbound: Any, sizes: tuple[int, ...]
+                 ) -> dict[str, Case]:
+    """A Megolm round trip per size: the outbound group session encrypts, the inbound decrypts."""
+    cases: dict[str, Case] = {}
+    for size in sizes:
+        data = payload(size)
+        cases[f"{peer}/round-trip/{size}"] = (
+            lambda data=data: inbound.decrypt(outbound.encrypt(data)))
+    return cases
+
+
 # -- vodozemac (Rust Olm and Megolm) --------------------------------------------------------------
 
 
@@ -252,17 +271,10 @@ def vodozemac_cases(sizes: tuple[int, ...] = SIZES) -> tuple[dict[str, Case], di
 
     cases["vodozemac/establish"] = establish
 
-    sessions = [pair()[2] for _ in range(FANOUT_DEVICES)]
-    fan_data = payload(FANOUT_SIZE)
-    cases[f"vodozemac/fan-out-{FANOUT_DEVICES}/{FANOUT_SIZE}"] = (
-        lambda: [s.encrypt(fan_data) for s in sessions])
-
+    cases |= _fan_out_case("vodozemac", [pair()[2] for _ in range(FANOUT_DEVICES)])
     group = v.GroupSession()
-    inbound = v.InboundGroupSession(group.session_key)
-    for size in sizes:
-        data = payload(size)
-        cases[f"vodozemac-megolm/round-trip/{size}"] = (
-            lambda data=data: inbound.decrypt(group.encrypt(data)))
+    cases |= _group_cases("vodozemac-megolm", group, v.InboundGroupSession(group.session_key),
+                          sizes)
     sizes_out = {"vodozemac/session-size": len(sa.pickle(bytes(32)))}
     return cases, sizes_out
 
@@ -307,17 +319,10 @@ def olm_cases(sizes: tuple[int, ...] = SIZES) -> tuple[dict[str, Case], dict[str
 
     cases["python-olm/establish"] = establish
 
-    sessions = [pair()[0] for _ in range(FANOUT_DEVICES)]
-    fan_data = payload(FANOUT_SIZE)
-    cases[f"python-olm/fan-out-{FANOUT_DEVICES}/{FANOUT_SIZE}"] = (
-        lambda: [s.encrypt(fan_data) for s in sessions])
-
+    cases |= _fan_out_case("python-olm", [pair()[0] for _ in range(FANOUT_DEVICES)])
     group = olm.OutboundGroupSession()
-    inbound = olm.InboundGroupSession(group.session_key)
-    for size in sizes:
-        data = payload(size)
-        cases[f"python-olm-megolm/round-trip/{size}"] = (
-            lambda data=data: inbound.decrypt(group.encrypt(data)))
+    cases |= _group_cases("python-olm-megolm", group,
+                          olm.InboundGroupSession(group.session_key), sizes)
     return cases, {"python-olm/session-size": len(sa.pickle(""))}
 
 
