@@ -62,6 +62,21 @@ class TokenBucket:
         return True
 
 
+class TokenBuckets:
+    """A :class:`TokenBucket` per key (an account name), made full on the key's first use."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str, count: int = 1) -> bool:
+        """Spend ``count`` of ``key``'s tokens if it has that many; False (nothing spent) if not."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        return bucket.take(count)
+
+
 class Sequenced(Protocol):
     """Something delivered in order: a stored message or an event."""
 

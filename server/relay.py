@@ -30,7 +30,7 @@ from .connection_base import (
     ErrorCodes,
     FrameConnection,
     RequestError,
-    TokenBucket,
+    TokenBuckets,
 )
 from .fields import published_prekeys, require
 from .group_commit import GroupCommit
@@ -110,26 +110,12 @@ class Relay(ConnectionRegistry[Address, "_Connection"]):
         self.clock = clock
         self.pending_links: dict[bytes, _PendingLink] = {}
         self.mailboxes = GroupCommit(store)
-        self._account_buckets: dict[str, TokenBucket] = {}
-        self._bundle_buckets: dict[str, TokenBucket] = {}
-
-    def account_bucket(self, account: str) -> TokenBucket:
-        """The request rate limit shared by all connections of ``account``."""
-        bucket = self._account_buckets.get(account)
-        if bucket is None:
-            config = self.config
-            bucket = self._account_buckets[account] = TokenBucket(
-                config.account_requests_per_second, config.account_request_burst)
-        return bucket
-
-    def bundle_bucket(self, account: str) -> TokenBucket:
-        """How many prekey bundles ``account`` may fetch (against OPK draining)."""
-        bucket = self._bundle_buckets.get(account)
-        if bucket is None:
-            config = self.config
-            bucket = self._bundle_buckets[account] = TokenBucket(
-                config.bundles_per_minute / 60, config.bundle_burst)
-        return bucket
+        self.account_requests = TokenBuckets(self.config.account_requests_per_second,
+                                             self.config.account_request_burst)
+        """Requests per account, over all its connections."""
+        self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
+                                           self.config.bundle_burst)
+        """Prekey bundles per account (against one-time prekey draining)."""
 
     def account_connections(self, account: str) -> int:
         """Authenticated connections of all devices of ``account``."""
@@ -236,8 +222,8 @@ class _Connection(FrameConnection):
 
     async def _dispatch(self, kind: object, frame: dict[str, Any]) -> dict[str, Any]:
         handler = self._handler_for(kind)
-        if self.address is not None and not self.relay.account_bucket(
-                self.address.account).take():
+        if self.address is not None and not self.relay.account_requests.take(
+                self.address.account):
             raise RequestError(api.RATE_LIMITED, "too many requests from this account")
         return await handler(self, frame)
 
@@ -446,7 +432,7 @@ class _Connection(FrameConnection):
             raise RequestError(api.BAD_REQUEST,
                                "device_ids must list distinct devices of the account")
         assert self.address is not None
-        if not self.relay.bundle_bucket(self.address.account).take(len(wanted)):
+        if not self.relay.bundle_fetches.take(self.address.account, len(wanted)):
             raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
         bundles = []
         for device_id in wanted:

@@ -37,7 +37,7 @@ from .connection_base import (
     ErrorCodes,
     FrameConnection,
     RequestError,
-    TokenBucket,
+    TokenBuckets,
 )
 from .fields import published_prekeys, require
 from .social_store import (
@@ -123,16 +123,9 @@ class SocialServer(ConnectionRegistry[str, "_Connection"]):
         self.capabilities = CAPABILITIES[SOCIAL]
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
         self._dummy_hash: bytes | None = None
-        self._bundle_buckets: dict[str, TokenBucket] = {}
-
-    def bundle_bucket(self, account: str) -> TokenBucket:
-        """How many prekey bundles ``account`` may fetch (against one-time prekey draining)."""
-        bucket = self._bundle_buckets.get(account)
-        if bucket is None:
-            config = self.config
-            bucket = self._bundle_buckets[account] = TokenBucket(
-                config.bundles_per_minute / 60, config.bundle_burst)
-        return bucket
+        self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
+                                           self.config.bundle_burst)
+        """Prekey bundles per account (against one-time prekey draining)."""
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
@@ -324,7 +317,7 @@ class _Connection(FrameConnection):
                 or len(set(wanted)) != len(wanted) or not all(i in keyed for i in wanted)):
             raise RequestError(api.BAD_REQUEST, "device_ids must list distinct devices of the "
                                "account that published keys")
-        if not self.server.bundle_bucket(self.address.account).take(len(wanted)):
+        if not self.server.bundle_fetches.take(self.address.account, len(wanted)):
             raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
         try:
             bundles = self.store.take_bundles(account, wanted)
