@@ -44,8 +44,8 @@ from .relay_store import (
     Outgoing,
     QuotaExceededError,
     RelayStore,
-    StoreUnavailableError,
 )
+from .store_base import StoreUnavailableError
 
 log = logging.getLogger("e2e.relay")
 
@@ -436,14 +436,15 @@ class _Connection(FrameConnection):
             raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
         bundles = []
         for device_id in wanted:
-            bundle = self.relay.store.take_bundle(account, device_id)
-            if bundle is None:
+            taken = self.relay.store.take_bundle(account, device_id)
+            if taken is None:
                 raise RequestError(api.NO_PREKEYS, f"{account}.{device_id} has published no "
                                    "signed prekey")
-            bundles.append(list(bundle[:7]))
-            if bundle.one_time_prekeys_left < self.relay.config.prekeys_low_watermark:
+            bundle, left = taken
+            bundles.append(list(bundle))
+            if left < self.relay.config.prekeys_low_watermark:
                 self.relay.notify(Address(account, device_id),
-                                  {"type": "prekeys_low", "count": bundle.one_time_prekeys_left})
+                                  {"type": "prekeys_low", "count": left})
         return {"account": account, "bundles": bundles}
 
     # -- messages ----------------------------------------------------------------------------

@@ -8,17 +8,15 @@ state commits before it returns: a send is acknowledged only once it is on disk.
 from __future__ import annotations
 
 import contextlib
-import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, ParamSpec, Protocol, TypeVar
+from typing import NamedTuple, Protocol
 
 from e2e_proto.sqlite_store import immediate_transaction, open_private_database
 
-P = ParamSpec("P")
-R = TypeVar("R")
+from .store_base import Bundle, storage, take_bundle
 
 
 class NameTakenError(Exception):
@@ -32,25 +30,6 @@ class QuotaExceededError(Exception):
         super().__init__(f"mailbox of {account}.{device_id} is full")
         self.account = account
         self.device_id = device_id
-
-
-class StoreUnavailableError(Exception):
-    """The storage cannot be read or written now (disk full, read-only, locked, corrupt)."""
-
-
-def _storage(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn a database failure inside ``method`` into :class:`StoreUnavailableError`."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise
-            raise StoreUnavailableError(str(exc)) from exc
-
-    return wrapper
 
 
 class DeviceGoneError(Exception):
@@ -96,19 +75,6 @@ class DeviceInfo(NamedTuple):
     name: str
     linked_at: float
     last_seen: float | None
-
-
-class Bundle(NamedTuple):
-    """One device's prekey bundle as handed out (the OPK is already deleted)."""
-
-    device_id: int
-    identity_key: bytes
-    signed_prekey_id: int
-    signed_prekey: bytes
-    signed_prekey_signature: bytes
-    one_time_prekey_id: int | None
-    one_time_prekey: bytes | None
-    one_time_prekeys_left: int
 
 
 class Delivery(NamedTuple):
@@ -187,8 +153,9 @@ class RelayStore(Protocol):
         """How many one-time prekeys the relay holds for the device."""
         ...
 
-    def take_bundle(self, account: str, device_id: int) -> Bundle | None:
-        """The device's bundle with one OPK, which is deleted in the same transaction."""
+    def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
+        """The device's bundle with one OPK, which is deleted in the same transaction, and how
+        many OPKs it has left."""
         ...
 
     def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
@@ -251,7 +218,7 @@ class SqliteRelayStore:
     def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return immediate_transaction(self._db)
 
-    @_storage
+    @storage
     def create_account(self, account: str, account_key: bytes, list_version: int,
                        list_body: bytes, list_signature: bytes,
                        devices: dict[int, bytes], now: float) -> None:
@@ -268,7 +235,7 @@ class SqliteRelayStore:
                            "VALUES (?, ?, ?, 'primary', ?)",
                            [(account, i, key, now) for i, key in devices.items()])
 
-    @_storage
+    @storage
     def account(self, account: str) -> AccountRecord | None:
         """The account's key and device list (cached; every change goes through this store)."""
         cached = self._accounts.get(account)
@@ -288,7 +255,7 @@ class SqliteRelayStore:
                                                          devices, row[4])
         return record
 
-    @_storage
+    @storage
     def replace_device_list(self, account: str, list_version: int, list_body: bytes,
                             list_signature: bytes, devices: dict[int, bytes],
                             added: Sequence[NewDevice], now: float) -> list[int]:
@@ -318,20 +285,20 @@ class SqliteRelayStore:
                                [(account, new.device_id, i, k) for i, k in new.one_time_prekeys])
         return removed
 
-    @_storage
+    @storage
     def device_info(self, account: str) -> list[DeviceInfo]:
         """Name, link time and last authentication of each device of ``account``."""
         return [DeviceInfo(*row) for row in self._db.execute(
             "SELECT device, name, linked_at, last_seen FROM devices WHERE account = ? "
             "ORDER BY device", (account,))]
 
-    @_storage
+    @storage
     def touch(self, account: str, device_id: int, now: float) -> None:
         """Record that a device authenticated at ``now``."""
         self._db.execute("UPDATE devices SET last_seen = ? WHERE account = ? AND device = ?",
                          (now, account, device_id))
 
-    @_storage
+    @storage
     def store_prekeys(self, account: str, device_id: int,
                       signed: tuple[int, bytes, bytes] | None,
                       one_time: Sequence[tuple[int, bytes]]) -> int:
@@ -344,31 +311,24 @@ class SqliteRelayStore:
                            [(account, device_id, i, key) for i, key in one_time])
             return self.one_time_prekey_count(account, device_id)
 
-    @_storage
+    @storage
     def one_time_prekey_count(self, account: str, device_id: int) -> int:
         """How many one-time prekeys the relay holds for the device."""
         return self._db.execute("SELECT COUNT(*) FROM one_time_prekeys "
                                 "WHERE account = ? AND device = ?",
                                 (account, device_id)).fetchone()[0]
 
-    @_storage
-    def take_bundle(self, account: str, device_id: int) -> Bundle | None:
-        """The device's bundle with one OPK, which is deleted in the same transaction."""
+    @storage
+    def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
+        """The device's bundle with one OPK, which is deleted in the same transaction, and how
+        many OPKs it has left."""
         with self._transaction() as db:
-            row = db.execute("SELECT identity_key, spk_id, spk, spk_signature FROM devices "
-                             "WHERE account = ? AND device = ?", (account, device_id)).fetchone()
-            if row is None or row[1] is None:
+            bundle = take_bundle(db, account, device_id)
+            if bundle is None:
                 return None
-            opk = db.execute("SELECT id, key FROM one_time_prekeys WHERE account = ? AND "
-                             "device = ? ORDER BY id LIMIT 1", (account, device_id)).fetchone()
-            if opk is not None:
-                db.execute("DELETE FROM one_time_prekeys WHERE account = ? AND device = ? "
-                           "AND id = ?", (account, device_id, opk[0]))
-            left = self.one_time_prekey_count(account, device_id)
-        return Bundle(device_id, row[0], row[1], row[2], row[3],
-                      opk[0] if opk else None, opk[1] if opk else None, left)
+            return bundle, self.one_time_prekey_count(account, device_id)
 
-    @_storage
+    @storage
     def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
         """Apply many sends and acknowledgements in one transaction: one fsync for all."""
         results: list[Exception | None] = []
@@ -407,7 +367,7 @@ class SqliteRelayStore:
                 return QuotaExceededError(*address)
         return None
 
-    @_storage
+    @storage
     def pending(self, account: str, device_id: int, after_seq: int, limit: int
                 ) -> list[Delivery]:
         """Stored messages for the device with seq > ``after_seq``, oldest first."""
@@ -415,7 +375,7 @@ class SqliteRelayStore:
             "SELECT seq, envelope FROM mailbox WHERE account = ? AND device = ? AND seq > ? "
             "ORDER BY seq LIMIT ?", (account, device_id, after_seq, limit))]
 
-    @_storage
+    @storage
     def expire(self, older_than: float) -> int:
         """Delete messages stored before ``older_than``; returns how many."""
         with self._transaction() as db:

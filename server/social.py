@@ -50,8 +50,8 @@ from .social_store import (
     NameTakenError,
     NoPrekeysError,
     SocialStore,
-    StoreUnavailableError,
 )
+from .store_base import StoreUnavailableError
 
 log = logging.getLogger("e2e.social")
 

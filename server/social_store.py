@@ -15,22 +15,19 @@ envelope per recipient device and never indexed.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, ParamSpec, Protocol, TypeVar
+from typing import NamedTuple, Protocol
 
 from e2e_proto.sqlite_store import immediate_transaction, open_private_database
 
+from .store_base import Bundle, storage, take_bundle
+
 DIRECT = "direct"
 GROUP = "group"
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
 
 class ClientIdReusedError(Exception):
     """A send repeats a client_id its sender already used in another conversation."""
@@ -42,30 +39,6 @@ class NameTakenError(Exception):
 
 class KeyChangedError(Exception):
     """A device tried to publish an identity key other than the one it published first."""
-
-
-class StoreUnavailableError(Exception):
-    """The storage cannot be read or written now (disk full, read-only, locked, corrupt)."""
-
-
-def _storage(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn a database failure inside ``method`` into :class:`StoreUnavailableError`.
-
-    As on the relay (``server/relay_store.py``): the server answers ``unavailable`` and keeps
-    the connection, instead of dropping it as an internal error. Integrity errors are bugs and
-    pass through.
-    """
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise
-            raise StoreUnavailableError(str(exc)) from exc
-
-    return wrapper
 
 
 class NoPrekeysError(Exception):
@@ -107,18 +80,6 @@ class DeviceKeys(NamedTuple):
 
     device_id: int
     identity_key: bytes | None
-
-
-class Bundle(NamedTuple):
-    """One device's prekey bundle as handed out (the OPK is already deleted)."""
-
-    device_id: int
-    identity_key: bytes
-    signed_prekey_id: int
-    signed_prekey: bytes
-    signed_prekey_signature: bytes
-    one_time_prekey_id: int | None
-    one_time_prekey: bytes | None
 
 
 class Message(NamedTuple):
@@ -379,7 +340,7 @@ class SqliteSocialStore:
 
     # -- accounts and devices -----------------------------------------------------------------
 
-    @_storage
+    @storage
     def create_account(self, name: str, password_hash: bytes, now: float) -> None:
         """Create an account; :class:`NameTakenError` when an account or group has the name."""
         with self._transaction() as db:
@@ -390,20 +351,20 @@ class SqliteSocialStore:
             db.execute("INSERT INTO accounts (name, password_hash, created) VALUES (?, ?, ?)",
                        (name, password_hash, now))
 
-    @_storage
+    @storage
     def password_hash(self, name: str) -> bytes | None:
         """The stored Argon2id hash of ``name``'s password, None for an unknown account."""
         row = self._db.execute("SELECT password_hash FROM accounts WHERE name = ?",
                                (name,)).fetchone()
         return None if row is None else row[0]
 
-    @_storage
+    @storage
     def account_exists(self, name: str) -> bool:
         """Whether an account named ``name`` exists."""
         return self._db.execute("SELECT 1 FROM accounts WHERE name = ?",
                                 (name,)).fetchone() is not None
 
-    @_storage
+    @storage
     def add_device(self, account: str, token_hash: bytes, expires: float) -> int:
         """A new device of ``account`` with this token; its cursor starts at the log's end."""
         with self._transaction() as db:
@@ -416,21 +377,21 @@ class SqliteSocialStore:
                        "VALUES (?, ?, ?, ?, ?)", (account, device_id, token_hash, expires, end))
         return int(device_id)
 
-    @_storage
+    @storage
     def device_by_token(self, token_hash: bytes) -> Device | None:
         """The device logged in with this token (hash), expired or not."""
         row = self._db.execute("SELECT account, device, expires FROM devices "
                                "WHERE token_hash = ?", (token_hash,)).fetchone()
         return None if row is None else Device(*row)
 
-    @_storage
+    @storage
     def devices(self, account: str) -> list[DeviceKeys]:
         """Every logged-in device of ``account`` and the identity key it published."""
         return [DeviceKeys(*row) for row in self._db.execute(
             "SELECT device, identity_key FROM devices WHERE account = ? ORDER BY device",
             (account,))]
 
-    @_storage
+    @storage
     def publish_prekeys(self, account: str, device_id: int, identity_key: bytes,
                         signed_prekey: tuple[int, bytes, bytes] | None,
                         one_time_prekeys: Sequence[tuple[int, bytes]]) -> int:
@@ -452,7 +413,7 @@ class SqliteSocialStore:
                                   "AND device = ?", (account, device_id)).fetchone()
         return int(count)
 
-    @_storage
+    @storage
     def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
         """The devices' bundles, each one-time prekey handed out (deleted) once.
 
@@ -461,18 +422,10 @@ class SqliteSocialStore:
         bundles = []
         with self._transaction() as db:
             for device_id in device_ids:
-                row = db.execute("SELECT identity_key, spk_id, spk, spk_signature FROM devices "
-                                 "WHERE account = ? AND device = ?",
-                                 (account, device_id)).fetchone()
-                if row is None or row[0] is None or row[1] is None:
+                bundle = take_bundle(db, account, device_id)
+                if bundle is None:
                     raise NoPrekeysError(device_id)
-                opk = db.execute("SELECT id, key FROM one_time_prekeys WHERE account = ? AND "
-                                 "device = ? ORDER BY id LIMIT 1",
-                                 (account, device_id)).fetchone()
-                if opk is not None:
-                    db.execute("DELETE FROM one_time_prekeys WHERE account = ? AND device = ? "
-                               "AND id = ?", (account, device_id, opk[0]))
-                bundles.append(Bundle(device_id, *row, *(opk or (None, None))))
+                bundles.append(bundle)
         return bundles
 
     # -- conversations ------------------------------------------------------------------------
@@ -486,7 +439,7 @@ class SqliteSocialStore:
             (conversation_id,)))
         return Conversation(conversation_id, kind, name, members, bool(secret))
 
-    @_storage
+    @storage
     def direct(self, a: str, b: str, create: bool) -> Conversation:
         """The one-to-one conversation of ``a`` and ``b`` (made when ``create``)."""
         pair = "\n".join(sorted((a, b)))
@@ -503,21 +456,21 @@ class SqliteSocialStore:
         assert found is not None
         return found
 
-    @_storage
+    @storage
     def group(self, name: str) -> Conversation | None:
         """The group named ``name``."""
         return self._conversation(self._db.execute(
             "SELECT id, kind, name, secret FROM conversations WHERE name = ?",
             (name,)).fetchone())
 
-    @_storage
+    @storage
     def conversation(self, conversation_id: int) -> Conversation | None:
         """A conversation by id."""
         return self._conversation(self._db.execute(
             "SELECT id, kind, name, secret FROM conversations WHERE id = ?",
             (conversation_id,)).fetchone())
 
-    @_storage
+    @storage
     def create_group(self, name: str, members: Sequence[str], creator: str, device_id: int,
                      ts: int) -> Conversation:
         """A new group; :class:`NameTakenError` when an account or group has the name."""
@@ -537,7 +490,7 @@ class SqliteSocialStore:
         assert found is not None
         return found
 
-    @_storage
+    @storage
     def add_members(self, conversation_id: int, members: Sequence[str], account: str,
                     device_id: int, ts: int) -> Conversation:
         """Add members to a group."""
@@ -549,7 +502,7 @@ class SqliteSocialStore:
         assert found is not None
         return found
 
-    @_storage
+    @storage
     def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
         """Switch a conversation to end-to-end encrypted mode, for good."""
         with self._transaction() as db:
@@ -558,7 +511,7 @@ class SqliteSocialStore:
 
     # -- messages -----------------------------------------------------------------------------
 
-    @_storage
+    @storage
     def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
                     text: str | None, envelopes: Sequence[tuple[str, int, bytes]],
                     client_id: bytes | None = None) -> int:
@@ -590,14 +543,14 @@ class SqliteSocialStore:
             self._log(db, conversation_id, "message", message_id, sender, device_id, ts)
         return message_id
 
-    @_storage
+    @storage
     def message(self, message_id: int) -> Message | None:
         """A message by id."""
         row = self._db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?",
                                (message_id,)).fetchone()
         return None if row is None else _message(row)
 
-    @_storage
+    @storage
     def set_reaction(self, message: Message, account: str, device_id: int,
                      emoji: str | None, ts: int) -> bool:
         """Set (or with None remove) ``account``'s reaction; False when nothing changed."""
@@ -616,7 +569,7 @@ class SqliteSocialStore:
                       emoji)
         return True
 
-    @_storage
+    @storage
     def set_pinned(self, message: Message, account: str, device_id: int, pinned: bool,
                    ts: int) -> bool:
         """Pin or unpin a message; False when it already was so."""
@@ -634,7 +587,7 @@ class SqliteSocialStore:
                       account, device_id, ts)
         return True
 
-    @_storage
+    @storage
     def pins(self, conversation_id: int) -> list[Message]:
         """Pinned messages of a conversation, oldest message first."""
         return [_message(row) for row in self._db.execute(
@@ -642,7 +595,7 @@ class SqliteSocialStore:
             "FROM pins p JOIN messages m ON m.id = p.message "
             "WHERE p.conversation = ? ORDER BY m.id", (conversation_id,))]
 
-    @_storage
+    @storage
     def history(self, conversation_id: int, before: int | None, limit: int) -> list[Message]:
         """Up to ``limit`` messages before id ``before`` (or the newest), oldest first."""
         rows = self._db.execute(
@@ -651,7 +604,7 @@ class SqliteSocialStore:
             (conversation_id, before if before is not None else 2**63 - 1, limit)).fetchall()
         return [_message(row) for row in reversed(rows)]
 
-    @_storage
+    @storage
     def reactions(self, message_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
         """``[(account, emoji), ...]`` per message id."""
         found: dict[int, list[tuple[str, str]]] = {}
@@ -661,7 +614,7 @@ class SqliteSocialStore:
                 (message_id,))]
         return found
 
-    @_storage
+    @storage
     def pinned(self, message_ids: Sequence[int]) -> set[int]:
         """Which of these messages are pinned."""
         return {m for m in message_ids if self._db.execute(
@@ -670,8 +623,8 @@ class SqliteSocialStore:
     def search(self, account: str, query: str, limit: int) -> list[Message]:
         """Plaintext messages of ``account``'s conversations matching every word, newest first.
 
-        Not wrapped in :func:`_storage`: an ``sqlite3.Error`` here is FTS5 refusing the query
-        text, which the server answers with ``bad_request``.
+        Not wrapped in :func:`~server.store_base.storage`: an ``sqlite3.Error`` here is FTS5
+        refusing the query text, which the server answers with ``bad_request``.
         """
         match = fts_query(query)
         if not match:
@@ -686,7 +639,7 @@ class SqliteSocialStore:
 
     # -- delivery -----------------------------------------------------------------------------
 
-    @_storage
+    @storage
     def events(self, account: str, device_id: int, after: int, limit: int) -> list[Event]:
         """Events of ``account``'s conversations after ``after``, in order."""
         rows = self._db.execute(
@@ -701,14 +654,14 @@ class SqliteSocialStore:
             (account, account, device_id, after, limit)).fetchall()
         return [Event(*row[:9], bool(row[9]), row[10]) for row in rows]
 
-    @_storage
+    @storage
     def cursor(self, account: str, device_id: int) -> int:
         """The last event the device acknowledged."""
         row = self._db.execute("SELECT cursor FROM devices WHERE account = ? AND device = ?",
                                (account, device_id)).fetchone()
         return 0 if row is None else int(row[0])
 
-    @_storage
+    @storage
     def acknowledge(self, account: str, device_id: int, seq: int) -> None:
         """Move the device's cursor forward to ``seq`` (never back, never past the log)."""
         self._db.execute(

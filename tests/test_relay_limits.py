@@ -57,7 +57,7 @@ async def test_prekey_fetch_rate_stops_opk_draining(nursery, tmp_path: Path) -> 
         with pytest.raises(ServerError) as caught:
             await m.connection.request("fetch_bundles", account="bob")
         assert caught.value.code == api.RATE_LIMITED
-    assert relay.store.take_bundle("bob", 0).one_time_prekeys_left == 100 - 5 - 1
+    assert relay.store.take_bundle("bob", 0)[1] == 100 - 5 - 1
 
 
 async def test_per_account_rate_limit_spans_connections(nursery, tmp_path: Path) -> None:
