@@ -13,6 +13,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from storage.sqlite import immediate_transaction, open_private_database
+
 from .address import Address
 from .at_rest import INTERACTIVE, SALT_SIZE, AtRestKey, WrongPassphraseError
 from .errors import LocalProtocolError
@@ -35,36 +37,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     account TEXT NOT NULL, device INTEGER NOT NULL, record BLOB NOT NULL,
     PRIMARY KEY (account, device));
 """
-
-
-def open_private_database(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open (creating with mode 0600) an SQLite file in WAL mode with synchronous=FULL."""
-    path = Path(path)
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    os.chmod(path, 0o600)
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("PRAGMA foreign_keys=ON")
-    return connection
-
-
-@contextlib.contextmanager
-def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block (or COMMIT) fails.
-
-    SQLite may have rolled back by itself (a full disk): a second ROLLBACK would hide the cause,
-    and a failed COMMIT must not leave the transaction open.
-    """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 class SqliteProtocolStore:

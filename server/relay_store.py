@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from e2e_proto.sqlite_store import immediate_transaction, open_private_database
+from storage.sqlite import immediate_transaction, open_private_database
 
 from .store_base import Bundle, storage, take_bundle
 
