@@ -1,6 +1,6 @@
 """A relay in its own process for the relay figures: the real one, or a bare trio forwarder.
 
-``python -m benchmarks.relay_server real DB`` serves :class:`server.relay.Relay` over SQLite
+``python -m benchmarks.relay_server real DB`` serves :class:`server.relay.server.Relay` over SQLite
 (synchronous=FULL, as deployed) on 127.0.0.1 with an OS-chosen port; ``bare`` serves a
 forwarder that speaks the same frames with no storage, no signature checks and no crypto. Both
 print ``PORT <n>`` on stdout once listening and stop when stdin closes.
@@ -91,9 +91,10 @@ async def _serve(kind: str, db: str) -> None:
             listeners = await trio.open_tcp_listeners(0, host=HOST)
             nursery.start_soon(trio.serve_listeners, BareRelay().handle, listeners)
         else:
-            from server.relay import Relay, RelayConfig
-            from server.relay_main import serve
-            from server.relay_store import SqliteRelayStore
+            from server.relay.config import RelayConfig
+            from server.relay.main import serve
+            from server.relay.server import Relay
+            from server.relay.sqlite_store import SqliteRelayStore
 
             # The request-rate limits (200/s per connection, 400/s per account) would cap a
             # closed-loop sender below what the relay can do, and the memory figure opens

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 CLI = [sys.executable, "-m", "client.cli"]
-RELAY = [sys.executable, "-m", "server.relay_main"]
+RELAY = [sys.executable, "-m", "server.relay.main"]
 
 
 def _free_port() -> int:

@@ -1,1 +1,1 @@
-"""The servers: the ciphertext-only relay (``e2e-relay``)."""
+"""The two servers (``relay/``, ``social/``) and what they share (``common/``)."""

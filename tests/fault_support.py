@@ -40,7 +40,7 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m MODULE serve`` in a child process; ready once it logs that it listens."""
 
-    module: str  # the server's entry point, e.g. ``server.relay_main``
+    module: str  # the server's entry point, e.g. ``server.relay.main``
     what: str  # how a failure to start names it
 
     def __init__(self, db: Path, port: int) -> None:
@@ -73,7 +73,7 @@ class ServerProcess:
 class RelayProcess(ServerProcess):
     """``e2e-relay serve`` in a child process."""
 
-    module = "server.relay_main"
+    module = "server.relay.main"
     what = "relay"
 
 
@@ -84,7 +84,7 @@ class SocialProcess(ServerProcess):
     the clients reconnect with their tokens, which cost no hashing.
     """
 
-    module = "server.social_main"
+    module = "server.social.main"
     what = "social server"
 
 

@@ -11,9 +11,10 @@ import trio
 
 from client.private import PrivateClient, PrivateSession, Received
 from client.state import ClientState
-from server.relay import Relay, RelayConfig
-from server.relay_main import serve
-from server.relay_store import SqliteRelayStore
+from server.relay.config import RelayConfig
+from server.relay.main import serve
+from server.relay.server import Relay
+from server.relay.sqlite_store import SqliteRelayStore
 from tests.server_harness import RunningServer, start_server
 
 RunningRelay = RunningServer[Relay, SqliteRelayStore]

@@ -12,9 +12,10 @@ import trio
 
 from client.connection import Connection, open_connection
 from client.social import SocialClient, SocialEvent, SocialSession, SocialState
-from server.social import SocialConfig, SocialServer
-from server.social_main import serve
-from server.social_store import SqliteSocialStore
+from server.social.config import SocialConfig
+from server.social.main import serve
+from server.social.server import SocialServer
+from server.social.sqlite_store import SqliteSocialStore
 from tests.server_harness import RunningServer, start_server
 
 PASSWORD = "correct horse battery staple"

@@ -23,8 +23,10 @@ from e2e_proto import relay_api as api
 from e2e_proto.devices import DeviceList
 from e2e_proto.keys import IdentityKeyPair
 from e2e_proto.wire import FrameDecoder, encode_frame
-from server.relay import Relay, RelayConfig, _Connection
-from server.relay_store import SqliteRelayStore
+from server.relay.config import RelayConfig
+from server.relay.routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
+from server.relay.server import Relay
+from server.relay.sqlite_store import SqliteRelayStore
 from tests.fuzz_support import (
     EXAMPLES,
     error_codes,
@@ -35,11 +37,10 @@ from tests.fuzz_support import (
 )
 
 ERROR_CODES = error_codes(api)
-# From the relay's own tables, so that a handler added later is fuzzed too.
-REQUEST_TYPES = sorted({*_Connection.public_handlers, *_Connection.authenticated_handlers})
-FIELDS = ["seqs", "device_ids", "account", "device_id", "to", "envelopes", "signed_prekey",
-          "one_time_prekeys", "lookup", "tag", "name", "device_list", "device_list_signature",
-          "link", "identity_key", "link_signature", "signature", "account_key"]
+# From the relay's own route tables, so that a request or field added later is fuzzed too.
+ROUTES = {**PUBLIC_ROUTES, **AUTHENTICATED_ROUTES}
+REQUEST_TYPES = sorted(ROUTES)  # type: ignore[type-var]
+FIELDS = sorted({field for route in ROUTES.values() for field in route.fields})
 
 scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats()
            | st.text(max_size=20) | st.binary(max_size=80) | st.sampled_from(["fuzz", "alice"]))

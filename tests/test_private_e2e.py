@@ -11,7 +11,7 @@ import trio
 
 from client.private import ClientError, Received
 from e2e_proto.fingerprint import safety_number
-from server.relay import RelayConfig
+from server.relay.config import RelayConfig
 from tests.relay_harness import (
     drain,
     make_client,

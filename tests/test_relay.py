@@ -14,7 +14,7 @@ from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 from e2e_proto.keys import IdentityKeyPair
 from e2e_proto.wire import Envelope, FrameDecoder
-from server.relay import RelayConfig
+from server.relay.config import RelayConfig
 from tests.relay_harness import (
     drain,
     make_client,

@@ -9,7 +9,7 @@ import pytest
 from client.connection import ServerError, open_connection
 from client.private import ClientError
 from e2e_proto import relay_api as api
-from server.relay import RelayConfig
+from server.relay.config import RelayConfig
 from tests.fault_support import (
     answers_to_a_stalled_frame,
     end_storage_fault,

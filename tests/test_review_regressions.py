@@ -15,15 +15,11 @@ from e2e_proto.at_rest import MINIMUM, AtRestKey, WrongPassphraseError
 from e2e_proto.devices import DeviceList
 from e2e_proto.errors import LocalProtocolError
 from e2e_proto.keys import IdentityKeyPair
-from server.group_commit import GroupCommit
-from server.relay_store import (
-    Acknowledge,
-    DeviceGoneError,
-    Enqueue,
-    Outgoing,
-    SqliteRelayStore,
-)
-from server.social_store import ClientIdReusedError, SqliteSocialStore
+from server.relay.group_commit import GroupCommit
+from server.relay.sqlite_store import SqliteRelayStore
+from server.relay.store import Acknowledge, DeviceGoneError, Enqueue, Outgoing
+from server.social.sqlite_store import SqliteSocialStore
+from server.social.store import ClientIdReusedError
 from tests.relay_harness import (
     link,
     make_client,

@@ -11,7 +11,7 @@ from client.connection import Connection, ServerError
 from client.private import ClientError
 from e2e_proto import social_api as api
 from e2e_proto.wire import encode_frame
-from server.social import SocialConfig
+from server.social.config import SocialConfig
 from tests.social_harness import (
     FAST,
     PASSWORD,

@@ -20,9 +20,9 @@ from client import cli_common
 from client.cli import main
 from client.connection import ConnectionLost
 from client.social import SocialSession
-from server.social import SocialServer
-from server.social_main import serve
-from server.social_store import SqliteSocialStore
+from server.social.main import serve
+from server.social.server import SocialServer
+from server.social.sqlite_store import SqliteSocialStore
 from tests.social_harness import FAST, PASSWORD, make_client, register, start_social
 
 

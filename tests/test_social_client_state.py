@@ -12,7 +12,7 @@ import pytest
 from client.private import ClientError
 from client.social import SocialClient, SocialEvent, SocialState
 from e2e_proto.at_rest import MINIMUM, WrongPassphraseError
-from server.social_store import SqliteSocialStore
+from server.social.sqlite_store import SqliteSocialStore
 from tests.social_harness import (
     drain,
     make_client,

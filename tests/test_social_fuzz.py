@@ -29,8 +29,10 @@ from hypothesis import strategies as st
 
 from e2e_proto import social_api as api
 from e2e_proto.wire import FrameDecoder, encode_frame
-from server.social import SocialServer, _Connection, token_hash
-from server.social_store import SqliteSocialStore
+from server.social.accounts import token_hash
+from server.social.routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
+from server.social.server import SocialServer
+from server.social.sqlite_store import SqliteSocialStore
 from tests.fuzz_support import (
     EXAMPLES,
     error_codes,
@@ -42,10 +44,9 @@ from tests.fuzz_support import (
 from tests.social_harness import FAST, PASSWORD
 
 ERROR_CODES = error_codes(api)
-REQUEST_TYPES = sorted({*_Connection.public_handlers, *_Connection.authenticated_handlers})
-FIELDS = ["account", "password", "token", "conversation", "text", "envelopes", "message",
-          "emoji", "before", "limit", "name", "members", "seq", "identity_key",
-          "signed_prekey", "one_time_prekeys", "device_ids"]
+REQUEST_TYPES = sorted({*PUBLIC_ROUTES, *AUTHENTICATED_ROUTES})  # type: ignore[type-var]
+FIELDS = sorted({field for table in (PUBLIC_ROUTES, AUTHENTICATED_ROUTES)
+                 for route in table.values() for field in route.fields})
 PUSHES = ("event", "queue_empty")
 
 KNOWN_TOKEN = bytes(range(32))

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from client.connection import Connection, ServerError
 from e2e_proto import social_api as api
-from server.social import SocialConfig
-from server.social_store import SqliteSocialStore, fts_query
+from server.social.config import SocialConfig
+from server.social.sqlite_store import SqliteSocialStore, fts_query
 from tests.fault_support import answers_to_a_stalled_frame
 from tests.social_harness import (
     FAST,

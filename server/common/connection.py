@@ -2,9 +2,9 @@
 
 :class:`FrameConnection` serves one client stream: it reads e2e-proto frames (a frame that has
 begun must complete within ``frame_timeout``), answers each request through a dispatch table,
-refuses with error frames (:class:`RequestError`), rate-limits with a :class:`TokenBucket` and
-pushes deliveries once the client has authenticated. Each server subclasses it with its own
-request handlers and its own error-code vocabulary (:class:`ErrorCodes`); the two servers share
+refuses with error frames (:class:`~server.common.requests.RequestError`), rate-limits with a
+token bucket and pushes deliveries once the client has authenticated. Each server subclasses it
+with its own route tables and its own error-code vocabulary; the two servers share
 no process, database, credentials or connection objects.
 """
 
@@ -13,68 +13,19 @@ from __future__ import annotations
 import abc
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import trio
 
 from e2e_proto.address import Address
+from e2e_proto.constants import MAX_FRAME_SIZE
 from e2e_proto.errors import FrameTooLargeError, RemoteProtocolError
 from e2e_proto.wire import FrameDecoder, encode_frame
 
-
-class RequestError(Exception):
-    """A request that is refused with an error frame; the connection stays open."""
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.details = details
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorCodes:
-    """The codes a server's API uses for the refusals the shared plumbing makes."""
-
-    bad_request: str
-    unsupported: str
-    frame_too_large: str
-    not_authenticated: str
-    rate_limited: str
-
-
-class TokenBucket:
-    """A rate limit: ``rate`` tokens a second, bursts up to ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.tokens, self.stamp = float(burst), trio.current_time()
-
-    def take(self, count: int = 1) -> bool:
-        """Spend ``count`` tokens if there are that many; False (nothing spent) if not."""
-        now = trio.current_time()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < count:
-            return False
-        self.tokens -= count
-        return True
-
-
-class TokenBuckets:
-    """A :class:`TokenBucket` per key (an account name), made full on the key's first use."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[str, TokenBucket] = {}
-
-    def take(self, key: str, count: int = 1) -> bool:
-        """Spend ``count`` of ``key``'s tokens if it has that many; False (nothing spent) if not."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
-        return bucket.take(count)
+from .rate_limits import TokenBucket
+from .requests import ErrorCodes, Handler, RequestError, RouteTable
 
 
 class Sequenced(Protocol):
@@ -86,36 +37,24 @@ class Sequenced(Protocol):
         ...
 
 
-class ConnectionLimits(Protocol):
-    """The configuration fields the shared plumbing reads."""
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """The limits every server's connections share; each server's config extends it."""
 
-    @property
-    def max_frame_size(self) -> int:
-        """The largest frame accepted."""
-        ...
-
-    @property
-    def requests_per_second(self) -> float:
-        """The per-connection request rate."""
-        ...
-
-    @property
-    def request_burst(self) -> int:
-        """The per-connection request burst."""
-        ...
-
-    @property
-    def auth_timeout(self) -> float:
-        """Seconds a connection may take to authenticate."""
-        ...
-
-    @property
-    def delivery_batch(self) -> int:
-        """How many deliveries are read from the store at once."""
-        ...
+    max_frame_size: int = MAX_FRAME_SIZE
+    """The largest frame accepted, in bytes."""
+    requests_per_second: float = 200.0
+    """The per-connection request rate."""
+    request_burst: int = 400
+    """The per-connection request burst."""
+    auth_timeout: float = 30.0
+    """Seconds a connection may take to authenticate."""
+    frame_timeout: float = 30.0
+    """Seconds a frame may take to arrive once its first byte has."""
+    delivery_batch: int = 100
+    """How many deliveries are read from the store at once."""
 
 
-Handler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
 KeyT = TypeVar("KeyT")
 ConnectionT = TypeVar("ConnectionT", bound="FrameConnection")
 
@@ -142,15 +81,17 @@ class ConnectionRegistry(Generic[KeyT, ConnectionT]):
 class FrameConnection(abc.ABC):
     """One client connection: frame parsing, request dispatch, error frames and deliveries.
 
-    A subclass sets the class attributes (its API's codes, its logger, its dispatch tables) and
+    A subclass sets the class attributes (its API's codes, its logger, its route tables) and
     implements the hooks :meth:`detach`, :meth:`_auth_timed_out`, :meth:`_first_cursor`,
     :meth:`_pending` and :meth:`_delivery_frame`; the other hooks have neutral defaults.
     """
 
     codes: ClassVar[ErrorCodes]
     logger: ClassVar[logging.Logger]
-    public_handlers: ClassVar[dict[object, Handler]] = {}
-    authenticated_handlers: ClassVar[dict[object, Handler]] = {}
+    public_routes: ClassVar[RouteTable] = {}
+    """What may be asked before authentication."""
+    authenticated_routes: ClassVar[RouteTable] = {}
+    """What may be asked after authentication."""
     authenticate_first: ClassVar[str] = "authenticate first"
     already_authenticated: ClassVar[str | None] = None
     """The refusal of a public-only request after authentication (None: "unknown request")."""
@@ -315,16 +256,16 @@ class FrameConnection(abc.ABC):
 
     def _handler_for(self, kind: object) -> Handler:
         """The handler of ``kind`` in this state; :class:`RequestError` when there is none."""
-        table = self.public_handlers if self.address is None else self.authenticated_handlers
-        handler = table.get(kind)
-        if handler is None:
-            if kind in self.authenticated_handlers:
+        table = self.public_routes if self.address is None else self.authenticated_routes
+        route = table.get(kind)
+        if route is None:
+            if kind in self.authenticated_routes:
                 raise RequestError(self.codes.not_authenticated, self.authenticate_first)
-            if self.already_authenticated is not None and kind in self.public_handlers:
+            if self.already_authenticated is not None and kind in self.public_routes:
                 raise RequestError(self.codes.bad_request, self.already_authenticated)
             raise RequestError(self.codes.unsupported,
                                f"unknown request type {self._quote_kind(kind)}")
-        return handler
+        return route.handler
 
     async def _deliver_loop(self) -> None:
         """Push the deliveries after the cursor in order; announce once a drained backlog."""

@@ -1,7 +1,7 @@
 """Running a server program: ``HOST:PORT`` options, TLS, listeners and the ``serve`` command.
 
-Shared by ``e2e-relay`` (:mod:`server.relay_main`) and ``e2e-social``
-(:mod:`server.social_main`); each program keeps its own store, server object and options.
+Shared by ``e2e-relay`` (:mod:`server.relay.main`) and ``e2e-social``
+(:mod:`server.social.main`); each program keeps its own store, server object and options.
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import serving
-from .serving import serve
-from .social import DAY, SocialConfig, SocialServer
-from .social_store import SqliteSocialStore
+from ..common import serving
+from ..common.serving import serve
+from .config import DAY, SocialConfig
+from .server import SocialServer
+from .sqlite_store import SqliteSocialStore
 
 log = logging.getLogger("e2e.social")
 

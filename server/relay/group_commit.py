@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .relay_store import MailboxWrite, RelayStore
+from .store import MailboxWrite, RelayStore
 
 
 @dataclass(slots=True)
@@ -23,7 +23,7 @@ class _Waiting:
 
 
 class GroupCommit:
-    """Batches :class:`~server.relay_store.MailboxWrite` calls into shared commits."""
+    """Batches :class:`~server.relay.store.MailboxWrite` calls into shared commits."""
 
     def __init__(self, store: RelayStore) -> None:
         self.store = store

@@ -1,6 +1,6 @@
 """Request fields the relay and the social server parse the same way (each with its own codes).
 
-Each function raises :class:`~server.connection_base.RequestError` with the ``code`` its server's
+Each function raises :class:`~server.common.requests.RequestError` with the ``code`` its server's
 API uses for a malformed request.
 """
 
@@ -12,7 +12,7 @@ from e2e_proto.address import is_valid_device_id
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 
-from .connection_base import RequestError
+from .requests import RequestError
 
 SignedPreKeyFields = tuple[int, bytes, bytes]
 """``(spk_id, spk, signature)`` of a published signed prekey."""

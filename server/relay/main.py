@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 import trio
 
-from . import serving
-from .relay import DAY, Relay, RelayConfig
-from .relay_store import SqliteRelayStore
+from ..common import serving
+from .config import DAY, RelayConfig
+from .server import Relay
+from .sqlite_store import SqliteRelayStore
 
 log = logging.getLogger("e2e.relay")
 

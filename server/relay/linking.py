@@ -1,0 +1,137 @@
+"""Linking a new device: its offer (``link_request``), the primary's look-up (``get_link``) and
+the new signed device list that adds it or removes others (``update_devices``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from e2e_proto import relay_api as api
+from e2e_proto.address import Address, is_valid_device_id
+from e2e_proto.devices import SignedDeviceList, TooManyDevicesError, link_message
+from e2e_proto.errors import E2EProtoError
+from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
+
+from ..common.requests import RequestError
+from .fields import account_field, require_field
+from .store import NewDevice
+
+if TYPE_CHECKING:
+    from .connection import RelayConnection
+
+log = logging.getLogger("e2e.relay")
+
+
+@dataclass(slots=True)
+class PendingLink:
+    """A new device waiting, connected, for its account's primary to approve it."""
+
+    account: str
+    identity_key: bytes
+    name: str
+    tag: bytes
+    link_signature: bytes
+    signed_prekey: tuple[int, bytes, bytes]
+    one_time_prekeys: list[tuple[int, bytes]]
+    connection: RelayConnection
+
+
+
+async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """A new device offers its key and prekeys and waits for the primary's approval."""
+    if conn.link_lookup is not None:
+        raise RequestError(api.BAD_REQUEST, "this connection already waits for a link")
+    account = account_field(frame)
+    record = conn.relay.store.account(account)
+    if record is None:
+        raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+    lookup = require_field(frame, "lookup", bytes)
+    tag = require_field(frame, "tag", bytes)
+    name = require_field(frame, "name", str)
+    if len(lookup) != api.LOOKUP_SIZE or len(tag) != 32 or not 0 < len(name) <= 64:
+        raise RequestError(api.BAD_REQUEST, "lookup, tag or name has a wrong size")
+    if lookup in conn.relay.pending_links:
+        raise RequestError(api.BAD_REQUEST, "that link code is in use; make a new one")
+    try:
+        identity = Ed25519PublicKey(require_field(frame, "identity_key", bytes))
+        identity.verify(link_message(Ed25519PublicKey(record.account_key), account),
+                        require_field(frame, "link_signature", bytes))
+        spk_id, spk_pub, spk_signature = frame.get("signed_prekey")  # type: ignore[misc]
+        PreKeyBundle(identity, spk_id, X25519PublicKey(spk_pub), spk_signature).verify()
+        opks = [(i, X25519PublicKey(key).raw) for i, key in frame.get("one_time_prekeys", [])
+                if is_valid_device_id(i)]
+    except (ValueError, TypeError, E2EProtoError):
+        raise RequestError(api.BAD_REQUEST, "the new device's key, link signature or "
+                           "prekeys do not verify") from None
+    if len(opks) > api.MAX_ONE_TIME_PREKEYS_PER_REQUEST:
+        raise RequestError(api.BAD_REQUEST, "too many one-time prekeys")
+    conn.relay.pending_links[lookup] = PendingLink(
+        account, identity.raw, name, tag, frame["link_signature"],
+        (spk_id, spk_pub, spk_signature), opks, conn)
+    conn.link_lookup = lookup
+    log.info("connection from %s waits for a link to %s", conn.peer, account)
+    return {"account_key": record.account_key}
+
+
+async def get_link(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """What a waiting new device offered, for its primary to check before approving."""
+    assert conn.address is not None
+    pending = conn.relay.pending_links.get(require_field(frame, "lookup", bytes))
+    if pending is None or pending.account != conn.address.account:
+        raise RequestError(api.UNKNOWN_LINK, "no device is waiting with this link code "
+                           "(it may have given up; run link again)")
+    return {"identity_key": pending.identity_key, "name": pending.name,
+            "tag": pending.tag, "link_signature": pending.link_signature}
+
+
+async def update_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """A new signed device list: links at most one waiting device, may remove others."""
+    assert conn.address is not None
+    me = conn.address
+    record = conn.relay.store.account(me.account)
+    assert record is not None
+    try:
+        signed = SignedDeviceList.verify(Ed25519PublicKey(record.account_key),
+                                         require_field(frame, "device_list", bytes),
+                                         require_field(frame, "device_list_signature", bytes))
+    except TooManyDevicesError as exc:
+        raise RequestError(api.TOO_MANY_DEVICES, str(exc)) from None
+    except E2EProtoError as exc:
+        raise RequestError(api.BAD_REQUEST, f"device list refused: {exc}") from None
+    new = signed.device_list
+    if new.account != me.account:
+        raise RequestError(api.BAD_REQUEST, "the device list names another account")
+    if new.version <= record.list_version:
+        raise RequestError(api.STALE_DEVICE_LIST, f"device list version {new.version} is "
+                           f"not newer than {record.list_version}")
+    devices = {i: key.raw for i, key in new.devices}
+    if devices.get(0) != record.devices.get(0):
+        raise RequestError(api.BAD_REQUEST, "the primary device cannot change")
+    if any(i in record.devices and key != record.devices[i] for i, key in devices.items()):
+        raise RequestError(api.BAD_REQUEST, "a listed device cannot change its key")
+    added_ids = [i for i in devices if i not in record.devices]
+    lookup = frame.get("link")
+    pending = conn.relay.pending_links.get(lookup) if type(lookup) is bytes else None
+    added = []
+    if added_ids:
+        if (len(added_ids) != 1 or pending is None or pending.account != me.account
+                or devices[added_ids[0]] != pending.identity_key):
+            raise RequestError(api.UNKNOWN_LINK, "a new device must be a waiting link "
+                               "with the same key")
+        if added_ids[0] <= record.max_device_id:
+            raise RequestError(api.BAD_REQUEST, f"device id {added_ids[0]} was used "
+                               "before; ids are never reused")
+        added.append(NewDevice(added_ids[0], pending.identity_key, pending.name,
+                               pending.signed_prekey, pending.one_time_prekeys))
+    removed = conn.relay.store.replace_device_list(
+        me.account, new.version, signed.body, signed.signature, devices, added,
+        conn.relay.clock())
+    log.info("device list of %s is now version %d (added %s, removed %s)", me.account,
+             new.version, added_ids, removed)
+    if added and pending is not None:
+        del conn.relay.pending_links[lookup]  # type: ignore[arg-type]
+        pending.connection.push({"type": "link_approved", "device_id": added_ids[0]})
+    for device_id in removed:
+        conn.relay.disconnect(Address(me.account, device_id))
+    return {"version": new.version, "removed": removed}

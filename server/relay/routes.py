@@ -1,0 +1,38 @@
+"""Everything a relay client may ask: request type -> handler and the fields it reads.
+
+Two tables, before and after authentication; a type in neither is ``unsupported``. The fuzz
+tests draw their requests from these tables, so a route added here is fuzzed too.
+"""
+
+from __future__ import annotations
+
+from ..common.requests import Route, RouteTable
+from . import accounts, directory, linking, messages
+
+_GET_DEVICES = Route(directory.get_devices, ("account",))
+_PING = Route(messages.ping)
+
+PUBLIC_ROUTES: RouteTable = {
+    "register": Route(accounts.register, ("account", "account_key", "device_list",
+                                          "device_list_signature", "signature")),
+    "auth": Route(accounts.auth, ("account", "device_id", "signature")),
+    "ping": _PING,
+    "get_devices": _GET_DEVICES,
+    "link_request": Route(linking.link_request, (
+        "account", "lookup", "tag", "name", "identity_key", "link_signature", "signed_prekey",
+        "one_time_prekeys")),
+}
+"""Requests before authentication."""
+
+AUTHENTICATED_ROUTES: RouteTable = {
+    "publish_prekeys": Route(directory.publish_prekeys, ("signed_prekey", "one_time_prekeys")),
+    "get_devices": _GET_DEVICES,
+    "fetch_bundles": Route(directory.fetch_bundles, ("account", "device_ids")),
+    "send": Route(messages.send, ("to", "envelopes")),
+    "ack": Route(messages.ack, ("seqs",)),
+    "ping": _PING,
+    "get_link": Route(linking.get_link, ("lookup",)),
+    "update_devices": Route(linking.update_devices, (
+        "device_list", "device_list_signature", "link")),
+}
+"""Requests of an authenticated device."""

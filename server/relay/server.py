@@ -1,0 +1,85 @@
+"""The relay as a whole: its store, its connections by device, pending links and rate limits.
+
+A thin trio layer over :mod:`e2e_proto` frames and a :class:`~server.relay.store.RelayStore`.
+It routes envelopes by their addresses and never decrypts, stores or logs anything else of
+them. One client's bad bytes get an error frame (and, when the stream can no longer be parsed, a
+disconnect); they never stop the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from e2e_proto import relay_api as api
+from e2e_proto.address import Address
+
+from ..common.connection import ConnectionRegistry
+from ..common.rate_limits import TokenBuckets
+from .config import RelayConfig
+from .connection import RelayConnection
+from .group_commit import GroupCommit
+from .linking import PendingLink
+from .store import RelayStore
+
+log = logging.getLogger("e2e.relay")
+
+
+class Relay(ConnectionRegistry[Address, "RelayConnection"]):
+    """The relay's logic: serve connections (``handle_stream``) over one store."""
+
+    def __init__(self, store: RelayStore, config: RelayConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.store = store
+        self.config = config or RelayConfig()
+        self.clock = clock
+        self.pending_links: dict[bytes, PendingLink] = {}
+        self.mailboxes = GroupCommit(store)
+        self.account_requests = TokenBuckets(self.config.account_requests_per_second,
+                                             self.config.account_request_burst)
+        """Requests per account, over all its connections."""
+        self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
+                                           self.config.bundle_burst)
+        """Prekey bundles per account (against one-time prekey draining)."""
+
+    def account_connections(self, account: str) -> int:
+        """Authenticated connections of all devices of ``account``."""
+        return sum(len(c) for a, c in self._online.items() if a.account == account)
+
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
+        """Serve one client connection until it closes; never raises for the client's bytes."""
+        await RelayConnection(self, stream, peer).serve()
+
+    def wake(self, address: Address) -> None:
+        """Tell the connections of ``address`` that new mail is waiting."""
+        for connection in self._online.get(address, ()):
+            connection.wakeup.set()
+
+    def notify(self, address: Address, frame: dict[str, Any]) -> None:
+        """Queue a push frame to every connection of ``address``."""
+        for connection in self._online.get(address, ()):
+            connection.push(frame)
+
+    def disconnect(self, address: Address) -> None:
+        """Close every connection of a device that was unlinked."""
+        for connection in list(self._online.get(address, ())):
+            connection.push({"type": "error", "code": api.DEVICE_UNLINKED,
+                             "message": "this device was unlinked from its account"})
+            connection.close_after_pushes()
+
+    def connections_of(self, address: Address) -> int:
+        """How many connections ``address`` has open."""
+        return len(self._online.get(address, ()))
+
+    async def expire_forever(self, interval: float = 3600.0) -> None:
+        """Delete mail older than the TTL now and every ``interval`` seconds."""
+        while True:
+            removed = self.store.expire(self.clock() - self.config.mailbox_ttl)
+            if removed:
+                log.info("expired %d messages past the mailbox TTL", removed)
+            await trio.sleep(interval)

@@ -1,0 +1,174 @@
+"""What the relay needs from storage: the :class:`RelayStore` interface and its records.
+
+Relay logic calls only :class:`RelayStore`; no SQL lives there, so another backend (Redis
+mailboxes and pub/sub, DESIGN §10) is a sibling module of :mod:`server.relay.sqlite_store`.
+Every method that changes state commits before it returns: a send is acknowledged only once it
+is on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from ..common.store_base import Bundle
+
+
+class NameTakenError(Exception):
+    """The account name is registered already."""
+
+
+class QuotaExceededError(Exception):
+    """A recipient's mailbox is full."""
+
+    def __init__(self, account: str, device_id: int) -> None:
+        super().__init__(f"mailbox of {account}.{device_id} is full")
+        self.account = account
+        self.device_id = device_id
+
+
+class DeviceGoneError(Exception):
+    """A recipient device was removed from its account before the send was stored."""
+
+    def __init__(self, account: str, device_id: int) -> None:
+        super().__init__(f"{account}.{device_id} is no longer a device of {account}")
+        self.account = account
+        self.device_id = device_id
+
+
+class StaleListError(Exception):
+    """A device list older than the stored one."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """An account's key and its current signed device list."""
+
+    account: str
+    account_key: bytes
+    list_version: int
+    list_body: bytes
+    list_signature: bytes
+    devices: dict[int, bytes]  # device id -> device identity key
+    max_device_id: int = 0  # the highest device id ever listed: ids are never reused
+
+
+class NewDevice(NamedTuple):
+    """A device joining an account, with the prekeys it published while waiting."""
+
+    device_id: int
+    identity_key: bytes
+    name: str
+    signed_prekey: tuple[int, bytes, bytes]
+    one_time_prekeys: Sequence[tuple[int, bytes]]
+
+
+class DeviceInfo(NamedTuple):
+    """What the relay knows of a device besides its key."""
+
+    device_id: int
+    name: str
+    linked_at: float
+    last_seen: float | None
+
+
+class Delivery(NamedTuple):
+    """A stored message for one device."""
+
+    seq: int
+    envelope: bytes
+
+
+class Outgoing(NamedTuple):
+    """One envelope to store for one recipient device."""
+
+    account: str
+    device_id: int
+    envelope: bytes
+
+
+class Enqueue(NamedTuple):
+    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none)."""
+
+    messages: Sequence[Outgoing]
+    sender: tuple[str, int]
+    now: float
+    quota: int
+
+
+class Acknowledge(NamedTuple):
+    """Delete messages a device has stored."""
+
+    account: str
+    device_id: int
+    seqs: Sequence[int]
+
+
+MailboxWrite = Enqueue | Acknowledge
+
+
+class RelayStore(Protocol):
+    """What the relay needs from storage."""
+
+    def create_account(self, account: str, account_key: bytes, list_version: int,
+                       list_body: bytes, list_signature: bytes,
+                       devices: dict[int, bytes], now: float) -> None:
+        """Register a new account; :class:`NameTakenError` if the name exists."""
+        ...
+
+    def account(self, account: str) -> AccountRecord | None:
+        """The account's key and device list."""
+        ...
+
+    def replace_device_list(self, account: str, list_version: int, list_body: bytes,
+                            list_signature: bytes, devices: dict[int, bytes],
+                            added: Sequence[NewDevice], now: float) -> list[int]:
+        """Store a newer device list (and its new devices); returns removed device ids.
+
+        Removing a device deletes its prekeys and its mailbox. :class:`StaleListError` when
+        the version is not newer than the stored one.
+        """
+        ...
+
+    def device_info(self, account: str) -> list[DeviceInfo]:
+        """Name, link time and last authentication of each device of ``account``."""
+        ...
+
+    def touch(self, account: str, device_id: int, now: float) -> None:
+        """Record that a device authenticated at ``now``."""
+        ...
+
+    def store_prekeys(self, account: str, device_id: int,
+                      signed: tuple[int, bytes, bytes] | None,
+                      one_time: Sequence[tuple[int, bytes]]) -> int:
+        """Set the signed prekey (if given) and add one-time prekeys; returns the OPK count."""
+        ...
+
+    def one_time_prekey_count(self, account: str, device_id: int) -> int:
+        """How many one-time prekeys the relay holds for the device."""
+        ...
+
+    def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
+        """The device's bundle with one OPK, which is deleted in the same transaction, and how
+        many OPKs it has left."""
+        ...
+
+    def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
+        """Apply many sends and acknowledgements with one durable commit (group commit).
+
+        Each write is all-or-nothing on its own; the result list holds, per write, None or
+        the error that undid it (:class:`QuotaExceededError`). Nothing is visible, and the
+        caller must answer nothing, before this returns.
+        """
+        ...
+
+    def pending(self, account: str, device_id: int, after_seq: int, limit: int
+                ) -> list[Delivery]:
+        """Stored messages for the device with seq > ``after_seq``, oldest first."""
+        ...
+
+    def expire(self, older_than: float) -> int:
+        """Delete messages stored before ``older_than``; returns how many."""
+        ...
+

@@ -1,0 +1,113 @@
+"""Sending messages (plaintext, or envelopes in a secret conversation) and acknowledging
+events."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from e2e_proto import social_api as api
+from e2e_proto.address import Address
+from e2e_proto.errors import E2EProtoError
+from e2e_proto.wire import Envelope
+
+from ..common.requests import RequestError
+from .conversations import conversation_field, resolve
+from .fields import name_field, positive_field
+from .store import ClientIdReusedError, Conversation
+
+if TYPE_CHECKING:
+    from .connection import SocialConnection
+
+
+async def send(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """Store a message (text, or envelopes in a secret conversation) and wake its members."""
+    assert conn.address is not None
+    me = conn.address
+    conversation = conversation_field(conn, frame, create=False)
+    text = frame.get("text")
+    raw = frame.get("envelopes")
+    envelopes: list[tuple[str, int, bytes]] = []
+    if conversation.secret:
+        if text is not None or type(raw) is not list:
+            raise RequestError(api.SECRET_CONVERSATION, "this conversation is end-to-end "
+                               "encrypted: send envelopes, not plaintext")
+        envelopes = check_envelopes(conn, conversation, raw)
+    else:
+        if raw is not None:
+            raise RequestError(api.NOT_SECRET, "this conversation is not secret: send "
+                               "text (run 'secret' first to encrypt it)")
+        if type(text) is not str or not text:
+            raise RequestError(api.BAD_REQUEST, "field 'text' must be a non-empty string")
+        size = len(text.encode("utf-8", errors="surrogatepass"))
+        if size > conn.server.config.max_text_bytes:
+            raise RequestError(api.MESSAGE_TOO_LARGE, f"a message has at most "
+                               f"{conn.server.config.max_text_bytes} bytes (got {size})",
+                               limit=conn.server.config.max_text_bytes)
+        if "\x00" in text:
+            raise RequestError(api.BAD_REQUEST, "text may not contain NUL characters")
+    client_id = frame.get("client_id")
+    if client_id is not None and (type(client_id) is not bytes
+                                  or len(client_id) != api.CLIENT_ID_SIZE):
+        raise RequestError(api.BAD_REQUEST, f"client_id must be {api.CLIENT_ID_SIZE} bytes")
+    if conversation.id is None:
+        conversation = resolve(conn, name_field(frame, "conversation"), create=True)
+    assert conversation.id is not None
+    ts = conn.server.now_ms()
+    try:
+        message_id = conn.store.add_message(conversation.id, me.account, me.device_id, ts,
+                                            None if conversation.secret else text,
+                                            envelopes, client_id)
+    except ClientIdReusedError:
+        raise RequestError(api.BAD_REQUEST, "that client_id was used for a message to "
+                           "another conversation") from None
+    stored = conn.store.message(message_id)
+    if stored is not None:
+        ts = stored.ts  # a resend (same client_id) answers with the first send's message
+    conn.server.wake(conversation.members)
+    return {"message": message_id, "ts": ts,
+            "conversation": conversation.title_for(me.account)}
+
+
+def check_envelopes(conn: SocialConnection, conversation: Conversation,
+                     raw: list[Any]) -> list[tuple[str, int, bytes]]:
+    """Each envelope from this device, each keyed device of the members exactly once."""
+    assert conn.address is not None
+    me = conn.address
+    expected = {Address(member, d.device_id) for member in conversation.members
+                for d in conn.store.devices(member) if d.identity_key is not None}
+    expected.discard(me)
+    found: list[tuple[str, int, bytes]] = []
+    for data in raw:
+        if type(data) is not bytes:
+            raise RequestError(api.BAD_REQUEST, "envelopes must be bytes")
+        if len(data) > api.MAX_ENVELOPE_BYTES:
+            raise RequestError(api.MESSAGE_TOO_LARGE, "an envelope has at most "
+                               f"{api.MAX_ENVELOPE_BYTES} bytes",
+                               limit=api.MAX_ENVELOPE_BYTES)
+        try:
+            envelope = Envelope.decode(data)
+        except E2EProtoError as exc:
+            raise RequestError(api.BAD_REQUEST, f"envelope refused: {exc}") from None
+        if envelope.sender != me:
+            raise RequestError(api.BAD_REQUEST, "envelope sender is not this device")
+        found.append((*envelope.recipient, data))
+    addressed = {Address(a, d) for a, d, _ in found}
+    if len(addressed) != len(found) or addressed != expected:
+        raise RequestError(api.DEVICE_MISMATCH,
+                           "the send must cover exactly the members' current devices",
+                           missing=[list(a) for a in sorted(expected - addressed)],
+                           stale=[list(a) for a in sorted(addressed - expected)])
+    return found
+
+
+async def ack(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """Mark events up to ``seq`` as delivered to this device."""
+    assert conn.address is not None
+    seq = positive_field(frame, "seq", "an event's seq")
+    conn.store.acknowledge(*conn.address, seq)
+    return {}
+
+
+async def ping(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """Answer, doing nothing (keep-alive and round-trip check)."""
+    return {}

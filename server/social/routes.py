@@ -1,0 +1,42 @@
+"""Everything a social client may ask: request type -> handler and the fields it reads.
+
+Two tables, before and after login; a type in neither is ``unsupported``. The fuzz tests draw
+their requests from these tables, so a route added here is fuzzed too.
+"""
+
+from __future__ import annotations
+
+from ..common.requests import Route, RouteTable
+from . import accounts, conversations, directory, history, messages, reactions
+
+_PING = Route(messages.ping)
+
+PUBLIC_ROUTES: RouteTable = {
+    "register": Route(accounts.register, ("account", "password")),
+    "login": Route(accounts.login, ("account", "password")),
+    "auth": Route(accounts.auth, ("token",)),
+    "ping": _PING,
+}
+"""Requests before login."""
+
+AUTHENTICATED_ROUTES: RouteTable = {
+    "ping": _PING,
+    "publish_prekeys": Route(directory.publish_prekeys,
+                             ("identity_key", "signed_prekey", "one_time_prekeys")),
+    "get_devices": Route(directory.get_devices, ("account",)),
+    "fetch_bundles": Route(directory.fetch_bundles, ("account", "device_ids")),
+    "conversation": Route(conversations.conversation_info, ("conversation",)),
+    "group_create": Route(conversations.group_create, ("name", "members")),
+    "group_add": Route(conversations.group_add, ("conversation", "members")),
+    "secret": Route(conversations.secret, ("conversation",)),
+    "send": Route(messages.send, ("conversation", "text", "envelopes", "client_id")),
+    "react": Route(reactions.react, ("message", "emoji")),
+    "unreact": Route(reactions.unreact, ("message",)),
+    "pin": Route(reactions.pin, ("message",)),
+    "unpin": Route(reactions.unpin, ("message",)),
+    "pins": Route(history.pins, ("conversation",)),
+    "history": Route(history.history, ("conversation", "before", "limit")),
+    "search": Route(history.search, ("text", "limit")),
+    "ack": Route(messages.ack, ("seq",)),
+}
+"""Requests of a logged-in device."""

@@ -1,0 +1,85 @@
+"""The social server as a whole: its store, connections by account, password hashing and
+rate limits.
+
+A thin trio layer over :mod:`e2e_proto` frames and a :class:`~server.social.store.SocialStore`,
+built on the same connection plumbing as the relay (:mod:`server.common`: route tables,
+request errors with this API's codes, a token bucket per connection) but sharing no process,
+database or credentials with it. Unlike the relay it sees plaintext, except in secret
+conversations, where it routes and stores e2e_proto envelopes it cannot read. It logs requests
+and refusals by code, never texts, envelopes, passwords or tokens. docs/SOCIAL.md lists every
+request.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+
+import nacl.exceptions
+import nacl.pwhash
+import trio
+
+from e2e_proto.capabilities import CAPABILITIES, SOCIAL
+
+from ..common.connection import ConnectionRegistry
+from ..common.rate_limits import TokenBuckets
+from .config import SocialConfig
+from .connection import SocialConnection
+from .store import SocialStore
+
+
+class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
+    """The social server's logic: serve connections (``handle_stream``) over one store."""
+
+    def __init__(self, store: SocialStore, config: SocialConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.store = store
+        self.config = config or SocialConfig()
+        self.clock = clock
+        self.capabilities = CAPABILITIES[SOCIAL]
+        self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
+        self._dummy_hash: bytes | None = None
+        self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
+                                           self.config.bundle_burst)
+        """Prekey bundles per account (against one-time prekey draining)."""
+
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
+        """Serve one client connection until it closes; never raises for the client's bytes."""
+        await SocialConnection(self, stream, peer).serve()
+
+    def wake(self, accounts: Sequence[str]) -> None:
+        """Tell every connection of these accounts that new events are waiting."""
+        for account in accounts:
+            for connection in self._online.get(account, ()):
+                connection.wakeup.set()
+
+    def now_ms(self) -> int:
+        """The server's clock in milliseconds (message and event timestamps)."""
+        return int(self.clock() * 1000)
+
+    # -- passwords (Argon2id, in a worker thread so the event loop keeps serving) -------------
+
+    async def hash_password(self, password: bytes) -> bytes:
+        """The Argon2id hash string of ``password`` at the configured limits."""
+        config = self.config
+        return await trio.to_thread.run_sync(
+            lambda: nacl.pwhash.argon2id.str(password, opslimit=config.password_opslimit,
+                                             memlimit=config.password_memlimit),
+            limiter=self._hashing)
+
+    async def check_password(self, stored: bytes | None, password: bytes) -> bool:
+        """Whether ``password`` matches ``stored``; an unknown account costs the same work."""
+        if stored is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash_password(secrets.token_bytes(16))
+            stored = self._dummy_hash
+
+        def verify() -> bool:
+            try:
+                return bool(nacl.pwhash.argon2id.verify(stored, password))
+            except nacl.exceptions.InvalidkeyError:
+                return False
+
+        return await trio.to_thread.run_sync(verify, limiter=self._hashing)
