@@ -99,7 +99,8 @@ class SignedDeviceList:
                signature: bytes) -> SignedDeviceList:
         """Check the AIK signature over ``body``, then parse it strictly.
 
-        Raises :class:`InvalidSignatureError`, :class:`MalformedError`, or
+        Raises :class:`InvalidSignatureError`, :class:`MalformedError` (also for a device key
+        equal to the account key: keys are never shared between the two roles), or
         :class:`TooManyDevicesError` for a well-formed, signed list of more than five devices.
         """
         if type(body) is not bytes:
@@ -113,6 +114,9 @@ class SignedDeviceList:
             raise
         except (ValueError, TypeError, msgpack.UnpackException, InvalidKeyError):
             raise MalformedError("device list body is malformed") from None
+        if any(key.raw == account_key.raw for _, key in devices):
+            raise MalformedError("a device key equals the account key (the AIK and every "
+                                 "DIK must differ)")
         return cls(DeviceList(account, version, devices), body, signature)
 
     def check_newer_than(self, known: SignedDeviceList | None) -> None:

@@ -39,6 +39,8 @@ TOO_MANY_CONNECTIONS = "too_many_connections"
 
 NONCE_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200
+FIRST_DEVICE_LIST_VERSION = 1
+"""The version of a new account's device list; ``register`` refuses any other."""
 _BE32 = struct.Struct(">I")
 
 

@@ -12,6 +12,7 @@ import trio
 from client.connection import ServerError, open_connection
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
+from e2e_proto.devices import DeviceList
 from e2e_proto.keys import IdentityKeyPair
 from e2e_proto.wire import Envelope, FrameDecoder
 from server.relay.config import RelayConfig
@@ -208,3 +209,29 @@ async def test_undecryptable_delivery_is_dropped_with_a_notice(nursery, tmp_path
     assert [m.text for m in got if m.warning is None] == ["fine", "still fine"]
     assert any(m.warning and "cannot be read" in m.warning for m in got)
     assert relay.store.pending("bob", 0, 0, 10) == []
+
+
+def _register_fields(nonce: bytes, version: int = 1, same_keys: bool = False) -> dict:
+    aik = IdentityKeyPair.generate()
+    dik = aik if same_keys else IdentityKeyPair.generate()
+    signed = DeviceList("carol", version, ((0, dik.public_key),)).sign(aik)
+    return {"account": "carol", "account_key": aik.public_key.raw,
+            "device_list": signed.body, "device_list_signature": signed.signature,
+            "signature": dik.sign(api.auth_message(nonce, "carol", 0))}
+
+
+@pytest.mark.parametrize("version,same_keys,accepted", [
+    (1, False, True), (2, False, False), (0, False, False), (1, True, False)])
+async def test_register_needs_list_version_1_and_distinct_account_and_device_keys(
+        nursery, tmp_path: Path, version: int, same_keys: bool, accepted: bool) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    async with open_connection("127.0.0.1", relay.port) as connection:
+        challenge = await connection.pushes.receive()
+        fields = _register_fields(challenge["nonce"], version, same_keys)
+        if accepted:
+            assert (await connection.request("register", **fields))["device_id"] == 0
+        else:
+            with pytest.raises(ServerError) as caught:
+                await connection.request("register", **fields)
+            assert caught.value.code == api.BAD_REQUEST
+            assert (await connection.request("ping"))["ok"] is True

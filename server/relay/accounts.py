@@ -34,6 +34,9 @@ async def register(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, An
     if device_list.account != account or device_list.device_ids != [0]:
         raise RequestError(api.BAD_REQUEST,
                            "a new account's device list must name it and hold device 0 only")
+    if device_list.version != api.FIRST_DEVICE_LIST_VERSION:
+        raise RequestError(api.BAD_REQUEST, "a new account's device list has version "
+                           f"{api.FIRST_DEVICE_LIST_VERSION}")
     device_key = device_list.identity_of(0)
     assert device_key is not None
     conn.check_auth_signature(device_key, account, 0, frame.get("signature"))
