@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 import pytest
 import trio
 
-from client.connection import ConnectionLost
-from client.private import ClientError
+from client.connection import ConnectionLost, ServerError
+from client.private import ClientError, PrivateSession, Received
+from e2e_proto.payload import Payload
 from e2e_proto.wire import FrameDecoder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,17 +39,21 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m MODULE serve`` in a child process; ready once it logs that it listens."""
+    """``python -m MODULE serve`` in a child process; ready once it logs that it listens.
+
+    ``db`` is an SQLite file (``--db``) or a store URL (``--store``, the relay's Redis).
+    """
 
     module: str  # the server's entry point, e.g. ``server.relay.main``
     what: str  # how a failure to start names it
 
-    def __init__(self, db: Path, port: int) -> None:
+    def __init__(self, db: Path | str, port: int) -> None:
+        self.port = port
         self.lines: list[str] = []
+        store = ["--store", db] if isinstance(db, str) else ["--db", str(db)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module, "serve", "--listen",
-             f"127.0.0.1:{port}", "--db", str(db)],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+            [sys.executable, "-m", self.module, "serve", "--listen", f"127.0.0.1:{port}",
+             *store], cwd=ROOT, stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
 
         def read() -> None:
@@ -91,12 +96,37 @@ class SocialProcess(ServerProcess):
 SessionT = TypeVar("SessionT")
 
 
+async def send_and_receive(open_session: Callable[[], AbstractAsyncContextManager[PrivateSession]],
+                           outbox: list[tuple[str, Payload]], inbox: list[Received],
+                           done: trio.Event, sent: Callable[[], None] = lambda: None) -> None:
+    """Send every payload of ``outbox`` in order and keep receiving into ``inbox`` until
+    ``done``, across server deaths (:func:`reconnecting`).
+
+    A payload leaves ``outbox`` once the relay acknowledged it (then ``sent()`` runs), and is
+    never sent again; one that failed is sent again, the same payload (the same payload id).
+    """
+
+    async def work(session: PrivateSession) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.receive, inbox.append, float("inf"))
+            while outbox:
+                peer, payload = outbox[0]
+                await session.send_payload(peer, payload)
+                outbox.pop(0)
+                sent()
+            await done.wait()
+            nursery.cancel_scope.cancel()
+
+    await reconnecting(open_session, work)
+
+
 async def reconnecting(open_session: Callable[[], AbstractAsyncContextManager[SessionT]],
                        work: Callable[[SessionT], Awaitable[None]]) -> None:
     """Run ``work`` on a session until it returns, reconnecting across server deaths.
 
-    A lost connection, a client error or an OSError means reconnecting after a backoff that
-    starts at 0.05 s, doubles up to 1 s and starts again once a session opens.
+    A lost connection, a client error, a server error (``unavailable`` while a store is down)
+    or an OSError means reconnecting after a backoff that starts at 0.05 s, doubles up to 1 s
+    and starts again once a session opens.
     """
     delay = 0.05
     while True:
@@ -105,7 +135,7 @@ async def reconnecting(open_session: Callable[[], AbstractAsyncContextManager[Se
                 delay = 0.05
                 await work(session)
                 return
-        except* (ConnectionLost, ClientError, OSError):
+        except* (ConnectionLost, ClientError, ServerError, OSError):
             pass
         await trio.sleep(delay)  # reconnection backoff
         delay = min(delay * 2, 1.0)

@@ -1,4 +1,8 @@
-"""Test harness: an in-process relay on port 0 and clients with their own homes."""
+"""Test harness: an in-process relay on port 0 and clients with their own homes.
+
+A relay's state is an SQLite file (a :class:`~pathlib.Path`) or a store URL (``redis://...``):
+the ``relay_db`` fixture gives either, so a test runs against both stores.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +15,40 @@ import trio
 
 from client.private import PrivateClient, PrivateSession, Received
 from client.state import ClientState
+from server.relay.backends import open_backend
 from server.relay.config import RelayConfig
 from server.relay.main import serve
 from server.relay.server import Relay
-from server.relay.sqlite_store import SqliteRelayStore
+from server.relay.store import RelayStore
 from tests.server_harness import RunningServer, start_server
 
-RunningRelay = RunningServer[Relay, SqliteRelayStore]
+RunningRelay = RunningServer[Relay, RelayStore]
+StoreLocation = Path | str
+"""An SQLite file, or a store URL such as ``redis://127.0.0.1:6379/0``."""
 
 
-async def start_relay(nursery: trio.Nursery, db: Path, config: RelayConfig | None = None,
-                      port: int = 0, record: bool = False,
+def store_url(db: StoreLocation) -> str:
+    """The ``--store`` of ``db``."""
+    return db if isinstance(db, str) else f"sqlite:{db}"
+
+
+async def start_relay(nursery: trio.Nursery, db: StoreLocation,
+                      config: RelayConfig | None = None, port: int = 0, record: bool = False,
                       tls: ssl.SSLContext | None = None) -> RunningRelay:
     """Start a relay on ``db`` in ``nursery``; optionally record every received byte."""
-    store = SqliteRelayStore(db)
-    return await start_server(nursery, Relay(store, config), store, serve, port, tls, record)
+    return await nursery.start(_run_relay, store_url(db), config, port, record, tls)
+
+
+async def _run_relay(location: str, config: RelayConfig | None, port: int, record: bool,
+                     tls: ssl.SSLContext | None,
+                     task_status: trio.TaskStatus[RunningRelay] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
+    """Serve a relay on the store at ``location``; the store outlives the server (its hub and
+    connections end first)."""
+    async with open_backend(location) as (store, hub), trio.open_nursery() as inner:
+        task_status.started(await start_server(
+            inner, Relay(store, config, hub=hub), store, serve, port, tls, record,
+            closing=lambda: None))
 
 
 def make_client(home: Path, port: int, tls: ssl.SSLContext | None = None) -> PrivateClient:
@@ -34,10 +57,12 @@ def make_client(home: Path, port: int, tls: ssl.SSLContext | None = None) -> Pri
 
 
 async def relay_with_alice_and_bob(nursery: trio.Nursery, tmp_path: Path,
-                                   config: RelayConfig | None = None, record: bool = False
+                                   config: RelayConfig | None = None, record: bool = False,
+                                   db: StoreLocation | None = None
                                    ) -> tuple[RunningRelay, PrivateClient, PrivateClient]:
-    """A fresh relay on ``tmp_path/relay.db`` with alice and bob registered, each in its home."""
-    relay = await start_relay(nursery, tmp_path / "relay.db", config, record=record)
+    """A fresh relay on ``db`` (default ``tmp_path/relay.db``) with alice and bob registered,
+    each in its home."""
+    relay = await start_relay(nursery, db or tmp_path / "relay.db", config, record=record)
     alice = make_client(tmp_path / "alice", relay.port)
     bob = make_client(tmp_path / "bob", relay.port)
     await register(alice, "alice")

@@ -10,16 +10,12 @@ from typing import Any, Generic, Protocol, TypeVar
 import trio
 
 
-class Store(Protocol):
-    def close(self) -> None: ...
-
-
 class StreamServer(Protocol):
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None: ...
 
 
 ServerT = TypeVar("ServerT", bound=StreamServer)
-StoreT = TypeVar("StoreT", bound=Store)
+StoreT = TypeVar("StoreT")
 
 
 @dataclass
@@ -62,9 +58,13 @@ class RecordingStream(trio.abc.Stream):
 
 async def start_server(nursery: trio.Nursery, server: ServerT, store: StoreT,
                        serve: Callable[..., Awaitable[None]], port: int = 0,
-                       tls: ssl.SSLContext | None = None,
-                       record: bool = False) -> RunningServer[ServerT, StoreT]:
-    """Serve ``server`` with ``serve`` in ``nursery``; optionally record every received byte."""
+                       tls: ssl.SSLContext | None = None, record: bool = False,
+                       closing: Callable[[], None] | None = None
+                       ) -> RunningServer[ServerT, StoreT]:
+    """Serve ``server`` with ``serve`` in ``nursery``; optionally record every received byte.
+
+    When it stops, ``closing()`` runs (default: ``store.close()``).
+    """
     scope = trio.CancelScope()
     stopped = trio.Event()
     received = bytearray()
@@ -84,7 +84,7 @@ async def start_server(nursery: trio.Nursery, server: ServerT, store: StoreT,
                     socket_listener = listeners[0].transport_listener if tls else listeners[0]
                     task_status.started(socket_listener.socket.getsockname()[1])
         finally:
-            store.close()
+            (closing or store.close)()  # type: ignore[attr-defined]
             stopped.set()
 
     bound = await nursery.start(run)

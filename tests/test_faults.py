@@ -14,31 +14,14 @@ from pathlib import Path
 
 import trio
 
-from client.private import PrivateClient, PrivateSession, Received
+from client.private import Received
 from e2e_proto.payload import Payload
-from tests.fault_support import RelayProcess, free_port, reconnecting
+from tests.fault_support import RelayProcess, free_port, send_and_receive
 from tests.relay_harness import make_client, register
 
 KILLS = int(os.environ.get("E2E_FAULT_KILLS", "2"))
 MESSAGES = int(os.environ.get("E2E_FAULT_MESSAGES", "15"))
 NAMES = ["ann", "ben", "cat", "dan"]
-
-
-async def _client_loop(name: str, client: PrivateClient, outbox: list[tuple[str, Payload]],
-                       inbox: list[Received], done: trio.Event) -> None:
-    """Send every payload in order (retrying across relay deaths) and keep receiving."""
-
-    async def work(session: PrivateSession) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.receive, inbox.append, float("inf"))
-            while outbox:
-                peer, payload = outbox[0]
-                await session.send_payload(peer, payload)
-                outbox.pop(0)  # acknowledged by the relay: never sent again
-            await done.wait()
-            nursery.cancel_scope.cancel()
-
-    await reconnecting(client.session, work)
 
 
 async def test_random_sigkills_lose_and_duplicate_nothing(tmp_path: Path) -> None:
@@ -62,7 +45,7 @@ async def test_random_sigkills_lose_and_duplicate_nothing(tmp_path: Path) -> Non
         done = trio.Event()
         async with trio.open_nursery() as nursery:
             for name in NAMES:
-                nursery.start_soon(_client_loop, name, clients[name], outboxes[name],
+                nursery.start_soon(send_and_receive, clients[name].session, outboxes[name],
                                    inboxes[name], done)
             for _ in range(KILLS):
                 await trio.sleep(rng.uniform(0.05, 0.5))  # a random point in the traffic

@@ -14,8 +14,9 @@ from e2e_proto.keys import IdentityKeyPair
 from tests.relay_harness import drain, link, make_client, register, session_of, start_relay
 
 
-async def _accounts(nursery, tmp_path: Path, alice_linked: int = 4, bob_linked: int = 1):
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+async def _accounts(nursery, tmp_path: Path, db: Path | str, alice_linked: int = 4,
+                    bob_linked: int = 1):
+    relay = await start_relay(nursery, db)
     alice = [make_client(tmp_path / "alice0", relay.port)]
     bob = [make_client(tmp_path / "bob0", relay.port)]
     await register(alice[0], "alice")
@@ -33,8 +34,8 @@ async def _texts(client: PrivateClient) -> list[str]:
     return [m.text for m in await drain(client) if m.warning is None]
 
 
-async def test_fan_out_reaches_every_device_exactly_once(nursery, tmp_path: Path) -> None:
-    relay, alice, bob = await _accounts(nursery, tmp_path)
+async def test_fan_out_reaches_every_device_exactly_once(nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, bob = await _accounts(nursery, tmp_path, relay_db)
     async with session_of(bob[1]) as b1:
         await b1.send_text("alice", "from bob's second device")
     async with session_of(bob[0]) as b0:
@@ -48,7 +49,7 @@ async def test_fan_out_reaches_every_device_exactly_once(nursery, tmp_path: Path
         assert await drain(device) == []
     # A relay restart changes none of it.
     await relay.stop()
-    relay = await start_relay(nursery, tmp_path / "relay.db", port=relay.port)
+    relay = await start_relay(nursery, relay_db, port=relay.port)
     async with session_of(alice[3]) as a3:
         await a3.send_text("bob", "after restart")
     assert await _texts(bob[0]) == ["after restart"] and await _texts(bob[1]) == ["after restart"]
@@ -57,8 +58,9 @@ async def test_fan_out_reaches_every_device_exactly_once(nursery, tmp_path: Path
         assert await _texts(device) == expected
 
 
-async def test_linked_device_gets_contacts_by_device_sync(nursery, tmp_path: Path) -> None:
-    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
+async def test_linked_device_gets_contacts_by_device_sync(nursery, tmp_path: Path,
+                                                          relay_db) -> None:
+    relay, alice, _ = await _accounts(nursery, tmp_path, relay_db, alice_linked=0, bob_linked=0)
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "make bob a contact")
     laptop = make_client(tmp_path / "laptop", relay.port)
@@ -68,19 +70,19 @@ async def test_linked_device_gets_contacts_by_device_sync(nursery, tmp_path: Pat
     assert laptop.state.contact("bob")[0] == alice[0].state.contact("bob")[0]
 
 
-async def test_fifth_linked_device_refused_by_client(nursery, tmp_path: Path) -> None:
-    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=4, bob_linked=0)
+async def test_fifth_linked_device_refused_by_client(nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, _ = await _accounts(nursery, tmp_path, relay_db, alice_linked=4, bob_linked=0)
     fifth = make_client(tmp_path / "alice5", relay.port)
     with pytest.raises(ClientError, match="4 linked devices"):
         await link(alice[0], fifth, "alice")
-    assert [d.device_id for d in relay.store.device_info("alice")] == [0, 1, 2, 3, 4]
+    assert [d.device_id for d in await relay.store.device_info("alice")] == [0, 1, 2, 3, 4]
 
 
-async def test_fifth_linked_device_refused_by_relay(nursery, tmp_path: Path) -> None:
+async def test_fifth_linked_device_refused_by_relay(nursery, tmp_path: Path, relay_db) -> None:
     """A client that skips its own check still cannot list six devices."""
-    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=4, bob_linked=0)
+    relay, alice, _ = await _accounts(nursery, tmp_path, relay_db, alice_linked=4, bob_linked=0)
     aik = alice[0].state.account_identity()
-    record = relay.store.account("alice")
+    record = await relay.store.account("alice")
     async with session_of(alice[0]) as a0:
         current = await a0.device_list("alice", refresh=True)
         extra = IdentityKeyPair.generate().public_key
@@ -95,11 +97,11 @@ async def test_fifth_linked_device_refused_by_relay(nursery, tmp_path: Path) -> 
                                         device_list_signature=aik.sign(
                                             too_many.signed_bytes()), link=None)
         assert caught.value.code == api.TOO_MANY_DEVICES
-    assert relay.store.account("alice") == record
+    assert (await relay.store.account("alice")) == record
 
 
-async def test_device_list_rules_at_the_relay(nursery, tmp_path: Path) -> None:
-    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=1, bob_linked=0)
+async def test_device_list_rules_at_the_relay(nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, _ = await _accounts(nursery, tmp_path, relay_db, alice_linked=1, bob_linked=0)
     aik = alice[0].state.account_identity()
     mallory = IdentityKeyPair.generate()
     async with session_of(alice[0]) as a0:
@@ -120,8 +122,8 @@ async def test_device_list_rules_at_the_relay(nursery, tmp_path: Path) -> None:
             assert caught.value.code == code
 
 
-async def test_linked_device_cannot_approve_or_unlink(nursery, tmp_path: Path) -> None:
-    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=1, bob_linked=0)
+async def test_linked_device_cannot_approve_or_unlink(nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, _ = await _accounts(nursery, tmp_path, relay_db, alice_linked=1, bob_linked=0)
     async with session_of(alice[1]) as a1:
         with pytest.raises(ClientError, match="only the primary"):
             await a1.unlink(1)
@@ -135,8 +137,8 @@ def test_link_code_typos() -> None:
             parse_link_code(code)
 
 
-async def test_unlinked_device_receives_nothing_new(nursery, tmp_path: Path) -> None:
-    relay, alice, bob = await _accounts(nursery, tmp_path, alice_linked=2, bob_linked=0)
+async def test_unlinked_device_receives_nothing_new(nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, bob = await _accounts(nursery, tmp_path, relay_db, alice_linked=2, bob_linked=0)
     async with session_of(bob[0]) as b0:
         await b0.send_text("alice", "before")
     async with session_of(alice[0]) as a0:
@@ -147,7 +149,7 @@ async def test_unlinked_device_receives_nothing_new(nursery, tmp_path: Path) -> 
         assert bob[0].state.protocol.session_devices("alice") == [0, 1]
     assert await _texts(alice[0]) == ["before", "after"]
     assert await _texts(alice[1]) == ["before", "after"]
-    assert relay.store.pending("alice", 2, 0, 10) == []
+    assert (await relay.store.pending("alice", 2, 0, 10)) == []
     with pytest.raises(ClientError, match="no device 2"):
         await drain(alice[2])
     # ids are never reused: the next link gets id 3
@@ -155,19 +157,20 @@ async def test_unlinked_device_receives_nothing_new(nursery, tmp_path: Path) -> 
     assert await link(alice[0], newcomer, "alice") == 3
 
 
-async def test_wrong_link_code_is_refused(nursery, tmp_path: Path) -> None:
-    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
+async def test_wrong_link_code_is_refused(nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, _ = await _accounts(nursery, tmp_path, relay_db, alice_linked=0, bob_linked=0)
     new = make_client(tmp_path / "new", relay.port)
     async with new.connect() as waiting:
         await waiting.request_link("alice", "x")
         async with session_of(alice[0]) as a0:
             with pytest.raises(ClientError, match="no device is waiting"):
                 await a0.approve("AAAA-BBBB-CCCC-DDDD")
-    assert [d.device_id for d in relay.store.device_info("alice")] == [0]
+    assert [d.device_id for d in await relay.store.device_info("alice")] == [0]
 
 
 async def test_account_key_change_is_a_warning(nursery, tmp_path: Path) -> None:
-    relay, alice, bob = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
+    relay, alice, bob = await _accounts(nursery, tmp_path, tmp_path / "relay.db",
+                                        alice_linked=0, bob_linked=0)
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "hi")
     # bob's account is re-created under the same name with a new key (relay-side reset).
@@ -184,16 +187,16 @@ async def test_account_key_change_is_a_warning(nursery, tmp_path: Path) -> None:
     async with session_of(alice[0]) as a0:
         with pytest.raises(ClientError, match="verify bob"):
             await a0.send_text("bob", "are you really bob?")
-    assert relay.store.pending("bob", 0, 0, 10) == []
+    assert (await relay.store.pending("bob", 0, 0, 10)) == []
     alice[0].state.accept_key("bob")
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "checked the safety number")
     assert [m.text for m in await drain(new_bob)] == ["checked the safety number"]
 
 
-async def test_link_interrupted_before_the_proof_resumes(nursery, tmp_path: Path) -> None:
+async def test_link_interrupted_before_the_proof_resumes(nursery, tmp_path: Path, relay_db) -> None:
     """Approved, then the connection drops before the primary's proof: link again resumes."""
-    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
+    relay, alice, _ = await _accounts(nursery, tmp_path, relay_db, alice_linked=0, bob_linked=0)
     laptop = make_client(tmp_path / "laptop", relay.port)
     async with laptop.connect() as waiting:
         code = await waiting.request_link("alice", "laptop")

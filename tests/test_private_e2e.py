@@ -22,8 +22,9 @@ from tests.relay_harness import (
 )
 
 
-async def test_stored_but_unshown_message_is_shown_on_next_run(nursery, tmp_path: Path) -> None:
-    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+async def test_stored_but_unshown_message_is_shown_on_next_run(nursery, tmp_path: Path,
+                                                               relay_db) -> None:
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(alice) as a:
         await a.send_text("bob", "stored, then the terminal closed")
     async with session_of(bob) as b:
@@ -33,8 +34,9 @@ async def test_stored_but_unshown_message_is_shown_on_next_run(nursery, tmp_path
     assert await drain(bob) == []
 
 
-async def test_hundred_messages_each_way_in_order_exactly_once(nursery, tmp_path: Path) -> None:
-    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+async def test_hundred_messages_each_way_in_order_exactly_once(nursery, tmp_path: Path,
+                                                               relay_db) -> None:
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(alice) as a, session_of(bob) as b:
         for i in range(100):
             await a.send_text("bob", f"a->b {i}")
@@ -47,8 +49,8 @@ async def test_hundred_messages_each_way_in_order_exactly_once(nursery, tmp_path
     assert len(bob.state.messages("alice")) == 200  # both directions stored on bob's side
 
 
-async def test_name_taken_and_unknown_user(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+async def test_name_taken_and_unknown_user(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db)
     await register(make_client(tmp_path / "a", relay.port), "alice")
     with pytest.raises(ClientError, match="taken"):
         await register(make_client(tmp_path / "b", relay.port), "alice")
@@ -57,18 +59,28 @@ async def test_name_taken_and_unknown_user(nursery, tmp_path: Path) -> None:
             await session.send_text("nobody", "hello?")
 
 
-async def test_not_registered(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+async def test_not_registered(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db)
     with pytest.raises(ClientError, match="not registered"):
         async with session_of(make_client(tmp_path / "x", relay.port)):
             pass
 
 
-async def test_relay_never_sees_plaintext(nursery, tmp_path: Path,
+def relay_files(relay_db: Path | str, request: pytest.FixtureRequest) -> list[Path]:
+    """The files the relay's store writes: the SQLite file (and WAL), or Redis's AOF."""
+    if isinstance(relay_db, Path):
+        return list(relay_db.parent.glob(relay_db.name + "*"))
+    folder = request.getfixturevalue("redis_server").folder
+    return [path for path in folder.rglob("*.aof") if path.is_file()]
+
+
+async def test_relay_never_sees_plaintext(nursery, tmp_path: Path, relay_db,
+                                          request: pytest.FixtureRequest,
                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     canary = "canary-" + secrets.token_hex(16)
-    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, record=True)
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db,
+                                                       record=True)
     async with session_of(alice) as a:
         for _ in range(3):
             await a.send_text("bob", f"the secret is {canary}")
@@ -77,7 +89,9 @@ async def test_relay_never_sees_plaintext(nursery, tmp_path: Path,
     # Read the relay's files while messages are still stored (bob has not received yet),
     # then again after delivery.
     for stage in ("stored", "delivered"):
-        for path in tmp_path.glob("relay.db*"):
+        files = relay_files(relay_db, request)
+        assert files and sum(path.stat().st_size for path in files) > 1000
+        for path in files:
             assert canary.encode() not in path.read_bytes(), (stage, path.name)
         if stage == "stored":
             got = await drain(bob)
@@ -89,8 +103,8 @@ async def test_relay_never_sees_plaintext(nursery, tmp_path: Path,
     assert "connection from" in caplog.text  # the log was captured at all
 
 
-async def test_offline_queue_order_and_ack_before_delete(nursery, tmp_path: Path) -> None:
-    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+async def test_offline_queue_order_and_ack_before_delete(nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(alice) as a:
         for i in range(5):
             await a.send_text("bob", f"m{i}")
@@ -99,13 +113,14 @@ async def test_offline_queue_order_and_ack_before_delete(nursery, tmp_path: Path
         first = await b.connection.pushes.receive()
         assert first["type"] == "deliver"
         assert first["seq"] > 0
-    assert len(relay.store.pending("bob", 0, 0, 100)) == 5
+    assert len(await relay.store.pending("bob", 0, 0, 100)) == 5
     assert [m.text for m in await drain(bob)] == [f"m{i}" for i in range(5)]
-    assert relay.store.pending("bob", 0, 0, 100) == []
+    assert (await relay.store.pending("bob", 0, 0, 100)) == []
 
 
-async def test_redelivery_after_lost_ack_is_not_shown_twice(nursery, tmp_path: Path) -> None:
-    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+async def test_redelivery_after_lost_ack_is_not_shown_twice(nursery, tmp_path: Path,
+                                                            relay_db) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(alice) as a:
         await a.send_text("bob", "once")
     shown: list[Received] = []
@@ -125,12 +140,12 @@ async def test_redelivery_after_lost_ack_is_not_shown_twice(nursery, tmp_path: P
         await b._show(shown.append, received)
     assert [m.text for m in shown] == ["once"]
     assert await drain(bob) == []  # redelivered, recognised, acknowledged, not shown again
-    assert relay.store.pending("bob", 0, 0, 10) == []
+    assert (await relay.store.pending("bob", 0, 0, 10)) == []
     assert [m.text for m in bob.state.messages("alice")] == ["once"]
 
 
-async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db)
     bob = make_client(tmp_path / "bob", relay.port)
     await register(bob, "bob")
     await register(make_client(tmp_path / "alice", relay.port), "alice")
@@ -148,8 +163,8 @@ async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path) -> 
     assert count == 100
 
 
-async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path) -> None:
-    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path, relay_db) -> None:
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(alice) as a:
         for _ in range(100):
             await a.connection.request("fetch_bundles", account="bob")
@@ -159,8 +174,8 @@ async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path) -> Non
     assert [m.text for m in await drain(bob)] == ["via spk only"]
 
 
-async def test_prekeys_low_push_tops_up_online_owner(nursery, tmp_path: Path) -> None:
-    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+async def test_prekeys_low_push_tops_up_online_owner(nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(bob) as b, session_of(alice) as a:
         for _ in range(95):
             await a.connection.request("fetch_bundles", account="bob")
@@ -173,11 +188,11 @@ async def test_prekeys_low_push_tops_up_online_owner(nursery, tmp_path: Path) ->
                     inner.cancel_scope.cancel()
                 inner.start_soon(b.receive, until_message, float("inf"))
         assert got[0].text == "wake up"
-    assert relay.store.take_bundle("bob", 0)[1] >= 90
+    assert (await relay.store.take_bundle("bob", 0))[1] >= 90
 
 
-async def test_safety_numbers_match(nursery, tmp_path: Path) -> None:
-    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+async def test_safety_numbers_match(nursery, tmp_path: Path, relay_db) -> None:
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(alice) as a:
         await a.device_list("bob")
     async with session_of(bob) as b:
@@ -188,7 +203,7 @@ async def test_safety_numbers_match(nursery, tmp_path: Path) -> None:
         "bob", bob_keys[0], "alice", bob_keys[1])
 
 
-async def test_quota_refuses_and_stores_nothing(nursery, tmp_path: Path) -> None:
+async def test_quota_refuses_and_stores_nothing(nursery, tmp_path: Path, relay_db) -> None:
     relay, alice, _ = await relay_with_alice_and_bob(nursery, tmp_path,
                                                      RelayConfig(mailbox_quota=3))
     async with session_of(alice) as a:
@@ -196,12 +211,12 @@ async def test_quota_refuses_and_stores_nothing(nursery, tmp_path: Path) -> None
             await a.send_text("bob", f"m{i}")
         with pytest.raises(ClientError, match="quota_exceeded|full"):
             await a.send_text("bob", "one too many")
-    assert len(relay.store.pending("bob", 0, 0, 10)) == 3
+    assert len(await relay.store.pending("bob", 0, 0, 10)) == 3
 
 
-async def test_ttl_expires_old_mail(nursery, tmp_path: Path) -> None:
+async def test_ttl_expires_old_mail(nursery, tmp_path: Path, relay_db) -> None:
     now = [1_000_000.0]
-    relay = await start_relay(nursery, tmp_path / "relay.db", RelayConfig(mailbox_ttl=60))
+    relay = await start_relay(nursery, relay_db, RelayConfig(mailbox_ttl=60))
     relay.server.clock = lambda: now[0]
     alice = make_client(tmp_path / "alice", relay.port)
     await register(alice, "alice")
@@ -210,17 +225,17 @@ async def test_ttl_expires_old_mail(nursery, tmp_path: Path) -> None:
         await a.send_text("bob", "old")
         now[0] += 61
         await a.send_text("bob", "new")
-    assert relay.store.expire(now[0] - 60) == 1
+    assert (await relay.store.expire(now[0] - 60)) == 1
     assert [m.text for m in await drain(make_client(tmp_path / "bob", relay.port))] == ["new"]
 
 
-async def test_relay_restart_in_process_loses_nothing(nursery, tmp_path: Path) -> None:
-    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+async def test_relay_restart_in_process_loses_nothing(nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(alice) as a:
         for i in range(10):
             await a.send_text("bob", f"before {i}")
     await relay.stop()
-    relay = await start_relay(nursery, tmp_path / "relay.db", port=relay.port)
+    relay = await start_relay(nursery, relay_db, port=relay.port)
     async with session_of(alice) as a:
         for i in range(10):
             await a.send_text("bob", f"after {i}")
@@ -232,9 +247,9 @@ class ProcessDied(Exception):
     """Stands for the client process being killed at that point."""
 
 
-async def test_client_killed_between_decrypt_and_ack(nursery, tmp_path: Path) -> None:
+async def test_client_killed_between_decrypt_and_ack(nursery, tmp_path: Path, relay_db) -> None:
     """After a restart the message is shown once and the ratchet goes on from the commit."""
-    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(alice) as a:
         for i in range(3):
             await a.send_text("bob", f"m{i}")

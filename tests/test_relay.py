@@ -52,9 +52,9 @@ def _frame(body: bytes) -> bytes:
     _frame(b"\xc1"), _frame(msgpack.packb([1, 2])), _frame(msgpack.packb({1: 2})),
     _frame(b"\x91" * 5000), b"\x00\x00\x00\x05\x81",
 ])
-async def test_malformed_frame_gets_error_then_disconnect(nursery, tmp_path: Path,
+async def test_malformed_frame_gets_error_then_disconnect(nursery, tmp_path: Path, relay_db,
                                                           garbage: bytes) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+    relay = await start_relay(nursery, relay_db)
     if garbage == b"\x00\x00\x00\x05\x81":  # a truncated frame: the client just hangs up
         stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
         await stream.send_all(garbage)
@@ -66,8 +66,8 @@ async def test_malformed_frame_gets_error_then_disconnect(nursery, tmp_path: Pat
     await register(make_client(tmp_path / "a", relay.port), "alice")  # still serving
 
 
-async def test_oversized_frame_refused_before_it_is_read(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db", RelayConfig(max_frame_size=65536))
+async def test_oversized_frame_refused_before_it_is_read(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db, RelayConfig(max_frame_size=65536))
     frames = await _raw_exchange(relay.port, struct.pack(">I", 10**9))  # no body follows
     assert frames[-1]["error"]["code"] == api.FRAME_TOO_LARGE
     await register(make_client(tmp_path / "a", relay.port), "alice")
@@ -86,21 +86,23 @@ async def test_oversized_frame_refused_before_it_is_read(nursery, tmp_path: Path
      api.AUTH_FAILED),
     ({"type": "register", "account": "carol", "account_key": b"x"}, api.BAD_REQUEST),
 ])
-async def test_bad_requests_get_typed_errors(nursery, tmp_path: Path, request_fields: dict,
+async def test_bad_requests_get_typed_errors(nursery, tmp_path: Path,
+                                             relay_db, request_fields: dict,
                                              code: str) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+    relay = await start_relay(nursery, relay_db)
     await register(make_client(tmp_path / "a", relay.port), "alice")
     async with open_connection("127.0.0.1", relay.port) as connection:
         await connection.pushes.receive()
-        kind = request_fields.pop("type")
+        fields = dict(request_fields)  # the parameters are shared by both stores' runs
+        kind = fields.pop("type")
         with pytest.raises(ServerError) as caught:
-            await connection.request(kind, **request_fields)
+            await connection.request(kind, **fields)
         assert caught.value.code == code
         assert (await connection.request("ping"))["ok"] is True  # the connection survives
 
 
-async def test_replayed_auth_signature_fails(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+async def test_replayed_auth_signature_fails(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db)
     alice = make_client(tmp_path / "a", relay.port)
     await register(alice, "alice")
     dik = alice.state.protocol.identity_key_pair()
@@ -115,8 +117,8 @@ async def test_replayed_auth_signature_fails(nursery, tmp_path: Path) -> None:
         assert caught.value.code == api.AUTH_FAILED
 
 
-async def test_another_devices_signature_fails(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+async def test_another_devices_signature_fails(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db)
     await register(make_client(tmp_path / "a", relay.port), "alice")
     mallory = IdentityKeyPair.generate()
     async with open_connection("127.0.0.1", relay.port) as connection:
@@ -127,8 +129,9 @@ async def test_another_devices_signature_fails(nursery, tmp_path: Path) -> None:
         assert caught.value.code == api.AUTH_FAILED
 
 
-async def test_fan_out_mismatch_names_devices_and_stores_nothing(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+async def test_fan_out_mismatch_names_devices_and_stores_nothing(nursery, tmp_path: Path,
+                                                                 relay_db) -> None:
+    relay = await start_relay(nursery, relay_db)
     alice = make_client(tmp_path / "a", relay.port)
     await register(alice, "alice")
     await register(make_client(tmp_path / "b", relay.port), "bob")
@@ -157,11 +160,11 @@ async def test_fan_out_mismatch_names_devices_and_stores_nothing(nursery, tmp_pa
         with pytest.raises(ServerError) as caught:
             await a.connection.request("send", to="bob", envelopes=[b"\xc1"])
         assert caught.value.code == api.BAD_REQUEST
-    assert len(relay.store.pending("bob", 0, 0, 100)) == 1  # only the first, real message
+    assert len(await relay.store.pending("bob", 0, 0, 100)) == 1  # only the first, real message
 
 
-async def test_rate_limit(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db",
+async def test_rate_limit(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db,
                               RelayConfig(requests_per_second=0.001, request_burst=3))
     async with open_connection("127.0.0.1", relay.port) as connection:
         await connection.pushes.receive()
@@ -172,8 +175,8 @@ async def test_rate_limit(nursery, tmp_path: Path) -> None:
         assert caught.value.code == api.RATE_LIMITED
 
 
-async def test_bad_signed_prekey_refused(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+async def test_bad_signed_prekey_refused(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db)
     alice = make_client(tmp_path / "a", relay.port)
     await register(alice, "alice")
     async with session_of(alice) as a:
@@ -196,8 +199,9 @@ async def test_auth_timeout(nursery, tmp_path: Path, autojump_clock) -> None:
     assert trio.current_time() - start >= 5
 
 
-async def test_undecryptable_delivery_is_dropped_with_a_notice(nursery, tmp_path: Path) -> None:
-    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+async def test_undecryptable_delivery_is_dropped_with_a_notice(nursery, tmp_path: Path,
+                                                               relay_db) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
     async with session_of(alice) as a:
         await a.send_text("bob", "fine")
         envelope = a.cipher.encrypt(Address("bob", 0), b"x")
@@ -208,7 +212,7 @@ async def test_undecryptable_delivery_is_dropped_with_a_notice(nursery, tmp_path
     got = await drain(bob)
     assert [m.text for m in got if m.warning is None] == ["fine", "still fine"]
     assert any(m.warning and "cannot be read" in m.warning for m in got)
-    assert relay.store.pending("bob", 0, 0, 10) == []
+    assert (await relay.store.pending("bob", 0, 0, 10)) == []
 
 
 def _register_fields(nonce: bytes, version: int = 1, same_keys: bool = False) -> dict:
@@ -223,8 +227,8 @@ def _register_fields(nonce: bytes, version: int = 1, same_keys: bool = False) ->
 @pytest.mark.parametrize("version,same_keys,accepted", [
     (1, False, True), (2, False, False), (0, False, False), (1, True, False)])
 async def test_register_needs_list_version_1_and_distinct_account_and_device_keys(
-        nursery, tmp_path: Path, version: int, same_keys: bool, accepted: bool) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+        nursery, tmp_path: Path, relay_db, version: int, same_keys: bool, accepted: bool) -> None:
+    relay = await start_relay(nursery, relay_db)
     async with open_connection("127.0.0.1", relay.port) as connection:
         challenge = await connection.pushes.receive()
         fields = _register_fields(challenge["nonce"], version, same_keys)

@@ -32,8 +32,8 @@ async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_cloc
     assert 10 <= took < 30  # the frame timeout, not the auth timeout
 
 
-async def test_connections_per_account(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db",
+async def test_connections_per_account(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db,
                               RelayConfig(connections_per_account=2))
     alice = make_client(tmp_path / "alice", relay.port)
     await register(alice, "alice")
@@ -45,8 +45,8 @@ async def test_connections_per_account(nursery, tmp_path: Path) -> None:
         pass
 
 
-async def test_prekey_fetch_rate_stops_opk_draining(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db",
+async def test_prekey_fetch_rate_stops_opk_draining(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db,
                               RelayConfig(bundles_per_minute=0.001, bundle_burst=5))
     await register(make_client(tmp_path / "bob", relay.port), "bob")
     mallory = make_client(tmp_path / "mallory", relay.port)
@@ -57,11 +57,11 @@ async def test_prekey_fetch_rate_stops_opk_draining(nursery, tmp_path: Path) -> 
         with pytest.raises(ServerError) as caught:
             await m.connection.request("fetch_bundles", account="bob")
         assert caught.value.code == api.RATE_LIMITED
-    assert relay.store.take_bundle("bob", 0)[1] == 100 - 5 - 1
+    assert (await relay.store.take_bundle("bob", 0))[1] == 100 - 5 - 1
 
 
-async def test_per_account_rate_limit_spans_connections(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db",
+async def test_per_account_rate_limit_spans_connections(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db,
                               RelayConfig(account_requests_per_second=0.001,
                                           account_request_burst=6))
     alice = make_client(tmp_path / "alice", relay.port)
@@ -95,7 +95,7 @@ async def test_storage_fault_refuses_sends_and_serves_reads(nursery, tmp_path: P
         with pytest.raises(ClientError, match="cannot store"):
             for i in range(200):  # a full disk shows once the pages run out
                 await a.send_text("bob", f"during the fault {i} " + "x" * 2000)
-    stored = relay.store.pending("bob", 0, 0, 1000)
+    stored = await relay.store.pending("bob", 0, 0, 1000)
     async with session_of(bob) as b:  # reads still served; the ack may fail and be retried
         got = []
         await b.receive(got.append)

@@ -89,7 +89,7 @@ async def test_group_commit_failure_reaches_every_member() -> None:
         def write_mailboxes(self, writes: object) -> list[Exception | None]:
             raise RuntimeError("the disk caught fire")
 
-    commit = GroupCommit(Broken())  # type: ignore[arg-type]
+    commit = GroupCommit(Broken().write_mailboxes)
     failures: list[str] = []
 
     async def one(seq: int) -> None:
@@ -132,13 +132,13 @@ def test_client_id_is_per_sender_and_conversation(tmp_path: Path) -> None:
     store.close()
 
 
-def test_send_to_a_device_unlinked_meanwhile_is_not_stored(tmp_path: Path) -> None:
+async def test_send_to_a_device_unlinked_meanwhile_is_not_stored(tmp_path: Path) -> None:
     """The fan-out check and the commit are apart (group commit): the commit checks again."""
     store = SqliteRelayStore(tmp_path / "relay.db")
-    store.create_account("bob", bytes(32), 1, b"list", bytes(64), {0: bytes(32)}, 0.0)
+    await store.create_account("bob", bytes(32), 1, b"list", bytes(64), {0: bytes(32)}, 0.0)
     gone = Enqueue([Outgoing("bob", 0, b"x"), Outgoing("bob", 5, b"y")], ("alice", 0), 1.0, 10)
     fine = Enqueue([Outgoing("bob", 0, b"z")], ("alice", 0), 1.0, 10)
     errors = store.write_mailboxes([gone, fine])
     assert isinstance(errors[0], DeviceGoneError) and errors[1] is None
-    assert [d.envelope for d in store.pending("bob", 0, 0, 10)] == [b"z"]
+    assert [d.envelope for d in await store.pending("bob", 0, 0, 10)] == [b"z"]
     store.close()

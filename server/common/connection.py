@@ -26,6 +26,7 @@ from e2e_proto.wire import FrameDecoder, encode_frame
 
 from .rate_limits import TokenBucket
 from .requests import ErrorCodes, Handler, RequestError, RouteTable
+from .store_base import StoreUnavailableError
 
 
 class Sequenced(Protocol):
@@ -119,10 +120,14 @@ class FrameConnection(abc.ABC):
                 await self.run()
             except* (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the client went away (a reset arrives inside the connection's nursery)
+            except* StoreUnavailableError as group:  # deliveries cannot be read: reconnect later
+                log.warning("connection from %s closed: storage unavailable: %s", self.peer,
+                            group.exceptions[0])
         except Exception:  # a bug of ours: log it, drop this connection, keep serving others
             log.exception("internal error on connection from %s", self.peer)
         finally:
-            self.detach()
+            with trio.CancelScope(shield=True):
+                await self.detach()
             await trio.aclose_forcefully(self.stream)
             log.info("connection from %s closed", self.peer)
 
@@ -132,8 +137,9 @@ class FrameConnection(abc.ABC):
             await self.stream.send_all(encode_frame(frame))
 
     @abc.abstractmethod
-    def detach(self) -> None:
-        """Forget this connection at its server (it has ended)."""
+    async def detach(self) -> None:
+        """Forget this connection at its server (it has ended; runs shielded, so it must
+        finish by itself)."""
         raise NotImplementedError
 
     async def run(self) -> None:
@@ -186,7 +192,7 @@ class FrameConnection(abc.ABC):
         return 0
 
     @abc.abstractmethod
-    def _pending(self, after: int) -> Sequence[Sequenced]:
+    async def _pending(self, after: int) -> Sequence[Sequenced]:
         """Up to ``delivery_batch`` deliveries after ``after``, in order."""
         raise NotImplementedError
 
@@ -268,16 +274,20 @@ class FrameConnection(abc.ABC):
         return route.handler
 
     async def _deliver_loop(self) -> None:
-        """Push the deliveries after the cursor in order; announce once a drained backlog."""
+        """Push the deliveries after the cursor in order; announce once a drained backlog.
+
+        A batch shorter than ``delivery_batch`` held everything stored before it was read;
+        whatever is stored later sets ``wakeup``, which is renewed before each read.
+        """
         last = self._first_cursor()
         announced = False
         while True:
             self.wakeup = trio.Event()
-            batch = self._pending(last)
+            batch = await self._pending(last)
             for item in batch:
                 await self.send(self._delivery_frame(item))
                 last = item.seq
-            if batch:
+            if len(batch) >= self.limits.delivery_batch:
                 continue
             if not announced:
                 await self.send({"type": "queue_empty"})

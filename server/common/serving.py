@@ -7,10 +7,12 @@ Shared by ``e2e-relay`` (:mod:`server.relay.main`) and ``e2e-social``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 import trio
@@ -44,12 +46,14 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str) -> None:
-    """The options every server's ``serve`` command has: --listen, --db, --tls-cert/--tls-key."""
+def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str | None) -> None:
+    """The options every server's ``serve`` command has: --listen, --db (unless ``db`` is None:
+    the server names its store itself), --tls-cert/--tls-key."""
     serve.add_argument("--listen", type=parse_host_port, default=("127.0.0.1", port),
                        metavar="HOST:PORT", help=f"address to listen on (default "
                        f"127.0.0.1:{port}; port 0 picks a free port)")
-    serve.add_argument("--db", default=db, help=f"SQLite database file (default {db})")
+    if db is not None:
+        serve.add_argument("--db", default=db, help=f"SQLite database file (default {db})")
     serve.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate chain")
     serve.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
 
@@ -91,14 +95,31 @@ def bound_address(listeners: list) -> str:
     return f"{host}:{port}"
 
 
+def opening(open_store: Callable[[], StoreT], make_server: Callable[[StoreT], ServerT]
+            ) -> Callable[[], AbstractAsyncContextManager[ServerT]]:
+    """What :func:`run_serve_command` opens for a server on a synchronous store: the store
+    (closed on the way out) and the server built on it."""
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[ServerT]:
+        store = open_store()
+        try:
+            yield make_server(store)
+        finally:
+            store.close()
+
+    return opened
+
+
 def run_serve_command(prog: str, args: argparse.Namespace, log: logging.Logger,
-                      open_store: Callable[[str], StoreT], make_server: Callable[[StoreT], ServerT],
-                      serve_server: Callable[..., Awaitable[None]]) -> int:
+                      open_server: Callable[[], AbstractAsyncContextManager[ServerT]],
+                      serve_server: Callable[..., Awaitable[None]], store_name: str) -> int:
     """Run ``PROG serve`` until interrupted; the exit code (2: bad set-up, 1: cannot listen).
 
-    Loads the TLS certificate, opens the store at ``args.db``, builds the server on it and
-    runs ``serve_server(server, host, port, tls)`` (a :func:`serve`-like task); the store is
-    closed however the run ends. Every failure is one line on stderr.
+    Loads the TLS certificate, then inside trio opens the server and its store with
+    ``open_server()`` (``store_name`` names the store in messages) and runs
+    ``serve_server(server, host, port, tls)`` (a :func:`serve`-like task); the store is closed
+    however the run ends. Every failure is one line on stderr.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
@@ -113,27 +134,25 @@ def run_serve_command(prog: str, args: argparse.Namespace, log: logging.Logger,
         except (OSError, ssl.SSLError) as exc:
             print(f"{prog}: cannot load the TLS certificate: {exc}", file=sys.stderr)
             return 2
-    try:
-        store = open_store(args.db)
-    except Exception as exc:  # unreadable path, not a database, ...
-        print(f"{prog}: cannot open database {args.db}: {exc}", file=sys.stderr)
-        return 2
-    server = make_server(store)
     host, port = args.listen
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(serve_server, server, host, port, tls)
-            log.info("%s listening on %s (db %s%s)", prog, bound_address(listeners), args.db,
-                     ", TLS" if tls else "")
+    async def run() -> int:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                server = await stack.enter_async_context(open_server())
+            except Exception as exc:  # unreadable path, not a database, no Redis there, ...
+                print(f"{prog}: cannot open {store_name}: {exc}", file=sys.stderr)
+                return 2
+            async with trio.open_nursery() as nursery:
+                listeners = await nursery.start(serve_server, server, host, port, tls)
+                log.info("%s listening on %s (store %s%s)", prog, bound_address(listeners),
+                         store_name, ", TLS" if tls else "")
+        return 0
 
     try:
-        trio.run(run)
+        return trio.run(run)
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
         print(f"{prog}: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        store.close()
-    return 0

@@ -7,9 +7,11 @@ fault becomes, and handing out a device's prekey bundle from the ``devices`` and
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -20,21 +22,36 @@ class StoreUnavailableError(Exception):
     """The storage cannot be read or written now (disk full, read-only, locked, corrupt)."""
 
 
+@contextlib.contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.IntegrityError):
+            raise
+        raise StoreUnavailableError(str(exc)) from exc
+
+
 def storage(method: Callable[P, R]) -> Callable[P, R]:
     """Turn a database failure inside ``method`` into :class:`StoreUnavailableError`.
 
     The server then answers ``unavailable`` and keeps the connection, instead of dropping it
-    as an internal error. Integrity errors are bugs and pass through.
+    as an internal error. Integrity errors are bugs and pass through. ``method`` may be a
+    coroutine function (an asynchronous store interface over SQLite).
     """
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def waiting(*args: P.args, **kwargs: P.kwargs) -> R:
+            with _database_errors():
+                return await method(*args, **kwargs)  # type: ignore[misc,no-any-return]
+
+        return waiting  # type: ignore[return-value]
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with _database_errors():
             return method(*args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise
-            raise StoreUnavailableError(str(exc)) from exc
 
     return wrapper
 

@@ -41,13 +41,13 @@ async def register(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, An
     assert device_key is not None
     conn.check_auth_signature(device_key, account, 0, frame.get("signature"))
     try:
-        conn.relay.store.create_account(account, account_key.raw, device_list.version,
-                                        signed.body, signed.signature, {0: device_key.raw},
-                                        conn.relay.clock())
+        await conn.relay.store.create_account(account, account_key.raw, device_list.version,
+                                              signed.body, signed.signature,
+                                              {0: device_key.raw}, conn.relay.clock())
     except NameTakenError:
         raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken") from None
     log.info("registered account %s", account)
-    conn.become(Address(account, 0))
+    await conn.become(Address(account, 0))
     return {"account": account, "device_id": 0}
 
 
@@ -57,7 +57,7 @@ async def auth(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     device_id = frame.get("device_id")
     if not is_valid_device_id(device_id):
         raise RequestError(api.BAD_REQUEST, "field 'device_id' must be a u32")
-    record = conn.relay.store.account(account)
+    record = await conn.relay.store.account(account)
     if record is None:
         raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
     device_key = record.devices.get(device_id)  # type: ignore[arg-type]
@@ -65,5 +65,5 @@ async def auth(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
         raise RequestError(api.AUTH_FAILED, f"{account} has no device {device_id}")
     conn.check_auth_signature(Ed25519PublicKey(device_key), account,
                                device_id, frame.get("signature"))  # type: ignore[arg-type]
-    conn.become(Address(account, device_id))  # type: ignore[arg-type]
+    await conn.become(Address(account, device_id))  # type: ignore[arg-type]
     return {"account": account, "device_id": device_id}

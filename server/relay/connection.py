@@ -52,13 +52,12 @@ class RelayConnection(FrameConnection):
         except trio.WouldBlock:  # a client too slow to read its notices loses notices only
             log.warning("dropped a notice to %s: outbox full", self.address)
 
-    def detach(self) -> None:
-        """Forget this connection and the link offer it made."""
+    async def detach(self) -> None:
+        """Forget this connection and withdraw the link offer it made."""
         if self.address is not None:
-            self.relay.detach(self.address, self)
-        pending = self.relay.pending_links.get(self.link_lookup or b"")
-        if pending is not None and pending.connection is self:
-            del self.relay.pending_links[self.link_lookup]  # type: ignore[index]
+            await self.relay.leave(self.address, self)
+        if self.link_lookup is not None:
+            await self.relay.stop_waiting(self.link_lookup, self)
 
     def close_after_pushes(self) -> None:
         """End the connection once the queued pushes are written."""
@@ -110,25 +109,29 @@ class RelayConnection(FrameConnection):
             raise RequestError(api.AUTH_FAILED,
                                "authentication signature does not verify") from None
 
-    def become(self, address: Address) -> None:
-        """Serve this connection as ``address`` from now on (refused past the connection cap)."""
+    async def become(self, address: Address) -> None:
+        """Serve this connection as ``address`` from now on (refused past the connection cap).
+
+        Returns once every event for ``address`` reaches this connection (deliveries start
+        after); :class:`StoreUnavailableError` (nothing changed) when that cannot be arranged.
+        """
         if self.relay.account_connections(address.account) >= (
                 self.relay.config.connections_per_account):
             raise RequestError(api.TOO_MANY_CONNECTIONS, f"{address.account} has too many "
                                "open connections; close some first")
+        await self.relay.join(address, self)
         self.address = address
-        self.relay.attach(address, self)
         try:
-            self.relay.store.touch(address.account, address.device_id, self.relay.clock())
+            await self.relay.store.touch(address.account, address.device_id, self.relay.clock())
         except StoreUnavailableError:
             log.warning("could not record the last sight of %s", address)  # serve anyway
         log.info("connection from %s authenticated as %s", self.peer, address)
 
-    def _pending(self, after: int) -> Sequence[Delivery]:
+    async def _pending(self, after: int) -> Sequence[Delivery]:
         assert self.address is not None
         account, device_id = self.address
-        return self.relay.store.pending(account, device_id, after,
-                                        self.relay.config.delivery_batch)
+        return await self.relay.store.pending(account, device_id, after,
+                                              self.relay.config.delivery_batch)
 
     def _delivery_frame(self, item: Delivery) -> dict[str, Any]:
         return {"type": "deliver", "seq": item.seq, "envelope": item.envelope}
@@ -136,8 +139,8 @@ class RelayConnection(FrameConnection):
     async def _push_loop(self) -> None:
         async for frame in self._outbox_receive:
             await self.send(frame)
-        if self._nursery is not None:  # closed by close_after_pushes: the device was unlinked
-            self.detach()
+        if self._nursery is not None:  # closed by close_after_pushes: unlinked or displaced
+            await self.detach()
             self.address = None
             await self.stream.aclose()
             self._nursery.cancel_scope.cancel()

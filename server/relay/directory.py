@@ -20,37 +20,37 @@ async def publish_prekeys(conn: RelayConnection, frame: dict[str, Any]) -> dict[
     """Store the device's signed prekey and more one-time prekeys (bounded)."""
     assert conn.address is not None
     account, device_id = conn.address
-    record = conn.relay.store.account(account)
+    record = await conn.relay.store.account(account)
     assert record is not None
     identity = Ed25519PublicKey(record.devices[device_id])
     spk, opks = published_prekeys(frame, identity, api.MAX_ONE_TIME_PREKEYS_PER_REQUEST,
                                   code=api.BAD_REQUEST)
-    held = conn.relay.store.one_time_prekey_count(account, device_id)
+    held = await conn.relay.store.one_time_prekey_count(account, device_id)
     if held + len(opks) > conn.relay.config.max_one_time_prekeys:
         raise RequestError(api.BAD_REQUEST, f"a device may hold at most "
                            f"{conn.relay.config.max_one_time_prekeys} one-time prekeys "
                            f"(it holds {held})")
-    count = conn.relay.store.store_prekeys(account, device_id, spk, opks)
+    count = await conn.relay.store.store_prekeys(account, device_id, spk, opks)
     return {"one_time_prekeys": count}
 
 
 async def get_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """An account's key and signed device list (and device details to its own devices)."""
     account = account_field(frame)
-    record = conn.relay.store.account(account)
+    record = await conn.relay.store.account(account)
     if record is None:
         raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
     result = {"account": account, "account_key": record.account_key,
               "device_list": record.list_body, "device_list_signature": record.list_signature}
     if conn.address is not None and conn.address.account == account:
-        result["device_info"] = [list(i) for i in conn.relay.store.device_info(account)]
+        result["device_info"] = [list(i) for i in await conn.relay.store.device_info(account)]
     return result
 
 
 async def fetch_bundles(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """Hand out prekey bundles of an account's devices, each one-time prekey once."""
     account = account_field(frame)
-    record = conn.relay.store.account(account)
+    record = await conn.relay.store.account(account)
     if record is None:
         raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
     wanted = frame.get("device_ids")
@@ -66,13 +66,13 @@ async def fetch_bundles(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
         raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
     bundles = []
     for device_id in wanted:
-        taken = conn.relay.store.take_bundle(account, device_id)
+        taken = await conn.relay.store.take_bundle(account, device_id)
         if taken is None:
             raise RequestError(api.NO_PREKEYS, f"{account}.{device_id} has published no "
                                "signed prekey")
         bundle, left = taken
         bundles.append(list(bundle))
         if left < conn.relay.config.prekeys_low_watermark:
-            conn.relay.notify(Address(account, device_id),
-                              {"type": "prekeys_low", "count": left})
+            await conn.relay.notify(Address(account, device_id),
+                                    {"type": "prekeys_low", "count": left})
     return {"account": account, "bundles": bundles}

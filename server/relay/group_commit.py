@@ -1,5 +1,6 @@
 """Group commit: mailbox writes that arrive together share one durable SQLite commit.
 
+Part of the SQLite store (:mod:`server.relay.sqlite_store`); Redis batches its own fsyncs.
 Every send and acknowledgement must be on disk before the relay answers, and each commit costs
 an fsync. The first writer of a round becomes the leader: it yields once, so that every request
 already readable on other connections adds its write, then commits them all in one transaction
@@ -8,11 +9,15 @@ and wakes the others. Each write still succeeds or fails on its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
 
-from .store import MailboxWrite, RelayStore
+from .store import MailboxWrite
+
+CommitBatch = Callable[[Sequence[MailboxWrite]], list[Exception | None]]
+"""Apply writes in one transaction; per write, None or the error that undid it."""
 
 
 @dataclass(slots=True)
@@ -25,8 +30,8 @@ class _Waiting:
 class GroupCommit:
     """Batches :class:`~server.relay.store.MailboxWrite` calls into shared commits."""
 
-    def __init__(self, store: RelayStore) -> None:
-        self.store = store
+    def __init__(self, commit: CommitBatch) -> None:
+        self.commit = commit
         self._round: list[_Waiting] = []
         self.commits = 0
         self.writes = 0
@@ -42,7 +47,7 @@ class GroupCommit:
                 batch, self._round = self._round, []
                 errors: list[Exception | None]
                 try:
-                    errors = self.store.write_mailboxes([w.write for w in batch])
+                    errors = self.commit([w.write for w in batch])
                 except Exception as exc:  # nothing was committed: every member fails with it
                     errors = [exc] * len(batch)
                 finally:

@@ -4,7 +4,6 @@ the new signed device list that adds it or removes others (``update_devices``)."
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from e2e_proto import relay_api as api
@@ -14,8 +13,9 @@ from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 
 from ..common.requests import RequestError
+from ..common.store_base import StoreUnavailableError
 from .fields import account_field, require_field
-from .store import NewDevice
+from .store import NewDevice, PendingLink, StaleListError
 
 if TYPE_CHECKING:
     from .connection import RelayConnection
@@ -23,27 +23,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("e2e.relay")
 
 
-@dataclass(slots=True)
-class PendingLink:
-    """A new device waiting, connected, for its account's primary to approve it."""
-
-    account: str
-    identity_key: bytes
-    name: str
-    tag: bytes
-    link_signature: bytes
-    signed_prekey: tuple[int, bytes, bytes]
-    one_time_prekeys: list[tuple[int, bytes]]
-    connection: RelayConnection
-
-
-
 async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """A new device offers its key and prekeys and waits for the primary's approval."""
     if conn.link_lookup is not None:
         raise RequestError(api.BAD_REQUEST, "this connection already waits for a link")
     account = account_field(frame)
-    record = conn.relay.store.account(account)
+    record = await conn.relay.store.account(account)
     if record is None:
         raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
     lookup = require_field(frame, "lookup", bytes)
@@ -51,8 +36,6 @@ async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
     name = require_field(frame, "name", str)
     if len(lookup) != api.LOOKUP_SIZE or len(tag) != 32 or not 0 < len(name) <= 64:
         raise RequestError(api.BAD_REQUEST, "lookup, tag or name has a wrong size")
-    if lookup in conn.relay.pending_links:
-        raise RequestError(api.BAD_REQUEST, "that link code is in use; make a new one")
     try:
         identity = Ed25519PublicKey(require_field(frame, "identity_key", bytes))
         identity.verify(link_message(Ed25519PublicKey(record.account_key), account),
@@ -66,10 +49,17 @@ async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
                            "prekeys do not verify") from None
     if len(opks) > api.MAX_ONE_TIME_PREKEYS_PER_REQUEST:
         raise RequestError(api.BAD_REQUEST, "too many one-time prekeys")
-    conn.relay.pending_links[lookup] = PendingLink(
-        account, identity.raw, name, tag, frame["link_signature"],
-        (spk_id, spk_pub, spk_signature), opks, conn)
-    conn.link_lookup = lookup
+    link = PendingLink(account, identity.raw, name, tag, frame["link_signature"],
+                       (spk_id, spk_pub, spk_signature), opks, conn.nonce)
+    if not await conn.relay.store.offer_link(lookup, link, conn.relay.config.link_timeout):
+        raise RequestError(api.BAD_REQUEST, "that link code is in use; make a new one")
+    conn.link_lookup = lookup  # from now on this connection's end withdraws the offer
+    try:
+        await conn.relay.wait_for_approval(lookup, conn)
+    except StoreUnavailableError:
+        conn.link_lookup = None
+        await conn.relay.store.withdraw_link(lookup, conn.nonce)
+        raise
     log.info("connection from %s waits for a link to %s", conn.peer, account)
     return {"account_key": record.account_key}
 
@@ -77,7 +67,7 @@ async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
 async def get_link(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """What a waiting new device offered, for its primary to check before approving."""
     assert conn.address is not None
-    pending = conn.relay.pending_links.get(require_field(frame, "lookup", bytes))
+    pending = await conn.relay.store.pending_link(require_field(frame, "lookup", bytes))
     if pending is None or pending.account != conn.address.account:
         raise RequestError(api.UNKNOWN_LINK, "no device is waiting with this link code "
                            "(it may have given up; run link again)")
@@ -89,7 +79,7 @@ async def update_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[s
     """A new signed device list: links at most one waiting device, may remove others."""
     assert conn.address is not None
     me = conn.address
-    record = conn.relay.store.account(me.account)
+    record = await conn.relay.store.account(me.account)
     assert record is not None
     try:
         signed = SignedDeviceList.verify(Ed25519PublicKey(record.account_key),
@@ -112,7 +102,7 @@ async def update_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[s
         raise RequestError(api.BAD_REQUEST, "a listed device cannot change its key")
     added_ids = [i for i in devices if i not in record.devices]
     lookup = frame.get("link")
-    pending = conn.relay.pending_links.get(lookup) if type(lookup) is bytes else None
+    pending = await conn.relay.store.pending_link(lookup) if type(lookup) is bytes else None
     added = []
     if added_ids:
         if (len(added_ids) != 1 or pending is None or pending.account != me.account
@@ -124,14 +114,21 @@ async def update_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[s
                                "before; ids are never reused")
         added.append(NewDevice(added_ids[0], pending.identity_key, pending.name,
                                pending.signed_prekey, pending.one_time_prekeys))
-    removed = conn.relay.store.replace_device_list(
-        me.account, new.version, signed.body, signed.signature, devices, added,
-        conn.relay.clock())
+    try:
+        removed = await conn.relay.store.replace_device_list(
+            me.account, new.version, signed.body, signed.signature, devices, added,
+            conn.relay.clock())
+    except StaleListError:  # another connection's list won meanwhile
+        raise RequestError(api.STALE_DEVICE_LIST, f"device list version {new.version} is "
+                           "no longer newer than the stored one") from None
     log.info("device list of %s is now version %d (added %s, removed %s)", me.account,
              new.version, added_ids, removed)
-    if added and pending is not None:
-        del conn.relay.pending_links[lookup]  # type: ignore[arg-type]
-        pending.connection.push({"type": "link_approved", "device_id": added_ids[0]})
+    if added:
+        try:
+            await conn.relay.store.take_link(lookup)  # type: ignore[arg-type]
+        except StoreUnavailableError as exc:  # the offer expires after link_timeout
+            log.warning("could not remove an approved link offer: %s", exc)
+        await conn.relay.link_approved(lookup, added_ids[0])  # type: ignore[arg-type]
     for device_id in removed:
-        conn.relay.disconnect(Address(me.account, device_id))
+        await conn.relay.disconnect(Address(me.account, device_id))
     return {"version": new.version, "removed": removed}

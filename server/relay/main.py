@@ -1,24 +1,28 @@
 """``e2e-relay``: run the ciphertext-only relay.
 
-    e2e-relay serve --listen 127.0.0.1:7400 --db relay.db [--tls-cert FILE --tls-key FILE]
+    e2e-relay serve --listen 127.0.0.1:7400 [--store sqlite:relay.db | --db relay.db]
+                    [--tls-cert FILE --tls-key FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import trio
 
 from ..common import serving
+from .backends import open_backend, store_location
 from .config import DAY, RelayConfig
 from .server import Relay
-from .sqlite_store import SqliteRelayStore
 
 log = logging.getLogger("e2e.relay")
+
+DEFAULT_DB = "relay.db"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="e2e-relay", description="The e2e-proto relay: stores and forwards ciphertext only.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the relay")
-    serving.add_serve_arguments(serve, 7400, "relay.db")
+    serving.add_serve_arguments(serve, 7400, None)
+    where = serve.add_mutually_exclusive_group()
+    where.add_argument("--store", type=store_location, metavar="URL",
+                       help=f"sqlite:PATH (default sqlite:{DEFAULT_DB})")
+    where.add_argument("--db", metavar="PATH", help="short for --store sqlite:PATH")
     serve.add_argument("--ttl-days", type=float, default=30.0,
                        help="days an undelivered message is kept (default 30)")
     serve.add_argument("--quota", type=int, default=10_000,
@@ -38,21 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(relay: Relay, host: str, port: int, tls: ssl.SSLContext | None = None,
                 task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
                 ) -> None:
-    """Listen on ``host:port`` and serve (expiring old mail) until cancelled; reports the listeners
-    when ready.
+    """Listen on ``host:port`` and serve (hearing other nodes, expiring old mail) until
+    cancelled; reports the listeners when ready.
     """
-    await serving.serve(relay, host, port, tls, task_status, background=[relay.expire_forever])
+    await serving.serve(relay, host, port, tls, task_status,
+                        background=[relay.hub.run, relay.expire_forever])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-relay``."""
     args = build_parser().parse_args(argv)
+    location = args.store or f"sqlite:{args.db or DEFAULT_DB}"
+    config = RelayConfig(mailbox_ttl=args.ttl_days * DAY, mailbox_quota=args.quota)
 
-    def make_relay(store: SqliteRelayStore) -> Relay:
-        return Relay(store, RelayConfig(mailbox_ttl=args.ttl_days * DAY,
-                                        mailbox_quota=args.quota))
+    @contextlib.asynccontextmanager
+    async def open_relay() -> AsyncIterator[Relay]:
+        async with open_backend(location) as (store, hub):
+            yield Relay(store, config, hub=hub)
 
-    return serving.run_serve_command("e2e-relay", args, log, SqliteRelayStore, make_relay, serve)
+    return serving.run_serve_command("e2e-relay", args, log, open_relay, serve, location)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     me = conn.address
     to = account_field(frame, "to")
     raw = require_field(frame, "envelopes", list)
-    recipient = conn.relay.store.account(to)
+    recipient = await conn.relay.store.account(to)
     if recipient is None:
         raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {to!r}")
-    own = conn.relay.store.account(me.account)
+    own = await conn.relay.store.account(me.account)
     assert own is not None
     expected = {Address(to, d) for d in recipient.devices}
     expected |= {Address(me.account, d) for d in own.devices}
@@ -50,7 +50,7 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
                            missing=[list(a) for a in missing],
                            stale=[list(a) for a in stale])
     try:
-        await conn.relay.mailboxes.write(Enqueue(
+        await conn.relay.store.enqueue(Enqueue(
             outgoing, (me.account, me.device_id), conn.relay.clock(),
             conn.relay.config.mailbox_quota))
     except QuotaExceededError as exc:
@@ -59,8 +59,7 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
         raise RequestError(api.DEVICE_MISMATCH,
                            "the send must cover exactly the current devices", missing=[],
                            stale=[[exc.account, exc.device_id]]) from None
-    for address in addressed:
-        conn.relay.wake(address)
+    conn.relay.mail_stored(addressed)
     return {"stored": len(outgoing)}
 
 
@@ -70,7 +69,7 @@ async def ack(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     seqs = require_field(frame, "seqs", list)
     if not all(type(s) is int and 0 < s < 2**63 for s in seqs):
         raise RequestError(api.BAD_REQUEST, "seqs must be positive 63-bit integers")
-    await conn.relay.mailboxes.write(
+    await conn.relay.store.acknowledge(
         Acknowledge(conn.address.account, conn.address.device_id, seqs))
     return {}
 

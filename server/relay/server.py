@@ -1,16 +1,20 @@
-"""The relay as a whole: its store, its connections by device, pending links and rate limits.
+"""The relay as a whole: its store, its hub, its connections by device, links and rate limits.
 
-A thin trio layer over :mod:`e2e_proto` frames and a :class:`~server.relay.store.RelayStore`.
-It routes envelopes by their addresses and never decrypts, stores or logs anything else of
-them. One client's bad bytes get an error frame (and, when the stream can no longer be parsed, a
-disconnect); they never stop the server.
+A thin trio layer over :mod:`e2e_proto` frames, a :class:`~server.relay.store.RelayStore` and a
+:class:`~server.relay.hub.Hub`. It routes envelopes by their addresses and never decrypts,
+stores or logs anything else of them. One client's bad bytes get an error frame (and, when the
+stream can no longer be parsed, a disconnect); they never stop the server.
+
+With several relay processes on one Redis (DESIGN §17) each process is a *node*: its registry
+holds its own connections, and the hub carries events to the nodes that serve the other
+devices. The limits per account (requests, bundles, connections) are counted per node.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -20,26 +24,31 @@ from e2e_proto.address import Address
 
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
+from ..common.store_base import StoreUnavailableError
 from .config import RelayConfig
 from .connection import RelayConnection
-from .group_commit import GroupCommit
-from .linking import PendingLink
+from .hub import DISPLACED, MAIL, PUSH, UNLINKED, DeviceEvent, Hub, LocalHub
 from .store import RelayStore
 
 log = logging.getLogger("e2e.relay")
 
+CLEANUP_TIMEOUT = 5.0
+"""Seconds an ended connection may spend withdrawing its link offer and subscriptions."""
+
 
 class Relay(ConnectionRegistry[Address, "RelayConnection"]):
-    """The relay's logic: serve connections (``handle_stream``) over one store."""
+    """The relay's logic: serve connections (``handle_stream``) over one store and hub."""
 
     def __init__(self, store: RelayStore, config: RelayConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, hub: Hub | None = None) -> None:
         super().__init__()
         self.store = store
         self.config = config or RelayConfig()
         self.clock = clock
-        self.pending_links: dict[bytes, PendingLink] = {}
-        self.mailboxes = GroupCommit(store)
+        self.hub = hub or LocalHub()
+        self.hub.bind(self)
+        self.waiting_links: dict[bytes, RelayConnection] = {}
+        """Link offers made on this node's connections, by lookup."""
         self.account_requests = TokenBuckets(self.config.account_requests_per_second,
                                              self.config.account_request_burst)
         """Requests per account, over all its connections."""
@@ -48,38 +57,143 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         """Prekey bundles per account (against one-time prekey draining)."""
 
     def account_connections(self, account: str) -> int:
-        """Authenticated connections of all devices of ``account``."""
+        """Authenticated connections of all devices of ``account`` on this node."""
         return sum(len(c) for a, c in self._online.items() if a.account == account)
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
         await RelayConnection(self, stream, peer).serve()
 
-    def wake(self, address: Address) -> None:
-        """Tell the connections of ``address`` that new mail is waiting."""
-        for connection in self._online.get(address, ()):
-            connection.wakeup.set()
+    # -- this node's connections ---------------------------------------------------------------
 
-    def notify(self, address: Address, frame: dict[str, Any]) -> None:
-        """Queue a push frame to every connection of ``address``."""
-        for connection in self._online.get(address, ()):
-            connection.push(frame)
+    async def join(self, address: Address, connection: RelayConnection) -> None:
+        """Serve ``connection`` as ``address``: registered here and heard of from every node.
 
-    def disconnect(self, address: Address) -> None:
-        """Close every connection of a device that was unlinked."""
-        for connection in list(self._online.get(address, ())):
-            connection.push({"type": "error", "code": api.DEVICE_UNLINKED,
-                             "message": "this device was unlinked from its account"})
-            connection.close_after_pushes()
+        :class:`StoreUnavailableError` (nothing registered) when the hub cannot listen.
+        """
+        self.attach(address, connection)
+        try:
+            await self.hub.serve(address)
+        except BaseException:
+            self.detach(address, connection)
+            raise
+
+    async def leave(self, address: Address, connection: RelayConnection) -> None:
+        """Forget an ended connection of ``address``."""
+        self.detach(address, connection)
+        if address not in self._online:
+            await self.hub.release(address)
+
+    async def wait_for_approval(self, lookup: bytes, connection: RelayConnection) -> None:
+        """``connection`` waits for its link offer under ``lookup`` to be approved."""
+        self.waiting_links[lookup] = connection
+        try:
+            await self.hub.watch_link(lookup)
+        except BaseException:
+            del self.waiting_links[lookup]
+            raise
+
+    async def stop_waiting(self, lookup: bytes, connection: RelayConnection) -> None:
+        """Withdraw the link offer ``connection`` made (best effort: an offer left behind by a
+        store that cannot be reached expires after ``link_timeout``)."""
+        if self.waiting_links.get(lookup) is not connection:
+            return
+        del self.waiting_links[lookup]
+        await self.hub.release_link(lookup)
+        with trio.move_on_after(CLEANUP_TIMEOUT):
+            try:
+                await self.store.withdraw_link(lookup, connection.nonce)
+            except StoreUnavailableError as exc:
+                log.warning("could not withdraw a link offer: %s", exc)
 
     def connections_of(self, address: Address) -> int:
-        """How many connections ``address`` has open."""
+        """How many connections ``address`` has open on this node."""
         return len(self._online.get(address, ()))
 
+    # -- events for devices, wherever they are connected ---------------------------------------
+
+    def mail_stored(self, addresses: Iterable[Address]) -> None:
+        """Tell the connections of ``addresses`` that new mail is waiting."""
+        self.hub.mail_stored(addresses)
+
+    async def notify(self, address: Address, frame: dict[str, Any]) -> None:
+        """Push a frame to every connection of ``address`` (best effort: a notice)."""
+        await self._tell(address, DeviceEvent(PUSH, frame))
+
+    async def disconnect(self, address: Address) -> None:
+        """Close every connection of a device that was unlinked (best effort: such a
+        connection's requests are refused anyway)."""
+        await self._tell(address, DeviceEvent(UNLINKED))
+
+    async def link_approved(self, lookup: bytes, device_id: int) -> None:
+        """Tell the new device waiting with ``lookup`` that it is ``device_id`` now (best
+        effort: a device that missed it asks again, see ``client.private``)."""
+        try:
+            await self.hub.tell_link(lookup, device_id)
+        except StoreUnavailableError as exc:
+            log.warning("could not tell a new device that it was linked: %s", exc)
+
+    async def _tell(self, address: Address, event: DeviceEvent) -> None:
+        try:
+            await self.hub.tell(address, event)
+        except StoreUnavailableError as exc:
+            log.warning("could not tell %s of %s: %s", address, event.kind, exc)
+
+    # -- what the hub hears (hub.Listener) ------------------------------------------------------
+
+    def hear(self, address: Address, event: DeviceEvent) -> None:
+        """Act on ``event`` for this node's connections of ``address``."""
+        connections = self._online.get(address, ())
+        if event.kind == MAIL:
+            for connection in connections:
+                connection.wakeup.set()
+        elif event.kind == PUSH:
+            for connection in connections:
+                connection.push(event.detail)
+        elif event.kind == UNLINKED:
+            for connection in list(connections):
+                connection.push({"type": "error", "code": api.DEVICE_UNLINKED,
+                                 "message": "this device was unlinked from its account"})
+                connection.close_after_pushes()
+        elif event.kind == DISPLACED:
+            for connection in list(connections):
+                log.info("connection from %s as %s displaced by a newer one on another node",
+                         connection.peer, address)
+                connection.close_after_pushes()
+
+    def hear_link(self, lookup: bytes, device_id: int) -> None:
+        """Tell the connection waiting with ``lookup`` (if on this node) that it was linked."""
+        connection = self.waiting_links.get(lookup)
+        if connection is not None:
+            connection.push({"type": "link_approved", "device_id": device_id})
+
+    def hear_all_mail(self) -> None:
+        """Wake every connection: events may have been missed."""
+        for connections in self._online.values():
+            for connection in connections:
+                connection.wakeup.set()
+
+    def served(self) -> list[Address]:
+        """The devices this node has connections of."""
+        return list(self._online)
+
+    def serves(self, address: Address) -> bool:
+        """Whether this node has a connection of ``address``."""
+        return address in self._online
+
+    def links_waiting(self) -> list[bytes]:
+        """The lookups of the link offers waiting on this node."""
+        return list(self.waiting_links)
+
     async def expire_forever(self, interval: float = 3600.0) -> None:
-        """Delete mail older than the TTL now and every ``interval`` seconds."""
+        """Delete mail older than the TTL now and every ``interval`` seconds (every node does;
+        each deletion is atomic, so nodes may overlap)."""
         while True:
-            removed = self.store.expire(self.clock() - self.config.mailbox_ttl)
-            if removed:
-                log.info("expired %d messages past the mailbox TTL", removed)
+            try:
+                removed = await self.store.expire(self.clock() - self.config.mailbox_ttl)
+            except StoreUnavailableError as exc:
+                log.warning("could not expire old mail: %s", exc)
+            else:
+                if removed:
+                    log.info("expired %d messages past the mailbox TTL", removed)
             await trio.sleep(interval)

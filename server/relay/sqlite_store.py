@@ -1,12 +1,14 @@
 """The relay's SQLite store: :class:`~server.relay.store.RelayStore` in one file (the default).
 
 Every method that changes state commits before it returns: a send is acknowledged only once it
-is on disk.
+is on disk. Mailbox writes that arrive together share one commit (:mod:`.group_commit`). Pending
+links live in memory: they wait on a connection of this one process and end with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 from storage.sqlite import immediate_transaction, open_private_database
 
 from ..common.store_base import Bundle, storage, take_bundle
+from .group_commit import GroupCommit
 from .store import (
     AccountRecord,
     Acknowledge,
@@ -24,11 +27,14 @@ from .store import (
     MailboxWrite,
     NameTakenError,
     NewDevice,
+    Outgoing,
+    PendingLink,
     QuotaExceededError,
     StaleListError,
 )
 
 ACCOUNT_CACHE_SIZE = 100_000
+DIGEST_SIZE = 16
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -47,10 +53,16 @@ CREATE TABLE IF NOT EXISTS one_time_prekeys (
 CREATE TABLE IF NOT EXISTS mailbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, device INTEGER NOT NULL,
     sender TEXT NOT NULL, sender_device INTEGER NOT NULL, stored_at REAL NOT NULL,
-    envelope BLOB NOT NULL);
+    envelope BLOB NOT NULL, digest BLOB);
 CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
 CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
 """
+_DIGEST_INDEX = "CREATE INDEX IF NOT EXISTS mailbox_by_digest ON mailbox (account, device, digest)"
+
+
+def _digest(envelope: bytes) -> bytes:
+    """What finds an envelope again in its mailbox (the envelope itself is compared too)."""
+    return hashlib.blake2b(envelope, digest_size=DIGEST_SIZE).digest()
 
 
 class SqliteRelayStore:
@@ -60,7 +72,13 @@ class SqliteRelayStore:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(mailbox)")}
+        if "digest" not in columns:  # a database from before duplicate sends were recognised
+            self._db.execute("ALTER TABLE mailbox ADD COLUMN digest BLOB")
+        self._db.execute(_DIGEST_INDEX)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
+        self._links: dict[bytes, PendingLink] = {}
+        self.group_commit = GroupCommit(self.write_mailboxes)
 
     def close(self) -> None:
         """Close the database."""
@@ -70,9 +88,9 @@ class SqliteRelayStore:
         return immediate_transaction(self._db)
 
     @storage
-    def create_account(self, account: str, account_key: bytes, list_version: int,
-                       list_body: bytes, list_signature: bytes,
-                       devices: dict[int, bytes], now: float) -> None:
+    async def create_account(self, account: str, account_key: bytes, list_version: int,
+                             list_body: bytes, list_signature: bytes,
+                             devices: dict[int, bytes], now: float) -> None:
         """Register a new account; :class:`NameTakenError` if the name exists."""
         with self._transaction() as db:
             try:
@@ -87,7 +105,7 @@ class SqliteRelayStore:
                            [(account, i, key, now) for i, key in devices.items()])
 
     @storage
-    def account(self, account: str) -> AccountRecord | None:
+    async def account(self, account: str) -> AccountRecord | None:
         """The account's key and device list (cached; every change goes through this store)."""
         cached = self._accounts.get(account)
         if cached is not None:
@@ -107,9 +125,9 @@ class SqliteRelayStore:
         return record
 
     @storage
-    def replace_device_list(self, account: str, list_version: int, list_body: bytes,
-                            list_signature: bytes, devices: dict[int, bytes],
-                            added: Sequence[NewDevice], now: float) -> list[int]:
+    async def replace_device_list(self, account: str, list_version: int, list_body: bytes,
+                                  list_signature: bytes, devices: dict[int, bytes],
+                                  added: Sequence[NewDevice], now: float) -> list[int]:
         """Store a newer device list (and its new devices); returns removed device ids."""
         with self._transaction() as db:
             row = db.execute("SELECT list_version FROM accounts WHERE account = ?",
@@ -137,47 +155,61 @@ class SqliteRelayStore:
         return removed
 
     @storage
-    def device_info(self, account: str) -> list[DeviceInfo]:
+    async def device_info(self, account: str) -> list[DeviceInfo]:
         """Name, link time and last authentication of each device of ``account``."""
         return [DeviceInfo(*row) for row in self._db.execute(
             "SELECT device, name, linked_at, last_seen FROM devices WHERE account = ? "
             "ORDER BY device", (account,))]
 
     @storage
-    def touch(self, account: str, device_id: int, now: float) -> None:
+    async def touch(self, account: str, device_id: int, now: float) -> None:
         """Record that a device authenticated at ``now``."""
         self._db.execute("UPDATE devices SET last_seen = ? WHERE account = ? AND device = ?",
                          (now, account, device_id))
 
     @storage
-    def store_prekeys(self, account: str, device_id: int,
-                      signed: tuple[int, bytes, bytes] | None,
-                      one_time: Sequence[tuple[int, bytes]]) -> int:
+    async def store_prekeys(self, account: str, device_id: int,
+                            signed: tuple[int, bytes, bytes] | None,
+                            one_time: Sequence[tuple[int, bytes]]) -> int:
         """Set the signed prekey (if given) and add one-time prekeys; returns the OPK count."""
         with self._transaction() as db:
+            if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
+                          (account, device_id)).fetchone() is None:
+                return 0  # removed from its account meanwhile
             if signed is not None:
                 db.execute("UPDATE devices SET spk_id = ?, spk = ?, spk_signature = ? "
                            "WHERE account = ? AND device = ?", (*signed, account, device_id))
             db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?, ?, ?)",
                            [(account, device_id, i, key) for i, key in one_time])
-            return self.one_time_prekey_count(account, device_id)
+            return self._one_time_prekey_count(account, device_id)
 
     @storage
-    def one_time_prekey_count(self, account: str, device_id: int) -> int:
+    async def one_time_prekey_count(self, account: str, device_id: int) -> int:
         """How many one-time prekeys the relay holds for the device."""
+        return self._one_time_prekey_count(account, device_id)
+
+    def _one_time_prekey_count(self, account: str, device_id: int) -> int:
         return self._db.execute("SELECT COUNT(*) FROM one_time_prekeys "
                                 "WHERE account = ? AND device = ?",
                                 (account, device_id)).fetchone()[0]
 
     @storage
-    def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
+    async def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
         """The device's bundle with one OPK, which is deleted in the same transaction, and how
         many OPKs it has left."""
         with self._transaction() as db:
             bundle = take_bundle(db, account, device_id)
             if bundle is None:
                 return None
-            return bundle, self.one_time_prekey_count(account, device_id)
+            return bundle, self._one_time_prekey_count(account, device_id)
+
+    async def enqueue(self, write: Enqueue) -> None:
+        """Store one send durably (in the next group commit), all or nothing."""
+        await self.group_commit.write(write)
+
+    async def acknowledge(self, write: Acknowledge) -> None:
+        """Delete a device's messages (in the next group commit)."""
+        await self.group_commit.write(write)
 
     @storage
     def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
@@ -191,43 +223,78 @@ class SqliteRelayStore:
                         [(write.account, write.device_id, seq) for seq in write.seqs])
                     results.append(None)
                     continue
-                full = self._full_mailbox(db, write)
-                if full is not None:
-                    results.append(full)
+                checked = self._new_messages(db, write)
+                if isinstance(checked, Exception):
+                    results.append(checked)
                     continue
                 db.executemany(
                     "INSERT INTO mailbox (account, device, sender, sender_device, stored_at, "
-                    "envelope) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(m.account, m.device_id, *write.sender, write.now, m.envelope)
-                     for m in write.messages])
+                    "envelope, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(m.account, m.device_id, *write.sender, write.now, m.envelope, digest)
+                     for m, digest in checked])
                 results.append(None)
         return results
 
     @staticmethod
-    def _full_mailbox(db: sqlite3.Connection, write: Enqueue
-                      ) -> QuotaExceededError | DeviceGoneError | None:
-        """Why ``write`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
+    def _new_messages(db: sqlite3.Connection, write: Enqueue
+                      ) -> list[tuple[Outgoing, bytes]] | QuotaExceededError | DeviceGoneError:
+        """The messages of ``write`` not stored yet, each with its digest; or why ``write``
+        cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
+        fresh: list[tuple[Outgoing, bytes]] = []
         for message in write.messages:
             address = (message.account, message.device_id)
             if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
                           address).fetchone() is None:
                 return DeviceGoneError(*address)
+            digest = _digest(message.envelope)
+            if (message, digest) in fresh or db.execute(
+                    "SELECT 1 FROM mailbox WHERE account = ? AND device = ? AND digest = ? "
+                    "AND envelope = ?", (*address, digest, message.envelope)
+                    ).fetchone() is not None:
+                continue  # this very message is stored already
             count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
                                address).fetchone()[0]
             if count >= write.quota:
                 return QuotaExceededError(*address)
-        return None
+            if write.byte_quota is not None and db.execute(
+                    "SELECT COALESCE(SUM(LENGTH(envelope)), 0) FROM mailbox "
+                    "WHERE account = ? AND device = ?", address
+                    ).fetchone()[0] + len(message.envelope) > write.byte_quota:
+                return QuotaExceededError(*address)
+            fresh.append((message, digest))
+        return fresh
 
     @storage
-    def pending(self, account: str, device_id: int, after_seq: int, limit: int
-                ) -> list[Delivery]:
+    async def pending(self, account: str, device_id: int, after_seq: int, limit: int
+                      ) -> list[Delivery]:
         """Stored messages for the device with seq > ``after_seq``, oldest first."""
         return [Delivery(*row) for row in self._db.execute(
             "SELECT seq, envelope FROM mailbox WHERE account = ? AND device = ? AND seq > ? "
             "ORDER BY seq LIMIT ?", (account, device_id, after_seq, limit))]
 
     @storage
-    def expire(self, older_than: float) -> int:
+    async def expire(self, older_than: float) -> int:
         """Delete messages stored before ``older_than``; returns how many."""
         with self._transaction() as db:
             return db.execute("DELETE FROM mailbox WHERE stored_at < ?", (older_than,)).rowcount
+
+    async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float) -> bool:
+        """File a pending link (in memory: its connection is in this process)."""
+        if lookup in self._links:
+            return False
+        self._links[lookup] = link
+        return True
+
+    async def pending_link(self, lookup: bytes) -> PendingLink | None:
+        """The pending link filed under ``lookup``."""
+        return self._links.get(lookup)
+
+    async def take_link(self, lookup: bytes) -> PendingLink | None:
+        """Remove and return the pending link filed under ``lookup``."""
+        return self._links.pop(lookup, None)
+
+    async def withdraw_link(self, lookup: bytes, waiter: bytes) -> None:
+        """Remove the pending link under ``lookup`` if ``waiter`` made it."""
+        link = self._links.get(lookup)
+        if link is not None and link.waiter == waiter:
+            del self._links[lookup]

@@ -42,7 +42,7 @@ class SocialConnection(FrameConnection):
         self.store = server.store
         self.expires = 0.0
 
-    def detach(self) -> None:
+    async def detach(self) -> None:
         """Forget this connection at its server."""
         if self.address is not None:
             self.server.detach(self.address.account, self)
@@ -106,7 +106,7 @@ class SocialConnection(FrameConnection):
         assert self.address is not None
         return self.store.cursor(*self.address)
 
-    def _pending(self, after: int) -> Sequence[Event]:
+    async def _pending(self, after: int) -> Sequence[Event]:
         assert self.address is not None
         account, device_id = self.address
         return self.store.events(account, device_id, after, self.server.config.delivery_batch)

@@ -39,8 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def make_server(store: SqliteSocialStore) -> SocialServer:
         return SocialServer(store, SocialConfig(token_ttl=args.token_days * DAY))
 
-    return serving.run_serve_command("e2e-social", args, log, SqliteSocialStore, make_server,
-                                     serve)
+    return serving.run_serve_command(
+        "e2e-social", args, log, serving.opening(lambda: SqliteSocialStore(args.db), make_server),
+        serve, args.db)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,154 @@
+"""How relay connections reach one another: new mail, pushes, unlinking, displacement, links.
+
+A send, an unlink or a link approval on one connection must reach connections of other devices,
+which may be served by another relay process (a *node*). A :class:`Hub` carries those events:
+:class:`LocalHub` within one process (the SQLite store), and
+:class:`~server.relay.redis_hub.RedisHub` between the nodes that share one Redis. The relay
+tells its hub which devices and link offers it serves; the hub calls the relay back
+(:class:`Listener`) with what it hears. Once :meth:`Hub.serve` or :meth:`Hub.watch_link` has
+returned, no event for that device or link offer is missed; when a hub may have missed some
+(its Redis connection was lost), it calls :meth:`Listener.hear_all_mail` so that every
+connection reads its mailbox again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple, Protocol
+
+from e2e_proto.address import Address
+
+MAIL = "mail"
+"""New mail is stored for the device."""
+PUSH = "push"
+"""Push ``detail`` (a frame) to the device's connections."""
+UNLINKED = "unlinked"
+"""The device was removed from its account: close its connections."""
+DISPLACED = "displaced"
+"""A newer connection of the device authenticated on node ``detail``: close the older ones."""
+
+
+class DeviceEvent(NamedTuple):
+    """Something for every connection of one device, wherever it is served."""
+
+    kind: str
+    detail: Any = None
+
+
+class Listener(Protocol):
+    """What a hub tells the relay it serves (:class:`~server.relay.server.Relay`)."""
+
+    def hear(self, address: Address, event: DeviceEvent) -> None:
+        """Act on ``event`` for this process's connections of ``address``."""
+        ...
+
+    def hear_link(self, lookup: bytes, device_id: int) -> None:
+        """The link offer under ``lookup`` was approved as ``device_id``."""
+        ...
+
+    def hear_all_mail(self) -> None:
+        """Events may have been missed: every connection reads its mailbox again."""
+        ...
+
+    def served(self) -> Iterable[Address]:
+        """The devices this process has connections of."""
+        ...
+
+    def serves(self, address: Address) -> bool:
+        """Whether this process has a connection of ``address``."""
+        ...
+
+    def links_waiting(self) -> Iterable[bytes]:
+        """The lookups of the link offers that wait on this process's connections."""
+        ...
+
+
+class Hub(Protocol):
+    """Carries :class:`DeviceEvent` and link approvals to the connections they are for.
+
+    Every method that sends raises
+    :class:`~server.common.store_base.StoreUnavailableError` when it cannot.
+    """
+
+    def bind(self, listener: Listener) -> None:
+        """Report what is heard to ``listener`` (once, before :meth:`run`)."""
+        ...
+
+    async def run(self) -> None:
+        """Hear events from other processes until cancelled (nothing to do for one process)."""
+        ...
+
+    async def serve(self, address: Address) -> None:
+        """A connection of ``address`` authenticated here: hear its events from now on, and
+        displace its connections on other nodes."""
+        ...
+
+    async def release(self, address: Address) -> None:
+        """This process has no connection of ``address`` left (best effort, never raises)."""
+        ...
+
+    async def watch_link(self, lookup: bytes) -> None:
+        """A link offer under ``lookup`` waits here: hear its approval from now on."""
+        ...
+
+    async def release_link(self, lookup: bytes) -> None:
+        """The link offer under ``lookup`` no longer waits here (best effort, never raises)."""
+        ...
+
+    def mail_stored(self, addresses: Iterable[Address]) -> None:
+        """A send for ``addresses`` was stored: wake their connections."""
+        ...
+
+    async def tell(self, address: Address, event: DeviceEvent) -> None:
+        """Deliver ``event`` to every connection of ``address``, on every node."""
+        ...
+
+    async def tell_link(self, lookup: bytes, device_id: int) -> None:
+        """Tell the connection waiting with ``lookup`` that it was linked as ``device_id``."""
+        ...
+
+
+class LocalHub:
+    """:class:`Hub` for one relay process: every event is for this process's connections."""
+
+    def __init__(self) -> None:
+        self._listener: Listener | None = None
+
+    def bind(self, listener: Listener) -> None:
+        """Report what is heard to ``listener``."""
+        self._listener = listener
+
+    @property
+    def listener(self) -> Listener:
+        """The relay this hub reports to."""
+        assert self._listener is not None, "bind() the hub to its relay first"
+        return self._listener
+
+    async def run(self) -> None:
+        """Nothing to hear from: every event starts in this process."""
+
+    async def serve(self, address: Address) -> None:
+        """Nothing to do: this process hears all its events."""
+
+    async def release(self, address: Address) -> None:
+        """Nothing to do."""
+
+    async def watch_link(self, lookup: bytes) -> None:
+        """Nothing to do."""
+
+    async def release_link(self, lookup: bytes) -> None:
+        """Nothing to do."""
+
+    def mail_stored(self, addresses: Iterable[Address]) -> None:
+        """Wake the connections of ``addresses``."""
+        mail = DeviceEvent(MAIL)
+        for address in addresses:
+            self.listener.hear(address, mail)
+
+    async def tell(self, address: Address, event: DeviceEvent) -> None:
+        """Deliver ``event`` to the connections of ``address``."""
+        self.listener.hear(address, event)
+
+    async def tell_link(self, lookup: bytes, device_id: int) -> None:
+        """Tell the connection waiting with ``lookup``."""
+        self.listener.hear_link(lookup, device_id)
