@@ -1,14 +1,29 @@
-"""Fixtures shared by the relay's tests: a relay store of each kind (the contract: every
-store answers every request the same way)."""
+"""Fixtures shared by the relay's tests: one Redis server per run, and a relay store of each
+kind (the contract: both stores answer every request the same way)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.redis_support import RedisServer
 
-@pytest.fixture(params=["sqlite"])
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A ``redis-server`` for the whole run (tests that kill one start their own)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.kill()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
 def relay_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    """Where the test's relay keeps its state."""
-    return tmp_path / "relay.db"
+    """Where the test's relay keeps its state: an SQLite file, or an emptied Redis."""
+    if request.param == "sqlite":
+        return tmp_path / "relay.db"
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.flush()
+    return server.url()

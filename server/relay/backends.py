@@ -1,8 +1,10 @@
 """Which storage a relay runs on, chosen by ``--store``: its store and its hub, opened together.
 
 ``sqlite:PATH`` (the default, one relay process): :class:`~server.relay.sqlite_store.
-SqliteRelayStore` and :class:`~server.relay.hub.LocalHub`. This is the one place that looks at
-the scheme; everything else sees a :class:`RelayStore` and a :class:`Hub`.
+SqliteRelayStore` and :class:`~server.relay.hub.LocalHub`. ``redis://HOST:PORT/DB`` (any number
+of relay processes on one Redis >= 7, DESIGN §17): :class:`~server.relay.redis_store.
+RedisRelayStore` and :class:`~server.relay.redis_hub.RedisHub` on one client. This is the one
+place that looks at the scheme; everything else sees a :class:`RelayStore` and a :class:`Hub`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,20 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
+import coredis
+from coredis.retry import NoRetryPolicy
+
 from .hub import Hub, LocalHub
+from .redis_hub import RedisHub
+from .redis_store import RedisRelayStore
 from .sqlite_store import SqliteRelayStore
 from .store import RelayStore
+
+REDIS_CONNECT_TIMEOUT = 2.0
+"""Seconds to open a connection to Redis."""
+REDIS_COMMAND_TIMEOUT = 5.0
+"""Seconds a Redis command may take before the request is answered ``unavailable``."""
+REDIS_MIN_VERSION = (7, 0)
 
 Backend = tuple[RelayStore, Hub]
 
@@ -28,8 +41,21 @@ async def _sqlite(path: str) -> AsyncIterator[Backend]:
         store.close()
 
 
+@contextlib.asynccontextmanager
+async def _redis(url: str) -> AsyncIterator[Backend]:
+    client = coredis.Redis.from_url(url, retry_policy=NoRetryPolicy(),
+                                    connect_timeout=REDIS_CONNECT_TIMEOUT,
+                                    stream_timeout=REDIS_COMMAND_TIMEOUT)
+    async with client:
+        version = (await client.info("server"))["redis_version"]
+        if tuple(int(part) for part in str(version).split(".")[:2]) < REDIS_MIN_VERSION:
+            raise RuntimeError(f"Redis {version} is too old; the relay needs Redis >= 7")
+        yield RedisRelayStore(client), RedisHub(client)
+
+
 _SCHEMES: dict[str, Callable[[str], AbstractAsyncContextManager[Backend]]] = {
     "sqlite:": lambda location: _sqlite(location[len("sqlite:"):]),
+    "redis://": _redis,
 }
 
 
@@ -38,7 +64,7 @@ def store_location(text: str) -> str:
     for scheme in _SCHEMES:
         if text.startswith(scheme) and len(text) > len(scheme):
             return text
-    raise argparse.ArgumentTypeError(f"expected sqlite:PATH, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected sqlite:PATH or redis://HOST:PORT/DB, got {text!r}")
 
 
 def open_backend(location: str) -> AbstractAsyncContextManager[Backend]:

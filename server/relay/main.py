@@ -2,6 +2,9 @@
 
     e2e-relay serve --listen 127.0.0.1:7400 [--store sqlite:relay.db | --db relay.db]
                     [--tls-cert FILE --tls-key FILE]
+    e2e-relay serve --listen 127.0.0.1:7401 --store redis://127.0.0.1:6379/0
+
+Several relays may serve one user base on one Redis (``--store redis://...``, DESIGN §17).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_serve_arguments(serve, 7400, None)
     where = serve.add_mutually_exclusive_group()
     where.add_argument("--store", type=store_location, metavar="URL",
-                       help=f"sqlite:PATH (default sqlite:{DEFAULT_DB})")
+                       help=f"sqlite:PATH (default sqlite:{DEFAULT_DB}) or redis://HOST:PORT/DB "
+                       "(several relays on one Redis >= 7)")
     where.add_argument("--db", metavar="PATH", help="short for --store sqlite:PATH")
     serve.add_argument("--ttl-days", type=float, default=30.0,
                        help="days an undelivered message is kept (default 30)")

@@ -1,0 +1,179 @@
+"""Events between relay nodes over Redis pub/sub: a :class:`~server.relay.hub.Hub` per node.
+
+A node subscribes to the channel of every device it has a connection of, and of every link
+offer waiting on one of its connections (:mod:`server.relay.redis_keys`), as Signal-Server's
+nodes listen on a device's presence channel. A send publishes "new mail" on each recipient's
+channel from inside the insert script; a push, an unlink or a link approval is published by the
+node that made it; a connection that authenticates publishes "displaced" on its device's channel,
+and the other nodes close their older connections of that device.
+
+One subscriber connection per node runs in :meth:`RedisHub.run`. When it is lost (Redis
+restarted), the node reconnects with backoff, subscribes again to everything it serves, and
+wakes every connection, since mail stored meanwhile was announced to nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import coredis
+import msgpack
+import trio
+from coredis.exceptions import RedisError
+from coredis.patterns.pubsub import PubSub
+
+from e2e_proto.address import Address
+
+from ..common.store_base import StoreUnavailableError
+from . import redis_keys as keys
+from .hub import DISPLACED, DeviceEvent, Listener
+
+log = logging.getLogger("e2e.relay")
+
+LISTEN_TIMEOUT = 5.0
+"""Seconds a new connection waits for the node's subscriber connection (at start, or while it
+reconnects) before it is refused as ``unavailable``."""
+RECONNECT_DELAY = (0.05, 2.0)
+"""The first and the longest wait between attempts to reconnect the subscriber."""
+
+
+class RedisHub:
+    """:class:`~server.relay.hub.Hub` over Redis pub/sub; ``node`` names this process."""
+
+    def __init__(self, client: coredis.Redis[bytes], node: bytes | None = None) -> None:
+        self.client = client
+        self.node = node or secrets.token_bytes(8)
+        self._listener: Listener | None = None
+        self._pubsub: PubSub[bytes] | None = None
+        self._listening = trio.Event()
+
+    def bind(self, listener: Listener) -> None:
+        """Report what is heard to ``listener``."""
+        self._listener = listener
+
+    @property
+    def listener(self) -> Listener:
+        """The relay this hub reports to."""
+        assert self._listener is not None, "bind() the hub to its relay first"
+        return self._listener
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting with backoff whenever Redis is lost."""
+        delay = RECONNECT_DELAY[0]
+        while True:
+            try:
+                async with self.client.pubsub(retry_policy=None,
+                                              ignore_subscribe_messages=True) as pubsub:
+                    wanted = [keys.device_channel(a) for a in self.listener.served()]
+                    wanted += [keys.link_channel(lookup)
+                               for lookup in self.listener.links_waiting()]
+                    if wanted:
+                        await pubsub.subscribe(*wanted)
+                    self._pubsub = pubsub
+                    self._listening.set()
+                    delay = RECONNECT_DELAY[0]
+                    self.listener.hear_all_mail()  # what was stored while nobody listened
+                    while True:
+                        message = await pubsub.get_message()
+                        if message is not None and message["type"] == "message":
+                            self._dispatch(message["channel"], message["data"])
+            except* (RedisError, OSError) as group:
+                log.warning("lost the Redis subscription (%s); reconnecting",
+                            group.exceptions[0])
+            except* anyio.ClosedResourceError:
+                # coredis unsubscribes on the way out; when the node stops, the connection is
+                # closing as well (trio.Cancelled still ends this task).
+                log.debug("the Redis subscriber closed while unsubscribing")
+            finally:
+                self._pubsub = None
+                if self._listening.is_set():
+                    self._listening = trio.Event()
+            await trio.sleep(delay)  # reconnection backoff
+            delay = min(delay * 2, RECONNECT_DELAY[1])
+
+    async def _subscriber(self) -> PubSub[bytes]:
+        """The subscriber connection, once there is one (:class:`StoreUnavailableError` if
+        there is none within :data:`LISTEN_TIMEOUT`)."""
+        with trio.move_on_after(LISTEN_TIMEOUT):
+            await self._listening.wait()
+        if self._pubsub is None:
+            raise StoreUnavailableError("redis: not subscribed (Redis cannot be reached)")
+        return self._pubsub
+
+    async def serve(self, address: Address) -> None:
+        """Subscribe to the device's channel, then displace its connections on other nodes."""
+        pubsub = await self._subscriber()
+        channel = keys.device_channel(address)
+        try:
+            await pubsub.subscribe(channel)
+            await self.client.publish(channel, _encode(DeviceEvent(DISPLACED, self.node)))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    async def release(self, address: Address) -> None:
+        """Unsubscribe from the device's channel, unless a connection of it came back."""
+        if not self.listener.serves(address):
+            await self._unsubscribe(keys.device_channel(address))
+
+    async def watch_link(self, lookup: bytes) -> None:
+        """Subscribe to the link offer's approval channel."""
+        pubsub = await self._subscriber()
+        try:
+            await pubsub.subscribe(keys.link_channel(lookup))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    async def release_link(self, lookup: bytes) -> None:
+        """Unsubscribe from the link offer's approval channel."""
+        await self._unsubscribe(keys.link_channel(lookup))
+
+    async def _unsubscribe(self, channel: str) -> None:
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # not subscribed to anything now; a new subscriber will not take it up
+        try:
+            await pubsub.unsubscribe(channel)
+        except (RedisError, OSError) as exc:  # the subscriber is being lost anyway
+            log.debug("could not unsubscribe from %s: %s", channel, exc)
+
+    def mail_stored(self, addresses: Iterable[Address]) -> None:
+        """Nothing to do: the insert script published "new mail" on each recipient's channel."""
+
+    async def tell(self, address: Address, event: DeviceEvent) -> None:
+        """Publish ``event`` on the device's channel."""
+        try:
+            await self.client.publish(keys.device_channel(address), _encode(event))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    async def tell_link(self, lookup: bytes, device_id: int) -> None:
+        """Publish the approval on the link offer's channel."""
+        try:
+            await self.client.publish(keys.link_channel(lookup), msgpack.packb(device_id))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        """Hand one published message to the relay."""
+        name = channel.decode()
+        try:
+            if name.startswith(keys.LINK_CHANNEL):
+                device_id = msgpack.unpackb(data)
+                self.listener.hear_link(bytes.fromhex(name[len(keys.LINK_CHANNEL):]), device_id)
+                return
+            address = keys.address_of_channel(name)
+            event = DeviceEvent(*msgpack.unpackb(data))
+        except (ValueError, TypeError) as exc:  # only nodes publish here; log, never crash
+            log.error("unreadable message on %s: %s", name, exc)
+            return
+        if event.kind == DISPLACED and event.detail == self.node:
+            return  # this node's own newer connection
+        self.listener.hear(address, event)
+
+
+def _encode(event: DeviceEvent) -> Any:
+    return msgpack.packb(list(event))

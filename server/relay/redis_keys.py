@@ -1,0 +1,98 @@
+"""Where the Redis backend keeps the relay's state, and the channels its nodes listen on.
+
+Every name starts with ``e2e:``. Account names are ``[a-z0-9][a-z0-9_.-]*`` and device ids are
+decimal, so ``ACCOUNT:DEVICE`` never needs quoting.
+
+==============================  ======  ==========================================================
+key                             type    holds
+==============================  ======  ==========================================================
+``e2e:acct:A``                  hash    ``key`` (account key), ``version``, ``body``, ``signature``
+                                        (the signed device list), ``max`` (highest device id ever
+                                        listed), ``dN`` (device N's identity key, per device)
+``e2e:dev:A:N``                 hash    ``identity``, ``name``, ``linked``, ``seen``, ``spk_id``,
+                                        ``spk``, ``spk_signature``, ``seq`` (the last mailbox seq
+                                        given out), ``bytes`` (envelope bytes in the mailbox)
+``e2e:opk:A:N``                 zset    one-time prekeys: score = id, member = id (4 bytes, big
+                                        endian) + key
+``e2e:mbox:A:N``                zset    the mailbox: score = seq, member = the envelope (so a
+                                        byte-identical envelope is the same message)
+``e2e:expiry``                  zset    every stored message: score = stored-at time,
+                                        member = ``A:N:SEQ`` (mailbox TTL across all nodes)
+``e2e:link:LOOKUP``             string  a pending link (hex lookup): waiter nonce (32 bytes) +
+                                        msgpack of the offer; expires after ``link_timeout``
+==============================  ======  ==========================================================
+
+Channels: ``e2e:to:A:N`` carries events for device ``A.N`` (its nodes subscribe while they serve
+it), ``e2e:linked:LOOKUP`` the approval of a waiting link offer, and ``e2e:accounts`` the names
+of accounts whose device list changed (nodes drop their cached copy).
+
+Blob metadata (media) is not stored yet: it will get its own keys here (``e2e:blob:ID``), with
+the bytes in files under ``--blob-dir`` that the nodes share.
+"""
+
+from __future__ import annotations
+
+from e2e_proto.address import Address
+
+ACCOUNT = "e2e:acct:"
+DEVICE = "e2e:dev:"
+PREKEYS = "e2e:opk:"
+MAILBOX = "e2e:mbox:"
+EXPIRY = "e2e:expiry"
+LINK = "e2e:link:"
+DEVICE_CHANNEL = "e2e:to:"
+LINK_CHANNEL = "e2e:linked:"
+ACCOUNTS_CHANNEL = "e2e:accounts"
+
+
+def account_key(account: str) -> str:
+    """The hash of ``account``'s key and device list."""
+    return ACCOUNT + account
+
+
+def device_part(account: str, device_id: int) -> str:
+    """``A:N``: how keys, channels and expiry entries name a device."""
+    return f"{account}:{device_id}"
+
+
+def device_key(account: str, device_id: int) -> str:
+    """The hash of one device."""
+    return DEVICE + device_part(account, device_id)
+
+
+def prekeys_key(account: str, device_id: int) -> str:
+    """The sorted set of one device's one-time prekeys."""
+    return PREKEYS + device_part(account, device_id)
+
+
+def mailbox_key(account: str, device_id: int) -> str:
+    """The sorted set of one device's stored envelopes."""
+    return MAILBOX + device_part(account, device_id)
+
+
+def account_prefixes(account: str) -> list[str]:
+    """What a script appends a device id to for the device's hash, prekeys and mailbox, and
+    its expiry entries' prefix: ``e2e:dev:A:``, ``e2e:opk:A:``, ``e2e:mbox:A:``, ``A:``."""
+    return [DEVICE + account + ":", PREKEYS + account + ":", MAILBOX + account + ":",
+            account + ":"]
+
+
+def link_key(lookup: bytes) -> str:
+    """The pending link filed under ``lookup``."""
+    return LINK + lookup.hex()
+
+
+def device_channel(address: Address) -> str:
+    """The channel of events for one device."""
+    return DEVICE_CHANNEL + device_part(*address)
+
+
+def link_channel(lookup: bytes) -> str:
+    """The channel of the approval of the link offer under ``lookup``."""
+    return LINK_CHANNEL + lookup.hex()
+
+
+def address_of_channel(channel: str) -> Address:
+    """The device a :func:`device_channel` name is for."""
+    account, _, device = channel[len(DEVICE_CHANNEL):].rpartition(":")
+    return Address(account, int(device))

@@ -1,0 +1,266 @@
+"""The relay's Redis store: :class:`~server.relay.store.RelayStore` shared by several nodes.
+
+All relay state lives in one Redis (layout: :mod:`server.relay.redis_keys`): accounts, device
+lists, prekeys, mailboxes and pending links, so that any node can serve any device. Every change
+of more than one key is one Lua script (:mod:`server.relay.redis_scripts`), atomic in Redis; a
+send is acknowledged only after Redis answered, which with ``appendonly yes`` and
+``appendfsync always`` is after its fsync. The insert script also publishes "new mail" on each
+recipient's channel, so the nodes serving them hear of it without another round trip
+(:mod:`server.relay.redis_hub`).
+
+Any Redis failure (refused connection, timeout, a Redis loading its AOF, a full disk) becomes
+:class:`~server.common.store_base.StoreUnavailableError`: the client is told ``unavailable``
+and retries. Commands are not retried here, so an unclear failure is never applied twice by
+this node; a client's retry of a send that was stored after all is recognised (the same
+envelope) or, re-encrypted, removed by the receiver's payload-id check.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import coredis
+import msgpack
+from coredis.exceptions import RedisError
+from coredis.tokens import PureToken
+
+from e2e_proto import relay_api as api
+from e2e_proto.address import Address
+
+from ..common.store_base import Bundle, StoreUnavailableError
+from . import redis_keys as keys
+from . import redis_scripts as scripts
+from .hub import MAIL
+from .store import (
+    AccountRecord,
+    Acknowledge,
+    Delivery,
+    DeviceGoneError,
+    DeviceInfo,
+    Enqueue,
+    NameTakenError,
+    NewDevice,
+    PendingLink,
+    QuotaExceededError,
+    StaleListError,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+StoreT = TypeVar("StoreT", bound="RedisRelayStore")
+
+EXPIRE_BATCH = 1000
+"""Messages one expiry script deletes at most, so that Redis is never blocked for long."""
+MAIL_EVENT = msgpack.packb([MAIL, None])
+"""What the insert script publishes on a recipient's channel (a hub event, see redis_hub)."""
+_PREKEY_ID = struct.Struct(">I")
+
+
+def unavailable(method: Callable[Concatenate[StoreT, P], Awaitable[R]]
+                ) -> Callable[Concatenate[StoreT, P], Awaitable[R]]:
+    """Turn a Redis failure inside ``method`` into :class:`StoreUnavailableError`."""
+
+    @functools.wraps(method)
+    async def wrapper(self: StoreT, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    return wrapper
+
+
+def _prekey_member(prekey_id: int, key: bytes) -> bytes:
+    return _PREKEY_ID.pack(prekey_id) + key
+
+
+def _prekey_args(one_time: Sequence[tuple[int, bytes]]) -> list[Any]:
+    args: list[Any] = []
+    for prekey_id, key in one_time:
+        args += [prekey_id, _prekey_member(prekey_id, key)]
+    return args
+
+
+class RedisRelayStore:
+    """:class:`RelayStore` in Redis, on a connected ``coredis`` client (see
+    :func:`server.relay.backends.open_backend`)."""
+
+    def __init__(self, client: coredis.Redis[bytes]) -> None:
+        self.client = client
+        self._create_account = client.register_script(scripts.CREATE_ACCOUNT)
+        self._replace_device_list = client.register_script(scripts.REPLACE_DEVICE_LIST)
+        self._device_info = client.register_script(scripts.DEVICE_INFO)
+        self._touch = client.register_script(scripts.TOUCH)
+        self._store_prekeys = client.register_script(scripts.STORE_PREKEYS)
+        self._take_bundle = client.register_script(scripts.TAKE_BUNDLE)
+        self._enqueue = client.register_script(scripts.ENQUEUE)
+        self._acknowledge = client.register_script(scripts.ACKNOWLEDGE)
+        self._expire = client.register_script(scripts.EXPIRE)
+        self._withdraw_link = client.register_script(scripts.WITHDRAW_LINK)
+
+    @unavailable
+    async def create_account(self, account: str, account_key: bytes, list_version: int,
+                             list_body: bytes, list_signature: bytes,
+                             devices: dict[int, bytes], now: float) -> None:
+        """Register a new account; :class:`NameTakenError` if the name exists."""
+        args: list[Any] = [account_key, list_version, list_body, list_signature, max(devices),
+                           repr(now), keys.account_prefixes(account)[0]]
+        for device_id, key in devices.items():
+            args += [device_id, key]
+        if not await self._create_account([keys.account_key(account)], args):
+            raise NameTakenError(account)
+
+    @unavailable
+    async def account(self, account: str) -> AccountRecord | None:
+        """The account's key and device list."""
+        fields = await self.client.hgetall(keys.account_key(account))
+        if not fields:
+            return None
+        devices = sorted((int(name[1:]), key) for name, key in fields.items()
+                         if name.startswith(b"d"))
+        return AccountRecord(account, fields[b"key"], int(fields[b"version"]), fields[b"body"],
+                             fields[b"signature"], dict(devices), int(fields[b"max"]))
+
+    @unavailable
+    async def replace_device_list(self, account: str, list_version: int, list_body: bytes,
+                                  list_signature: bytes, devices: dict[int, bytes],
+                                  added: Sequence[NewDevice], now: float) -> list[int]:
+        """Store a newer device list (and its new devices); returns removed device ids."""
+        args: list[Any] = [list_version, list_body, list_signature, max(devices), repr(now),
+                           *keys.account_prefixes(account), keys.ACCOUNTS_CHANNEL, account,
+                           len(devices)]
+        for device_id, key in devices.items():
+            args += [device_id, key]
+        for new in added:
+            args += [new.device_id, new.identity_key, new.name, *new.signed_prekey,
+                     len(new.one_time_prekeys), *_prekey_args(new.one_time_prekeys)]
+        result = await self._replace_device_list([keys.account_key(account), keys.EXPIRY], args)
+        if result[0] == b"stale":
+            raise StaleListError(account)
+        return sorted(int(device_id) for device_id in result[1:])
+
+    @unavailable
+    async def device_info(self, account: str) -> list[DeviceInfo]:
+        """Name, link time and last authentication of each device of ``account``."""
+        rows = await self._device_info([keys.account_key(account)],
+                                       [keys.account_prefixes(account)[0]])
+        return [DeviceInfo(device_id, name.decode(), float(linked),
+                           None if seen is None else float(seen))
+                for device_id, name, linked, seen in rows]
+
+    @unavailable
+    async def touch(self, account: str, device_id: int, now: float) -> None:
+        """Record that a device authenticated at ``now``."""
+        await self._touch([keys.device_key(account, device_id)], [repr(now)])
+
+    @unavailable
+    async def store_prekeys(self, account: str, device_id: int,
+                            signed: tuple[int, bytes, bytes] | None,
+                            one_time: Sequence[tuple[int, bytes]]) -> int:
+        """Set the signed prekey (if given) and add one-time prekeys; returns the OPK count."""
+        args: list[Any] = ["0", "", "", ""] if signed is None else ["1", *signed]
+        return await self._store_prekeys(
+            [keys.device_key(account, device_id), keys.prekeys_key(account, device_id)],
+            args + _prekey_args(one_time))
+
+    @unavailable
+    async def one_time_prekey_count(self, account: str, device_id: int) -> int:
+        """How many one-time prekeys the relay holds for the device."""
+        return await self.client.zcard(keys.prekeys_key(account, device_id))
+
+    @unavailable
+    async def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
+        """The device's bundle with its lowest-id OPK (deleted by the same script) and how many
+        OPKs it has left."""
+        taken = await self._take_bundle(
+            [keys.device_key(account, device_id), keys.prekeys_key(account, device_id)], [])
+        if taken is None:
+            return None
+        identity, spk_id, spk, signature, prekey, left = taken
+        opk_id = opk = None
+        if prekey is not None:
+            opk_id, opk = _PREKEY_ID.unpack_from(prekey)[0], prekey[_PREKEY_ID.size:]
+        return Bundle(device_id, identity, int(spk_id), spk, signature, opk_id, opk), left
+
+    @unavailable
+    async def enqueue(self, write: Enqueue) -> None:
+        """Store one send, all or nothing, and publish "new mail" to its recipients."""
+        script_keys = [keys.EXPIRY]
+        args: list[Any] = [write.quota, write.byte_quota or 0, repr(write.now), MAIL_EVENT]
+        for message in write.messages:
+            account, device_id = message.account, message.device_id
+            script_keys += [keys.device_key(account, device_id),
+                            keys.mailbox_key(account, device_id)]
+            args += [message.envelope, keys.device_part(account, device_id) + ":",
+                     keys.device_channel(Address(account, device_id))]
+        result = await self._enqueue(script_keys, args)
+        if result[0] != b"ok":
+            refused = write.messages[result[1] - 1]
+            error = DeviceGoneError if result[0] == b"gone" else QuotaExceededError
+            raise error(refused.account, refused.device_id)
+
+    @unavailable
+    async def acknowledge(self, write: Acknowledge) -> None:
+        """Delete a device's messages by seq."""
+        account, device_id = write.account, write.device_id
+        await self._acknowledge(
+            [keys.device_key(account, device_id), keys.mailbox_key(account, device_id),
+             keys.EXPIRY], [keys.device_part(account, device_id) + ":", *write.seqs])
+
+    @unavailable
+    async def pending(self, account: str, device_id: int, after_seq: int, limit: int
+                      ) -> list[Delivery]:
+        """Stored messages for the device with seq > ``after_seq``, oldest first."""
+        stored = await self.client.zrange(
+            keys.mailbox_key(account, device_id), f"({after_seq}", "+inf",
+            sortby=PureToken.BYSCORE, offset=0, count=limit, withscores=True)
+        return [Delivery(int(seq), envelope) for envelope, seq in stored]
+
+    @unavailable
+    async def expire(self, older_than: float) -> int:
+        """Delete messages stored before ``older_than`` (in batches); returns how many."""
+        removed = 0
+        while True:
+            count = await self._expire([keys.EXPIRY], [repr(older_than), EXPIRE_BATCH,
+                                                       keys.DEVICE, keys.MAILBOX])
+            removed += count
+            if count < EXPIRE_BATCH:
+                return removed
+
+    @unavailable
+    async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float) -> bool:
+        """File a pending link for at most ``ttl`` seconds (it outlives no dead node)."""
+        assert len(link.waiter) == api.NONCE_SIZE
+        offer = msgpack.packb([link.account, link.identity_key, link.name, link.tag,
+                               link.link_signature, list(link.signed_prekey),
+                               [list(p) for p in link.one_time_prekeys]])
+        return bool(await self.client.set(keys.link_key(lookup), link.waiter + offer,
+                                          condition=PureToken.NX, px=max(1, int(ttl * 1000))))
+
+    @unavailable
+    async def pending_link(self, lookup: bytes) -> PendingLink | None:
+        """The pending link filed under ``lookup``."""
+        return self._link(await self.client.get(keys.link_key(lookup)))
+
+    @unavailable
+    async def take_link(self, lookup: bytes) -> PendingLink | None:
+        """Remove and return the pending link filed under ``lookup``."""
+        return self._link(await self.client.getdel(keys.link_key(lookup)))
+
+    @unavailable
+    async def withdraw_link(self, lookup: bytes, waiter: bytes) -> None:
+        """Remove the pending link under ``lookup`` if ``waiter`` made it."""
+        await self._withdraw_link([keys.link_key(lookup)], [waiter])
+
+    @staticmethod
+    def _link(stored: bytes | None) -> PendingLink | None:
+        if stored is None:
+            return None
+        waiter, offer = stored[:api.NONCE_SIZE], stored[api.NONCE_SIZE:]
+        account, identity, name, tag, signature, spk, opks = msgpack.unpackb(offer)
+        return PendingLink(account, identity, name, tag, signature, tuple(spk),
+                           [tuple(p) for p in opks], waiter)
+

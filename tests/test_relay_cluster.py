@@ -1,0 +1,278 @@
+"""Several relay nodes on one Redis, as real processes: nothing lost, nothing twice, in order.
+
+Three ``e2e-relay serve --store redis://...`` processes share one ``redis-server`` (its own
+folder and port, ``appendonly yes``, ``appendfsync always``). Clients connect to random nodes;
+the two that talk are kept on different nodes, so every message crosses from one node to
+another through Redis. Each client resends a payload until the relay acknowledged it (the same
+payload id) and reconnects, with backoff, to a node that is up. ``E2E_CLUSTER_MESSAGES`` sets how
+many messages each way (200 in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import pytest
+import trio
+
+from client.connection import ConnectionLost
+from client.private import ClientError, PrivateClient, PrivateSession, Received
+from e2e_proto import relay_api as api
+from e2e_proto.payload import Payload
+from server.relay.backends import open_backend
+from server.relay.store import Enqueue, Outgoing
+from tests.fault_support import RelayProcess, free_port, send_and_receive
+from tests.redis_support import RedisServer
+from tests.relay_harness import drain, link, make_client, register, session_of, start_relay
+
+MESSAGES = int(os.environ.get("E2E_CLUSTER_MESSAGES", "200"))
+NODES = 3
+DEADLINE = 180.0
+
+
+class Cluster:
+    """One ``redis-server`` and :data:`NODES` relay processes on it, each on its own port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.redis = RedisServer(folder / "redis")
+        self.ports = [free_port() for _ in range(NODES)]
+        self.nodes: dict[int, RelayProcess] = {}
+        for port in self.ports:
+            self.start_node(port)
+
+    def start_node(self, port: int) -> None:
+        """Start (again) the node on ``port``."""
+        self.nodes[port] = RelayProcess(self.redis.url(), port)
+
+    def kill_node(self, port: int) -> None:
+        """SIGKILL the node on ``port``."""
+        self.nodes.pop(port).kill()
+
+    def up(self) -> list[int]:
+        """The ports of the nodes that run."""
+        return [port for port in self.ports if port in self.nodes]
+
+    def close(self) -> None:
+        """Kill everything."""
+        for node in self.nodes.values():
+            node.kill()
+        self.redis.kill()
+
+    async def wait_for_log(self, text: str) -> None:
+        """Poll the running nodes' logs until one has a line with ``text`` (bounded)."""
+        with trio.fail_after(30):
+            while not any(text in line for node in self.nodes.values() for line in node.lines):
+                await trio.sleep(0.02)  # polling other processes' logs
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    running = Cluster(tmp_path)
+    yield running
+    running.close()
+
+
+class Talker:
+    """A client that keeps to one node and moves to another node that runs when its own is
+    gone, never to the node its peer uses (so that its messages cross nodes)."""
+
+    def __init__(self, name: str, client: PrivateClient, cluster: Cluster, rng: random.Random
+                 ) -> None:
+        self.name, self.client, self.cluster, self.rng = name, client, cluster, rng
+        self.peer: Talker | None = None
+        self.outbox: list[tuple[str, Payload]] = []
+        self.inbox: list[Received] = []
+        self.sent = 0
+        self.milestones: dict[int, trio.Event] = {}
+        self.sessions = 0
+        self.first_port = client.port
+
+    def session(self) -> AbstractAsyncContextManager[PrivateSession]:
+        """A session on this talker's node, or on another one if that is down."""
+        self.sessions += 1
+        if self.client.port not in self.cluster.nodes:
+            others = [p for p in self.cluster.up() if self.peer is None
+                      or p != self.peer.client.port] or self.cluster.up()
+            if others:
+                self.client.port = self.rng.choice(others)
+        return self.client.session()
+
+    def reached(self, sent: int) -> trio.Event:
+        """Set once ``sent`` payloads were acknowledged."""
+        return self.milestones.setdefault(sent, trio.Event())
+
+    def count_sent(self) -> None:
+        self.sent += 1
+        for count, event in self.milestones.items():
+            if self.sent >= count:
+                event.set()
+
+
+async def _talkers(cluster: Cluster, tmp_path: Path, seed: int) -> tuple[Talker, Talker]:
+    """alice and bob, registered on two different random nodes, each with its plan."""
+    rng = random.Random(seed)
+    first, second = rng.sample(cluster.ports, 2)
+    alice = Talker("alice", make_client(tmp_path / "alice", first), cluster, rng)
+    bob = Talker("bob", make_client(tmp_path / "bob", second), cluster, rng)
+    alice.peer, bob.peer = bob, alice
+    for talker in (alice, bob):
+        await register(talker.client, talker.name)
+        talker.outbox = [(talker.peer.name, Payload.new("text", i, text=f"{talker.name} {i}",
+                                                         to=talker.peer.name))
+                         for i in range(MESSAGES)]
+    return alice, bob
+
+
+async def _talk(alice: Talker, bob: Talker, faults: Callable[[], Awaitable[None]]) -> None:
+    """Run both talkers and ``faults()`` until everything arrived; check it all."""
+    done = trio.Event()
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            for talker in (alice, bob):
+                nursery.start_soon(send_and_receive, talker.session, talker.outbox,
+                                   talker.inbox, done, talker.count_sent)
+            await faults()
+            while alice.outbox or bob.outbox or len(alice.inbox) < MESSAGES or len(
+                    bob.inbox) < MESSAGES:
+                await trio.sleep(0.05)  # polling for the end of the traffic
+            done.set()
+    for receiver, sender in ((alice, bob), (bob, alice)):
+        assert [m.text for m in receiver.inbox if m.sender == sender.name] == [
+            f"{sender.name} {i}" for i in range(MESSAGES)], receiver.name
+        assert all(m.warning is None for m in receiver.inbox)
+
+
+async def test_relay_node_sigkilled_clients_move_to_another(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    alice, bob = await _talkers(cluster, tmp_path, seed=17)
+
+    async def faults() -> None:
+        await alice.reached(MESSAGES // 3).wait()
+        killed = alice.client.port
+        cluster.kill_node(killed)  # alice moves to the third node
+        await bob.reached(MESSAGES * 2 // 3).wait()
+        cluster.start_node(killed)
+        cluster.kill_node(bob.client.port)  # bob moves to the restarted node
+
+    await _talk(alice, bob, faults)
+    assert alice.client.port != bob.client.port
+    assert alice.client.port != alice.first_port and bob.client.port != bob.first_port
+    assert await drain(alice.client) == [] and await drain(bob.client) == []
+
+
+async def test_redis_sigkilled_and_restarted_loses_nothing(cluster: Cluster,
+                                                          tmp_path: Path) -> None:
+    alice, bob = await _talkers(cluster, tmp_path, seed=23)
+
+    async def faults() -> None:
+        for talker, share in ((alice, 1 / 3), (bob, 2 / 3)):
+            await talker.reached(int(MESSAGES * share)).wait()
+            cluster.redis.kill()
+            await cluster.wait_for_log("lost the Redis subscription")
+            cluster.redis.start()  # the same folder: it loads its AOF
+
+    await _talk(alice, bob, faults)
+    assert alice.sessions + bob.sessions > 2  # Redis was away while they talked
+    assert alice.client.port != bob.client.port
+    assert await drain(alice.client) == [] and await drain(bob.client) == []
+
+
+async def test_newer_connection_on_another_node_displaces_the_older(
+        cluster: Cluster, tmp_path: Path) -> None:
+    first_node, second_node, third_node = cluster.ports
+    alice = make_client(tmp_path / "alice", first_node)
+    bob = make_client(tmp_path / "bob", third_node)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with alice.session() as first:
+        alice.port = second_node
+        async with alice.session() as second, alice.session() as same_node:
+            with trio.fail_after(10):
+                async for _ in first.connection.pushes:  # until the first node closes it
+                    pass
+            async with session_of(bob) as b:
+                await b.send_text("alice", "to the newer connection")
+            got: list[Received] = []
+            with trio.fail_after(10):
+                while not got:
+                    await second.receive(got.append, wait=0.05)
+            assert [m.text for m in got] == ["to the newer connection"]
+            assert (await same_node.connection.request("ping"))["ok"] is True  # same node: kept
+        with pytest.raises(ConnectionLost):
+            await first.connection.request("ping")
+
+
+async def test_link_unlink_and_notices_across_nodes(cluster: Cluster, tmp_path: Path) -> None:
+    first_node, second_node, third_node = cluster.ports
+    primary = make_client(tmp_path / "primary", first_node)
+    phone = make_client(tmp_path / "phone", second_node)  # waits for approval on another node
+    await register(primary, "alice")
+    assert await link(primary, phone, "alice", "phone") == 1
+    bob = make_client(tmp_path / "bob", third_node)
+    await register(bob, "bob")
+    async with session_of(bob) as b:
+        await b.send_text("alice", "to both devices")
+    assert [m.text for m in await drain(primary)] == ["to both devices"]
+    assert [m.text for m in await drain(phone)] == ["to both devices"]
+    async with phone.session() as on_second:
+        async with primary.session() as p:
+            await p.unlink(1)
+        with trio.fail_after(10):
+            frames = [frame async for frame in on_second.connection.pushes]
+        assert any(f.get("code") == api.DEVICE_UNLINKED for f in frames)
+
+
+async def test_expiry_from_several_nodes_deletes_each_message_once(redis_server: RedisServer
+                                                                   ) -> None:
+    redis_server.flush()
+    url = redis_server.url()
+    async with open_backend(url) as (store, _):
+        await store.create_account("bob", b"A" * 32, 1, b"list", b"S" * 64, {0: b"K" * 32}, 0.0)
+        for i in range(2500):
+            await store.enqueue(Enqueue([Outgoing("bob", 0, b"%d" % i)], ("alice", 0),
+                                        float(i), 10_000))
+    counts: list[int] = []
+
+    async def node() -> None:
+        async with open_backend(url) as (store, _):
+            counts.append(await store.expire(2000.0))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(NODES):
+            nursery.start_soon(node)
+    assert sum(counts) == 2000
+    async with open_backend(url) as (store, _):
+        left = await store.pending("bob", 0, 0, 10_000)
+    assert [d.envelope for d in left] == [b"%d" % i for i in range(2000, 2500)]
+
+
+async def test_redis_down_refuses_sends_and_keeps_what_it_acknowledged(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path / "redis")
+    try:
+        relay = await start_relay(nursery, redis.url())
+        alice = make_client(tmp_path / "alice", relay.port)
+        bob = make_client(tmp_path / "bob", relay.port)
+        await register(alice, "alice")
+        await register(bob, "bob")
+        async with session_of(alice) as a:
+            await a.send_text("bob", "before the crash")
+            redis.kill()
+            with pytest.raises(ClientError, match="cannot store"):
+                await a.send_text("bob", "while Redis is down")
+        with pytest.raises(ClientError, match="cannot store or read"):
+            async with session_of(bob):
+                pass
+        redis.start()
+        assert [m.text for m in await drain(bob)] == ["before the crash"]
+        async with session_of(alice) as a:
+            await a.send_text("bob", "after the restart")
+        assert [m.text for m in await drain(bob)] == ["after the restart"]
+        assert await relay.store.pending("bob", 0, 0, 10) == []
+        assert await relay.store.account("alice") is not None
+    finally:
+        redis.kill()
