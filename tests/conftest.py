@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_support import RedisServer
+from storage.redis_server import LocalRedis
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
     """A ``redis-server`` for the whole run (tests that kill one start their own)."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server = LocalRedis(tmp_path_factory.mktemp("redis"))
     yield server
     server.kill()
 
@@ -24,6 +24,6 @@ def relay_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
     """Where the test's relay keeps its state: an SQLite file, or an emptied Redis."""
     if request.param == "sqlite":
         return tmp_path / "relay.db"
-    server: RedisServer = request.getfixturevalue("redis_server")
+    server: LocalRedis = request.getfixturevalue("redis_server")
     server.flush()
     return server.url()

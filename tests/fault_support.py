@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -27,15 +26,9 @@ from client.connection import ConnectionLost, ServerError
 from client.private import ClientError, PrivateSession, Received
 from e2e_proto.payload import Payload
 from e2e_proto.wire import FrameDecoder
+from storage.redis_server import free_port as free_port  # the servers' tests use it too
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ServerProcess:

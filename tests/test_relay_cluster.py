@@ -25,8 +25,8 @@ from e2e_proto import relay_api as api
 from e2e_proto.payload import Payload
 from server.relay.backends import open_backend
 from server.relay.store import Enqueue, Outgoing
+from storage.redis_server import LocalRedis
 from tests.fault_support import RelayProcess, free_port, send_and_receive
-from tests.redis_support import RedisServer
 from tests.relay_harness import drain, link, make_client, register, session_of, start_relay
 
 MESSAGES = int(os.environ.get("E2E_CLUSTER_MESSAGES", "200"))
@@ -38,7 +38,7 @@ class Cluster:
     """One ``redis-server`` and :data:`NODES` relay processes on it, each on its own port."""
 
     def __init__(self, folder: Path) -> None:
-        self.redis = RedisServer(folder / "redis")
+        self.redis = LocalRedis(folder / "redis")
         self.ports = [free_port() for _ in range(NODES)]
         self.nodes: dict[int, RelayProcess] = {}
         for port in self.ports:
@@ -226,7 +226,7 @@ async def test_link_unlink_and_notices_across_nodes(cluster: Cluster, tmp_path: 
         assert any(f.get("code") == api.DEVICE_UNLINKED for f in frames)
 
 
-async def test_expiry_from_several_nodes_deletes_each_message_once(redis_server: RedisServer
+async def test_expiry_from_several_nodes_deletes_each_message_once(redis_server: LocalRedis
                                                                    ) -> None:
     redis_server.flush()
     url = redis_server.url()
@@ -252,7 +252,7 @@ async def test_expiry_from_several_nodes_deletes_each_message_once(redis_server:
 
 async def test_redis_down_refuses_sends_and_keeps_what_it_acknowledged(
         nursery: trio.Nursery, tmp_path: Path) -> None:
-    redis = RedisServer(tmp_path / "redis")
+    redis = LocalRedis(tmp_path / "redis")
     try:
         relay = await start_relay(nursery, redis.url())
         alice = make_client(tmp_path / "alice", relay.port)
