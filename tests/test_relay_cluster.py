@@ -276,3 +276,21 @@ async def test_redis_down_refuses_sends_and_keeps_what_it_acknowledged(
         assert await relay.store.account("alice") is not None
     finally:
         redis.kill()
+
+
+async def test_a_device_list_change_on_one_node_reaches_every_nodes_copy(
+        nursery: trio.Nursery, redis_server: LocalRedis) -> None:
+    redis_server.flush()
+    first = await start_relay(nursery, redis_server.url())
+    second = await start_relay(nursery, redis_server.url())
+    await first.store.create_account("bob", b"A" * 32, 1, b"list-1", b"S" * 64, {0: b"K" * 32},
+                                     0.0)
+    copy = await second.store.account("bob")
+    assert copy is not None and await second.store.account("bob") is copy  # a kept copy
+    await first.store.replace_device_list("bob", 2, b"list-2", b"S" * 64,
+                                          {0: b"K" * 32, 1: b"L" * 32}, [], 1.0)
+    with trio.fail_after(5):
+        while (record := await second.store.account("bob")) is copy:
+            await trio.sleep(0.01)  # polling: the change is announced through redis-server
+    assert record is not None and record.list_version == 2
+    assert record.list_body == b"list-2" and record.devices == {0: b"K" * 32}

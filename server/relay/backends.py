@@ -50,7 +50,8 @@ async def _redis(url: str) -> AsyncIterator[Backend]:
         version = (await client.info("server"))["redis_version"]
         if tuple(int(part) for part in str(version).split(".")[:2]) < REDIS_MIN_VERSION:
             raise RuntimeError(f"Redis {version} is too old; the relay needs Redis >= 7")
-        yield RedisRelayStore(client), RedisHub(client)
+        store = RedisRelayStore(client)
+        yield store, RedisHub(client, store)
 
 
 _SCHEMES: dict[str, Callable[[str], AbstractAsyncContextManager[Backend]]] = {

@@ -7,6 +7,10 @@ channel from inside the insert script; a push, an unlink or a link approval is p
 node that made it; a connection that authenticates publishes "displaced" on its device's channel,
 and the other nodes close their older connections of that device.
 
+The hub also hears ``e2e:accounts``, where every device-list change is announced, and tells
+the store to drop its copy of that account (:class:`AccountCopies`); the store keeps copies
+only while the hub hears that channel.
+
 One subscriber connection per node runs in :meth:`RedisHub.run`. When it is lost (Redis
 restarted), the node reconnects with backoff, subscribes again to everything it serves, and
 wakes every connection, since mail stored meanwhile was announced to nobody.
@@ -17,7 +21,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import coredis
@@ -41,11 +45,25 @@ RECONNECT_DELAY = (0.05, 2.0)
 """The first and the longest wait between attempts to reconnect the subscriber."""
 
 
+class AccountCopies(Protocol):
+    """A store's copies of accounts (:class:`~server.relay.redis_store.RedisRelayStore`)."""
+
+    def cache_accounts(self, heard: bool) -> None:
+        """Keep copies from now on (changes are heard), or drop them all and keep none."""
+        ...
+
+    def forget_account(self, account: str) -> None:
+        """Drop the copy of ``account``: its device list changed."""
+        ...
+
+
 class RedisHub:
     """:class:`~server.relay.hub.Hub` over Redis pub/sub; ``node`` names this process."""
 
-    def __init__(self, client: coredis.Redis[bytes], node: bytes | None = None) -> None:
+    def __init__(self, client: coredis.Redis[bytes], accounts: AccountCopies,
+                 node: bytes | None = None) -> None:
         self.client = client
+        self.accounts = accounts
         self.node = node or secrets.token_bytes(8)
         self._listener: Listener | None = None
         self._pubsub: PubSub[bytes] | None = None
@@ -68,11 +86,12 @@ class RedisHub:
             try:
                 async with self.client.pubsub(retry_policy=None,
                                               ignore_subscribe_messages=True) as pubsub:
-                    wanted = [keys.device_channel(a) for a in self.listener.served()]
+                    wanted = [keys.ACCOUNTS_CHANNEL]
+                    wanted += [keys.device_channel(a) for a in self.listener.served()]
                     wanted += [keys.link_channel(lookup)
                                for lookup in self.listener.links_waiting()]
-                    if wanted:
-                        await pubsub.subscribe(*wanted)
+                    await pubsub.subscribe(*wanted)
+                    self.accounts.cache_accounts(True)
                     self._pubsub = pubsub
                     self._listening.set()
                     delay = RECONNECT_DELAY[0]
@@ -89,6 +108,7 @@ class RedisHub:
                 # closing as well (trio.Cancelled still ends this task).
                 log.debug("the Redis subscriber closed while unsubscribing")
             finally:
+                self.accounts.cache_accounts(False)
                 self._pubsub = None
                 if self._listening.is_set():
                     self._listening = trio.Event()
@@ -160,6 +180,9 @@ class RedisHub:
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         """Hand one published message to the relay."""
         name = channel.decode()
+        if name == keys.ACCOUNTS_CHANNEL:
+            self.accounts.forget_account(data.decode())
+            return
         try:
             if name.startswith(keys.LINK_CHANNEL):
                 device_id = msgpack.unpackb(data)

@@ -8,6 +8,11 @@ send is acknowledged only after Redis answered, which with ``appendonly yes`` an
 recipient's channel, so the nodes serving them hear of it without another round trip
 (:mod:`server.relay.redis_hub`).
 
+Accounts are read on every request, so each node keeps decoded copies, but only while its hub
+hears the channel on which the device-list script announces every change (``e2e:accounts``):
+a change drops the copy on every node, and a node that stops hearing drops them all. A read
+that overlapped any change is not kept.
+
 Any Redis failure (refused connection, timeout, a Redis loading its AOF, a full disk) becomes
 :class:`~server.common.store_base.StoreUnavailableError`: the client is told ``unavailable``
 and retries. Commands are not retried here, so an unclear failure is never applied twice by
@@ -35,6 +40,7 @@ from . import redis_keys as keys
 from . import redis_scripts as scripts
 from .hub import MAIL
 from .store import (
+    ACCOUNT_CACHE_SIZE,
     AccountRecord,
     Acknowledge,
     Delivery,
@@ -90,6 +96,9 @@ class RedisRelayStore:
 
     def __init__(self, client: coredis.Redis[bytes]) -> None:
         self.client = client
+        self._accounts: dict[str, AccountRecord] = {}
+        self._caching = False
+        self._changes = 0  # counts forgotten copies: a read across a change is not kept
         self._create_account = client.register_script(scripts.CREATE_ACCOUNT)
         self._replace_device_list = client.register_script(scripts.REPLACE_DEVICE_LIST)
         self._device_info = client.register_script(scripts.DEVICE_INFO)
@@ -113,16 +122,37 @@ class RedisRelayStore:
         if not await self._create_account([keys.account_key(account)], args):
             raise NameTakenError(account)
 
+    def cache_accounts(self, heard: bool) -> None:
+        """Keep account copies from now on (``heard``: changes are heard), or no longer."""
+        self._accounts.clear()
+        self._changes += 1
+        self._caching = heard
+
+    def forget_account(self, account: str) -> None:
+        """``account``'s device list changed (on some node): drop its copy."""
+        self._accounts.pop(account, None)
+        self._changes += 1
+
     @unavailable
     async def account(self, account: str) -> AccountRecord | None:
-        """The account's key and device list."""
+        """The account's key and device list (a copy while changes are heard)."""
+        cached = self._accounts.get(account)
+        if cached is not None:
+            return cached
+        changes = self._changes
         fields = await self.client.hgetall(keys.account_key(account))
         if not fields:
             return None
         devices = sorted((int(name[1:]), key) for name, key in fields.items()
                          if name.startswith(b"d"))
-        return AccountRecord(account, fields[b"key"], int(fields[b"version"]), fields[b"body"],
-                             fields[b"signature"], dict(devices), int(fields[b"max"]))
+        record = AccountRecord(account, fields[b"key"], int(fields[b"version"]),
+                               fields[b"body"], fields[b"signature"], dict(devices),
+                               int(fields[b"max"]))
+        if self._caching and changes == self._changes:
+            if len(self._accounts) >= ACCOUNT_CACHE_SIZE:
+                self._accounts.clear()
+            self._accounts[account] = record
+        return record
 
     @unavailable
     async def replace_device_list(self, account: str, list_version: int, list_body: bytes,
@@ -137,7 +167,9 @@ class RedisRelayStore:
         for new in added:
             args += [new.device_id, new.identity_key, new.name, *new.signed_prekey,
                      len(new.one_time_prekeys), *_prekey_args(new.one_time_prekeys)]
+        self.forget_account(account)  # (every node, this one too, also hears of the change)
         result = await self._replace_device_list([keys.account_key(account), keys.EXPIRY], args)
+        self.forget_account(account)
         if result[0] == b"stale":
             raise StaleListError(account)
         return sorted(int(device_id) for device_id in result[1:])

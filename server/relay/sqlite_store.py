@@ -18,6 +18,7 @@ from storage.sqlite import immediate_transaction, open_private_database
 from ..common.store_base import Bundle, storage, take_bundle
 from .group_commit import GroupCommit
 from .store import (
+    ACCOUNT_CACHE_SIZE,
     AccountRecord,
     Acknowledge,
     Delivery,
@@ -33,7 +34,6 @@ from .store import (
     StaleListError,
 )
 
-ACCOUNT_CACHE_SIZE = 100_000
 DIGEST_SIZE = 16
 
 _SCHEMA = """

@@ -20,6 +20,9 @@ from typing import NamedTuple, Protocol
 
 from ..common.store_base import Bundle
 
+ACCOUNT_CACHE_SIZE = 100_000
+"""Decoded accounts a store keeps in memory at most (they are read on every request)."""
+
 
 class NameTakenError(Exception):
     """The account name is registered already."""
