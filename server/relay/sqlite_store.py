@@ -57,11 +57,13 @@ CREATE TABLE IF NOT EXISTS mailbox (
 CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
 CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
 """
-_DIGEST_INDEX = "CREATE INDEX IF NOT EXISTS mailbox_by_digest ON mailbox (account, device, digest)"
+_DIGEST_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS mailbox_digest_unique "
+                 "ON mailbox (account, device, digest)")
 
 
 def _digest(envelope: bytes) -> bytes:
-    """What finds an envelope again in its mailbox (the envelope itself is compared too)."""
+    """An envelope's name in its mailbox: a byte-identical envelope is the same message (a
+    128-bit BLAKE2b, so two different envelopes never share one)."""
     return hashlib.blake2b(envelope, digest_size=DIGEST_SIZE).digest()
 
 
@@ -227,9 +229,9 @@ class SqliteRelayStore:
                 if isinstance(checked, Exception):
                     results.append(checked)
                     continue
-                db.executemany(
-                    "INSERT INTO mailbox (account, device, sender, sender_device, stored_at, "
-                    "envelope, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                db.executemany(  # a message stored already is ignored (the unique digest)
+                    "INSERT OR IGNORE INTO mailbox (account, device, sender, sender_device, "
+                    "stored_at, envelope, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(m.account, m.device_id, *write.sender, write.now, m.envelope, digest)
                      for m, digest in checked])
                 results.append(None)
@@ -238,31 +240,27 @@ class SqliteRelayStore:
     @staticmethod
     def _new_messages(db: sqlite3.Connection, write: Enqueue
                       ) -> list[tuple[Outgoing, bytes]] | QuotaExceededError | DeviceGoneError:
-        """The messages of ``write`` not stored yet, each with its digest; or why ``write``
-        cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
-        fresh: list[tuple[Outgoing, bytes]] = []
+        """The messages of ``write``, each with its digest; or why ``write`` cannot be stored
+        now: a full mailbox (unless the message is in it already), or a device unlinked
+        meanwhile. Looking for the message itself is left to when the mailbox is full."""
+        messages = []
         for message in write.messages:
             address = (message.account, message.device_id)
             if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
                           address).fetchone() is None:
                 return DeviceGoneError(*address)
             digest = _digest(message.envelope)
-            if (message, digest) in fresh or db.execute(
-                    "SELECT 1 FROM mailbox WHERE account = ? AND device = ? AND digest = ? "
-                    "AND envelope = ?", (*address, digest, message.envelope)
-                    ).fetchone() is not None:
-                continue  # this very message is stored already
-            count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
-                               address).fetchone()[0]
-            if count >= write.quota:
+            messages.append((message, digest))
+            full = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
+                              address).fetchone()[0] >= write.quota
+            if not full and write.byte_quota is not None:
+                full = db.execute("SELECT COALESCE(SUM(LENGTH(envelope)), 0) FROM mailbox "
+                                  "WHERE account = ? AND device = ?", address
+                                  ).fetchone()[0] + len(message.envelope) > write.byte_quota
+            if full and db.execute("SELECT 1 FROM mailbox WHERE account = ? AND device = ? "
+                                   "AND digest = ?", (*address, digest)).fetchone() is None:
                 return QuotaExceededError(*address)
-            if write.byte_quota is not None and db.execute(
-                    "SELECT COALESCE(SUM(LENGTH(envelope)), 0) FROM mailbox "
-                    "WHERE account = ? AND device = ?", address
-                    ).fetchone()[0] + len(message.envelope) > write.byte_quota:
-                return QuotaExceededError(*address)
-            fresh.append((message, digest))
-        return fresh
+        return messages
 
     @storage
     async def pending(self, account: str, device_id: int, after_seq: int, limit: int
