@@ -106,6 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print("Relay over loopback (encrypt, relay, decrypt; 100-byte messages)")
         print(report.relay_table(relay, args.markdown))
+        redis = report.redis_table(relay, args.markdown)
+        if redis:
+            print()
+            print("Relay on Redis (appendfsync always), 1-3 nodes on one redis-server; with 2 or "
+                  "3 nodes every message crosses nodes")
+            print(redis)
+        for note in relay.get("notes", []):
+            print(f"note: {note}")
     for name, note in notes.items():
         print(f"note: {name}: {note}")
     print()

@@ -4,8 +4,10 @@ The relay runs in a subprocess (:mod:`benchmarks.relay_server`), the clients her
 a core. A pair is a sender and a receiver account with a session between them; the sender
 encrypts a message carrying its send time, sends it and waits for the relay's answer before the
 next (closed loop); the receiver decrypts every delivery, records the latency and acknowledges
-the batch. The same clients drive the real relay and the bare trio forwarder. Every loop stops
-at a deadline; only 127.0.0.1 is ever contacted.
+the batch. The same clients drive the bare trio forwarder, the relay on SQLite and the relay on
+Redis with 1, 2 and 3 nodes (processes) on one ``redis-server``; with several nodes, pair ``i``
+sends through node ``i mod n`` to a receiver on node ``i + 1 mod n``, so every message crosses
+nodes. Every loop stops at a deadline; only 127.0.0.1 is ever contacted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from e2e_proto import relay_api as api
 from e2e_proto.devices import DeviceList
 from e2e_proto.keys import IdentityKeyPair
 from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
+from storage.redis_server import LocalRedis, RedisServerError
 
 from .crypto import Device, established
 from .relay_server import HOST, raise_fd_limit
@@ -66,11 +69,12 @@ class RelayProcess:
             self.process.wait()
 
 
-def start_relay(kind: str, log: Path, db: Path | None = None) -> RelayProcess:
-    """Start ``real`` (SQLite at ``db``) or ``bare``, stderr to ``log``; returns once it listens."""
+def start_relay(kind: str, log: Path, store: str = "") -> RelayProcess:
+    """Start ``real`` (on ``store``: ``sqlite:PATH`` or ``redis://...``) or ``bare``, stderr to
+    ``log``; returns once it listens."""
     with open(log, "ab") as errors:
         process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.relay_server", kind, str(db or "")],
+            [sys.executable, "-m", "benchmarks.relay_server", kind, store],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
             cwd=Path(__file__).resolve().parent.parent)
     assert process.stdout is not None
@@ -151,9 +155,12 @@ async def _authenticate(connection: Connection, account: Account) -> None:
         signature=account.device.identity.sign(api.auth_message(nonce, account.name, 0)))
 
 
-async def _run_load(port: int, pairs: list[tuple[Account, Account]], warmup: float,
+async def _run_load(ports: Sequence[int], pairs: list[tuple[Account, Account]], warmup: float,
                     duration: float) -> LoadResult:
-    """Drive ``pairs`` for ``warmup + duration`` seconds; measure inside the last ``duration``."""
+    """Drive ``pairs`` for ``warmup + duration`` seconds; measure inside the last ``duration``.
+
+    Pair ``i`` sends through ``ports[i % n]`` to a receiver on ``ports[(i + 1) % n]``.
+    """
     body = bytes(MESSAGE_SIZE - _STAMP.size)
     events: list[tuple[float, float]] = []
     clock = time.perf_counter
@@ -161,7 +168,7 @@ async def _run_load(port: int, pairs: list[tuple[Account, Account]], warmup: flo
     ready = trio.Event()
     connected = [0]
 
-    async def sender(account: Account, to: Account) -> None:
+    async def sender(account: Account, to: Account, port: int) -> None:
         async with open_connection(HOST, port) as connection:
             await _authenticate(connection, account)
             connected[0] += 1
@@ -171,7 +178,7 @@ async def _run_load(port: int, pairs: list[tuple[Account, Account]], warmup: flo
                 envelope = cipher.encrypt(remote, _STAMP.pack(clock()) + body)
                 await connection.request("send", to=to.name, envelopes=[envelope.encode()])
 
-    async def receiver(account: Account) -> None:
+    async def receiver(account: Account, port: int) -> None:
         async with open_connection(HOST, port) as connection:
             await _authenticate(connection, account)
             connected[0] += 1
@@ -193,9 +200,10 @@ async def _run_load(port: int, pairs: list[tuple[Account, Account]], warmup: flo
                     await connection.request("ack", seqs=seqs)
 
     async with trio.open_nursery() as nursery:
-        for sender_account, receiver_account in pairs:
-            nursery.start_soon(receiver, receiver_account)
-            nursery.start_soon(sender, sender_account, receiver_account)
+        for index, (sender_account, receiver_account) in enumerate(pairs):
+            nursery.start_soon(receiver, receiver_account, ports[(index + 1) % len(ports)])
+            nursery.start_soon(sender, sender_account, receiver_account,
+                               ports[index % len(ports)])
         with trio.fail_after(SETUP_TIMEOUT):
             while connected[0] < 2 * len(pairs):
                 await trio.sleep(0.01)
@@ -270,16 +278,39 @@ async def _memory(port: int, account: Account, relay: RelayProcess, counts: tupl
 # -- the whole relay section ----------------------------------------------------------------------
 
 
+@dataclass
+class Server:
+    """What one row of the relay figures ran against: a name, its node count and their ports."""
+
+    name: str
+    nodes: int
+    ports: list[int]
+
+
+def _merged(server: Server, count: int, got: list[LoadResult]) -> dict[str, Any]:
+    latencies = [x for r in got for x in r.latencies]
+    merged = LoadResult(count, sum(r.messages for r in got), sum(r.seconds for r in got),
+                        latencies)
+    return {"server": server.name, "nodes": server.nodes, "pairs": count,
+            "messages": merged.messages, "seconds": merged.seconds,
+            "messages_per_second": merged.rate, "p50_seconds": merged.percentile(50),
+            "p99_seconds": merged.percentile(99),
+            "rounds_messages_per_second": [r.rate for r in got]}
+
+
 def relay_figures(pair_counts: tuple[int, ...] = (2, 16, 64), warmup: float = 0.5,
                   duration: float = 2.0, rounds: int = 1,
                   idle_counts: tuple[int, ...] = (1000, 5000),
+                  redis_nodes: tuple[int, ...] = (1, 2, 3),
+                  redis_pair_counts: tuple[int, ...] = (16, 64),
                   progress: Progress = lambda _: None) -> dict[str, Any]:
-    """Throughput and latency against the real and bare relays, and idle-connection memory."""
+    """Throughput and latency against the bare relay, the relay on SQLite and on Redis with
+    each of ``redis_nodes`` nodes (at ``redis_pair_counts``), and idle-connection memory."""
     raise_fd_limit(max(idle_counts, default=0) + 1000)
-    results: dict[str, Any] = {"load": [], "memory": {}}
+    results: dict[str, Any] = {"load": [], "memory": {}, "notes": []}
     with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp:
         if idle_counts:
-            relay = start_relay("real", Path(tmp) / "relay.log", Path(tmp) / "memory.db")
+            relay = start_relay("real", Path(tmp) / "relay.log", f"sqlite:{tmp}/memory.db")
             try:
                 mem = trio.run(_memory, relay.port, Account("idle", Device("idle")), relay,
                                idle_counts, progress)
@@ -288,42 +319,60 @@ def relay_figures(pair_counts: tuple[int, ...] = (2, 16, 64), warmup: float = 0.
             results["memory"] = {str(k): v for k, v in mem.items()}
         if not pair_counts:
             return results
-        pairs = make_pairs(max(pair_counts))
-        real = start_relay("real", Path(tmp) / "relay.log", Path(tmp) / "relay.db")
-        bare = start_relay("bare", Path(tmp) / "bare.log")
+        pairs = make_pairs(max(pair_counts + redis_pair_counts))
+        processes = [start_relay("real", Path(tmp) / "relay.log", f"sqlite:{tmp}/relay.db"),
+                     start_relay("bare", Path(tmp) / "bare.log")]
+        servers = [Server("relay", 1, [processes[0].port]), Server("bare", 1, [processes[1].port])]
+        register_on = [processes[0].port]  # one registration per store: the nodes share Redis
+        redis: LocalRedis | None = None
+        if redis_nodes:
+            try:
+                redis = LocalRedis(Path(tmp) / "redis")
+            except RedisServerError as exc:
+                results["notes"].append(f"relay on Redis not measured: {exc}")
         try:
+            if redis is not None:
+                nodes = [start_relay("real", Path(tmp) / "redis-nodes.log", redis.url())
+                         for _ in range(max(redis_nodes))]
+                processes += nodes
+                servers += [Server("redis", n, [node.port for node in nodes[:n]])
+                            for n in redis_nodes]
+                register_on.append(nodes[0].port)
             progress("relay: registering accounts")
 
             async def register_all() -> None:
-                for sender, receiver in pairs:
-                    await register(real.port, sender)
-                    await register(real.port, receiver)
+                for port in register_on:
+                    for sender, receiver in pairs:
+                        await register(port, sender)
+                        await register(port, receiver)
 
             trio.run(register_all)
-            for count in pair_counts:
-                runs: dict[str, list[LoadResult]] = {"relay": [], "bare": []}
+            cores = os.cpu_count() or 1
+            if redis is not None and max(redis_nodes) + 2 > cores:
+                results["notes"].append(
+                    f"{cores} cores for {max(redis_nodes)} relay nodes, redis-server and the "
+                    "load generator: more nodes share the same cores, so these figures show "
+                    "what crossing nodes costs, not how throughput scales with nodes")
+            for count in sorted(set(pair_counts) | set(redis_pair_counts)):
+                runs: dict[int, list[LoadResult]] = {index: [] for index in range(len(servers))}
+                order = [index for index, server in enumerate(servers)
+                         if count in (redis_pair_counts if server.name == "redis"
+                                      else pair_counts)]
                 for round_ in range(rounds):
-                    order = [("bare", bare), ("relay", real)]
-                    if round_ % 2:
-                        order.reverse()
-                    for name, process in order:
-                        progress(f"relay load: {count} pairs, {name}, round {round_ + 1}")
-                        runs[name].append(trio.run(_run_load, process.port, pairs[:count],
-                                                   warmup, duration))
-                for name, got in runs.items():
-                    latencies = [x for r in got for x in r.latencies]
-                    merged = LoadResult(count, sum(r.messages for r in got),
-                                        sum(r.seconds for r in got), latencies)
-                    results["load"].append({
-                        "server": name, "pairs": count, "messages": merged.messages,
-                        "seconds": merged.seconds, "messages_per_second": merged.rate,
-                        "p50_seconds": merged.percentile(50),
-                        "p99_seconds": merged.percentile(99),
-                        "rounds_messages_per_second": [r.rate for r in got],
-                    })
+                    for index in (order if round_ % 2 == 0 else order[::-1]):
+                        server = servers[index]
+                        progress(f"relay load: {count} pairs, {server.name}"
+                                 f"{f' x{server.nodes}' if server.name == 'redis' else ''}, "
+                                 f"round {round_ + 1}")
+                        runs[index].append(trio.run(_run_load, server.ports, pairs[:count],
+                                                    warmup, duration))
+                for index in order:
+                    results["load"].append(_merged(servers[index], count, runs[index]))
         finally:
-            real.stop()
-            bare.stop()
+            for process in processes:
+                process.stop()
+            if redis is not None:
+                redis.kill()
     return results
 
 

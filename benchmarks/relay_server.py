@@ -1,9 +1,10 @@
 """A relay in its own process for the relay figures: the real one, or a bare trio forwarder.
 
-``python -m benchmarks.relay_server real DB`` serves :class:`server.relay.server.Relay` over SQLite
-(synchronous=FULL, as deployed) on 127.0.0.1 with an OS-chosen port; ``bare`` serves a
-forwarder that speaks the same frames with no storage, no signature checks and no crypto. Both
-print ``PORT <n>`` on stdout once listening and stop when stdin closes.
+``python -m benchmarks.relay_server real STORE`` serves :class:`server.relay.server.Relay` on
+``STORE`` (``sqlite:PATH``, synchronous=FULL as deployed, or ``redis://HOST:PORT/DB``: one node
+of several) on 127.0.0.1 with an OS-chosen port; ``bare`` serves a forwarder that speaks the
+same frames with no storage, no signature checks and no crypto. Both print ``PORT <n>`` on
+stdout once listening and stop when stdin closes.
 """
 
 from __future__ import annotations
@@ -84,35 +85,39 @@ async def _until_stdin_closes() -> None:
     await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
 
 
-async def _serve(kind: str, db: str) -> None:
+async def _serve(kind: str, store: str) -> None:
     raise_fd_limit(20_000)
-    async with trio.open_nursery() as nursery:
-        if kind == "bare":
+    if kind == "bare":
+        async with trio.open_nursery() as nursery:
             listeners = await trio.open_tcp_listeners(0, host=HOST)
             nursery.start_soon(trio.serve_listeners, BareRelay().handle, listeners)
-        else:
-            from server.relay.config import RelayConfig
-            from server.relay.main import serve
-            from server.relay.server import Relay
-            from server.relay.sqlite_store import SqliteRelayStore
+            await _report_and_wait(listeners, nursery)
+        return
+    from server.relay.backends import open_backend
+    from server.relay.config import RelayConfig
+    from server.relay.main import serve
+    from server.relay.server import Relay
 
-            # The request-rate limits (200/s per connection, 400/s per account) would cap a
-            # closed-loop sender below what the relay can do, and the memory figure opens
-            # thousands of connections for one device; everything else (storage with
-            # synchronous=FULL, checks, group commit) is the deployed configuration.
-            config = RelayConfig(requests_per_second=1e9, request_burst=10**9,
-                                 account_requests_per_second=1e9, account_request_burst=10**9,
-                                 connections_per_account=10**9)
-            relay = Relay(SqliteRelayStore(db), config)
-            listeners = await nursery.start(serve, relay, HOST, 0)
-        port = listeners[0].socket.getsockname()[1]
-        print(f"PORT {port}", flush=True)
-        await _until_stdin_closes()
-        nursery.cancel_scope.cancel()
+    # The request-rate limits (200/s per connection, 400/s per account) would cap a closed-loop
+    # sender below what the relay can do, and the memory figure opens thousands of connections
+    # for one device; everything else (durable storage, checks, group commit) is the deployed
+    # configuration.
+    config = RelayConfig(requests_per_second=1e9, request_burst=10**9,
+                         account_requests_per_second=1e9, account_request_burst=10**9,
+                         connections_per_account=10**9)
+    async with open_backend(store) as (opened, hub), trio.open_nursery() as nursery:
+        listeners = await nursery.start(serve, Relay(opened, config, hub=hub), HOST, 0)
+        await _report_and_wait(listeners, nursery)
+
+
+async def _report_and_wait(listeners: list[trio.SocketListener], nursery: trio.Nursery) -> None:
+    print(f"PORT {listeners[0].socket.getsockname()[1]}", flush=True)
+    await _until_stdin_closes()
+    nursery.cancel_scope.cancel()
 
 
 def main() -> None:
-    """``relay_server (real DB | bare)``."""
+    """``relay_server (real STORE | bare)``."""
     kind = sys.argv[1]
     trio.run(_serve, kind, sys.argv[2] if len(sys.argv) > 2 else "")
 

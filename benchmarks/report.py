@@ -142,15 +142,17 @@ def targets(stats: dict[str, Stat], relay: dict[str, Any] | None) -> list[Target
         _target(f"fan-out to {FANOUT_DEVICES} devices vs vodozemac Olm", _ratio(fan, vz_fan),
                 0.6, "<=", "x", us_pair(fan, vz_fan, "ours vs vodozemac")),
     ]
-    load = {(row["server"], row["pairs"]): row for row in (relay or {}).get("load", [])}
-    real, bare = load.get(("relay", 16)), load.get(("bare", 16))
-    out.append(_target(
-        "relay 16 pairs throughput vs bare trio relay",
-        _ratio(real and real["messages_per_second"], bare and bare["messages_per_second"]),
-        0.5, ">=", "x", "" if not (real and bare) else
-        f"({real['messages_per_second']:.0f} vs {bare['messages_per_second']:.0f} msg/s)"))
-    out.append(_target("relay 16 pairs p99 latency", real and real["p99_seconds"] * 1000, 50,
-                       "<", " ms", ""))
+    load = _load_rows(relay)
+    bare = load.get(("bare", 1, 16))
+    for name, row in (("relay", load.get(("relay", 1, 16))),
+                      ("relay on Redis (1 node)", load.get(("redis", 1, 16)))):
+        out.append(_target(
+            f"{name} 16 pairs throughput vs bare trio relay",
+            _ratio(row and row["messages_per_second"], bare and bare["messages_per_second"]),
+            0.5, ">=", "x", "" if not (row and bare) else
+            f"({row['messages_per_second']:.0f} vs {bare['messages_per_second']:.0f} msg/s)"))
+        out.append(_target(f"{name} 16 pairs p99 latency", row and row["p99_seconds"] * 1000,
+                           50, "<", " ms", ""))
     memory = (relay or {}).get("memory", {}).get("5000")
     out.append(_target("relay RSS per idle connection at 5,000",
                        memory and memory["bytes_per_connection"] / 1024, 20, "<=", " KiB", ""))
@@ -221,14 +223,20 @@ def crypto_table(stats: dict[str, Stat], sizes: dict[str, int], markdown: bool) 
     return _render(head, lines, markdown)
 
 
+def _load_rows(relay: dict[str, Any] | None) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """The load rows by (server, nodes, pairs)."""
+    return {(row["server"], row.get("nodes", 1), row["pairs"]): row
+            for row in (relay or {}).get("load", [])}
+
+
 def relay_table(relay: dict[str, Any], markdown: bool) -> str:
-    """Relay vs bare trio relay per pair count, then idle-connection memory."""
-    load = {(row["server"], row["pairs"]): row for row in relay.get("load", [])}
+    """Relay (SQLite) vs bare trio relay per pair count, then idle-connection memory."""
+    load = _load_rows(relay)
     head = ["pairs", "relay msg/s", "relay p50", "relay p99", "bare msg/s", "bare p50",
             "bare p99", "relay / bare"]
     lines = []
-    for pairs in sorted({p for _, p in load}):
-        real, bare = load.get(("relay", pairs)), load.get(("bare", pairs))
+    for pairs in sorted({p for server, _, p in load if server != "redis"}):
+        real, bare = load.get(("relay", 1, pairs)), load.get(("bare", 1, pairs))
         row = [str(pairs)]
         for r in (real, bare):
             row += ["–"] * 3 if r is None else [
@@ -248,6 +256,23 @@ def relay_table(relay: dict[str, Any], markdown: bool) -> str:
             ["idle connections", "relay RSS", "RSS before", "RSS per connection"], mem_lines,
             markdown)
     return text
+
+
+def redis_table(relay: dict[str, Any], markdown: bool) -> str:
+    """The relay on Redis per node count and pair count, beside the bare relay and SQLite."""
+    load = _load_rows(relay)
+    head = ["pairs", "Redis nodes", "msg/s", "p50", "p99", "vs bare", "vs SQLite relay"]
+    lines = []
+    for server, nodes, pairs in sorted(k for k in load if k[0] == "redis"):
+        row = load[(server, nodes, pairs)]
+        cells = [str(pairs), str(nodes), f"{row['messages_per_second']:.0f}",
+                 f"{row['p50_seconds'] * 1000:.1f} ms", f"{row['p99_seconds'] * 1000:.1f} ms"]
+        for other in ("bare", "relay"):
+            peer = load.get((other, 1, pairs))
+            ratio = _ratio(row["messages_per_second"], peer and peer["messages_per_second"])
+            cells.append("–" if ratio is None else f"{ratio:.2f}x")
+        lines.append(cells)
+    return _render(head, lines, markdown) if lines else ""
 
 
 def _render(head: list[str], rows: list[list[str]], markdown: bool) -> str:
@@ -312,14 +337,17 @@ def plot(path: Path, stats: dict[str, Stat], relay: dict[str, Any] | None, title
     if has_relay:
         assert relay is not None
         rx = axes[0][1]
-        load = relay["load"]
-        counts = sorted({row["pairs"] for row in load})
-        for offset, server, label in ((-0.2, "relay", "relay (SQLite, fsync)"),
-                                      (0.2, "bare", "bare trio relay")):
-            rates = {row["pairs"]: row["messages_per_second"] for row in load
-                     if row["server"] == server}
-            rx.bar([i + offset for i in range(len(counts))], [rates.get(c, 0) for c in counts],
-                   width=0.4, label=label)
+        load = _load_rows(relay)
+        counts = sorted({pairs for _, _, pairs in load})
+        bars = [("relay", 1, "relay (SQLite, fsync)"), ("bare", 1, "bare trio relay")]
+        bars += [("redis", nodes, f"relay on Redis, {nodes} node{'s' * (nodes > 1)}")
+                 for nodes in sorted({n for server, n, _ in load if server == "redis"})]
+        width = 0.8 / len(bars)
+        for index, (server, nodes, label) in enumerate(bars):
+            offset = (index - (len(bars) - 1) / 2) * width
+            rates = [load[(server, nodes, c)]["messages_per_second"]
+                     if (server, nodes, c) in load else 0 for c in counts]
+            rx.bar([i + offset for i in range(len(counts))], rates, width=width, label=label)
         rx.set_xticks(range(len(counts)))
         rx.set_xticklabels([f"{c} pairs" for c in counts])
         rx.set_ylabel("messages per second (encrypt, relay, decrypt)")

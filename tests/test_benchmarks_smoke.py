@@ -7,6 +7,7 @@ import math
 
 from benchmarks import breakdown, crypto, report
 from benchmarks.__main__ import build_parser
+from benchmarks.relay import relay_figures
 from benchmarks.timing import Stat, run_interleaved
 
 
@@ -37,6 +38,25 @@ def test_targets_are_reported_met_missed_or_na() -> None:
     assert targets["session establishment vs vodozemac Olm"].met is None
     json.dumps([t.line() for t in targets.values()])
     assert "relay / bare" in report.relay_table(relay, markdown=False)
+
+
+def test_redis_rows_get_their_own_table_and_targets() -> None:
+    def row(server: str, nodes: int, rate: float, p99: float) -> dict:
+        return {"server": server, "nodes": nodes, "pairs": 16, "messages_per_second": rate,
+                "p50_seconds": p99 / 2, "p99_seconds": p99}
+
+    relay = {"load": [row("bare", 1, 1000.0, 0.01), row("relay", 1, 700.0, 0.02),
+                      row("redis", 1, 400.0, 0.06), row("redis", 3, 300.0, 0.03)]}
+    targets = {t.name: t for t in report.targets({}, relay)}
+    throughput = targets["relay on Redis (1 node) 16 pairs throughput vs bare trio relay"]
+    assert throughput.met is False and math.isclose(throughput.value or 0, 0.4)
+    assert targets["relay on Redis (1 node) 16 pairs p99 latency"].met is False
+    assert targets["relay 16 pairs throughput vs bare trio relay"].met is True
+    table = report.redis_table(relay, markdown=True).splitlines()
+    assert table[0].startswith("| pairs | Redis nodes |")
+    assert table[2:] == ["| 16 | 1 | 400 | 30.0 ms | 60.0 ms | 0.40x | 0.57x |",
+                         "| 16 | 3 | 300 | 15.0 ms | 30.0 ms | 0.30x | 0.43x |"]
+    assert "redis" not in report.relay_table(relay, markdown=True)
 
 
 def test_targets_carry_the_bound_of_the_required_calls() -> None:
@@ -76,3 +96,12 @@ def test_breakdown_attributes_every_part() -> None:
     ping_pong = [value for line, value in lines.items()
                  if line.startswith("ping-pong:") and not line.endswith("total")]
     assert math.isclose(sum(ping_pong), lines["ping-pong: total"])
+
+
+def test_relay_figures_run_against_every_server() -> None:
+    relay = relay_figures(pair_counts=(2,), redis_pair_counts=(2,), redis_nodes=(1, 2),
+                          warmup=0.05, duration=0.3, idle_counts=())
+    rows = {(row["server"], row["nodes"]): row for row in relay["load"]}
+    assert set(rows) == {("bare", 1), ("relay", 1), ("redis", 1), ("redis", 2)}
+    assert all(row["pairs"] == 2 and row["messages"] > 0 and row["p99_seconds"] > 0
+               for row in rows.values())
