@@ -85,16 +85,15 @@ def test_sealing_refuses_a_home_with_plaintext_client_data(tmp_path: Path) -> No
 
 
 async def test_group_commit_failure_reaches_every_member() -> None:
-    class Broken:
-        def write_mailboxes(self, writes: object) -> list[Exception | None]:
-            raise RuntimeError("the disk caught fire")
+    async def broken(writes: object) -> list[Exception | None]:
+        raise RuntimeError("the disk caught fire")
 
-    commit = GroupCommit(Broken().write_mailboxes)
+    commit: GroupCommit[Acknowledge, None] = GroupCommit(broken)
     failures: list[str] = []
 
     async def one(seq: int) -> None:
         try:
-            await commit.write(Acknowledge("a", 0, [seq]))
+            await commit.run(Acknowledge("a", 0, [seq]))
         except RuntimeError as exc:
             failures.append(str(exc))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -28,6 +29,7 @@ REDIS_CONNECT_TIMEOUT = 2.0
 REDIS_COMMAND_TIMEOUT = 5.0
 """Seconds a Redis command may take before the request is answered ``unavailable``."""
 REDIS_MIN_VERSION = (7, 0)
+NODE_ID_SIZE = 8
 
 Backend = tuple[RelayStore, Hub]
 
@@ -50,8 +52,9 @@ async def _redis(url: str) -> AsyncIterator[Backend]:
         version = (await client.info("server"))["redis_version"]
         if tuple(int(part) for part in str(version).split(".")[:2]) < REDIS_MIN_VERSION:
             raise RuntimeError(f"Redis {version} is too old; the relay needs Redis >= 7")
-        store = RedisRelayStore(client)
-        yield store, RedisHub(client, store)
+        node = secrets.token_bytes(NODE_ID_SIZE)  # names this process to the other nodes
+        store = RedisRelayStore(client, node)
+        yield store, RedisHub(client, store, node)
 
 
 _SCHEMES: dict[str, Callable[[str], AbstractAsyncContextManager[Backend]]] = {

@@ -1,62 +1,66 @@
-"""Group commit: mailbox writes that arrive together share one durable SQLite commit.
+"""Group commit: storage calls that arrive together share one round (one durable SQLite commit,
+one Redis pipeline).
 
-Part of the SQLite store (:mod:`server.relay.sqlite_store`); Redis batches its own fsyncs.
 Every send and acknowledgement must be on disk before the relay answers, and each commit costs
-an fsync. The first writer of a round becomes the leader: it yields once, so that every request
-already readable on other connections adds its write, then commits them all in one transaction
-and wakes the others. Each write still succeeds or fails on its own.
+an fsync (SQLite), each command a round trip and its client's bookkeeping (Redis). The first
+caller of a round becomes the leader: it yields once, so that every request already readable on
+other connections adds its call, then runs them all in one round and wakes the others. Each
+call still succeeds or fails on its own. While a round is out (a Redis pipeline is awaited),
+the next one gathers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import trio
 
-from .store import MailboxWrite
-
-CommitBatch = Callable[[Sequence[MailboxWrite]], list[Exception | None]]
-"""Apply writes in one transaction; per write, None or the error that undid it."""
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 
 @dataclass(slots=True)
-class _Waiting:
-    write: MailboxWrite
+class _Waiting(Generic[ItemT, ResultT]):
+    item: ItemT
     done: trio.Event = field(default_factory=trio.Event)
-    error: Exception | None = None
+    outcome: ResultT | Exception | None = None
 
 
-class GroupCommit:
-    """Batches :class:`~server.relay.store.MailboxWrite` calls into shared commits."""
+class GroupCommit(Generic[ItemT, ResultT]):
+    """Batches calls into shared rounds of ``run``, which takes the round's items and gives, per
+    item, its result or the error that undid it."""
 
-    def __init__(self, commit: CommitBatch) -> None:
-        self.commit = commit
-        self._round: list[_Waiting] = []
-        self.commits = 0
-        self.writes = 0
+    def __init__(self, run: Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT | Exception]]]
+                 ) -> None:
+        self.run_round = run
+        self._round: list[_Waiting[ItemT, ResultT]] = []
+        self.rounds = 0
+        self.items = 0
 
-    async def write(self, write: MailboxWrite) -> None:
-        """Apply ``write`` durably; raises the error that undid it (quota, storage)."""
-        waiting = _Waiting(write)
+    async def run(self, item: ItemT) -> ResultT:
+        """Run ``item`` in the next round; its result, or raises the error that undid it."""
+        waiting: _Waiting[ItemT, ResultT] = _Waiting(item)
         self._round.append(waiting)
         if len(self._round) == 1:
             # Shielded: a leader cancelled half way would strand the others of its round.
             with trio.CancelScope(shield=True):
                 await trio.lowlevel.cancel_shielded_checkpoint()  # let this round fill up
                 batch, self._round = self._round, []
-                errors: list[Exception | None]
+                outcomes: Sequence[ResultT | Exception]
                 try:
-                    errors = self.commit([w.write for w in batch])
-                except Exception as exc:  # nothing was committed: every member fails with it
-                    errors = [exc] * len(batch)
+                    outcomes = await self.run_round([w.item for w in batch])
+                except Exception as exc:  # nothing was done: every member fails with it
+                    outcomes = [exc] * len(batch)
                 finally:
-                    self.commits += 1
-                    self.writes += len(batch)
-                for member, error in zip(batch, errors, strict=True):
-                    member.error = error
+                    self.rounds += 1
+                    self.items += len(batch)
+                for member, outcome in zip(batch, outcomes, strict=True):
+                    member.outcome = outcome
                     member.done.set()
         else:
             await waiting.done.wait()
-        if waiting.error is not None:
-            raise waiting.error
+        if isinstance(waiting.outcome, Exception):
+            raise waiting.outcome
+        return waiting.outcome  # type: ignore[return-value]

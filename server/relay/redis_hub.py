@@ -2,10 +2,14 @@
 
 A node subscribes to the channel of every device it has a connection of, and of every link
 offer waiting on one of its connections (:mod:`server.relay.redis_keys`), as Signal-Server's
-nodes listen on a device's presence channel. A send publishes "new mail" on each recipient's
-channel from inside the insert script; a push, an unlink or a link approval is published by the
-node that made it; a connection that authenticates publishes "displaced" on its device's channel,
-and the other nodes close their older connections of that device.
+nodes listen on a device's presence channel. A connection that authenticates records its node
+as the device's presence and publishes "displaced" on the device's channel (one script, after
+subscribing): the other nodes close their older connections of that device. A send publishes
+"new mail" on each recipient's channel from inside the insert script, unless the recipient's
+presence is the sending node, which then wakes its own connections (:meth:`RedisHub.mail_stored`):
+a newer connection elsewhere has set its presence before its first read, so it either sees the
+message then or hears of it. A push, an unlink or a link approval is published by the node
+that made it.
 
 The hub also hears ``e2e:accounts``, where every device-list change is announced, and tells
 the store to drop its copy of that account (:class:`AccountCopies`); the store keeps copies
@@ -19,7 +23,6 @@ wakes every connection, since mail stored meanwhile was announced to nobody.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -34,7 +37,8 @@ from e2e_proto.address import Address
 
 from ..common.store_base import StoreUnavailableError
 from . import redis_keys as keys
-from .hub import DISPLACED, DeviceEvent, Listener
+from . import redis_scripts as scripts
+from .hub import DISPLACED, MAIL, DeviceEvent, Listener
 
 log = logging.getLogger("e2e.relay")
 
@@ -60,11 +64,12 @@ class AccountCopies(Protocol):
 class RedisHub:
     """:class:`~server.relay.hub.Hub` over Redis pub/sub; ``node`` names this process."""
 
-    def __init__(self, client: coredis.Redis[bytes], accounts: AccountCopies,
-                 node: bytes | None = None) -> None:
+    def __init__(self, client: coredis.Redis[bytes], accounts: AccountCopies, node: bytes
+                 ) -> None:
         self.client = client
         self.accounts = accounts
-        self.node = node or secrets.token_bytes(8)
+        self.node = node
+        self._claim = client.register_script(scripts.CLAIM)
         self._listener: Listener | None = None
         self._pubsub: PubSub[bytes] | None = None
         self._listening = trio.Event()
@@ -125,12 +130,14 @@ class RedisHub:
         return self._pubsub
 
     async def serve(self, address: Address) -> None:
-        """Subscribe to the device's channel, then displace its connections on other nodes."""
+        """Subscribe to the device's channel, then claim its presence and displace its
+        connections on other nodes."""
         pubsub = await self._subscriber()
         channel = keys.device_channel(address)
         try:
             await pubsub.subscribe(channel)
-            await self.client.publish(channel, _encode(DeviceEvent(DISPLACED, self.node)))
+            await self._claim([keys.presence_key(address)],
+                              [self.node, channel, _encode(DeviceEvent(DISPLACED, self.node))])
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
 
@@ -161,7 +168,12 @@ class RedisHub:
             log.debug("could not unsubscribe from %s: %s", channel, exc)
 
     def mail_stored(self, addresses: Iterable[Address]) -> None:
-        """Nothing to do: the insert script published "new mail" on each recipient's channel."""
+        """Wake this node's connections of ``addresses`` (the insert script published "new mail"
+        for the others)."""
+        mail = DeviceEvent(MAIL)
+        for address in addresses:
+            if self.listener.serves(address):
+                self.listener.hear(address, mail)
 
     async def tell(self, address: Address, event: DeviceEvent) -> None:
         """Publish ``event`` on the device's channel."""

@@ -20,6 +20,8 @@ key                             type    holds
                                         member = ``A:N:SEQ`` (mailbox TTL across all nodes)
 ``e2e:link:LOOKUP``             string  a pending link (hex lookup): waiter nonce (32 bytes) +
                                         msgpack of the offer; expires after ``link_timeout``
+``e2e:presence:A:N``            string  the node of the device's newest connection (a node that
+                                        stores mail for it wakes it itself, without publishing)
 ==============================  ======  ==========================================================
 
 Channels: ``e2e:to:A:N`` carries events for device ``A.N`` (its nodes subscribe while they serve
@@ -40,6 +42,7 @@ PREKEYS = "e2e:opk:"
 MAILBOX = "e2e:mbox:"
 EXPIRY = "e2e:expiry"
 LINK = "e2e:link:"
+PRESENCE = "e2e:presence:"
 DEVICE_CHANNEL = "e2e:to:"
 LINK_CHANNEL = "e2e:linked:"
 ACCOUNTS_CHANNEL = "e2e:accounts"
@@ -75,6 +78,11 @@ def account_prefixes(account: str) -> list[str]:
     its expiry entries' prefix: ``e2e:dev:A:``, ``e2e:opk:A:``, ``e2e:mbox:A:``, ``A:``."""
     return [DEVICE + account + ":", PREKEYS + account + ":", MAILBOX + account + ":",
             account + ":"]
+
+
+def presence_key(address: Address) -> str:
+    """The node that serves the device's newest connection."""
+    return PRESENCE + device_part(*address)
 
 
 def link_key(lookup: bytes) -> str:

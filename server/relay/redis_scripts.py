@@ -146,15 +146,16 @@ return {device[1], device[2], device[3], device[4], taken[1] or false,
 """
 
 ENQUEUE = """
--- KEYS[1] expiry index, then per message: device hash, mailbox
+-- KEYS[1] expiry index, then per message: device hash, mailbox, presence
 -- ARGV[1] quota (messages), ARGV[2] byte quota (0: none), ARGV[3] now,
--- ARGV[4] the "mail" event payload; then per message: envelope, expiry entry prefix (A:N:),
--- event channel.
+-- ARGV[4] the "mail" event payload, ARGV[5] the calling node; then per message: envelope,
+-- expiry entry prefix (A:N:), event channel. "New mail" is published unless the device's
+-- newest connection is on the calling node, which wakes it itself.
 -- Returns {'ok'}, or {'gone', j} / {'full', j} for the j-th message (nothing stored).
 local quota, byte_quota = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fresh = {}
-for j = 1, (#KEYS - 1) / 2 do
-  local device, mailbox, envelope = KEYS[2 * j], KEYS[2 * j + 1], ARGV[3 * j + 2]
+for j = 1, (#KEYS - 1) / 3 do
+  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 3]
   if redis.call('EXISTS', device) == 0 then
     return {'gone', j}
   end
@@ -170,16 +171,25 @@ for j = 1, (#KEYS - 1) / 2 do
   end
 end
 for _, j in ipairs(fresh) do
-  local device, mailbox, envelope = KEYS[2 * j], KEYS[2 * j + 1], ARGV[3 * j + 2]
+  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 3]
   if not redis.call('ZSCORE', mailbox, envelope) then  -- not an earlier message of this send
     local seq = redis.call('HINCRBY', device, 'seq', 1)
     redis.call('ZADD', mailbox, seq, envelope)
     redis.call('HINCRBY', device, 'bytes', #envelope)
-    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[3 * j + 3] .. string.format('%d', seq))
-    redis.call('PUBLISH', ARGV[3 * j + 4], ARGV[4])
+    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[3 * j + 4] .. string.format('%d', seq))
+    if redis.call('GET', KEYS[3 * j + 1]) ~= ARGV[5] then
+      redis.call('PUBLISH', ARGV[3 * j + 5], ARGV[4])
+    end
   end
 end
 return {'ok'}
+"""
+
+CLAIM = """
+-- KEYS[1] presence of a device; ARGV[1] the node that now serves its newest connection,
+-- ARGV[2] the device's event channel, ARGV[3] the "displaced" event payload
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 """
 
 ACKNOWLEDGE = """

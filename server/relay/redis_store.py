@@ -6,12 +6,17 @@ of more than one key is one Lua script (:mod:`server.relay.redis_scripts`), atom
 send is acknowledged only after Redis answered, which with ``appendonly yes`` and
 ``appendfsync always`` is after its fsync. The insert script also publishes "new mail" on each
 recipient's channel, so the nodes serving them hear of it without another round trip
-(:mod:`server.relay.redis_hub`).
+(:mod:`server.relay.redis_hub`), except for a device whose newest connection is on the calling
+node (``e2e:presence``), which that node wakes itself.
 
 Accounts are read on every request, so each node keeps decoded copies, but only while its hub
 hears the channel on which the device-list script announces every change (``e2e:accounts``):
 a change drops the copy on every node, and a node that stops hearing drops them all. A read
 that overlapped any change is not kept.
+
+Mailbox reads and writes that arrive together go to Redis as one pipeline
+(:class:`~server.relay.group_commit.GroupCommit`): a command's client-side bookkeeping, not
+Redis, is what a relay node spends most of its time on.
 
 Any Redis failure (refused connection, timeout, a Redis loading its AOF, a full disk) becomes
 :class:`~server.common.store_base.StoreUnavailableError`: the client is told ``unavailable``
@@ -25,7 +30,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import coredis
 import msgpack
@@ -38,6 +43,7 @@ from e2e_proto.address import Address
 from ..common.store_base import Bundle, StoreUnavailableError
 from . import redis_keys as keys
 from . import redis_scripts as scripts
+from .group_commit import GroupCommit
 from .hub import MAIL
 from .store import (
     ACCOUNT_CACHE_SIZE,
@@ -47,6 +53,7 @@ from .store import (
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
+    MailboxWrite,
     NameTakenError,
     NewDevice,
     PendingLink,
@@ -79,6 +86,18 @@ def unavailable(method: Callable[Concatenate[StoreT, P], Awaitable[R]]
     return wrapper
 
 
+class MailboxRead(NamedTuple):
+    """A read of one device's mailbox (:meth:`RedisRelayStore.pending`)."""
+
+    account: str
+    device_id: int
+    after_seq: int
+    limit: int
+
+
+MailboxCall = MailboxWrite | MailboxRead
+
+
 def _prekey_member(prekey_id: int, key: bytes) -> bytes:
     return _PREKEY_ID.pack(prekey_id) + key
 
@@ -94,8 +113,9 @@ class RedisRelayStore:
     """:class:`RelayStore` in Redis, on a connected ``coredis`` client (see
     :func:`server.relay.backends.open_backend`)."""
 
-    def __init__(self, client: coredis.Redis[bytes]) -> None:
+    def __init__(self, client: coredis.Redis[bytes], node: bytes) -> None:
         self.client = client
+        self.node = node
         self._accounts: dict[str, AccountRecord] = {}
         self._caching = False
         self._changes = 0  # counts forgotten copies: a read across a change is not kept
@@ -105,10 +125,10 @@ class RedisRelayStore:
         self._touch = client.register_script(scripts.TOUCH)
         self._store_prekeys = client.register_script(scripts.STORE_PREKEYS)
         self._take_bundle = client.register_script(scripts.TAKE_BUNDLE)
-        self._enqueue = client.register_script(scripts.ENQUEUE)
-        self._acknowledge = client.register_script(scripts.ACKNOWLEDGE)
         self._expire = client.register_script(scripts.EXPIRE)
         self._withdraw_link = client.register_script(scripts.WITHDRAW_LINK)
+        self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | None] = GroupCommit(
+            self._mailbox_round)
 
     @unavailable
     async def create_account(self, account: str, account_key: bytes, list_version: int,
@@ -220,36 +240,71 @@ class RedisRelayStore:
     @unavailable
     async def enqueue(self, write: Enqueue) -> None:
         """Store one send, all or nothing, and publish "new mail" to its recipients."""
-        script_keys = [keys.EXPIRY]
-        args: list[Any] = [write.quota, write.byte_quota or 0, repr(write.now), MAIL_EVENT]
-        for message in write.messages:
-            account, device_id = message.account, message.device_id
-            script_keys += [keys.device_key(account, device_id),
-                            keys.mailbox_key(account, device_id)]
-            args += [message.envelope, keys.device_part(account, device_id) + ":",
-                     keys.device_channel(Address(account, device_id))]
-        result = await self._enqueue(script_keys, args)
-        if result[0] != b"ok":
-            refused = write.messages[result[1] - 1]
-            error = DeviceGoneError if result[0] == b"gone" else QuotaExceededError
-            raise error(refused.account, refused.device_id)
+        await self._mailboxes.run(write)
 
     @unavailable
     async def acknowledge(self, write: Acknowledge) -> None:
         """Delete a device's messages by seq."""
-        account, device_id = write.account, write.device_id
-        await self._acknowledge(
-            [keys.device_key(account, device_id), keys.mailbox_key(account, device_id),
-             keys.EXPIRY], [keys.device_part(account, device_id) + ":", *write.seqs])
+        await self._mailboxes.run(write)
 
     @unavailable
     async def pending(self, account: str, device_id: int, after_seq: int, limit: int
                       ) -> list[Delivery]:
         """Stored messages for the device with seq > ``after_seq``, oldest first."""
-        stored = await self.client.zrange(
-            keys.mailbox_key(account, device_id), f"({after_seq}", "+inf",
-            sortby=PureToken.BYSCORE, offset=0, count=limit, withscores=True)
-        return [Delivery(int(seq), envelope) for envelope, seq in stored]
+        return await self._mailboxes.run(  # type: ignore[return-value]
+            MailboxRead(account, device_id, after_seq, limit))
+
+    async def _mailbox_round(self, calls: Sequence[MailboxCall]
+                             ) -> list[list[Delivery] | Exception | None]:
+        """One pipeline of the round's mailbox reads and writes, in order (writes are scripts,
+        sent whole with EVAL: a Redis that restarted has none loaded, and a pipeline has no
+        second try)."""
+        async with self.client.pipeline(transaction=False, raise_on_error=False) as pipe:
+            replies = [pipe.zrange(keys.mailbox_key(call.account, call.device_id),
+                                   f"({call.after_seq}", "+inf", sortby=PureToken.BYSCORE,
+                                   offset=0, count=call.limit, withscores=True)
+                       if isinstance(call, MailboxRead) else pipe.eval(*self._script_call(call))
+                       for call in calls]
+        outcomes: list[list[Delivery] | Exception | None] = []
+        for call, reply in zip(calls, replies, strict=True):
+            try:
+                result = await reply
+            except RedisError as exc:
+                outcomes.append(StoreUnavailableError(f"redis: {exc}"))
+                continue
+            if isinstance(call, MailboxRead):
+                outcomes.append([Delivery(int(seq), envelope) for envelope, seq in result])
+            else:
+                outcomes.append(self._refusal(call, result) if isinstance(call, Enqueue)
+                                else None)
+        return outcomes
+
+    def _script_call(self, write: MailboxWrite) -> tuple[str, list[str], list[Any]]:
+        """The script, keys and arguments that apply ``write``."""
+        if isinstance(write, Acknowledge):
+            account, device_id = write.account, write.device_id
+            return scripts.ACKNOWLEDGE, [
+                keys.device_key(account, device_id), keys.mailbox_key(account, device_id),
+                keys.EXPIRY], [keys.device_part(account, device_id) + ":", *write.seqs]
+        script_keys = [keys.EXPIRY]
+        args: list[Any] = [write.quota, write.byte_quota or 0, repr(write.now), MAIL_EVENT,
+                           self.node]
+        for message in write.messages:
+            address = Address(message.account, message.device_id)
+            script_keys += [keys.device_key(*address), keys.mailbox_key(*address),
+                            keys.presence_key(address)]
+            args += [message.envelope, keys.device_part(*address) + ":",
+                     keys.device_channel(address)]
+        return scripts.ENQUEUE, script_keys, args
+
+    @staticmethod
+    def _refusal(write: Enqueue, result: Any) -> Exception | None:
+        """None for a stored send, else the error the insert script reported."""
+        if result[0] == b"ok":
+            return None
+        refused = write.messages[result[1] - 1]
+        error = DeviceGoneError if result[0] == b"gone" else QuotaExceededError
+        return error(refused.account, refused.device_id)
 
     @unavailable
     async def expire(self, older_than: float) -> int:

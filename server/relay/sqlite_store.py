@@ -80,7 +80,7 @@ class SqliteRelayStore:
         self._db.execute(_DIGEST_INDEX)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
         self._links: dict[bytes, PendingLink] = {}
-        self.group_commit = GroupCommit(self.write_mailboxes)
+        self.group_commit: GroupCommit[MailboxWrite, None] = GroupCommit(self._commit_round)
 
     def close(self) -> None:
         """Close the database."""
@@ -207,11 +207,14 @@ class SqliteRelayStore:
 
     async def enqueue(self, write: Enqueue) -> None:
         """Store one send durably (in the next group commit), all or nothing."""
-        await self.group_commit.write(write)
+        await self.group_commit.run(write)
 
     async def acknowledge(self, write: Acknowledge) -> None:
         """Delete a device's messages (in the next group commit)."""
-        await self.group_commit.write(write)
+        await self.group_commit.run(write)
+
+    async def _commit_round(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
+        return self.write_mailboxes(writes)
 
     @storage
     def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
