@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 import coredis
+from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
 
 from .hub import Hub, LocalHub
@@ -48,13 +49,29 @@ async def _redis(url: str) -> AsyncIterator[Backend]:
     client = coredis.Redis.from_url(url, retry_policy=NoRetryPolicy(),
                                     connect_timeout=REDIS_CONNECT_TIMEOUT,
                                     stream_timeout=REDIS_COMMAND_TIMEOUT)
-    async with client:
-        version = (await client.info("server"))["redis_version"]
-        if tuple(int(part) for part in str(version).split(".")[:2]) < REDIS_MIN_VERSION:
-            raise RuntimeError(f"Redis {version} is too old; the relay needs Redis >= 7")
-        node = secrets.token_bytes(NODE_ID_SIZE)  # names this process to the other nodes
-        store = RedisRelayStore(client, node)
-        yield store, RedisHub(client, store, node)
+    node = secrets.token_bytes(NODE_ID_SIZE)  # names this process to the other nodes
+    store = RedisRelayStore(client, node)
+    refusal = None
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(client)
+            version = (await client.info("server"))["redis_version"]
+            if tuple(int(part) for part in str(version).split(".")[:2]) < REDIS_MIN_VERSION:
+                raise RuntimeError(f"Redis {version} is too old; the relay needs Redis >= 7")
+            await store.load_scripts()
+        except (RedisError, OSError, RuntimeError, ExceptionGroup) as exc:
+            refusal = exc  # raised once the client is closed (its task group would wrap it)
+        else:
+            yield store, RedisHub(client, store, node)
+    if refusal is not None:
+        raise RuntimeError(str(_first_cause(refusal))) from refusal
+
+
+def _first_cause(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group (coredis's task groups wrap a refused connection)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 _SCHEMES: dict[str, Callable[[str], AbstractAsyncContextManager[Backend]]] = {
