@@ -47,6 +47,8 @@ LISTEN_TIMEOUT = 5.0
 reconnects) before it is refused as ``unavailable``."""
 RECONNECT_DELAY = (0.05, 2.0)
 """The first and the longest wait between attempts to reconnect the subscriber."""
+_LOST = (RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
+"""What a command on a lost (or closing) Redis connection raises."""
 
 
 class AccountCopies(Protocol):
@@ -105,7 +107,7 @@ class RedisHub:
                         message = await pubsub.get_message()
                         if message is not None and message["type"] == "message":
                             self._dispatch(message["channel"], message["data"])
-            except* (RedisError, OSError) as group:
+            except* (RedisError, OSError, anyio.BrokenResourceError) as group:
                 log.warning("lost the Redis subscription (%s); reconnecting",
                             group.exceptions[0])
             except* anyio.ClosedResourceError:
@@ -138,7 +140,7 @@ class RedisHub:
             await pubsub.subscribe(channel)
             await self._claim([keys.presence_key(address)],
                               [self.node, channel, _encode(DeviceEvent(DISPLACED, self.node))])
-        except (RedisError, OSError) as exc:
+        except _LOST as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
 
     async def release(self, address: Address) -> None:
@@ -151,7 +153,7 @@ class RedisHub:
         pubsub = await self._subscriber()
         try:
             await pubsub.subscribe(keys.link_channel(lookup))
-        except (RedisError, OSError) as exc:
+        except _LOST as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
 
     async def release_link(self, lookup: bytes) -> None:
@@ -164,7 +166,7 @@ class RedisHub:
             return  # not subscribed to anything now; a new subscriber will not take it up
         try:
             await pubsub.unsubscribe(channel)
-        except (RedisError, OSError) as exc:  # the subscriber is being lost anyway
+        except _LOST as exc:  # the subscriber is being lost anyway
             log.debug("could not unsubscribe from %s: %s", channel, exc)
 
     def mail_stored(self, addresses: Iterable[Address]) -> None:

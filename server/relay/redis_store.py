@@ -130,6 +130,13 @@ class RedisRelayStore:
         self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | None] = GroupCommit(
             self._mailbox_round)
 
+    async def load_scripts(self) -> None:
+        """Load the scripts into Redis now (a restarted Redis gets them again on first use)."""
+        for script in (scripts.CREATE_ACCOUNT, scripts.REPLACE_DEVICE_LIST, scripts.DEVICE_INFO,
+                       scripts.TOUCH, scripts.STORE_PREKEYS, scripts.TAKE_BUNDLE,
+                       scripts.EXPIRE, scripts.WITHDRAW_LINK, scripts.CLAIM):
+            await self.client.script_load(script)
+
     @unavailable
     async def create_account(self, account: str, account_key: bytes, list_version: int,
                              list_body: bytes, list_signature: bytes,
@@ -141,13 +148,6 @@ class RedisRelayStore:
             args += [device_id, key]
         if not await self._create_account([keys.account_key(account)], args):
             raise NameTakenError(account)
-
-    async def load_scripts(self) -> None:
-        """Load the scripts into Redis now (a restarted Redis gets them again on first use)."""
-        for script in (scripts.CREATE_ACCOUNT, scripts.REPLACE_DEVICE_LIST, scripts.DEVICE_INFO,
-                       scripts.TOUCH, scripts.STORE_PREKEYS, scripts.TAKE_BUNDLE,
-                       scripts.EXPIRE, scripts.WITHDRAW_LINK, scripts.CLAIM):
-            await self.client.script_load(script)
 
     def cache_accounts(self, heard: bool) -> None:
         """Keep account copies from now on (``heard``: changes are heard), or no longer."""

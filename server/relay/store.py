@@ -148,6 +148,9 @@ class RelayStore(Protocol):
 
     A store that cannot be reached or written raises
     :class:`~server.common.store_base.StoreUnavailableError` and has changed nothing.
+    Media, when it comes, adds its blob metadata here as one more group of methods (each store
+    keeps it beside its other state; Redis under ``e2e:blob:ID``), the bytes staying in files
+    under ``--blob-dir``, which the nodes share.
     """
 
     async def create_account(self, account: str, account_key: bytes, list_version: int,
