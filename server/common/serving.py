@@ -143,16 +143,20 @@ def run_serve_command(prog: str, args: argparse.Namespace, log: logging.Logger,
             except Exception as exc:  # unreadable path, not a database, no Redis there, ...
                 print(f"{prog}: cannot open {store_name}: {exc}", file=sys.stderr)
                 return 2
-            async with trio.open_nursery() as nursery:
-                listeners = await nursery.start(serve_server, server, host, port, tls)
-                log.info("%s listening on %s (store %s%s)", prog, bound_address(listeners),
-                         store_name, ", TLS" if tls else "")
+            refused: OSError | None = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    listeners = await nursery.start(serve_server, server, host, port, tls)
+                    log.info("%s listening on %s (store %s%s)", prog, bound_address(listeners),
+                             store_name, ", TLS" if tls else "")
+            except* OSError as group:  # the nursery wraps it: the address is in use, ...
+                refused = group.exceptions[0]  # type: ignore[assignment]
+            if refused is not None:
+                print(f"{prog}: cannot listen on {host}:{port}: {refused}", file=sys.stderr)
+                return 1
         return 0
 
     try:
         return trio.run(run)
     except KeyboardInterrupt:
         return 0
-    except OSError as exc:
-        print(f"{prog}: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
-        return 1
