@@ -48,6 +48,9 @@ MAX_DEVICES = 1 + MAX_LINKED_DEVICES
 
 # Sender keys for groups (DESIGN §13; the limits are libsignal's).
 GROUP_ID_SIZE = 16
+CHAIN_ID_SIZE = 4  # random bytes of a u32 chain id, big-endian
+SENDER_KEY_ITERATION_LIMIT = 2**32 - 1
+"""A chain's next iteration is a u32, so messages use iterations below this one."""
 GROUP_MESSAGE_VERSION = 1
 MAX_GROUP_HEADER_SIZE = 29
 """The longest header ``[bin 16, u32, u32]``: 1 (array) + 2 + 16 (bin) + 5 + 5 (u32s) bytes."""

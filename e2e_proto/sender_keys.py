@@ -24,6 +24,7 @@ import msgpack
 
 from . import primitives
 from .constants import (
+    CHAIN_ID_SIZE,
     CHAIN_KEY_SEED,
     GROUP_ID_SIZE,
     GROUP_SIGNATURE_PREFIX,
@@ -33,6 +34,7 @@ from .constants import (
     MAX_SENDER_KEY_SKIPPED,
     MESSAGE_KEY_SEED,
     NONCE_SIZE,
+    SENDER_KEY_ITERATION_LIMIT,
 )
 from .errors import (
     DuplicateMessageError,
@@ -50,9 +52,6 @@ from .payload import SENDER_KEY_KIND, Payload
 from .primitives import RandomSource, system_random
 
 STATE_VERSION = 1
-CHAIN_ID_SIZE = 4
-ITERATION_LIMIT = 2**32 - 1
-"""A chain's next iteration is a u32, so messages use iterations ``0 .. ITERATION_LIMIT - 1``."""
 
 _U32_LIMIT = 2**32
 _ARRAY_OF_THREE = b"\x93"
@@ -84,14 +83,14 @@ def encode_header(group_id: bytes, chain_id: int, iteration: int) -> bytes:
 
 def decode_header(header: bytes) -> tuple[bytes, int, int]:
     """(group_id, chain_id, iteration); :class:`MalformedError` unless ``[bin 16, u32, u32]``
-    with the iteration below :data:`ITERATION_LIMIT`."""
+    with the iteration below :data:`SENDER_KEY_ITERATION_LIMIT`."""
     try:
         group_id, chain_id, iteration = msgpack.unpackb(header)
     except (ValueError, TypeError, msgpack.UnpackException):
         raise MalformedError("malformed group message header") from None
     if (type(group_id) is not bytes or len(group_id) != GROUP_ID_SIZE
             or type(chain_id) is not int or not 0 <= chain_id < _U32_LIMIT
-            or type(iteration) is not int or not 0 <= iteration < ITERATION_LIMIT):
+            or type(iteration) is not int or not 0 <= iteration < SENDER_KEY_ITERATION_LIMIT):
         raise MalformedError("malformed group message header")
     return group_id, chain_id, iteration
 
@@ -235,7 +234,7 @@ class OwnSenderKey:
     def next_sending_key(self) -> tuple[bytes, bytes]:
         """Advance the chain: (header of the next message, its message key)."""
         iteration = self.iteration
-        if iteration >= ITERATION_LIMIT:
+        if iteration >= SENDER_KEY_ITERATION_LIMIT:
             raise LocalProtocolError("this sender key is used up: rotate it")
         header = self._header_prefix + _packb(iteration)
         message_key, self.chain_key = _hmac_pair(self.chain_key, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)

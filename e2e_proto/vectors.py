@@ -358,7 +358,7 @@ def check_device_list(data: Json) -> Iterator[str]:
 # Each case: a fixed chain id (None: a random one) and the iterations of its listed messages,
 # ascending with gaps. Case 1 skips more keys than a receiver keeps (300 -> 2400); case 2 has
 # a gap of exactly MAX_SENDER_KEY_FORWARD (20000 -> 45000) and iterations in every msgpack
-# integer width, up to u32.
+# integer width, up to u32. Case 1's message at iteration 128 has an empty plaintext.
 _SENDER_KEY_CASES: list[tuple[int | None, list[int]]] = [
     (None, [0, 1, 2, 5, 6, 10]),
     (0, [0, 3, 127, 128, 129, 300, 2400]),

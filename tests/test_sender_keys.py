@@ -23,6 +23,7 @@ from e2e_proto.constants import (
     MAX_SENDER_KEY_CHAINS,
     MAX_SENDER_KEY_FORWARD,
     MAX_SENDER_KEY_SKIPPED,
+    SENDER_KEY_ITERATION_LIMIT,
 )
 from e2e_proto.errors import (
     DecryptionError,
@@ -40,7 +41,6 @@ from e2e_proto.group_cipher import GroupCipher
 from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.payload import KNOWN_KINDS, SENDER_KEY_KIND, Payload
 from e2e_proto.sender_keys import (
-    ITERATION_LIMIT,
     OwnSenderKey,
     SenderKeyDistribution,
     SenderKeyMessage,
@@ -109,7 +109,10 @@ def test_chain_steps_are_hmac_of_the_chain_key() -> None:
     assert own.chain_key == chain_key
 
 
-@pytest.mark.parametrize("iteration", [0, 127, 128, 255, 256, 65535, 65536, ITERATION_LIMIT - 1])
+LAST_ITERATION = SENDER_KEY_ITERATION_LIMIT - 1
+
+
+@pytest.mark.parametrize("iteration", [0, 127, 128, 255, 256, 65535, 65536, LAST_ITERATION])
 @pytest.mark.parametrize("chain_id", [0, 200, 2**32 - 1])
 def test_header_is_msgpack_of_group_chain_and_iteration(chain_id: int, iteration: int) -> None:
     own = OwnSenderKey(GROUP, chain_id, os.urandom(32), os.urandom(32), iteration)
@@ -121,12 +124,12 @@ def test_header_is_msgpack_of_group_chain_and_iteration(chain_id: int, iteration
 
 
 def test_the_last_iteration_ends_the_chain() -> None:
-    own = OwnSenderKey(GROUP, 1, os.urandom(32), os.urandom(32), ITERATION_LIMIT - 1)
+    own = OwnSenderKey(GROUP, 1, os.urandom(32), os.urandom(32), LAST_ITERATION)
     own.encrypt(b"last")
     with pytest.raises(LocalProtocolError):
         own.encrypt(b"one too many")
     with pytest.raises(MalformedError):
-        decode_header(msgpack.packb([GROUP, 1, ITERATION_LIMIT]))
+        decode_header(msgpack.packb([GROUP, 1, SENDER_KEY_ITERATION_LIMIT]))
 
 
 @pytest.mark.parametrize("header", [
@@ -495,7 +498,7 @@ def test_group_message_wire_round_trip() -> None:
 
 
 def good_fields() -> list[Any]:
-    own = OwnSenderKey(GROUP, 2**32 - 1, bytes(32), bytes(range(32)), ITERATION_LIMIT - 1)
+    own = OwnSenderKey(GROUP, 2**32 - 1, bytes(32), bytes(range(32)), LAST_ITERATION)
     return [1, *own.encrypt(b"x", lambda n: bytes(n))]
 
 
