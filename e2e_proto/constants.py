@@ -1,4 +1,4 @@
-"""Constants with protocol meaning (DESIGN §2–§8). Changing any of them breaks interoperability."""
+"""Constants with protocol meaning (DESIGN §2–§8, §13). Changing one breaks interoperability."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ SPK_SIGNATURE_PREFIX = b"e2e-proto/spk/v1"
 DEVICE_LIST_PREFIX = b"e2e-proto/device-list/v1"
 DEVICE_LINK_PREFIX = b"e2e-proto/device-link/v1"
 AUTH_PREFIX = b"e2e-proto/auth/v1"
+GROUP_SIGNATURE_PREFIX = b"e2e-proto/group/v1"
 
 # X3DH (DESIGN §3).
 X3DH_INFO = b"E2EProto X3DH v1"
@@ -44,3 +45,18 @@ FINGERPRINT_ITERATIONS = 5200
 PRIMARY_DEVICE_ID = 0
 MAX_LINKED_DEVICES = 4
 MAX_DEVICES = 1 + MAX_LINKED_DEVICES
+
+# Sender keys for groups (DESIGN §13; the limits are libsignal's).
+GROUP_ID_SIZE = 16
+CHAIN_ID_SIZE = 4  # random bytes of a u32 chain id, big-endian
+SENDER_KEY_ITERATION_LIMIT = 2**32 - 1
+"""A chain's next iteration is a u32, so messages use iterations below this one."""
+GROUP_MESSAGE_VERSION = 1
+MAX_GROUP_HEADER_SIZE = 29
+"""The longest header ``[bin 16, u32, u32]``: 1 (array) + 2 + 16 (bin) + 5 + 5 (u32s) bytes."""
+MAX_SENDER_KEY_FORWARD = 25_000
+"""Most message keys one group message may make a receiver skip (libsignal's MAX_FORWARD_JUMPS)."""
+MAX_SENDER_KEY_SKIPPED = 2000
+"""Skipped message keys kept per sender-key chain, oldest evicted (libsignal's MAX_MESSAGE_KEYS)."""
+MAX_SENDER_KEY_CHAINS = 5
+"""Chains kept per (group, sender device), oldest evicted (libsignal's MAX_SENDER_KEY_STATES)."""

@@ -63,6 +63,17 @@ class UnknownPreKeyError(RemoteProtocolError):
     """A prekey message names a signed or one-time prekey this device does not have (or used)."""
 
 
+class NoSenderKeyError(RemoteProtocolError):
+    """A group message names a group or sender-key chain this device holds no key for.
+
+    The sender's distribution never arrived, or the chain was evicted (five are kept per sender).
+    """
+
+
+class SenderKeyConflictError(RemoteProtocolError):
+    """A sender-key distribution contradicts a chain already held under its chain id."""
+
+
 
 def describe(value: object) -> str:
     """A short, safe description of a peer-supplied value for an error message.

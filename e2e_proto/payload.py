@@ -16,8 +16,10 @@ from .constants import PADDING_BLOCK, PAYLOAD_ID_SIZE
 from .errors import LocalProtocolError, MalformedError
 from .primitives import RandomSource, system_random
 
+SENDER_KEY_KIND = "sender_key"
+"""A group sender key (:class:`e2e_proto.sender_keys.SenderKeyDistribution` gives its fields)."""
 KNOWN_KINDS = frozenset(
-    {"text", "reaction", "receipt", "sender_key", "media", "device_sync"}
+    {"text", "reaction", "receipt", SENDER_KEY_KIND, "media", "device_sync"}
 )
 _RESERVED = frozenset({"id", "ts", "kind"})
 MAX_KIND_LENGTH = 32

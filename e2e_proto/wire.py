@@ -1,4 +1,4 @@
-"""Wire codecs: envelopes (DESIGN §5) and length-prefixed msgpack frames (DESIGN §8).
+"""Wire codecs: envelopes (DESIGN §5), group messages (§13), length-prefixed frames (§8).
 
 Decoders are strict: anything but the exact shape raises
 :class:`~e2e_proto.errors.MalformedError` (or :class:`UnsupportedVersionError`,
@@ -10,6 +10,10 @@ Envelope (a msgpack array, version first)::
      header, nonce, ciphertext]
     [1, "prekey",  ...the same nine fields...,
      initiator_identity_key, ephemeral_key, signed_prekey_id, one_time_prekey_id or nil]
+
+Group message (a msgpack array, version first; at most one frame's size)::
+
+    [1, header, nonce, ciphertext, signature]
 
 Frame: a 4-byte big-endian length, then that many bytes holding one msgpack map with str keys.
 """
@@ -23,7 +27,15 @@ from typing import Any, NamedTuple
 import msgpack
 
 from .address import Address, is_valid_account, is_valid_device_id
-from .constants import ENVELOPE_VERSION, MAX_FRAME_SIZE, NONCE_SIZE, TAG_SIZE
+from .constants import (
+    ENVELOPE_VERSION,
+    GROUP_MESSAGE_VERSION,
+    MAX_FRAME_SIZE,
+    MAX_GROUP_HEADER_SIZE,
+    NONCE_SIZE,
+    SIGNATURE_SIZE,
+    TAG_SIZE,
+)
 from .errors import (
     FrameTooLargeError,
     InvalidKeyError,
@@ -34,11 +46,13 @@ from .errors import (
 )
 from .keys import Ed25519PublicKey, X25519PublicKey
 from .ratchet import RatchetMessage
+from .sender_keys import SenderKeyMessage
 
 MESSAGE = "message"
 PREKEY = "prekey"
 _MESSAGE_FIELDS = 9
 _PREKEY_FIELDS = 13
+_GROUP_MESSAGE_FIELDS = 5
 _U32_LIMIT = 2**32
 _LENGTH = struct.Struct(">I")
 _UNPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
@@ -136,6 +150,40 @@ class Envelope(NamedTuple):
 
 def _is_u32(value: object) -> bool:
     return type(value) is int and 0 <= value < _U32_LIMIT
+
+
+# -- group messages ---------------------------------------------------------------------------
+
+
+def encode_group_message(message: SenderKeyMessage) -> bytes:
+    """A group message's bytes: ``[1, header, nonce, ciphertext, signature]``."""
+    data = _packb([GROUP_MESSAGE_VERSION, *message])
+    if len(data) > MAX_FRAME_SIZE:
+        raise LocalProtocolError(f"group message of {len(data)} bytes exceeds {MAX_FRAME_SIZE}")
+    return data
+
+
+def decode_group_message(data: bytes) -> SenderKeyMessage:
+    """Parse and bound a group message; its header's fields are checked when it is decrypted."""
+    if type(data) is not bytes or len(data) > MAX_FRAME_SIZE:
+        raise MalformedError(f"a group message is bytes, at most {MAX_FRAME_SIZE} of them")
+    try:
+        fields = _unpackb(data)
+    except _UNPACK_ERRORS:
+        raise MalformedError("group message is not valid msgpack") from None
+    if type(fields) is not list or not fields:
+        raise MalformedError("group message must be a non-empty msgpack array")
+    if fields[0] != GROUP_MESSAGE_VERSION or type(fields[0]) is not int:
+        raise UnsupportedVersionError(f"unsupported group message version {describe(fields[0])}")
+    if len(fields) != _GROUP_MESSAGE_FIELDS:
+        raise MalformedError(f"group message must have {_GROUP_MESSAGE_FIELDS} fields")
+    _, header, nonce, ciphertext, signature = fields
+    if (type(header) is not bytes or len(header) > MAX_GROUP_HEADER_SIZE
+            or type(nonce) is not bytes or len(nonce) != NONCE_SIZE
+            or type(ciphertext) is not bytes or len(ciphertext) < TAG_SIZE
+            or type(signature) is not bytes or len(signature) != SIGNATURE_SIZE):
+        raise MalformedError("group message header, nonce, ciphertext or signature is invalid")
+    return SenderKeyMessage(header, nonce, ciphertext, signature)
 
 
 # -- frames -----------------------------------------------------------------------------------
