@@ -28,7 +28,8 @@ from .cli_common import (
     run_with_state,
     tls_from_args,
 )
-from .private import ClientError, PrivateClient, Received
+from .core.errors import ClientError
+from .private import PrivateClient, Received
 from .state import ClientState
 
 

@@ -18,8 +18,8 @@ import trio
 
 from e2e_proto.capabilities import UnsupportedFeatureError
 
-from .connection import ConnectionLost, ServerError, client_tls_context
-from .private import ClientError
+from .core.connection import ConnectionLost, ServerError, client_tls_context
+from .core.errors import ClientError
 
 PROG = "e2e-chat"
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0

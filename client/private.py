@@ -35,7 +35,8 @@ from e2e_proto.payload import Payload
 from e2e_proto.session import SessionCipher, process_prekey_bundle
 from e2e_proto.wire import Envelope
 
-from .connection import Connection, ConnectionLost, ServerClient, ServerError
+from .core.connection import Connection, ConnectionLost, ServerClient, ServerError
+from .core.errors import ClientError
 from .state import ClientState, StoredMessage
 
 log = logging.getLogger("e2e.client")
@@ -61,10 +62,6 @@ def parse_link_code(code: str) -> bytes:
     if len(secret) != api.LINK_SECRET_SIZE:
         raise ClientError("that is not a link code (expected XXXX-XXXX-XXXX-XXXX)")
     return secret
-
-
-class ClientError(Exception):
-    """A failure to report to the user in one line (unknown user, not registered, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 :class:`SocialClient` owns the device's state in ``HOME/social.db`` (mode 0600, separate from the
 private transport's ``state.db``): the session token, and for secret conversations an
-:class:`~e2e_proto.sqlite_store.SqliteProtocolStore` plus the plaintext of the secret messages
+:class:`~client.core.protocol_store.SqliteProtocolStore` plus the plaintext of the secret messages
 this device sent or decrypted, in the same file, so a decrypted message commits together with
 the ratchet step. Received events are stored unseen before they are shown (shown again after
 a crash, never lost), and a conversation once known to be secret stays secret here whatever the
@@ -30,9 +30,9 @@ from e2e_proto.payload import Payload
 from e2e_proto.session import SessionCipher, process_prekey_bundle
 from e2e_proto.wire import Envelope
 
-from .connection import Connection, ConnectionLost, ServerClient, ServerError
-from .private import ClientError
-from .state import HomeState
+from .core.connection import Connection, ConnectionLost, ServerClient, ServerError
+from .core.errors import ClientError
+from .core.home_state import HomeState
 
 STATE_FILE = "social.db"
 ONE_TIME_PREKEY_TARGET = 40

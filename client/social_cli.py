@@ -26,7 +26,7 @@ from .cli_common import (
     run_with_state,
     tls_from_args,
 )
-from .private import ClientError
+from .core.errors import ClientError
 from .social import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
 
 

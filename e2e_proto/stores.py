@@ -2,7 +2,8 @@
 
 The protocol reads and writes its state only through these small :class:`typing.Protocol`
 classes; :class:`MemoryProtocolStore` implements them all for tests and benchmarks, and
-:class:`e2e_proto.sqlite_store.SqliteProtocolStore` persists them.
+:class:`client.core.protocol_store.SqliteProtocolStore` (I/O, so outside this package) persists
+them.
 """
 
 from __future__ import annotations

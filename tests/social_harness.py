@@ -10,7 +10,7 @@ from typing import Any
 import nacl.pwhash
 import trio
 
-from client.connection import Connection, open_connection
+from client.core.connection import Connection, open_connection
 from client.social import SocialClient, SocialEvent, SocialSession, SocialState
 from server.social import SocialConfig, SocialServer
 from server.social_main import serve

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from client.private import ClientError
+from client.core.errors import ClientError
 from client.social import SocialState
 from client.state import ClientState
 from e2e_proto.at_rest import MINIMUM, AtRestKey, WrongPassphraseError

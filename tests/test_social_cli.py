@@ -18,7 +18,7 @@ import trustme
 
 from client import cli_common
 from client.cli import main
-from client.connection import ConnectionLost
+from client.core.connection import ConnectionLost
 from client.social import SocialSession
 from server.social import SocialServer
 from server.social_main import serve
