@@ -29,8 +29,8 @@ from .cli_common import (
     tls_from_args,
 )
 from .core.errors import ClientError
-from .private import PrivateClient, Received
-from .state import ClientState
+from .private.session import PrivateClient, Received
+from .private.state import ClientState
 
 
 def _host_port(text: str) -> tuple[str, int]:

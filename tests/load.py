@@ -22,8 +22,8 @@ from pathlib import Path
 
 import trio
 
-from client.private import PrivateClient, Received
-from client.state import ClientState
+from client.private.session import PrivateClient, Received
+from client.private.state import ClientState
 from tests.fault_support import RelayProcess, free_port
 from tests.relay_harness import link, register
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import trio
 
-from client.private import PrivateClient, PrivateSession, Received
-from client.state import ClientState
+from client.private.session import PrivateClient, PrivateSession, Received
+from client.private.state import ClientState
 from server.relay import Relay, RelayConfig
 from server.relay_main import serve
 from server.relay_store import SqliteRelayStore

@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from client.core.errors import ClientError
+from client.private.state import ClientState
 from client.social import SocialState
-from client.state import ClientState
 from e2e_proto.at_rest import MINIMUM, AtRestKey, WrongPassphraseError
 from e2e_proto.devices import DeviceList
 from e2e_proto.errors import LocalProtocolError

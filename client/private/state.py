@@ -19,7 +19,7 @@ from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
 
-from .core.home_state import HomeState
+from ..core.home_state import HomeState
 
 STATE_FILE = "state.db"
 

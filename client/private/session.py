@@ -35,8 +35,8 @@ from e2e_proto.payload import Payload
 from e2e_proto.session import SessionCipher, process_prekey_bundle
 from e2e_proto.wire import Envelope
 
-from .core.connection import Connection, ConnectionLost, ServerClient, ServerError
-from .core.errors import ClientError
+from ..core.connection import Connection, ConnectionLost, ServerClient, ServerError
+from ..core.errors import ClientError
 from .state import ClientState, StoredMessage
 
 log = logging.getLogger("e2e.client")
