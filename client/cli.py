@@ -29,7 +29,8 @@ from .cli_common import (
     tls_from_args,
 )
 from .core.errors import ClientError
-from .private.session import PrivateClient, Received
+from .private.received import Received
+from .private.session import PrivateClient
 from .private.state import ClientState
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import trio
 
-from client.private.session import PrivateClient, Received
+from client.private.received import Received
+from client.private.session import PrivateClient
 from client.private.state import ClientState
 from tests.fault_support import RelayProcess, free_port
 from tests.relay_harness import link, register

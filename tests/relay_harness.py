@@ -9,7 +9,8 @@ from pathlib import Path
 
 import trio
 
-from client.private.session import PrivateClient, PrivateSession, Received
+from client.private.received import Received
+from client.private.session import PrivateClient, PrivateSession
 from client.private.state import ClientState
 from server.relay import Relay, RelayConfig
 from server.relay_main import serve

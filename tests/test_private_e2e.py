@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from client.core.errors import ClientError
-from client.private.session import Received
+from client.private.received import Received
 from e2e_proto.fingerprint import safety_number
 from server.relay import RelayConfig
 from tests.relay_harness import (
