@@ -27,7 +27,7 @@ from .cli_common import (
     tls_from_args,
 )
 from .core.errors import ClientError
-from .social import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
+from .social.session import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
 
 
 def read_password(prompt: str = "password: ") -> str:

@@ -19,7 +19,7 @@ import trustme
 from client import cli_common
 from client.cli import main
 from client.core.connection import ConnectionLost
-from client.social import SocialSession
+from client.social.session import SocialSession
 from server.social import SocialServer
 from server.social_main import serve
 from server.social_store import SqliteSocialStore

@@ -30,9 +30,9 @@ from e2e_proto.payload import Payload
 from e2e_proto.session import SessionCipher, process_prekey_bundle
 from e2e_proto.wire import Envelope
 
-from .core.connection import Connection, ConnectionLost, ServerClient, ServerError
-from .core.errors import ClientError
-from .core.home_state import HomeState
+from ..core.connection import Connection, ConnectionLost, ServerClient, ServerError
+from ..core.errors import ClientError
+from ..core.home_state import HomeState
 
 STATE_FILE = "social.db"
 ONE_TIME_PREKEY_TARGET = 40
