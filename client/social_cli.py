@@ -27,7 +27,8 @@ from .cli_common import (
     tls_from_args,
 )
 from .core.errors import ClientError
-from .social.session import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
+from .social.session import SocialClient, SocialSession
+from .social.state import SocialEvent, SocialState, StoredMessage
 
 
 def read_password(prompt: str = "password: ") -> str:

@@ -11,7 +11,8 @@ import nacl.pwhash
 import trio
 
 from client.core.connection import Connection, open_connection
-from client.social.session import SocialClient, SocialEvent, SocialSession, SocialState
+from client.social.session import SocialClient, SocialSession
+from client.social.state import SocialEvent, SocialState
 from server.social import SocialConfig, SocialServer
 from server.social_main import serve
 from server.social_store import SqliteSocialStore

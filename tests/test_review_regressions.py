@@ -10,7 +10,7 @@ import trio
 
 from client.core.errors import ClientError
 from client.private.state import ClientState
-from client.social.session import SocialState
+from client.social.state import SocialState
 from e2e_proto.at_rest import MINIMUM, AtRestKey, WrongPassphraseError
 from e2e_proto.devices import DeviceList
 from e2e_proto.errors import LocalProtocolError

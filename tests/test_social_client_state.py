@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from client.core.errors import ClientError
-from client.social.session import SocialClient, SocialEvent, SocialState
+from client.social.session import SocialClient
+from client.social.state import SocialEvent, SocialState
 from e2e_proto.at_rest import MINIMUM, WrongPassphraseError
 from server.social_store import SqliteSocialStore
 from tests.social_harness import (

@@ -24,7 +24,9 @@ import trio
 
 from client.core.connection import ConnectionLost, ServerError
 from client.core.errors import ClientError
-from client.social.session import SocialClient, SocialError, SocialEvent, SocialSession
+from client.social.errors import SocialError
+from client.social.session import SocialClient, SocialSession
+from client.social.state import SocialEvent
 from e2e_proto import social_api as api
 from tests.fault_support import (
     SocialProcess,
