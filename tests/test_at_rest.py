@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import main as cli_main
+from client.cli.main import main as cli_main
 from client.core.protocol_store import SqliteProtocolStore
 from e2e_proto.address import Address
 from e2e_proto.at_rest import MINIMUM, WrongPassphraseError

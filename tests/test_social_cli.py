@@ -16,8 +16,8 @@ import pytest
 import trio
 import trustme
 
-from client import cli_common
-from client.cli import main
+from client.cli import common as cli_common
+from client.cli.main import main
 from client.core.connection import ConnectionLost
 from client.social.session import SocialSession
 from server.social import SocialServer

@@ -21,17 +21,17 @@ import trio
 from e2e_proto.capabilities import PRIVATE, SOCIAL, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
-from .cli_common import (
+from ..core.errors import ClientError
+from ..private.received import Received
+from ..private.session import PrivateClient
+from ..private.state import ClientState
+from .common import (
     PROG,
     chat,
     receive_command,
     run_with_state,
     tls_from_args,
 )
-from .core.errors import ClientError
-from .private.received import Received
-from .private.session import PrivateClient
-from .private.state import ClientState
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-chat``."""
     args = build_parser().parse_args(argv)
     if args.transport == SOCIAL:
-        from .social_cli import run_social  # the social transport has its own client
+        from .social import run_social  # the social transport has its own client
 
         return run_social(args)
     return run_with_state(args.home, ClientState, lambda state: trio.run(_run, args, state),
