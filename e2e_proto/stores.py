@@ -2,8 +2,9 @@
 
 The protocol reads and writes its state only through these small :class:`typing.Protocol`
 classes; :class:`MemoryProtocolStore` implements the pairwise ones for tests and benchmarks, and
-:class:`e2e_proto.sqlite_store.SqliteProtocolStore` persists them. :class:`SenderKeyStore` holds
-group sender keys; :class:`MemorySenderKeyStore` keeps them in memory.
+:class:`client.core.protocol_store.SqliteProtocolStore` (I/O, so outside this package) persists
+them. :class:`SenderKeyStore` holds group sender keys; :class:`MemorySenderKeyStore` keeps them
+in memory.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import pytest
 import trio
 
-from client.connection import ConnectionLost
-from client.private import ClientError
+from client.core.connection import ConnectionLost
+from client.core.errors import ClientError
 from e2e_proto.wire import FrameDecoder
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import trio
 
-from client.private import PrivateClient, PrivateSession, Received
-from client.state import ClientState
+from client.private.received import Received
+from client.private.session import PrivateClient, PrivateSession
+from client.private.state import ClientState
 from server.relay.config import RelayConfig
 from server.relay.main import serve
 from server.relay.server import Relay

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import main as cli_main
+from client.cli.main import main as cli_main
+from client.core.protocol_store import SqliteProtocolStore
 from e2e_proto.address import Address
 from e2e_proto.at_rest import MINIMUM, WrongPassphraseError
 from e2e_proto.errors import LocalProtocolError
-from e2e_proto.sqlite_store import SqliteProtocolStore
 from tests.helpers import connect, make_device
 
 

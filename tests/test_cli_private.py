@@ -22,7 +22,7 @@ def relay(tmp_path: Path):
 
 def chat(port: int, home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", "--home", str(home), "--relay",
+        [sys.executable, "-m", "client.cli.main", "--home", str(home), "--relay",
          f"127.0.0.1:{port}", *args], cwd=ROOT, input=stdin, capture_output=True, text=True,
         timeout=60)
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from client.connection import ServerError
-from client.private import ClientError, PrivateClient, parse_link_code
+from client.core.connection import ServerError
+from client.core.errors import ClientError
+from client.private.linking import parse_link_code
+from client.private.session import PrivateClient
 from e2e_proto import relay_api as api
 from e2e_proto.devices import DeviceList
 from e2e_proto.keys import IdentityKeyPair

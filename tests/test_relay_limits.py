@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from client.connection import ServerError, open_connection
-from client.private import ClientError
+from client.core.connection import ServerError, open_connection
+from client.core.errors import ClientError
 from e2e_proto import relay_api as api
 from server.relay.config import RelayConfig
 from tests.fault_support import (

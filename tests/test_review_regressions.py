@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from client.private import ClientError
-from client.social import SocialState
-from client.state import ClientState
+from client.core.errors import ClientError
+from client.private.state import ClientState
+from client.social.state import SocialState
 from e2e_proto.at_rest import MINIMUM, AtRestKey, WrongPassphraseError
 from e2e_proto.devices import DeviceList
 from e2e_proto.errors import LocalProtocolError

@@ -1,5 +1,6 @@
 import pytest
 
+from client.core.protocol_store import SqliteProtocolStore
 from e2e_proto.address import Address
 from e2e_proto.errors import (
     DuplicateMessageError,
@@ -11,7 +12,6 @@ from e2e_proto.errors import (
 from e2e_proto.keys import PreKeyBundle
 from e2e_proto.payload import Payload
 from e2e_proto.session import process_prekey_bundle
-from e2e_proto.sqlite_store import SqliteProtocolStore
 from e2e_proto.wire import Envelope
 from tests.helpers import connect, make_device
 

@@ -16,10 +16,10 @@ import pytest
 import trio
 import trustme
 
-from client import cli_common
-from client.cli import main
-from client.connection import ConnectionLost
-from client.social import SocialSession
+from client.cli import common as cli_common
+from client.cli.main import main
+from client.core.connection import ConnectionLost
+from client.social.session import SocialSession
 from server.social.main import serve
 from server.social.server import SocialServer
 from server.social.sqlite_store import SqliteSocialStore

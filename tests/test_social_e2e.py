@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from client.connection import ServerError
-from client.private import ClientError
-from client.social import SocialClient, SocialEvent
+from client.core.connection import ServerError
+from client.core.errors import ClientError
+from client.social.session import SocialClient
+from client.social.state import SocialEvent
 from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 from tests.social_harness import (

@@ -1,9 +1,9 @@
 """The client's local state in one SQLite file in its home folder (mode 0600).
 
 The protocol state (identity, prekeys, sessions) lives in the
-:class:`~e2e_proto.sqlite_store.SqliteProtocolStore` tables; this module adds the account, its
-account identity key, contacts (their verified device lists) and received messages, in the same
-file, so that a decrypted message and the ratchet step that decrypted it commit together.
+:class:`~client.core.protocol_store.SqliteProtocolStore` tables; this module adds the account,
+its account identity key, contacts (their verified device lists) and received messages, in the
+same file, so that a decrypted message and the ratchet step that decrypted it commit together.
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar
 
 import msgpack
 
 from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
-from e2e_proto.sqlite_store import SqliteProtocolStore
+
+from ..core.home_state import HomeState
 
 STATE_FILE = "state.db"
 
@@ -50,29 +49,6 @@ class StoredMessage:
     ts: int
     kind: str
     text: str | None
-
-
-class HomeState:
-    """One SQLite state file in a home folder (made mode 0700), sealed if given a passphrase.
-
-    A subclass names its file (``state_file``) and the tables it adds to the protocol store's
-    (``schema``); the private and the social client each keep one.
-    """
-
-    state_file: ClassVar[str]
-    schema: ClassVar[str]
-
-    def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
-                 cost: tuple[int, int] = INTERACTIVE) -> None:
-        self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.protocol = SqliteProtocolStore(self.home / self.state_file, passphrase, cost)
-        self.db = self.protocol.connection
-        self.db.executescript(self.schema)
-
-    def close(self) -> None:
-        """Close the database."""
-        self.protocol.close()
 
 
 class ClientState(HomeState):

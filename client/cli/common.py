@@ -1,6 +1,6 @@
 """What both transports' command lines share: the program name, error lines, exit codes and TLS.
 
-Used by :mod:`client.cli` (the private transport) and :mod:`client.social_cli`.
+Used by :mod:`client.cli.main` (the private transport) and :mod:`client.cli.social`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import trio
 
 from e2e_proto.capabilities import UnsupportedFeatureError
 
-from .connection import ConnectionLost, ServerError, client_tls_context
-from .private import ClientError
+from ..core.connection import ConnectionLost, ServerError, client_tls_context
+from ..core.errors import ClientError
 
 PROG = "e2e-chat"
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0

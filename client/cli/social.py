@@ -1,7 +1,7 @@
 """``e2e-chat --transport social``: the command-line client of the social transport.
 
-:func:`run_social` takes the arguments :func:`client.cli.build_parser` parsed and returns the exit
-code: 0 on success, 1 with one line ``e2e-chat: ...`` on stderr for any user error (no
+:func:`run_social` takes the arguments :func:`client.cli.main.build_parser` parsed and returns
+the exit code: 0 on success, 1 with one line ``e2e-chat: ...`` on stderr for any user error (no
 tracebacks). The device's state is ``HOME/social.db``; passwords come from ``E2E_PASSWORD`` or a
 prompt. Message ids are the server's, printed as decimal strings.
 """
@@ -19,15 +19,16 @@ import trio
 
 from e2e_proto.social_api import parse_message_id
 
-from .cli_common import (
+from ..core.errors import ClientError
+from ..social.session import SocialClient, SocialSession
+from ..social.state import SocialEvent, SocialState, StoredMessage
+from .common import (
     chat,
     only_leaf,
     receive_command,
     run_with_state,
     tls_from_args,
 )
-from .private import ClientError
-from .social import SocialClient, SocialEvent, SocialSession, SocialState, StoredMessage
 
 
 def read_password(prompt: str = "password: ") -> str:

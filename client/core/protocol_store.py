@@ -13,14 +13,19 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from e2e_proto.address import Address
+from e2e_proto.at_rest import INTERACTIVE, SALT_SIZE, AtRestKey, WrongPassphraseError
+from e2e_proto.errors import LocalProtocolError
+from e2e_proto.keys import (
+    Ed25519PublicKey,
+    IdentityKeyPair,
+    OneTimePreKey,
+    SignedPreKey,
+    X25519PrivateKey,
+)
+from e2e_proto.primitives import RandomSource, system_random
+from e2e_proto.session_record import SessionRecord
 from storage.sqlite import immediate_transaction, open_private_database
-
-from .address import Address
-from .at_rest import INTERACTIVE, SALT_SIZE, AtRestKey, WrongPassphraseError
-from .errors import LocalProtocolError
-from .keys import Ed25519PublicKey, IdentityKeyPair, OneTimePreKey, SignedPreKey, X25519PrivateKey
-from .primitives import RandomSource, system_random
-from .session_record import SessionRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS local_identity (

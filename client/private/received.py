@@ -1,0 +1,28 @@
+"""A message as shown to the user (:class:`Received`), sent or received."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .state import StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message as shown to the user; ``warning`` is set for a notice instead of a message."""
+
+    sender: str
+    sender_device: int
+    peer: str
+    id: bytes
+    ts: int
+    kind: str
+    text: str | None
+    outgoing: bool = False
+    warning: str | None = None
+
+
+def from_stored(message: StoredMessage, outgoing: bool) -> Received:
+    """The stored ``message`` as shown; ``outgoing`` when this account sent it."""
+    return Received(message.sender, message.sender_device, message.peer, message.id, message.ts,
+                    message.kind, message.text, outgoing)
