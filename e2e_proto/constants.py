@@ -1,4 +1,4 @@
-"""Constants with protocol meaning (DESIGN §2–§8). Changing any of them breaks interoperability."""
+"""Constants with protocol meaning (DESIGN §2–§8, §14, §15). Changing one breaks interop."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from e2e_proto.constants import (
     MAX_MEDIA_SIZE,
     MEDIA_CHUNK_OVERHEAD,
     MEDIA_CHUNK_SIZE,
+    MEDIA_HEADER_SIZE,
 )
 from e2e_proto.errors import (
     BlobHashMismatchError,
@@ -100,6 +101,11 @@ def test_round_trip_and_blob_format(size: int) -> None:
         + [sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL])
     assert all(len(plain) == CHUNK for plain, _ in chunks[:-1])
     assert 0 < len(chunks[-1][0]) <= CHUNK or size == 0
+
+
+def test_sizes_are_libsodiums() -> None:
+    assert MEDIA_CHUNK_OVERHEAD == sodium.crypto_secretstream_xchacha20poly1305_ABYTES
+    assert MEDIA_HEADER_SIZE == sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
 
 
 def test_the_key_comes_from_the_random_source() -> None:
