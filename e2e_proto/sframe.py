@@ -57,7 +57,8 @@ from .primitives import SHA512, RandomSource, hkdf_expand, hkdf_extract, system_
 
 _SUITE = SFRAME_CIPHER_SUITE.to_bytes(2, "big")
 _STEP_MASK = (1 << SFRAME_RATCHET_BITS) - 1
-# A held step this far behind a new one or more is dropped; closer to 256 means "ahead of it".
+# A held step whose distance behind a new step, (new - held) mod 256, is at least this is in
+# fact ahead of it (within the jump window) and is kept.
 _AHEAD = (1 << SFRAME_RATCHET_BITS) - SFRAME_MAX_RATCHET_JUMP
 
 
