@@ -1,4 +1,4 @@
-"""Constants with protocol meaning (DESIGN §2–§8, §13). Changing one breaks interoperability."""
+"""Constants with protocol meaning (DESIGN §2–§8, §13–§15). Changing one breaks interop."""
 
 from __future__ import annotations
 
@@ -60,3 +60,34 @@ MAX_SENDER_KEY_SKIPPED = 2000
 """Skipped message keys kept per sender-key chain, oldest evicted (libsignal's MAX_MESSAGE_KEYS)."""
 MAX_SENDER_KEY_CHAINS = 5
 """Chains kept per (group, sender device), oldest evicted (libsignal's MAX_SENDER_KEY_STATES)."""
+
+# Encrypted media (DESIGN §14): libsodium crypto_secretstream_xchacha20poly1305.
+MEDIA_KEY_SIZE = 32
+MEDIA_HEADER_SIZE = 24  # the secretstream header sent beside the key
+MEDIA_CHUNK_SIZE = 64 * 1024  # plaintext bytes per chunk; the last chunk holds 0..64 KiB
+MEDIA_CHUNK_OVERHEAD = 17  # secretstream ABYTES: one encrypted tag byte + a 16-byte MAC
+MEDIA_BLOB_ID_SIZE = 32  # SHA-256 of the whole ciphertext
+MEDIA_SHA256_SIZE = 32  # optional SHA-256 of the plaintext (deduplication only)
+MAX_MEDIA_SIZE = 100 * 1024 * 1024  # plaintext bytes of one attachment
+MAX_MEDIA_MIME_LENGTH = 255  # "type/subtype", RFC 6838 restricted names (127 + 1 + 127)
+MAX_MEDIA_NAME_LENGTH = 255  # characters of the sender's suggested file name
+MAX_MEDIA_CAPTION_LENGTH = 4096  # characters
+MAX_SAFE_FILE_NAME_BYTES = 255  # UTF-8 bytes of a name from safe_file_name (NAME_MAX)
+SAFE_FILE_NAME_FALLBACK = "attachment"  # what safe_file_name returns when nothing is left
+
+# SFrame (RFC 9605) for calls (DESIGN §15): cipher suite AES_256_GCM_SHA512_128.
+SFRAME_CIPHER_SUITE = 0x0005
+SFRAME_HASH_SIZE = 64  # Nh (SHA-512)
+SFRAME_KEY_SIZE = 32  # Nk (AES-256)
+SFRAME_NONCE_SIZE = 12  # Nn
+SFRAME_TAG_SIZE = 16  # Nt (the full GCM tag)
+SFRAME_KEY_LABEL = b"SFrame 1.0 Secret key "
+SFRAME_SALT_LABEL = b"SFrame 1.0 Secret salt "
+SFRAME_RATCHET_LABEL = b"SFrame 1.0 Ratchet"
+SFRAME_MAX_VALUE = 2**64 - 1  # KID and CTR are at most 8 bytes in the header
+SFRAME_BASE_KEY_SIZE = 32  # a fresh base key; ratcheted base keys are Nh = 64 bytes
+SFRAME_MIN_BASE_KEY_SIZE = 16  # RFC 9605's own vectors use 16-byte base keys
+SFRAME_RATCHET_BITS = 8  # R of RFC 9605 §5.1: KID = (key_generation << 8) | ratchet_step % 256
+SFRAME_MAX_KEY_GENERATION = 2 ** (64 - SFRAME_RATCHET_BITS) - 1
+SFRAME_MAX_RATCHET_JUMP = 32  # a receiver follows a sender at most this many steps at once
+SFRAME_KEPT_RATCHET_STEPS = 2  # older steps a receiver keeps per generation, for reordering

@@ -74,6 +74,41 @@ class SenderKeyConflictError(RemoteProtocolError):
     """A sender-key distribution contradicts a chain already held under its chain id."""
 
 
+class HardwareAESUnavailableError(E2EProtoError):
+    """This machine cannot run AES-256-GCM: libsodium needs hardware AES (AES-NI, ARMv8 Crypto).
+
+    Neither side's fault: SFrame (cipher suite 0x0005) cannot run on this CPU at all.
+    """
+
+
+class CounterExhaustedError(LocalProtocolError):
+    """An SFrame sender used every counter value of its key; it must switch to a new key."""
+
+
+class UnknownKeyIdError(RemoteProtocolError):
+    """An SFrame frame names a KID the receiver holds no key for (RFC 9605: it MAY buffer it)."""
+
+
+class MediaError(RemoteProtocolError):
+    """An encrypted media stream cannot be accepted; the caller discards all of its output."""
+
+
+class MediaTruncatedError(MediaError):
+    """The media stream ended before its FINAL chunk (or before the announced length)."""
+
+
+class MediaTrailingDataError(MediaError):
+    """Ciphertext follows the FINAL chunk of a media stream."""
+
+
+class MediaSizeMismatchError(MediaError):
+    """The media stream is longer, or its plaintext has another size, than the message announced."""
+
+
+class BlobHashMismatchError(MediaError):
+    """The SHA-256 of the downloaded ciphertext is not the blob id the message announced."""
+
+
 
 def describe(value: object) -> str:
     """A short, safe description of a peer-supplied value for an error message.
