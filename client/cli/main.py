@@ -17,6 +17,7 @@ from pathlib import Path
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
+from ..core.connection import DEFAULT_REQUEST_TIMEOUT
 from .common import PROG
 from .private import run_private
 
@@ -35,6 +36,13 @@ def _seconds(text: str) -> float:
         value = math.nan
     if not 0 <= value < math.inf:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("a timeout must be more than 0 seconds")
     return value
 
 
@@ -61,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                         default=os.environ.get("E2E_SOCIAL", "127.0.0.1:7500"),
                         metavar="HOST:PORT",
                         help="social server address (env E2E_SOCIAL, default 127.0.0.1:7500)")
+    parser.add_argument("--timeout", type=_timeout,
+                        default=os.environ.get("E2E_TIMEOUT", DEFAULT_REQUEST_TIMEOUT),
+                        metavar="SECONDS",
+                        help="seconds to wait for each answer from the server before giving "
+                             f"up (env E2E_TIMEOUT, default {DEFAULT_REQUEST_TIMEOUT:g})")
     parser.add_argument("--tls", action="store_true",
                         help="connect with TLS, verifying the server with the system's CAs")
     parser.add_argument("--ca", metavar="FILE", default=os.environ.get("E2E_CA"),

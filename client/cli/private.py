@@ -56,7 +56,8 @@ def _printer(as_json: bool) -> Callable[[Received], None]:
 
 
 async def _run(args: argparse.Namespace, state: ClientState) -> int:
-    client = PrivateClient(state, *args.relay, tls=tls_from_args(args))
+    client = PrivateClient(state, *args.relay, tls=tls_from_args(args),
+                           request_timeout=args.timeout)
     command = args.command
     if command in ("pin", "unpin", "pins"):
         require(PRIVATE, "pinning")
@@ -130,6 +131,7 @@ def _when(timestamp: float | None) -> str:
 
 async def _link(client: PrivateClient, args: argparse.Namespace) -> int:
     name = args.device_name or socket.gethostname()[:64] or "device"
+    linked = False
     with trio.move_on_after(args.wait) as scope:
         async with client.connect() as session:
             device_id = await session.resume_link()  # approved before, proof not yet seen
@@ -140,8 +142,11 @@ async def _link(client: PrivateClient, args: argparse.Namespace) -> int:
                 device_id = await session.wait_for_link()
             await session.ensure_prekeys()
             print(f"linked as {args.name} device {device_id}", flush=True)
+            linked = True
+            # What is queued is shown, then the command ends (not bounded by --wait any more).
+            scope.deadline = trio.current_time() + args.timeout
             await session.receive(_printer(False))
-    if scope.cancelled_caught:
+    if scope.cancelled_caught and not linked:
         raise ClientError(f"no approval within {args.wait:g} seconds; run link again")
     return 0
 

@@ -190,7 +190,8 @@ def run_social(args: argparse.Namespace) -> int:
 
     def command(state: SocialState) -> int:
         try:
-            client = SocialClient(state, *args.social, tls=tls_from_args(args))
+            client = SocialClient(state, *args.social, tls=tls_from_args(args),
+                                  request_timeout=args.timeout)
             return trio.run(_run, args, client)
         except BaseExceptionGroup as group:  # an error inside chat's nursery: show the leaf
             raise only_leaf(group) from None

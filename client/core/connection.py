@@ -24,6 +24,14 @@ class ConnectionLost(Exception):
     """The server closed the connection or could not be reached."""
 
 
+class RequestTimeout(ConnectionLost):
+    """The server did not answer a request within the connection's request timeout."""
+
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+"""Seconds a client waits for the answer to one request (``e2e-chat --timeout``)."""
+
+
 class ServerError(Exception):
     """The server refused a request: ``code`` says why (see :mod:`e2e_proto.relay_api`)."""
 
@@ -34,10 +42,16 @@ class ServerError(Exception):
 
 
 class Connection:
-    """Request/response over one stream; pushes arrive on :attr:`pushes`."""
+    """Request/response over one stream; pushes arrive on :attr:`pushes`.
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    Each request waits at most ``request_timeout`` seconds for its answer
+    (:class:`RequestTimeout`): a server that stops answering never hangs a client.
+    """
+
+    def __init__(self, stream: trio.abc.Stream,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
         self.stream = stream
+        self.request_timeout = request_timeout
         self._next_id = 1
         self._waiting: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
         self._push_send, self.pushes = trio.open_memory_channel[dict[str, Any]](1000)
@@ -52,15 +66,20 @@ class Connection:
         self._next_id += 1
         send, receive = trio.open_memory_channel[dict[str, Any]](1)
         self._waiting[request_id] = send
+        response: dict[str, Any] | None = None
         try:
-            async with self._send_lock:
-                await self.stream.send_all(encode_frame({"id": request_id, "type": kind,
-                                                         **fields}))
-            response = await receive.receive()
+            with trio.move_on_after(self.request_timeout):
+                async with self._send_lock:
+                    await self.stream.send_all(encode_frame({"id": request_id, "type": kind,
+                                                             **fields}))
+                response = await receive.receive()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
             raise ConnectionLost("the server closed the connection") from None
         finally:
             self._waiting.pop(request_id, None)
+        if response is None:
+            raise RequestTimeout(f"the server did not answer a {kind!r} request within "
+                                 f"{self.request_timeout:g} seconds")
         error = response.get("error")
         if error is not None:
             if not isinstance(error, dict):
@@ -90,6 +109,8 @@ class Connection:
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
         request_id = frame.get("id")
+        if request_id is not None and type(request_id) is not int:
+            return  # no request of ours has such an id: nothing waits for it
         if request_id is None:
             if "error" in frame:  # a connection-level error: the server is about to close
                 error = frame["error"] if isinstance(frame["error"], dict) else {}
@@ -98,7 +119,8 @@ class Connection:
             return
         channel = self._waiting.get(request_id)
         if channel is not None:
-            channel.send_nowait(frame)
+            with contextlib.suppress(trio.WouldBlock):  # a second answer to one id: dropped
+                channel.send_nowait(frame)
 
 
 def client_tls_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
@@ -117,7 +139,8 @@ def client_tls_context(ca_file: str | None = None, insecure: bool = False) -> ss
 
 
 @contextlib.asynccontextmanager
-async def open_connection(host: str, port: int, tls: ssl.SSLContext | None = None
+async def open_connection(host: str, port: int, tls: ssl.SSLContext | None = None,
+                          request_timeout: float = DEFAULT_REQUEST_TIMEOUT
                           ) -> AsyncIterator[Connection]:
     """Connect, start the reader, yield the connection; closes it on exit."""
     try:
@@ -133,7 +156,7 @@ async def open_connection(host: str, port: int, tls: ssl.SSLContext | None = Non
             await trio.aclose_forcefully(stream)
             reason = exc.__cause__ if exc.__cause__ is not None else exc
             raise ConnectionLost(f"TLS with {host}:{port} failed: {reason}") from None
-    connection = Connection(stream)
+    connection = Connection(stream, request_timeout)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection.read_loop)
@@ -159,12 +182,14 @@ class ServerClient(Generic[StateT]):
 
     def __init__(self, state: StateT, host: str, port: int,
                  tls: ssl.SSLContext | None = None, random: RandomSource = system_random,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
         self.state = state
         self.host, self.port, self.tls = host, port, tls
+        self.request_timeout = request_timeout
         self.random = random
         self.clock = clock
 
     def open_connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
         """A new connection to the server (:func:`open_connection`)."""
-        return open_connection(self.host, self.port, self.tls)
+        return open_connection(self.host, self.port, self.tls, self.request_timeout)

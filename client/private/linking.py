@@ -16,7 +16,7 @@ from typing import Any
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
-from e2e_proto.constants import MAX_LINKED_DEVICES
+from e2e_proto.constants import MAX_DEVICE_ID, MAX_LINKED_DEVICES
 from e2e_proto.devices import DeviceList, SignedDeviceList, TooManyDevicesError, link_message
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import (
@@ -30,6 +30,7 @@ from e2e_proto.payload import Payload
 
 from ..core.connection import ConnectionLost, ServerError
 from ..core.errors import ClientError
+from ..core.pushes import bounded_int, bounded_str
 from .base import SessionBase
 from .prekeys import ONE_TIME_PREKEY_TARGET
 
@@ -106,13 +107,17 @@ class Linking(SessionBase):
             raise ClientError("no link was requested on this connection")
         account, account_key = self._pending_link
         async for frame in self.connection.pushes:
-            if frame.get("type") == "link_approved" and type(frame.get("device_id")) is int:
+            if frame.get("type") == "link_approved":
                 break
             if frame.get("type") == "error":
-                raise ConnectionLost(str(frame.get("message", "the relay closed")))
+                raise ConnectionLost(bounded_str(frame.get("message"), 200)
+                                     or "the relay closed the connection")
         else:
             raise ConnectionLost("the relay closed the connection before the link was approved")
-        device_id = frame["device_id"]
+        device_id = bounded_int(frame.get("device_id"), 1, MAX_DEVICE_ID)
+        if device_id is None:
+            raise ClientError("the relay sent a link approval with an invalid device id; "
+                              "run link again")
         # Kept before anything else: if the proof does not arrive on this connection, the next
         # 'link' resumes as this device and collects it from the mailbox.
         self.state.set_pending_link(account, account_key, self._link_secret, device_id)
@@ -143,6 +148,8 @@ class Linking(SessionBase):
                 await self._process(frame.get("seq"), frame.get("envelope"))
                 if self._link_proven:
                     break
+            elif frame.get("type") == "queue_empty":
+                self.backlog_drained = True
         else:
             raise ConnectionLost("the relay closed the connection before the primary's proof")
         self.state.set_registered(account, device_id)

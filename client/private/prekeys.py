@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from e2e_proto.keys import OneTimePreKey, SignedPreKey, X25519PrivateKey
 
+from ..core.pushes import prekeys_to_add
 from .base import SessionBase
 
 ONE_TIME_PREKEY_TARGET = 100
@@ -34,12 +35,15 @@ class Prekeys(SessionBase):
         response = await self.connection.request(
             "publish_prekeys", signed_prekey=[spk.key_id, spk.public_key.raw, spk.signature],
             one_time_prekeys=[])
-        await self._top_up(int(response.get("one_time_prekeys", 0)))
+        await self._top_up(response.get("one_time_prekeys"))
 
-    async def _top_up(self, count: int) -> None:
-        if count >= ONE_TIME_PREKEY_LOW:
+    async def _top_up(self, count: object) -> None:
+        """Publish more one-time prekeys when the relay says it holds fewer than the low mark
+        (``count`` comes from the relay: anything but a small non-negative int is ignored)."""
+        wanted = prekeys_to_add(count, ONE_TIME_PREKEY_LOW, ONE_TIME_PREKEY_TARGET)
+        if not wanted:
             return
-        ids = self.state.reserve_ids("one_time_prekey_id", ONE_TIME_PREKEY_TARGET - count)
+        ids = self.state.reserve_ids("one_time_prekey_id", wanted)
         keys = [OneTimePreKey(i, X25519PrivateKey.generate(self.client.random)) for i in ids]
         self.state.protocol.store_one_time_prekeys(keys)  # kept before they are published
         await self.connection.request(

@@ -22,11 +22,15 @@ from e2e_proto.wire import Envelope
 
 from ..core.connection import ConnectionLost, ServerError
 from ..core.errors import ClientError
+from ..core.pushes import bounded_int, bounded_str
 from .base import SessionBase
 from .received import Received, from_stored
 from .state import StoredMessage
 
 log = logging.getLogger("e2e.client")
+
+MAX_SEQ = 2**63 - 1
+"""The largest delivery sequence number (the relay's SQLite integer)."""
 
 MessageHandler = Callable[[Received], Awaitable[None] | None]
 
@@ -46,23 +50,41 @@ class Receiving(SessionBase):
         for message in self.state.unseen():
             await self._show(handler, from_stored(message,
                                                   message.sender == self.address.account))
+        if wait is None and self.backlog_drained:
+            # The relay announces the end of the backlog once per connection, and it was seen
+            # already (while linking): take what has arrived since, without waiting for more.
+            while True:
+                try:
+                    frame = self.connection.pushes.receive_nowait()
+                except trio.WouldBlock:
+                    return
+                except trio.EndOfChannel:
+                    raise ConnectionLost("the relay closed the connection") from None
+                await self._on_push(handler, frame)
         with trio.move_on_after(wait if wait is not None else float("inf")):
             async for frame in self.connection.pushes:
-                kind = frame.get("type")
-                if kind == "deliver":
-                    received = await self._process(frame.get("seq"), frame.get("envelope"))
-                    if received is not None:
-                        await self._show(handler, received)
-                    while self.notices:
-                        await self._show(handler, _notice(self.notices.pop(0)))
-                elif kind == "queue_empty" and wait is None:
+                if await self._on_push(handler, frame) and wait is None:
                     return
-                elif kind == "prekeys_low":
-                    await self._top_up(int(frame.get("count", 0)))
-                elif kind == "error":
-                    raise ConnectionLost(f"the relay closed the connection: "
-                                         f"{frame.get('message', 'error')}")
             raise ConnectionLost("the relay closed the connection")
+
+    async def _on_push(self, handler: MessageHandler, frame: dict[str, Any]) -> bool:
+        """Act on one push from the relay; True when it says the backlog is drained."""
+        kind = frame.get("type")
+        if kind == "deliver":
+            received = await self._process(frame.get("seq"), frame.get("envelope"))
+            if received is not None:
+                await self._show(handler, received)
+            while self.notices:
+                await self._show(handler, _notice(self.notices.pop(0)))
+        elif kind == "queue_empty":
+            self.backlog_drained = True
+            return True
+        elif kind == "prekeys_low":
+            await self._top_up(frame.get("count"))
+        elif kind == "error":
+            raise ConnectionLost(f"the relay closed the connection: "
+                                 f"{bounded_str(frame.get('message'), 200) or 'error'}")
+        return False
 
     async def _show(self, handler: MessageHandler, received: Received) -> None:
         result = handler(received)
@@ -74,6 +96,9 @@ class Receiving(SessionBase):
     async def _process(self, seq: Any, data: Any) -> Received | None:
         """Decrypt, store and acknowledge one delivery; a notice for what cannot be read."""
         assert self.address is not None
+        if bounded_int(seq, 1, MAX_SEQ) is None or type(data) is not bytes:
+            log.warning("ignored a malformed delivery from the relay")
+            return _notice("ignored a malformed delivery from the relay")
         notice: str | None = None
         received: Received | None = None
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import trio
 
@@ -43,13 +44,15 @@ class PrivateClient(ServerClient[ClientState]):
     async def connect(self) -> AsyncIterator[PrivateSession]:
         """Open a connection and read the relay's challenge; authenticate or register next."""
         async with self.open_connection() as connection:
-            with trio.fail_after(30):
+            challenge: dict[str, Any] = {}
+            with trio.move_on_after(self.request_timeout):
                 try:
                     challenge = await connection.pushes.receive()
                 except trio.EndOfChannel:
                     raise ConnectionLost("the relay closed the connection") from None
             nonce = challenge.get("nonce")
-            if challenge.get("type") != "challenge" or type(nonce) is not bytes:
+            if (challenge.get("type") != "challenge" or type(nonce) is not bytes
+                    or len(nonce) != api.NONCE_SIZE):
                 raise ConnectionLost("the server did not send an authentication challenge")
             yield PrivateSession(self, connection, nonce)
 

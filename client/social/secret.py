@@ -4,18 +4,23 @@ envelopes). A device's identity key is pinned on first use and a changed one is 
 
 from __future__ import annotations
 
-from e2e_proto import relay_api
 from e2e_proto import social_api as api
-from e2e_proto.address import Address
+from e2e_proto.address import Address, is_valid_device_id
+from e2e_proto.errors import E2EProtoError
+from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.payload import Payload
-from e2e_proto.session import SessionCipher, process_prekey_bundle
+from e2e_proto.session import SessionCipher
 
+from ..core.bundles import start_sessions
 from ..core.connection import ServerError
 from ..core.errors import ClientError
 from .base import SessionBase
 from .checks import check_name
 from .errors import refused
 from .state import SocialEvent
+
+MAX_LISTED_DEVICES = 10_000
+"""The most devices one account's list may name (a server offering more is refused)."""
 
 
 class Secret(SessionBase):
@@ -74,7 +79,7 @@ class Secret(SessionBase):
         targets: list[Address] = []
         for member in members:
             response = await self.request("get_devices", account=member)
-            keys = {d: k for d, k in response["devices"] if k is not None}
+            keys = _listed_devices(response.get("devices"), member)
             missing = []
             for device_id in keys:
                 address = Address(member, device_id)
@@ -84,16 +89,39 @@ class Secret(SessionBase):
                 if self.state.protocol.load_session(address) is None:
                     missing.append(device_id)
             if missing:
-                bundles = await self.request("fetch_bundles", account=member,
-                                             device_ids=missing)
-                for fields in bundles["bundles"]:
-                    device_id, bundle = relay_api.bundle_from_wire(fields)
+                trusted = {}
+                for device_id in missing:
                     address = Address(member, device_id)
+                    listed = _device_key(keys[device_id], address)
                     known = self.state.protocol.get_identity(address)
-                    if bundle.identity_key.raw != keys.get(device_id) or (
-                            known is not None and known != bundle.identity_key):
+                    if known is not None and known != listed:
                         raise ClientError(f"the identity key of {address} changed; refusing "
                                           "to encrypt to it")
-                    process_prekey_bundle(self.state.protocol, address, bundle,
-                                          self.client.random)
+                    trusted[device_id] = listed
+                bundles = await self.request("fetch_bundles", account=member,
+                                             device_ids=missing)
+                start_sessions(self.state.protocol, member, missing, bundles.get("bundles"),
+                               trusted, self.client.random)
         return targets
+
+
+def _device_key(raw: object, address: Address) -> Ed25519PublicKey:
+    """A device key the server listed, as a key; :class:`ClientError` when it is not one."""
+    try:
+        return Ed25519PublicKey(raw)  # type: ignore[arg-type]
+    except E2EProtoError:
+        raise ClientError(f"the server listed a malformed device key for {address}") from None
+
+
+def _listed_devices(devices: object, account: str) -> dict[int, bytes]:
+    """The keyed devices of a ``get_devices`` answer; :class:`ClientError` when malformed."""
+    if type(devices) is not list or len(devices) > MAX_LISTED_DEVICES:
+        raise ClientError(f"the server's device list for {account} is malformed")
+    keys: dict[int, bytes] = {}
+    for entry in devices:
+        if (type(entry) is not list or len(entry) != 2 or not is_valid_device_id(entry[0])
+                or type(entry[1]) not in (bytes, type(None)) or entry[0] in keys):
+            raise ClientError(f"the server's device list for {account} is malformed")
+        if entry[1] is not None:
+            keys[entry[0]] = entry[1]
+    return keys

@@ -19,6 +19,7 @@ from e2e_proto.keys import OneTimePreKey, SignedPreKey, X25519PrivateKey
 
 from ..core.connection import ServerClient, ServerError
 from ..core.errors import ClientError
+from ..core.pushes import prekeys_to_add
 from .checks import check_name
 from .conversations import Conversations
 from .errors import SocialError, refused
@@ -115,11 +116,12 @@ class SocialSession(Conversations, Secret, Reactions, History, Receiving):
         response = await self.request(
             "publish_prekeys", identity_key=identity.public_key.raw,
             signed_prekey=[spk.key_id, spk.public_key.raw, spk.signature])
-        count = int(response.get("one_time_prekeys", 0))
-        if count < ONE_TIME_PREKEY_LOW:
+        wanted = prekeys_to_add(response.get("one_time_prekeys"), ONE_TIME_PREKEY_LOW,
+                                ONE_TIME_PREKEY_TARGET)
+        if wanted:
             keys = [OneTimePreKey(self.state.next_id("opk_counter"),
                                   X25519PrivateKey.generate(self.client.random))
-                    for _ in range(ONE_TIME_PREKEY_TARGET - count)]
+                    for _ in range(wanted)]
             store.store_one_time_prekeys(keys)  # kept before they are published
             await self.request("publish_prekeys", identity_key=identity.public_key.raw,
                                one_time_prekeys=[[k.key_id, k.public_key.raw] for k in keys])
