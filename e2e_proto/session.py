@@ -10,7 +10,7 @@ a message decrypted; a failed decryption changes nothing.
 from __future__ import annotations
 
 from .address import Address
-from .errors import DecryptionError, NoSessionError, UnknownPreKeyError
+from .errors import NoSessionError, RemoteProtocolError, UnknownPreKeyError
 from .keys import PreKeyBundle, X25519PrivateKey
 from .primitives import RandomSource, system_random
 from .ratchet import RatchetState
@@ -90,7 +90,7 @@ class SessionCipher:
             try:
                 plaintext = current.ratchet.decrypt(envelope.message, current.associated_data,
                                                     self.random)
-            except DecryptionError:
+            except RemoteProtocolError:  # perhaps a message of an earlier session
                 if not current.previous:
                     raise
             else:
@@ -134,13 +134,17 @@ class SessionCipher:
 
     def _decrypt_with_first(self, candidates: list[SessionRecord], envelope: Envelope
                             ) -> tuple[bytes, SessionRecord]:
-        """Decrypt with the first session that can; failed attempts change nothing."""
-        first_error: DecryptionError | None = None
+        """Decrypt with the first session that can; failed attempts change nothing.
+
+        Any refusal by one session (a bad tag, too many skipped keys, a replay on its chains)
+        only means "not this session"; the first error is raised when none decrypts.
+        """
+        first_error: RemoteProtocolError | None = None
         for record in candidates:
             try:
                 return (record.ratchet.decrypt(envelope.message, record.associated_data,
                                                self.random), record)
-            except DecryptionError as exc:  # perhaps a message of an earlier session
+            except RemoteProtocolError as exc:  # perhaps a message of another session
                 first_error = first_error or exc
         assert first_error is not None
         raise first_error

@@ -2,11 +2,14 @@ import pytest
 
 from client.core.protocol_store import SqliteProtocolStore
 from e2e_proto.address import Address
+from e2e_proto.constants import MAX_SKIP
 from e2e_proto.errors import (
+    DecryptionError,
     DuplicateMessageError,
     InvalidSignatureError,
     NoSessionError,
     RemoteProtocolError,
+    TooManySkippedError,
     UnknownPreKeyError,
 )
 from e2e_proto.keys import PreKeyBundle
@@ -185,3 +188,44 @@ def test_earlier_session_is_kept_and_promoted() -> None:
     record = bob.store.load_session(alice.address)
     assert record.base_key == first.prekey.ephemeral_key.raw  # the old one was promoted
     assert [p.base_key for p in record.previous] == [fresh.prekey.ephemeral_key.raw]
+
+
+def test_earlier_session_tried_after_any_refusal_of_the_current() -> None:
+    """The current session refuses with TooManySkippedError; the earlier one can decrypt.
+
+    Alice's chain on the first session is past MAX_SKIP when bob starts a second session, so
+    her next message would make the second session skip more than MAX_SKIP keys: that is "not
+    this session", not a reason to drop the message.
+    """
+    alice, bob = make_device("alice"), make_device("bob")
+    connect(alice, bob)
+    hello = alice.cipher.encrypt(bob.address, b"hello")
+    bob.cipher.decrypt(wire(hello))
+    alice.cipher.decrypt(wire(bob.cipher.encrypt(alice.address, b"hi")))  # alice's turn again
+    chain = [alice.cipher.encrypt(bob.address, b"n%d" % i) for i in range(MAX_SKIP + 2)]
+    assert chain[-1].type == "message"
+    for envelope in chain[:-1]:
+        bob.cipher.decrypt(envelope)
+    connect(bob, alice)  # bob starts over; the first session is kept behind the new one
+    with pytest.raises(TooManySkippedError):  # what the new session alone says of it
+        bob.store.load_session(alice.address).ratchet.decrypt(
+            chain[-1].message, bob.store.load_session(alice.address).associated_data)
+    assert bob.cipher.decrypt(wire(chain[-1])) == b"n%d" % (MAX_SKIP + 1)
+    record = bob.store.load_session(alice.address)
+    assert record.base_key == hello.prekey.ephemeral_key.raw  # the earlier one was promoted
+    assert len(record.previous) == 1  # and the new one kept behind it
+
+
+def test_first_error_raised_when_no_session_decrypts() -> None:
+    alice, bob = make_device("alice"), make_device("bob")
+    connect(alice, bob)
+    bob.cipher.decrypt(wire(alice.cipher.encrypt(bob.address, b"hello")))
+    alice.cipher.decrypt(wire(bob.cipher.encrypt(alice.address, b"hi")))
+    replayed = wire(alice.cipher.encrypt(bob.address, b"once"))
+    assert replayed.type == "message"
+    bob.cipher.decrypt(replayed)
+    connect(bob, alice)  # the replay is now tried on the new session first, then the old one
+    before = bob.store.load_session(alice.address).to_bytes()
+    with pytest.raises(DecryptionError):  # the current session's error, the first one
+        bob.cipher.decrypt(replayed)
+    assert bob.store.load_session(alice.address).to_bytes() == before
