@@ -27,6 +27,11 @@ CHAIN_KEY_SEED = b"\x02"
 MAX_SKIP = 2000
 MAX_SKIPPED_KEYS = 2000
 
+# Sessions (DESIGN §3).
+MAX_REMEMBERED_BASE_KEYS = 40
+"""Base keys of dropped sessions a session record remembers, newest first (libsignal keeps 40
+archived session states): a prekey message naming one is a replay and is refused."""
+
 # Payloads (DESIGN §5).
 PADDING_BLOCK = 64
 PAYLOAD_ID_SIZE = 16

@@ -10,7 +10,7 @@ a message decrypted; a failed decryption changes nothing.
 from __future__ import annotations
 
 from .address import Address
-from .errors import NoSessionError, RemoteProtocolError, UnknownPreKeyError
+from .errors import BaseKeyReusedError, NoSessionError, RemoteProtocolError, UnknownPreKeyError
 from .keys import PreKeyBundle, X25519PrivateKey
 from .primitives import RandomSource, system_random
 from .ratchet import RatchetState
@@ -76,9 +76,11 @@ class SessionCipher:
         """Decrypt an envelope sent to this device; the session is stored only on success.
 
         A prekey envelope creates a session (X3DH as responder) unless it belongs to the
-        current or an earlier session (same base key). A new session becomes current and the
-        old one is kept behind it; a message that only an earlier session can decrypt promotes
-        that session back (both sides initiating at once converge this way). Raises a
+        current or an earlier session (same base key); one whose base key made a session that
+        was dropped since is a replay (:class:`~e2e_proto.errors.BaseKeyReusedError`). A new
+        session becomes current and the old one is kept behind it; a message that only an
+        earlier session can decrypt promotes that session back (both sides initiating at once
+        converge this way). Raises a
         :class:`~e2e_proto.errors.RemoteProtocolError` subclass for anything the sender got
         wrong.
         """
@@ -108,6 +110,9 @@ class SessionCipher:
             base_key = prekey.ephemeral_key.raw
             candidates = [] if current is None else [current, *current.previous]
             candidates = [c for c in candidates if c.base_key == base_key]
+            if not candidates and current is not None and current.remembers(base_key):
+                raise BaseKeyReusedError("a prekey message of a session dropped earlier "
+                                         "(a replay of its initial message)")
             if not candidates:
                 fresh, used_opk = self._respond(prekey)
                 candidates = [fresh]

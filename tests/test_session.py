@@ -1,9 +1,11 @@
+import msgpack
 import pytest
 
 from client.core.protocol_store import SqliteProtocolStore
 from e2e_proto.address import Address
-from e2e_proto.constants import MAX_SKIP
+from e2e_proto.constants import MAX_REMEMBERED_BASE_KEYS, MAX_SKIP
 from e2e_proto.errors import (
+    BaseKeyReusedError,
     DecryptionError,
     DuplicateMessageError,
     InvalidSignatureError,
@@ -11,10 +13,12 @@ from e2e_proto.errors import (
     RemoteProtocolError,
     TooManySkippedError,
     UnknownPreKeyError,
+    UnsupportedVersionError,
 )
 from e2e_proto.keys import PreKeyBundle
 from e2e_proto.payload import Payload
 from e2e_proto.session import process_prekey_bundle
+from e2e_proto.session_record import MAX_PREVIOUS_SESSIONS, SessionRecord
 from e2e_proto.wire import Envelope
 from tests.helpers import connect, make_device
 
@@ -229,3 +233,63 @@ def test_first_error_raised_when_no_session_decrypts() -> None:
     with pytest.raises(DecryptionError):  # the current session's error, the first one
         bob.cipher.decrypt(replayed)
     assert bob.store.load_session(alice.address).to_bytes() == before
+
+
+def test_replayed_initial_message_of_a_dropped_session_is_refused() -> None:
+    """Four newer sessions push the first out of the record; its replay is still refused."""
+    alice, bob = make_device("alice", opk_count=0), make_device("bob", opk_count=0)
+    connect(alice, bob, with_opk=False)
+    first = wire(alice.cipher.encrypt(bob.address, b"first"))
+    assert first.prekey.one_time_prekey_id is None  # nothing to use up: X3DH alone is replayable
+    bob.cipher.decrypt(first)
+    for i in range(MAX_PREVIOUS_SESSIONS + 1):
+        connect(alice, bob, with_opk=False)
+        bob.cipher.decrypt(wire(alice.cipher.encrypt(bob.address, b"session %d" % i)))
+    record = bob.store.load_session(alice.address)
+    kept = [record.base_key, *(p.base_key for p in record.previous)]
+    assert first.prekey.ephemeral_key.raw not in kept
+    before = record.to_bytes()
+    with pytest.raises(BaseKeyReusedError) as caught:
+        bob.cipher.decrypt(first)
+    assert isinstance(caught.value, DuplicateMessageError)  # a replay, to every caller
+    assert bob.store.load_session(alice.address).to_bytes() == before
+    reply = bob.cipher.encrypt(alice.address, b"the current session still works")
+    assert alice.cipher.decrypt(wire(reply)) == b"the current session still works"
+
+
+def test_remembered_base_keys_are_bounded_and_survive_serialisation() -> None:
+    alice, bob = make_device("alice", opk_count=0), make_device("bob", opk_count=0)
+    sent = []
+    for i in range(MAX_PREVIOUS_SESSIONS + MAX_REMEMBERED_BASE_KEYS + 3):
+        connect(alice, bob, with_opk=False)
+        envelope = wire(alice.cipher.encrypt(bob.address, b"%d" % i))
+        bob.cipher.decrypt(envelope)
+        sent.append(envelope)
+    record = bob.store.load_session(alice.address)
+    assert len(record.old_base_keys) == MAX_REMEMBERED_BASE_KEYS
+    again = SessionRecord.from_bytes(record.to_bytes())
+    assert again.old_base_keys == record.old_base_keys
+    dropped = sent[: -(MAX_PREVIOUS_SESSIONS + 1)]
+    assert [e.prekey.ephemeral_key.raw for e in reversed(dropped)][
+        :MAX_REMEMBERED_BASE_KEYS] == record.old_base_keys  # newest first
+    with pytest.raises(BaseKeyReusedError):
+        bob.cipher.decrypt(dropped[-1])
+
+
+def test_version_1_session_record_is_read_and_written_as_version_2() -> None:
+    """A record stored before the base-key memory (version 1) still opens; it is rewritten as 2.
+
+    The version 1 bytes are built here from the layout PROTOCOL.md §6.1 gave for version 1.
+    """
+    alice, bob = make_device("alice"), make_device("bob")
+    connect(alice, bob)
+    bob.cipher.decrypt(wire(alice.cipher.encrypt(bob.address, b"hello")))
+    record = bob.store.load_session(alice.address)
+    old = msgpack.packb([1, record.remote_identity.raw, record.associated_data,
+                         record.ratchet.to_bytes(), record.base_key, None, []])
+    migrated = SessionRecord.from_bytes(old)
+    assert migrated.base_key == record.base_key and migrated.old_base_keys == []
+    assert msgpack.unpackb(migrated.to_bytes())[0] == 2
+    assert migrated.ratchet.to_bytes() == record.ratchet.to_bytes()
+    with pytest.raises(UnsupportedVersionError):
+        SessionRecord.from_bytes(msgpack.packb([3, *msgpack.unpackb(old)[1:]]))
