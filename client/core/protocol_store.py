@@ -25,7 +25,7 @@ from e2e_proto.keys import (
 )
 from e2e_proto.primitives import RandomSource, system_random
 from e2e_proto.session_record import SessionRecord
-from storage.sqlite import immediate_transaction, open_private_database
+from storage.sqlite import add_missing_column, immediate_transaction, open_private_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS local_identity (
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS identities (
     account TEXT NOT NULL, device INTEGER NOT NULL, key BLOB NOT NULL,
     PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS signed_prekeys (
-    id INTEGER PRIMARY KEY, private BLOB NOT NULL, signature BLOB NOT NULL);
+    id INTEGER PRIMARY KEY, private BLOB NOT NULL, signature BLOB NOT NULL, created_at REAL);
 CREATE TABLE IF NOT EXISTS one_time_prekeys (id INTEGER PRIMARY KEY, private BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS at_rest (
     id INTEGER PRIMARY KEY CHECK (id = 0), salt BLOB NOT NULL, check_value BLOB NOT NULL);
@@ -59,6 +59,7 @@ class SqliteProtocolStore:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
+        add_missing_column(self._db, "signed_prekeys", "created_at REAL")  # homes before rotation
         self._key = self._unlock(passphrase, cost, random)
         for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
@@ -152,12 +153,20 @@ class SqliteProtocolStore:
         private = self.unseal(row[0], f"signed_prekey/{key_id}")
         return SignedPreKey(key_id, X25519PrivateKey(private), row[1])
 
-    def store_signed_prekey(self, prekey: SignedPreKey) -> None:
-        """Keep a signed prekey."""
-        self._db.execute("INSERT OR REPLACE INTO signed_prekeys VALUES (?, ?, ?)",
+    def store_signed_prekey(self, prekey: SignedPreKey, created_at: float | None = None) -> None:
+        """Keep a signed prekey, made at ``created_at`` (for its rotation; None if unknown)."""
+        self._db.execute("INSERT OR REPLACE INTO signed_prekeys VALUES (?, ?, ?, ?)",
                          (prekey.key_id,
                           self.seal(prekey.private_key.raw, f"signed_prekey/{prekey.key_id}"),
-                          prekey.signature))
+                          prekey.signature, created_at))
+
+    def signed_prekey_times(self) -> dict[int, float | None]:
+        """The id of every signed prekey kept, and when it was made (None if unknown)."""
+        return dict(self._db.execute("SELECT id, created_at FROM signed_prekeys").fetchall())
+
+    def remove_signed_prekey(self, key_id: int) -> None:
+        """Forget a replaced signed prekey for good (after its grace period)."""
+        self._db.execute("DELETE FROM signed_prekeys WHERE id = ?", (key_id,))
 
     def load_one_time_prekey(self, key_id: int) -> OneTimePreKey | None:
         """The one-time prekey with this id, unless used or unknown."""

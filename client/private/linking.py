@@ -23,7 +23,6 @@ from e2e_proto.keys import (
     Ed25519PublicKey,
     IdentityKeyPair,
     OneTimePreKey,
-    SignedPreKey,
     X25519PrivateKey,
 )
 from e2e_proto.payload import Payload
@@ -78,12 +77,7 @@ class Linking(SessionBase):
             dik = IdentityKeyPair.generate(self.client.random)
             self.state.create_keys(None, dik)
         store = self.state.protocol
-        spk_id = self.state.signed_prekey_id() or self.state.reserve_ids(
-            "signed_prekey_counter", 1)[0]
-        spk = store.load_signed_prekey(spk_id) or SignedPreKey.create(
-            dik, spk_id, X25519PrivateKey.generate(self.client.random))
-        store.store_signed_prekey(spk)
-        self.state.set_signed_prekey(spk_id)
+        spk = self._signed_prekey()
         ids = self.state.reserve_ids("one_time_prekey_id", ONE_TIME_PREKEY_TARGET)
         opks = [OneTimePreKey(i, X25519PrivateKey.generate(self.client.random)) for i in ids]
         store.store_one_time_prekeys(opks)

@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 
 from e2e_proto import social_api as api
 from e2e_proto.address import Address
-from e2e_proto.keys import OneTimePreKey, SignedPreKey, X25519PrivateKey
+from e2e_proto.keys import OneTimePreKey, X25519PrivateKey
 
 from ..core.connection import ServerClient, ServerError
 from ..core.errors import ClientError
+from ..core.signed_prekeys import signed_prekey_to_publish
 from .checks import check_name
 from .conversations import Conversations
 from .errors import SocialError, refused
@@ -102,16 +103,19 @@ class SocialSession(Conversations, Secret, Reactions, History, Receiving):
         self.address = Address(response["account"], int(response["device_id"]))
 
     async def ensure_prekeys(self) -> None:
-        """Publish this device's identity, signed prekey and enough one-time prekeys."""
+        """Publish this device's identity, signed prekey and enough one-time prekeys.
+
+        The signed prekey is made on first use and replaced when due (the client's
+        ``prekey_policy`` and clock); replaced ones past their grace period are deleted.
+        """
         store = self.state.protocol
         identity = self.state.identity()
         spk_id = self.state.get("spk_id")
-        spk = None if spk_id is None else store.load_signed_prekey(int(spk_id))
-        if spk is None:
-            spk = SignedPreKey.create(identity, self.state.next_id("spk_counter"),
-                                      X25519PrivateKey.generate(self.client.random))
-            store.store_signed_prekey(spk)
-            self.state.set("spk_id", spk.key_id)
+        spk = signed_prekey_to_publish(
+            store, identity, None if spk_id is None else int(spk_id),
+            lambda: self.state.next_id("spk_counter"), self.client.prekey_policy,
+            self.client.clock(), self.client.random)
+        self.state.set("spk_id", spk.key_id)
         response = await self.request(
             "publish_prekeys", identity_key=identity.public_key.raw,
             signed_prekey=[spk.key_id, spk.public_key.raw, spk.signature])
