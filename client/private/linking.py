@@ -216,9 +216,10 @@ class Linking(SessionBase):
                 account, key_raw, body, signature = entry
                 key = Ed25519PublicKey(key_raw)
                 signed = SignedDeviceList.verify(key, body, signature)
+                self._check_bindings(signed)
                 known = self.state.contact(account)
                 if known is None or (known[0] == key and
                                      signed.device_list.version > known[1].device_list.version):
                     self.state.save_contact(account, key, signed, key_changed=False)
-            except (ValueError, TypeError, E2EProtoError):
+            except (ValueError, TypeError, E2EProtoError, ClientError):
                 log.warning("ignored a malformed contact in a device sync")

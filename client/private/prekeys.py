@@ -7,6 +7,8 @@ missing here after a crash.
 
 from __future__ import annotations
 
+from e2e_proto.constants import PRIMARY_DEVICE_ID
+from e2e_proto.devices import link_message
 from e2e_proto.keys import OneTimePreKey, SignedPreKey, X25519PrivateKey
 
 from ..core.signed_prekeys import signed_prekey_to_publish
@@ -34,13 +36,25 @@ class Prekeys(SessionBase):
         """Publish the signed prekey (made or rotated first when due) and top one-time prekeys
         up.
 
-        The signed prekey is sent every time: cheap, and it heals a publish lost to a crash.
+        The signed prekey (and a linked device's link signature) is sent every time: cheap,
+        and it heals a publish lost to a crash.
         """
         spk = self._signed_prekey()
         response = await self.connection.request(
             "publish_prekeys", signed_prekey=[spk.key_id, spk.public_key.raw, spk.signature],
-            one_time_prekeys=[])
+            one_time_prekeys=[], link_signature=self._link_signature())
         await self._top_up(int(response.get("one_time_prekeys", 0)))
+
+    def _link_signature(self) -> bytes | None:
+        """A linked device's link signature, sent with its prekeys so that a relay made before
+        it kept link signatures learns it. None on the primary, and while the account's key
+        changed unaccepted: this device vouches only for the key it was linked under."""
+        account = self.state.account
+        own = None if account is None else self.state.contact(account)
+        if (own is None or account is None or self.state.device_id == PRIMARY_DEVICE_ID
+                or self.state.key_changed(account)):
+            return None
+        return self.state.protocol.identity_key_pair().sign(link_message(own[0], account))
 
     async def _top_up(self, count: int) -> None:
         if count >= ONE_TIME_PREKEY_LOW:

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS contacts (
     account TEXT PRIMARY KEY, account_key BLOB NOT NULL, list_body BLOB NOT NULL,
     list_signature BLOB NOT NULL, key_changed INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS device_keys (key BLOB PRIMARY KEY, account TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen_lists (
     account TEXT NOT NULL, account_key BLOB NOT NULL, version INTEGER NOT NULL,
     PRIMARY KEY (account, account_key));
@@ -61,6 +62,7 @@ class ClientState(HomeState):
                  cost: tuple[int, int] = INTERACTIVE) -> None:
         super().__init__(home, passphrase, cost)
         self._contacts: dict[str, tuple[Ed25519PublicKey, SignedDeviceList]] = {}
+        self._bind_known_device_keys()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -176,7 +178,10 @@ class ClientState(HomeState):
 
     def save_contact(self, account: str, key: Ed25519PublicKey, signed: SignedDeviceList,
                      key_changed: bool) -> None:
-        """Keep a verified device list; a key change stays flagged until :meth:`accept_key`."""
+        """Keep a verified device list; a key change stays flagged until :meth:`accept_key`.
+
+        Its device keys become bound to ``account`` (:meth:`device_key_owner`).
+        """
         self.db.execute(
             "INSERT INTO contacts VALUES (?, ?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET "
             "account_key = excluded.account_key, list_body = excluded.list_body, "
@@ -187,7 +192,32 @@ class ClientState(HomeState):
             "INSERT INTO seen_lists VALUES (?, ?, ?) ON CONFLICT (account, account_key) "
             "DO UPDATE SET version = MAX(version, excluded.version)",
             (account, key.raw, signed.device_list.version))
+        self._bind(account, signed)
         self._contacts[account] = (key, signed)
+
+    def device_key_owner(self, key: Ed25519PublicKey) -> str | None:
+        """The account whose verified device list first named ``key``, if any.
+
+        A device key belongs to one account for good: a list of another account naming it is a
+        relay relabelling someone's device (identity misbinding).
+        """
+        row = self.db.execute("SELECT account FROM device_keys WHERE key = ?",
+                              (key.raw,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _bind_known_device_keys(self) -> None:
+        """Fill ``device_keys`` from the stored lists of a home made before it was kept."""
+        if self.db.execute("SELECT 1 FROM device_keys LIMIT 1").fetchone() is not None:
+            return
+        with self.protocol.transaction():
+            for account in self.contacts():
+                known = self.contact(account)
+                if known is not None:
+                    self._bind(account, known[1])
+
+    def _bind(self, account: str, signed: SignedDeviceList) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO device_keys VALUES (?, ?)",
+                            [(key.raw, account) for _, key in signed.device_list.devices])
 
     def highest_version(self, account: str, key: Ed25519PublicKey) -> int | None:
         """The newest device-list version seen for ``account`` under ``key``, if any.
