@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="End-to-end encrypted chat over an e2e-proto relay.",
         epilog="Example: e2e-chat --home /tmp/alice register alice; "
                "e2e-chat --home /tmp/alice send bob 'hello'. Set E2E_PASSPHRASE to keep "
-               "the keys and sessions sealed at rest (Argon2id + XChaCha20-Poly1305).")
+               "the keys, sessions and message texts sealed at rest (Argon2id + "
+               "XChaCha20-Poly1305).")
     parser.add_argument("--home", type=Path,
                         default=Path(os.environ.get("E2E_HOME", "~/.e2e-chat")).expanduser(),
                         help="folder of this device's keys and messages "

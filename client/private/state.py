@@ -4,11 +4,13 @@ The protocol state (identity, prekeys, sessions) lives in the
 :class:`~client.core.protocol_store.SqliteProtocolStore` tables; this module adds the account,
 its account identity key, contacts (their verified device lists) and received messages, in the
 same file, so that a decrypted message and the ratchet step that decrypted it commit together.
+With a passphrase, message texts are sealed like the keys.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,9 +21,11 @@ from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
 
-from ..core.home_state import HomeState
+from ..core.home_state import HomeState, SealedColumn
 
 STATE_FILE = "state.db"
+MESSAGE_TEXT = SealedColumn("messages", "id", "text")
+_MESSAGE_COLUMNS = "id, sender, sender_device, peer, ts, kind, text"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value);
@@ -57,11 +61,15 @@ class ClientState(HomeState):
 
     state_file = STATE_FILE
     schema = _SCHEMA
+    sealed_columns = (MESSAGE_TEXT,)
 
     def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
                  cost: tuple[int, int] = INTERACTIVE) -> None:
-        super().__init__(home, passphrase, cost)
         self._contacts: dict[str, tuple[Ed25519PublicKey, SignedDeviceList]] = {}
+        super().__init__(home, passphrase, cost)
+
+    def migrate(self) -> None:
+        """A home made before device keys were bound to accounts gets its bindings."""
         self._bind_known_device_keys()
 
     @contextlib.contextmanager
@@ -145,10 +153,9 @@ class ClientState(HomeState):
 
     def find_message(self, prefix: str) -> StoredMessage | None:
         """The stored message whose hex id starts with ``prefix`` (None if none or ambiguous)."""
-        rows = [r for r in self.db.execute(
-            "SELECT id, sender, sender_device, peer, ts, kind, text FROM messages "
-            "WHERE hex(id) LIKE ? LIMIT 2", (prefix.upper() + "%",))]
-        return StoredMessage(*rows[0]) if len(rows) == 1 else None
+        rows = self.db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE hex(id) LIKE ? "
+                               "LIMIT 2", (prefix.upper() + "%",)).fetchall()
+        return self._message(rows[0]) if len(rows) == 1 else None
 
     def reserve_ids(self, name: str, count: int) -> range:
         """Reserve ``count`` consecutive ids of a persistent counter."""
@@ -255,14 +262,20 @@ class ClientState(HomeState):
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (message.id, int(seen), message.sender, message.sender_device, message.peer,
-             message.ts, message.kind, message.text, received_at))
+             message.ts, message.kind, self.seal_text(MESSAGE_TEXT, message.id, message.text),
+             received_at))
         return cursor.rowcount == 1
+
+    def _message(self, row: tuple[object, ...]) -> StoredMessage:
+        """A ``messages`` row (:data:`_MESSAGE_COLUMNS`) with its text unsealed."""
+        message = StoredMessage(*row)  # type: ignore[arg-type]
+        return dataclasses.replace(message, text=self.unseal_text(MESSAGE_TEXT, message.id,
+                                                                  message.text))
 
     def unseen(self) -> list[StoredMessage]:
         """Stored messages not yet shown to the user, in the order they arrived."""
-        return [StoredMessage(*row) for row in self.db.execute(
-            "SELECT id, sender, sender_device, peer, ts, kind, text FROM messages "
-            "WHERE seen = 0 ORDER BY rowid")]
+        return [self._message(row) for row in self.db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seen = 0 ORDER BY rowid")]
 
     def mark_seen(self, message_id: bytes) -> None:
         """Record that a message was shown."""
@@ -270,10 +283,10 @@ class ClientState(HomeState):
 
     def messages(self, peer: str | None = None) -> list[StoredMessage]:
         """Stored messages (with ``peer``, if given), in the order they were stored."""
-        query = "SELECT id, sender, sender_device, peer, ts, kind, text FROM messages"
+        query = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
         rows = (self.db.execute(query + " WHERE peer = ? ORDER BY rowid", (peer,))
                 if peer else self.db.execute(query + " ORDER BY rowid"))
-        return [StoredMessage(*row) for row in rows]
+        return [self._message(row) for row in rows]
 
     def signed_prekey_id(self) -> int | None:
         """The id of the current signed prekey, once one was made."""

@@ -6,7 +6,7 @@ conversations the protocol store's tables plus the plaintext of the secret messa
 sent or decrypted, in the same file, so a decrypted message commits together with the ratchet
 step. Received events are stored unseen before they are shown (shown again after a crash, never
 lost), and a conversation once known to be secret stays secret here whatever the server says
-later.
+later. With a passphrase, message texts and reactions are sealed like the keys.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from typing import Any
 
 from e2e_proto.keys import IdentityKeyPair
 
-from ..core.home_state import HomeState
+from ..core.home_state import HomeState, SealedColumn
 
 STATE_FILE = "social.db"
+SECRET_TEXT = SealedColumn("secret_messages", "id", "text")
+EVENT_TEXT = SealedColumn("received_events", "seq", "text")
+EVENT_EMOJI = SealedColumn("received_events", "seq", "emoji")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS social_settings (name TEXT PRIMARY KEY, value);
@@ -41,6 +44,7 @@ class SocialState(HomeState):
 
     state_file = STATE_FILE
     schema = _SCHEMA
+    sealed_columns = (SECRET_TEXT, EVENT_TEXT, EVENT_EMOJI)
 
     def get(self, name: str) -> Any:
         """A stored setting, or None."""
@@ -79,14 +83,14 @@ class SocialState(HomeState):
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO secret_messages VALUES (?, ?, ?, ?, ?, ?)",
             (message.message, message.conversation, message.sender, message.device,
-             message.ts, message.text))
+             message.ts, self.seal_text(SECRET_TEXT, message.message, message.text)))
         return cursor.rowcount == 1
 
     def secret_text(self, message_id: int) -> str | None:
         """The plaintext of a secret message this device sent or decrypted."""
         row = self.db.execute("SELECT text FROM secret_messages WHERE id = ?",
                               (message_id,)).fetchone()
-        return None if row is None else row[0]
+        return None if row is None else self.unseal_text(SECRET_TEXT, message_id, row[0])
 
     # -- what this device knows for itself, whatever the server says later -------------------
 
@@ -124,7 +128,9 @@ class SocialState(HomeState):
         self.db.execute(
             "INSERT OR IGNORE INTO received_events VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (event.seq, event.kind, event.conversation, event.sender, event.device, event.ts,
-             event.message, text, event.emoji, int(event.secret), event.warning))
+             event.message, self.seal_text(EVENT_TEXT, event.seq, text),
+             self.seal_text(EVENT_EMOJI, event.seq, event.emoji), int(event.secret),
+             event.warning))
 
     def unseen_events(self) -> list[SocialEvent]:
         """Received events not yet shown, in order."""
@@ -132,7 +138,10 @@ class SocialState(HomeState):
         for row in self.db.execute(
                 "SELECT seq, kind, conversation, sender, device, ts, message, text, emoji, "
                 "secret, warning FROM received_events WHERE seen = 0 ORDER BY seq").fetchall():
-            event = SocialEvent(*row[:9], secret=bool(row[9]), warning=row[10])
+            seq = row[0]
+            event = SocialEvent(*row[:7], self.unseal_text(EVENT_TEXT, seq, row[7]),
+                                self.unseal_text(EVENT_EMOJI, seq, row[8]),
+                                secret=bool(row[9]), warning=row[10])
             if event.secret and event.kind == "message" and event.message is not None:
                 event = dataclasses.replace(event, text=self.secret_text(event.message))
             events.append(event)
