@@ -178,25 +178,54 @@ async def test_account_key_change_is_a_warning(nursery, tmp_path: Path) -> None:
     relay, alice, bob = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "hi")
-    # bob's account is re-created under the same name with a new key (relay-side reset).
-    for table in ("one_time_prekeys", "mailbox", "devices", "accounts"):
-        relay.store._db.execute(f"DELETE FROM {table} WHERE account = 'bob'")
-    new_bob = make_client(tmp_path / "bob-new", relay.port)
-    await register(new_bob, "bob")
+    new_bob = await _bob_under_a_new_key(relay, tmp_path)
     async with session_of(new_bob) as nb:
         await nb.send_text("alice", "new phone, new keys")
     got = await drain(alice[0])
     assert any(m.warning and "account key of 'bob' changed" in m.warning for m in got)
-    assert [m.text for m in got if m.warning is None] == ["new phone, new keys"]
+    assert [m.text for m in got if m.warning is None] == []  # held until accepted
     # Nothing is encrypted to the new key until alice accepts it (a relay could swap keys).
     async with session_of(alice[0]) as a0:
         with pytest.raises(ClientError, match="verify bob"):
             await a0.send_text("bob", "are you really bob?")
     assert relay.store.pending("bob", 0, 0, 10) == []
-    alice[0].state.accept_key("bob")
+    assert alice[0].state.accept_key("bob") == 1
+    assert await _texts(alice[0]) == ["new phone, new keys"]
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "checked the safety number")
     assert [m.text for m in await drain(new_bob)] == ["checked the safety number"]
+
+
+async def _bob_under_a_new_key(relay, tmp_path: Path) -> PrivateClient:
+    """bob's account re-created under the same name with a new key (a relay-side swap)."""
+    for table in ("one_time_prekeys", "mailbox", "devices", "accounts"):
+        relay.store._db.execute(f"DELETE FROM {table} WHERE account = 'bob'")
+    relay.store._accounts.pop("bob", None)
+    new_bob = make_client(tmp_path / "bob-new", relay.port)
+    await register(new_bob, "bob")
+    return new_bob
+
+
+async def test_every_message_under_an_unaccepted_key_change_is_held(
+        nursery, tmp_path: Path) -> None:
+    """Not only the first: each later message from the swapped key is held as well, until
+    'verify --accept'; then they are all shown, in order."""
+    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
+    async with session_of(alice[0]) as a0:
+        await a0.send_text("bob", "hi")
+    injected = await _bob_under_a_new_key(relay, tmp_path)
+    for text in ("first injected", "second injected"):
+        async with session_of(injected) as nb:
+            await nb.send_text("alice", text)
+        got = await drain(alice[0])
+        assert [m.text for m in got if m.warning is None] == []
+        assert any("held" in (m.warning or "") for m in got)
+    reminder = await drain(alice[0])  # nothing new: held messages are recalled, not shown
+    assert [m.text for m in reminder if m.warning is None] == []
+    assert any("2 messages from 'bob' are held" in (m.warning or "") for m in reminder)
+    assert alice[0].state.accept_key("bob") == 2
+    assert await _texts(alice[0]) == ["first injected", "second injected"]
+    assert await drain(alice[0]) == []
 
 
 async def test_link_interrupted_before_the_proof_resumes(nursery, tmp_path: Path) -> None:

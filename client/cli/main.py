@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("name", help="the other account")
     verify.add_argument("--accept", action="store_true",
                         help="after checking the number with NAME in person: trust NAME's "
-                             "new account key (needed after a key change)")
+                             "new account key (needed after a key change; messages from NAME "
+                             "are held until then)")
     commands.add_parser("devices", help="list this account's devices (id, name, linked at, "
                         "last seen)")
     link = commands.add_parser("link", help="on a new device: ask to join account NAME; "

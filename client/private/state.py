@@ -20,6 +20,7 @@ import msgpack
 from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
+from storage.sqlite import add_missing_column
 
 from ..core.home_state import HomeState, SealedColumn
 
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS seen_lists (
 CREATE TABLE IF NOT EXISTS messages (
     id BLOB PRIMARY KEY, seen INTEGER NOT NULL, sender TEXT NOT NULL,
     sender_device INTEGER NOT NULL, peer TEXT NOT NULL, ts INTEGER NOT NULL, kind TEXT NOT NULL,
-    text TEXT, received_at REAL NOT NULL);
+    text TEXT, received_at REAL NOT NULL, held INTEGER NOT NULL DEFAULT 0);
 """
 
 
@@ -69,7 +70,9 @@ class ClientState(HomeState):
         super().__init__(home, passphrase, cost)
 
     def migrate(self) -> None:
-        """A home made before device keys were bound to accounts gets its bindings."""
+        """A home made before messages could be held gets the column; one made before device
+        keys were bound to accounts gets its bindings."""
+        add_missing_column(self.db, "messages", "held INTEGER NOT NULL DEFAULT 0")
         self._bind_known_device_keys()
 
     @contextlib.contextmanager
@@ -242,9 +245,19 @@ class ClientState(HomeState):
                               (account,)).fetchone()
         return bool(row and row[0])
 
-    def accept_key(self, account: str) -> None:
-        """The user checked the new safety number: encrypt to the new key from now on."""
-        self.db.execute("UPDATE contacts SET key_changed = 0 WHERE account = ?", (account,))
+    def accept_key(self, account: str) -> int:
+        """The user checked the new safety number: encrypt to the new key from now on, and show
+        the messages held meanwhile (on the next receive); returns how many were held."""
+        with self.protocol.transaction():
+            self.db.execute("UPDATE contacts SET key_changed = 0 WHERE account = ?", (account,))
+            return self.db.execute("UPDATE messages SET held = 0 WHERE held = 1 AND sender = ?",
+                                   (account,)).rowcount
+
+    def held_counts(self) -> list[tuple[str, int]]:
+        """``(account, count)`` of messages held until the account's key change is accepted."""
+        return [(str(a), int(n)) for a, n in self.db.execute(
+            "SELECT sender, COUNT(*) FROM messages WHERE held = 1 GROUP BY sender "
+            "ORDER BY sender")]
 
     def contacts(self) -> list[str]:
         """Known contact accounts."""
@@ -253,17 +266,20 @@ class ClientState(HomeState):
     # -- messages -----------------------------------------------------------------------------
 
     def add_message(self, message: StoredMessage, received_at: float,
-                    seen: bool = False) -> bool:
+                    seen: bool = False, held: bool = False) -> bool:
         """Keep a message; False when its id was stored already (a duplicate delivery).
 
         A received message stays unseen until :meth:`mark_seen`, so that one stored just
-        before a crash or a lost connection is still shown once, on the next run.
+        before a crash or a lost connection is still shown once, on the next run. A ``held``
+        one (its sender's account key changed, not accepted yet) is not shown until
+        :meth:`accept_key`.
         """
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO messages (id, seen, sender, sender_device, peer, ts, kind, "
+            "text, received_at, held) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (message.id, int(seen), message.sender, message.sender_device, message.peer,
              message.ts, message.kind, self.seal_text(MESSAGE_TEXT, message.id, message.text),
-             received_at))
+             received_at, int(held)))
         return cursor.rowcount == 1
 
     def _message(self, row: tuple[object, ...]) -> StoredMessage:
@@ -273,9 +289,10 @@ class ClientState(HomeState):
                                                                   message.text))
 
     def unseen(self) -> list[StoredMessage]:
-        """Stored messages not yet shown to the user, in the order they arrived."""
+        """Stored messages not yet shown to the user (nor held), in the order they arrived."""
         return [self._message(row) for row in self.db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seen = 0 ORDER BY rowid")]
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seen = 0 AND held = 0 "
+            "ORDER BY rowid")]
 
     def mark_seen(self, message_id: bytes) -> None:
         """Record that a message was shown."""
