@@ -1,6 +1,7 @@
 """Secret conversations: a one-to-one conversation made end-to-end encrypted for good, and
 sending to it (text encrypted for every other device of both members; the server gets only
-envelopes). A device's identity key is pinned on first use and a changed one is refused."""
+envelopes). Each member's set of device keys is pinned on first use (:mod:`.device_pins`): a
+device added or changed later gets nothing until the user accepts it."""
 
 from __future__ import annotations
 
@@ -69,12 +70,14 @@ class Secret(SessionBase):
         raise AssertionError("unreachable")
 
     async def _secret_targets(self, members: list[str]) -> list[Address]:
-        """Every keyed device of ``members`` but this one, each with a session (made here)."""
+        """Every keyed device of ``members`` but this one, each with a session (made here).
+
+        Refuses (:class:`ClientError`) while a member's listed devices are not all accepted.
+        """
         assert self.address is not None
         targets: list[Address] = []
         for member in members:
-            response = await self.request("get_devices", account=member)
-            keys = {d: k for d, k in response["devices"] if k is not None}
+            keys = await self.checked_devices(member)
             missing = []
             for device_id in keys:
                 address = Address(member, device_id)
@@ -89,11 +92,9 @@ class Secret(SessionBase):
                 for fields in bundles["bundles"]:
                     device_id, bundle = relay_api.bundle_from_wire(fields)
                     address = Address(member, device_id)
-                    known = self.state.protocol.get_identity(address)
-                    if bundle.identity_key.raw != keys.get(device_id) or (
-                            known is not None and known != bundle.identity_key):
-                        raise ClientError(f"the identity key of {address} changed; refusing "
-                                          "to encrypt to it")
+                    if bundle.identity_key.raw != keys.get(device_id):
+                        raise ClientError(f"the identity key of {address} is not the one "
+                                          "accepted; refusing to encrypt to it")
                     process_prekey_bundle(self.state.protocol, address, bundle,
                                           self.client.random)
         return targets

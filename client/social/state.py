@@ -6,7 +6,9 @@ conversations the protocol store's tables plus the plaintext of the secret messa
 sent or decrypted, in the same file, so a decrypted message commits together with the ratchet
 step. Received events are stored unseen before they are shown (shown again after a crash, never
 lost), and a conversation once known to be secret stays secret here whatever the server says
-later. With a passphrase, message texts and reactions are sealed like the keys.
+later. With a passphrase, message texts and reactions are sealed like the keys. The device
+keys of the accounts this device holds secret conversations with are pinned as a set: a device
+the server lists later is used (and its messages shown) only once the user accepts it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from e2e_proto.keys import IdentityKeyPair
+from storage.sqlite import add_missing_column
 
 from ..core.home_state import HomeState, SealedColumn
 
@@ -35,7 +38,10 @@ CREATE TABLE IF NOT EXISTS received_events (
     seq INTEGER PRIMARY KEY, seen INTEGER NOT NULL, kind TEXT NOT NULL,
     conversation TEXT NOT NULL, sender TEXT NOT NULL, device INTEGER NOT NULL,
     ts INTEGER NOT NULL, message INTEGER, text TEXT, emoji TEXT, secret INTEGER NOT NULL,
-    warning TEXT);
+    warning TEXT, held INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS pinned_devices (
+    account TEXT NOT NULL, device INTEGER NOT NULL, key BLOB NOT NULL,
+    PRIMARY KEY (account, device));
 """
 
 
@@ -45,6 +51,10 @@ class SocialState(HomeState):
     state_file = STATE_FILE
     schema = _SCHEMA
     sealed_columns = (SECRET_TEXT, EVENT_TEXT, EVENT_EMOJI)
+
+    def migrate(self) -> None:
+        """A home made before events could be held gets the column."""
+        add_missing_column(self.db, "received_events", "held INTEGER NOT NULL DEFAULT 0")
 
     def get(self, name: str) -> Any:
         """A stored setting, or None."""
@@ -116,28 +126,61 @@ class SocialState(HomeState):
                               (message_id,)).fetchone()
         return row is not None and self.is_secret(row[0])
 
+    # -- the device keys accepted for secret conversations ------------------------------------
+
+    def pinned_devices(self, account: str) -> dict[int, bytes]:
+        """The device keys of ``account`` accepted here (empty until first use)."""
+        return dict(self.db.execute("SELECT device, key FROM pinned_devices WHERE account = ?",
+                                    (account,)).fetchall())
+
+    def pin_devices(self, account: str, keys: dict[int, bytes]) -> None:
+        """Accept exactly ``keys`` as ``account``'s devices (the caller's transaction)."""
+        self.db.execute("DELETE FROM pinned_devices WHERE account = ?", (account,))
+        self.db.executemany("INSERT INTO pinned_devices VALUES (?, ?, ?)",
+                            [(account, device, key) for device, key in keys.items()])
+
+    def release_held(self, account: str) -> int:
+        """Show on the next receive the events held from ``account``'s devices; how many."""
+        return self.db.execute("UPDATE received_events SET held = 0, seen = 0 "
+                               "WHERE held = 1 AND sender = ?", (account,)).rowcount
+
+    def held_counts(self) -> list[tuple[str, int]]:
+        """``(account, count)`` of events held until the sending device is accepted."""
+        return [(str(a), int(n)) for a, n in self.db.execute(
+            "SELECT sender, COUNT(*) FROM received_events WHERE held = 1 GROUP BY sender "
+            "ORDER BY sender")]
+
+    def is_held(self, message_id: int) -> bool:
+        """Whether a message was received from a device not accepted (yet)."""
+        return self.db.execute("SELECT 1 FROM received_events WHERE message = ? AND held = 1",
+                               (message_id,)).fetchone() is not None
+
     # -- received events: stored before they are shown, shown before they are marked seen -----
 
-    def add_event(self, event: SocialEvent) -> None:
+    def add_event(self, event: SocialEvent, held: bool = False) -> None:
         """Keep a received event, unseen (a secret message's text stays in ``secret_messages``).
 
         Call it in the transaction that moves ``last_seq``: the event is then shown on a later
-        run if this one ends before :meth:`mark_event_seen`.
+        run if this one ends before :meth:`mark_event_seen`. A ``held`` event (from a device
+        not accepted) is shown only after :meth:`release_held`.
         """
         text = None if event.secret and event.kind == "message" else event.text
         self.db.execute(
-            "INSERT OR IGNORE INTO received_events VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO received_events (seq, seen, kind, conversation, sender, "
+            "device, ts, message, text, emoji, secret, warning, held) "
+            "VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (event.seq, event.kind, event.conversation, event.sender, event.device, event.ts,
              event.message, self.seal_text(EVENT_TEXT, event.seq, text),
              self.seal_text(EVENT_EMOJI, event.seq, event.emoji), int(event.secret),
-             event.warning))
+             event.warning, int(held)))
 
     def unseen_events(self) -> list[SocialEvent]:
-        """Received events not yet shown, in order."""
+        """Received events not yet shown (nor held), in order."""
         events = []
         for row in self.db.execute(
                 "SELECT seq, kind, conversation, sender, device, ts, message, text, emoji, "
-                "secret, warning FROM received_events WHERE seen = 0 ORDER BY seq").fetchall():
+                "secret, warning FROM received_events WHERE seen = 0 AND held = 0 "
+                "ORDER BY seq").fetchall():
             seq = row[0]
             event = SocialEvent(*row[:7], self.unseal_text(EVENT_TEXT, seq, row[7]),
                                 self.unseal_text(EVENT_EMOJI, seq, row[8]),
