@@ -149,11 +149,11 @@ def _display_text(payload: Payload) -> str | None:
 
 def _held(account: str, count: int) -> str:
     """The notice for messages held because ``account``'s key change is not accepted."""
-    what = "a message" if count == 1 else f"{count} messages"
-    verb = "is" if count == 1 else "are"
+    what, verb, them = ("a message", "is", "it") if count == 1 else (
+        f"{count} messages", "are", "them")
     return (f"{what} from {account!r} {verb} held: its account key changed; check the safety "
             f"number with 'e2e-chat verify {account}', then 'e2e-chat verify {account} "
-            "--accept' shows them")
+            f"--accept' releases {them}")
 
 
 def _notice(text: str) -> Received:

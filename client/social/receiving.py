@@ -142,7 +142,7 @@ class Receiving(SessionBase):
             if held:
                 return dataclasses.replace(event, kind="notice", text=None, warning=(
                     f"a secret message from {event.sender}'s device {event.device}, which you "
-                    f"have not accepted, is held; " + _accept_hint(event.sender)))
+                    "have not accepted, is held; " + _accept_hint(event.sender)))
             return event
         except DuplicateMessageError:
             warning = "a secret message was delivered twice"
