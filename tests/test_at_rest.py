@@ -176,6 +176,7 @@ def test_close_checkpoints_the_wal_even_with_another_reader(tmp_path: Path) -> N
     reader.close()
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
 def test_connection_closed_when_opening_fails(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     make_device("bob", store=_store(path, "right")).store.close()
