@@ -27,6 +27,19 @@ CHAIN_KEY_SEED = b"\x02"
 MAX_SKIP = 2000
 MAX_SKIPPED_KEYS = 2000
 
+# Signed-prekey rotation (DESIGN §3; docs/PROTOCOL.md §10.2). Times are in seconds.
+DAY = 24 * 60 * 60
+SIGNED_PREKEY_ROTATION_INTERVAL = 7 * DAY
+"""A device makes and publishes a new signed prekey once its current one is this old."""
+MAILBOX_TTL = 30 * DAY
+"""How long the relay keeps an unacknowledged message (``RelayConfig.mailbox_ttl``): the least
+time a replaced signed prekey is kept, so a prekey message waiting in a mailbox can be read."""
+
+# Sessions (DESIGN §3).
+MAX_REMEMBERED_BASE_KEYS = 40
+"""Base keys of dropped sessions a session record remembers, newest first (libsignal keeps 40
+archived session states): a prekey message naming one is a replay and is refused."""
+
 # Payloads (DESIGN §5).
 PADDING_BLOCK = 64
 PAYLOAD_ID_SIZE = 16

@@ -55,6 +55,13 @@ class DuplicateMessageError(RemoteProtocolError):
     """The message was already decrypted (its key is used up): a replay."""
 
 
+class BaseKeyReusedError(DuplicateMessageError):
+    """A prekey message's base key is one of a session this device had and dropped: a replay.
+
+    A :class:`DuplicateMessageError`, so a caller that acknowledges duplicates drops it too.
+    """
+
+
 class TooManySkippedError(RemoteProtocolError):
     """The message would skip more than MAX_SKIP message keys in one chain."""
 

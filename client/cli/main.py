@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="End-to-end encrypted chat over an e2e-proto relay.",
         epilog="Example: e2e-chat --home /tmp/alice register alice; "
                "e2e-chat --home /tmp/alice send bob 'hello'. Set E2E_PASSPHRASE to keep "
-               "the keys and sessions sealed at rest (Argon2id + XChaCha20-Poly1305).")
+               "the keys, sessions and message texts sealed at rest (Argon2id + "
+               "XChaCha20-Poly1305).")
     parser.add_argument("--home", type=Path,
                         default=Path(os.environ.get("E2E_HOME", "~/.e2e-chat")).expanduser(),
                         help="folder of this device's keys and messages "
@@ -97,11 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="one JSON object per line: from, device, id, ts, text, to")
     chat = commands.add_parser("chat", help="interactive chat; /quit leaves")
     chat.add_argument("name", help="the other account")
-    verify = commands.add_parser("verify", help="print the safety number shared with NAME")
+    verify = commands.add_parser("verify", help="print the safety number shared with NAME "
+                                 "(social: NAME's device keys and which are accepted)")
     verify.add_argument("name", help="the other account")
     verify.add_argument("--accept", action="store_true",
-                        help="after checking the number with NAME in person: trust NAME's "
-                             "new account key (needed after a key change)")
+                        help="after checking with NAME in person: trust NAME's new account key "
+                             "(social: NAME's devices as listed now); needed after a change, "
+                             "and messages from NAME (social: its new devices) are held until "
+                             "then")
     commands.add_parser("devices", help="list this account's devices (id, name, linked at, "
                         "last seen)")
     link = commands.add_parser("link", help="on a new device: ask to join account NAME; "

@@ -91,8 +91,9 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
                   file=sys.stderr)
         code = _print_safety_number(state, args.name)
         if args.accept:
-            state.accept_key(args.name)
-            print(f"accepted {args.name}'s current account key")
+            held = state.accept_key(args.name)
+            shown = f"; {held} held message(s) are shown by the next recv" if held else ""
+            print(f"accepted {args.name}'s current account key{shown}")
         return code
     if command == "devices":
         async with client.session() as session:

@@ -121,9 +121,6 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
             raise ClientError("not logged in: run 'e2e-chat --transport social login NAME'")
         print(f"{state.account} (device {state.device_id})")
         return 0
-    if command == "verify":
-        raise ClientError("'verify' compares private-transport safety numbers; social accounts "
-                          "have no account identity key (use --transport private)")
     if command == "recv":
         return await receive_command(client.session, args.wait,
                                      _printer(args.json, state.account or ""))
@@ -169,6 +166,8 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         changed = await session.make_secret(args.name)
         print(f"the conversation with {args.name} is {'now' if changed else 'already'} "
               "end-to-end encrypted")
+    elif command == "verify":
+        await _verify(session, args.name, args.accept)
     elif command == "devices":
         response = await session.request("get_devices", account=session.state.account or "")
         for device_id, key in response["devices"]:
@@ -178,6 +177,16 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
     else:
         raise ClientError(f"'{command}' is not available on the social transport")
     return 0
+
+
+async def _verify(session: SocialSession, name: str, accept: bool) -> None:
+    """NAME's devices with their keys and whether they are accepted; ``accept`` accepts them."""
+    for device_id, key, status in await session.device_report(name):
+        print(f"{device_id}  key {key[:8].hex()}  {status}")
+    if accept:
+        count, held = await session.accept_devices(name)
+        shown = f"; {held} held message(s) are shown by the next recv" if held else ""
+        print(f"accepted the {count} device(s) of {name}{shown}")
 
 
 async def _chat(client: SocialClient, name: str) -> int:

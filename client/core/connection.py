@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import trio
 
 from e2e_proto.errors import E2EProtoError
+from e2e_proto.prekey_rotation import DEFAULT_POLICY, SignedPreKeyPolicy
 from e2e_proto.primitives import RandomSource, system_random
 from e2e_proto.wire import FrameDecoder, encode_frame
 
@@ -178,17 +179,23 @@ StateT = TypeVar("StateT")
 
 
 class ServerClient(Generic[StateT]):
-    """A device's client for one server: its local ``state``, the server's address and TLS."""
+    """A device's client for one server: its local ``state``, the server's address and TLS.
+
+    ``clock`` gives the time (seconds since the epoch) for timestamps and for the signed-prekey
+    schedule ``prekey_policy`` (weekly rotation by default).
+    """
 
     def __init__(self, state: StateT, host: str, port: int,
                  tls: ssl.SSLContext | None = None, random: RandomSource = system_random,
                  clock: Callable[[], float] = time.time,
-                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                 prekey_policy: SignedPreKeyPolicy = DEFAULT_POLICY) -> None:
         self.state = state
         self.host, self.port, self.tls = host, port, tls
         self.request_timeout = request_timeout
         self.random = random
         self.clock = clock
+        self.prekey_policy = prekey_policy
 
     def open_connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
         """A new connection to the server (:func:`open_connection`)."""

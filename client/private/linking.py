@@ -23,7 +23,6 @@ from e2e_proto.keys import (
     Ed25519PublicKey,
     IdentityKeyPair,
     OneTimePreKey,
-    SignedPreKey,
     X25519PrivateKey,
 )
 from e2e_proto.payload import Payload
@@ -79,12 +78,7 @@ class Linking(SessionBase):
             dik = IdentityKeyPair.generate(self.client.random)
             self.state.create_keys(None, dik)
         store = self.state.protocol
-        spk_id = self.state.signed_prekey_id() or self.state.reserve_ids(
-            "signed_prekey_counter", 1)[0]
-        spk = store.load_signed_prekey(spk_id) or SignedPreKey.create(
-            dik, spk_id, X25519PrivateKey.generate(self.client.random))
-        store.store_signed_prekey(spk)
-        self.state.set_signed_prekey(spk_id)
+        spk = self._signed_prekey()
         ids = self.state.reserve_ids("one_time_prekey_id", ONE_TIME_PREKEY_TARGET)
         opks = [OneTimePreKey(i, X25519PrivateKey.generate(self.client.random)) for i in ids]
         store.store_one_time_prekeys(opks)
@@ -229,9 +223,10 @@ class Linking(SessionBase):
                 account, key_raw, body, signature = entry
                 key = Ed25519PublicKey(key_raw)
                 signed = SignedDeviceList.verify(key, body, signature)
+                self._check_bindings(signed)
                 known = self.state.contact(account)
                 if known is None or (known[0] == key and
                                      signed.device_list.version > known[1].device_list.version):
                     self.state.save_contact(account, key, signed, key_changed=False)
-            except (ValueError, TypeError, E2EProtoError):
+            except (ValueError, TypeError, E2EProtoError, ClientError):
                 log.warning("ignored a malformed contact in a device sync")

@@ -3,7 +3,8 @@ is acknowledged, then shown once.
 
 Messages are deduplicated by payload id, so a crash at any point neither loses nor repeats one;
 a delivery that cannot be read becomes a notice and is acknowledged, so it cannot wedge the
-mailbox.
+mailbox. Every message from an account whose key changed (not accepted yet) is held: stored,
+announced by a notice, shown only after ``verify --accept``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Receiving(SessionBase):
         ``wait=math.inf`` runs until cancelled.
         """
         assert self.address is not None
+        for account, count in self.state.held_counts():
+            await self._show(handler, _notice(_held(account, count)))
         for message in self.state.unseen():
             await self._show(handler, from_stored(message,
                                                   message.sender == self.address.account))
@@ -111,7 +114,9 @@ class Receiving(SessionBase):
             proven = False
             with self.state.transaction():
                 payload = Payload.decode(self.cipher.decrypt(envelope))
-                if payload.kind == "device_sync" and sender.account == self.address.account:
+                held = self.state.key_changed(sender.account)  # not the key the user accepted
+                if (payload.kind == "device_sync" and sender.account == self.address.account
+                        and not held):
                     self._apply_device_sync(payload)
                     proven = self._proves_link(payload)
                 text = _display_text(payload)
@@ -121,9 +126,10 @@ class Receiving(SessionBase):
                                         payload.ts, payload.kind,
                                         text if isinstance(text, str) else None)
                 is_sync = payload.kind == "device_sync"
-                if self.state.add_message(message, self.client.clock(), seen=is_sync) and (
-                        not is_sync):
-                    received = from_stored(message, outgoing=sender.account == self.address.account)
+                if self.state.add_message(message, self.client.clock(), seen=is_sync,
+                                          held=held) and not is_sync:
+                    received = (_notice(_held(sender.account, 1)) if held else from_stored(
+                        message, outgoing=sender.account == self.address.account))
             self._link_proven |= proven  # only once the sync is committed
         except DuplicateMessageError:
             pass  # decrypted and stored in an earlier run; only the ack was lost
@@ -164,6 +170,15 @@ def _display_text(payload: Payload) -> str | None:
     if payload.kind == "device_sync":
         return "[device sync]"
     return None
+
+
+def _held(account: str, count: int) -> str:
+    """The notice for messages held because ``account``'s key change is not accepted."""
+    what, verb, them = ("a message", "is", "it") if count == 1 else (
+        f"{count} messages", "are", "them")
+    return (f"{what} from {account!r} {verb} held: its account key changed; check the safety "
+            f"number with 'e2e-chat verify {account}', then 'e2e-chat verify {account} "
+            f"--accept' releases {them}")
 
 
 def _notice(text: str) -> Received:

@@ -1,11 +1,12 @@
 """Secret conversations: a one-to-one conversation made end-to-end encrypted for good, and
 sending to it (text encrypted for every other device of both members; the server gets only
-envelopes). A device's identity key is pinned on first use and a changed one is refused."""
+envelopes). Each member's set of device keys is pinned on first use (:mod:`.device_pins`): a
+device added or changed later gets nothing until the user accepts it."""
 
 from __future__ import annotations
 
 from e2e_proto import social_api as api
-from e2e_proto.address import Address, is_valid_device_id
+from e2e_proto.address import Address
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.payload import Payload
@@ -18,9 +19,6 @@ from .base import SessionBase
 from .checks import check_name
 from .errors import refused
 from .state import SocialEvent
-
-MAX_LISTED_DEVICES = 10_000
-"""The most devices one account's list may name (a server offering more is refused)."""
 
 
 class Secret(SessionBase):
@@ -74,12 +72,14 @@ class Secret(SessionBase):
         raise AssertionError("unreachable")
 
     async def _secret_targets(self, members: list[str]) -> list[Address]:
-        """Every keyed device of ``members`` but this one, each with a session (made here)."""
+        """Every keyed device of ``members`` but this one, each with a session (made here).
+
+        Refuses (:class:`ClientError`) while a member's listed devices are not all accepted.
+        """
         assert self.address is not None
         targets: list[Address] = []
         for member in members:
-            response = await self.request("get_devices", account=member)
-            keys = _listed_devices(response.get("devices"), member)
+            keys = await self.checked_devices(member)
             missing = []
             for device_id in keys:
                 address = Address(member, device_id)
@@ -89,15 +89,8 @@ class Secret(SessionBase):
                 if self.state.protocol.load_session(address) is None:
                     missing.append(device_id)
             if missing:
-                trusted = {}
-                for device_id in missing:
-                    address = Address(member, device_id)
-                    listed = _device_key(keys[device_id], address)
-                    known = self.state.protocol.get_identity(address)
-                    if known is not None and known != listed:
-                        raise ClientError(f"the identity key of {address} changed; refusing "
-                                          "to encrypt to it")
-                    trusted[device_id] = listed
+                trusted = {device_id: _device_key(keys[device_id], Address(member, device_id))
+                           for device_id in missing}
                 bundles = await self.request("fetch_bundles", account=member,
                                              device_ids=missing)
                 start_sessions(self.state.protocol, member, missing, bundles.get("bundles"),
@@ -112,16 +105,3 @@ def _device_key(raw: object, address: Address) -> Ed25519PublicKey:
     except E2EProtoError:
         raise ClientError(f"the server listed a malformed device key for {address}") from None
 
-
-def _listed_devices(devices: object, account: str) -> dict[int, bytes]:
-    """The keyed devices of a ``get_devices`` answer; :class:`ClientError` when malformed."""
-    if type(devices) is not list or len(devices) > MAX_LISTED_DEVICES:
-        raise ClientError(f"the server's device list for {account} is malformed")
-    keys: dict[int, bytes] = {}
-    for entry in devices:
-        if (type(entry) is not list or len(entry) != 2 or not is_valid_device_id(entry[0])
-                or type(entry[1]) not in (bytes, type(None)) or entry[0] in keys):
-            raise ClientError(f"the server's device list for {account} is malformed")
-        if entry[1] is not None:
-            keys[entry[0]] = entry[1]
-    return keys

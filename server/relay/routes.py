@@ -25,7 +25,8 @@ PUBLIC_ROUTES: RouteTable = {
 """Requests before authentication."""
 
 AUTHENTICATED_ROUTES: RouteTable = {
-    "publish_prekeys": Route(directory.publish_prekeys, ("signed_prekey", "one_time_prekeys")),
+    "publish_prekeys": Route(directory.publish_prekeys, ("signed_prekey", "one_time_prekeys",
+                                                         "link_signature")),
     "get_devices": _GET_DEVICES,
     "fetch_bundles": Route(directory.fetch_bundles, ("account", "device_ids")),
     "send": Route(messages.send, ("to", "envelopes")),

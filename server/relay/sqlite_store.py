@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from storage.sqlite import immediate_transaction, open_private_database
+from storage.sqlite import add_missing_column, immediate_transaction, open_private_database
 
 from ..common.store_base import Bundle, storage, take_bundle
 from .store import (
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS devices (
     identity_key BLOB NOT NULL,
     spk_id INTEGER, spk BLOB, spk_signature BLOB,
     name TEXT NOT NULL DEFAULT '', linked_at REAL NOT NULL DEFAULT 0, last_seen REAL,
-    PRIMARY KEY (account, device));
+    link_signature BLOB, PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
     PRIMARY KEY (account, device, id));
@@ -60,6 +60,7 @@ class SqliteRelayStore:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
+        add_missing_column(self._db, "devices", "link_signature BLOB")  # relays made before
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
 
     def close(self) -> None:
@@ -129,9 +130,10 @@ class SqliteRelayStore:
                        (list_version, list_body, list_signature, max(devices), account))
             for new in added:
                 db.execute("INSERT INTO devices (account, device, identity_key, spk_id, spk, "
-                           "spk_signature, name, linked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           "spk_signature, name, linked_at, link_signature) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (account, new.device_id, new.identity_key, *new.signed_prekey,
-                            new.name, now))
+                            new.name, now, new.link_signature))
                 db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?, ?, ?)",
                                [(account, new.device_id, i, k) for i, k in new.one_time_prekeys])
         return removed
@@ -142,6 +144,19 @@ class SqliteRelayStore:
         return [DeviceInfo(*row) for row in self._db.execute(
             "SELECT device, name, linked_at, last_seen FROM devices WHERE account = ? "
             "ORDER BY device", (account,))]
+
+    @storage
+    def link_signatures(self, account: str) -> dict[int, bytes]:
+        """The link signature of each linked device of ``account`` that has one stored."""
+        return dict(self._db.execute(
+            "SELECT device, link_signature FROM devices WHERE account = ? AND device != 0 "
+            "AND link_signature IS NOT NULL", (account,)).fetchall())
+
+    @storage
+    def set_link_signature(self, account: str, device_id: int, signature: bytes) -> None:
+        """Store a linked device's (checked) link signature."""
+        self._db.execute("UPDATE devices SET link_signature = ? WHERE account = ? AND device = ?",
+                         (signature, account, device_id))
 
     @storage
     def touch(self, account: str, device_id: int, now: float) -> None:

@@ -55,13 +55,15 @@ class AccountRecord:
 
 
 class NewDevice(NamedTuple):
-    """A device joining an account, with the prekeys it published while waiting."""
+    """A device joining an account, with the prekeys it published while waiting and its link
+    signature (its DIK over ``link_message(account key, account)``, handed to every client)."""
 
     device_id: int
     identity_key: bytes
     name: str
     signed_prekey: tuple[int, bytes, bytes]
     one_time_prekeys: Sequence[tuple[int, bytes]]
+    link_signature: bytes
 
 
 class DeviceInfo(NamedTuple):
@@ -133,6 +135,15 @@ class RelayStore(Protocol):
 
     def device_info(self, account: str) -> list[DeviceInfo]:
         """Name, link time and last authentication of each device of ``account``."""
+        ...
+
+    def link_signatures(self, account: str) -> dict[int, bytes]:
+        """The link signature of each linked device of ``account`` that has one stored."""
+        ...
+
+    def set_link_signature(self, account: str, device_id: int, signature: bytes) -> None:
+        """Store a linked device's (checked) link signature: for devices linked before the
+        relay kept them, which send it again."""
         ...
 
     def touch(self, account: str, device_id: int, now: float) -> None:
