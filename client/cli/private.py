@@ -12,7 +12,9 @@ import datetime
 import json
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -25,6 +27,7 @@ from ..private.session import PrivateClient
 from ..private.state import ClientState
 from .common import (
     chat,
+    print_whoami,
     receive_command,
     run_with_state,
     tls_from_args,
@@ -70,7 +73,7 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
     if command == "whoami":
         if state.account is None:
             raise ClientError("not registered: run 'e2e-chat register NAME' first")
-        print(f"{state.account} (device {state.device_id})")
+        print_whoami(state.account, state.device_id)
         return 0
     if command == "register":
         async with client.connect() as session:
@@ -86,34 +89,22 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
     if command == "verify":
         async with client.session() as session:
             await session.device_list(args.name, refresh=True)
-        if state.key_changed(args.name):
-            print(f"warning: the account key of {args.name} changed since you last talked",
-                  file=sys.stderr)
-        code = _print_safety_number(state, args.name)
-        if args.accept:
-            held = state.accept_key(args.name)
-            shown = f"; {held} held message(s) are shown by the next recv" if held else ""
-            print(f"accepted {args.name}'s current account key{shown}")
-        return code
+        print_verify(args.name, verify_report(state, args.name, args.accept))
+        return 0
     if command == "devices":
         async with client.session() as session:
-            details = await session.device_details()
-        print(f"{'id':>3}  {'name':<16}  {'linked at':<19}  last seen")
-        for device_id, name, linked_at, last_seen in details:
-            this = "  (this device)" if device_id == state.device_id else ""
-            print(f"{device_id:>3}  {name:<16}  {_when(linked_at):<19}  {_when(last_seen)}{this}")
+            print_devices(await session.device_details(), state.device_id)
         return 0
     if command == "link":
         return await _link(client, args)
     if command == "approve":
         async with client.session() as session:
-            device_id = await session.approve(args.code)
-        print(f"linked device {device_id}; it was sent the contact list")
+            print_approved(await session.approve(args.code))
         return 0
     if command == "unlink":
         async with client.session() as session:
             await session.unlink(args.device_id)
-        print(f"unlinked device {args.device_id}; it receives nothing new")
+        print_unlinked(args.device_id)
         return 0
     if command in ("react", "unreact"):
         async with client.session() as session:
@@ -152,14 +143,58 @@ async def _link(client: PrivateClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_safety_number(state: ClientState, name: str) -> int:
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What ``verify NAME [--accept]`` shows: whether NAME's account key changed (not accepted
+    before this command), the safety number, and, with ``--accept``, how many held messages the
+    acceptance released (None without ``--accept``)."""
+
+    key_changed: bool
+    safety_number: str
+    released: int | None
+
+
+def verify_report(state: ClientState, name: str, accept: bool) -> VerifyReport:
+    """The safety number with ``name`` (its verified keys must be known); ``accept`` trusts its
+    current account key and releases the messages held until then."""
     own, other = state.contact(state.account or ""), state.contact(name)
     if own is None or other is None:
         raise ClientError(f"no verified keys for {name!r}")
-    number = safety_number(state.account or "", own[0], name, other[0])
+    key_changed = state.key_changed(name)
+    number = format_safety_number(safety_number(state.account or "", own[0], name, other[0]))
+    return VerifyReport(key_changed, number, state.accept_key(name) if accept else None)
+
+
+def print_verify(name: str, report: VerifyReport) -> None:
+    """The output of ``verify``: a warning on stderr after a key change, the number, and what
+    ``--accept`` did."""
+    if report.key_changed:
+        print(f"warning: the account key of {name} changed since you last talked",
+              file=sys.stderr)
     print(f"safety number with {name}:")
-    print(format_safety_number(number))
-    return 0
+    print(report.safety_number)
+    if report.released is not None:
+        held = report.released
+        shown = f"; {held} held message(s) are shown by the next recv" if held else ""
+        print(f"accepted {name}'s current account key{shown}")
+
+
+def print_devices(details: Sequence[Sequence[Any]], this_device: int) -> None:
+    """The output of ``devices``: ``[id, name, linked_at, last_seen]`` rows as a table."""
+    print(f"{'id':>3}  {'name':<16}  {'linked at':<19}  last seen")
+    for device_id, name, linked_at, last_seen in details:
+        this = "  (this device)" if device_id == this_device else ""
+        print(f"{device_id:>3}  {name:<16}  {_when(linked_at):<19}  {_when(last_seen)}{this}")
+
+
+def print_approved(device_id: int) -> None:
+    """The output of ``approve``."""
+    print(f"linked device {device_id}; it was sent the contact list")
+
+
+def print_unlinked(device_id: int) -> None:
+    """The output of ``unlink``."""
+    print(f"unlinked device {device_id}; it receives nothing new")
 
 
 async def _chat(client: PrivateClient, name: str) -> int:

@@ -13,7 +13,8 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import trio
 
@@ -25,6 +26,7 @@ from ..social.state import SocialEvent, SocialState, StoredMessage
 from .common import (
     chat,
     only_leaf,
+    print_whoami,
     receive_command,
     run_with_state,
     tls_from_args,
@@ -119,7 +121,7 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
     if command == "whoami":
         if state.account is None:
             raise ClientError("not logged in: run 'e2e-chat --transport social login NAME'")
-        print(f"{state.account} (device {state.device_id})")
+        print_whoami(state.account, state.device_id)
         return 0
     if command == "recv":
         return await receive_command(client.session, args.wait,
@@ -138,7 +140,7 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         print(await session.send_text(args.name, args.text))
     elif command == "group":
         info = await session.group_create(args.name, args.members)
-        print(f"created group {args.name} with {len(info['members'])} members")
+        print_group_created(args.name, len(info["members"]))
     elif command == "react":
         await session.react(_message_id(args.message_id), args.emoji)
     elif command == "unreact":
@@ -150,43 +152,68 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         if not await session.unpin(_message_id(args.message_id)):
             raise ClientError(f"message {args.message_id} is not pinned")
     elif command == "pins":
-        for message in await session.pins(args.name):
-            print(format_stored(message))
+        print_messages(await session.pins(args.name))
     elif command == "history":
         before = None if args.before is None else _message_id(args.before)
-        messages, more = await session.history(args.name, before)
-        if more and messages:
-            print(f"(older messages: history {args.name} --before {messages[0].id})")
-        for message in messages:
-            print(format_stored(message))
+        print_history(args.name, *await session.history(args.name, before))
     elif command == "search":
-        for message in await session.search(args.text):
-            print(format_stored(message, with_conversation=True))
+        print_messages(await session.search(args.text), with_conversation=True)
     elif command == "secret":
-        changed = await session.make_secret(args.name)
-        print(f"the conversation with {args.name} is {'now' if changed else 'already'} "
-              "end-to-end encrypted")
+        print_secret(args.name, await session.make_secret(args.name))
     elif command == "verify":
-        await _verify(session, args.name, args.accept)
+        report = await session.device_report(args.name)
+        print_verify(args.name, report, await session.accept_devices(args.name)
+                     if args.accept else None)
     elif command == "devices":
         response = await session.request("get_devices", account=session.state.account or "")
-        for device_id, key in response["devices"]:
-            this = "  (this device)" if device_id == session.state.device_id else ""
-            shown = "no key yet" if key is None else f"key {key[:8].hex()}"
-            print(f"{device_id}  {shown}{this}")
+        print_devices(response["devices"], session.state.device_id)
     else:
         raise ClientError(f"'{command}' is not available on the social transport")
     return 0
 
 
-async def _verify(session: SocialSession, name: str, accept: bool) -> None:
-    """NAME's devices with their keys and whether they are accepted; ``accept`` accepts them."""
-    for device_id, key, status in await session.device_report(name):
+def print_group_created(name: str, members: int) -> None:
+    """The output of ``group create``."""
+    print(f"created group {name} with {members} members")
+
+
+def print_messages(messages: Sequence[StoredMessage], with_conversation: bool = False) -> None:
+    """The output of ``pins`` and ``search``: one :func:`format_stored` line each."""
+    for message in messages:
+        print(format_stored(message, with_conversation))
+
+
+def print_history(name: str, messages: Sequence[StoredMessage], more: bool) -> None:
+    """The output of ``history``: a hint when older messages exist, then the messages."""
+    if more and messages:
+        print(f"(older messages: history {name} --before {messages[0].id})")
+    print_messages(messages)
+
+
+def print_secret(name: str, changed: bool) -> None:
+    """The output of ``secret``."""
+    print(f"the conversation with {name} is {'now' if changed else 'already'} "
+          "end-to-end encrypted")
+
+
+def print_verify(name: str, report: Sequence[tuple[int, bytes, str]],
+                 accepted: tuple[int, int] | None) -> None:
+    """The output of ``verify``: NAME's devices with their keys and whether they are accepted,
+    then, with ``--accept``, how many devices were accepted and held messages released."""
+    for device_id, key, status in report:
         print(f"{device_id}  key {key[:8].hex()}  {status}")
-    if accept:
-        count, held = await session.accept_devices(name)
+    if accepted is not None:
+        count, held = accepted
         shown = f"; {held} held message(s) are shown by the next recv" if held else ""
         print(f"accepted the {count} device(s) of {name}{shown}")
+
+
+def print_devices(devices: Sequence[Sequence[Any]], this_device: int) -> None:
+    """The output of ``devices``: ``[id, key or None]`` rows."""
+    for device_id, key in devices:
+        this = "  (this device)" if device_id == this_device else ""
+        shown = "no key yet" if key is None else f"key {key[:8].hex()}"
+        print(f"{device_id}  {shown}{this}")
 
 
 async def _chat(client: SocialClient, name: str) -> int:
