@@ -49,7 +49,9 @@ def message_json(message: Received) -> str:
                        "text": message.text, "to": message.peer if message.outgoing else None})
 
 
-def _printer(as_json: bool) -> Callable[[Received], None]:
+def printer(as_json: bool) -> Callable[[Received], None]:
+    """What ``recv`` and ``chat`` show for each message (``--json``: :func:`message_json`)."""
+
     def show(message: Received) -> None:
         if message.warning is not None:
             print(f"warning: {message.warning}", file=sys.stderr, flush=True)
@@ -58,10 +60,8 @@ def _printer(as_json: bool) -> Callable[[Received], None]:
     return show
 
 
-async def _run(args: argparse.Namespace, state: ClientState) -> int:
-    client = PrivateClient(state, *args.relay, tls=tls_from_args(args),
-                           request_timeout=args.timeout)
-    command = args.command
+def check_command(command: str) -> None:
+    """Refuse a command the private transport does not have, in the capability table's words."""
     if command in ("pin", "unpin", "pins"):
         require(PRIVATE, "pinning")
     if command in ("history", "search"):
@@ -70,6 +70,13 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         raise ClientError(f"'{command}' is for the social transport (--transport social); "
                           "the private transport is always end-to-end encrypted, with "
                           "one account per device home")
+
+
+async def _run(args: argparse.Namespace, state: ClientState) -> int:
+    client = PrivateClient(state, *args.relay, tls=tls_from_args(args),
+                           request_timeout=args.timeout)
+    command = args.command
+    check_command(command)
     if command == "whoami":
         if state.account is None:
             raise ClientError("not registered: run 'e2e-chat register NAME' first")
@@ -85,7 +92,7 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
             await session.send_text(args.name, args.text)
         return 0
     if command == "recv":
-        return await receive_command(client.session, args.wait, _printer(args.json))
+        return await receive_command(client.session, args.wait, printer(args.json))
     if command == "verify":
         async with client.session() as session:
             await session.device_list(args.name, refresh=True)
@@ -137,7 +144,7 @@ async def _link(client: PrivateClient, args: argparse.Namespace) -> int:
             linked = True
             # What is queued is shown, then the command ends (not bounded by --wait any more).
             scope.deadline = trio.current_time() + args.timeout
-            await session.receive(_printer(False))
+            await session.receive(printer(False))
     if scope.cancelled_caught and not linked:
         raise ClientError(f"no approval within {args.wait:g} seconds; run link again")
     return 0
@@ -198,7 +205,7 @@ def print_unlinked(device_id: int) -> None:
 
 
 async def _chat(client: PrivateClient, name: str) -> int:
-    return await chat(client.session, name, _printer(False),
+    return await chat(client.session, name, printer(False),
                       lambda session: session.device_list(name))
 
 

@@ -89,7 +89,9 @@ def format_stored(message: StoredMessage, with_conversation: bool = False) -> st
     return f"[{message.id}] {where}{message.sender}: {text}{pin}{extra}"
 
 
-def _printer(as_json: bool, me: str) -> Callable[[SocialEvent], None]:
+def printer(as_json: bool, me: str) -> Callable[[SocialEvent], None]:
+    """What ``recv`` and ``chat`` show for each event (``--json``: :func:`event_json`)."""
+
     def show(event: SocialEvent) -> None:
         if event.warning is not None:
             print(f"warning: {event.warning}", file=sys.stderr, flush=True)
@@ -98,7 +100,8 @@ def _printer(as_json: bool, me: str) -> Callable[[SocialEvent], None]:
     return show
 
 
-def _message_id(text: str) -> int:
+def message_id_arg(text: str) -> int:
+    """A message id as the command line gives it (a decimal string); :class:`ClientError`."""
     try:
         return parse_message_id(text)
     except ValueError as exc:
@@ -125,7 +128,7 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
         return 0
     if command == "recv":
         return await receive_command(client.session, args.wait,
-                                     _printer(args.json, state.account or ""))
+                                     printer(args.json, state.account or ""))
     if command == "chat":
         return await _chat(client, args.name)
     async with client.session() as session:
@@ -142,19 +145,17 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         info = await session.group_create(args.name, args.members)
         print_group_created(args.name, len(info["members"]))
     elif command == "react":
-        await session.react(_message_id(args.message_id), args.emoji)
+        await session.react(message_id_arg(args.message_id), args.emoji)
     elif command == "unreact":
-        if not await session.unreact(_message_id(args.message_id)):
-            raise ClientError(f"you have no reaction on message {args.message_id}")
+        check_unreacted(args.message_id, await session.unreact(message_id_arg(args.message_id)))
     elif command == "pin":
-        await session.pin(_message_id(args.message_id))
+        await session.pin(message_id_arg(args.message_id))
     elif command == "unpin":
-        if not await session.unpin(_message_id(args.message_id)):
-            raise ClientError(f"message {args.message_id} is not pinned")
+        check_unpinned(args.message_id, await session.unpin(message_id_arg(args.message_id)))
     elif command == "pins":
         print_messages(await session.pins(args.name))
     elif command == "history":
-        before = None if args.before is None else _message_id(args.before)
+        before = None if args.before is None else message_id_arg(args.before)
         print_history(args.name, *await session.history(args.name, before))
     elif command == "search":
         print_messages(await session.search(args.text), with_conversation=True)
@@ -168,8 +169,25 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         response = await session.request("get_devices", account=session.state.account or "")
         print_devices(response["devices"], session.state.device_id)
     else:
-        raise ClientError(f"'{command}' is not available on the social transport")
+        raise unavailable(command)
     return 0
+
+
+def unavailable(command: str) -> ClientError:
+    """The refusal of a command the social transport does not have."""
+    return ClientError(f"'{command}' is not available on the social transport")
+
+
+def check_unreacted(message_id: str, changed: bool) -> None:
+    """``unreact``'s result: an error when there was no reaction to remove."""
+    if not changed:
+        raise ClientError(f"you have no reaction on message {message_id}")
+
+
+def check_unpinned(message_id: str, changed: bool) -> None:
+    """``unpin``'s result: an error when the message was not pinned."""
+    if not changed:
+        raise ClientError(f"message {message_id} is not pinned")
 
 
 def print_group_created(name: str, members: int) -> None:
@@ -217,7 +235,7 @@ def print_devices(devices: Sequence[Sequence[Any]], this_device: int) -> None:
 
 
 async def _chat(client: SocialClient, name: str) -> int:
-    return await chat(client.session, name, _printer(False, client.state.account or ""),
+    return await chat(client.session, name, printer(False, client.state.account or ""),
                       lambda session: session.conversation(name))
 
 
