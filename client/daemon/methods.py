@@ -1,0 +1,124 @@
+"""The method table: every method a client of the daemon may call, in one place.
+
+Each entry names its parameters (the ``e2e-chat`` command's argument names), what it returns,
+and its handler per transport (:mod:`.private_methods`, :mod:`.social_methods`) or for the
+daemon itself (subscriptions, acknowledgements, status). A feature a transport gains is one
+entry here plus its handler. docs/JSONRPC.md documents every entry (a test holds them equal).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from e2e_proto.capabilities import PRIVATE, SOCIAL
+
+from . import private_methods as private
+from . import social_methods as social
+from .jsonrpc import Codes, RpcError
+from .table import BOOLEAN, EVENT_IDS, INTEGER, NAME, STRING, STRINGS, Method, Param
+
+if TYPE_CHECKING:
+    from .connections import CallContext
+
+
+async def _subscribe(context: CallContext, params: dict[str, Any]) -> dict[str, Any]:
+    if not context.client.can_subscribe:
+        raise RpcError(Codes.METHOD_NOT_FOUND, "subscribe is not available here: over HTTP, "
+                       "GET /events is the subscription")
+    subscription = context.client.subscribe()
+    return {"subscription": subscription.id,
+            "queued": context.daemon.hub.queue.pending_count}
+
+
+async def _unsubscribe(context: CallContext, params: dict[str, Any]) -> dict[str, Any]:
+    return {"unsubscribed": context.client.unsubscribe(params["subscription"])}
+
+
+async def _ack(context: CallContext, params: dict[str, Any]) -> dict[str, Any]:
+    return {"acked": context.daemon.hub.ack(params["ids"])}
+
+
+async def _auth(context: CallContext, params: dict[str, Any]) -> dict[str, Any]:
+    context.client.authenticate(params["token"])
+    return {}
+
+
+async def _daemon_info(context: CallContext, params: dict[str, Any]) -> dict[str, Any]:
+    return context.daemon.info()
+
+
+NAME_PARAM = Param("name", NAME, "the other account (or group, on social)")
+MESSAGE_ID = Param("message_id", NAME, "the message id, as events show it (private: hex, a "
+                   "unique prefix is enough; social: a decimal string)")
+ACCEPT = Param("accept", BOOLEAN, "accept the keys (devices) as they are now", required=False)
+TEXT = Param("text", STRING, "the message text")
+
+METHODS: tuple[Method, ...] = (
+    Method("subscribe", "Start receiving events as notifications on this connection: every "
+           "unacknowledged event, oldest first, then caught_up, then new ones.",
+           "{subscription, queued}", daemon=_subscribe),
+    Method("unsubscribe", "Stop a subscription of this connection (all of them without "
+           "subscription); what it was sent and did not ack stays queued.",
+           "{unsubscribed: [subscription ids]}",
+           (Param("subscription", INTEGER, "the id subscribe returned", required=False),),
+           daemon=_unsubscribe),
+    Method("ack", "Remove events from the queue, for every subscriber.",
+           "{acked: [the ids that were queued]}",
+           (Param("ids", EVENT_IDS, "event_id values of notifications"),), daemon=_ack),
+    Method("auth", "Present the bearer token (TCP: before any other call).", "{}",
+           (Param("token", STRING, "the contents of HOME/daemon.token"),), daemon=_auth),
+    Method("daemon_info", "The daemon's accounts, connections and queue.",
+           "{version, home, transports, queued, full, subscriptions, clients}",
+           daemon=_daemon_info),
+    Method("whoami", "This device's account and device id.", "{account, device}",
+           on={PRIVATE: private.whoami, SOCIAL: social.whoami}, command="whoami"),
+    Method("send", "Send one message.", "private: {id, ts}; social: {id}",
+           (NAME_PARAM, TEXT), on={PRIVATE: private.send, SOCIAL: social.send},
+           command="send"),
+    Method("react", "React to a message with one emoji (private: a short text).", "private: "
+           "{}; social: {changed}", (MESSAGE_ID, Param("emoji", NAME, "exactly one emoji")),
+           on={PRIVATE: private.react, SOCIAL: social.react}, command="react"),
+    Method("unreact", "Remove your reaction to a message.", "private: {}; social: {changed}",
+           (MESSAGE_ID,), on={PRIVATE: private.unreact, SOCIAL: social.unreact},
+           command="unreact"),
+    Method("pin", "Pin a message (social).", "{changed}", (MESSAGE_ID,),
+           on={SOCIAL: social.pin}, command="pin"),
+    Method("unpin", "Unpin a message (social).", "{changed}", (MESSAGE_ID,),
+           on={SOCIAL: social.unpin}, command="unpin"),
+    Method("pins", "The pinned messages of a conversation (social).", "{messages}",
+           (NAME_PARAM,), on={SOCIAL: social.pins}, command="pins"),
+    Method("history", "A page of a conversation's history, oldest first (social).",
+           "{messages, more}", (NAME_PARAM, Param("before", NAME, "only messages before this "
+                                                  "message id", required=False)),
+           on={SOCIAL: social.history}, command="history"),
+    Method("search", "Full-text search of your conversations (social).", "{messages}",
+           (Param("text", STRING, "words to find"),), on={SOCIAL: social.search},
+           command="search"),
+    Method("secret", "Make the conversation with an account end-to-end encrypted (social).",
+           "{changed}", (NAME_PARAM,), on={SOCIAL: social.secret}, command="secret"),
+    Method("verify", "Private: the safety number with an account; social: its device keys.",
+           "private: {key_changed, safety_number, released}; social: {devices, accepted}",
+           (NAME_PARAM, ACCEPT), on={PRIVATE: private.verify, SOCIAL: social.verify},
+           command="verify"),
+    Method("devices", "This account's devices.", "private: {devices: [{id, name, linked_at, "
+           "last_seen}], this_device}; social: {devices: [{id, key}], this_device}",
+           on={PRIVATE: private.devices, SOCIAL: social.devices}, command="devices"),
+    Method("approve", "On the primary: link the device showing a link code (private).",
+           "{device_id}", (Param("code", NAME, "the link code, XXXX-XXXX-XXXX-XXXX"),),
+           on={PRIVATE: private.approve}, command="approve"),
+    Method("unlink", "On the primary: remove a linked device (private).", "{device_id}",
+           (Param("device_id", INTEGER, "the device id to remove"),),
+           on={PRIVATE: private.unlink}, command="unlink"),
+    Method("group_create", "Create a group (social).", "{name, members}",
+           (Param("name", NAME, "group name"),
+            Param("members", STRINGS, "member accounts")),
+           on={SOCIAL: social.group_create}, command="group"),
+    Method("group_add", "Add members to a group (social).", "{name, members}",
+           (Param("name", NAME, "group name"), Param("members", STRINGS, "accounts to add")),
+           on={SOCIAL: social.group_add}, command="group"),
+    Method("group_send", "Send one message to a group (social).", "{id}",
+           (Param("name", NAME, "group name"), TEXT), on={SOCIAL: social.send},
+           command="group"),
+)
+
+TABLE: dict[str, Method] = {method.name: method for method in METHODS}
