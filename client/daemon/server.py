@@ -211,6 +211,7 @@ async def serve(daemon: Daemon, unix: Path, tcp: tuple[str, int] | None = None,
 
             port = await nursery.start(serve_http, daemon, *http)
             log.info("listening on http://%s:%d (POST /rpc, GET /events)", http[0], port)
+        log.info("ready: serving %s (%s)", daemon.home, ", ".join(sorted(daemon.accounts)))
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 log.info("stopping")
