@@ -328,3 +328,27 @@ def test_echo_bot_answers(relay: int, homes: tuple[Path, Path],
     finally:
         bot.kill()
         bot.wait(TIMEOUT)
+
+
+def test_a_full_queue_leaves_new_messages_on_the_relay_until_acks_make_room(
+        relay: int, homes: tuple[Path, Path]) -> None:
+    alice, bob = homes
+    daemon = DaemonProcess(bob, relay, "--max-queued", "5")
+    try:
+        texts = [f"m{i}" for i in range(12)]
+        trio.run(_send_many, alice, relay, texts)
+        status = daemon.connect()
+        wait_until(lambda: status.call("daemon_info")["transports"]["private"]["paused"],
+                   "the daemon pausing on a full queue")
+        assert status.call("daemon_info")["queued"] == 5
+        bot = daemon.connect()
+        bot.call("subscribe")
+        got: list[str] = []
+        while len(got) < 12:  # each ack makes room; the rest comes from the relay
+            note = bot.notification()
+            if note["method"] == "message":
+                got.append(note["params"]["text"])
+                bot.call("ack", ids=[note["params"]["event_id"]])
+        assert sorted(got) == sorted(texts)
+    finally:
+        daemon.kill()
