@@ -264,13 +264,14 @@ def _render(head: list[str], rows: list[list[str]], markdown: bool) -> str:
 
 def to_json(path: Path, info: dict[str, Any], mode: str, stats: dict[str, Stat],
             sizes: dict[str, int], relay: dict[str, Any] | None, notes: dict[str, str],
-            target_list: list[Target], elapsed: float) -> None:
+            target_list: list[Target], elapsed: float,
+            daemon: dict[str, Any] | None = None) -> None:
     """Write every figure and the ``targets`` list."""
     document = {
         "machine": info, "mode": mode, "elapsed_seconds": elapsed,
         "units": "seconds per operation (median, quartiles over samples)",
         "figures": {name: asdict(stat) for name, stat in stats.items()},
-        "session_sizes_bytes": sizes, "relay": relay, "notes": notes,
+        "session_sizes_bytes": sizes, "relay": relay, "daemon": daemon, "notes": notes,
         "targets": [asdict(t) for t in target_list],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

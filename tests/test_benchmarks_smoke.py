@@ -76,3 +76,13 @@ def test_breakdown_attributes_every_part() -> None:
     ping_pong = [value for line, value in lines.items()
                  if line.startswith("ping-pong:") and not line.endswith("total")]
     assert math.isclose(sum(ping_pong), lines["ping-pong: total"])
+
+
+def test_daemon_figures_produce_numbers() -> None:
+    from benchmarks.daemon import daemon_figures, daemon_table
+
+    figures = daemon_figures(count=3, warmup=1)
+    assert figures["library"]["messages"] == figures["daemon"]["messages"] == 3
+    assert figures["daemon"]["messages_per_second"] > 0
+    assert math.isfinite(figures["throughput_ratio"]) and math.isfinite(figures["p50_ratio"])
+    assert "daemon / library" in daemon_table(figures)
