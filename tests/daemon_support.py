@@ -33,13 +33,14 @@ def chat(port: int, home: Path, *args: str, stdin: str = "",
 class DaemonProcess:
     """``e2e-chat --home HOME daemon`` in a child process; ready once it logs that it serves."""
 
-    def __init__(self, home: Path, relay_port: int, *options: str) -> None:
+    def __init__(self, home: Path, relay_port: int, *options: str,
+                 env: dict[str, str] | None = None) -> None:
         self.home = home
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "client.cli.main", "--home", str(home), "--relay",
              f"127.0.0.1:{relay_port}", "daemon", *options],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
         self._ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(TIMEOUT):

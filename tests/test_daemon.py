@@ -352,3 +352,54 @@ def test_a_full_queue_leaves_new_messages_on_the_relay_until_acks_make_room(
         assert sorted(got) == sorted(texts)
     finally:
         daemon.kill()
+
+
+def test_chat_through_the_daemon(relay: int, homes: tuple[Path, Path],
+                                 bob_daemon: DaemonProcess) -> None:
+    alice, bob = homes
+    done = chat(relay, bob, "chat", "alice", stdin="typed in chat\n/quit\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("chatting with alice;")
+    assert chat(relay, alice, "recv").stdout == "bob: typed in chat\n"
+
+
+def test_both_transports_at_once(relay: int, homes: tuple[Path, Path]) -> None:
+    import os
+
+    from tests.fault_support import SocialProcess
+    from tests.social_harness import PASSWORD
+
+    alice, bob = homes
+    social_port = free_port()
+    social = SocialProcess(alice.parent / "social-server.db", social_port)
+    env = {**os.environ, "E2E_PASSWORD": PASSWORD, "E2E_SOCIAL": f"127.0.0.1:{social_port}"}
+
+    def social_chat(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return chat(relay, home, "--transport", "social", *args, env=env)
+
+    try:
+        assert social_chat(alice, "register", "alice").returncode == 0
+        assert social_chat(bob, "register", "bob").returncode == 0
+        daemon = DaemonProcess(bob, relay, env=env)
+        try:
+            bot = daemon.connect()
+            assert bot.call("daemon_info")["transports"].keys() == {"private", "social"}
+            assert bot.events_until_caught_up() == []
+            assert social_chat(alice, "send", "bob", "on social").returncode == 0
+            assert chat(relay, alice, "send", "bob", "on private").returncode == 0
+            got = {}
+            while len(got) < 2:
+                note = bot.notification()
+                if note["method"] == "message":
+                    got[note["params"]["transport"]] = note["params"]["text"]
+            assert got == {"social": "on social", "private": "on private"}
+            sent = social_chat(bob, "send", "alice", "reply on social")
+            assert sent.returncode == 0 and sent.stdout.strip().isdigit()
+            lines = social_chat(bob, "history", "alice").stdout.splitlines()
+            assert lines[-2].endswith("] alice: on social")
+            assert lines[-1] == f"[{sent.stdout.strip()}] bob: reply on social"
+            assert bot.call("whoami", transport="social") == {"account": "bob", "device": 0}
+        finally:
+            daemon.kill()
+    finally:
+        social.kill()
