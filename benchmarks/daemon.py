@@ -1,8 +1,9 @@
 """The daemon's overhead: one message at a time from a sender to a receiver, both ways of using
 the client, over the same relay process.
 
-- ``library``: two :class:`~client.private.session.PrivateClient` sessions in this process (the
-  sender's ``send_text``, the receiver's ``receive`` handler);
+- ``library``: the sender's :class:`~client.private.session.PrivateClient` session in this
+  process (``send_text``), the receiver's in a process of its own (its ``receive`` handler
+  writes each text to a pipe), as two programs using the library would;
 - ``daemon``: bot -> daemon -> relay -> daemon -> bot: one ``e2e-chat daemon`` process per
   account, and two bots here on their Unix sockets (the sender's ``send`` call, the receiver's
   subscription, acknowledging each message before the next is sent).
@@ -89,28 +90,59 @@ async def _closed_loop(count: int, warmup: int, send: Callable[[str], Awaitable[
 
 
 async def _library(home: Path, port: int, count: int, warmup: int) -> Exchange:
-    alice, bob = ClientState(home / "alice"), ClientState(home / "bob")
+    alice = ClientState(home / "alice")
     arrive, arrived = trio.open_memory_channel[str](math.inf)
-
-    def handler(message: Received) -> None:
-        if message.text is not None:
-            arrive.send_nowait(message.text)
-
+    receiver = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "benchmarks.daemon", str(home / "bob"), str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE)
     try:
+        assert receiver.stdout is not None
+        lines = _lines(receiver.stdout)
+        assert await lines.__anext__() == "ready"
         async with PrivateClient(alice, HOST, port).session() as sender, \
-                PrivateClient(bob, HOST, port).session() as receiver, \
                 trio.open_nursery() as nursery:
-            nursery.start_soon(receiver.receive, handler, math.inf)
+            async def read() -> None:
+                async for line in lines:
+                    arrive.send_nowait(line)
 
             async def send(text: str) -> None:
                 await sender.send_text("bob", text)
 
+            nursery.start_soon(read)
             result = await _closed_loop(count, warmup, send, arrived, "library")
             nursery.cancel_scope.cancel()
         return result
     finally:
+        receiver.kill()
+        await receiver.wait()
         alice.close()
-        bob.close()
+
+
+async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
+    """The lines a child process writes."""
+    buffer = b""
+    while data := await stream.receive_some(65536):
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode()
+
+
+async def _receive_and_print(home: Path, port: int) -> None:
+    """The library's receiver (a process of its own, like a daemon): each text as a line."""
+    state = ClientState(home)
+
+    def handler(message: Received) -> None:
+        if message.text is not None:
+            print(message.text, flush=True)
+
+    try:
+        async with PrivateClient(state, HOST, port).session() as session:
+            await session.receive(handler)  # the backlog, then announce readiness
+            print("ready", flush=True)
+            await session.receive(handler, math.inf)
+    finally:
+        state.close()
 
 
 async def _daemons(home: Path, count: int, warmup: int) -> Exchange:
@@ -197,3 +229,7 @@ def daemon_table(figures: dict[str, Any]) -> str:
     rows.append(f"daemon / library: throughput {figures['throughput_ratio']:.2f}x, "
                 f"p50 latency {figures['p50_ratio']:.2f}x")
     return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    trio.run(_receive_and_print, Path(sys.argv[1]), int(sys.argv[2]))
