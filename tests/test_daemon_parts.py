@@ -174,3 +174,41 @@ async def test_subscriptions_window_caught_up_and_room(tmp_path: Path) -> None:
         assert [n["params"].get("text") for n in got] == ["3", "4", "5", None]
         nursery.cancel_scope.cancel()
     hub.queue.close()
+
+
+async def test_key_change_is_an_event_and_accepting_queues_the_held_messages(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    from client.daemon import private_methods
+    from client.daemon.accounts import PrivateAccount
+    from tests.relay_harness import relay_with_alice_and_bob, session_of
+    from tests.test_multidevice_e2e import _bob_under_a_new_key
+
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+    async with session_of(bob) as session:
+        await session.send_text("alice", "before")
+    config = DaemonConfig()
+    hub = EventHub(_queue(tmp_path / "alice"), config)
+    account = PrivateAccount(alice, hub, config)
+    send, events = trio.open_memory_channel[dict[str, Any]](100)
+
+    async def deliver(notification: dict[str, Any]) -> None:
+        await send.send(notification)
+
+    nursery.start_soon(account.run)
+    nursery.start_soon(hub.subscribe().run, deliver)
+
+    async def next_event(name: str) -> dict[str, Any]:
+        while (note := await events.receive())["method"] != name:
+            pass
+        return note["params"]
+
+    assert (await next_event("message"))["text"] == "before"
+    new_bob = await _bob_under_a_new_key(relay, tmp_path)
+    async with session_of(new_bob) as session:
+        await session.send_text("alice", "new phone")
+    assert (await next_event("key_changed")) | {"event_id": 0, "subscription": 0} == {
+        "event_id": 0, "subscription": 0, "transport": "private", "account": "bob"}
+    result = await private_methods.verify(account, {"name": "bob", "accept": True})
+    assert result["key_changed"] and result["released"] == 1
+    assert (await next_event("message"))["text"] == "new phone"
+    hub.queue.close()

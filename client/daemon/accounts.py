@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import trio
@@ -26,7 +27,7 @@ from e2e_proto.errors import E2EProtoError
 
 from ..core.connection import ConnectionLost, ServerError
 from ..core.errors import ClientError
-from ..private.received import Received
+from ..private.received import Received, from_stored
 from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
 from ..social.session import SocialClient, SocialSession
@@ -105,6 +106,11 @@ class Account(abc.ABC, Generic[ClientT, SessionT]):
     def events_of(self, item: Any) -> list[Event]:
         """The events of one thing the session shows."""
 
+    @abc.abstractmethod
+    def queue_released(self) -> None:
+        """Queue what an acceptance released (held messages, shown again as unseen) now,
+        rather than on the next reconnection."""
+
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[SessionT]:
         """A session for one method call: the live one, or a connection of its own while the
@@ -146,6 +152,13 @@ class PrivateAccount(Account[PrivateClient, PrivateSession]):
                 events.append(key_changed_event(account, known[0].raw))
         return events
 
+    def queue_released(self) -> None:
+        """Queue the messages ``verify --accept`` released, each before it is marked shown."""
+        state: ClientState = self.client.state
+        for message in state.unseen():
+            self.take(from_stored(message, message.sender == self.account))
+            state.mark_seen(message.id)
+
     def publish_key_changes(self, *accounts: str) -> None:
         """Queue the key changes a call noticed on ``accounts``."""
         for event in self.key_changes(list(accounts)):
@@ -162,14 +175,19 @@ class SocialAccount(Account[SocialClient, SocialSession]):
         """The event of what the social session shows."""
         return [social_event(item)]
 
+    def queue_released(self) -> None:
+        """Queue the events ``verify --accept`` released, each before it is marked shown."""
+        state: SocialState = self.client.state
+        for event in state.unseen_events():
+            self.take(event)
+            state.mark_event_seen(event.seq)
+
 
 def open_accounts(home: Any, passphrase: str | None, relay: tuple[str, int],
                   social: tuple[str, int], hub: EventHub, config: DaemonConfig,
                   **client_options: Any) -> dict[str, Account[Any, Any]]:
     """The home's accounts: private when ``state.db`` has one, social when ``social.db`` has
     one (a file that does not exist is not created). Their states stay open until closed."""
-    from pathlib import Path
-
     home = Path(home)
     accounts: dict[str, Account[Any, Any]] = {}
     opened: list[ClientState | SocialState] = []

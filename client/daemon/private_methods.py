@@ -48,6 +48,8 @@ async def verify(account: PrivateAccount, params: dict[str, Any]) -> dict[str, A
         await session.device_list(name, refresh=True)
         account.publish_key_changes(name)
         report = verify_report(account.client.state, name, bool(params["accept"]))
+    if report.released:
+        account.queue_released()
     return {"key_changed": report.key_changed, "safety_number": report.safety_number,
             "released": report.released}
 

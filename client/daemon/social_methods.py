@@ -103,6 +103,8 @@ async def verify(account: SocialAccount, params: dict[str, Any]) -> dict[str, An
     async with account.session() as session:
         report = await session.device_report(params["name"])
         accepted = (await session.accept_devices(params["name"])) if params["accept"] else None
+    if accepted is not None and accepted[1]:
+        account.queue_released()
     return {"devices": [{"id": device_id, "key": key.hex(), "status": status}
                         for device_id, key, status in report],
             "accepted": None if accepted is None else {"devices": accepted[0],
