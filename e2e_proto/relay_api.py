@@ -11,6 +11,15 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from .blob_api import (
+    BLOB_HASH_MISMATCH,
+    BLOB_INCOMPLETE,
+    BLOB_OFFSET,
+    BLOB_TAKEN,
+    BLOB_TOO_LARGE,
+    UNKNOWN_BLOB,
+)
+from .blob_api import QUOTA_EXCEEDED as BLOB_QUOTA_EXCEEDED
 from .constants import AUTH_PREFIX, KEY_SIZE, SIGNATURE_SIZE
 from .errors import E2EProtoError, MalformedError
 from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
@@ -36,6 +45,10 @@ DEVICE_UNLINKED = "device_unlinked"
 INTERNAL = "internal"
 UNAVAILABLE = "unavailable"
 TOO_MANY_CONNECTIONS = "too_many_connections"
+# The blob store's codes (:mod:`e2e_proto.blob_api`), answered here too.
+BLOB_ERROR_CODES = (
+    UNKNOWN_BLOB, BLOB_TAKEN, BLOB_TOO_LARGE, BLOB_QUOTA_EXCEEDED, BLOB_OFFSET, BLOB_INCOMPLETE,
+    BLOB_HASH_MISMATCH)
 
 NONCE_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..common.blobs import BlobLimits
 from ..common.connection import ConnectionLimits
 
 DAY = 24 * 3600.0
@@ -23,3 +24,5 @@ class RelayConfig(ConnectionLimits):
     bundle_burst: int = 200
     connections_per_account: int = 20
     link_timeout: float = 600.0
+    blobs: BlobLimits = BlobLimits()
+    """Size limit, quota per account and TTLs of the blob store."""
