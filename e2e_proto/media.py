@@ -377,7 +377,14 @@ class MediaPayload:
         """
         if payload.kind != MEDIA_KIND:
             raise LocalProtocolError(f"not a media payload: {payload.kind!r}")
-        fields = payload.fields
+        return cls.from_fields(payload.fields)
+
+    @classmethod
+    def from_fields(cls, fields: object) -> MediaPayload:
+        """The media fields of a map (as :meth:`fields` gives, or a peer sent them);
+        :class:`MalformedError` if they are invalid or ``fields`` is not a map."""
+        if not isinstance(fields, dict):
+            raise MalformedError("media fields must be a map")
         try:
             return cls(fields["blob_id"], fields["key"], fields["header"], fields["size"],
                        fields["mime"], fields.get("name"), fields.get("caption"),

@@ -454,3 +454,12 @@ def test_safe_file_name_properties(name: str) -> None:
     assert posixpath.basename(safe) == safe == ntpath.basename(safe)
     assert PurePosixPath(safe).name == safe == PureWindowsPath(safe).name
     assert safe_file_name(safe) == safe
+
+
+def test_media_fields_from_a_map() -> None:
+    media = MediaPayload(bytes(32), bytes(32), bytes(24), 5, "text/plain", name="a.txt")
+    assert MediaPayload.from_fields(media.fields()) == media
+    assert MediaPayload.from_fields({**media.fields(), "later": 1}) == media
+    for bad in ([1], None, {"blob_id": bytes(32)}, {**media.fields(), "size": -1}):
+        with pytest.raises(MalformedError):
+            MediaPayload.from_fields(bad)
