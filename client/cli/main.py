@@ -77,11 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
     send = commands.add_parser("send", help="send one message")
     send.add_argument("name", help="recipient account")
     send.add_argument("text", help="message text")
-    recv = commands.add_parser("recv", help="print queued messages (and, with --wait, new ones)")
+    send_file = commands.add_parser(
+        "send-file", help="send a file (at most 100 MiB), encrypted; social: end-to-end only "
+        "in a secret conversation")
+    send_file.add_argument("name", help="recipient account (social: account or group)")
+    send_file.add_argument("path", help="the file to send")
+    send_file.add_argument("--caption", metavar="TEXT", help="a caption shown with the file")
+    send_file.add_argument("--mime", metavar="TYPE/SUBTYPE",
+                           help="its MIME type (default: guessed from the file name)")
+    recv = commands.add_parser("recv", help="print queued messages (and, with --wait, new ones); "
+                               "received files are saved in HOME/files/")
     recv.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                       help="keep listening this many seconds")
     recv.add_argument("--json", action="store_true",
-                      help="one JSON object per line: from, device, id, ts, text, to")
+                      help="one JSON object per line: from, device, id, ts, text, to; for a "
+                           "file also path, size, mime, sha256 (or error)")
+    fetch_file = commands.add_parser("fetch-file", help="download again the file of a message "
+                                     "whose download failed")
+    fetch_file.add_argument("message_id", metavar="ID", help="the message id, as 'recv --json' "
+                            "shows it (private: a unique hex prefix is enough)")
     chat = commands.add_parser("chat", help="interactive chat; /quit leaves")
     chat.add_argument("name", help="the other account")
     verify = commands.add_parser("verify", help="print the safety number shared with NAME")

@@ -46,6 +46,14 @@ class Connection:
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Send a request and wait for its response; :class:`ServerError` on an error frame."""
+        return await (await self.submit(kind, **fields)).response()
+
+    async def submit(self, kind: str, **fields: Any) -> PendingRequest:
+        """Send a request and return without waiting: ``await pending.response()`` later.
+
+        Several requests in flight share one round trip (a pipelined transfer); the server
+        answers each connection's requests in order.
+        """
         if self._closed:
             raise ConnectionLost("the connection is closed")
         request_id = self._next_id
@@ -56,18 +64,13 @@ class Connection:
             async with self._send_lock:
                 await self.stream.send_all(encode_frame({"id": request_id, "type": kind,
                                                          **fields}))
-            response = await receive.receive()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
-            raise ConnectionLost("the server closed the connection") from None
-        finally:
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._waiting.pop(request_id, None)
-        error = response.get("error")
-        if error is not None:
-            if not isinstance(error, dict):
-                error = {}
-            raise ServerError(str(error.get("code", "unknown")),
-                              str(error.get("message", "request refused")), error)
-        return response
+            raise ConnectionLost("the server closed the connection") from None
+        except BaseException:
+            self._waiting.pop(request_id, None)
+            raise
+        return PendingRequest(self._waiting, request_id, receive)
 
     async def read_loop(self) -> None:
         """Read frames until the stream ends; then fail every pending request."""
@@ -99,6 +102,36 @@ class Connection:
         channel = self._waiting.get(request_id)
         if channel is not None:
             channel.send_nowait(frame)
+
+
+class PendingRequest:
+    """A request sent by :meth:`Connection.submit` whose response is awaited later."""
+
+    def __init__(self, waiting: dict[int, trio.MemorySendChannel[dict[str, Any]]],
+                 request_id: int, receive: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
+        self._waiting = waiting
+        self._id = request_id
+        self._receive = receive
+
+    async def response(self) -> dict[str, Any]:
+        """The response; :class:`ServerError` on an error frame, :class:`ConnectionLost`."""
+        try:
+            response = await self._receive.receive()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+            raise ConnectionLost("the server closed the connection") from None
+        finally:
+            self.discard()
+        error = response.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                error = {}
+            raise ServerError(str(error.get("code", "unknown")),
+                              str(error.get("message", "request refused")), error)
+        return response
+
+    def discard(self) -> None:
+        """Stop waiting for the response (it is dropped when it arrives)."""
+        self._waiting.pop(self._id, None)
 
 
 def client_tls_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:

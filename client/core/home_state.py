@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from e2e_proto.at_rest import INTERACTIVE
 
+from .files import FileStore
 from .protocol_store import SqliteProtocolStore
 
 
@@ -33,6 +34,8 @@ class HomeState:
         self.protocol = SqliteProtocolStore(self.home / self.state_file, passphrase, cost)
         self.db = self.protocol.connection
         self.db.executescript(self.schema)
+        self.files = FileStore(self.protocol, self.home)
+        """Attachments: the ``files`` tables and the ``files/`` and ``outgoing/`` folders."""
 
     def close(self) -> None:
         """Close the database."""

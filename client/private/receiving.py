@@ -17,6 +17,7 @@ import trio
 from e2e_proto.address import Address
 from e2e_proto.errors import DuplicateMessageError, RemoteProtocolError
 from e2e_proto.keys import Ed25519PublicKey
+from e2e_proto.media import MEDIA_KIND
 from e2e_proto.payload import Payload
 from e2e_proto.wire import Envelope
 
@@ -44,15 +45,15 @@ class Receiving(SessionBase):
         """
         assert self.address is not None
         for message in self.state.unseen():
-            await self._show(handler, from_stored(message,
-                                                  message.sender == self.address.account))
+            await self._show(handler, await self._with_any_file(
+                from_stored(message, message.sender == self.address.account)))
         with trio.move_on_after(wait if wait is not None else float("inf")):
             async for frame in self.connection.pushes:
                 kind = frame.get("type")
                 if kind == "deliver":
                     received = await self._process(frame.get("seq"), frame.get("envelope"))
                     if received is not None:
-                        await self._show(handler, received)
+                        await self._show(handler, await self._with_any_file(received))
                     while self.notices:
                         await self._show(handler, _notice(self.notices.pop(0)))
                 elif kind == "queue_empty" and wait is None:
@@ -63,6 +64,10 @@ class Receiving(SessionBase):
                     raise ConnectionLost(f"the relay closed the connection: "
                                          f"{frame.get('message', 'error')}")
             raise ConnectionLost("the relay closed the connection")
+
+    async def _with_any_file(self, received: Received) -> Received:
+        """``received`` with its file when it announces one (downloaded if not yet)."""
+        return await self._with_file(received) if received.kind == MEDIA_KIND else received
 
     async def _show(self, handler: MessageHandler, received: Received) -> None:
         result = handler(received)
@@ -89,7 +94,8 @@ class Receiving(SessionBase):
                 if payload.kind == "device_sync" and sender.account == self.address.account:
                     self._apply_device_sync(payload)
                     proven = self._proves_link(payload)
-                text = _display_text(payload)
+                text = (self._keep_media(payload) if payload.kind == MEDIA_KIND
+                        else _display_text(payload))
                 peer = payload.fields.get("to") if sender.account == self.address.account else None
                 message = StoredMessage(payload.id, sender.account, sender.device_id,
                                         peer if isinstance(peer, str) else sender.account,

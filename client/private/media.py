@@ -1,0 +1,106 @@
+"""Files on the private transport: send one (encrypt, upload, announce), fetch a received one.
+
+Sending: the file is encrypted into ``HOME/outgoing/`` (once: a retry resumes the upload), the
+blob goes to the relay's blob store, and a ``media`` payload announces it through the normal
+message path, end to end encrypted to every device of the recipient and of this account; the
+``send`` names the blob id so that the relay lets exactly those devices download it
+(docs/PROTOCOL.md §16). A group send can announce a file the same way: the payload is just a
+payload of kind ``media``, and the relay grants its blob to the recipients of whichever send
+carries it.
+
+Receiving: the payload is stored with its message (the key sealed at rest), the message is
+acknowledged, and then the blob is downloaded, checked and decrypted into ``HOME/files/``;
+once saved the device tells the relay (``download_done``), which deletes the blob after every
+device it was sent to has it. A download that fails is recorded; ``fetch_file`` retries it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from e2e_proto import blob_api
+from e2e_proto.errors import E2EProtoError, LocalProtocolError
+from e2e_proto.media import MEDIA_KIND, MediaPayload
+from e2e_proto.payload import Payload
+
+from ..core.connection import ServerError
+from ..core.errors import ClientError
+from ..core.files import FileRecord
+from ..core.transfer import download, guess_mime, prepare, send_blob
+from .base import SessionBase
+from .received import Received, from_stored
+from .state import StoredMessage
+
+log = logging.getLogger("e2e.client")
+
+
+class Media(SessionBase):
+    """Sending files, and saving the files that messages announce."""
+
+    async def send_file(self, to: str, path: str | Path, caption: str | None = None,
+                        mime: str | None = None) -> Received:
+        """Send the file at ``path`` to every device of ``to`` (and this account's others)."""
+        assert self.address is not None
+        source = Path(path)
+        outgoing = await prepare(self.state.files, source, to, self.client.random)
+        await send_blob(self.connection, outgoing, "relay")
+        try:
+            media = MediaPayload(outgoing.blob_id, outgoing.key, outgoing.header, outgoing.size,
+                                 mime or guess_mime(source.name), source.name[:255], caption,
+                                 outgoing.sha256)
+        except LocalProtocolError as exc:
+            raise ClientError(f"cannot send this file: {exc}") from None
+        payload = Payload.new(MEDIA_KIND, int(self.client.clock() * 1000), self.client.random,
+                              **media.fields(), to=to)
+        await self.send_payload(to, payload, blobs=[outgoing.blob_id])
+        message = StoredMessage(payload.id, self.address.account, self.address.device_id, to,
+                                payload.ts, MEDIA_KIND, caption)
+        with self.state.transaction():
+            self.state.add_message(message, self.client.clock(), seen=True)
+            self.state.files.add(payload.id.hex(), media)
+            record = self.state.files.saved(payload.id.hex(), source.resolve(), outgoing.sha256)
+            self.state.files.forget_outgoing(outgoing)
+        return dataclasses.replace(from_stored(message, outgoing=True), file=record)
+
+    def _keep_media(self, payload: Payload) -> str | None:
+        """Record the file a received ``media`` payload announces (in the caller's
+        transaction); its caption, the message's text. :class:`MalformedError` if invalid."""
+        media = MediaPayload.from_payload(payload)
+        self.state.files.add(payload.id.hex(), media)
+        return media.caption
+
+    async def _with_file(self, received: Received) -> Received:
+        """A received ``media`` message with its file, downloaded now if it was not yet."""
+        record = self.state.files.get(received.id.hex())
+        if record is not None and record.path is None:
+            record = await self._fetch(record)
+        return dataclasses.replace(received, file=record)
+
+    async def fetch_file(self, message_id: str) -> FileRecord:
+        """Download (again) the file of the message whose id starts with ``message_id``."""
+        record = self.state.files.find(message_id)
+        if record.path is not None and Path(record.path).exists():
+            return record
+        return await self._fetch(record)
+
+    async def _fetch(self, record: FileRecord) -> FileRecord:
+        """Download, check and save one file; the record says where, or why not."""
+        files = self.state.files
+        try:
+            path, digest = await download(self.connection, record.media, files.folder,
+                                          f".incoming-{record.message}")
+        except ServerError as exc:
+            return files.failed(record.message, f"the relay refused the download: {exc} "
+                                f"({exc.code})")
+        except E2EProtoError as exc:
+            return files.failed(record.message, f"the file does not verify: {exc}")
+        except OSError as exc:
+            return files.failed(record.message, f"cannot save the file: {exc}")
+        saved = files.saved(record.message, path, digest)
+        try:
+            await self.connection.request(blob_api.DOWNLOAD_DONE, blob_id=record.media.blob_id)
+        except ServerError as exc:  # saved here; the relay's TTL removes the blob instead
+            log.warning("the relay did not take download_done: %s", exc)
+        return saved
