@@ -22,13 +22,13 @@ import trio
 
 from e2e_proto import blob_api
 from e2e_proto.constants import MAX_MEDIA_SIZE
-from e2e_proto.errors import MediaError
+from e2e_proto.errors import E2EProtoError, MediaError
 from e2e_proto.media import MediaDecryptor, MediaEncryptor, MediaPayload, SealedMedia, blob_size
 from e2e_proto.primitives import RandomSource
 
 from .connection import Connection, PendingRequest, ServerError
 from .errors import ClientError
-from .files import FileStore, Outgoing, reserve_name
+from .files import FileRecord, FileStore, Outgoing, reserve_name
 
 WINDOW = 4
 """Requests of one transfer in flight at once (each carries up to ``BLOB_CHUNK_SIZE`` bytes)."""
@@ -217,3 +217,20 @@ async def download(connection: Connection, media: MediaPayload, folder: Path, te
     finally:
         for _, request in pending:
             request.discard()
+
+
+async def fetch(connection: Connection, files: FileStore, record: FileRecord,
+                server: str) -> FileRecord:
+    """Download, check and save the file of ``record`` into the files folder; the updated
+    record says where, or (``error``) why not. A lost connection is raised, not recorded."""
+    try:
+        path, digest = await download(connection, record.media, files.folder,
+                                      f".incoming-{record.message}")
+    except ServerError as exc:
+        return files.failed(record.message, f"the {server} refused the download: {exc} "
+                            f"({exc.code})")
+    except E2EProtoError as exc:
+        return files.failed(record.message, f"the file does not verify: {exc}")
+    except OSError as exc:
+        return files.failed(record.message, f"cannot save the file: {exc}")
+    return files.saved(record.message, path, digest)

@@ -21,14 +21,14 @@ import logging
 from pathlib import Path
 
 from e2e_proto import blob_api
-from e2e_proto.errors import E2EProtoError, LocalProtocolError
+from e2e_proto.errors import LocalProtocolError
 from e2e_proto.media import MEDIA_KIND, MediaPayload
 from e2e_proto.payload import Payload
 
 from ..core.connection import ServerError
 from ..core.errors import ClientError
 from ..core.files import FileRecord
-from ..core.transfer import download, guess_mime, prepare, send_blob
+from ..core.transfer import fetch, guess_mime, prepare, send_blob
 from .base import SessionBase
 from .received import Received, from_stored
 from .state import StoredMessage
@@ -86,21 +86,12 @@ class Media(SessionBase):
         return await self._fetch(record)
 
     async def _fetch(self, record: FileRecord) -> FileRecord:
-        """Download, check and save one file; the record says where, or why not."""
-        files = self.state.files
-        try:
-            path, digest = await download(self.connection, record.media, files.folder,
-                                          f".incoming-{record.message}")
-        except ServerError as exc:
-            return files.failed(record.message, f"the relay refused the download: {exc} "
-                                f"({exc.code})")
-        except E2EProtoError as exc:
-            return files.failed(record.message, f"the file does not verify: {exc}")
-        except OSError as exc:
-            return files.failed(record.message, f"cannot save the file: {exc}")
-        saved = files.saved(record.message, path, digest)
-        try:
-            await self.connection.request(blob_api.DOWNLOAD_DONE, blob_id=record.media.blob_id)
-        except ServerError as exc:  # saved here; the relay's TTL removes the blob instead
-            log.warning("the relay did not take download_done: %s", exc)
+        """Download, check and save one file, then tell the relay this device has it."""
+        saved = await fetch(self.connection, self.state.files, record, "relay")
+        if saved.path is not None:
+            try:
+                await self.connection.request(blob_api.DOWNLOAD_DONE,
+                                              blob_id=record.media.blob_id)
+            except ServerError as exc:  # saved here; the relay's TTL removes the blob instead
+                log.warning("the relay did not take download_done: %s", exc)
         return saved

@@ -3,9 +3,9 @@
 :class:`SocialClient` owns the device's state (:mod:`.state`, ``HOME/social.db``);
 :meth:`SocialClient.session` yields a logged-in :class:`SocialSession` on one connection. The
 session is one class per concept, composed here: :mod:`.conversations`, :mod:`.secret`,
-:mod:`.reactions` (and pins), :mod:`.history` (and search) and :mod:`.receiving`; this module
-adds registering, logging in and publishing prekeys. The capability table (DESIGN §9) is checked
-before anything is sent.
+:mod:`.reactions` (and pins), :mod:`.history` (and search), :mod:`.receiving` and :mod:`.media`
+(files); this module adds registering, logging in and publishing prekeys. The capability table
+(DESIGN §9) is checked before anything is sent.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .checks import check_name
 from .conversations import Conversations
 from .errors import SocialError, refused
 from .history import History
+from .media import Media
 from .reactions import Reactions
 from .receiving import Receiving
 from .secret import Secret
@@ -56,7 +57,7 @@ class SocialClient(ServerClient[SocialState]):
             yield session
 
 
-class SocialSession(Conversations, Secret, Reactions, History, Receiving):
+class SocialSession(Conversations, Secret, Reactions, History, Receiving, Media):
     """One connection of a :class:`SocialClient`: every part's methods on one object."""
 
     async def register(self, account: str, password: str) -> int:
