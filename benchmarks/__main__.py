@@ -1,7 +1,7 @@
 """``python -m benchmarks`` / ``e2e-bench``: the hot path and the relay beside the floor and peers.
 
     python -m benchmarks [--quick] [--json FILE] [--markdown] [--plot FILE.png]
-                         [--no-relay] [--no-peers]
+                         [--no-relay] [--no-peers] [--no-media]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import crypto, report
+from .media import media_figures
 from .relay import relay_figures
 from .timing import run_interleaved
 
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="draw a bar chart of ours / floor / peers (needs matplotlib)")
     parser.add_argument("--no-relay", action="store_true", help="skip the relay figures")
     parser.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
+    parser.add_argument("--no-media", action="store_true",
+                        help="skip the media figures (64 MiB crypto; a 1 GiB transfer, 128 MiB "
+                             "with --quick)")
     return parser
 
 
@@ -94,9 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_relay:
         relay = relay_figures(warmup=mode.relay_warmup, duration=mode.relay_duration,
                               rounds=mode.relay_rounds, progress=progress)
+    media = None if args.no_media else media_figures(args.quick, progress)
     progress.done()
     elapsed = time.monotonic() - started
-    target_list = report.targets(stats, relay)
+    target_list = report.targets(stats, relay) + report.media_targets(media)
 
     print()
     print(f"Hot path: median per operation (quartiles), {mode.samples} interleaved samples, "
@@ -106,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print("Relay over loopback (encrypt, relay, decrypt; 100-byte messages)")
         print(report.relay_table(relay, args.markdown))
+    if media:
+        print()
+        print("Media (encrypted attachments; MB = 10^6 bytes)")
+        print(report.media_table(media, args.markdown))
     for name, note in notes.items():
         print(f"note: {name}: {note}")
     print()
@@ -115,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n({elapsed:.0f} s)")
     if args.json:
         report.to_json(args.json, info, mode.name, stats, sizes, relay, notes, target_list,
-                       elapsed)
+                       elapsed, media)
     if args.plot:
         try:
             report.plot(args.plot, stats, relay, f"e2e-proto benchmarks ({mode.name}): "

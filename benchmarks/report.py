@@ -264,13 +264,14 @@ def _render(head: list[str], rows: list[list[str]], markdown: bool) -> str:
 
 def to_json(path: Path, info: dict[str, Any], mode: str, stats: dict[str, Stat],
             sizes: dict[str, int], relay: dict[str, Any] | None, notes: dict[str, str],
-            target_list: list[Target], elapsed: float) -> None:
+            target_list: list[Target], elapsed: float,
+            media: dict[str, Any] | None = None) -> None:
     """Write every figure and the ``targets`` list."""
     document = {
         "machine": info, "mode": mode, "elapsed_seconds": elapsed,
         "units": "seconds per operation (median, quartiles over samples)",
         "figures": {name: asdict(stat) for name, stat in stats.items()},
-        "session_sizes_bytes": sizes, "relay": relay, "notes": notes,
+        "session_sizes_bytes": sizes, "relay": relay, "media": media, "notes": notes,
         "targets": [asdict(t) for t in target_list],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
@@ -329,3 +330,57 @@ def plot(path: Path, stats: dict[str, Stat], relay: dict[str, Any] | None, title
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# -- media (benchmarks/media.py) --------------------------------------------------------------
+
+
+def media_targets(media: dict[str, Any] | None) -> list[Target]:
+    """The media targets: encrypt + decrypt >= 0.8x its floor, and the transfer's peak RSS
+    (a 1 GiB transfer under 100 MiB on client and relay; --quick measures a smaller one)."""
+    crypto = (media or {}).get("crypto")
+    ours = crypto and crypto["ours"]["mb_per_second"]
+    floor = crypto and crypto["floor"]["mb_per_second"]
+    out = [_target(
+        "media encrypt+decrypt 64 MiB vs floor (push+pull+2 SHA-256)", _ratio(ours, floor),
+        0.8, ">=", "x", "" if not crypto else
+        f"({ours:.0f} vs {floor:.0f} MB/s; raw push+pull {crypto['raw']['mb_per_second']:.0f})")]
+    transfer = (media or {}).get("transfer")
+    size = "1 GiB" if not transfer else _file_size(transfer["size"])
+    quick = "" if not transfer or transfer["size"] >= 2**30 else \
+        " (quick: the 1 GiB figure needs the full run)"
+    for side in ("client", "relay"):
+        peak = transfer and transfer[f"{side}_peak_rss_bytes"] / 2**20
+        out.append(_target(f"media {size} transfer: {side} peak RSS", peak, 100, "<", " MiB",
+                           quick.strip()))
+    return out
+
+
+def _file_size(size: int) -> str:
+    return f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / 2**20:g} MiB"
+
+
+def media_table(media: dict[str, Any], markdown: bool) -> str:
+    """Media throughput (MB/s) and the transfer's memory."""
+    rows = []
+    crypto = media.get("crypto")
+    if crypto:
+        size = _file_size(crypto["size"])
+        for name, title in (("ours", f"ours: encrypt + decrypt {size} (blob id checked)"),
+                            ("floor", "floor: push + pull + 2 SHA-256 (the calls required)"),
+                            ("raw", "raw secretstream push + pull")):
+            rows.append([title, f"{crypto[name]['mb_per_second']:.0f} MB/s",
+                         f"{crypto[name]['seconds'] * 1000:.0f} ms"])
+    transfer = media.get("transfer")
+    if transfer:
+        size = _file_size(transfer["size"])
+        for key, title in (("encrypt", f"{size} file: encrypt to disk (client)"),
+                           ("upload", f"{size}: upload through the relay (blob bytes)"),
+                           ("download", f"{size}: download + check + decrypt to disk")):
+            rows.append([title, f"{transfer[key + '_mb_per_second']:.0f} MB/s",
+                         f"{transfer[key + '_seconds']:.2f} s"])
+        for side in ("client", "relay"):
+            rows.append([f"{size} transfer: {side} peak RSS (before: "
+                         f"{transfer[side + '_baseline_rss_bytes'] / 2**20:.0f} MiB)",
+                         f"{transfer[side + '_peak_rss_bytes'] / 2**20:.0f} MiB", ""])
+    return _render(["media", "figure", "time"], rows, markdown)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from benchmarks import breakdown, crypto, report
+from benchmarks import breakdown, crypto, media, report
 from benchmarks.__main__ import build_parser
 from benchmarks.timing import Stat, run_interleaved
 
@@ -76,3 +76,18 @@ def test_breakdown_attributes_every_part() -> None:
     ping_pong = [value for line, value in lines.items()
                  if line.startswith("ping-pong:") and not line.endswith("total")]
     assert math.isclose(sum(ping_pong), lines["ping-pong: total"])
+
+
+def test_media_figures_produce_numbers_and_targets() -> None:
+    crypto_figures = media.crypto_figures(rounds=1, size=2 * 2**20)
+    assert all(crypto_figures[n]["mb_per_second"] > 0 for n in ("ours", "floor", "raw"))
+    transfer = media.transfer_figures(3 * 2**20 + 5)  # a relay and a client process
+    assert transfer["blob_size"] > transfer["size"] and transfer["upload_mb_per_second"] > 0
+    assert transfer["client_peak_rss_bytes"] > transfer["client_baseline_rss_bytes"] > 0
+    figures = {"crypto": crypto_figures, "transfer": transfer}
+    targets = {t.name: t for t in report.media_targets(figures)}
+    assert len(targets) == 3 and all(t.met is not None for t in targets.values())
+    assert "MiB transfer: relay peak RSS" in report.media_table(figures, markdown=False)
+    slow = {"crypto": {**crypto_figures, "ours": {"seconds": 1.0, "mb_per_second": 1.0}}}
+    assert report.media_targets(slow)[0].met is False
+    assert report.media_targets(None)[0].met is None

@@ -17,13 +17,14 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
 from e2e_proto import blob_api
 from e2e_proto.constants import MAX_MEDIA_SIZE
 from e2e_proto.errors import E2EProtoError, MediaError
-from e2e_proto.media import MediaDecryptor, MediaEncryptor, MediaPayload, SealedMedia, blob_size
+from e2e_proto.media import MediaDecryptor, MediaEncryptor, SealedMedia, blob_size
 from e2e_proto.primitives import RandomSource
 
 from .connection import Connection, PendingRequest, ServerError
@@ -55,6 +56,18 @@ def encrypt_file(source: Path, target: Path, random: RandomSource,
         target.unlink(missing_ok=True)
         raise
     return sealed
+
+
+class BlobSecrets(Protocol):
+    """What fetching and decrypting a blob takes: a
+    :class:`~e2e_proto.media.MediaPayload` has it all."""
+
+    blob_id: bytes
+    key: bytes
+    header: bytes
+    size: int
+    name: str | None
+    sha256: bytes | None
 
 
 def guess_mime(name: str) -> str:
@@ -161,7 +174,7 @@ def _offsets(size: int) -> Iterator[int]:
     return iter(range(0, size, blob_api.BLOB_CHUNK_SIZE))
 
 
-async def download(connection: Connection, media: MediaPayload, folder: Path, temp_name: str,
+async def download(connection: Connection, media: BlobSecrets, folder: Path, temp_name: str,
                    max_size: int = MAX_MEDIA_SIZE) -> tuple[Path, bytes]:
     """Download, check and decrypt the blob of ``media`` into a new file in ``folder``.
 
