@@ -1,7 +1,7 @@
 """Moving an attachment: encrypt a file into a blob, upload it, download and decrypt one.
 
 The same on both transports (docs/PROTOCOL.md §16). Memory stays constant whatever the size:
-the file is read, encrypted and written 1 MiB at a time, a transfer keeps at most
+the file is read, encrypted and written 64 KiB at a time, a transfer keeps at most
 :data:`WINDOW` chunks of 1 MiB in flight, and a download is decrypted and written chunk by chunk.
 
 A received file is written to a hidden ``.incoming-ID`` file in the files folder and only gets
@@ -22,7 +22,7 @@ from typing import Protocol
 import trio
 
 from e2e_proto import blob_api
-from e2e_proto.constants import MAX_MEDIA_SIZE
+from e2e_proto.constants import MAX_MEDIA_SIZE, MEDIA_CHUNK_SIZE
 from e2e_proto.errors import E2EProtoError, MediaError
 from e2e_proto.media import MediaDecryptor, MediaEncryptor, SealedMedia, blob_size
 from e2e_proto.primitives import RandomSource
@@ -33,13 +33,13 @@ from .files import FileRecord, FileStore, Outgoing, reserve_name
 
 WINDOW = 4
 """Requests of one transfer in flight at once (each carries up to ``BLOB_CHUNK_SIZE`` bytes)."""
-_READ_SIZE = 1024 * 1024
+_READ_SIZE = MEDIA_CHUNK_SIZE  # whole chunks: the encryptor seals them without a copy
 _RESYNCS = 3
 
 
 def encrypt_file(source: Path, target: Path, random: RandomSource,
                  max_size: int = MAX_MEDIA_SIZE) -> SealedMedia:
-    """Encrypt ``source`` into a new file ``target`` (mode 0600), 1 MiB at a time.
+    """Encrypt ``source`` into a new file ``target`` (mode 0600), a chunk at a time.
 
     Blocking file I/O and CPU: run it in a worker thread. The result's ``tail`` is already
     written; ``sha256`` is the plaintext's.
