@@ -247,7 +247,7 @@ class BlobService:
                 upload.offset, upload.hasher = offset, hasher  # type: ignore[assignment]
         return upload
 
-    def _unfinished(self, owner: str, blob_id: bytes) -> BlobRecord:
+    def _owned(self, owner: str, blob_id: bytes) -> BlobRecord:
         record = self.index.blob(blob_id)
         if record is None or record.owner != owner:
             raise RequestError(api.UNKNOWN_BLOB, "no upload of this blob id by this account: "
@@ -256,7 +256,7 @@ class BlobService:
 
     async def write(self, owner: str, blob_id: bytes, offset: int, data: bytes) -> int:
         """Store one chunk at ``offset``; how many bytes the server has now."""
-        record = self._unfinished(owner, blob_id)
+        record = self._owned(owner, blob_id)
         if record.complete:
             raise RequestError(api.BLOB_OFFSET, "the blob is complete already",
                                offset=record.size)
@@ -276,7 +276,7 @@ class BlobService:
 
     async def finish(self, owner: str, blob_id: bytes) -> int:
         """Check the uploaded bytes against the blob id and keep the blob; its size."""
-        record = self._unfinished(owner, blob_id)
+        record = self._owned(owner, blob_id)
         if record.complete:
             return record.size
         upload = await self._resumed(record)
