@@ -78,6 +78,10 @@ class GroupTooLargeError(LocalProtocolError):
     """A group would have more members than the transport allows (1024 on the private one)."""
 
 
+class OversizedGroupError(MalformedError):
+    """A received group state lists more members than a group may have (1024)."""
+
+
 class StaleGroupUpdateError(RemoteProtocolError):
     """A group update is not newer than the copy of the group already held."""
 

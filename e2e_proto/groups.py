@@ -44,6 +44,7 @@ from .errors import (
     MalformedError,
     NotGroupAdminError,
     NotGroupMemberError,
+    OversizedGroupError,
     StaleGroupUpdateError,
     describe,
 )
@@ -187,7 +188,9 @@ def _decode_body(body: bytes, routing: bool) -> tuple[GroupState, Address]:
     try:
         state = GroupState(group_id, version, name, tuple(members),
                            tuple(members[i] for i in admin_indices))
-    except LocalProtocolError as exc:  # GroupTooLargeError included: a bound of the format
+    except GroupTooLargeError as exc:
+        raise OversizedGroupError(str(exc)) from None
+    except LocalProtocolError as exc:
         raise MalformedError(f"group state refused: {exc}") from None
     return state, Address(author, device_id)
 

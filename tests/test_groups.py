@@ -18,6 +18,7 @@ from e2e_proto.errors import (
     MalformedError,
     NotGroupAdminError,
     NotGroupMemberError,
+    OversizedGroupError,
     RemoteProtocolError,
     StaleGroupUpdateError,
 )
@@ -141,7 +142,7 @@ def test_member_cap_is_1024_locally_and_on_the_wire() -> None:
     assert GroupUpdate.decode(update.body, update.signature).state == full
     body = msgpack.packb([full.group_id, 2, "big", sorted([*full.members, "zz"]), [0],
                           "alice", 0])
-    with pytest.raises(MalformedError, match="at most 1024"):
+    with pytest.raises(OversizedGroupError, match="at most 1024"):
         GroupUpdate.decode(body, update.signature)
 
 
