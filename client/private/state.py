@@ -20,6 +20,8 @@ from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
 
 from ..core.home_state import HomeState
+from ..core.sender_key_store import SqliteSenderKeyStore
+from .group_state import GroupStore
 
 STATE_FILE = "state.db"
 
@@ -40,7 +42,8 @@ CREATE TABLE IF NOT EXISTS messages (
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """A message as kept locally."""
+    """A message as kept locally; ``peer`` is the other account, or for a group message ``#``
+    and the group id in hex (:func:`client.private.group_state.group_peer`)."""
 
     id: bytes
     sender: str
@@ -61,6 +64,8 @@ class ClientState(HomeState):
                  cost: tuple[int, int] = INTERACTIVE) -> None:
         super().__init__(home, passphrase, cost)
         self._contacts: dict[str, tuple[Ed25519PublicKey, SignedDeviceList]] = {}
+        self.sender_keys = SqliteSenderKeyStore(self.protocol)
+        self.groups = GroupStore(self.db)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -227,6 +232,11 @@ class ClientState(HomeState):
             (message.id, int(seen), message.sender, message.sender_device, message.peer,
              message.ts, message.kind, message.text, received_at))
         return cursor.rowcount == 1
+
+    def has_message(self, message_id: bytes) -> bool:
+        """Whether a message (or any payload) with this id was stored."""
+        return self.db.execute("SELECT 1 FROM messages WHERE id = ?",
+                               (message_id,)).fetchone() is not None
 
     def unseen(self) -> list[StoredMessage]:
         """Stored messages not yet shown to the user, in the order they arrived."""
