@@ -72,6 +72,8 @@ SHAPES: dict[str, list[str]] = {
     "unpin": ["message"], "pins": ["conversation"], "history": ["conversation", "before", "limit"],
     "search": ["text", "limit"], "group_create": ["name", "members"],
     "group_add": ["conversation", "members"], "secret": ["conversation"],
+    "group_remove": ["conversation", "member"], "group_leave": ["conversation"],
+    "group_rename": ["conversation", "name"],
     "publish_prekeys": ["identity_key", "signed_prekey", "one_time_prekeys"],
     "get_devices": ["account"], "fetch_bundles": ["account", "device_ids"], "ack": ["seq"],
 }

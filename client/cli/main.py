@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     recv.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                       help="keep listening this many seconds")
     recv.add_argument("--json", action="store_true",
-                      help="one JSON object per line: from, device, id, ts, text, to")
+                      help="one JSON object per line: from, device, id, ts, text, to, group")
     chat = commands.add_parser("chat", help="interactive chat; /quit leaves")
     chat.add_argument("name", nargs="?", help="the other account")
     chat.add_argument("--group", metavar="NAME", help="chat in the group NAME instead")

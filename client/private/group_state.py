@@ -3,7 +3,7 @@
 current sender key.
 
 A group is kept after this account left or was removed (``is_member`` false), so that an old
-update cannot bring it back. A stored state is the signed update it came from, re-checked when
+update cannot bring it back. A stored state is the signed update it came from, parsed again when
 read; a state this device made and has not yet delivered to every member is flagged, so the
 next group command delivers it again.
 """
