@@ -276,3 +276,16 @@ async def test_the_1025th_member_is_refused_by_client_and_relay(nursery, tmp_pat
             await a.connection.request("group_put", routing=body, signature=signature)
     assert refused.value.code == api.GROUP_TOO_LARGE and "at most 1024" in str(refused.value)
     assert relay.store.group(b"\x01" * 16) is None
+
+
+async def test_a_device_linked_later_takes_the_groups_and_reads_on(nursery, tmp_path: Path) -> None:
+    relay, c = await _people(nursery, tmp_path, "alice", "bob")
+    async with session_of(c["alice"]) as a:
+        await a.group_create("friends", ["bob"])
+        await a.group_send_text("friends", "before the laptop")
+    assert _lines(await drain(c["bob"]))[-1] == "[friends] alice: before the laptop"
+    laptop = make_client(tmp_path / "bob-laptop", relay.port)
+    await link(c["bob"], laptop, "bob", "laptop")
+    async with session_of(c["alice"]) as a:
+        await a.group_send_text("friends", "after the laptop")  # alice learns of it, shares
+    assert _lines(await drain(laptop)) == ["[friends] alice: after the laptop"]

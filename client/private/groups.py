@@ -386,6 +386,29 @@ class Groups(SessionBase):
         self.groups.save(update)
         return describe_change(current, new, author.account)
 
+    def _groups_for_sync(self) -> list[list[bytes]]:
+        """``[[body, signature], ...]`` of every group held: a new device of this account
+        checks each as any update (they are signed by their authors, not by this device)."""
+        return [[g.update.body, g.update.signature] for g in self.groups.all()]
+
+    def _take_synced_groups(self, payload: Payload) -> None:
+        """Take the groups a device sync carries, each checked by :func:`apply_update`."""
+        entries = payload.fields.get("groups")
+        for entry in entries if isinstance(entries, list) else []:
+            try:
+                body, signature = entry
+                update = GroupUpdate.decode(body, signature)
+                contact = self.state.contact(update.author.account)
+                key = None if contact is None else contact[1].device_list.identity_of(
+                    update.author.device_id)
+                held = self.groups.get(update.state.group_id)
+                if key is None or (held is not None and held.update.body == body):
+                    continue
+                apply_update(None if held is None else held.state, update, key)
+                self.groups.save(update)
+            except (ValueError, TypeError, E2EProtoError):
+                log.warning("ignored a group of a device sync that does not verify")
+
     def _take_sender_key(self, sender: Address, payload: Payload) -> None:
         """Keep a member device's sender key, sent to this device over its pairwise session."""
         distribution = SenderKeyDistribution.from_payload(payload)
