@@ -37,6 +37,11 @@ DEVICE_UNLINKED = "device_unlinked"
 INTERNAL = "internal"
 UNAVAILABLE = "unavailable"
 TOO_MANY_CONNECTIONS = "too_many_connections"
+UNKNOWN_GROUP = "unknown_group"
+NOT_GROUP_ADMIN = "not_group_admin"
+NOT_GROUP_MEMBER = "not_group_member"
+STALE_GROUP = "stale_group"  # a routing copy not newer than the relay's, or a send from another
+GROUP_TOO_LARGE = "group_too_large"
 
 NONCE_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200

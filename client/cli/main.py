@@ -95,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     recv.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                       help="keep listening this many seconds")
     recv.add_argument("--json", action="store_true",
-                      help="one JSON object per line: from, device, id, ts, text, to")
+                      help="one JSON object per line: from, device, id, ts, text, to, group")
     chat = commands.add_parser("chat", help="interactive chat; /quit leaves")
-    chat.add_argument("name", help="the other account")
+    chat.add_argument("name", nargs="?", help="the other account")
+    chat.add_argument("--group", metavar="NAME", help="chat in the group NAME instead")
     verify = commands.add_parser("verify", help="print the safety number shared with NAME "
                                  "(social: NAME's device keys and which are accepted)")
     verify.add_argument("name", help="the other account")
@@ -143,20 +144,35 @@ def build_parser() -> argparse.ArgumentParser:
     secret = commands.add_parser("secret", help="social: make the conversation with NAME "
                                  "end-to-end encrypted")
     secret.add_argument("name", help="the other account")
-    group = commands.add_parser("group", help="social: groups of up to 250 members")
+    group = commands.add_parser("group", help="groups: up to 1024 members on the private "
+                                "transport (end to end, sender keys), 250 on the social one")
     group_commands = group.add_subparsers(dest="group_command", required=True, metavar="ACTION")
-    create = group_commands.add_parser("create", help="create a group")
-    create.add_argument("name", help="group name")
-    create.add_argument("members", nargs="+", metavar="MEMBER", help="member accounts")
-    group_send = group_commands.add_parser("send", help="send to a group")
-    group_send.add_argument("name", help="group name")
-    group_send.add_argument("text", help="message text")
+    for action, what, extra in (
+            ("create", "create a group (you are its admin)", "members"),
+            ("add", "admins: add members", "members"),
+            ("remove", "admins: remove a member", "member"),
+            ("leave", "leave the group", None),
+            ("rename", "admins: rename the group", "new_name"),
+            ("members", "list the members (admins marked)", None),
+            ("admin", "private, admins: make a member an admin (--revoke: no longer)", "member"),
+            ("send", "send to the group", "text")):
+        sub = group_commands.add_parser(action, help=what)
+        sub.add_argument("name", help="group name")
+        if extra == "members":
+            sub.add_argument("members", nargs="+", metavar="MEMBER", help="member accounts")
+        elif extra is not None:
+            sub.add_argument(extra, metavar=extra.upper(), help=extra.replace("_", " "))
+        if action == "admin":
+            sub.add_argument("--revoke", action="store_true", help="no longer an admin")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-chat``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "chat" and (args.name is None) == (args.group is None):
+        parser.error("chat needs an account NAME or --group NAME (not both)")
     if args.transport == SOCIAL:
         from .social import run_social  # the social transport has its own client
 

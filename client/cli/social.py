@@ -125,7 +125,7 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
         return await receive_command(client.session, args.wait,
                                      _printer(args.json, state.account or ""))
     if command == "chat":
-        return await _chat(client, args.name)
+        return await _chat(client, args.name or args.group)
     async with client.session() as session:
         return await _one_request(args, session)
 
@@ -134,11 +134,8 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
     command = args.command
     if command == "send":
         print(await session.send_text(args.name, args.text))
-    elif command == "group" and args.group_command == "send":
-        print(await session.send_text(args.name, args.text))
     elif command == "group":
-        info = await session.group_create(args.name, args.members)
-        print(f"created group {args.name} with {len(info['members'])} members")
+        await _group(args, session)
     elif command == "react":
         await session.react(_message_id(args.message_id), args.emoji)
     elif command == "unreact":
@@ -187,6 +184,36 @@ async def _verify(session: SocialSession, name: str, accept: bool) -> None:
         count, held = await session.accept_devices(name)
         shown = f"; {held} held message(s) are shown by the next recv" if held else ""
         print(f"accepted the {count} device(s) of {name}{shown}")
+
+
+async def _group(args: argparse.Namespace, session: SocialSession) -> None:
+    """One ``group`` action on the social server's groups (no admins there: any member may)."""
+    action, name = args.group_command, args.name
+    if action == "send":
+        print(await session.send_text(name, args.text))
+    elif action == "create":
+        info = await session.group_create(name, args.members)
+        print(f"created group {name} with {len(info['members'])} members")
+    elif action == "add":
+        info = await session.group_add(name, args.members)
+        print(f"{name} has {len(info['members'])} members")
+    elif action == "remove":
+        await session.group_remove(name, args.member)
+        print(f"removed {args.member} from {name}")
+    elif action == "leave":
+        await session.group_leave(name)
+        print(f"left {name}")
+    elif action == "rename":
+        await session.group_rename(name, args.new_name)
+        print(f"renamed {name} to {args.new_name}")
+    elif action == "members":
+        info = await session.conversation(name)
+        if info.get("kind") != "group":
+            raise ClientError(f"{name!r} is not a group")
+        print("\n".join(info["members"]))
+    else:
+        raise ClientError("social groups have no admins: every member may add, remove and "
+                          "rename")
 
 
 async def _chat(client: SocialClient, name: str) -> int:

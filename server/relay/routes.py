@@ -7,7 +7,7 @@ tests draw their requests from these tables, so a route added here is fuzzed too
 from __future__ import annotations
 
 from ..common.requests import Route, RouteTable
-from . import accounts, directory, linking, messages
+from . import accounts, directory, groups, linking, messages
 
 _GET_DEVICES = Route(directory.get_devices, ("account",))
 _PING = Route(messages.ping)
@@ -35,5 +35,8 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "get_link": Route(linking.get_link, ("lookup",)),
     "update_devices": Route(linking.update_devices, (
         "device_list", "device_list_signature", "link")),
+    "group_put": Route(groups.group_put, ("routing", "signature")),
+    "group_send": Route(groups.group_send, ("group_id", "version", "devices_digest", "message")),
+    "group_deliver": Route(groups.group_deliver, ("group_id", "envelopes")),
 }
 """Requests of an authenticated device."""

@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgpack
+
 from storage.sqlite import add_missing_column, immediate_transaction, open_private_database
 
 from ..common.store_base import Bundle, storage, take_bundle
@@ -20,11 +22,13 @@ from .store import (
     Delivery,
     DeviceGoneError,
     DeviceInfo,
-    Enqueue,
+    GroupRoute,
     MailboxWrite,
     NameTakenError,
     NewDevice,
+    Outgoing,
     QuotaExceededError,
+    StaleGroupError,
     StaleListError,
 )
 
@@ -50,7 +54,11 @@ CREATE TABLE IF NOT EXISTS mailbox (
     envelope BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
 CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id BLOB PRIMARY KEY, version INTEGER NOT NULL, members BLOB NOT NULL,
+    admins BLOB NOT NULL, body BLOB NOT NULL, signature BLOB NOT NULL);
 """
+GROUP_CACHE_SIZE = 10_000
 
 
 class SqliteRelayStore:
@@ -62,6 +70,7 @@ class SqliteRelayStore:
         self._db.executescript(_SCHEMA)
         add_missing_column(self._db, "devices", "link_signature BLOB")  # relays made before
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
+        self._groups: dict[bytes, GroupRoute] = {}  # read on every group send: kept decoded
 
     def close(self) -> None:
         """Close the database."""
@@ -206,31 +215,35 @@ class SqliteRelayStore:
                         [(write.account, write.device_id, seq) for seq in write.seqs])
                     results.append(None)
                     continue
-                full = self._full_mailbox(db, write)
-                if full is not None:
-                    results.append(full)
-                    continue
+                messages = write.messages
+                if write.skip_full:
+                    messages = [m for m in messages if self._refusal(db, m, write.quota) is None]
+                else:
+                    full = next((r for m in messages
+                                 if (r := self._refusal(db, m, write.quota)) is not None), None)
+                    if full is not None:
+                        results.append(full)
+                        continue
                 db.executemany(
                     "INSERT INTO mailbox (account, device, sender, sender_device, stored_at, "
                     "envelope) VALUES (?, ?, ?, ?, ?, ?)",
                     [(m.account, m.device_id, *write.sender, write.now, m.envelope)
-                     for m in write.messages])
+                     for m in messages])
                 results.append(None)
         return results
 
     @staticmethod
-    def _full_mailbox(db: sqlite3.Connection, write: Enqueue
-                      ) -> QuotaExceededError | DeviceGoneError | None:
-        """Why ``write`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
-        for message in write.messages:
-            address = (message.account, message.device_id)
-            if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
-                          address).fetchone() is None:
-                return DeviceGoneError(*address)
-            count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
-                               address).fetchone()[0]
-            if count >= write.quota:
-                return QuotaExceededError(*address)
+    def _refusal(db: sqlite3.Connection, message: Outgoing, quota: int
+                 ) -> QuotaExceededError | DeviceGoneError | None:
+        """Why ``message`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
+        address = (message.account, message.device_id)
+        if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
+                      address).fetchone() is None:
+            return DeviceGoneError(*address)
+        count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
+                           address).fetchone()[0]
+        if count >= quota:
+            return QuotaExceededError(*address)
         return None
 
     @storage
@@ -246,3 +259,33 @@ class SqliteRelayStore:
         """Delete messages stored before ``older_than``; returns how many."""
         with self._transaction() as db:
             return db.execute("DELETE FROM mailbox WHERE stored_at < ?", (older_than,)).rowcount
+
+    @storage
+    def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group (cached; every change goes through this store)."""
+        cached = self._groups.get(group_id)
+        if cached is not None:
+            return cached
+        row = self._db.execute("SELECT version, members, admins, body, signature FROM groups "
+                               "WHERE group_id = ?", (group_id,)).fetchone()
+        if row is None:
+            return None
+        if len(self._groups) >= GROUP_CACHE_SIZE:
+            self._groups.clear()
+        route = self._groups[group_id] = GroupRoute(
+            group_id, row[0], tuple(msgpack.unpackb(row[1])), tuple(msgpack.unpackb(row[2])),
+            row[3], row[4])
+        return route
+
+    @storage
+    def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer."""
+        with self._transaction() as db:
+            row = db.execute("SELECT version FROM groups WHERE group_id = ?",
+                             (route.group_id,)).fetchone()
+            if row is not None and row[0] >= route.version:
+                raise StaleGroupError(route.group_id.hex())
+            self._groups.pop(route.group_id, None)
+            db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+                       (route.group_id, route.version, msgpack.packb(list(route.members)),
+                        msgpack.packb(list(route.admins)), route.body, route.signature))

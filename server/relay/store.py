@@ -41,6 +41,10 @@ class StaleListError(Exception):
     """A device list older than the stored one."""
 
 
+class StaleGroupError(Exception):
+    """A group routing copy not newer than the stored one."""
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
     """An account's key and its current signed device list."""
@@ -91,12 +95,17 @@ class Outgoing(NamedTuple):
 
 
 class Enqueue(NamedTuple):
-    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none)."""
+    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none).
+
+    With ``skip_full`` (a group message) a device whose mailbox is full, or that was unlinked
+    meanwhile, is left out instead, and the others are stored: one member cannot block a group.
+    """
 
     messages: Sequence[Outgoing]
     sender: tuple[str, int]
     now: float
     quota: int
+    skip_full: bool = False
 
 
 class Acknowledge(NamedTuple):
@@ -108,6 +117,19 @@ class Acknowledge(NamedTuple):
 
 
 MailboxWrite = Enqueue | Acknowledge
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRoute:
+    """A group's routing copy: who is in it and who may change it, at a version, with the
+    admin device's signed routing statement (``body``, ``signature``) it came from."""
+
+    group_id: bytes
+    version: int
+    members: tuple[str, ...]
+    admins: tuple[str, ...]
+    body: bytes
+    signature: bytes
 
 
 class RelayStore(Protocol):
@@ -181,5 +203,14 @@ class RelayStore(Protocol):
 
     def expire(self, older_than: float) -> int:
         """Delete messages stored before ``older_than``; returns how many."""
+        ...
+
+    def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group."""
+        ...
+
+    def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer than the
+        stored one (compared and written atomically)."""
         ...
 
