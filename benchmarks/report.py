@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .crypto import FANOUT_DEVICES, FANOUT_SIZE, PINGPONG_SIZE, SIZES
+from .groups import GROUP_MESSAGE_SIZE
 from .timing import Stat
 
 GROUPS = ("ours", "floor", "vodozemac", "vodozemac-megolm", "python-olm", "python-olm-megolm",
@@ -142,6 +143,15 @@ def targets(stats: dict[str, Stat], relay: dict[str, Any] | None) -> list[Target
         _target(f"fan-out to {FANOUT_DEVICES} devices vs vodozemac Olm", _ratio(fan, vz_fan),
                 0.6, "<=", "x", us_pair(fan, vz_fan, "ours vs vodozemac")),
     ]
+    for side, floor_calls in (("send", "sign + seal"), ("receive", "verify + open")):
+        ours = _med(stats, f"ours/group-{side}/{GROUP_MESSAGE_SIZE}")
+        base = _med(stats, f"floor/group-{side}/{GROUP_MESSAGE_SIZE}")
+        megolm = _med(stats, f"vodozemac-megolm/group-{side}/{GROUP_MESSAGE_SIZE}")
+        detail = us_pair(ours, base, "ours vs floor")
+        if megolm is not None and ours is not None:
+            detail += f"; vodozemac Megolm {megolm * us:.1f} us"
+        out.append(_target(f"group {side} 1 KiB to 1024 members vs floor ({floor_calls})",
+                           _ratio(ours, base), 1.3, "<=", "x", detail))
     load = {(row["server"], row["pairs"]): row for row in (relay or {}).get("load", [])}
     real, bare = load.get(("relay", 16)), load.get(("bare", 16))
     out.append(_target(
@@ -176,7 +186,11 @@ def _rows() -> list[tuple[str, str]]:
              ("session establishment + first message", "establish"),
              (f"fan-out {_size(FANOUT_SIZE)} to {FANOUT_DEVICES} devices",
               f"fan-out-{FANOUT_DEVICES}/{FANOUT_SIZE}"),
-             ("envelope encode + decode 1 KiB", "envelope-codec/1024")]
+             ("envelope encode + decode 1 KiB", "envelope-codec/1024"),
+             (f"group send {_size(GROUP_MESSAGE_SIZE)} (any group size: one ciphertext)",
+              f"group-send/{GROUP_MESSAGE_SIZE}"),
+             (f"group receive {_size(GROUP_MESSAGE_SIZE)} (in order)",
+              f"group-receive/{GROUP_MESSAGE_SIZE}")]
     return rows
 
 
@@ -187,7 +201,7 @@ def _size(size: int) -> str:
 def _floor_key(operation: str) -> str | None:
     if operation.startswith("round-trip/"):
         return "seal+open/" + operation.split("/")[1]
-    if operation.startswith("ping-pong/") or operation == "establish":
+    if operation.startswith(("ping-pong/", "group-")) or operation == "establish":
         return operation  # only the libsodium calls the operation requires
     return None
 
@@ -265,13 +279,15 @@ def _render(head: list[str], rows: list[list[str]], markdown: bool) -> str:
 def to_json(path: Path, info: dict[str, Any], mode: str, stats: dict[str, Stat],
             sizes: dict[str, int], relay: dict[str, Any] | None, notes: dict[str, str],
             target_list: list[Target], elapsed: float,
+            group_cold: dict[str, Any] | None = None,
             media: dict[str, Any] | None = None) -> None:
-    """Write every figure and the ``targets`` list."""
+    """Write every figure, the cold group send, the media figures and the ``targets`` list."""
     document = {
         "machine": info, "mode": mode, "elapsed_seconds": elapsed,
         "units": "seconds per operation (median, quartiles over samples)",
         "figures": {name: asdict(stat) for name, stat in stats.items()},
-        "session_sizes_bytes": sizes, "relay": relay, "media": media, "notes": notes,
+        "session_sizes_bytes": sizes, "relay": relay, "group_cold_send": group_cold,
+        "media": media, "notes": notes,
         "targets": [asdict(t) for t in target_list],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

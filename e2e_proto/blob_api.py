@@ -4,7 +4,7 @@ A blob is the ciphertext of one attachment (:mod:`e2e_proto.media`), addressed b
 ``blob_id = SHA-256(ciphertext)``. It goes up in ``upload_chunk`` frames of at most
 :data:`BLOB_CHUNK_SIZE` bytes after an ``upload_begin`` that declares its id and size, is checked
 by ``upload_finish``, and comes down in ``download`` frames of the same size. docs/PROTOCOL.md
-§16 lists every field and error; docs/SOCIAL.md the social server's differences.
+§17 lists every field and error; docs/SOCIAL.md the social server's differences.
 """
 
 from __future__ import annotations

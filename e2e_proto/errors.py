@@ -55,6 +55,13 @@ class DuplicateMessageError(RemoteProtocolError):
     """The message was already decrypted (its key is used up): a replay."""
 
 
+class BaseKeyReusedError(DuplicateMessageError):
+    """A prekey message's base key is one of a session this device had and dropped: a replay.
+
+    A :class:`DuplicateMessageError`, so a caller that acknowledges duplicates drops it too.
+    """
+
+
 class TooManySkippedError(RemoteProtocolError):
     """The message would skip more than MAX_SKIP message keys in one chain."""
 
@@ -72,6 +79,26 @@ class NoSenderKeyError(RemoteProtocolError):
 
 class SenderKeyConflictError(RemoteProtocolError):
     """A sender-key distribution contradicts a chain already held under its chain id."""
+
+
+class GroupTooLargeError(LocalProtocolError):
+    """A group would have more members than the transport allows (1024 on the private one)."""
+
+
+class OversizedGroupError(MalformedError):
+    """A received group state lists more members than a group may have (1024)."""
+
+
+class StaleGroupUpdateError(RemoteProtocolError):
+    """A group update is not newer than the copy of the group already held."""
+
+
+class NotGroupAdminError(RemoteProtocolError):
+    """A group update is signed for an account that may not make that change (not an admin)."""
+
+
+class NotGroupMemberError(RemoteProtocolError):
+    """A group message or sender key comes from an account that is not a member of the group."""
 
 
 class HardwareAESUnavailableError(E2EProtoError):

@@ -91,3 +91,18 @@ def test_media_figures_produce_numbers_and_targets() -> None:
     slow = {"crypto": {**crypto_figures, "ours": {"seconds": 1.0, "mb_per_second": 1.0}}}
     assert report.media_targets(slow)[0].met is False
     assert report.media_targets(None)[0].met is None
+
+
+def test_group_figures_run() -> None:
+    from benchmarks import groups
+
+    cases, notes = groups.group_cases(peers=False)
+    assert set(cases) == {f"{side}/group-{op}/1024" for side in ("floor", "ours")
+                          for op in ("send", "receive")}
+    assert cases["ours/group-receive/1024"]() == cases["ours/group-receive/1024"]()
+    stats = run_interleaved(cases, samples=2, sample_time=0.0005, warmup=1)
+    names = {t.name: t for t in report.targets(stats, None)}
+    assert names["group send 1 KiB to 1024 members vs floor (sign + seal)"].value is not None
+    cold = groups.cold_send(members=3, devices=2)
+    assert cold["pairwise_encryptions"] == 5 and cold["distribution_only_seconds"] > 0
+    assert "5" in groups.cold_table(cold, markdown=True)

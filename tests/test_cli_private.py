@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,30 @@ def test_send_file_recv_json_and_fetch_file(relay: int, tmp_path: Path) -> None:
     assert "cannot read" in missing.stderr and "Traceback" not in missing.stderr
     help_text = chat(relay, alice, "--help").stdout
     assert "send-file" in help_text and "fetch-file" in help_text
+
+
+def test_link_returns_at_once_after_the_approval(relay: int, tmp_path: Path) -> None:
+    """Issue 11.1: `link` exits 0 right after the primary's proof, not when --wait runs out."""
+    alice, laptop = tmp_path / "alice", tmp_path / "laptop"
+    assert chat(relay, alice, "register", "alice").returncode == 0
+    assert chat(relay, alice, "send", "alice", "note to self").returncode == 0
+    link = subprocess.Popen(
+        [sys.executable, "-m", "client.cli.main", "--home", str(laptop), "--relay",
+         f"127.0.0.1:{relay}", "link", "alice", "--wait", "45", "--device-name", "laptop"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert link.stdout is not None
+        first = link.stdout.readline()  # bounded: link exits (EOF) when its wait runs out
+        assert first.startswith("link code: "), first
+        code = first.split(": ", 1)[1].strip()
+        approve = chat(relay, alice, "approve", code)
+        assert approve.returncode == 0, approve.stderr
+        approved_at = time.monotonic()
+        out, err = link.communicate(timeout=40)
+        took = time.monotonic() - approved_at
+    finally:
+        link.kill()
+    assert link.returncode == 0, err
+    assert "linked as alice device 1" in out
+    assert took < 20, f"link took {took:.1f} s after the approval"
+    assert chat(relay, laptop, "whoami").stdout.strip() == "alice (device 1)"

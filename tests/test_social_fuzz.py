@@ -72,6 +72,8 @@ SHAPES: dict[str, list[str]] = {
     "unpin": ["message"], "pins": ["conversation"], "history": ["conversation", "before", "limit"],
     "search": ["text", "limit"], "group_create": ["name", "members"],
     "group_add": ["conversation", "members"], "secret": ["conversation"],
+    "group_remove": ["conversation", "member"], "group_leave": ["conversation"],
+    "group_rename": ["conversation", "name"],
     "publish_prekeys": ["identity_key", "signed_prekey", "one_time_prekeys"],
     "get_devices": ["account"], "fetch_bundles": ["account", "device_ids"], "ack": ["seq"],
     "upload_begin": ["blob_id", "size"], "upload_chunk": ["blob_id", "offset", "data"],
@@ -81,7 +83,8 @@ SHAPES: dict[str, list[str]] = {
 assert set(SHAPES) == set(REQUEST_TYPES)
 ids = st.integers(1, 6) | st.sampled_from([0, 2**63 - 1, 2**63])
 _typical: dict[str, st.SearchStrategy[Any]] = {
-    "account": names, "conversation": names, "name": names, "members": st.lists(names, max_size=4),
+    "account": names, "conversation": names, "name": names, "member": names,
+    "members": st.lists(names, max_size=4),
     "password": st.sampled_from([PASSWORD, "wrong password", "short"]) | texts,
     "token": st.sampled_from([KNOWN_TOKEN, EXPIRED_TOKEN, bytes(32)]) | st.binary(max_size=40),
     "text": texts, "message": ids, "before": ids, "seq": ids, "limit": st.integers(-1, 101),

@@ -144,8 +144,10 @@ def run_with_state(home: str | os.PathLike[str],
 
 
 async def chat_lines(session: ChatSession, name: str,
-                     show: Callable[[Any], Awaitable[None] | None]) -> None:
-    """Show what arrives while sending each line of stdin to ``name``; ends at /quit or EOF."""
+                     show: Callable[[Any], Awaitable[None] | None],
+                     send: Callable[[Any, str], Awaitable[object]] | None = None) -> None:
+    """Show what arrives while sending each line of stdin to ``name`` (with ``send``, when
+    given, instead of ``send_text``); ends at /quit or EOF."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.receive, show, math.inf)
         while True:
@@ -153,7 +155,9 @@ async def chat_lines(session: ChatSession, name: str,
             if not line or line.strip() == "/quit":
                 nursery.cancel_scope.cancel()
                 return
-            if line.strip():
+            if line.strip() and send is not None:
+                await send(session, line.rstrip("\n"))
+            elif line.strip():
                 await session.send_text(name, line.rstrip("\n"))
 
 
@@ -187,17 +191,19 @@ ChatSessionT = TypeVar("ChatSessionT", bound=ChatSession)
 
 async def chat(open_session: Callable[[], AbstractAsyncContextManager[ChatSessionT]], name: str,
                show: Callable[[Any], Awaitable[None] | None],
-               prepare: Callable[[ChatSessionT], Awaitable[object]]) -> int:
+               prepare: Callable[[ChatSessionT], Awaitable[object]],
+               send: Callable[[ChatSessionT, str], Awaitable[object]] | None = None) -> int:
     """The ``chat`` command: stdin's lines to ``name``, what arrives shown, until /quit or EOF.
 
     ``prepare`` runs on every (re)connected session before the first line (fetching ``name``'s
-    devices or conversation); a lost connection means reconnecting with backoff.
+    devices or conversation); a lost connection means reconnecting with backoff. ``send``
+    replaces ``session.send_text(name, line)`` (a private group's chat).
     """
     print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
 
     async def session_work(session: ChatSessionT) -> None:
         await prepare(session)
-        await chat_lines(session, name, show)
+        await chat_lines(session, name, show, send)
 
     await reconnecting(open_session, math.inf, session_work)
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
+from ..core.connection import DEFAULT_REQUEST_TIMEOUT
 from .common import PROG
 from .private import run_private
 
@@ -38,13 +39,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _timeout(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("a timeout must be more than 0 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``e2e-chat``."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="End-to-end encrypted chat over an e2e-proto relay.",
         epilog="Example: e2e-chat --home /tmp/alice register alice; "
                "e2e-chat --home /tmp/alice send bob 'hello'. Set E2E_PASSPHRASE to keep "
-               "the keys and sessions sealed at rest (Argon2id + XChaCha20-Poly1305).")
+               "the keys, sessions and message texts sealed at rest (Argon2id + "
+               "XChaCha20-Poly1305).")
     parser.add_argument("--home", type=Path,
                         default=Path(os.environ.get("E2E_HOME", "~/.e2e-chat")).expanduser(),
                         help="folder of this device's keys and messages "
@@ -61,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                         default=os.environ.get("E2E_SOCIAL", "127.0.0.1:7500"),
                         metavar="HOST:PORT",
                         help="social server address (env E2E_SOCIAL, default 127.0.0.1:7500)")
+    parser.add_argument("--timeout", type=_timeout,
+                        default=os.environ.get("E2E_TIMEOUT", DEFAULT_REQUEST_TIMEOUT),
+                        metavar="SECONDS",
+                        help="seconds to wait for each answer from the server before giving "
+                             f"up (env E2E_TIMEOUT, default {DEFAULT_REQUEST_TIMEOUT:g})")
     parser.add_argument("--tls", action="store_true",
                         help="connect with TLS, verifying the server with the system's CAs")
     parser.add_argument("--ca", metavar="FILE", default=os.environ.get("E2E_CA"),
@@ -90,19 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     recv.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                       help="keep listening this many seconds")
     recv.add_argument("--json", action="store_true",
-                      help="one JSON object per line: from, device, id, ts, text, to; for a "
-                           "file also path, size, mime, sha256 (or error)")
+                      help="one JSON object per line: from, device, id, ts, text, to, group; "
+                           "for a file also path, size, mime, sha256 (or error)")
     fetch_file = commands.add_parser("fetch-file", help="download again the file of a message "
                                      "whose download failed")
     fetch_file.add_argument("message_id", metavar="ID", help="the message id, as 'recv --json' "
                             "shows it (private: a unique hex prefix is enough)")
     chat = commands.add_parser("chat", help="interactive chat; /quit leaves")
-    chat.add_argument("name", help="the other account")
-    verify = commands.add_parser("verify", help="print the safety number shared with NAME")
+    chat.add_argument("name", nargs="?", help="the other account")
+    chat.add_argument("--group", metavar="NAME", help="chat in the group NAME instead")
+    verify = commands.add_parser("verify", help="print the safety number shared with NAME "
+                                 "(social: NAME's device keys and which are accepted)")
     verify.add_argument("name", help="the other account")
     verify.add_argument("--accept", action="store_true",
-                        help="after checking the number with NAME in person: trust NAME's "
-                             "new account key (needed after a key change)")
+                        help="after checking with NAME in person: trust NAME's new account key "
+                             "(social: NAME's devices as listed now); needed after a change, "
+                             "and messages from NAME (social: its new devices) are held until "
+                             "then")
     commands.add_parser("devices", help="list this account's devices (id, name, linked at, "
                         "last seen)")
     link = commands.add_parser("link", help="on a new device: ask to join account NAME; "
@@ -140,20 +158,35 @@ def build_parser() -> argparse.ArgumentParser:
     secret = commands.add_parser("secret", help="social: make the conversation with NAME "
                                  "end-to-end encrypted")
     secret.add_argument("name", help="the other account")
-    group = commands.add_parser("group", help="social: groups of up to 250 members")
+    group = commands.add_parser("group", help="groups: up to 1024 members on the private "
+                                "transport (end to end, sender keys), 250 on the social one")
     group_commands = group.add_subparsers(dest="group_command", required=True, metavar="ACTION")
-    create = group_commands.add_parser("create", help="create a group")
-    create.add_argument("name", help="group name")
-    create.add_argument("members", nargs="+", metavar="MEMBER", help="member accounts")
-    group_send = group_commands.add_parser("send", help="send to a group")
-    group_send.add_argument("name", help="group name")
-    group_send.add_argument("text", help="message text")
+    for action, what, extra in (
+            ("create", "create a group (you are its admin)", "members"),
+            ("add", "admins: add members", "members"),
+            ("remove", "admins: remove a member", "member"),
+            ("leave", "leave the group", None),
+            ("rename", "admins: rename the group", "new_name"),
+            ("members", "list the members (admins marked)", None),
+            ("admin", "private, admins: make a member an admin (--revoke: no longer)", "member"),
+            ("send", "send to the group", "text")):
+        sub = group_commands.add_parser(action, help=what)
+        sub.add_argument("name", help="group name")
+        if extra == "members":
+            sub.add_argument("members", nargs="+", metavar="MEMBER", help="member accounts")
+        elif extra is not None:
+            sub.add_argument(extra, metavar=extra.upper(), help=extra.replace("_", " "))
+        if action == "admin":
+            sub.add_argument("--revoke", action="store_true", help="no longer an admin")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-chat``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "chat" and (args.name is None) == (args.group is None):
+        parser.error("chat needs an account NAME or --group NAME (not both)")
     if args.transport == SOCIAL:
         from .social import run_social  # the social transport has its own client
 

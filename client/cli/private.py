@@ -22,7 +22,7 @@ from e2e_proto.fingerprint import format_safety_number, safety_number
 from ..core.connection import ConnectionLost
 from ..core.errors import ClientError
 from ..private.received import Received
-from ..private.session import PrivateClient
+from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
 from .common import (
     chat,
@@ -36,13 +36,16 @@ from .common import (
 
 
 def format_message(message: Received) -> str:
-    """``NAME: TEXT``, or ``you -> NAME: TEXT`` for a message sent from another own device.
+    """``NAME: TEXT``, or ``you -> NAME: TEXT`` for a message sent from another own device;
+    ``[GROUP] NAME: TEXT`` (``[GROUP] you: TEXT``) in a group.
 
     A file shows as ``[file NAME, SIZE, MIME] PATH`` (and its caption).
     """
     text = message.text if message.text is not None else f"[unsupported {message.kind!r}]"
     if message.file is not None:
         text = file_line(message.file) + (f" {message.text}" if message.text else "")
+    if message.group is not None:
+        return f"[{message.group}] {'you' if message.outgoing else message.sender}: {text}"
     if message.outgoing:
         return f"you -> {message.peer}: {text}"
     return f"{message.sender}: {text}"
@@ -53,7 +56,8 @@ def message_json(message: Received) -> str:
     record: dict[str, object] = {
         "from": message.sender, "device": message.sender_device, "id": message.id.hex(),
         "ts": message.ts, "kind": message.kind, "text": message.text,
-        "to": message.peer if message.outgoing else None}
+        "to": message.peer if message.outgoing and not message.group else None,
+        "group": message.group}
     if message.file is not None:
         record.update(file_json(message.file))
     return json.dumps(record)
@@ -69,13 +73,14 @@ def _printer(as_json: bool) -> Callable[[Received], None]:
 
 
 async def _run(args: argparse.Namespace, state: ClientState) -> int:
-    client = PrivateClient(state, *args.relay, tls=tls_from_args(args))
+    client = PrivateClient(state, *args.relay, tls=tls_from_args(args),
+                           request_timeout=args.timeout)
     command = args.command
     if command in ("pin", "unpin", "pins"):
         require(PRIVATE, "pinning")
     if command in ("history", "search"):
         require(PRIVATE, "server_history")
-    if command in ("login", "secret", "group"):
+    if command in ("login", "secret"):
         raise ClientError(f"'{command}' is for the social transport (--transport social); "
                           "the private transport is always end-to-end encrypted, with "
                           "one account per device home")
@@ -121,8 +126,9 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
                   file=sys.stderr)
         code = _print_safety_number(state, args.name)
         if args.accept:
-            state.accept_key(args.name)
-            print(f"accepted {args.name}'s current account key")
+            held = state.accept_key(args.name)
+            shown = f"; {held} held message(s) are shown by the next recv" if held else ""
+            print(f"accepted {args.name}'s current account key{shown}")
         return code
     if command == "devices":
         async with client.session() as session:
@@ -148,9 +154,47 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         async with client.session() as session:
             await session.react(args.message_id, args.emoji if command == "react" else None)
         return 0
+    if command == "chat" and args.group is not None:
+        return await _group_chat(client, args.group)
     if command == "chat":
         return await _chat(client, args.name)
+    if command == "group":
+        async with client.session() as session:
+            await session.catch_up()
+            await session.deliver_pending_updates()
+            line = await _group(session, args)
+        if line:
+            print(line)
+        return 0
     raise AssertionError(command)
+
+
+async def _group(session: PrivateSession, args: argparse.Namespace) -> str:
+    """Run one ``group`` action; the line to print."""
+    action, name = args.group_command, args.name
+    if action == "create":
+        state = await session.group_create(name, args.members)
+        return f"created group {name!r} with {len(state.members)} members"
+    if action == "add":
+        state = await session.group_add(name, args.members)
+        return f"{name!r} has {len(state.members)} members"
+    if action == "remove":
+        await session.group_remove(name, args.member)
+        return f"removed {args.member} from {name!r}"
+    if action == "leave":
+        await session.group_leave(name)
+        return f"left {name!r}"
+    if action == "rename":
+        await session.group_rename(name, args.new_name)
+        return f"renamed {name!r} to {args.new_name!r}"
+    if action == "admin":
+        await session.group_admin(name, args.member, not args.revoke)
+        return f"{args.member} is {'no longer ' if args.revoke else ''}an admin of {name!r}"
+    if action == "send":
+        await session.group_send_text(name, args.text)
+        return ""
+    state = session.find_group(name).state
+    return "\n".join(f"{m} (admin)" if state.is_admin(m) else m for m in state.members)
 
 
 def _when(timestamp: float | None) -> str:
@@ -161,6 +205,7 @@ def _when(timestamp: float | None) -> str:
 
 async def _link(client: PrivateClient, args: argparse.Namespace) -> int:
     name = args.device_name or socket.gethostname()[:64] or "device"
+    linked = False
     with trio.move_on_after(args.wait) as scope:
         async with client.connect() as session:
             device_id = await session.resume_link()  # approved before, proof not yet seen
@@ -171,8 +216,11 @@ async def _link(client: PrivateClient, args: argparse.Namespace) -> int:
                 device_id = await session.wait_for_link()
             await session.ensure_prekeys()
             print(f"linked as {args.name} device {device_id}", flush=True)
+            linked = True
+            # What is queued is shown, then the command ends (not bounded by --wait any more).
+            scope.deadline = trio.current_time() + args.timeout
             await session.receive(_printer(False))
-    if scope.cancelled_caught:
+    if scope.cancelled_caught and not linked:
         raise ClientError(f"no approval within {args.wait:g} seconds; run link again")
     return 0
 
@@ -185,6 +233,17 @@ def _print_safety_number(state: ClientState, name: str) -> int:
     print(f"safety number with {name}:")
     print(format_safety_number(number))
     return 0
+
+
+async def _group_chat(client: PrivateClient, name: str) -> int:
+    async def prepare(session: PrivateSession) -> None:
+        await session.catch_up()
+        session.find_group(name)
+
+    async def send(session: PrivateSession, text: str) -> None:
+        await session.group_send_text(name, text)
+
+    return await chat(client.session, name, _printer(False), prepare, send)
 
 
 async def _chat(client: PrivateClient, name: str) -> int:

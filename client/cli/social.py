@@ -131,14 +131,11 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
             raise ClientError("not logged in: run 'e2e-chat --transport social login NAME'")
         print(f"{state.account} (device {state.device_id})")
         return 0
-    if command == "verify":
-        raise ClientError("'verify' compares private-transport safety numbers; social accounts "
-                          "have no account identity key (use --transport private)")
     if command == "recv":
         return await receive_command(client.session, args.wait,
                                      _printer(args.json, state.account or ""))
     if command == "chat":
-        return await _chat(client, args.name)
+        return await _chat(client, args.name or args.group)
     async with client.session() as session:
         return await _one_request(args, session)
 
@@ -146,8 +143,6 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
 async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
     command = args.command
     if command == "send":
-        print(await session.send_text(args.name, args.text))
-    elif command == "group" and args.group_command == "send":
         print(await session.send_text(args.name, args.text))
     elif command == "send-file":
         sent = await session.send_file(args.name, args.path, args.caption, args.mime)
@@ -165,8 +160,7 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
             raise ClientError(f"the file was not saved: {record.error}")
         print(record.path)
     elif command == "group":
-        info = await session.group_create(args.name, args.members)
-        print(f"created group {args.name} with {len(info['members'])} members")
+        await _group(args, session)
     elif command == "react":
         await session.react(_message_id(args.message_id), args.emoji)
     elif command == "unreact":
@@ -194,6 +188,8 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         changed = await session.make_secret(args.name)
         print(f"the conversation with {args.name} is {'now' if changed else 'already'} "
               "end-to-end encrypted")
+    elif command == "verify":
+        await _verify(session, args.name, args.accept)
     elif command == "devices":
         response = await session.request("get_devices", account=session.state.account or "")
         for device_id, key in response["devices"]:
@@ -203,6 +199,46 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
     else:
         raise ClientError(f"'{command}' is not available on the social transport")
     return 0
+
+
+async def _verify(session: SocialSession, name: str, accept: bool) -> None:
+    """NAME's devices with their keys and whether they are accepted; ``accept`` accepts them."""
+    for device_id, key, status in await session.device_report(name):
+        print(f"{device_id}  key {key[:8].hex()}  {status}")
+    if accept:
+        count, held = await session.accept_devices(name)
+        shown = f"; {held} held message(s) are shown by the next recv" if held else ""
+        print(f"accepted the {count} device(s) of {name}{shown}")
+
+
+async def _group(args: argparse.Namespace, session: SocialSession) -> None:
+    """One ``group`` action on the social server's groups (no admins there: any member may)."""
+    action, name = args.group_command, args.name
+    if action == "send":
+        print(await session.send_text(name, args.text))
+    elif action == "create":
+        info = await session.group_create(name, args.members)
+        print(f"created group {name} with {len(info['members'])} members")
+    elif action == "add":
+        info = await session.group_add(name, args.members)
+        print(f"{name} has {len(info['members'])} members")
+    elif action == "remove":
+        await session.group_remove(name, args.member)
+        print(f"removed {args.member} from {name}")
+    elif action == "leave":
+        await session.group_leave(name)
+        print(f"left {name}")
+    elif action == "rename":
+        await session.group_rename(name, args.new_name)
+        print(f"renamed {name} to {args.new_name}")
+    elif action == "members":
+        info = await session.conversation(name)
+        if info.get("kind") != "group":
+            raise ClientError(f"{name!r} is not a group")
+        print("\n".join(info["members"]))
+    else:
+        raise ClientError("social groups have no admins: every member may add, remove and "
+                          "rename")
 
 
 async def _chat(client: SocialClient, name: str) -> int:
@@ -215,7 +251,8 @@ def run_social(args: argparse.Namespace) -> int:
 
     def command(state: SocialState) -> int:
         try:
-            client = SocialClient(state, *args.social, tls=tls_from_args(args))
+            client = SocialClient(state, *args.social, tls=tls_from_args(args),
+                                  request_timeout=args.timeout)
             return trio.run(_run, args, client)
         except BaseExceptionGroup as group:  # an error inside chat's nursery: show the leaf
             raise only_leaf(group) from None

@@ -1,6 +1,6 @@
 """Moving an attachment: encrypt a file into a blob, upload it, download and decrypt one.
 
-The same on both transports (docs/PROTOCOL.md §16). Memory stays constant whatever the size:
+The same on both transports (docs/PROTOCOL.md §17). Memory stays constant whatever the size:
 the file is read, encrypted and written 64 KiB at a time, a transfer keeps at most
 :data:`WINDOW` chunks of 1 MiB in flight, and a download is decrypted and written chunk by chunk.
 

@@ -33,6 +33,8 @@ class SessionBase:
         self._pending_link: tuple[str, Ed25519PublicKey] | None = None
         self._link_secret = b""
         self._link_proven = False
+        self.backlog_drained = False
+        """Whether the relay's one ``queue_empty`` push of this connection was seen."""
 
     @property
     def cipher(self) -> SessionCipher:

@@ -1,8 +1,10 @@
 """Verified device lists: fetching a contact's, publishing this account's (on the primary).
 
-A list must be signed by the account key and may not roll back to an older version under the
-same key; a changed account key is remembered until the user accepts it, and nothing is sent to
-the account until then. Sessions with devices no longer listed are deleted.
+A list must be signed by the account key, carry each linked device's own link signature for
+that account, and may not roll back to an older version under the same key; a device key this
+client already knows as another account's is refused. A changed account key is remembered until
+the user accepts it, and nothing is sent to the account until then. Sessions with devices no
+longer listed are deleted.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ class DeviceLists(SessionBase):
     async def device_list(self, account: str, refresh: bool = False) -> DeviceList:
         """The verified device list of ``account`` (from the relay when unknown or ``refresh``).
 
-        The list must be signed by the account key; a list older than the one seen before is
-        refused. A changed account key is accepted but remembered, and reported as a warning.
+        The list must be signed by the account key and each linked device must have signed
+        that it joined this account (its link signature); a list older than the one seen
+        before, or naming a device key bound to another account here, is refused. A changed
+        account key is accepted but remembered, and reported as a warning.
         """
         known = self.state.contact(account)
         if known is not None and not refresh:
@@ -42,10 +46,13 @@ class DeviceLists(SessionBase):
             key = Ed25519PublicKey(response["account_key"])
             signed = SignedDeviceList.verify(key, response["device_list"],
                                              response["device_list_signature"])
+            signed.check_links(key, api.link_signatures_from_wire(
+                response.get("link_signatures", [])))
         except (KeyError, E2EProtoError) as exc:
             raise ClientError(f"the device list of {account!r} does not verify: {exc}") from None
         if signed.device_list.account != account:
             raise ClientError(f"the relay sent a device list of another account for {account!r}")
+        self._check_bindings(signed)
         highest = self.state.highest_version(account, key)
         if highest is not None and signed.device_list.version < highest:
             raise ClientError(f"refused the device list of {account!r}: version "
@@ -68,6 +75,15 @@ class DeviceLists(SessionBase):
             if device_id not in listed:
                 self.state.protocol.delete_session(Address(account, device_id))
         return signed.device_list
+
+    def _check_bindings(self, signed: SignedDeviceList) -> None:
+        """Refuse a list naming a device key this client knows as another account's device."""
+        account = signed.device_list.account
+        for device_id, key in signed.device_list.devices:
+            owner = self.state.device_key_owner(key)
+            if owner is not None and owner != account:
+                raise ClientError(f"refused the device list of {account!r}: its device "
+                                  f"{device_id} is a device of {owner!r}")
 
     async def _targets(self, to: str, refresh: bool) -> list[Address]:
         """Every device to encrypt for: ``to``'s and this account's others.

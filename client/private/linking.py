@@ -16,20 +16,20 @@ from typing import Any
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
-from e2e_proto.constants import MAX_LINKED_DEVICES
+from e2e_proto.constants import MAX_DEVICE_ID, MAX_LINKED_DEVICES
 from e2e_proto.devices import DeviceList, SignedDeviceList, TooManyDevicesError, link_message
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import (
     Ed25519PublicKey,
     IdentityKeyPair,
     OneTimePreKey,
-    SignedPreKey,
     X25519PrivateKey,
 )
 from e2e_proto.payload import Payload
 
 from ..core.connection import ConnectionLost, ServerError
 from ..core.errors import ClientError
+from ..core.pushes import bounded_int, bounded_str
 from .base import SessionBase
 from .prekeys import ONE_TIME_PREKEY_TARGET
 
@@ -78,12 +78,7 @@ class Linking(SessionBase):
             dik = IdentityKeyPair.generate(self.client.random)
             self.state.create_keys(None, dik)
         store = self.state.protocol
-        spk_id = self.state.signed_prekey_id() or self.state.reserve_ids(
-            "signed_prekey_counter", 1)[0]
-        spk = store.load_signed_prekey(spk_id) or SignedPreKey.create(
-            dik, spk_id, X25519PrivateKey.generate(self.client.random))
-        store.store_signed_prekey(spk)
-        self.state.set_signed_prekey(spk_id)
+        spk = self._signed_prekey()
         ids = self.state.reserve_ids("one_time_prekey_id", ONE_TIME_PREKEY_TARGET)
         opks = [OneTimePreKey(i, X25519PrivateKey.generate(self.client.random)) for i in ids]
         store.store_one_time_prekeys(opks)
@@ -106,13 +101,17 @@ class Linking(SessionBase):
             raise ClientError("no link was requested on this connection")
         account, account_key = self._pending_link
         async for frame in self.connection.pushes:
-            if frame.get("type") == "link_approved" and type(frame.get("device_id")) is int:
+            if frame.get("type") == "link_approved":
                 break
             if frame.get("type") == "error":
-                raise ConnectionLost(str(frame.get("message", "the relay closed")))
+                raise ConnectionLost(bounded_str(frame.get("message"), 200)
+                                     or "the relay closed the connection")
         else:
             raise ConnectionLost("the relay closed the connection before the link was approved")
-        device_id = frame["device_id"]
+        device_id = bounded_int(frame.get("device_id"), 1, MAX_DEVICE_ID)
+        if device_id is None:
+            raise ClientError("the relay sent a link approval with an invalid device id; "
+                              "run link again")
         # Kept before anything else: if the proof does not arrive on this connection, the next
         # 'link' resumes as this device and collects it from the mailbox.
         self.state.set_pending_link(account, account_key, self._link_secret, device_id)
@@ -143,6 +142,8 @@ class Linking(SessionBase):
                 await self._process(frame.get("seq"), frame.get("envelope"))
                 if self._link_proven:
                     break
+            elif frame.get("type") == "queue_empty":
+                self.backlog_drained = True
         else:
             raise ConnectionLost("the relay closed the connection before the primary's proof")
         self.state.set_registered(account, device_id)
@@ -177,7 +178,7 @@ class Linking(SessionBase):
         self.state.set_highest_device_id(device_id)
         await self.send_payload(account, Payload.new(
             "device_sync", int(self.client.clock() * 1000), self.client.random,
-            contacts=self._contacts_for_sync(),
+            contacts=self._contacts_for_sync(), groups=self._groups_for_sync(),
             link_proof=[device_id, api.link_proof(secret, aik.public_key.raw, account,
                                                   device_id)]))
         return device_id
@@ -222,9 +223,11 @@ class Linking(SessionBase):
                 account, key_raw, body, signature = entry
                 key = Ed25519PublicKey(key_raw)
                 signed = SignedDeviceList.verify(key, body, signature)
+                self._check_bindings(signed)
                 known = self.state.contact(account)
                 if known is None or (known[0] == key and
                                      signed.device_list.version > known[1].device_list.version):
                     self.state.save_contact(account, key, signed, key_changed=False)
-            except (ValueError, TypeError, E2EProtoError):
+            except (ValueError, TypeError, E2EProtoError, ClientError):
                 log.warning("ignored a malformed contact in a device sync")
+        self._take_synced_groups(payload)

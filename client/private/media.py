@@ -4,7 +4,7 @@ Sending: the file is encrypted into ``HOME/outgoing/`` (once: a retry resumes th
 blob goes to the relay's blob store, and a ``media`` payload announces it through the normal
 message path, end to end encrypted to every device of the recipient and of this account; the
 ``send`` names the blob id so that the relay lets exactly those devices download it
-(docs/PROTOCOL.md §16). A group send can announce a file the same way: the payload is just a
+(docs/PROTOCOL.md §17). A group send can announce a file the same way: the payload is just a
 payload of kind ``media``, and the relay grants its blob to the recipients of whichever send
 carries it.
 

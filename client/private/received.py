@@ -25,9 +25,12 @@ class Received:
     outgoing: bool = False
     warning: str | None = None
     file: FileRecord | None = None
+    group: str | None = None
+    """The group's name, for a group message."""
 
 
-def from_stored(message: StoredMessage, outgoing: bool) -> Received:
-    """The stored ``message`` as shown; ``outgoing`` when this account sent it."""
+def from_stored(message: StoredMessage, outgoing: bool, group: str | None = None) -> Received:
+    """The stored ``message`` as shown; ``outgoing`` when this account sent it; ``group``: the
+    name of the group it was sent in."""
     return Received(message.sender, message.sender_device, message.peer, message.id, message.ts,
-                    message.kind, message.text, outgoing)
+                    message.kind, message.text, outgoing, group=group)

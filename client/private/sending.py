@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 from e2e_proto.payload import Payload
-from e2e_proto.session import process_prekey_bundle
 
+from ..core.bundles import start_sessions
 from ..core.connection import ServerError
 from ..core.errors import ClientError
 from .base import SessionBase
@@ -37,15 +37,8 @@ class Sending(SessionBase):
             listed = (await self.device_list(account)).devices
             response = await self.connection.request("fetch_bundles", account=account,
                                                      device_ids=device_ids)
-            for fields in response.get("bundles", []):
-                device_id, bundle = api.bundle_from_wire(fields)
-                if self.state.protocol.load_session(Address(account, device_id)) is not None:
-                    continue  # a session arrived (their prekey message) while we fetched
-                if dict(listed).get(device_id) != bundle.identity_key:
-                    raise ClientError(f"the relay's prekeys for {account}.{device_id} are not "
-                                      "signed by a listed device key")
-                process_prekey_bundle(self.state.protocol, Address(account, device_id), bundle,
-                                      self.client.random)
+            start_sessions(self.state.protocol, account, device_ids, response.get("bundles"),
+                           dict(listed), self.client.random)
 
     async def react(self, message_id: str, emoji: str | None) -> None:
         """A text reaction (an encrypted payload of kind ``reaction``); None removes it."""

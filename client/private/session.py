@@ -6,8 +6,8 @@ committed together with the ratchet step (one SQLite transaction) before they ar
 and are deduplicated by payload id, so a crash at any point neither loses nor repeats a message.
 
 The session is one class per concept, composed here: :mod:`.prekeys`, :mod:`.linking`,
-:mod:`.device_lists`, :mod:`.sending`, :mod:`.receiving` and :mod:`.media` (files); this module
-adds registering and authenticating.
+:mod:`.device_lists`, :mod:`.sending`, :mod:`.receiving`, :mod:`.groups` and :mod:`.media`
+(files); this module adds registering and authenticating.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import trio
 
@@ -27,6 +28,7 @@ from e2e_proto.keys import IdentityKeyPair
 from ..core.connection import ConnectionLost, ServerClient, ServerError
 from ..core.errors import ClientError
 from .device_lists import DeviceLists
+from .groups import Groups
 from .linking import Linking
 from .media import Media
 from .prekeys import Prekeys
@@ -44,13 +46,15 @@ class PrivateClient(ServerClient[ClientState]):
     async def connect(self) -> AsyncIterator[PrivateSession]:
         """Open a connection and read the relay's challenge; authenticate or register next."""
         async with self.open_connection() as connection:
-            with trio.fail_after(30):
+            challenge: dict[str, Any] = {}
+            with trio.move_on_after(self.request_timeout):
                 try:
                     challenge = await connection.pushes.receive()
                 except trio.EndOfChannel:
                     raise ConnectionLost("the relay closed the connection") from None
             nonce = challenge.get("nonce")
-            if challenge.get("type") != "challenge" or type(nonce) is not bytes:
+            if (challenge.get("type") != "challenge" or type(nonce) is not bytes
+                    or len(nonce) != api.NONCE_SIZE):
                 raise ConnectionLost("the server did not send an authentication challenge")
             yield PrivateSession(self, connection, nonce)
 
@@ -66,7 +70,7 @@ class PrivateClient(ServerClient[ClientState]):
             yield session
 
 
-class PrivateSession(Prekeys, Linking, DeviceLists, Sending, Receiving, Media):
+class PrivateSession(Prekeys, Linking, DeviceLists, Sending, Receiving, Groups, Media):
     """One relay connection of a :class:`PrivateClient`: every part's methods on one object."""
 
     async def register(self, account: str) -> None:

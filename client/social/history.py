@@ -1,5 +1,5 @@
 """History and search: the server's stored messages, with a secret message's text filled in from
-local state (the server has only its envelope)."""
+local state (the server has only its envelope), unless it is held (from a device not accepted)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from .base import SessionBase
 from .checks import check_name, is_id
 from .media import media_text
 from .state import StoredMessage
+
+HELD_TEXT = "[held: from a device not accepted yet]"
 
 
 class History(SessionBase):
@@ -44,7 +46,8 @@ class History(SessionBase):
                 self.state.remember_message(m["id"], m["conversation"])
             text = m["text"]
             if m["secret"]:
-                text = self.state.secret_text(m["id"])
+                text = (HELD_TEXT if self.state.is_held(m["id"])
+                        else self.state.secret_text(m["id"]))
             elif isinstance(m.get("media"), dict):
                 try:
                     text = text or media_text(MediaPayload.from_fields(m["media"]))

@@ -2,7 +2,9 @@
 message together with its ratchet step), then shown, then marked seen, then acknowledged.
 
 Events stored but not shown in an earlier run are shown first; events this device caused itself
-are acknowledged without being shown; a secret message that cannot be read becomes a notice.
+are acknowledged without being shown; a secret message that cannot be read becomes a notice. A
+secret message from a device not accepted (:mod:`.device_pins`) is stored held and announced by
+a notice; it is shown once the user accepts the sender's devices.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import trio
 
-from e2e_proto.address import Address, is_valid_device_id
+from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
 from e2e_proto.media import MEDIA_KIND, MediaPayload
 from e2e_proto.payload import Payload
@@ -42,6 +44,9 @@ class Receiving(SessionBase):
         acknowledged without being shown. ``wait=None`` returns once the backlog is drained;
         ``math.inf`` runs until cancelled.
         """
+        for account, count in self.state.held_counts():
+            await self._show(handler, SocialEvent(0, "notice", account, account, 0, 0,
+                                                  warning=_held(account, count)))
         for event in self.state.unseen_events():
             await self._show(handler, await self._with_file(event))
         with trio.move_on_after(wait if wait is not None else float("inf")):
@@ -77,6 +82,12 @@ class Receiving(SessionBase):
                             frame.get("emoji"), bool(frame.get("secret")))
         mine = (event.sender, event.device) == tuple(self.address)
         if event.kind == "message" and event.secret and not mine:
+            try:  # both members' devices are pinned at the first secret message
+                await self.pin_on_first_use(*sorted(
+                    {a for a in (self.address.account, event.conversation, event.sender)
+                     if is_valid_account(a)}))
+            except ClientError:
+                pass  # not pinned: a message from the device is held
             event = self._decrypt(event, frame.get("envelope"))
         else:
             media = frame.get("media") if event.kind == "message" and not mine else None
@@ -100,8 +111,9 @@ class Receiving(SessionBase):
         text = self._keep_media(event.message, media)
         return dataclasses.replace(event, text=event.text or text)
 
-    def _record(self, event: SocialEvent, mine: bool = False) -> None:
-        """Store an event (unseen unless ``mine``) and its ``seq``, in the caller's transaction.
+    def _record(self, event: SocialEvent, mine: bool = False, held: bool = False) -> None:
+        """Store an event (unseen unless ``mine``; ``held`` until its sender device is
+        accepted) and its ``seq``, in the caller's transaction.
 
         A ``secret`` event marks the conversation secret on this device for good.
         """
@@ -110,7 +122,7 @@ class Receiving(SessionBase):
         if event.message is not None:
             self.state.remember_message(event.message, event.conversation)
         if not mine:
-            self.state.add_event(event)
+            self.state.add_event(event, held)
         self.state.set("last_seq", event.seq)
 
     def _decrypt(self, event: SocialEvent, data: object) -> SocialEvent:
@@ -129,20 +141,26 @@ class Receiving(SessionBase):
             if envelope.recipient != self.address or envelope.sender != Address(
                     event.sender, event.device):
                 raise ClientError("its envelope is addressed wrongly")
-            if envelope.prekey is not None:
-                identity = self.state.protocol.get_identity(envelope.sender)
-                if identity is not None and identity != envelope.prekey.identity_key:
-                    raise ClientError(f"the identity key of {envelope.sender} changed")
+            accepted = self.accepted_key(envelope.sender)
+            if envelope.prekey is not None and accepted not in (
+                    None, envelope.prekey.identity_key.raw):
+                raise ClientError(f"the identity key of {envelope.sender} changed")
             with self.state.protocol.transaction():
                 payload = Payload.decode(SessionCipher(
                     self.state.protocol, self.address, self.client.random).decrypt(envelope))
+                identity = self.state.protocol.get_identity(envelope.sender)
+                held = accepted is None or identity is None or identity.raw != accepted
                 text = payload.fields.get("text") if payload.kind == "text" else None
                 if payload.kind == MEDIA_KIND and event.message is not None:
                     text = self._keep_media(event.message, MediaPayload.from_payload(payload))
                 event = dataclasses.replace(event, text=text if isinstance(text, str)
                                             else f"[unsupported {payload.kind!r}]")
                 self.state.save_secret(event)
-                self._record(event)
+                self._record(event, held=held)
+            if held:
+                return dataclasses.replace(event, kind="notice", text=None, warning=(
+                    f"a secret message from {event.sender}'s device {event.device}, which you "
+                    "have not accepted, is held; " + _accept_hint(event.sender)))
             return event
         except DuplicateMessageError:
             warning = "a secret message was delivered twice"
@@ -152,3 +170,15 @@ class Receiving(SessionBase):
         with self.state.protocol.transaction():
             self._record(notice)
         return notice
+
+
+def _accept_hint(account: str) -> str:
+    return (f"check {account}'s devices with 'e2e-chat --transport social verify {account}', "
+            f"then accept them with 'verify {account} --accept'")
+
+
+def _held(account: str, count: int) -> str:
+    """The reminder of messages held from devices of ``account`` not accepted."""
+    what = "a secret message" if count == 1 else f"{count} secret messages"
+    verb = "is" if count == 1 else "are"
+    return f"{what} from {account} {verb} held (a device not accepted); " + _accept_hint(account)

@@ -1,16 +1,19 @@
 """Secret conversations: a one-to-one conversation made end-to-end encrypted for good, and
 sending to it (text encrypted for every other device of both members; the server gets only
-envelopes). A device's identity key is pinned on first use and a changed one is refused."""
+envelopes). Each member's set of device keys is pinned on first use (:mod:`.device_pins`): a
+device added or changed later gets nothing until the user accepts it."""
 
 from __future__ import annotations
 
-from e2e_proto import relay_api
 from e2e_proto import social_api as api
 from e2e_proto.address import Address
+from e2e_proto.errors import E2EProtoError
+from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.media import MEDIA_KIND, MediaPayload
 from e2e_proto.payload import Payload
-from e2e_proto.session import SessionCipher, process_prekey_bundle
+from e2e_proto.session import SessionCipher
 
+from ..core.bundles import start_sessions
 from ..core.connection import ServerError
 from ..core.errors import ClientError
 from .base import SessionBase
@@ -79,12 +82,14 @@ class Secret(SessionBase):
         raise AssertionError("unreachable")
 
     async def _secret_targets(self, members: list[str]) -> list[Address]:
-        """Every keyed device of ``members`` but this one, each with a session (made here)."""
+        """Every keyed device of ``members`` but this one, each with a session (made here).
+
+        Refuses (:class:`ClientError`) while a member's listed devices are not all accepted.
+        """
         assert self.address is not None
         targets: list[Address] = []
         for member in members:
-            response = await self.request("get_devices", account=member)
-            keys = {d: k for d, k in response["devices"] if k is not None}
+            keys = await self.checked_devices(member)
             missing = []
             for device_id in keys:
                 address = Address(member, device_id)
@@ -94,16 +99,19 @@ class Secret(SessionBase):
                 if self.state.protocol.load_session(address) is None:
                     missing.append(device_id)
             if missing:
+                trusted = {device_id: _device_key(keys[device_id], Address(member, device_id))
+                           for device_id in missing}
                 bundles = await self.request("fetch_bundles", account=member,
                                              device_ids=missing)
-                for fields in bundles["bundles"]:
-                    device_id, bundle = relay_api.bundle_from_wire(fields)
-                    address = Address(member, device_id)
-                    known = self.state.protocol.get_identity(address)
-                    if bundle.identity_key.raw != keys.get(device_id) or (
-                            known is not None and known != bundle.identity_key):
-                        raise ClientError(f"the identity key of {address} changed; refusing "
-                                          "to encrypt to it")
-                    process_prekey_bundle(self.state.protocol, address, bundle,
-                                          self.client.random)
+                start_sessions(self.state.protocol, member, missing, bundles.get("bundles"),
+                               trusted, self.client.random)
         return targets
+
+
+def _device_key(raw: object, address: Address) -> Ed25519PublicKey:
+    """A device key the server listed, as a key; :class:`ClientError` when it is not one."""
+    try:
+        return Ed25519PublicKey(raw)  # type: ignore[arg-type]
+    except E2EProtoError:
+        raise ClientError(f"the server listed a malformed device key for {address}") from None
+

@@ -3,9 +3,9 @@
 :class:`SocialClient` owns the device's state (:mod:`.state`, ``HOME/social.db``);
 :meth:`SocialClient.session` yields a logged-in :class:`SocialSession` on one connection. The
 session is one class per concept, composed here: :mod:`.conversations`, :mod:`.secret`,
-:mod:`.reactions` (and pins), :mod:`.history` (and search), :mod:`.receiving` and :mod:`.media`
-(files); this module adds registering, logging in and publishing prekeys. The capability table
-(DESIGN §9) is checked before anything is sent.
+:mod:`.device_pins`, :mod:`.reactions` (and pins), :mod:`.history` (and search),
+:mod:`.receiving` and :mod:`.media` (files); this module adds registering, logging in and
+publishing prekeys. The capability table (DESIGN §9) is checked before anything is sent.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from collections.abc import AsyncIterator
 
 from e2e_proto import social_api as api
 from e2e_proto.address import Address
-from e2e_proto.keys import OneTimePreKey, SignedPreKey, X25519PrivateKey
+from e2e_proto.keys import OneTimePreKey, X25519PrivateKey
 
 from ..core.connection import ServerClient, ServerError
 from ..core.errors import ClientError
+from ..core.pushes import prekeys_to_add
+from ..core.signed_prekeys import signed_prekey_to_publish
 from .checks import check_name
 from .conversations import Conversations
+from .device_pins import DevicePins
 from .errors import SocialError, refused
 from .history import History
 from .media import Media
@@ -57,7 +60,7 @@ class SocialClient(ServerClient[SocialState]):
             yield session
 
 
-class SocialSession(Conversations, Secret, Reactions, History, Receiving, Media):
+class SocialSession(Conversations, Secret, DevicePins, Reactions, History, Receiving, Media):
     """One connection of a :class:`SocialClient`: every part's methods on one object."""
 
     async def register(self, account: str, password: str) -> int:
@@ -103,24 +106,28 @@ class SocialSession(Conversations, Secret, Reactions, History, Receiving, Media)
         self.address = Address(response["account"], int(response["device_id"]))
 
     async def ensure_prekeys(self) -> None:
-        """Publish this device's identity, signed prekey and enough one-time prekeys."""
+        """Publish this device's identity, signed prekey and enough one-time prekeys.
+
+        The signed prekey is made on first use and replaced when due (the client's
+        ``prekey_policy`` and clock); replaced ones past their grace period are deleted.
+        """
         store = self.state.protocol
         identity = self.state.identity()
         spk_id = self.state.get("spk_id")
-        spk = None if spk_id is None else store.load_signed_prekey(int(spk_id))
-        if spk is None:
-            spk = SignedPreKey.create(identity, self.state.next_id("spk_counter"),
-                                      X25519PrivateKey.generate(self.client.random))
-            store.store_signed_prekey(spk)
-            self.state.set("spk_id", spk.key_id)
+        spk = signed_prekey_to_publish(
+            store, identity, None if spk_id is None else int(spk_id),
+            lambda: self.state.next_id("spk_counter"), self.client.prekey_policy,
+            self.client.clock(), self.client.random)
+        self.state.set("spk_id", spk.key_id)
         response = await self.request(
             "publish_prekeys", identity_key=identity.public_key.raw,
             signed_prekey=[spk.key_id, spk.public_key.raw, spk.signature])
-        count = int(response.get("one_time_prekeys", 0))
-        if count < ONE_TIME_PREKEY_LOW:
+        wanted = prekeys_to_add(response.get("one_time_prekeys"), ONE_TIME_PREKEY_LOW,
+                                ONE_TIME_PREKEY_TARGET)
+        if wanted:
             keys = [OneTimePreKey(self.state.next_id("opk_counter"),
                                   X25519PrivateKey.generate(self.client.random))
-                    for _ in range(ONE_TIME_PREKEY_TARGET - count)]
+                    for _ in range(wanted)]
             store.store_one_time_prekeys(keys)  # kept before they are published
             await self.request("publish_prekeys", identity_key=identity.public_key.raw,
                                one_time_prekeys=[[k.key_id, k.public_key.raw] for k in keys])

@@ -3,7 +3,7 @@
 Each server lists these handlers in its route table; its connection supplies the
 :class:`BlobConnection` hooks: its :class:`~server.common.blobs.BlobService` and whether the
 authenticated device may download a blob (the relay: a device the blob was sent to; the social
-server: a member of a conversation it was sent in). docs/PROTOCOL.md §16 lists the frames.
+server: a member of a conversation it was sent in). docs/PROTOCOL.md §17 lists the frames.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from storage.sqlite import immediate_transaction, open_private_database
+import msgpack
+
+from storage.sqlite import add_missing_column, immediate_transaction, open_private_database
 
 from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
@@ -21,11 +23,13 @@ from .store import (
     Delivery,
     DeviceGoneError,
     DeviceInfo,
-    Enqueue,
+    GroupRoute,
     MailboxWrite,
     NameTakenError,
     NewDevice,
+    Outgoing,
     QuotaExceededError,
+    StaleGroupError,
     StaleListError,
 )
 
@@ -41,7 +45,7 @@ CREATE TABLE IF NOT EXISTS devices (
     identity_key BLOB NOT NULL,
     spk_id INTEGER, spk BLOB, spk_signature BLOB,
     name TEXT NOT NULL DEFAULT '', linked_at REAL NOT NULL DEFAULT 0, last_seen REAL,
-    PRIMARY KEY (account, device));
+    link_signature BLOB, PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
     PRIMARY KEY (account, device, id));
@@ -51,7 +55,11 @@ CREATE TABLE IF NOT EXISTS mailbox (
     envelope BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
 CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id BLOB PRIMARY KEY, version INTEGER NOT NULL, members BLOB NOT NULL,
+    admins BLOB NOT NULL, body BLOB NOT NULL, signature BLOB NOT NULL);
 """
+GROUP_CACHE_SIZE = 10_000
 
 
 class SqliteRelayBlobs(SqliteBlobIndex):
@@ -101,8 +109,10 @@ class SqliteRelayStore:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
+        add_missing_column(self._db, "devices", "link_signature BLOB")  # relays made before
         self.blobs = SqliteRelayBlobs(self._db)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
+        self._groups: dict[bytes, GroupRoute] = {}  # read on every group send: kept decoded
 
     def close(self) -> None:
         """Close the database."""
@@ -171,9 +181,10 @@ class SqliteRelayStore:
                        (list_version, list_body, list_signature, max(devices), account))
             for new in added:
                 db.execute("INSERT INTO devices (account, device, identity_key, spk_id, spk, "
-                           "spk_signature, name, linked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           "spk_signature, name, linked_at, link_signature) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (account, new.device_id, new.identity_key, *new.signed_prekey,
-                            new.name, now))
+                            new.name, now, new.link_signature))
                 db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?, ?, ?)",
                                [(account, new.device_id, i, k) for i, k in new.one_time_prekeys])
         return removed
@@ -184,6 +195,19 @@ class SqliteRelayStore:
         return [DeviceInfo(*row) for row in self._db.execute(
             "SELECT device, name, linked_at, last_seen FROM devices WHERE account = ? "
             "ORDER BY device", (account,))]
+
+    @storage
+    def link_signatures(self, account: str) -> dict[int, bytes]:
+        """The link signature of each linked device of ``account`` that has one stored."""
+        return dict(self._db.execute(
+            "SELECT device, link_signature FROM devices WHERE account = ? AND device != 0 "
+            "AND link_signature IS NOT NULL", (account,)).fetchall())
+
+    @storage
+    def set_link_signature(self, account: str, device_id: int, signature: bytes) -> None:
+        """Store a linked device's (checked) link signature."""
+        self._db.execute("UPDATE devices SET link_signature = ? WHERE account = ? AND device = ?",
+                         (signature, account, device_id))
 
     @storage
     def touch(self, account: str, device_id: int, now: float) -> None:
@@ -233,31 +257,35 @@ class SqliteRelayStore:
                         [(write.account, write.device_id, seq) for seq in write.seqs])
                     results.append(None)
                     continue
-                full = self._full_mailbox(db, write)
-                if full is not None:
-                    results.append(full)
-                    continue
+                messages = write.messages
+                if write.skip_full:
+                    messages = [m for m in messages if self._refusal(db, m, write.quota) is None]
+                else:
+                    full = next((r for m in messages
+                                 if (r := self._refusal(db, m, write.quota)) is not None), None)
+                    if full is not None:
+                        results.append(full)
+                        continue
                 db.executemany(
                     "INSERT INTO mailbox (account, device, sender, sender_device, stored_at, "
                     "envelope) VALUES (?, ?, ?, ?, ?, ?)",
                     [(m.account, m.device_id, *write.sender, write.now, m.envelope)
-                     for m in write.messages])
+                     for m in messages])
                 results.append(None)
         return results
 
     @staticmethod
-    def _full_mailbox(db: sqlite3.Connection, write: Enqueue
-                      ) -> QuotaExceededError | DeviceGoneError | None:
-        """Why ``write`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
-        for message in write.messages:
-            address = (message.account, message.device_id)
-            if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
-                          address).fetchone() is None:
-                return DeviceGoneError(*address)
-            count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
-                               address).fetchone()[0]
-            if count >= write.quota:
-                return QuotaExceededError(*address)
+    def _refusal(db: sqlite3.Connection, message: Outgoing, quota: int
+                 ) -> QuotaExceededError | DeviceGoneError | None:
+        """Why ``message`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
+        address = (message.account, message.device_id)
+        if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
+                      address).fetchone() is None:
+            return DeviceGoneError(*address)
+        count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
+                           address).fetchone()[0]
+        if count >= quota:
+            return QuotaExceededError(*address)
         return None
 
     @storage
@@ -273,3 +301,33 @@ class SqliteRelayStore:
         """Delete messages stored before ``older_than``; returns how many."""
         with self._transaction() as db:
             return db.execute("DELETE FROM mailbox WHERE stored_at < ?", (older_than,)).rowcount
+
+    @storage
+    def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group (cached; every change goes through this store)."""
+        cached = self._groups.get(group_id)
+        if cached is not None:
+            return cached
+        row = self._db.execute("SELECT version, members, admins, body, signature FROM groups "
+                               "WHERE group_id = ?", (group_id,)).fetchone()
+        if row is None:
+            return None
+        if len(self._groups) >= GROUP_CACHE_SIZE:
+            self._groups.clear()
+        route = self._groups[group_id] = GroupRoute(
+            group_id, row[0], tuple(msgpack.unpackb(row[1])), tuple(msgpack.unpackb(row[2])),
+            row[3], row[4])
+        return route
+
+    @storage
+    def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer."""
+        with self._transaction() as db:
+            row = db.execute("SELECT version FROM groups WHERE group_id = ?",
+                             (route.group_id,)).fetchone()
+            if row is not None and row[0] >= route.version:
+                raise StaleGroupError(route.group_id.hex())
+            self._groups.pop(route.group_id, None)
+            db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+                       (route.group_id, route.version, msgpack.packb(list(route.members)),
+                        msgpack.packb(list(route.admins)), route.body, route.signature))

@@ -42,6 +42,10 @@ class StaleListError(Exception):
     """A device list older than the stored one."""
 
 
+class StaleGroupError(Exception):
+    """A group routing copy not newer than the stored one."""
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
     """An account's key and its current signed device list."""
@@ -56,13 +60,15 @@ class AccountRecord:
 
 
 class NewDevice(NamedTuple):
-    """A device joining an account, with the prekeys it published while waiting."""
+    """A device joining an account, with the prekeys it published while waiting and its link
+    signature (its DIK over ``link_message(account key, account)``, handed to every client)."""
 
     device_id: int
     identity_key: bytes
     name: str
     signed_prekey: tuple[int, bytes, bytes]
     one_time_prekeys: Sequence[tuple[int, bytes]]
+    link_signature: bytes
 
 
 class DeviceInfo(NamedTuple):
@@ -90,12 +96,17 @@ class Outgoing(NamedTuple):
 
 
 class Enqueue(NamedTuple):
-    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none)."""
+    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none).
+
+    With ``skip_full`` (a group message) a device whose mailbox is full, or that was unlinked
+    meanwhile, is left out instead, and the others are stored: one member cannot block a group.
+    """
 
     messages: Sequence[Outgoing]
     sender: tuple[str, int]
     now: float
     quota: int
+    skip_full: bool = False
 
 
 class Acknowledge(NamedTuple):
@@ -107,6 +118,19 @@ class Acknowledge(NamedTuple):
 
 
 MailboxWrite = Enqueue | Acknowledge
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRoute:
+    """A group's routing copy: who is in it and who may change it, at a version, with the
+    admin device's signed routing statement (``body``, ``signature``) it came from."""
+
+    group_id: bytes
+    version: int
+    members: tuple[str, ...]
+    admins: tuple[str, ...]
+    body: bytes
+    signature: bytes
 
 
 class RelayBlobIndex(BlobIndex, Protocol):
@@ -160,6 +184,15 @@ class RelayStore(Protocol):
         """Name, link time and last authentication of each device of ``account``."""
         ...
 
+    def link_signatures(self, account: str) -> dict[int, bytes]:
+        """The link signature of each linked device of ``account`` that has one stored."""
+        ...
+
+    def set_link_signature(self, account: str, device_id: int, signature: bytes) -> None:
+        """Store a linked device's (checked) link signature: for devices linked before the
+        relay kept them, which send it again."""
+        ...
+
     def touch(self, account: str, device_id: int, now: float) -> None:
         """Record that a device authenticated at ``now``."""
         ...
@@ -195,5 +228,14 @@ class RelayStore(Protocol):
 
     def expire(self, older_than: float) -> int:
         """Delete messages stored before ``older_than``; returns how many."""
+        ...
+
+    def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group."""
+        ...
+
+    def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer than the
+        stored one (compared and written atomically)."""
         ...
 

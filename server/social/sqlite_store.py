@@ -294,6 +294,33 @@ class SqliteSocialStore:
         return found
 
     @storage
+    def remove_member(self, conversation_id: int, member: str, account: str, device_id: int,
+                      ts: int) -> Conversation:
+        """Remove ``member`` from a group (``account`` did it; itself when leaving)."""
+        with self._transaction() as db:
+            self._log(db, conversation_id, "group", None, account, device_id, ts)
+            db.execute("DELETE FROM members WHERE conversation = ? AND account = ?",
+                       (conversation_id, member))
+        found = self.conversation(conversation_id)
+        assert found is not None
+        return found
+
+    @storage
+    def rename_group(self, conversation_id: int, name: str, account: str, device_id: int,
+                     ts: int) -> Conversation:
+        """Rename a group; :class:`NameTakenError` when an account or group has the name."""
+        with self._transaction() as db:
+            if (db.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()
+                    or db.execute("SELECT 1 FROM conversations WHERE name = ?",
+                                  (name,)).fetchone()):
+                raise NameTakenError(name)
+            db.execute("UPDATE conversations SET name = ? WHERE id = ?", (name, conversation_id))
+            self._log(db, conversation_id, "group", None, account, device_id, ts)
+        found = self.conversation(conversation_id)
+        assert found is not None
+        return found
+
+    @storage
     def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
         """Switch a conversation to end-to-end encrypted mode, for good."""
         with self._transaction() as db:

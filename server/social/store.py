@@ -183,6 +183,16 @@ class SocialStore(Protocol):
         """Add members to a group."""
         ...
 
+    def remove_member(self, conversation_id: int, member: str, account: str, device_id: int,
+                      ts: int) -> Conversation:
+        """Remove ``member`` from a group (``account`` did it; itself when leaving)."""
+        ...
+
+    def rename_group(self, conversation_id: int, name: str, account: str, device_id: int,
+                     ts: int) -> Conversation:
+        """Rename a group; :class:`NameTakenError` when an account or group has the name."""
+        ...
+
     def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
         """Switch a conversation to end-to-end encrypted mode, for good."""
         ...
