@@ -4,10 +4,13 @@ This module owns both tables (in the home's one database, beside the messages th
 
 * ``files``: one row per attachment a message announced, keyed by the message id as the user
   types it (hex payload id on the private transport, decimal on the social one): the ``media``
-  fields (the key sealed at rest like every secret), where the file was saved, or why not yet.
+  fields, where the file was saved, or why not yet. With a passphrase the key is sealed like
+  every secret, and the name, caption, saved path and error like message texts
+  (:data:`SEALED_FILE_COLUMNS`).
 * ``outgoing_files``: a file being sent, encrypted into ``HOME/outgoing/`` once, so that a send
   that lost its connection resumes its upload instead of encrypting again (a new key would make
-  a new blob).
+  a new blob). Its key is sealed; its ``source`` (the path being sent) is not, as a resumed
+  send looks it up by it, and the row goes once the file is sent.
 
 Received files are saved in ``HOME/files/`` only (mode 0700; files 0600), under a name made by
 :func:`~e2e_proto.media.safe_file_name` and made unique there (``name (1).ext``, ...): a name
@@ -27,6 +30,7 @@ from e2e_proto.constants import MAX_SAFE_FILE_NAME_BYTES
 from e2e_proto.media import MediaPayload, safe_file_name
 
 from .errors import ClientError
+from .sealed_columns import SealedColumn, seal_text, unseal_text
 
 if TYPE_CHECKING:
     from .protocol_store import SqliteProtocolStore
@@ -36,6 +40,12 @@ OUTGOING_FOLDER = "outgoing"
 _KEY_PLACE = "media_key"
 _MAX_DUPLICATES = 10_000
 _MAX_EXTENSION = 16  # characters after the last dot kept after a " (n)" (as safe_file_name)
+FILE_NAME = SealedColumn("files", "message", "name")
+FILE_CAPTION = SealedColumn("files", "message", "caption")
+FILE_PATH = SealedColumn("files", "message", "path")
+FILE_ERROR = SealedColumn("files", "message", "error")
+SEALED_FILE_COLUMNS = (FILE_NAME, FILE_CAPTION, FILE_PATH, FILE_ERROR)
+"""The ``files`` columns sealed at rest with a passphrase (they name or describe the file)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -115,18 +125,24 @@ class FileStore:
     def add(self, message: str, media: MediaPayload, path: str | None = None) -> None:
         """Record the attachment of ``message`` (in the caller's transaction); a message seen
         before keeps its record."""
+        store = self._protocol
         self._db.execute(
             f"INSERT OR IGNORE INTO files ({_FILE_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-            (message, media.blob_id, self._protocol.seal(media.key, _KEY_PLACE), media.header,
-             media.size, media.mime, media.name, media.caption, media.sha256, path))
+            (message, media.blob_id, store.seal(media.key, _KEY_PLACE), media.header,
+             media.size, media.mime, seal_text(store, FILE_NAME, message, media.name),
+             seal_text(store, FILE_CAPTION, message, media.caption), media.sha256,
+             seal_text(store, FILE_PATH, message, path)))
 
     def _record(self, row: tuple) -> FileRecord:
         (message, blob_id, key, header, size, mime, name, caption, sha256, path, saved,
          error) = row
-        media = MediaPayload(blob_id, self._protocol.unseal(key, _KEY_PLACE), header, size, mime,
-                             name, caption, sha256)
-        return FileRecord(message, media, path, saved, error)
+        store = self._protocol
+        media = MediaPayload(blob_id, store.unseal(key, _KEY_PLACE), header, size, mime,
+                             unseal_text(store, FILE_NAME, message, name),
+                             unseal_text(store, FILE_CAPTION, message, caption), sha256)
+        return FileRecord(message, media, unseal_text(store, FILE_PATH, message, path), saved,
+                          unseal_text(store, FILE_ERROR, message, error))
 
     def get(self, message: str) -> FileRecord | None:
         """The attachment of ``message``."""
@@ -152,14 +168,17 @@ class FileStore:
     def saved(self, message: str, path: Path, sha256: bytes) -> FileRecord:
         """Record where a download was saved; the record."""
         self._db.execute("UPDATE files SET path = ?, saved_sha256 = ?, error = NULL "
-                         "WHERE message = ?", (str(path), sha256, message))
+                         "WHERE message = ?",
+                         (seal_text(self._protocol, FILE_PATH, message, str(path)), sha256,
+                          message))
         record = self.get(message)
         assert record is not None
         return record
 
     def failed(self, message: str, error: str) -> FileRecord:
         """Record why a download failed; the record."""
-        self._db.execute("UPDATE files SET error = ? WHERE message = ?", (error, message))
+        self._db.execute("UPDATE files SET error = ? WHERE message = ?",
+                         (seal_text(self._protocol, FILE_ERROR, message, error), message))
         record = self.get(message)
         assert record is not None
         return record
