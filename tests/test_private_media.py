@@ -23,6 +23,7 @@ from tests.relay_harness import (
     drain,
     make_client,
     register,
+    register_under_a_new_key,
     relay_with_alice_and_bob,
     session_of,
 )
@@ -65,6 +66,35 @@ async def test_send_file_and_receive_it_into_files(nursery, tmp_path: Path) -> N
     again = (await drain(bob))[0].file
     assert again is not None and Path(again.path or "").name == "holiday photo (1).jpg"
     assert saved.read_bytes() == data
+
+
+async def test_a_file_under_an_unaccepted_key_change_is_held(nursery, tmp_path: Path) -> None:
+    """Like a text: stored, announced by a notice, neither shown nor downloaded (fetch-file
+    refuses it) until 'verify --accept'; then shown and saved."""
+    relay, alice, _ = await relay_with_alice_and_bob(nursery, tmp_path)
+    async with session_of(alice) as a:
+        await a.send_text("bob", "hi")
+    swapped = await register_under_a_new_key(relay, "bob", tmp_path / "bob-new")
+    source, data = _file(tmp_path, "invoice.pdf", 70_000)
+    async with session_of(swapped) as nb:
+        await nb.send_file("alice", source, caption="please pay")
+    got = await drain(alice)
+    assert [m for m in got if m.warning is None] == []
+    assert any("a message from 'bob' is held" in (m.warning or "") for m in got)
+    (held,) = [m for m in alice.state.messages("bob") if m.sender == "bob"]
+    assert held.kind == MEDIA_KIND
+    async with session_of(alice) as a:
+        with pytest.raises(ClientError, match="held"):
+            await a.fetch_file(held.id.hex())
+    files = tmp_path / "alice" / "files"
+    assert not files.exists() or list(files.iterdir()) == []
+    assert relay.server.blobs.folder.stored() != []  # nobody fetched it yet
+    assert alice.state.accept_key("bob") == 1
+    shown = await drain(alice)
+    assert [(m.kind, m.text, m.sender) for m in shown] == [(MEDIA_KIND, "please pay", "bob")]
+    assert shown[0].file is not None
+    assert Path(shown[0].file.path or "").read_bytes() == data
+    assert relay.server.blobs.folder.stored() == []  # fetched by its one recipient device
 
 
 def _hostile_payload(media: MediaPayload, name: str, **changes: object) -> Payload:

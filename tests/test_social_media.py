@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from client.core.errors import ClientError
 from tests.fault_support import ROOT
 from tests.social_harness import (
     PASSWORD,
@@ -110,6 +111,43 @@ async def test_group_file_and_the_senders_other_device(nursery, tmp_path: Path) 
         with pytest.raises(Exception, match="unknown_blob|no such file"):
             await d.connection.request("download", blob_id=sent.file.media.blob_id, offset=0)
     assert social.server.blobs.folder.stored() == [sent.file.media.blob_id]  # kept: history
+
+
+async def test_a_file_from_a_device_not_accepted_is_held(nursery, tmp_path: Path) -> None:
+    """A secret file message from a device not accepted is held like a text: a notice, no
+    download, fetch-file refused; once the devices are accepted it is shown and saved."""
+    social = await start_social(nursery, tmp_path / "social.db")
+    alice, bob = make_client(tmp_path / "alice", social.port), make_client(tmp_path / "bob",
+                                                                         social.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        await a.make_secret("bob")
+        await a.send_text("bob", "hello")
+    await drain(bob)
+    added = make_client(tmp_path / "added", social.port)
+    assert await login(added, "bob") == 1
+    source = tmp_path / "contract.pdf"
+    source.write_bytes(os.urandom(30_000))
+    async with session_of(added) as n:
+        sent = await n.send_file("alice", source, caption="sign here")
+    assert sent.end_to_end
+    got = await drain(alice)
+    assert [e for e in got if e.kind == "message" or e.file is not None] == []
+    assert any("held" in (e.warning or "") for e in got)
+    async with session_of(alice) as a:
+        with pytest.raises(ClientError, match="held"):
+            await a.fetch_file(str(sent.message))
+        history, _ = await a.history("bob")
+        assert history[-1].text == "[held: from a device not accepted yet]"
+    files = tmp_path / "alice" / "files"
+    assert not files.exists() or list(files.iterdir()) == []
+    async with session_of(alice) as a:
+        assert await a.accept_devices("bob") == (2, 1)
+    shown = [e for e in await drain(alice) if e.kind == "message"]
+    assert [(e.message, e.text) for e in shown] == [(sent.message, "sign here")]
+    assert shown[0].file is not None
+    assert Path(shown[0].file.path or "").read_bytes() == source.read_bytes()
 
 
 async def test_fetch_file_retries_on_the_social_transport(nursery, tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ payload of kind ``media``, and the relay grants its blob to the recipients of wh
 carries it.
 
 Receiving: the payload is stored with its message (the key sealed at rest), the message is
-acknowledged, and then the blob is downloaded, checked and decrypted into ``HOME/files/``;
+acknowledged, and then, when the message is shown, the blob is downloaded, checked and
+decrypted into ``HOME/files/`` (a message held after an unaccepted key change is neither shown
+nor downloaded, and ``fetch_file`` refuses it, until the user accepts the key);
 once saved the device tells the relay (``download_done``), which deletes the blob after every
 device it was sent to has it. A download that fails is recorded; ``fetch_file`` retries it.
 """
@@ -79,8 +81,17 @@ class Media(SessionBase):
         return dataclasses.replace(received, file=record)
 
     async def fetch_file(self, message_id: str) -> FileRecord:
-        """Download (again) the file of the message whose id starts with ``message_id``."""
+        """Download (again) the file of the message whose id starts with ``message_id``.
+
+        Not the file of a held message (its sender's key change is not accepted): like its
+        text, it is fetched only once the user accepts the key and it is shown.
+        """
         record = self.state.files.find(message_id)
+        sender = self.state.held_sender(bytes.fromhex(record.message))
+        if sender is not None:
+            raise ClientError(f"the message is held: the account key of {sender!r} changed; "
+                              f"check it with 'e2e-chat verify {sender}', then 'verify "
+                              f"{sender} --accept' shows the message and fetches its file")
         if record.path is not None and Path(record.path).exists():
             return record
         return await self._fetch(record)

@@ -11,7 +11,8 @@ The server lets the members of a conversation a file was sent in download it (hi
 it for their devices, until its TTL).
 
 Received files are downloaded, checked and decrypted into ``HOME/files/`` before the event is
-shown; a download that fails is recorded and ``fetch_file`` retries it.
+shown; a download that fails is recorded and ``fetch_file`` retries it. A secret message held
+because its sending device is not accepted is neither shown nor downloaded until it is.
 """
 
 from __future__ import annotations
@@ -103,8 +104,13 @@ class Media(SessionBase):
         return dataclasses.replace(event, file=record)
 
     async def fetch_file(self, message_id: str) -> FileRecord:
-        """Download (again) the file of the message with this id."""
+        """Download (again) the file of the message with this id; not while the message is
+        held (from a device not accepted): it is fetched once the device is accepted."""
         record = self.state.files.find(message_id)
+        if self.state.is_held(int(record.message)):
+            raise ClientError("the message is held: it came from a device you have not "
+                              "accepted; check its sender's devices with 'verify NAME', then "
+                              "'verify NAME --accept' shows the message and fetches its file")
         if record.path is not None and Path(record.path).exists():
             return record
         return await fetch(self.connection, self.state.files, record, "social server")
