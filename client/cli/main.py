@@ -46,6 +46,13 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _file_options(command: argparse.ArgumentParser) -> None:
+    """``--caption`` and ``--mime`` of the commands that send a file."""
+    command.add_argument("--caption", metavar="TEXT", help="a caption shown with the file")
+    command.add_argument("--mime", metavar="TYPE/SUBTYPE",
+                         help="its MIME type (default: guessed from the file name)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``e2e-chat``."""
     parser = argparse.ArgumentParser(
@@ -96,9 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in a secret conversation")
     send_file.add_argument("name", help="recipient account (social: account or group)")
     send_file.add_argument("path", help="the file to send")
-    send_file.add_argument("--caption", metavar="TEXT", help="a caption shown with the file")
-    send_file.add_argument("--mime", metavar="TYPE/SUBTYPE",
-                           help="its MIME type (default: guessed from the file name)")
+    _file_options(send_file)
     recv = commands.add_parser("recv", help="print queued messages (and, with --wait, new ones); "
                                "received files are saved in HOME/files/")
     recv.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
@@ -169,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
             ("rename", "admins: rename the group", "new_name"),
             ("members", "list the members (admins marked)", None),
             ("admin", "private, admins: make a member an admin (--revoke: no longer)", "member"),
-            ("send", "send to the group", "text")):
+            ("send", "send to the group", "text"),
+            ("send-file", "send a file to the group (private: end to end, as one group "
+                          "message; social: as send-file)", "path")):
         sub = group_commands.add_parser(action, help=what)
         sub.add_argument("name", help="group name")
         if extra == "members":
@@ -178,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(extra, metavar=extra.upper(), help=extra.replace("_", " "))
         if action == "admin":
             sub.add_argument("--revoke", action="store_true", help="no longer an admin")
+        if action == "send-file":
+            _file_options(sub)
     return parser
 
 

@@ -193,6 +193,11 @@ async def _group(session: PrivateSession, args: argparse.Namespace) -> str:
     if action == "send":
         await session.group_send_text(name, args.text)
         return ""
+    if action == "send-file":
+        sent = await session.group_send_file(name, args.path, args.caption, args.mime)
+        assert sent.file is not None
+        return (f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to the group "
+                f"{name!r}, end-to-end encrypted")
     state = session.find_group(name).state
     return "\n".join(f"{m} (admin)" if state.is_admin(m) else m for m in state.members)
 

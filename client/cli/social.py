@@ -145,15 +145,7 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
     if command == "send":
         print(await session.send_text(args.name, args.text))
     elif command == "send-file":
-        sent = await session.send_file(args.name, args.path, args.caption, args.mime)
-        if not sent.end_to_end:
-            print(f"note: the conversation with {args.name} is not end-to-end encrypted: the "
-                  "server can read this file's key and so the file (run 'secret "
-                  f"{args.name}' first to encrypt files end to end)", file=sys.stderr)
-        print(sent.message)
-        print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
-              f"{args.name}" + (", end-to-end encrypted" if sent.end_to_end else
-                                ", not end-to-end encrypted"), file=sys.stderr)
+        await _send_file(session, args)
     elif command == "fetch-file":
         record = await session.fetch_file(args.message_id)
         if record.path is None:
@@ -211,11 +203,27 @@ async def _verify(session: SocialSession, name: str, accept: bool) -> None:
         print(f"accepted the {count} device(s) of {name}{shown}")
 
 
+async def _send_file(session: SocialSession, args: argparse.Namespace) -> None:
+    """``send-file`` (and ``group send-file``): the message id, and on stderr what was sent and
+    whether end to end."""
+    sent = await session.send_file(args.name, args.path, args.caption, args.mime)
+    if not sent.end_to_end:
+        print(f"note: the conversation with {args.name} is not end-to-end encrypted: the "
+              "server can read this file's key and so the file (run 'secret "
+              f"{args.name}' first to encrypt files end to end)", file=sys.stderr)
+    print(sent.message)
+    print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
+          f"{args.name}" + (", end-to-end encrypted" if sent.end_to_end else
+                            ", not end-to-end encrypted"), file=sys.stderr)
+
+
 async def _group(args: argparse.Namespace, session: SocialSession) -> None:
     """One ``group`` action on the social server's groups (no admins there: any member may)."""
     action, name = args.group_command, args.name
     if action == "send":
         print(await session.send_text(name, args.text))
+    elif action == "send-file":
+        await _send_file(session, args)
     elif action == "create":
         info = await session.group_create(name, args.members)
         print(f"created group {name} with {len(info['members'])} members")

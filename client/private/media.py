@@ -4,9 +4,9 @@ Sending: the file is encrypted into ``HOME/outgoing/`` (once: a retry resumes th
 blob goes to the relay's blob store, and a ``media`` payload announces it through the normal
 message path, end to end encrypted to every device of the recipient and of this account; the
 ``send`` names the blob id so that the relay lets exactly those devices download it
-(docs/PROTOCOL.md §17). A group send can announce a file the same way: the payload is just a
-payload of kind ``media``, and the relay grants its blob to the recipients of whichever send
-carries it.
+(docs/PROTOCOL.md §17). A file to a group goes the same way as one group message: the
+``media`` payload encrypted once under this device's sender key, its ``group_send`` naming the
+blob, which the relay grants to every member device it stores the message for.
 
 Receiving: the payload is stored with its message (the key sealed at rest), the message is
 acknowledged, and then, when the message is shown, the blob is downloaded, checked and
@@ -29,9 +29,10 @@ from e2e_proto.payload import Payload
 
 from ..core.connection import ServerError
 from ..core.errors import ClientError
-from ..core.files import FileRecord
+from ..core.files import FileRecord, Outgoing
 from ..core.transfer import fetch, guess_mime, prepare, send_blob
 from .base import SessionBase
+from .group_state import group_peer
 from .received import Received, from_stored
 from .state import StoredMessage
 
@@ -46,19 +47,46 @@ class Media(SessionBase):
         """Send the file at ``path`` to every device of ``to`` (and this account's others)."""
         assert self.address is not None
         source = Path(path)
-        outgoing = await prepare(self.state.files, source, to, self.client.random)
-        await send_blob(self.connection, outgoing, "relay")
-        try:
-            media = MediaPayload(outgoing.blob_id, outgoing.key, outgoing.header, outgoing.size,
-                                 mime or guess_mime(source.name), source.name[:255], caption,
-                                 outgoing.sha256)
-        except LocalProtocolError as exc:
-            raise ClientError(f"cannot send this file: {exc}") from None
+        outgoing, media = await self._upload(source, to, caption, mime)
         payload = Payload.new(MEDIA_KIND, int(self.client.clock() * 1000), self.client.random,
                               **media.fields(), to=to)
         await self.send_payload(to, payload, blobs=[outgoing.blob_id])
-        message = StoredMessage(payload.id, self.address.account, self.address.device_id, to,
-                                payload.ts, MEDIA_KIND, caption)
+        return self._sent(payload, to, source, outgoing, media)
+
+    async def group_send_file(self, name: str, path: str | Path, caption: str | None = None,
+                              mime: str | None = None) -> Received:
+        """Send the file at ``path`` to the group ``name``: the ``media`` payload is one group
+        message (sender keys), and its ``group_send`` grants the blob to every member device."""
+        group = self.find_group(name).state
+        peer = group_peer(group.group_id)
+        source = Path(path)
+        outgoing, media = await self._upload(source, peer, caption, mime)
+        payload = Payload.new(MEDIA_KIND, int(self.client.clock() * 1000), self.client.random,
+                              **media.fields())
+        await self._send_group_payload(group, payload, blobs=[outgoing.blob_id])
+        return dataclasses.replace(self._sent(payload, peer, source, outgoing, media),
+                                   group=group.name)
+
+    async def _upload(self, source: Path, peer: str, caption: str | None,
+                      mime: str | None) -> tuple[Outgoing, MediaPayload]:
+        """Encrypt ``source`` for ``peer`` (once; a retry resumes) and upload its blob; the
+        blob and its media fields."""
+        outgoing = await prepare(self.state.files, source, peer, self.client.random)
+        await send_blob(self.connection, outgoing, "relay")
+        try:
+            return outgoing, MediaPayload(outgoing.blob_id, outgoing.key, outgoing.header,
+                                          outgoing.size, mime or guess_mime(source.name),
+                                          source.name[:255], caption, outgoing.sha256)
+        except LocalProtocolError as exc:
+            raise ClientError(f"cannot send this file: {exc}") from None
+
+    def _sent(self, payload: Payload, peer: str, source: Path, outgoing: Outgoing,
+              media: MediaPayload) -> Received:
+        """Store a file message this device sent (its file: the sender's own), forget the
+        staged blob; the message as shown."""
+        assert self.address is not None
+        message = StoredMessage(payload.id, self.address.account, self.address.device_id, peer,
+                                payload.ts, MEDIA_KIND, media.caption)
         with self.state.transaction():
             self.state.add_message(message, self.client.clock(), seen=True)
             self.state.files.add(payload.id.hex(), media)

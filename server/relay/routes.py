@@ -37,7 +37,8 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "update_devices": Route(linking.update_devices, (
         "device_list", "device_list_signature", "link")),
     "group_put": Route(groups.group_put, ("routing", "signature")),
-    "group_send": Route(groups.group_send, ("group_id", "version", "devices_digest", "message")),
+    "group_send": Route(groups.group_send, ("group_id", "version", "devices_digest", "message",
+                                            "blobs")),
     "group_deliver": Route(groups.group_deliver, ("group_id", "envelopes")),
     "upload_begin": Route(blob_requests.upload_begin, ("blob_id", "size")),
     "upload_chunk": Route(blob_requests.upload_chunk, ("blob_id", "offset", "data")),
