@@ -66,7 +66,7 @@ def header_line(info: dict[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One target of issue #6: ``value`` compared with ``limit`` by ``comparison``."""
+    """One benchmark target: ``value`` compared with ``limit`` by ``comparison``."""
 
     name: str
     value: float | None
@@ -75,20 +75,13 @@ class Target:
     unit: str
     met: bool | None
     detail: str
-    bound: float | None = None
-    """The value the operation's required libsodium calls alone give (``floor/...`` cases)."""
 
     def line(self) -> str:
-        """``met``/``missed`` with the value against the limit (and the bound, if known)."""
+        """``met``/``missed`` with the value against the limit."""
         state = {True: "met   ", False: "MISSED", None: "n/a   "}[self.met]
         value = "n/a" if self.value is None else f"{self.value:.3g}{self.unit}"
-        text = f"{state} {self.name}: {value} (limit {self.comparison} {self.limit:g}" \
+        return f"{state} {self.name}: {value} (limit {self.comparison} {self.limit:g}" \
             f"{self.unit})  {self.detail}"
-        if self.bound is not None:
-            reach = "" if _holds(self.bound, self.comparison, self.limit) else \
-                ", so the limit is out of reach"
-            text += f"; its required libsodium calls alone: {self.bound:.3g}{self.unit}{reach}"
-        return text
 
 
 def _holds(value: float, comparison: str, limit: float) -> bool:
@@ -96,11 +89,11 @@ def _holds(value: float, comparison: str, limit: float) -> bool:
 
 
 def _target(name: str, value: float | None, limit: float, comparison: str, unit: str,
-            detail: str, bound: float | None = None) -> Target:
+            detail: str) -> Target:
     if value is None:
         return Target(name, None, limit, comparison, unit, None, detail or "not measured")
     return Target(name, value, limit, comparison, unit, _holds(value, comparison, limit),
-                  detail, bound)
+                  detail)
 
 
 def _med(stats: dict[str, Stat], key: str) -> float | None:
@@ -117,10 +110,8 @@ def targets(stats: dict[str, Stat], relay: dict[str, Any] | None) -> list[Target
     us = 1e6
     rt = _med(stats, "ours/round-trip/1024")
     floor = _med(stats, "floor/seal+open/1024")
-    vz_rt = _med(stats, "vodozemac/round-trip/1024")
-    pp, vz_pp = _med(stats, f"ours/ping-pong/{PINGPONG_SIZE}"), _med(
-        stats, f"vodozemac/ping-pong/{PINGPONG_SIZE}")
-    est, vz_est = _med(stats, "ours/establish"), _med(stats, "vodozemac/establish")
+    pp = _med(stats, f"ours/ping-pong/{PINGPONG_SIZE}")
+    est = _med(stats, "ours/establish")
     fan_key = f"fan-out-{FANOUT_DEVICES}/{FANOUT_SIZE}"
     fan, vz_fan = _med(stats, f"ours/{fan_key}"), _med(stats, f"vodozemac/{fan_key}")
 
@@ -129,17 +120,17 @@ def targets(stats: dict[str, Stat], relay: dict[str, Any] | None) -> list[Target
             return ""
         return f"({names}: {a * us:.1f} us vs {b * us:.1f} us)"
 
+    # Issue 11 restated the hot-path targets against the floors of the libsodium calls each
+    # operation requires (measured in the same run); the peer ratios stay in the tables.
+    pp_floor = _med(stats, f"floor/ping-pong/{PINGPONG_SIZE}")
+    est_floor = _med(stats, "floor/establish")
     out = [
-        _target("round trip 1 KiB vs floor seal+open", _ratio(rt, floor), 1.6, "<=", "x",
+        _target("round trip 1 KiB vs floor seal+open", _ratio(rt, floor), 2.0, "<=", "x",
                 us_pair(rt, floor, "ours vs floor")),
-        _target("round trip 1 KiB speed-up over vodozemac Olm", _ratio(vz_rt, rt), 1.3, ">=",
-                "x", us_pair(vz_rt, rt, "vodozemac vs ours")),
-        _target("ping-pong 1 KiB vs vodozemac Olm", _ratio(pp, vz_pp), 1.0, "<=", "x",
-                us_pair(pp, vz_pp, "ours vs vodozemac"),
-                _ratio(_med(stats, f"floor/ping-pong/{PINGPONG_SIZE}"), vz_pp)),
-        _target("session establishment vs vodozemac Olm", _ratio(est, vz_est), 1.25, "<=", "x",
-                us_pair(est, vz_est, "ours vs vodozemac"),
-                _ratio(_med(stats, "floor/establish"), vz_est)),
+        _target("ping-pong 1 KiB vs floor/ping-pong", _ratio(pp, pp_floor), 1.25, "<=", "x",
+                us_pair(pp, pp_floor, "ours vs floor")),
+        _target("session establishment vs floor/establish", _ratio(est, est_floor), 1.2, "<=",
+                "x", us_pair(est, est_floor, "ours vs floor")),
         _target(f"fan-out to {FANOUT_DEVICES} devices vs vodozemac Olm", _ratio(fan, vz_fan),
                 0.6, "<=", "x", us_pair(fan, vz_fan, "ours vs vodozemac")),
     ]
@@ -153,13 +144,15 @@ def targets(stats: dict[str, Stat], relay: dict[str, Any] | None) -> list[Target
         out.append(_target(f"group {side} 1 KiB to 1024 members vs floor ({floor_calls})",
                            _ratio(ours, base), 1.3, "<=", "x", detail))
     load = {(row["server"], row["pairs"]): row for row in (relay or {}).get("load", [])}
-    real, bare = load.get(("relay", 16)), load.get(("bare", 16))
-    out.append(_target(
-        "relay 16 pairs throughput vs bare trio relay",
-        _ratio(real and real["messages_per_second"], bare and bare["messages_per_second"]),
-        0.5, ">=", "x", "" if not (real and bare) else
-        f"({real['messages_per_second']:.0f} vs {bare['messages_per_second']:.0f} msg/s)"))
-    out.append(_target("relay 16 pairs p99 latency", real and real["p99_seconds"] * 1000, 50,
+    for pairs in (16, 64):
+        real, bare = load.get(("relay", pairs)), load.get(("bare", pairs))
+        out.append(_target(
+            f"relay {pairs} pairs throughput vs bare trio relay",
+            _ratio(real and real["messages_per_second"], bare and bare["messages_per_second"]),
+            0.75, ">=", "x", "" if not (real and bare) else
+            f"({real['messages_per_second']:.0f} vs {bare['messages_per_second']:.0f} msg/s)"))
+    real = load.get(("relay", 16))
+    out.append(_target("relay 16 pairs p99 latency", real and real["p99_seconds"] * 1000, 25,
                        "<", " ms", ""))
     memory = (relay or {}).get("memory", {}).get("5000")
     out.append(_target("relay RSS per idle connection at 5,000",
