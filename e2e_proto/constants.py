@@ -14,6 +14,9 @@ DEVICE_LIST_PREFIX = b"e2e-proto/device-list/v1"
 DEVICE_LINK_PREFIX = b"e2e-proto/device-link/v1"
 AUTH_PREFIX = b"e2e-proto/auth/v1"
 GROUP_SIGNATURE_PREFIX = b"e2e-proto/group/v1"
+GROUP_UPDATE_PREFIX = b"e2e-proto/group-update/v1"
+GROUP_ROUTING_PREFIX = b"e2e-proto/group-routing/v1"
+GROUP_DEVICES_PREFIX = b"e2e-proto/group-devices/v1"
 
 # X3DH (DESIGN §3).
 X3DH_INFO = b"E2EProto X3DH v1"
@@ -73,6 +76,15 @@ MAX_SENDER_KEY_SKIPPED = 2000
 """Skipped message keys kept per sender-key chain, oldest evicted (libsignal's MAX_MESSAGE_KEYS)."""
 MAX_SENDER_KEY_CHAINS = 5
 """Chains kept per (group, sender device), oldest evicted (libsignal's MAX_SENDER_KEY_STATES)."""
+
+# Group membership on the private transport (DESIGN §13): signed end to end by an admin device.
+MAX_GROUP_MEMBERS = 1024
+"""Members of one private-transport group (WhatsApp's limit; the capability table's value)."""
+MAX_GROUP_NAME_LENGTH = 64
+"""Characters of a group's name (printable, not empty)."""
+MAX_GROUP_STATE_SIZE = 80 * 1024
+"""Bytes of a signed group state: 1024 members of 64 characters and 1024 admin indices fit."""
+MAX_GROUP_VERSION = 2**63 - 1
 
 # Encrypted media (DESIGN §14): libsodium crypto_secretstream_xchacha20poly1305.
 MEDIA_KEY_SIZE = 32

@@ -81,6 +81,26 @@ class SenderKeyConflictError(RemoteProtocolError):
     """A sender-key distribution contradicts a chain already held under its chain id."""
 
 
+class GroupTooLargeError(LocalProtocolError):
+    """A group would have more members than the transport allows (1024 on the private one)."""
+
+
+class OversizedGroupError(MalformedError):
+    """A received group state lists more members than a group may have (1024)."""
+
+
+class StaleGroupUpdateError(RemoteProtocolError):
+    """A group update is not newer than the copy of the group already held."""
+
+
+class NotGroupAdminError(RemoteProtocolError):
+    """A group update is signed for an account that may not make that change (not an admin)."""
+
+
+class NotGroupMemberError(RemoteProtocolError):
+    """A group message or sender key comes from an account that is not a member of the group."""
+
+
 class HardwareAESUnavailableError(E2EProtoError):
     """This machine cannot run AES-256-GCM: libsodium needs hardware AES (AES-NI, ARMv8 Crypto).
 

@@ -12,6 +12,15 @@ import struct
 from typing import Any
 
 from .address import is_valid_device_id
+from .blob_api import (
+    BLOB_HASH_MISMATCH,
+    BLOB_INCOMPLETE,
+    BLOB_OFFSET,
+    BLOB_TAKEN,
+    BLOB_TOO_LARGE,
+    UNKNOWN_BLOB,
+)
+from .blob_api import QUOTA_EXCEEDED as BLOB_QUOTA_EXCEEDED
 from .constants import AUTH_PREFIX, KEY_SIZE, MAX_DEVICES, SIGNATURE_SIZE
 from .errors import E2EProtoError, MalformedError
 from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
@@ -37,6 +46,15 @@ DEVICE_UNLINKED = "device_unlinked"
 INTERNAL = "internal"
 UNAVAILABLE = "unavailable"
 TOO_MANY_CONNECTIONS = "too_many_connections"
+UNKNOWN_GROUP = "unknown_group"
+NOT_GROUP_ADMIN = "not_group_admin"
+NOT_GROUP_MEMBER = "not_group_member"
+STALE_GROUP = "stale_group"  # a routing copy not newer than the relay's, or a send from another
+GROUP_TOO_LARGE = "group_too_large"
+# The blob store's codes (:mod:`e2e_proto.blob_api`), answered here too.
+BLOB_ERROR_CODES = (
+    UNKNOWN_BLOB, BLOB_TAKEN, BLOB_TOO_LARGE, BLOB_QUOTA_EXCEEDED, BLOB_OFFSET, BLOB_INCOMPLETE,
+    BLOB_HASH_MISMATCH)
 
 NONCE_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import emoji
 
+from .blob_api import (
+    BLOB_HASH_MISMATCH,
+    BLOB_INCOMPLETE,
+    BLOB_OFFSET,
+    BLOB_TAKEN,
+    BLOB_TOO_LARGE,
+    UNKNOWN_BLOB,
+)
+from .blob_api import QUOTA_EXCEEDED as BLOB_QUOTA_EXCEEDED
 from .capabilities import CAPABILITIES, SOCIAL
 
 CLIENT_ID_SIZE = 16
@@ -38,6 +47,10 @@ DEVICE_MISMATCH = "device_mismatch"
 NO_PREKEYS = "no_prekeys"
 KEY_CHANGED = "key_changed"
 UNAVAILABLE = "unavailable"  # the server cannot read or write its storage now
+# The blob store's codes (:mod:`e2e_proto.blob_api`), answered here too.
+BLOB_ERROR_CODES = (
+    UNKNOWN_BLOB, BLOB_TAKEN, BLOB_TOO_LARGE, BLOB_QUOTA_EXCEEDED, BLOB_OFFSET, BLOB_INCOMPLETE,
+    BLOB_HASH_MISMATCH)
 
 MAX_TEXT_BYTES = 16 * 1024
 """Largest message text, in UTF-8 bytes."""

@@ -1,7 +1,8 @@
 """Protocol test vectors: ``python -m e2e_proto.vectors generate|check [--dir DIR]``.
 
 ``generate`` writes ``x3dh.json``, ``ratchet.json``, ``fingerprint.json``, ``envelope.json``,
-``device_list.json`` (DESIGN §11) and ``sender_key.json`` (§13) from fixed seeds. ``check``
+``device_list.json`` (DESIGN §11), ``sender_key.json`` and ``group_update.json`` (§13) from
+fixed seeds. ``check``
 re-derives every value in those files from the private inputs the files themselves list, with
 this implementation, and reports each mismatch. Another implementation checks itself by doing
 what ``check`` does.
@@ -20,6 +21,7 @@ from . import errors, primitives
 from .address import Address
 from .devices import DeviceList, SignedDeviceList, link_message
 from .fingerprint import safety_number
+from .groups import GroupState, GroupUpdate, member_devices_digest
 from .keys import (
     Ed25519PublicKey,
     IdentityKeyPair,
@@ -438,6 +440,72 @@ def check_sender_key(data: Json) -> Iterator[str]:
                              listed, message)
 
 
+# -- Group updates ----------------------------------------------------------------------------
+
+# Each case: name, members, admins, version, author device id. Case 2 has a 64-character name
+# in several scripts, 300 members (msgpack array16, admin indices past 255) and a u64 version.
+_GROUP_CASES: list[tuple[str, list[str], list[str], int, int]] = [
+    ("friends", ["alice", "bob", "carol"], ["alice"], 1, 0),
+    ("Team 🚀 launch", ["alice", "bob", "carol.m", "dave_2"], ["bob", "dave_2"], 7, 3),
+    ("Ünïcode—名前" * 4 + "x" * 20, [f"m{i:03d}" for i in range(300)], ["m000", "m299"],
+     2**40 + 5, 4),
+]
+_DIGEST_CASES: list[dict[str, list[int]]] = [
+    {"alice": [0]},
+    {"bob": [1, 0], "alice": [0, 2, 1]},
+    {"carol": [], "alice": [0], "bob": [0, 1, 2, 3, 4]},
+]
+
+
+def _group_update_derive(case: Json) -> Json:
+    """Both signed forms of a group state, from its fields and the author's DIK seed."""
+    dik = IdentityKeyPair(_b(case["author_seed"]))
+    state = GroupState(_b(case["group_id"]), case["version"], case["name"],
+                       tuple(case["members"]), tuple(case["admins"]))
+    author = Address(case["author_account"], case["author_device"])
+    e2e = GroupUpdate.sign(state, author, dik)
+    routing = GroupUpdate.sign(state, author, dik, routing=True)
+    for update in (e2e, routing):
+        decoded = GroupUpdate.decode(update.body, update.signature, update.routing)
+        decoded.verify(dik.public_key)
+        if decoded.state != update.state or decoded.author != author:
+            raise AssertionError("a signed group state does not decode to its fields")
+    return {**case, "author_public": dik.public_key.raw.hex(),
+            "body": e2e.body.hex(), "signed_bytes": e2e.signed_bytes().hex(),
+            "signature": e2e.signature.hex(), "routing_body": routing.body.hex(),
+            "routing_signed_bytes": routing.signed_bytes().hex(),
+            "routing_signature": routing.signature.hex()}
+
+
+def generate_group_update() -> Json:
+    """group_update.json: three signed group states and three device-set digests."""
+    rng = DeterministicRandom("e2e-proto vectors group update")
+    cases = []
+    for name, members, admins, version, device_id in _GROUP_CASES:
+        cases.append(_group_update_derive({
+            "group_id": rng(16).hex(), "version": version, "name": name, "members": members,
+            "admins": admins, "author_account": admins[-1], "author_device": device_id,
+            "author_seed": rng(32).hex()}))
+    digests = [{"devices": [[a, d[a]] for a in d], "digest": member_devices_digest(d).hex()}
+               for d in _DIGEST_CASES]
+    return {"protocol": "E2EProto GroupUpdate v1", "cases": cases, "devices_digests": digests}
+
+
+def check_group_update(data: Json) -> Iterator[str]:
+    """Re-derive both signed forms of every state, and every devices digest."""
+    for index, case in enumerate(data["cases"]):
+        try:
+            derived = _group_update_derive(case)
+        except (AssertionError, errors.E2EProtoError) as exc:
+            yield f"group update case {index}: {exc!r}"
+            continue
+        yield from _diff(f"group update case {index}", case, derived)
+    for index, case in enumerate(data["devices_digests"]):
+        devices = {account: ids for account, ids in case["devices"]}
+        if member_devices_digest(devices).hex() != case["digest"]:
+            yield f"devices digest {index}: digest differs"
+
+
 # -- Envelopes and frames ---------------------------------------------------------------------
 
 
@@ -580,11 +648,13 @@ GENERATORS: dict[str, Callable[[], Json]] = {
     "x3dh.json": generate_x3dh, "ratchet.json": generate_ratchet,
     "fingerprint.json": generate_fingerprint, "envelope.json": generate_envelope,
     "device_list.json": generate_device_list, "sender_key.json": generate_sender_key,
+    "group_update.json": generate_group_update,
 }
 CHECKERS: dict[str, Callable[[Json], Iterator[str]]] = {
     "x3dh.json": check_x3dh, "ratchet.json": check_ratchet,
     "fingerprint.json": check_fingerprint, "envelope.json": check_envelope,
     "device_list.json": check_device_list, "sender_key.json": check_sender_key,
+    "group_update.json": check_group_update,
 }
 
 

@@ -15,6 +15,11 @@ Group message (a msgpack array, version first; at most one frame's size)::
 
     [1, header, nonce, ciphertext, signature]
 
+Group envelope (what the relay stores for each member device: the sender it authenticated,
+then the sender's group message)::
+
+    [1, "group", sender_account, sender_device, header, nonce, ciphertext, signature]
+
 Frame: a 4-byte big-endian length, then that many bytes holding one msgpack map with str keys.
 """
 
@@ -50,9 +55,11 @@ from .sender_keys import SenderKeyMessage
 
 MESSAGE = "message"
 PREKEY = "prekey"
+GROUP = "group"
 _MESSAGE_FIELDS = 9
 _PREKEY_FIELDS = 13
 _GROUP_MESSAGE_FIELDS = 5
+_GROUP_ENVELOPE_FIELDS = 8
 _U32_LIMIT = 2**32
 _LENGTH = struct.Struct(">I")
 _UNPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
@@ -177,13 +184,49 @@ def decode_group_message(data: bytes) -> SenderKeyMessage:
         raise UnsupportedVersionError(f"unsupported group message version {describe(fields[0])}")
     if len(fields) != _GROUP_MESSAGE_FIELDS:
         raise MalformedError(f"group message must have {_GROUP_MESSAGE_FIELDS} fields")
-    _, header, nonce, ciphertext, signature = fields
+    return _sender_key_message(fields[1:])
+
+
+def _sender_key_message(fields: list[Any]) -> SenderKeyMessage:
+    """``[header, nonce, ciphertext, signature]``, each checked for type and size."""
+    header, nonce, ciphertext, signature = fields
     if (type(header) is not bytes or len(header) > MAX_GROUP_HEADER_SIZE
             or type(nonce) is not bytes or len(nonce) != NONCE_SIZE
             or type(ciphertext) is not bytes or len(ciphertext) < TAG_SIZE
             or type(signature) is not bytes or len(signature) != SIGNATURE_SIZE):
         raise MalformedError("group message header, nonce, ciphertext or signature is invalid")
     return SenderKeyMessage(header, nonce, ciphertext, signature)
+
+
+class GroupEnvelope(NamedTuple):
+    """A group message as the relay stores it for each member device: the sender device it
+    authenticated, and the sender's signed group message (the same bytes for every device)."""
+
+    sender: Address
+    message: SenderKeyMessage
+
+    def encode(self) -> bytes:
+        """``[1, "group", sender_account, sender_device, header, nonce, ciphertext,
+        signature]``."""
+        return _packb([ENVELOPE_VERSION, GROUP, *self.sender, *self.message])
+
+
+def decode_delivery(data: bytes) -> Envelope | GroupEnvelope:
+    """A stored delivery: a pairwise :class:`Envelope` or a :class:`GroupEnvelope`."""
+    try:
+        fields = _unpackb(data)
+    except _UNPACK_ERRORS:
+        raise MalformedError("delivery is not valid msgpack") from None
+    if type(fields) is not list or len(fields) < 2 or fields[1] != GROUP:
+        return Envelope.from_fields(fields)
+    if fields[0] != ENVELOPE_VERSION or type(fields[0]) is not int:
+        raise UnsupportedVersionError(f"unsupported envelope version {describe(fields[0])}")
+    if len(fields) != _GROUP_ENVELOPE_FIELDS:
+        raise MalformedError(f"a group envelope must have {_GROUP_ENVELOPE_FIELDS} fields")
+    account, device_id = fields[2:4]
+    if not (is_valid_account(account) and is_valid_device_id(device_id)):
+        raise MalformedError("group envelope sender is invalid")
+    return GroupEnvelope(Address(account, device_id), _sender_key_message(fields[4:]))
 
 
 # -- frames -----------------------------------------------------------------------------------
@@ -202,8 +245,8 @@ def encode_frame(message: dict[str, Any], max_size: int = MAX_FRAME_SIZE) -> byt
     return _LENGTH.pack(len(body)) + body
 
 
-def decode_frame_body(body: bytes) -> dict[str, Any]:
-    """Parse one frame body: a msgpack map with str keys."""
+def decode_frame_body(body: bytes | memoryview) -> dict[str, Any]:
+    """Parse one frame body (any bytes-like object): a msgpack map with str keys."""
     try:
         message = _unpackb(body, strict_map_key=True)
     except _UNPACK_ERRORS:
@@ -250,10 +293,12 @@ class FrameDecoder:
         end = _LENGTH.size + length
         if len(buffer) < end:
             return None
-        body = bytes(buffer[_LENGTH.size:end])
+        # msgpack reads the body in place: a 1 MiB frame is not copied out of the buffer first.
+        with memoryview(buffer) as view, view[_LENGTH.size:end] as body:
+            try:
+                frame = decode_frame_body(body)
+            except MalformedError:
+                self._broken = True
+                raise
         del buffer[:end]
-        try:
-            return decode_frame_body(body)
-        except MalformedError:
-            self._broken = True
-            raise
+        return frame

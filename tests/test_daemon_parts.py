@@ -180,8 +180,7 @@ async def test_key_change_is_an_event_and_accepting_queues_the_held_messages(
         nursery: trio.Nursery, tmp_path: Path) -> None:
     from client.daemon import private_methods
     from client.daemon.accounts import PrivateAccount
-    from tests.relay_harness import relay_with_alice_and_bob, session_of
-    from tests.test_multidevice_e2e import _bob_under_a_new_key
+    from tests.relay_harness import register_under_a_new_key, relay_with_alice_and_bob, session_of
 
     relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     async with session_of(bob) as session:
@@ -203,7 +202,7 @@ async def test_key_change_is_an_event_and_accepting_queues_the_held_messages(
         return note["params"]
 
     assert (await next_event("message"))["text"] == "before"
-    new_bob = await _bob_under_a_new_key(relay, tmp_path)
+    new_bob = await register_under_a_new_key(relay, "bob", tmp_path / "bob-new")
     async with session_of(new_bob) as session:
         await session.send_text("alice", "new phone")
     assert (await next_event("key_changed")) | {"event_id": 0, "subscription": 0} == {

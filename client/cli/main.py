@@ -50,6 +50,13 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _file_options(command: argparse.ArgumentParser) -> None:
+    """``--caption`` and ``--mime`` of the commands that send a file."""
+    command.add_argument("--caption", metavar="TEXT", help="a caption shown with the file")
+    command.add_argument("--mime", metavar="TYPE/SUBTYPE",
+                         help="its MIME type (default: guessed from the file name)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``e2e-chat``."""
     parser = argparse.ArgumentParser(
@@ -95,13 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
     send = commands.add_parser("send", help="send one message")
     send.add_argument("name", help="recipient account")
     send.add_argument("text", help="message text")
-    recv = commands.add_parser("recv", help="print queued messages (and, with --wait, new ones)")
+    send_file = commands.add_parser(
+        "send-file", help="send a file (at most 100 MiB), encrypted; social: end-to-end only "
+        "in a secret conversation")
+    send_file.add_argument("name", help="recipient account (social: account or group)")
+    send_file.add_argument("path", help="the file to send")
+    _file_options(send_file)
+    recv = commands.add_parser("recv", help="print queued messages (and, with --wait, new ones); "
+                               "received files are saved in HOME/files/")
     recv.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                       help="keep listening this many seconds")
     recv.add_argument("--json", action="store_true",
-                      help="one JSON object per line: from, device, id, ts, text, to")
+                      help="one JSON object per line: from, device, id, ts, text, to, group; "
+                           "for a file also path, size, mime, sha256 (or error)")
+    fetch_file = commands.add_parser("fetch-file", help="download again the file of a message "
+                                     "whose download failed")
+    fetch_file.add_argument("message_id", metavar="ID", help="the message id, as 'recv --json' "
+                            "shows it (private: a unique hex prefix is enough)")
     chat = commands.add_parser("chat", help="interactive chat; /quit leaves")
-    chat.add_argument("name", help="the other account")
+    chat.add_argument("name", nargs="?", help="the other account")
+    chat.add_argument("--group", metavar="NAME", help="chat in the group NAME instead")
     verify = commands.add_parser("verify", help="print the safety number shared with NAME "
                                  "(social: NAME's device keys and which are accepted)")
     verify.add_argument("name", help="the other account")
@@ -147,14 +167,30 @@ def build_parser() -> argparse.ArgumentParser:
     secret = commands.add_parser("secret", help="social: make the conversation with NAME "
                                  "end-to-end encrypted")
     secret.add_argument("name", help="the other account")
-    group = commands.add_parser("group", help="social: groups of up to 250 members")
+    group = commands.add_parser("group", help="groups: up to 1024 members on the private "
+                                "transport (end to end, sender keys), 250 on the social one")
     group_commands = group.add_subparsers(dest="group_command", required=True, metavar="ACTION")
-    create = group_commands.add_parser("create", help="create a group")
-    create.add_argument("name", help="group name")
-    create.add_argument("members", nargs="+", metavar="MEMBER", help="member accounts")
-    group_send = group_commands.add_parser("send", help="send to a group")
-    group_send.add_argument("name", help="group name")
-    group_send.add_argument("text", help="message text")
+    for action, what, extra in (
+            ("create", "create a group (you are its admin)", "members"),
+            ("add", "admins: add members", "members"),
+            ("remove", "admins: remove a member", "member"),
+            ("leave", "leave the group", None),
+            ("rename", "admins: rename the group", "new_name"),
+            ("members", "list the members (admins marked)", None),
+            ("admin", "private, admins: make a member an admin (--revoke: no longer)", "member"),
+            ("send", "send to the group", "text"),
+            ("send-file", "send a file to the group (private: end to end, as one group "
+                          "message; social: as send-file)", "path")):
+        sub = group_commands.add_parser(action, help=what)
+        sub.add_argument("name", help="group name")
+        if extra == "members":
+            sub.add_argument("members", nargs="+", metavar="MEMBER", help="member accounts")
+        elif extra is not None:
+            sub.add_argument(extra, metavar=extra.upper(), help=extra.replace("_", " "))
+        if action == "admin":
+            sub.add_argument("--revoke", action="store_true", help="no longer an admin")
+        if action == "send-file":
+            _file_options(sub)
     daemon = commands.add_parser(
         "daemon", help="serve this home to bots and scripts over JSON-RPC (HOME/daemon.sock; "
         "docs/JSONRPC.md); while it runs, the other commands on this home go through it")
@@ -164,9 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-chat``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "daemon":
         return run_daemon(args)
+    if args.command == "chat" and (args.name is None) == (args.group is None):
+        parser.error("chat needs an account NAME or --group NAME (not both)")
     with command_guard(args.home) as served:
         if served:  # a daemon serves this home: the command is a call to it
             code = forward(args)

@@ -21,12 +21,16 @@ import trio
 from e2e_proto.capabilities import PRIVATE, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
+from ..core.connection import ConnectionLost
 from ..core.errors import ClientError
 from ..private.received import Received
-from ..private.session import PrivateClient
+from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
 from .common import (
     chat,
+    file_json,
+    file_line,
+    human_size,
     print_whoami,
     receive_command,
     run_with_state,
@@ -35,18 +39,31 @@ from .common import (
 
 
 def format_message(message: Received) -> str:
-    """``NAME: TEXT``, or ``you -> NAME: TEXT`` for a message sent from another own device."""
+    """``NAME: TEXT``, or ``you -> NAME: TEXT`` for a message sent from another own device;
+    ``[GROUP] NAME: TEXT`` (``[GROUP] you: TEXT``) in a group.
+
+    A file shows as ``[file NAME, SIZE, MIME] PATH`` (and its caption).
+    """
     text = message.text if message.text is not None else f"[unsupported {message.kind!r}]"
+    if message.file is not None:
+        text = file_line(message.file) + (f" {message.text}" if message.text else "")
+    if message.group is not None:
+        return f"[{message.group}] {'you' if message.outgoing else message.sender}: {text}"
     if message.outgoing:
         return f"you -> {message.peer}: {text}"
     return f"{message.sender}: {text}"
 
 
 def message_json(message: Received) -> str:
-    """The ``--json`` form of a message."""
-    return json.dumps({"from": message.sender, "device": message.sender_device,
-                       "id": message.id.hex(), "ts": message.ts, "kind": message.kind,
-                       "text": message.text, "to": message.peer if message.outgoing else None})
+    """The ``--json`` form of a message (a file's adds ``path``, ``size``, ``mime``, ...)."""
+    record: dict[str, object] = {
+        "from": message.sender, "device": message.sender_device, "id": message.id.hex(),
+        "ts": message.ts, "kind": message.kind, "text": message.text,
+        "to": message.peer if message.outgoing and not message.group else None,
+        "group": message.group}
+    if message.file is not None:
+        record.update(file_json(message.file))
+    return json.dumps(record)
 
 
 def printer(as_json: bool) -> Callable[[Received], None]:
@@ -66,7 +83,7 @@ def check_command(command: str) -> None:
         require(PRIVATE, "pinning")
     if command in ("history", "search"):
         require(PRIVATE, "server_history")
-    if command in ("login", "secret", "group"):
+    if command in ("login", "secret"):
         raise ClientError(f"'{command}' is for the social transport (--transport social); "
                           "the private transport is always end-to-end encrypted, with "
                           "one account per device home")
@@ -93,6 +110,24 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         return 0
     if command == "recv":
         return await receive_command(client.session, args.wait, printer(args.json))
+    if command == "send-file":
+        try:
+            async with client.session() as session:
+                sent = await session.send_file(args.name, args.path, args.caption, args.mime)
+        except ConnectionLost as exc:
+            raise ClientError(f"{exc}; run the same send-file again to resume the upload "
+                              "where the relay's copy ends") from None
+        assert sent.file is not None
+        print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
+              f"{args.name}, end-to-end encrypted")
+        return 0
+    if command == "fetch-file":
+        async with client.session() as session:
+            record = await session.fetch_file(args.message_id)
+        if record.path is None:
+            raise ClientError(f"the file was not saved: {record.error}")
+        print(record.path)
+        return 0
     if command == "verify":
         async with client.session() as session:
             await session.device_list(args.name, refresh=True)
@@ -117,9 +152,52 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         async with client.session() as session:
             await session.react(args.message_id, args.emoji if command == "react" else None)
         return 0
+    if command == "chat" and args.group is not None:
+        return await _group_chat(client, args.group)
     if command == "chat":
         return await _chat(client, args.name)
+    if command == "group":
+        async with client.session() as session:
+            await session.catch_up()
+            await session.deliver_pending_updates()
+            line = await _group(session, args)
+        if line:
+            print(line)
+        return 0
     raise AssertionError(command)
+
+
+async def _group(session: PrivateSession, args: argparse.Namespace) -> str:
+    """Run one ``group`` action; the line to print."""
+    action, name = args.group_command, args.name
+    if action == "create":
+        state = await session.group_create(name, args.members)
+        return f"created group {name!r} with {len(state.members)} members"
+    if action == "add":
+        state = await session.group_add(name, args.members)
+        return f"{name!r} has {len(state.members)} members"
+    if action == "remove":
+        await session.group_remove(name, args.member)
+        return f"removed {args.member} from {name!r}"
+    if action == "leave":
+        await session.group_leave(name)
+        return f"left {name!r}"
+    if action == "rename":
+        await session.group_rename(name, args.new_name)
+        return f"renamed {name!r} to {args.new_name!r}"
+    if action == "admin":
+        await session.group_admin(name, args.member, not args.revoke)
+        return f"{args.member} is {'no longer ' if args.revoke else ''}an admin of {name!r}"
+    if action == "send":
+        await session.group_send_text(name, args.text)
+        return ""
+    if action == "send-file":
+        sent = await session.group_send_file(name, args.path, args.caption, args.mime)
+        assert sent.file is not None
+        return (f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to the group "
+                f"{name!r}, end-to-end encrypted")
+    state = session.find_group(name).state
+    return "\n".join(f"{m} (admin)" if state.is_admin(m) else m for m in state.members)
 
 
 def _when(timestamp: float | None) -> str:
@@ -202,6 +280,17 @@ def print_approved(device_id: int) -> None:
 def print_unlinked(device_id: int) -> None:
     """The output of ``unlink``."""
     print(f"unlinked device {device_id}; it receives nothing new")
+
+
+async def _group_chat(client: PrivateClient, name: str) -> int:
+    async def prepare(session: PrivateSession) -> None:
+        await session.catch_up()
+        session.find_group(name)
+
+    async def send(session: PrivateSession, text: str) -> None:
+        await session.group_send_text(name, text)
+
+    return await chat(client.session, name, printer(False), prepare, send)
 
 
 async def _chat(client: PrivateClient, name: str) -> int:

@@ -25,6 +25,9 @@ from ..social.session import SocialClient, SocialSession
 from ..social.state import SocialEvent, SocialState, StoredMessage
 from .common import (
     chat,
+    file_json,
+    file_line,
+    human_size,
     only_leaf,
     print_whoami,
     receive_command,
@@ -51,9 +54,14 @@ def format_event(event: SocialEvent, me: str) -> str:
     where = "" if event.conversation == event.sender else f" in {event.conversation}"
     ref = f"[{event.message}]"
     if event.kind == "message":
+        text = event.text
+        if event.file is not None:
+            caption = event.file.media.caption
+            text = file_line(event.file) + (f" {caption}" if caption else "") + (
+                "" if event.secret else " (not end-to-end encrypted)")
         if event.sender == me:
-            return f"{ref} you -> {event.conversation}: {event.text}"
-        return f"{ref} {event.sender}{where}: {event.text}"
+            return f"{ref} you -> {event.conversation}: {text}"
+        return f"{ref} {event.sender}{where}: {text}"
     if event.kind == "reaction":
         if event.emoji is None:
             return f"{event.sender} removed the reaction to {ref}{where}"
@@ -75,6 +83,8 @@ def event_json(event: SocialEvent) -> str:
         "ts": event.ts}
     if event.kind == "message":
         record.update(text=event.text, secret=event.secret)
+        if event.file is not None:
+            record.update(file_json(event.file))
     elif event.kind == "reaction":
         record["emoji"] = event.emoji
     return json.dumps(record, ensure_ascii=False)
@@ -130,7 +140,7 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
         return await receive_command(client.session, args.wait,
                                      printer(args.json, state.account or ""))
     if command == "chat":
-        return await _chat(client, args.name)
+        return await _chat(client, args.name or args.group)
     async with client.session() as session:
         return await _one_request(args, session)
 
@@ -139,11 +149,15 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
     command = args.command
     if command == "send":
         print(await session.send_text(args.name, args.text))
-    elif command == "group" and args.group_command == "send":
-        print(await session.send_text(args.name, args.text))
+    elif command == "send-file":
+        await _send_file(session, args)
+    elif command == "fetch-file":
+        record = await session.fetch_file(args.message_id)
+        if record.path is None:
+            raise ClientError(f"the file was not saved: {record.error}")
+        print(record.path)
     elif command == "group":
-        info = await session.group_create(args.name, args.members)
-        print_group_created(args.name, len(info["members"]))
+        await _group(args, session)
     elif command == "react":
         await session.react(message_id_arg(args.message_id), args.emoji)
     elif command == "unreact":
@@ -232,6 +246,52 @@ def print_devices(devices: Sequence[Sequence[Any]], this_device: int) -> None:
         this = "  (this device)" if device_id == this_device else ""
         shown = "no key yet" if key is None else f"key {key[:8].hex()}"
         print(f"{device_id}  {shown}{this}")
+
+
+async def _send_file(session: SocialSession, args: argparse.Namespace) -> None:
+    """``send-file`` (and ``group send-file``): the message id, and on stderr what was sent and
+    whether end to end."""
+    sent = await session.send_file(args.name, args.path, args.caption, args.mime)
+    if not sent.end_to_end:
+        print(f"note: the conversation with {args.name} is not end-to-end encrypted: the "
+              "server can read this file's key and so the file (run 'secret "
+              f"{args.name}' first to encrypt files end to end)", file=sys.stderr)
+    print(sent.message)
+    print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
+          f"{args.name}" + (", end-to-end encrypted" if sent.end_to_end else
+                            ", not end-to-end encrypted"), file=sys.stderr)
+
+
+async def _group(args: argparse.Namespace, session: SocialSession) -> None:
+    """One ``group`` action on the social server's groups (no admins there: any member may)."""
+    action, name = args.group_command, args.name
+    if action == "send":
+        print(await session.send_text(name, args.text))
+    elif action == "send-file":
+        await _send_file(session, args)
+    elif action == "create":
+        info = await session.group_create(name, args.members)
+        print_group_created(name, len(info["members"]))
+    elif action == "add":
+        info = await session.group_add(name, args.members)
+        print(f"{name} has {len(info['members'])} members")
+    elif action == "remove":
+        await session.group_remove(name, args.member)
+        print(f"removed {args.member} from {name}")
+    elif action == "leave":
+        await session.group_leave(name)
+        print(f"left {name}")
+    elif action == "rename":
+        await session.group_rename(name, args.new_name)
+        print(f"renamed {name} to {args.new_name}")
+    elif action == "members":
+        info = await session.conversation(name)
+        if info.get("kind") != "group":
+            raise ClientError(f"{name!r} is not a group")
+        print("\n".join(info["members"]))
+    else:
+        raise ClientError("social groups have no admins: every member may add, remove and "
+                          "rename")
 
 
 async def _chat(client: SocialClient, name: str) -> int:

@@ -178,7 +178,7 @@ class Linking(SessionBase):
         self.state.set_highest_device_id(device_id)
         await self.send_payload(account, Payload.new(
             "device_sync", int(self.client.clock() * 1000), self.client.random,
-            contacts=self._contacts_for_sync(),
+            contacts=self._contacts_for_sync(), groups=self._groups_for_sync(),
             link_proof=[device_id, api.link_proof(secret, aik.public_key.raw, account,
                                                   device_id)]))
         return device_id
@@ -230,3 +230,4 @@ class Linking(SessionBase):
                     self.state.save_contact(account, key, signed, key_changed=False)
             except (ValueError, TypeError, E2EProtoError, ClientError):
                 log.warning("ignored a malformed contact in a device sync")
+        self._take_synced_groups(payload)

@@ -23,6 +23,8 @@ from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
 from storage.sqlite import add_missing_column
 
 from ..core.home_state import HomeState, SealedColumn
+from ..core.sender_key_store import SqliteSenderKeyStore
+from .group_state import GroupStore
 
 STATE_FILE = "state.db"
 MESSAGE_TEXT = SealedColumn("messages", "id", "text")
@@ -46,7 +48,8 @@ CREATE TABLE IF NOT EXISTS messages (
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """A message as kept locally."""
+    """A message as kept locally; ``peer`` is the other account, or for a group message ``#``
+    and the group id in hex (:func:`client.private.group_state.group_peer`)."""
 
     id: bytes
     sender: str
@@ -68,6 +71,8 @@ class ClientState(HomeState):
                  cost: tuple[int, int] = INTERACTIVE) -> None:
         self._contacts: dict[str, tuple[Ed25519PublicKey, SignedDeviceList]] = {}
         super().__init__(home, passphrase, cost)
+        self.sender_keys = SqliteSenderKeyStore(self.protocol)
+        self.groups = GroupStore(self.db)
 
     def migrate(self) -> None:
         """A home made before messages could be held gets the column; one made before device
@@ -253,6 +258,13 @@ class ClientState(HomeState):
             return self.db.execute("UPDATE messages SET held = 0 WHERE held = 1 AND sender = ?",
                                    (account,)).rowcount
 
+    def held_sender(self, message_id: bytes) -> str | None:
+        """The sender of a message held until its account key change is accepted; None when
+        the message is not held."""
+        row = self.db.execute("SELECT sender FROM messages WHERE id = ? AND held = 1",
+                              (message_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def held_counts(self) -> list[tuple[str, int]]:
         """``(account, count)`` of messages held until the account's key change is accepted."""
         return [(str(a), int(n)) for a, n in self.db.execute(
@@ -287,6 +299,11 @@ class ClientState(HomeState):
         message = StoredMessage(*row)  # type: ignore[arg-type]
         return dataclasses.replace(message, text=self.unseal_text(MESSAGE_TEXT, message.id,
                                                                   message.text))
+
+    def has_message(self, message_id: bytes) -> bool:
+        """Whether a message (or any payload) with this id was stored."""
+        return self.db.execute("SELECT 1 FROM messages WHERE id = ?",
+                               (message_id,)).fetchone() is not None
 
     def unseen(self) -> list[StoredMessage]:
         """Stored messages not yet shown to the user (nor held), in the order they arrived."""

@@ -41,6 +41,23 @@ class Conversations(SessionBase):
         check_name(name, "group name")
         return await self.request("group_add", conversation=name, members=members)
 
+    async def group_remove(self, name: str, member: str) -> dict[str, Any]:
+        """Remove ``member`` from the group ``name``."""
+        check_name(name, "group name")
+        check_name(member, "member name")
+        return await self.request("group_remove", conversation=name, member=member)
+
+    async def group_leave(self, name: str) -> dict[str, Any]:
+        """Leave the group ``name``."""
+        check_name(name, "group name")
+        return await self.request("group_leave", conversation=name)
+
+    async def group_rename(self, name: str, new_name: str) -> dict[str, Any]:
+        """Rename the group ``name`` to ``new_name`` (a free name)."""
+        check_name(name, "group name")
+        check_name(new_name, "group name")
+        return await self.request("group_rename", conversation=name, name=new_name)
+
     async def send_text(self, name: str, text: str, client_id: bytes | None = None) -> int:
         """Send ``text`` to the account or group ``name``; the server's message id.
 

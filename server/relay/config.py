@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from e2e_proto.capabilities import CAPABILITIES, PRIVATE
+
+from ..common.blobs import BlobLimits
 from ..common.connection import ConnectionLimits
 
 DAY = 24 * 3600.0
@@ -23,3 +26,7 @@ class RelayConfig(ConnectionLimits):
     bundle_burst: int = 200
     connections_per_account: int = 20
     link_timeout: float = 600.0
+    max_group_members: int = CAPABILITIES[PRIVATE].max_group_members
+    """Members of a group's routing copy (the capability table's 1024)."""
+    blobs: BlobLimits = BlobLimits()
+    """Size limit, quota per account and TTLs of the blob store."""

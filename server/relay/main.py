@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="days an undelivered message is kept (default 30)")
     serve.add_argument("--quota", type=int, default=10_000,
                        help="messages kept per device mailbox (default 10000)")
+    serving.add_blob_arguments(serve)
     return parser
 
 
@@ -41,7 +42,8 @@ async def serve(relay: Relay, host: str, port: int, tls: ssl.SSLContext | None =
     """Listen on ``host:port`` and serve (expiring old mail) until cancelled; reports the listeners
     when ready.
     """
-    await serving.serve(relay, host, port, tls, task_status, background=[relay.expire_forever])
+    await serving.serve(relay, host, port, tls, task_status,
+                        background=[relay.expire_forever, relay.blobs.expire_forever])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def make_relay(store: SqliteRelayStore) -> Relay:
         return Relay(store, RelayConfig(mailbox_ttl=args.ttl_days * DAY,
-                                        mailbox_quota=args.quota))
+                                        mailbox_quota=args.quota,
+                                        blobs=serving.blob_limits(args)),
+                     blob_dir=args.blob_dir)
 
     return serving.run_serve_command("e2e-relay", args, log, SqliteRelayStore, make_relay, serve)
 

@@ -11,8 +11,11 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgpack
+
 from storage.sqlite import add_missing_column, immediate_transaction, open_private_database
 
+from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
 from .store import (
     AccountRecord,
@@ -20,11 +23,13 @@ from .store import (
     Delivery,
     DeviceGoneError,
     DeviceInfo,
-    Enqueue,
+    GroupRoute,
     MailboxWrite,
     NameTakenError,
     NewDevice,
+    Outgoing,
     QuotaExceededError,
+    StaleGroupError,
     StaleListError,
 )
 
@@ -50,7 +55,51 @@ CREATE TABLE IF NOT EXISTS mailbox (
     envelope BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
 CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id BLOB PRIMARY KEY, version INTEGER NOT NULL, members BLOB NOT NULL,
+    admins BLOB NOT NULL, body BLOB NOT NULL, signature BLOB NOT NULL);
 """
+GROUP_CACHE_SIZE = 10_000
+
+
+class SqliteRelayBlobs(SqliteBlobIndex):
+    """:class:`~server.relay.store.RelayBlobIndex`: the ``blobs`` table and ``blob_grants``,
+    one row per (blob, device) it was sent to, with whether that device fetched it."""
+
+    schema = SqliteBlobIndex.schema + """
+CREATE TABLE IF NOT EXISTS blob_grants (
+    blob_id BLOB NOT NULL, account TEXT NOT NULL, device INTEGER NOT NULL,
+    fetched INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (blob_id, account, device));
+"""
+
+    @storage
+    def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]) -> None:
+        """Let each of ``devices`` download each blob."""
+        with immediate_transaction(self._db) as db:
+            db.executemany("INSERT OR IGNORE INTO blob_grants (blob_id, account, device) "
+                           "VALUES (?, ?, ?)",
+                           [(b, a, d) for b in blob_ids for a, d in devices])
+
+    @storage
+    def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
+        """Whether the blob was granted to that device."""
+        return self._db.execute("SELECT 1 FROM blob_grants WHERE blob_id = ? AND account = ? "
+                                "AND device = ?", (blob_id, account, device_id)
+                                ).fetchone() is not None
+
+    @storage
+    def mark_fetched(self, blob_id: bytes, account: str, device_id: int) -> bool | None:
+        """Record that the device has the blob; whether every granted device has it now."""
+        with immediate_transaction(self._db) as db:
+            if db.execute("UPDATE blob_grants SET fetched = 1 WHERE blob_id = ? AND account = ? "
+                          "AND device = ?", (blob_id, account, device_id)).rowcount == 0:
+                return None
+            return db.execute("SELECT 1 FROM blob_grants WHERE blob_id = ? AND fetched = 0",
+                              (blob_id,)).fetchone() is None
+
+    def _forget(self, db: sqlite3.Connection, blob_ids: Sequence[bytes]) -> None:
+        super()._forget(db, blob_ids)
+        db.executemany("DELETE FROM blob_grants WHERE blob_id = ?", [(b,) for b in blob_ids])
 
 
 class SqliteRelayStore:
@@ -61,7 +110,9 @@ class SqliteRelayStore:
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
         add_missing_column(self._db, "devices", "link_signature BLOB")  # relays made before
+        self.blobs = SqliteRelayBlobs(self._db)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
+        self._groups: dict[bytes, GroupRoute] = {}  # read on every group send: kept decoded
 
     def close(self) -> None:
         """Close the database."""
@@ -206,31 +257,35 @@ class SqliteRelayStore:
                         [(write.account, write.device_id, seq) for seq in write.seqs])
                     results.append(None)
                     continue
-                full = self._full_mailbox(db, write)
-                if full is not None:
-                    results.append(full)
-                    continue
+                messages = write.messages
+                if write.skip_full:
+                    messages = [m for m in messages if self._refusal(db, m, write.quota) is None]
+                else:
+                    full = next((r for m in messages
+                                 if (r := self._refusal(db, m, write.quota)) is not None), None)
+                    if full is not None:
+                        results.append(full)
+                        continue
                 db.executemany(
                     "INSERT INTO mailbox (account, device, sender, sender_device, stored_at, "
                     "envelope) VALUES (?, ?, ?, ?, ?, ?)",
                     [(m.account, m.device_id, *write.sender, write.now, m.envelope)
-                     for m in write.messages])
+                     for m in messages])
                 results.append(None)
         return results
 
     @staticmethod
-    def _full_mailbox(db: sqlite3.Connection, write: Enqueue
-                      ) -> QuotaExceededError | DeviceGoneError | None:
-        """Why ``write`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
-        for message in write.messages:
-            address = (message.account, message.device_id)
-            if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
-                          address).fetchone() is None:
-                return DeviceGoneError(*address)
-            count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
-                               address).fetchone()[0]
-            if count >= write.quota:
-                return QuotaExceededError(*address)
+    def _refusal(db: sqlite3.Connection, message: Outgoing, quota: int
+                 ) -> QuotaExceededError | DeviceGoneError | None:
+        """Why ``message`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
+        address = (message.account, message.device_id)
+        if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
+                      address).fetchone() is None:
+            return DeviceGoneError(*address)
+        count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
+                           address).fetchone()[0]
+        if count >= quota:
+            return QuotaExceededError(*address)
         return None
 
     @storage
@@ -246,3 +301,33 @@ class SqliteRelayStore:
         """Delete messages stored before ``older_than``; returns how many."""
         with self._transaction() as db:
             return db.execute("DELETE FROM mailbox WHERE stored_at < ?", (older_than,)).rowcount
+
+    @storage
+    def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group (cached; every change goes through this store)."""
+        cached = self._groups.get(group_id)
+        if cached is not None:
+            return cached
+        row = self._db.execute("SELECT version, members, admins, body, signature FROM groups "
+                               "WHERE group_id = ?", (group_id,)).fetchone()
+        if row is None:
+            return None
+        if len(self._groups) >= GROUP_CACHE_SIZE:
+            self._groups.clear()
+        route = self._groups[group_id] = GroupRoute(
+            group_id, row[0], tuple(msgpack.unpackb(row[1])), tuple(msgpack.unpackb(row[2])),
+            row[3], row[4])
+        return route
+
+    @storage
+    def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer."""
+        with self._transaction() as db:
+            row = db.execute("SELECT version FROM groups WHERE group_id = ?",
+                             (route.group_id,)).fetchone()
+            if row is not None and row[0] >= route.version:
+                raise StaleGroupError(route.group_id.hex())
+            self._groups.pop(route.group_id, None)
+            db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+                       (route.group_id, route.version, msgpack.packb(list(route.members)),
+                        msgpack.packb(list(route.admins)), route.body, route.signature))

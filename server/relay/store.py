@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
 
 
@@ -39,6 +40,10 @@ class DeviceGoneError(Exception):
 
 class StaleListError(Exception):
     """A device list older than the stored one."""
+
+
+class StaleGroupError(Exception):
+    """A group routing copy not newer than the stored one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +96,17 @@ class Outgoing(NamedTuple):
 
 
 class Enqueue(NamedTuple):
-    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none)."""
+    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none).
+
+    With ``skip_full`` (a group message) a device whose mailbox is full, or that was unlinked
+    meanwhile, is left out instead, and the others are stored: one member cannot block a group.
+    """
 
     messages: Sequence[Outgoing]
     sender: tuple[str, int]
     now: float
     quota: int
+    skip_full: bool = False
 
 
 class Acknowledge(NamedTuple):
@@ -110,8 +120,45 @@ class Acknowledge(NamedTuple):
 MailboxWrite = Enqueue | Acknowledge
 
 
+@dataclass(frozen=True, slots=True)
+class GroupRoute:
+    """A group's routing copy: who is in it and who may change it, at a version, with the
+    admin device's signed routing statement (``body``, ``signature``) it came from."""
+
+    group_id: bytes
+    version: int
+    members: tuple[str, ...]
+    admins: tuple[str, ...]
+    body: bytes
+    signature: bytes
+
+
+class RelayBlobIndex(BlobIndex, Protocol):
+    """The relay's record of its blobs, and which devices may fetch each (DESIGN §14).
+
+    A blob is granted to the recipient devices of the ``send`` that announces it; it is deleted
+    once every granted device said it fetched it, or when its TTL passes.
+    """
+
+    def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]) -> None:
+        """Let each of ``devices`` (account, device id) download each blob."""
+        ...
+
+    def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
+        """Whether the blob was granted to that device."""
+        ...
+
+    def mark_fetched(self, blob_id: bytes, account: str, device_id: int) -> bool | None:
+        """Record that the device has the blob: None if it was not granted to it, else whether
+        every device it was granted to has it now (then the caller deletes it)."""
+        ...
+
+
 class RelayStore(Protocol):
     """What the relay needs from storage."""
+
+    blobs: RelayBlobIndex
+    """Blob metadata (the bytes are files: :mod:`server.common.blobs`)."""
 
     def create_account(self, account: str, account_key: bytes, list_version: int,
                        list_body: bytes, list_signature: bytes,
@@ -181,5 +228,14 @@ class RelayStore(Protocol):
 
     def expire(self, older_than: float) -> int:
         """Delete messages stored before ``older_than``; returns how many."""
+        ...
+
+    def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group."""
+        ...
+
+    def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer than the
+        stored one (compared and written atomically)."""
         ...
 

@@ -8,6 +8,7 @@ import nacl.pwhash
 
 from e2e_proto import social_api as api
 
+from ..common.blobs import BlobLimits
 from ..common.connection import ConnectionLimits
 
 DAY = 24 * 3600.0
@@ -29,3 +30,5 @@ class SocialConfig(ConnectionLimits):
     max_one_time_prekeys: int = 200
     bundles_per_minute: float = 120.0
     bundle_burst: int = 200
+    blobs: BlobLimits = BlobLimits()
+    """Size limit, quota per account and TTLs of the blob store."""

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 import sys
 from collections.abc import Sequence
 
+import trio
+
 from ..common import serving
-from ..common.serving import serve
 from .config import DAY, SocialConfig
 from .server import SocialServer
 from .sqlite_store import SqliteSocialStore
@@ -29,7 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_serve_arguments(serve_command, 7500, "social.db")
     serve_command.add_argument("--token-days", type=float, default=30.0,
                                help="days a device's session token is valid (default 30)")
+    serving.add_blob_arguments(serve_command)
     return parser
+
+
+async def serve(server: SocialServer, host: str, port: int, tls: ssl.SSLContext | None = None,
+                task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
+                ) -> None:
+    """Listen on ``host:port`` and serve (expiring old files) until cancelled; reports the
+    listeners when ready.
+    """
+    await serving.serve(server, host, port, tls, task_status,
+                        background=[server.blobs.expire_forever])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def make_server(store: SqliteSocialStore) -> SocialServer:
-        return SocialServer(store, SocialConfig(token_ttl=args.token_days * DAY))
+        return SocialServer(store, SocialConfig(token_ttl=args.token_days * DAY,
+                                                blobs=serving.blob_limits(args)),
+                            blob_dir=args.blob_dir)
 
     return serving.run_serve_command("e2e-social", args, log, SqliteSocialStore, make_server,
                                      serve)
