@@ -114,6 +114,19 @@ def print_whoami(account: str, device_id: int) -> None:
     print(f"{account} (device {device_id})")
 
 
+def print_fetched(path: str | None, error: str | None) -> None:
+    """The output of ``fetch-file``: where the file is; :class:`ClientError` with ``error``
+    when it was not saved."""
+    if path is None:
+        raise ClientError(f"the file was not saved: {error}")
+    print(path)
+
+
+def print_chat_banner(name: str) -> None:
+    """The first line of ``chat`` (``name``: the account or group chatted with)."""
+    print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
+
+
 def only_leaf(error: BaseException) -> BaseException:
     """The one exception inside nested groups, or the group itself when there are several."""
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
@@ -214,7 +227,7 @@ async def chat(open_session: Callable[[], AbstractAsyncContextManager[ChatSessio
     devices or conversation); a lost connection means reconnecting with backoff. ``send``
     replaces ``session.send_text(name, line)`` (a private group's chat).
     """
-    print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
+    print_chat_banner(name)
 
     async def session_work(session: ChatSessionT) -> None:
         await prepare(session)

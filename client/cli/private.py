@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -31,6 +32,7 @@ from .common import (
     file_json,
     file_line,
     human_size,
+    print_fetched,
     print_whoami,
     receive_command,
     run_with_state,
@@ -115,18 +117,14 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
             async with client.session() as session:
                 sent = await session.send_file(args.name, args.path, args.caption, args.mime)
         except ConnectionLost as exc:
-            raise ClientError(f"{exc}; run the same send-file again to resume the upload "
-                              "where the relay's copy ends") from None
+            raise upload_lost(exc) from None
         assert sent.file is not None
-        print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
-              f"{args.name}, end-to-end encrypted")
+        print_file_sent(sent.file.media.name, sent.file.media.size, args.name)
         return 0
     if command == "fetch-file":
         async with client.session() as session:
             record = await session.fetch_file(args.message_id)
-        if record.path is None:
-            raise ClientError(f"the file was not saved: {record.error}")
-        print(record.path)
+        print_fetched(record.path, record.error)
         return 0
     if command == "verify":
         async with client.session() as session:
@@ -160,44 +158,102 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         async with client.session() as session:
             await session.catch_up()
             await session.deliver_pending_updates()
-            line = await _group(session, args)
-        if line:
-            print(line)
+            show = await _group(session, args)
+        show()
         return 0
     raise AssertionError(command)
 
 
-async def _group(session: PrivateSession, args: argparse.Namespace) -> str:
-    """Run one ``group`` action; the line to print."""
+async def _group(session: PrivateSession, args: argparse.Namespace) -> Callable[[], None]:
+    """Run one ``group`` action; what prints its output (once the session is closed)."""
     action, name = args.group_command, args.name
     if action == "create":
         state = await session.group_create(name, args.members)
-        return f"created group {name!r} with {len(state.members)} members"
+        return partial(print_group_created, name, len(state.members))
     if action == "add":
         state = await session.group_add(name, args.members)
-        return f"{name!r} has {len(state.members)} members"
+        return partial(print_group_size, name, len(state.members))
     if action == "remove":
         await session.group_remove(name, args.member)
-        return f"removed {args.member} from {name!r}"
+        return partial(print_group_removed, name, args.member)
     if action == "leave":
         await session.group_leave(name)
-        return f"left {name!r}"
+        return partial(print_group_left, name)
     if action == "rename":
         await session.group_rename(name, args.new_name)
-        return f"renamed {name!r} to {args.new_name!r}"
+        return partial(print_group_renamed, name, args.new_name)
     if action == "admin":
         await session.group_admin(name, args.member, not args.revoke)
-        return f"{args.member} is {'no longer ' if args.revoke else ''}an admin of {name!r}"
+        return partial(print_group_admin, name, args.member, not args.revoke)
     if action == "send":
         await session.group_send_text(name, args.text)
-        return ""
+        return _print_nothing
     if action == "send-file":
         sent = await session.group_send_file(name, args.path, args.caption, args.mime)
         assert sent.file is not None
-        return (f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to the group "
-                f"{name!r}, end-to-end encrypted")
+        return partial(print_file_sent, sent.file.media.name, sent.file.media.size,
+                       group_target(name))
     state = session.find_group(name).state
-    return "\n".join(f"{m} (admin)" if state.is_admin(m) else m for m in state.members)
+    return partial(print_group_members, state.members,
+                   [m for m in state.members if state.is_admin(m)])
+
+
+def upload_lost(error: ConnectionLost) -> ClientError:
+    """``send-file``'s error when the connection is lost: the same command resumes."""
+    return ClientError(f"{error}; run the same send-file again to resume the upload where the "
+                       "relay's copy ends")
+
+
+def _print_nothing() -> None:
+    """The output of commands that print nothing on success."""
+
+
+def print_file_sent(name: str | None, size: int, to: str) -> None:
+    """The output of ``send-file`` and ``group send-file`` (``to``: the account, or
+    :func:`group_target`)."""
+    print(f"sent {name} ({human_size(size)}) to {to}, end-to-end encrypted")
+
+
+def group_target(name: str) -> str:
+    """How ``group send-file`` names the group it sent to."""
+    return f"the group {name!r}"
+
+
+def print_group_created(name: str, members: int) -> None:
+    """The output of ``group create``."""
+    print(f"created group {name!r} with {members} members")
+
+
+def print_group_size(name: str, members: int) -> None:
+    """The output of ``group add``."""
+    print(f"{name!r} has {members} members")
+
+
+def print_group_removed(name: str, member: str) -> None:
+    """The output of ``group remove``."""
+    print(f"removed {member} from {name!r}")
+
+
+def print_group_left(name: str) -> None:
+    """The output of ``group leave``."""
+    print(f"left {name!r}")
+
+
+def print_group_renamed(name: str, new_name: str) -> None:
+    """The output of ``group rename``."""
+    print(f"renamed {name!r} to {new_name!r}")
+
+
+def print_group_admin(name: str, member: str, admin: bool) -> None:
+    """The output of ``group admin`` (``admin`` False: ``--revoke``)."""
+    print(f"{member} is {'' if admin else 'no longer '}an admin of {name!r}")
+
+
+def print_group_members(members: Sequence[str], admins: Sequence[str]) -> None:
+    """The output of ``group members``: one member a line, admins marked."""
+    marked = set(admins)
+    for member in members:
+        print(f"{member} (admin)" if member in marked else member)
 
 
 def _when(timestamp: float | None) -> str:

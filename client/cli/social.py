@@ -29,6 +29,7 @@ from .common import (
     file_line,
     human_size,
     only_leaf,
+    print_fetched,
     print_whoami,
     receive_command,
     run_with_state,
@@ -153,9 +154,7 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         await _send_file(session, args)
     elif command == "fetch-file":
         record = await session.fetch_file(args.message_id)
-        if record.path is None:
-            raise ClientError(f"the file was not saved: {record.error}")
-        print(record.path)
+        print_fetched(record.path, record.error)
     elif command == "group":
         await _group(args, session)
     elif command == "react":
@@ -252,14 +251,22 @@ async def _send_file(session: SocialSession, args: argparse.Namespace) -> None:
     """``send-file`` (and ``group send-file``): the message id, and on stderr what was sent and
     whether end to end."""
     sent = await session.send_file(args.name, args.path, args.caption, args.mime)
-    if not sent.end_to_end:
-        print(f"note: the conversation with {args.name} is not end-to-end encrypted: the "
+    print_file_sent(args.name, sent.message, sent.file.media.name, sent.file.media.size,
+                    sent.end_to_end)
+
+
+def print_file_sent(to: str, message_id: int, name: str | None, size: int,
+                    end_to_end: bool) -> None:
+    """The output of ``send-file``: the message id; on stderr what was sent to ``to`` and
+    whether end to end (with a note when not)."""
+    if not end_to_end:
+        print(f"note: the conversation with {to} is not end-to-end encrypted: the "
               "server can read this file's key and so the file (run 'secret "
-              f"{args.name}' first to encrypt files end to end)", file=sys.stderr)
-    print(sent.message)
-    print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
-          f"{args.name}" + (", end-to-end encrypted" if sent.end_to_end else
-                            ", not end-to-end encrypted"), file=sys.stderr)
+              f"{to}' first to encrypt files end to end)", file=sys.stderr)
+    print(message_id)
+    print(f"sent {name} ({human_size(size)}) to "
+          f"{to}" + (", end-to-end encrypted" if end_to_end else
+                     ", not end-to-end encrypted"), file=sys.stderr)
 
 
 async def _group(args: argparse.Namespace, session: SocialSession) -> None:
@@ -274,24 +281,59 @@ async def _group(args: argparse.Namespace, session: SocialSession) -> None:
         print_group_created(name, len(info["members"]))
     elif action == "add":
         info = await session.group_add(name, args.members)
-        print(f"{name} has {len(info['members'])} members")
+        print_group_size(name, len(info["members"]))
     elif action == "remove":
         await session.group_remove(name, args.member)
-        print(f"removed {args.member} from {name}")
+        print_group_removed(name, args.member)
     elif action == "leave":
         await session.group_leave(name)
-        print(f"left {name}")
+        print_group_left(name)
     elif action == "rename":
         await session.group_rename(name, args.new_name)
-        print(f"renamed {name} to {args.new_name}")
+        print_group_renamed(name, args.new_name)
     elif action == "members":
-        info = await session.conversation(name)
-        if info.get("kind") != "group":
-            raise ClientError(f"{name!r} is not a group")
-        print("\n".join(info["members"]))
+        print_group_members(group_members(name, await session.conversation(name)))
     else:
-        raise ClientError("social groups have no admins: every member may add, remove and "
-                          "rename")
+        raise no_admins()
+
+
+def no_admins() -> ClientError:
+    """The refusal of ``group admin`` on the social transport."""
+    return ClientError("social groups have no admins: every member may add, remove and rename")
+
+
+def group_members(name: str, info: dict[str, Any]) -> list[str]:
+    """The members of the group ``name`` from its conversation ``info``; :class:`ClientError`
+    when ``name`` is not a group."""
+    if info.get("kind") != "group":
+        raise ClientError(f"{name!r} is not a group")
+    return list(info["members"])
+
+
+def print_group_size(name: str, members: int) -> None:
+    """The output of ``group add``."""
+    print(f"{name} has {members} members")
+
+
+def print_group_removed(name: str, member: str) -> None:
+    """The output of ``group remove``."""
+    print(f"removed {member} from {name}")
+
+
+def print_group_left(name: str) -> None:
+    """The output of ``group leave``."""
+    print(f"left {name}")
+
+
+def print_group_renamed(name: str, new_name: str) -> None:
+    """The output of ``group rename``."""
+    print(f"renamed {name} to {new_name}")
+
+
+def print_group_members(members: Sequence[str]) -> None:
+    """The output of ``group members``: one member a line."""
+    for member in members:
+        print(member)
 
 
 async def _chat(client: SocialClient, name: str) -> int:
