@@ -3,9 +3,10 @@
     e2e-chat --home ~/.e2e-bot daemon &          # the account's daemon (registered before)
     python examples/echo_bot.py --home ~/.e2e-bot
 
-It subscribes on HOME/daemon.sock, answers each incoming ``message`` and then acknowledges it,
-so a message that arrived while the bot was down (or that it was handling when it died) is
-answered when it comes back: at least once, never lost (docs/JSONRPC.md).
+It subscribes on HOME/daemon.sock, answers each incoming ``message`` (a group's in the group, a
+file's with its caption) and then acknowledges it, so a message that arrived while the bot was
+down (or that it was handling when it died) is answered when it comes back: at least once, never
+lost (docs/JSONRPC.md).
 """
 
 from __future__ import annotations
@@ -67,8 +68,12 @@ def main() -> None:
     for event in daemon.events():
         params = event.get("params", {})
         if event.get("method") == "message" and params.get("text") is not None:
-            to = params.get("conversation") or params["from"]  # social: the group or account
-            daemon.call("send", name=to, text=params["text"], transport=params["transport"])
+            if params.get("group"):  # a private group's message: answered in the group
+                daemon.call("group_send", name=params["group"], text=params["text"],
+                            transport=params["transport"])
+            else:
+                to = params.get("conversation") or params["from"]  # social: group or account
+                daemon.call("send", name=to, text=params["text"], transport=params["transport"])
         if "event_id" in params:
             daemon.call("ack", ids=[params["event_id"]])
 

@@ -7,6 +7,7 @@ cutoff while the daemon keeps serving a good one).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -325,6 +327,10 @@ def test_echo_bot_answers(relay: int, homes: tuple[Path, Path],
         lines: list[str] = []
         wait_until(lambda: lines.extend(chat(relay, alice, "recv").stdout.splitlines())
                    or "bob: echo this" in lines, "the echo")
+        assert chat(relay, alice, "group", "create", "team", "bob").returncode == 0
+        assert chat(relay, alice, "group", "send", "team", "echo in the team").returncode == 0
+        wait_until(lambda: lines.extend(chat(relay, alice, "recv").stdout.splitlines())
+                   or "[team] bob: echo in the team" in lines, "the echo in the group")
     finally:
         bot.kill()
         bot.wait(TIMEOUT)
@@ -403,3 +409,204 @@ def test_both_transports_at_once(relay: int, homes: tuple[Path, Path]) -> None:
             daemon.kill()
     finally:
         social.kill()
+
+
+def _next(bot: LineRpc, name: str) -> dict[str, Any]:
+    """The params of the next notification called ``name`` (others before it are skipped)."""
+    while (note := bot.notification())["method"] != name:
+        pass
+    return note["params"]  # type: ignore[no-any-return]
+
+
+def test_a_group_through_the_daemon(relay: int, homes: tuple[Path, Path],
+                                    bob_daemon: DaemonProcess) -> None:
+    alice, bob = homes
+    bot = bob_daemon.connect()
+    assert bot.events_until_caught_up() == []
+    assert chat(relay, alice, "group", "create", "team", "bob").returncode == 0
+    update = _next(bot, "group_update")
+    assert (update["group"], update["from"], update["kind"]) == ("team", "alice", "group_update")
+    assert chat(relay, alice, "group", "send", "team", "hello team").returncode == 0
+    message = _next(bot, "message")
+    assert (message["group"], message["from"], message["text"], message["to"]) == (
+        "team", "alice", "hello team", None)
+    assert bot.call("ack", ids=[update["event_id"], message["event_id"]]) == {
+        "acked": [update["event_id"], message["event_id"]]}
+    assert bot.call("group_members", name="team")["members"] == ["alice", "bob"]
+    sent = bot.call("group_send", name="team", text="hi from the bot")
+    echo = _next(bot, "sent")
+    assert (echo["id"], echo["group"], echo["text"]) == (sent["id"], "team", "hi from the bot")
+    assert "event_id" not in echo
+    assert chat(relay, alice, "recv").stdout == "[team] bob: hi from the bot\n"
+    refused = bot.request("group_remove", name="team", member="alice")
+    assert refused["error"]["code"] == 1 and "admin" in refused["error"]["message"]
+    done = chat(relay, bob, "chat", "--group", "team", stdin="typed in the group\n/quit\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("chatting with team;")
+    assert chat(relay, alice, "recv").stdout == "[team] bob: typed in the group\n"
+    unknown = chat(relay, bob, "chat", "--group", "nosuch", stdin="/quit\n")
+    assert (unknown.returncode, unknown.stderr) == (
+        1, "e2e-chat: you are in no group named 'nosuch'\n")
+
+
+def test_a_file_through_the_daemon(relay: int, homes: tuple[Path, Path],
+                                   bob_daemon: DaemonProcess, tmp_path: Path) -> None:
+    alice, bob = homes
+    bot = bob_daemon.connect()
+    assert bot.events_until_caught_up() == []
+    report = tmp_path / "report.txt"
+    report.write_text("quarterly figures\n")
+    done = chat(relay, alice, "send-file", "bob", str(report), "--caption", "the report")
+    assert done.returncode == 0, done.stderr
+    got = _next(bot, "message")
+    saved = Path(got["path"])
+    assert saved.parent == bob / "files" and saved.read_bytes() == report.read_bytes()
+    assert (got["kind"], got["size"], got["mime"], got["name"], got["caption"]) == (
+        "media", report.stat().st_size, "text/plain", "report.txt", "the report")
+    assert got["sha256"] == hashlib.sha256(report.read_bytes()).hexdigest()
+    assert bot.call("fetch_file", message_id=got["id"])["path"] == got["path"]
+
+    photo = tmp_path / "photo.bin"
+    photo.write_bytes(bytes(range(256)) * 300)
+    relative = bot.request("send_file", name="alice", path="photo.bin")
+    assert relative["error"]["code"] == -32602  # the daemon's directory is not the bot's
+    sent = bot.call("send_file", name="alice", path=str(photo), mime="application/x-test")
+    assert (sent["size"], sent["sha256"]) == (photo.stat().st_size,
+                                              hashlib.sha256(photo.read_bytes()).hexdigest())
+    assert _next(bot, "sent")["id"] == sent["id"]
+    shown = chat(relay, alice, "recv", "--json")
+    record = json.loads(shown.stdout)
+    assert (record["from"], record["mime"], record["sha256"]) == (
+        "bob", "application/x-test", sent["sha256"])
+    assert Path(record["path"]).read_bytes() == photo.read_bytes()
+
+
+def _same(direct: subprocess.CompletedProcess[str], served: subprocess.CompletedProcess[str],
+          swap: dict[str, str]) -> None:
+    """``served`` printed what ``direct`` printed, its names swapped by ``swap``."""
+    def named(text: str) -> str:
+        for old, new in swap.items():
+            text = text.replace(old, new)
+        return text
+
+    assert (served.returncode, served.stdout, served.stderr) == (
+        direct.returncode, named(direct.stdout), named(direct.stderr)), served.args
+
+
+def _group_commands(group: str, file: Path) -> list[tuple[str, ...]]:
+    renamed = f"{group}-new"
+    return [("group", "create", group, "alice"), ("group", "add", group, "carol"),
+            ("group", "members", group), ("group", "admin", group, "alice"),
+            ("group", "members", group), ("group", "admin", group, "alice", "--revoke"),
+            ("group", "send", group, "hi all"), ("group", "send-file", group, str(file)),
+            ("group", "rename", group, renamed), ("group", "remove", renamed, "carol"),
+            ("group", "members", renamed), ("group", "leave", renamed),
+            ("group", "members", renamed), ("group", "add", "nosuch", "carol"),
+            ("send-file", "alice", str(file), "--caption", "see this"),
+            ("send-file", "alice", str(file.parent / "missing.txt")),
+            ("fetch-file", "ffff")]
+
+
+def test_group_and_file_commands_print_the_same_with_and_without_the_daemon(
+        relay: int, homes: tuple[Path, Path], tmp_path: Path) -> None:
+    alice, bob = homes
+    assert chat(relay, tmp_path / "carol", "register", "carol").returncode == 0
+    file = tmp_path / "notes.txt"
+    file.write_text("five\n")
+
+    def incoming(group: str, name: str) -> None:  # alice's group, message and file for bob
+        attachment = tmp_path / name
+        attachment.write_text("five\n")
+        for command in (("group", "create", group, "bob"), ("group", "send", group, "hello"),
+                        ("send-file", "bob", str(attachment))):
+            assert chat(relay, alice, *command).returncode == 0
+
+    direct = [chat(relay, bob, *command) for command in _group_commands("team-d", file)]
+    incoming("club-d", "from-d.txt")
+    direct_recv = chat(relay, bob, "recv")
+    assert direct_recv.stdout.count("\n") == 3, direct_recv.stdout
+    daemon = DaemonProcess(bob, relay)
+    try:
+        served = [chat(relay, bob, *command) for command in _group_commands("team-s", file)]
+        incoming("club-s", "from-s.txt")
+        status = daemon.connect()
+        wait_until(lambda: status.call("daemon_info")["queued"] >= 3, "alice's three events")
+        queued = status.events_until_caught_up()  # seen, not acknowledged: recv prints them
+        file_id = next(e["params"]["id"] for e in queued if "mime" in e["params"])
+        served_recv = chat(relay, bob, "recv")
+        fetched = chat(relay, bob, "fetch-file", file_id[:12])
+    finally:
+        daemon.kill()
+    swap = {"team-d": "team-s", "club-d": "club-s", "from-d.txt": "from-s.txt"}
+    for one, other in zip(direct, served, strict=True):
+        _same(one, other, swap)
+    _same(direct_recv, served_recv, swap)
+    assert "[club-s] alice: hello\n" in served_recv.stdout
+    assert f"alice: [file from-s.txt, 5 B, text/plain] {bob / 'files' / 'from-s.txt'}" in (
+        served_recv.stdout)
+    assert (fetched.returncode, fetched.stdout) == (0, f"{bob / 'files' / 'from-s.txt'}\n")
+
+
+def _social_group_commands(group: str, file: Path) -> list[tuple[str, ...]]:
+    renamed = f"{group}-new"
+    return [("group", "create", group, "alice"), ("group", "add", group, "carol"),
+            ("group", "members", group), ("group", "admin", group, "alice"),
+            ("group", "send", group, "hi all"), ("group", "rename", group, renamed),
+            ("group", "remove", renamed, "carol"), ("group", "members", renamed),
+            ("group", "send-file", renamed, str(file)), ("group", "leave", renamed),
+            ("group", "members", renamed), ("send-file", "alice", str(file)),
+            ("fetch-file", "999999")]
+
+
+def test_social_group_and_file_commands_print_the_same_with_and_without_the_daemon(
+        relay: int, homes: tuple[Path, Path], tmp_path: Path) -> None:
+    import os
+    import re
+
+    from tests.fault_support import SocialProcess
+    from tests.social_harness import PASSWORD
+
+    alice, bob = homes
+    social_port = free_port()
+    social = SocialProcess(tmp_path / "social-server.db", social_port)
+    env = {**os.environ, "E2E_PASSWORD": PASSWORD, "E2E_SOCIAL": f"127.0.0.1:{social_port}"}
+
+    def social_chat(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return chat(relay, home, "--transport", "social", *args, env=env)
+
+    def unnumbered(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+        """Message ids (the server's counter) as ID."""
+        for name in ("stdout", "stderr"):
+            text = re.sub(r"(?m)^\d+$", "ID", getattr(done, name))
+            setattr(done, name, re.sub(r"\[\d+\]", "[ID]", text))
+        return done
+
+    file = tmp_path / "notes.txt"
+    file.write_text("five\n")
+    try:
+        for home, name in ((alice, "alice"), (bob, "bob"), (tmp_path / "carol", "carol")):
+            assert social_chat(home, "register", name).returncode == 0
+        direct = [unnumbered(social_chat(bob, *command))
+                  for command in _social_group_commands("team-d", file)]
+        assert social_chat(alice, "send-file", "bob", str(file)).returncode == 0
+        direct_recv = unnumbered(social_chat(bob, "recv"))
+        daemon = DaemonProcess(bob, relay, env=env)
+        try:
+            served = [unnumbered(social_chat(bob, *command))
+                      for command in _social_group_commands("team-s", file)]
+            bot = daemon.connect()
+            bot.call("subscribe")
+            assert social_chat(alice, "send-file", "bob", str(file)).returncode == 0
+            got = _next(bot, "message")  # seen, not acknowledged: recv prints it
+            served_recv = unnumbered(social_chat(bob, "recv"))
+            fetched = social_chat(bob, "fetch-file", got["id"])
+        finally:
+            daemon.kill()
+    finally:
+        social.kill()
+    for one, other in zip(direct, served, strict=True):
+        _same(one, other, {"team-d": "team-s"})
+    assert [one.returncode for one in direct].count(1) == 3  # admin, members, fetch-file
+    _same(direct_recv, served_recv, {"files/notes.txt": "files/notes (1).txt"})
+    assert (fetched.returncode, fetched.stdout) == (0, f"{got['path']}\n")
+    assert Path(got["path"]).read_text() == "five\n"

@@ -211,3 +211,68 @@ async def test_key_change_is_an_event_and_accepting_queues_the_held_messages(
     assert result["key_changed"] and result["released"] == 1
     assert (await next_event("message"))["text"] == "new phone"
     hub.queue.close()
+
+
+def _file(message: str, path: str | None, error: str | None = None) -> Any:
+    from client.core.files import FileRecord
+    from e2e_proto.media import MediaPayload
+
+    media = MediaPayload(b"\x01" * 32, b"\x02" * 32, b"\x03" * 24, 5, "text/plain", "notes.txt",
+                         "a caption", None)
+    return FileRecord(message, media, path, None if path is None else b"\x04" * 32, error)
+
+
+@pytest.mark.parametrize("saved", [True, False])
+@pytest.mark.parametrize("group", [None, "team"])
+@pytest.mark.parametrize("outgoing", [False, True])
+def test_private_events_print_as_the_cli_prints_the_message(
+        capsys: pytest.CaptureFixture[str], saved: bool, group: str | None,
+        outgoing: bool) -> None:
+    from client.cli.private import printer
+    from client.daemon.events import private_event, received_from_params
+    from client.private.received import Received
+
+    message_id = bytes(range(16))
+    texts = [Received("alice", 1, "bob", message_id, 1700, "text", "hi", outgoing, group=group),
+             Received("alice", 1, "bob", message_id, 1700, "media", "a caption", outgoing,
+                      file=_file(message_id.hex(), "/home/files/notes.txt" if saved else None,
+                                 None if saved else "the relay has no such blob"),
+                      group=group)]
+    for received in texts:
+        event = private_event(received)
+        assert event.name == ("sent" if outgoing else "message")
+        params = json.loads(json.dumps(event.params))  # as a subscriber reads it
+        assert params["group"] == group
+        if received.file is not None:
+            assert {k: params[k] for k in ("path", "size", "mime", "name", "caption")} == {
+                "path": received.file.path, "size": 5, "mime": "text/plain",
+                "name": "notes.txt", "caption": "a caption"}
+            assert params["sha256"] == (("04" * 32) if saved else None)
+            assert "key" not in params and "blob_id" not in params
+        shown = received_from_params(event.name, params)
+        for as_json in (False, True):
+            printer(as_json)(received)
+            direct = capsys.readouterr().out
+            printer(as_json)(shown)
+            assert capsys.readouterr().out == direct
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_social_file_events_print_as_the_cli_prints_them(capsys: pytest.CaptureFixture[str],
+                                                         saved: bool) -> None:
+    from client.cli.social import printer
+    from client.daemon.events import social_event, social_event_from_params
+    from client.social.state import SocialEvent
+
+    event = SocialEvent(7, "message", "team", "alice", 1, 1700, 42, "a caption", None, False,
+                        file=_file("42", "/home/files/notes.txt" if saved else None,
+                                   None if saved else "download failed"))
+    queued = social_event(event)
+    assert queued.name == "message" and queued.params["mime"] == "text/plain"
+    shown = social_event_from_params(json.loads(json.dumps(queued.params)))
+    for as_json in (False, True):
+        printer(as_json, "bob")(event)
+        direct = capsys.readouterr().out
+        printer(as_json, "bob")(shown)
+        assert capsys.readouterr().out == direct
+        assert "notes.txt" in direct

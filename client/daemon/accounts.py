@@ -27,7 +27,7 @@ from e2e_proto.errors import E2EProtoError
 
 from ..core.connection import ConnectionLost, ServerError
 from ..core.errors import ClientError
-from ..private.received import Received, from_stored
+from ..private.received import Received
 from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
 from ..social.session import SocialClient, SocialSession
@@ -106,10 +106,10 @@ class Account(abc.ABC, Generic[ClientT, SessionT]):
     def events_of(self, item: Any) -> list[Event]:
         """The events of one thing the session shows."""
 
-    @abc.abstractmethod
-    def queue_released(self) -> None:
-        """Queue what an acceptance released (held messages, shown again as unseen) now,
-        rather than on the next reconnection."""
+    async def queue_released(self, session: SessionT) -> None:
+        """Queue what an acceptance released (held messages, now unseen) at once, rather than
+        on the next reconnection; ``session`` downloads their files."""
+        await session.show_unseen(self.take)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[SessionT]:
@@ -152,12 +152,16 @@ class PrivateAccount(Account[PrivateClient, PrivateSession]):
                 events.append(key_changed_event(account, known[0].raw))
         return events
 
-    def queue_released(self) -> None:
-        """Queue the messages ``verify --accept`` released, each before it is marked shown."""
-        state: ClientState = self.client.state
-        for message in state.unseen():
-            self.take(from_stored(message, message.sender == self.account))
-            state.mark_seen(message.id)
+    @contextlib.asynccontextmanager
+    async def group_session(self) -> AsyncIterator[PrivateSession]:
+        """A session for a ``group`` call, as the CLI's: up to date with what the relay holds
+        for this device (the live session is, by receiving; a connection of its own takes the
+        backlog in first) and with this device's updates delivered."""
+        async with self.session() as session:
+            if session is not self.live:
+                await session.catch_up()
+            await session.deliver_pending_updates()
+            yield session
 
     def publish_key_changes(self, *accounts: str) -> None:
         """Queue the key changes a call noticed on ``accounts``."""
@@ -174,13 +178,6 @@ class SocialAccount(Account[SocialClient, SocialSession]):
     def events_of(self, item: SocialEvent) -> list[Event]:
         """The event of what the social session shows."""
         return [social_event(item)]
-
-    def queue_released(self) -> None:
-        """Queue the events ``verify --accept`` released, each before it is marked shown."""
-        state: SocialState = self.client.state
-        for event in state.unseen_events():
-            self.take(event)
-            state.mark_event_seen(event.seq)
 
 
 def open_accounts(home: Any, passphrase: str | None, relay: tuple[str, int],

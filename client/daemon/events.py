@@ -3,19 +3,26 @@
 One pair of functions per transport: ``*_event`` makes an event (its queue key, its name and
 its JSON parameters) from what the client library hands a receive handler, and the inverse
 gives back the library's object, so the CLI's client mode prints an event through the very
-functions the direct CLI uses. Names: ``message``, ``sent`` (this account's own messages, from
-this device through the daemon or from another device), ``reaction``, ``pin``, ``unpin``,
-``secret``, ``group_update``, ``key_changed`` and ``notice``; any other payload kind keeps its
-own name.
+functions the direct CLI uses. Names: ``message`` (a file message too, and a private group's
+message, with its ``group``), ``sent`` (this account's own messages, from this device through
+the daemon or from another device), ``reaction``, ``pin``, ``unpin``, ``secret``,
+``group_update``, ``key_changed`` and ``notice``; any other payload kind keeps its own name.
+
+A message announcing a file carries the file's fields as ``recv --json`` shows them (``path``,
+``size``, ``mime``, ``sha256``, ``name``, ``error``) and its ``caption``; never its key.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
+from e2e_proto.media import MEDIA_KIND, MediaPayload
 
+from ..cli.common import file_json
+from ..core.files import FileRecord
 from ..private.received import Received
 from ..social.state import SocialEvent
 
@@ -28,8 +35,38 @@ class Event(NamedTuple):
     params: dict[str, Any]
 
 
-_PRIVATE_NAMES = {"text": "message"}
+_PRIVATE_NAMES = {"text": "message", MEDIA_KIND: "message"}
 _SOCIAL_NAMES = {"group": "group_update"}
+
+
+@dataclass(frozen=True, slots=True)
+class ShownMedia:
+    """The fields of a file's media payload an event carries: what the CLI shows of it. The
+    key, blob id and header stay in the daemon's home."""
+
+    size: int
+    mime: str
+    name: str | None
+    caption: str | None
+
+
+def file_params(record: FileRecord | None) -> dict[str, Any]:
+    """An event's file fields (none without a file): ``recv --json``'s and the caption."""
+    if record is None:
+        return {}
+    return {**file_json(record), "caption": record.media.caption}
+
+
+def file_from_params(params: dict[str, Any], message: str) -> FileRecord | None:
+    """Inverse of :func:`file_params` for the CLI's printers (None without a file): a record
+    whose ``media`` holds only the shown fields (:class:`ShownMedia`). ``message`` is the
+    file message's id as ``fetch-file`` takes it."""
+    if "mime" not in params:
+        return None
+    media = ShownMedia(params["size"], params["mime"], params["name"], params["caption"])
+    sha256 = params["sha256"]
+    return FileRecord(message, cast(MediaPayload, media), params["path"],
+                      None if sha256 is None else bytes.fromhex(sha256), params["error"])
 
 
 def _notice_key(transport: str, text: str) -> str:
@@ -46,8 +83,10 @@ def private_event(received: Received, sent: bool = False) -> Event:
     name = "sent" if outgoing else _PRIVATE_NAMES.get(received.kind, received.kind)
     return Event(f"{PRIVATE}:{received.id.hex()}", name, {
         "transport": PRIVATE, "id": received.id.hex(), "from": received.sender,
-        "device": received.sender_device, "to": received.peer if outgoing else None,
-        "ts": received.ts, "kind": received.kind, "text": received.text})
+        "device": received.sender_device,
+        "to": received.peer if outgoing and received.group is None else None,
+        "group": received.group, "ts": received.ts, "kind": received.kind,
+        "text": received.text, **file_params(received.file)})
 
 
 def received_from_params(name: str, params: dict[str, Any]) -> Received:
@@ -55,9 +94,10 @@ def received_from_params(name: str, params: dict[str, Any]) -> Received:
     if name == "notice":
         return Received("", 0, "", b"", 0, "notice", None, warning=str(params["text"]))
     outgoing = name == "sent"
-    return Received(params["from"], params["device"],
-                    params["to"] if outgoing else params["from"], bytes.fromhex(params["id"]),
-                    params["ts"], params["kind"], params["text"], outgoing)
+    return Received(params["from"], params["device"], params["to"] or params["from"],
+                    bytes.fromhex(params["id"]), params["ts"], params["kind"], params["text"],
+                    outgoing, file=file_from_params(params, params["id"]),
+                    group=params.get("group"))
 
 
 def key_changed_event(account: str, key: bytes) -> Event:
@@ -72,7 +112,7 @@ def social_event(event: SocialEvent) -> Event:
               "conversation": event.conversation, "from": event.sender, "device": event.device,
               "ts": event.ts, "id": None if event.message is None else str(event.message),
               "text": event.text if event.warning is None else event.warning,
-              "emoji": event.emoji, "secret": event.secret}
+              "emoji": event.emoji, "secret": event.secret, **file_params(event.file)}
     if event.warning is not None:
         key = (f"{SOCIAL}:{event.seq}" if event.seq else _notice_key(SOCIAL, event.warning))
         return Event(key, "notice", params)
@@ -80,13 +120,13 @@ def social_event(event: SocialEvent) -> Event:
 
 
 def social_sent_event(conversation: str, sender: str, device: int, message_id: int, ts: int,
-                      text: str, secret: bool) -> Event:
-    """The event of a message this device sent through the daemon on the social transport
-    (``ts`` in milliseconds, the daemon's clock)."""
+                      text: str | None, secret: bool, file: FileRecord | None = None) -> Event:
+    """The event of a message (with ``file``: a file) this device sent through the daemon on
+    the social transport (``ts`` in milliseconds, the daemon's clock)."""
     return Event(f"{SOCIAL}:sent:{message_id}", "sent", {
         "transport": SOCIAL, "seq": 0, "kind": "message", "conversation": conversation,
         "from": sender, "device": device, "ts": ts, "id": str(message_id), "text": text,
-        "emoji": None, "secret": secret})
+        "emoji": None, "secret": secret, **file_params(file)})
 
 
 def social_event_from_params(params: dict[str, Any]) -> SocialEvent:
@@ -97,4 +137,5 @@ def social_event_from_params(params: dict[str, Any]) -> SocialEvent:
                        params["device"], params["ts"],
                        None if message is None else int(message),
                        None if notice else params["text"], params["emoji"],
-                       bool(params["secret"]), params["text"] if notice else None)
+                       bool(params["secret"]), params["text"] if notice else None,
+                       file_from_params(params, str(message)))

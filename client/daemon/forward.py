@@ -1,7 +1,8 @@
 """The CLI's client mode: while a daemon serves the home, a command is a call to it.
 
 :func:`forward` sends the parsed command line as the JSON-RPC call of the same name (``group
-ACTION`` is ``group_ACTION``; the parameters are the command's arguments, by their names) and
+ACTION`` is ``group_ACTION``, a dash is an underscore: ``send-file`` is ``send_file``; the
+parameters are the command's arguments, by their names, a file's path made absolute) and
 prints the result through the direct CLI's own output functions, so the output, the exit code
 and the one-line errors are the same as without a daemon. ``recv`` and ``chat`` subscribe and
 acknowledge what they print. ``register``, ``login`` and ``link`` make a home's account and do
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +26,14 @@ from e2e_proto.capabilities import PRIVATE, SOCIAL
 
 from ..cli import private as private_cli
 from ..cli import social as social_cli
-from ..cli.common import PROG, only_leaf, print_whoami, user_error_line
+from ..cli.common import (
+    PROG,
+    only_leaf,
+    print_chat_banner,
+    print_fetched,
+    print_whoami,
+    user_error_line,
+)
 from ..core.connection import ConnectionLost
 from ..core.errors import ClientError
 from .client import DaemonClient, open_daemon
@@ -71,6 +80,24 @@ def _social_devices(args: argparse.Namespace, result: Any) -> None:
                               for d in result["devices"]], result["this_device"])
 
 
+def _fetched(args: argparse.Namespace, result: Any) -> None:
+    print_fetched(result["path"], result["error"])
+
+
+def _private_file_sent(args: argparse.Namespace, result: Any) -> None:
+    private_cli.print_file_sent(result["name"], result["size"], args.name)
+
+
+def _private_group_file_sent(args: argparse.Namespace, result: Any) -> None:
+    private_cli.print_file_sent(result["name"], result["size"],
+                                private_cli.group_target(args.name))
+
+
+def _social_file_sent(args: argparse.Namespace, result: Any) -> None:
+    social_cli.print_file_sent(args.name, int(result["id"]), result["name"], result["size"],
+                               result["end_to_end"])
+
+
 RENDER: dict[tuple[str, str], Render] = {
     (PRIVATE, "whoami"): _whoami,
     (PRIVATE, "send"): _nothing,
@@ -80,11 +107,40 @@ RENDER: dict[tuple[str, str], Render] = {
     (PRIVATE, "devices"): _private_devices,
     (PRIVATE, "approve"): lambda args, result: private_cli.print_approved(result["device_id"]),
     (PRIVATE, "unlink"): lambda args, result: private_cli.print_unlinked(result["device_id"]),
+    (PRIVATE, "send_file"): _private_file_sent,
+    (PRIVATE, "fetch_file"): _fetched,
+    (PRIVATE, "group_create"): lambda args, result: private_cli.print_group_created(
+        args.name, len(result["members"])),
+    (PRIVATE, "group_add"): lambda args, result: private_cli.print_group_size(
+        args.name, len(result["members"])),
+    (PRIVATE, "group_remove"): lambda args, result: private_cli.print_group_removed(
+        args.name, args.member),
+    (PRIVATE, "group_leave"): lambda args, result: private_cli.print_group_left(args.name),
+    (PRIVATE, "group_rename"): lambda args, result: private_cli.print_group_renamed(
+        args.name, args.new_name),
+    (PRIVATE, "group_admin"): lambda args, result: private_cli.print_group_admin(
+        args.name, args.member, not args.revoke),
+    (PRIVATE, "group_members"): lambda args, result: private_cli.print_group_members(
+        result["members"], result["admins"]),
+    (PRIVATE, "group_send"): _nothing,
+    (PRIVATE, "group_send_file"): _private_group_file_sent,
     (SOCIAL, "whoami"): _whoami,
     (SOCIAL, "send"): lambda args, result: print(result["id"]),
     (SOCIAL, "group_send"): lambda args, result: print(result["id"]),
+    (SOCIAL, "send_file"): _social_file_sent,
+    (SOCIAL, "fetch_file"): _fetched,
     (SOCIAL, "group_create"): lambda args, result: social_cli.print_group_created(
         args.name, len(result["members"])),
+    (SOCIAL, "group_add"): lambda args, result: social_cli.print_group_size(
+        args.name, len(result["members"])),
+    (SOCIAL, "group_remove"): lambda args, result: social_cli.print_group_removed(
+        args.name, args.member),
+    (SOCIAL, "group_leave"): lambda args, result: social_cli.print_group_left(args.name),
+    (SOCIAL, "group_rename"): lambda args, result: social_cli.print_group_renamed(
+        args.name, args.new_name),
+    (SOCIAL, "group_members"): lambda args, result: social_cli.print_group_members(
+        result["members"]),
+    (SOCIAL, "group_send_file"): _social_file_sent,
     (SOCIAL, "react"): _nothing,
     (SOCIAL, "unreact"): lambda args, result: social_cli.check_unreacted(args.message_id,
                                                                          result["changed"]),
@@ -110,10 +166,10 @@ class NotServed(Exception):
 
 
 def method_of(args: argparse.Namespace) -> str:
-    """The method a command line calls: the command, or ``group_ACTION``."""
-    if args.command == "group":
-        return f"group_{args.group_command}"
-    return str(args.command)
+    """The method a command line calls: the command, or ``group_ACTION`` (a dash is an
+    underscore)."""
+    command = f"group_{args.group_command}" if args.command == "group" else str(args.command)
+    return command.replace("-", "_")
 
 
 def params_of(args: argparse.Namespace, method: str) -> dict[str, Any]:
@@ -122,6 +178,8 @@ def params_of(args: argparse.Namespace, method: str) -> dict[str, Any]:
     params = {} if entry is None else {
         param.name: getattr(args, param.name) for param in entry.params
         if getattr(args, param.name, None) is not None}
+    if "path" in params:  # the daemon's working directory is not this command's
+        params["path"] = os.path.abspath(params["path"])
     params["transport"] = args.transport
     return params
 
@@ -212,8 +270,14 @@ async def _receive(daemon: DaemonClient, args: argparse.Namespace, wait: float |
 
 
 async def _chat(daemon: DaemonClient, args: argparse.Namespace) -> None:
-    """``chat``: what arrives is printed while each line of stdin is sent to NAME."""
-    print(f"chatting with {args.name}; type a message and Enter, /quit to leave", flush=True)
+    """``chat``: what arrives is printed while each line of stdin is sent to NAME (with
+    ``--group``: to the group; on the social transport a group is a NAME)."""
+    name = args.name or args.group
+    private_group = args.group is not None and args.transport == PRIVATE
+    method = "group_send" if private_group else "send"
+    print_chat_banner(name)
+    if private_group:  # the group must be known here, as the direct chat checks first
+        await _call(daemon, "group_members", {"name": name, "transport": args.transport})
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_receive, daemon, args, math.inf)
         while True:
@@ -222,5 +286,5 @@ async def _chat(daemon: DaemonClient, args: argparse.Namespace) -> None:
                 nursery.cancel_scope.cancel()
                 return
             if line.strip():
-                await _call(daemon, "send", {"name": args.name, "text": line.rstrip("\n"),
+                await _call(daemon, method, {"name": name, "text": line.rstrip("\n"),
                                              "transport": args.transport})

@@ -15,7 +15,7 @@ from e2e_proto.capabilities import PRIVATE, SOCIAL
 from . import private_methods as private
 from . import social_methods as social
 from .jsonrpc import Codes, RpcError
-from .table import BOOLEAN, EVENT_IDS, INTEGER, NAME, STRING, STRINGS, Method, Param
+from .table import BOOLEAN, EVENT_IDS, INTEGER, NAME, PATH, STRING, STRINGS, Method, Param
 
 if TYPE_CHECKING:
     from .connections import CallContext
@@ -52,6 +52,15 @@ MESSAGE_ID = Param("message_id", NAME, "the message id, as events show it (priva
                    "unique prefix is enough; social: a decimal string)")
 ACCEPT = Param("accept", BOOLEAN, "accept the keys (devices) as they are now", required=False)
 TEXT = Param("text", STRING, "the message text")
+GROUP = Param("name", NAME, "group name")
+MEMBER = Param("member", NAME, "a member's account")
+MEMBERS = Param("members", STRINGS, "member accounts")
+FILE = (Param("path", PATH, "the file to send, as the daemon sees it (client mode sends the "
+              "caller's path made absolute)"),
+        Param("caption", STRING, "a caption shown with the file", required=False),
+        Param("mime", NAME, "its MIME type (default: guessed from the file name)",
+              required=False))
+FILE_FIELDS = "path, size, mime, sha256, name, error"
 
 METHODS: tuple[Method, ...] = (
     Method("subscribe", "Start receiving events as notifications on this connection: every "
@@ -109,15 +118,42 @@ METHODS: tuple[Method, ...] = (
     Method("unlink", "On the primary: remove a linked device (private).", "{device_id}",
            (Param("device_id", INTEGER, "the device id to remove"),),
            on={PRIVATE: private.unlink}, command="unlink"),
-    Method("group_create", "Create a group (social).", "{name, members}",
-           (Param("name", NAME, "group name"),
-            Param("members", STRINGS, "member accounts")),
-           on={SOCIAL: social.group_create}, command="group"),
-    Method("group_add", "Add members to a group (social).", "{name, members}",
-           (Param("name", NAME, "group name"), Param("members", STRINGS, "accounts to add")),
-           on={SOCIAL: social.group_add}, command="group"),
-    Method("group_send", "Send one message to a group (social).", "{id}",
-           (Param("name", NAME, "group name"), TEXT), on={SOCIAL: social.send},
+    Method("send_file", "Send a file: encrypted once, uploaded (a call again after a lost "
+           "connection resumes the upload), announced to the account (social: or group).",
+           f"private: {{id, ts, {FILE_FIELDS}}}; social: {{id, end_to_end, {FILE_FIELDS}}}",
+           (NAME_PARAM, *FILE), on={PRIVATE: private.send_file, SOCIAL: social.send_file},
+           command="send-file"),
+    Method("fetch_file", "Download (again) the file of a message this account received.",
+           f"{{id, {FILE_FIELDS}}}", (MESSAGE_ID,),
+           on={PRIVATE: private.fetch_file, SOCIAL: social.fetch_file}, command="fetch-file"),
+    Method("group_create", "Create a group (private: you are its admin).",
+           "private: a group; social: {name, members}", (GROUP, MEMBERS),
+           on={PRIVATE: private.group_create, SOCIAL: social.group_create}, command="group"),
+    Method("group_add", "Add members to a group (private: admins).",
+           "private: a group; social: {name, members}", (GROUP, MEMBERS),
+           on={PRIVATE: private.group_add, SOCIAL: social.group_add}, command="group"),
+    Method("group_remove", "Remove a member from a group (private: admins).",
+           "private: a group; social: {name, member}", (GROUP, MEMBER),
+           on={PRIVATE: private.group_remove, SOCIAL: social.group_remove}, command="group"),
+    Method("group_leave", "Leave a group.", "private: a group; social: {name}", (GROUP,),
+           on={PRIVATE: private.group_leave, SOCIAL: social.group_leave}, command="group"),
+    Method("group_rename", "Rename a group (private: admins).",
+           "private: a group; social: {name, new_name}",
+           (GROUP, Param("new_name", NAME, "the group's new name")),
+           on={PRIVATE: private.group_rename, SOCIAL: social.group_rename}, command="group"),
+    Method("group_members", "A group's members (private: and admins).",
+           "private: a group; social: {name, members}", (GROUP,),
+           on={PRIVATE: private.group_members, SOCIAL: social.group_members}, command="group"),
+    Method("group_admin", "Private, admins: make a member an admin, or no longer one.",
+           "a group", (GROUP, MEMBER, Param("revoke", BOOLEAN, "no longer an admin",
+                                            required=False)),
+           on={PRIVATE: private.group_admin, SOCIAL: social.group_admin}, command="group"),
+    Method("group_send", "Send one message to a group.", "private: {id, ts}; social: {id}",
+           (GROUP, TEXT), on={PRIVATE: private.group_send, SOCIAL: social.send},
+           command="group"),
+    Method("group_send_file", "Send a file to a group (private: one group message; social: "
+           "as send_file).", f"private: {{id, ts, {FILE_FIELDS}}}; social: as send_file",
+           (GROUP, *FILE), on={PRIVATE: private.group_send_file, SOCIAL: social.send_file},
            command="group"),
 )
 

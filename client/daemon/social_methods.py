@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cli.social import message_id_arg
+from ..cli.common import file_json
+from ..cli.social import group_members as members_of
+from ..cli.social import message_id_arg, no_admins
+from ..social.media import media_text
 from ..social.session import SocialSession
 from ..social.state import StoredMessage
 from .accounts import SocialAccount
@@ -42,6 +45,60 @@ async def group_add(account: SocialAccount, params: dict[str, Any]) -> dict[str,
     async with account.session() as session:
         info = await session.group_add(params["name"], params["members"])
     return {"name": params["name"], "members": list(info.get("members", []))}
+
+
+async def send_file(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
+    """Send the file at ``path`` to the account or group ``name`` (``caption``, ``mime``
+    optional): ``{id, end_to_end}`` and the file's fields (a ``sent`` event follows)."""
+    name = params["name"]
+    async with account.session() as session:
+        sent = await session.send_file(name, params["path"], params["caption"], params["mime"])
+    ts = int(account.client.clock() * 1000)
+    account.hub.broadcast(social_sent_event(name, account.account, account.device_id,
+                                            sent.message, ts, media_text(sent.file.media),
+                                            sent.end_to_end, sent.file))
+    return {"id": str(sent.message), "end_to_end": sent.end_to_end, **file_json(sent.file)}
+
+
+async def fetch_file(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
+    """Download (again) the file of the message ``message_id``: its ``{id}`` and fields
+    (``path`` null and ``error`` set when it could not be saved)."""
+    async with account.session() as session:
+        record = await session.fetch_file(params["message_id"])
+    return {"id": record.message, **file_json(record)}
+
+
+async def group_remove(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
+    """Remove ``member`` from the group ``name``; ``{name, member}``."""
+    async with account.session() as session:
+        await session.group_remove(params["name"], params["member"])
+    return {"name": params["name"], "member": params["member"]}
+
+
+async def group_leave(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
+    """Leave the group ``name``; ``{name}``."""
+    async with account.session() as session:
+        await session.group_leave(params["name"])
+    return {"name": params["name"]}
+
+
+async def group_rename(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
+    """Rename the group ``name`` to ``new_name``; ``{name, new_name}``."""
+    async with account.session() as session:
+        await session.group_rename(params["name"], params["new_name"])
+    return {"name": params["name"], "new_name": params["new_name"]}
+
+
+async def group_members(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
+    """The members of the group ``name``: ``{name, members}``."""
+    name = params["name"]
+    async with account.session() as session:
+        return {"name": name, "members": members_of(name, await session.conversation(name))}
+
+
+async def group_admin(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
+    """Refused: social groups have no admins (as the CLI says)."""
+    raise no_admins()
 
 
 async def react(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
@@ -103,8 +160,8 @@ async def verify(account: SocialAccount, params: dict[str, Any]) -> dict[str, An
     async with account.session() as session:
         report = await session.device_report(params["name"])
         accepted = (await session.accept_devices(params["name"])) if params["accept"] else None
-    if accepted is not None and accepted[1]:
-        account.queue_released()
+        if accepted is not None and accepted[1]:
+            await account.queue_released(session)
     return {"devices": [{"id": device_id, "key": key.hex(), "status": status}
                         for device_id, key, status in report],
             "accepted": None if accepted is None else {"devices": accepted[0],

@@ -10,6 +10,7 @@ method takes an optional ``transport`` parameter.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -49,6 +50,9 @@ STRINGS = Kind(f"array of 1 to {MAX_LIST} strings",
 EVENT_IDS = Kind(f"array of 1 to {MAX_LIST} event ids (positive integers)",
                  lambda v: isinstance(v, list) and 0 < len(v) <= MAX_LIST
                  and all(type(x) is int and 0 < x < 2**63 for x in v))
+PATH = Kind("absolute path of at most 4096 characters",
+            lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\0" not in v
+            and os.path.isabs(v))
 TRANSPORT = Kind('"private" or "social"', lambda v: v in (PRIVATE, SOCIAL))
 
 
