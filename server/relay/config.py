@@ -27,3 +27,5 @@ class RelayConfig(ConnectionLimits):
     link_timeout: float = 600.0
     max_group_members: int = CAPABILITIES[PRIVATE].max_group_members
     """Members of a group's routing copy (the capability table's 1024)."""
+    max_call_participants: int = CAPABILITIES[PRIVATE].group_call_participants
+    """Devices in one call (the capability table's 8)."""

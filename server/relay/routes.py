@@ -7,7 +7,7 @@ tests draw their requests from these tables, so a route added here is fuzzed too
 from __future__ import annotations
 
 from ..common.requests import Route, RouteTable
-from . import accounts, directory, groups, linking, messages
+from . import accounts, calls, directory, groups, linking, messages
 
 _GET_DEVICES = Route(directory.get_devices, ("account",))
 _PING = Route(messages.ping)
@@ -38,5 +38,11 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "group_put": Route(groups.group_put, ("routing", "signature")),
     "group_send": Route(groups.group_send, ("group_id", "version", "devices_digest", "message")),
     "group_deliver": Route(groups.group_deliver, ("group_id", "envelopes")),
+    "call_start": Route(calls.call_start, ("to", "group_id")),
+    "call_join": Route(calls.call_join, ("call_id",)),
+    "call_leave": Route(calls.call_leave, ("call_id",)),
+    "call_end": Route(calls.call_end, ("call_id",)),
+    "call_list": Route(calls.call_list),
+    "call_signal": Route(calls.call_signal, ("call_id", "envelopes")),
 }
 """Requests of an authenticated device."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -18,6 +18,7 @@ import trio
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 
+from ..calls.registry import CallRegistry, SfuGrant
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
 from .config import RelayConfig
@@ -33,11 +34,14 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
     """The relay's logic: serve connections (``handle_stream``) over one store."""
 
     def __init__(self, store: RelayStore, config: RelayConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sfu: SfuGrant | None = None) -> None:
         super().__init__()
         self.store = store
         self.config = config or RelayConfig()
         self.clock = clock
+        self.calls = CallRegistry(self.config.max_call_participants, sfu,
+                                  lambda: int(self.clock() * 1000))
+        """The calls running (:mod:`server.relay.calls`); ``sfu`` None: calls are refused."""
         self.pending_links: dict[bytes, PendingLink] = {}
         self.mailboxes = GroupCommit(store)
         self.account_requests = TokenBuckets(self.config.account_requests_per_second,
@@ -59,6 +63,14 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         """Tell the connections of ``address`` that new mail is waiting."""
         for connection in self._online.get(address, ()):
             connection.wakeup.set()
+
+    def push_to_accounts(self, accounts: Iterable[str], frame: dict[str, Any]) -> None:
+        """Queue a push frame to every connection of every device of ``accounts``."""
+        wanted = set(accounts)
+        for address, connections in self._online.items():
+            if address.account in wanted:
+                for connection in connections:
+                    connection.push(frame)
 
     def notify(self, address: Address, frame: dict[str, Any]) -> None:
         """Queue a push frame to every connection of ``address``."""

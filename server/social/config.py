@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import nacl.pwhash
 
 from e2e_proto import social_api as api
+from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
 from ..common.connection import ConnectionLimits
 
@@ -29,3 +30,5 @@ class SocialConfig(ConnectionLimits):
     max_one_time_prekeys: int = 200
     bundles_per_minute: float = 120.0
     bundle_burst: int = 200
+    max_call_participants: int = CAPABILITIES[SOCIAL].group_call_participants
+    """Devices in one call (the capability table's 50)."""

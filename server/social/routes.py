@@ -7,7 +7,7 @@ their requests from these tables, so a route added here is fuzzed too.
 from __future__ import annotations
 
 from ..common.requests import Route, RouteTable
-from . import accounts, conversations, directory, history, messages, reactions
+from . import accounts, calls, conversations, directory, history, messages, reactions
 
 _PING = Route(messages.ping)
 
@@ -41,5 +41,11 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "history": Route(history.history, ("conversation", "before", "limit")),
     "search": Route(history.search, ("text", "limit")),
     "ack": Route(messages.ack, ("seq",)),
+    "call_start": Route(calls.call_start, ("conversation",)),
+    "call_join": Route(calls.call_join, ("call_id",)),
+    "call_leave": Route(calls.call_leave, ("call_id",)),
+    "call_end": Route(calls.call_end, ("call_id",)),
+    "call_list": Route(calls.call_list),
+    "call_signal": Route(calls.call_signal, ("call_id", "envelopes")),
 }
 """Requests of a logged-in device."""

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import nacl.exceptions
 import nacl.pwhash
@@ -22,6 +23,7 @@ import trio
 
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
+from ..calls.registry import CallRegistry, SfuGrant
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
 from .config import SocialConfig
@@ -33,11 +35,13 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
     """The social server's logic: serve connections (``handle_stream``) over one store."""
 
     def __init__(self, store: SocialStore, config: SocialConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sfu: SfuGrant | None = None) -> None:
         super().__init__()
         self.store = store
         self.config = config or SocialConfig()
         self.clock = clock
+        self.calls = CallRegistry(self.config.max_call_participants, sfu, self.now_ms)
+        """The calls running (:mod:`server.social.calls`); ``sfu`` None: calls are refused."""
         self.capabilities = CAPABILITIES[SOCIAL]
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
         self._dummy_hash: bytes | None = None
@@ -54,6 +58,12 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         for account in accounts:
             for connection in self._online.get(account, ()):
                 connection.wakeup.set()
+
+    def push_to_accounts(self, accounts: Iterable[str], frame: dict[str, Any]) -> None:
+        """Queue a push frame (a call notice) to every connection of ``accounts``."""
+        for account in set(accounts):
+            for connection in self._online.get(account, ()):
+                connection.push(frame)
 
     def now_ms(self) -> int:
         """The server's clock in milliseconds (message and event timestamps)."""
