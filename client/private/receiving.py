@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from e2e_proto import call_api
 from e2e_proto.address import Address
 from e2e_proto.errors import DuplicateMessageError, RemoteProtocolError
 from e2e_proto.groups import GroupUpdate
@@ -88,6 +89,10 @@ class Receiving(SessionBase):
             return True
         elif kind == "prekeys_low":
             await self._top_up(frame.get("count"))
+        elif kind in call_api.PUSHES:
+            ring = await self._on_call_push(frame)
+            if ring is not None:
+                await self._show(handler, ring)
         elif kind == "error":
             raise ConnectionLost(f"the relay closed the connection: "
                                  f"{bounded_str(frame.get('message'), 200) or 'error'}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from e2e_proto import call_api
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
 from e2e_proto.payload import Payload
@@ -53,6 +54,10 @@ class Receiving(SessionBase):
                 kind = frame.get("type")
                 if kind == "event":
                     await self._event(handler, frame)
+                elif kind in call_api.PUSHES:
+                    ring = await self._on_call_push(frame)
+                    if ring is not None:
+                        await self._show(handler, ring)
                 elif kind == "queue_empty" and wait is None:
                     return
                 elif kind == "error":
