@@ -490,6 +490,8 @@ class CallInfo:
     e2e: bool
     group: bytes | str | None
     """The group (private: its id; social: its name), or None for a one-to-one call."""
+    joined: bool = False
+    """Whether this device is in the call already (``call_list`` says)."""
 
 
 def parse_call_info(entry: object, cap: int) -> CallInfo:
@@ -509,7 +511,7 @@ def parse_call_info(entry: object, cap: int) -> CallInfo:
                     or is_valid_account(group))):
         raise ClientError("the server sent a malformed call")
     return CallInfo(call_id, device_address(*caller), participants, min(limit, cap),
-                    entry["e2e"], group)
+                    entry["e2e"], group, entry.get("joined") is True)
 
 
 def check_room(info: CallInfo, cap: int, transport: str) -> None:

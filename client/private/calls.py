@@ -66,6 +66,14 @@ class Calls(SessionBase):
             raise ClientError("the relay sent a malformed call list")
         return [parse_call_info(entry, CAP) for entry in calls[:100]]
 
+    async def ringing_notices(self) -> list[Received]:
+        """A ring to show for each call this device may join and is not in (none when the
+        relay cannot say)."""
+        try:
+            return [self._ring(info) for info in await self.calls_ringing() if not info.joined]
+        except ClientError:
+            return []
+
     async def call_join(self, info: CallInfo) -> Grant:
         """Join the call ``info`` describes (refused here when it is full already)."""
         check_room(info, CAP, PRIVATE)

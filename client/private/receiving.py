@@ -50,14 +50,16 @@ class Receiving(SessionBase):
 
         Each new message is committed locally before it is acknowledged, and shown to
         ``handler`` once: messages stored but not shown in an earlier run (a lost connection or
-        a crash after the commit) come first. ``wait=None`` returns once the queue is drained;
-        ``wait=math.inf`` runs until cancelled.
+        a crash after the commit) come first, then a ring for each call one may join.
+        ``wait=None`` returns once the queue is drained; ``wait=math.inf`` runs until cancelled.
         """
         assert self.address is not None
         for account, count in self.state.held_counts():
             await self._show(handler, _notice(_held(account, count)))
         for message in self.state.unseen():
             await self._show(handler, self._as_received(message))
+        for ring in await self.ringing_notices():
+            await self._show(handler, ring)
         if wait is None and self.backlog_drained:
             # The relay announces the end of the backlog once per connection, and it was seen
             # already (while linking): take what has arrived since, without waiting for more.

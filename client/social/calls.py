@@ -63,6 +63,14 @@ class Calls(SessionBase):
             raise ClientError("the social server sent a malformed call list")
         return [parse_call_info(entry, CAP) for entry in calls[:100]]
 
+    async def ringing_notices(self) -> list[SocialEvent]:
+        """A ring to show for each call this device may join and is not in (none when the
+        server cannot say)."""
+        try:
+            return [self._ring(info) for info in await self.calls_ringing() if not info.joined]
+        except ClientError:
+            return []
+
     async def call_join(self, info: CallInfo) -> Grant:
         """Join the call ``info`` describes (refused here when it is full already)."""
         check_room(info, CAP, SOCIAL)
@@ -107,6 +115,11 @@ class Calls(SessionBase):
         """Take part in the call of ``grant`` for ``seconds`` (with the account ``peer``, for
         an end-to-end call), then leave. The session's receive loop must run meanwhile.
         ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps)."""
+        assert self.address is not None
+        if grant.e2e:
+            if peer is None:
+                raise ClientError("an end-to-end call is one to one: name the other account")
+            await self.pin_on_first_use(*sorted({self.address.account, peer}))
         call = ActiveCall(self, grant, profile, allowed=self._call_allowed(peer),
                           random=self.client.random, **options)
         for frame in self.call_book.open(call):

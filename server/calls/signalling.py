@@ -117,11 +117,11 @@ def end(server: CallServer, conn: CallConnection, call: Call, one_to_one: bool) 
     _ended(server, call)
 
 
-def listing(call: Call, **extra: Any) -> dict[str, Any]:
-    """One entry of ``call_list``'s answer."""
+def listing(call: Call, me: Address, **extra: Any) -> dict[str, Any]:
+    """One entry of ``call_list``'s answer for the device ``me`` (``joined``: it is in it)."""
     return {"call_id": call.call_id, "from": [call.starter.account, call.starter.device_id],
             "participants": len(call.participants), "limit": call.limit, "e2e": call.e2e,
-            **extra}
+            "joined": call.participant_of(me) is not None, **extra}
 
 
 def signal(conn: CallConnection, call: Call, frame: dict[str, Any]) -> dict[str, Any]:

@@ -81,7 +81,7 @@ async def call_end(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, An
 async def call_list(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """The running calls this account may join."""
     assert conn.address is not None
-    return {"calls": [signalling.listing(c, group_id=c.conversation)
+    return {"calls": [signalling.listing(c, conn.address, group_id=c.conversation)
                       for c in conn.relay.calls.calls_for(conn.address.account)]}
 
 

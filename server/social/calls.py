@@ -80,7 +80,8 @@ async def call_list(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, 
     for call in conn.server.calls.calls_for(me):
         conversation = conn.store.conversation(call.conversation)
         if conversation is not None:
-            found.append(signalling.listing(call, conversation=conversation.title_for(me),
+            found.append(signalling.listing(call, conn.address,
+                                            conversation=conversation.title_for(me),
                                             group=conversation.kind == GROUP))
     return {"calls": found}
 
