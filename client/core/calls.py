@@ -231,6 +231,9 @@ class ActiveCall:
         self.sent = 0
         self.rejoins = 0
         self.ended = trio.Event()
+        """Set when the server ends the call; :meth:`run` then returns."""
+        self.streaming = trio.Event()
+        """Set once the first frame is sent (this device is in the unit and keyed)."""
         self._pending: dict[int, deque[bytes]] = {}
         self._welcomed = trio.Event()
         self._rejoin_wanted = trio.Event()
@@ -371,6 +374,7 @@ class ActiveCall:
             link.send_media(profile.kind, self.level, keys.encrypt(frame))
             self.sent += 1
             seq += 1
+            self.streaming.set()
             deadline = max(deadline + period, trio.current_time() - period)
             await trio.sleep_until(deadline)  # the frame clock
 

@@ -111,10 +111,10 @@ class Calls(SessionBase):
         the group ``group_id`` (whose devices may get this device's key); then leave.
 
         The session's receive loop must run meanwhile (it brings the call's notices).
-        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps).
+        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random).
         """
         call = ActiveCall(self, grant, profile, allowed=self._call_allowed(peer, group_id),
-                          random=self.client.random, **options)
+                          **{"random": self.client.random, **options})
         for frame in self.call_book.open(call):
             await self._on_call_push(frame)
         try:

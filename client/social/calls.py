@@ -114,14 +114,14 @@ class Calls(SessionBase):
                        peer: str | None = None, **options: Any) -> CallReport:
         """Take part in the call of ``grant`` for ``seconds`` (with the account ``peer``, for
         an end-to-end call), then leave. The session's receive loop must run meanwhile.
-        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps)."""
+        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random)."""
         assert self.address is not None
         if grant.e2e:
             if peer is None:
                 raise ClientError("an end-to-end call is one to one: name the other account")
             await self.pin_on_first_use(*sorted({self.address.account, peer}))
         call = ActiveCall(self, grant, profile, allowed=self._call_allowed(peer),
-                          random=self.client.random, **options)
+                          **{"random": self.client.random, **options})
         for frame in self.call_book.open(call):
             await self._on_call_push(frame)
         try:
