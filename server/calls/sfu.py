@@ -171,8 +171,8 @@ class Sfu:
         self._by_peer: dict[tuple[str, int], Participant] = {}
         self._waiting: set[Participant] = set()
         self._wake_pacer = trio.Event()
-        self._reject_budget = 0.0
-        self._reject_stamp = 0.0
+        self._reject_budget = self.config.rejects_per_second
+        self._reject_stamp = clock()
         self._sock: socket.socket | None = None
 
     # -- socket ------------------------------------------------------------------------------
@@ -414,7 +414,8 @@ class Sfu:
     def _reject(self, peer: tuple[str, int], pid: int, reason: int, now: float) -> None:
         """Answer with a REJECT, within the global REJECT rate (it is unauthenticated)."""
         rate = self.config.rejects_per_second
-        self._reject_budget = min(rate, self._reject_budget + (now - self._reject_stamp) * rate)
+        elapsed = max(0.0, now - self._reject_stamp)
+        self._reject_budget = min(rate, self._reject_budget + elapsed * rate)
         self._reject_stamp = now
         if self._reject_budget >= 1:
             self._reject_budget -= 1
