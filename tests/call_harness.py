@@ -91,11 +91,12 @@ async def start_relay_with_calls(nursery: trio.Nursery, db: Path, grant: SfuGran
 
 
 async def start_social_with_calls(nursery: trio.Nursery, db: Path, grant: SfuGrant | None,
+                                  record: bool = False
                                   ) -> RunningServer[SocialServer, SqliteSocialStore]:
     """A social server on ``db`` whose calls go through the unit of ``grant``."""
     store = SqliteSocialStore(db)
     return await start_server(nursery, SocialServer(store, FAST, sfu=grant), store,
-                              social_serve)
+                              social_serve, record=record)
 
 
 @dataclass
