@@ -1,7 +1,7 @@
 """``python -m benchmarks`` / ``e2e-bench``: the hot path and the relay beside the floor and peers.
 
     python -m benchmarks [--quick] [--json FILE] [--markdown] [--plot FILE.png]
-                         [--no-relay] [--no-peers] [--no-groups]
+                         [--no-relay] [--no-peers] [--no-groups] [--no-calls]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import calls as call_figures
 from . import crypto, groups, report
 from .relay import relay_figures
 from .timing import run_interleaved
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
     parser.add_argument("--no-groups", action="store_true",
                         help="skip the group figures (warm 1 KiB, cold send to 1024 x 2)")
+    parser.add_argument("--no-calls", action="store_true",
+                        help="skip the call figures (SFrame, an 8-participant video call and "
+                        "the audio crowd through an e2e-sfu process)")
     return parser
 
 
@@ -96,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         group_cases, group_notes = groups.group_cases(peers=not args.no_peers)
         cases |= group_cases
         notes |= group_notes
+    if not args.no_calls:
+        cases |= call_figures.sframe_cases()
     stats = run_interleaved(cases, mode.samples, mode.sample_time, progress=progress)
     if not args.no_groups:
         cold = groups.cold_send(progress=progress)
@@ -103,9 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_relay:
         relay = relay_figures(warmup=mode.relay_warmup, duration=mode.relay_duration,
                               rounds=mode.relay_rounds, progress=progress)
+    calls = None
+    if not args.no_calls:
+        calls = call_figures.call_figures(args.quick, progress)
     progress.done()
     elapsed = time.monotonic() - started
-    target_list = report.targets(stats, relay)
+    target_list = report.targets(stats, relay, calls)
 
     print()
     print(f"Hot path: median per operation (quartiles), {mode.samples} interleaved samples, "
@@ -120,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print("Relay over loopback (encrypt, relay, decrypt; 100-byte messages)")
         print(report.relay_table(relay, args.markdown))
+    if calls:
+        print()
+        print("Calls through an e2e-sfu process over loopback (load average "
+              f"{calls['load_average']:.2f} on {info['cores']} cores)")
+        print(report.calls_table(calls, args.markdown))
+        print(report.capacity_line(calls))
     for name, note in notes.items():
         print(f"note: {name}: {note}")
     print()
@@ -129,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n({elapsed:.0f} s)")
     if args.json:
         report.to_json(args.json, info, mode.name, stats, sizes, relay, notes, target_list,
-                       elapsed, cold)
+                       elapsed, cold, calls)
     if args.plot:
         try:
             report.plot(args.plot, stats, relay, f"e2e-proto benchmarks ({mode.name}): "
