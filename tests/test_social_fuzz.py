@@ -27,8 +27,10 @@ import trio.testing
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from e2e_proto import call_api
 from e2e_proto import social_api as api
 from e2e_proto.wire import FrameDecoder, encode_frame
+from server.calls.registry import SfuGrant
 from server.social.accounts import token_hash
 from server.social.routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from server.social.server import SocialServer
@@ -47,7 +49,7 @@ ERROR_CODES = error_codes(api)
 REQUEST_TYPES = sorted({*PUBLIC_ROUTES, *AUTHENTICATED_ROUTES})  # type: ignore[type-var]
 FIELDS = sorted({field for table in (PUBLIC_ROUTES, AUTHENTICATED_ROUTES)
                  for route in table.values() for field in route.fields})
-PUSHES = ("event", "queue_empty")
+PUSHES = ("event", "queue_empty", *call_api.PUSHES)
 
 KNOWN_TOKEN = bytes(range(32))
 """The token of a device of ``other``, seeded in every store: ``auth`` with it succeeds."""
@@ -76,6 +78,8 @@ SHAPES: dict[str, list[str]] = {
     "group_rename": ["conversation", "name"],
     "publish_prekeys": ["identity_key", "signed_prekey", "one_time_prekeys"],
     "get_devices": ["account"], "fetch_bundles": ["account", "device_ids"], "ack": ["seq"],
+    "call_start": ["conversation"], "call_join": ["call_id"], "call_leave": ["call_id"],
+    "call_end": ["call_id"], "call_list": [], "call_signal": ["call_id", "envelopes"],
 }
 """The fields each request type reads, so that well-formed requests reach deep into handlers."""
 assert set(SHAPES) == set(REQUEST_TYPES)
@@ -91,6 +95,8 @@ _typical: dict[str, st.SearchStrategy[Any]] = {
     "signed_prekey": st.none() | st.lists(st.integers(0, 3) | st.binary(max_size=64), max_size=3),
     "one_time_prekeys": st.lists(st.lists(st.integers(0, 3) | st.binary(max_size=33),
                                           max_size=2), max_size=3),
+    "call_id": st.binary(min_size=15, max_size=17),
+    "envelopes": st.lists(st.binary(max_size=120), max_size=3),
 }
 field_values = {field: st.one_of(typical, typical, typical, values)  # mostly the right type
                 for field, typical in _typical.items()}
@@ -142,7 +148,7 @@ def _seed(store: SqliteSocialStore) -> None:
 async def _scenario(folder: Path, mode: str, inputs: list[bytes]) -> None:
     store = SqliteSocialStore(folder / "social.db")
     _seed(store)
-    server = SocialServer(store, FAST)
+    server = SocialServer(store, FAST, sfu=SfuGrant("127.0.0.1", 9, bytes(32)))
     with contextlib.closing(store), error_log("e2e.social") as errors:
         async with trio.open_nursery() as nursery:
             if mode == "login":  # an account made on another connection, then a login here
