@@ -51,7 +51,9 @@ def test_join_leave_and_end() -> None:
     with pytest.raises(NotParticipantError):
         calls.leave(call, ALICE)
     assert not calls.ended(call)
+    assert calls.dropped("conn-a2") == []  # alice's participant left already
     assert calls.dropped("conn-b") == [(call, second)] and calls.ended(call)
+    assert not calls._joined  # nothing kept of a call that ended
     with pytest.raises(UnknownCallError):
         calls.get(call.call_id)
     with pytest.raises(UnknownCallError):
@@ -69,6 +71,10 @@ def test_bounds_and_the_cap() -> None:
     calls.start(ALICE, {"bob"}, None)
     with pytest.raises(TooManyCallsError):
         calls.start(ALICE, {"bob"}, None)  # alice runs two already
+    ended = calls.start(BOB, {"alice"}, None)
+    calls.join(ended, BOB, 4)
+    calls.end(ended)
+    assert calls.dropped(4) == []
     calls.start(BOB, {"alice"}, None)
     with pytest.raises(TooManyCallsError):
         calls.start(CAROL, {"bob"}, None)  # the server runs three

@@ -142,6 +142,8 @@ class CallRegistry:
         self.max_calls = max_calls
         self.calls_per_account = calls_per_account
         self._calls: dict[bytes, Call] = {}
+        self._joined: dict[Any, list[tuple[Call, CallParticipant]]] = {}
+        """What each connection joined, so that a closing connection costs only its own."""
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -185,7 +187,9 @@ class CallRegistry:
             raise NotInvitedError("you are not invited to this call")
         current = call.participant_of(address)
         if current is not None:
+            self._unindex(current)
             current.connection = connection
+            self._joined.setdefault(connection, []).append((call, current))
             return current, False
         if len(call.participants) >= call.limit:
             raise CallFullError(f"a call here has at most {call.limit} participants (this one "
@@ -193,6 +197,7 @@ class CallRegistry:
         participant = CallParticipant(call.next_pid, address, connection)
         call.next_pid += 1
         call.participants[participant.pid] = participant
+        self._joined.setdefault(connection, []).append((call, participant))
         if not call.e2e:
             self._hand_out_keys(call, participant)
         return participant, True
@@ -208,6 +213,8 @@ class CallRegistry:
     def end(self, call: Call) -> None:
         """End the call for everybody."""
         self._calls.pop(call.call_id, None)
+        for participant in call.participants.values():
+            self._unindex(participant)
 
     def ended(self, call: Call) -> bool:
         """Whether the call is over."""
@@ -215,13 +222,20 @@ class CallRegistry:
 
     def dropped(self, connection: Any) -> list[tuple[Call, CallParticipant]]:
         """Take out every participant that joined through ``connection`` (it closed)."""
-        gone = [(call, p) for call in list(self._calls.values())
-                for p in list(call.participants.values()) if p.connection is connection]
+        gone = self._joined.pop(connection, [])
         for call, participant in gone:
             self._remove(call, participant)
         return gone
 
+    def _unindex(self, participant: CallParticipant) -> None:
+        joined = self._joined.get(participant.connection)
+        if joined is not None:
+            joined[:] = [(c, p) for c, p in joined if p is not participant]
+            if not joined:
+                del self._joined[participant.connection]
+
     def _remove(self, call: Call, participant: CallParticipant) -> None:
+        self._unindex(participant)
         del call.participants[participant.pid]
         call.keys.pop(participant.pid, None)
         if not call.participants:
