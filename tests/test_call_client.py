@@ -228,3 +228,17 @@ def test_a_link_accepts_only_fresh_tagged_datagrams_from_the_unit() -> None:
     link.close()
     with pytest.raises(OSError):
         link._sock.send(b"x")
+
+
+def test_the_call_command_line() -> None:
+    from client.cli.main import build_parser, main
+
+    args = build_parser().parse_args(["call", "bob", "--seconds", "3", "--video", "--json"])
+    assert (args.name, args.seconds, args.video, args.json, args.answer) == (
+        "bob", 3.0, True, True, False)
+    assert build_parser().parse_args(["call", "--answer"]).seconds == 10.0
+    for argv in (["call"], ["call", "bob", "--answer"], ["call", "--group", "g", "bob"],
+                 ["call", "bob", "--seconds", "-1"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2

@@ -133,7 +133,7 @@ class CallRegistry:
 
     def __init__(self, limit: int, grant: SfuGrant | None = None,
                  clock_ms: Callable[[], int] | None = None,
-                 random: RandomSource = system_random, max_calls: int = 10_000,
+                 random: RandomSource = system_random, *, max_calls: int = 10_000,
                  calls_per_account: int = 4) -> None:
         self.limit = limit
         self.grant = grant

@@ -174,6 +174,13 @@ class Sfu:
         self._reject_budget = self.config.rejects_per_second
         self._reject_stamp = clock()
         self._sock: socket.socket | None = None
+        self.routes: dict[int, Callable[[Participant, bytes, float], None]] = {
+            packets.MEDIA: self._forward,
+            packets.KEEPALIVE: self._acknowledge,
+            packets.LEAVE: self._leave,
+        }
+        """What an admitted participant may send: datagram type -> handler. (JOIN, which is
+        what admits, is taken before any of these.)"""
 
     # -- socket ------------------------------------------------------------------------------
 
@@ -299,16 +306,22 @@ class Sfu:
             return
         participant.replay.mark(counter)
         participant.last_heard = now
-        if kind == packets.MEDIA:
-            self._forward(participant, data, now)
-        elif kind == packets.KEEPALIVE:
-            self._send(packets.control_packet(participant.key, packets.KEEPALIVE_ACK, pid,
-                                              participant.next_counter()), peer)
-        elif kind == packets.LEAVE:
-            self.stats.leaves += 1
-            self._remove(participant, packets.LEFT)
-        else:
+        route = self.routes.get(kind)
+        if route is None:
             stats.malformed += 1
+        else:
+            route(participant, data, now)
+
+    def _acknowledge(self, participant: Participant, data: bytes, now: float) -> None:
+        """KEEPALIVE: answer, so the participant knows the unit still has it."""
+        self._send(packets.control_packet(participant.key, packets.KEEPALIVE_ACK,
+                                          participant.pid, participant.next_counter()),
+                   participant.peer)
+
+    def _leave(self, participant: Participant, data: bytes, now: float) -> None:
+        """LEAVE: out at once; the others are told."""
+        self.stats.leaves += 1
+        self._remove(participant, packets.LEFT)
 
     def _token(self, data: bytes, peer: tuple[str, int], pid: int,
                now: float) -> tuple[JoinToken, int] | None:
@@ -425,6 +438,7 @@ class Sfu:
     # -- forwarding --------------------------------------------------------------------------
 
     def _forward(self, sender: Participant, data: bytes, now: float) -> None:
+        """MEDIA: to every other participant (its loudest senders only, with last-N)."""
         try:
             _, level = packets.media_head(data)
         except MalformedError:

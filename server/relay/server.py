@@ -40,7 +40,9 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         self.config = config or RelayConfig()
         self.clock = clock
         self.calls = CallRegistry(self.config.max_call_participants, sfu,
-                                  lambda: int(self.clock() * 1000))
+                                  lambda: int(self.clock() * 1000),
+                                  max_calls=self.config.max_calls,
+                                  calls_per_account=self.config.calls_per_account)
         """The calls running (:mod:`server.relay.calls`); ``sfu`` None: calls are refused."""
         self.pending_links: dict[bytes, PendingLink] = {}
         self.mailboxes = GroupCommit(store)

@@ -32,3 +32,7 @@ class SocialConfig(ConnectionLimits):
     bundle_burst: int = 200
     max_call_participants: int = CAPABILITIES[SOCIAL].group_call_participants
     """Devices in one call (the capability table's 50)."""
+    max_calls: int = 10_000
+    """Calls running at once, in all."""
+    calls_per_account: int = 4
+    """Calls one account may have started and still running."""

@@ -40,7 +40,9 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         self.store = store
         self.config = config or SocialConfig()
         self.clock = clock
-        self.calls = CallRegistry(self.config.max_call_participants, sfu, self.now_ms)
+        self.calls = CallRegistry(self.config.max_call_participants, sfu, self.now_ms,
+                                  max_calls=self.config.max_calls,
+                                  calls_per_account=self.config.calls_per_account)
         """The calls running (:mod:`server.social.calls`); ``sfu`` None: calls are refused."""
         self.capabilities = CAPABILITIES[SOCIAL]
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
