@@ -1,7 +1,7 @@
 """``python -m benchmarks`` / ``e2e-bench``: the hot path and the relay beside the floor and peers.
 
     python -m benchmarks [--quick] [--json FILE] [--markdown] [--plot FILE.png]
-                         [--no-relay] [--no-peers] [--no-groups] [--no-calls]
+                         [--no-relay] [--no-peers] [--no-groups] [--no-media] [--no-calls]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import calls as call_figures
 from . import crypto, groups, report
+from .media import media_figures
 from .relay import relay_figures
 from .timing import run_interleaved
 
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
     parser.add_argument("--no-groups", action="store_true",
                         help="skip the group figures (warm 1 KiB, cold send to 1024 x 2)")
+    parser.add_argument("--no-media", action="store_true",
+                        help="skip the media figures (64 MiB crypto; a 1 GiB transfer, 128 MiB "
+                             "with --quick)")
     parser.add_argument("--no-calls", action="store_true",
                         help="skip the call figures (SFrame, an 8-participant video call and "
                         "the audio crowd through an e2e-sfu process)")
@@ -109,12 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_relay:
         relay = relay_figures(warmup=mode.relay_warmup, duration=mode.relay_duration,
                               rounds=mode.relay_rounds, progress=progress)
-    calls = None
-    if not args.no_calls:
-        calls = call_figures.call_figures(args.quick, progress)
+    media = None if args.no_media else media_figures(args.quick, progress)
+    calls = None if args.no_calls else call_figures.call_figures(args.quick, progress)
     progress.done()
     elapsed = time.monotonic() - started
-    target_list = report.targets(stats, relay, calls)
+    target_list = (report.targets(stats, relay) + report.media_targets(media)
+                   + report.call_targets(stats, calls))
 
     print()
     print(f"Hot path: median per operation (quartiles), {mode.samples} interleaved samples, "
@@ -129,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print("Relay over loopback (encrypt, relay, decrypt; 100-byte messages)")
         print(report.relay_table(relay, args.markdown))
+    if media:
+        print()
+        print("Media (encrypted attachments; MB = 10^6 bytes)")
+        print(report.media_table(media, args.markdown))
     if calls:
         print()
         print("Calls through an e2e-sfu process over loopback (load average "
@@ -144,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n({elapsed:.0f} s)")
     if args.json:
         report.to_json(args.json, info, mode.name, stats, sizes, relay, notes, target_list,
-                       elapsed, cold, calls)
+                       elapsed, cold, media, calls)
     if args.plot:
         try:
             report.plot(args.plot, stats, relay, f"e2e-proto benchmarks ({mode.name}): "

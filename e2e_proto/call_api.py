@@ -1,4 +1,4 @@
-"""The vocabulary of calls on both signalling servers (docs/PROTOCOL.md §17.2).
+"""The vocabulary of calls on both signalling servers (docs/PROTOCOL.md §18.2).
 
 The relay and the social server take the same call requests on their own connections and
 refuse them with the same codes; only who may start or join a call differs (a device of an

@@ -1,5 +1,5 @@
 """Call media keys: one participant's SFrame sender key, the others' keyrings, and the
-``call_key`` payload that carries a base key to another participant (docs/PROTOCOL.md §17.5).
+``call_key`` payload that carries a base key to another participant (docs/PROTOCOL.md §18.5).
 
 Invariant: a frame is encrypted under this participant's current sender key and decrypted
 only with a key its sender handed out (or one ratcheted forward from it, RFC 9605 §5.1):

@@ -1,4 +1,4 @@
-"""Datagrams between call participants and the forwarding unit (docs/PROTOCOL.md §17.4).
+"""Datagrams between call participants and the forwarding unit (docs/PROTOCOL.md §18.4).
 
 Invariant: every datagram a participant sends, and every control datagram the forwarding unit
 sends it, carries a 16-byte tag under the participant's packet key (HMAC-SHA256 truncated to

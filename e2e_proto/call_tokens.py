@@ -6,7 +6,7 @@ to one (account, device). The participant's packet key is derived from the whole
 under the same call key, so the forwarding unit recomputes it from the token alone, and nobody
 who only sees the token (it travels in the clear, in the JOIN datagram) learns it.
 
-Layout (integers big-endian, docs/PROTOCOL.md §17.3)::
+Layout (integers big-endian, docs/PROTOCOL.md §18.3)::
 
     body       = version (1) || call_id (16) || participant (4) || device (4) || expires_ms (8)
                  || limit (2) || nonce (16) || len(account) (1) || account (ASCII)

@@ -117,7 +117,7 @@ SFRAME_MAX_KEY_GENERATION = 2 ** (64 - SFRAME_RATCHET_BITS) - 1
 SFRAME_MAX_RATCHET_JUMP = 32  # a receiver follows a sender at most this many steps at once
 SFRAME_KEPT_RATCHET_STEPS = 2  # older steps a receiver keeps per generation, for reordering
 
-# Calls (DESIGN §15; docs/PROTOCOL.md §17): join tokens, forwarding-unit datagrams, key payloads.
+# Calls (DESIGN §15; docs/PROTOCOL.md §18): join tokens, forwarding-unit datagrams, key payloads.
 CALL_ID_SIZE = 16
 CALL_KEY_SIZE = 32  # the key a server shares with its forwarding unit (a token's MAC key)
 CALL_TOKEN_VERSION = 1

@@ -69,17 +69,24 @@ def blob_size(size: int) -> int:
     return size + MEDIA_CHUNK_OVERHEAD * max(1, -(-size // MEDIA_CHUNK_SIZE))
 
 
-def _check_size(size: object) -> None:
-    if type(size) is not int or not 0 <= size <= MAX_MEDIA_SIZE:
-        raise LocalProtocolError(f"media size must be in 0 .. {MAX_MEDIA_SIZE}")
+def _check_size(size: object, limit: int = MAX_MEDIA_SIZE) -> None:
+    if type(size) is not int or not 0 <= size <= limit:
+        raise LocalProtocolError(f"media size must be in 0 .. {limit}")
 
 
 def _byte_count(data: bytes) -> int:
-    """The length of a bytes-like ``data``; :class:`LocalProtocolError` for anything else."""
+    """The length of a bytes-like ``data``; :class:`LocalProtocolError` for anything else.
+
+    A strided view (``memoryview(b)[::2]``) is refused here, before a stream counts or hashes
+    it: it cannot be cut into chunks without a copy.
+    """
     try:
-        return memoryview(data).nbytes
+        view = memoryview(data)
     except TypeError:
         raise LocalProtocolError("media data must be bytes-like") from None
+    if not view.c_contiguous:
+        raise LocalProtocolError("media data must be a contiguous buffer")
+    return view.nbytes
 
 
 class _Held:
@@ -146,13 +153,16 @@ class MediaEncryptor:
 
     Memory stays constant: at most one chunk (64 KiB) is held between calls. ``feed`` returns
     the ciphertext of every chunk it completed, ``finish`` the last chunk (FINAL) and the blob
-    id, hashed as the ciphertext was produced.
+    id, hashed as the ciphertext was produced. ``max_size`` bounds the plaintext: the protocol's
+    ``MAX_MEDIA_SIZE`` unless a caller streams more outside a ``media`` payload (a benchmark).
     """
 
-    __slots__ = ("_blob_hash", "_finished", "_header", "_held", "_key", "_plain_hash",
+    __slots__ = ("_blob_hash", "_finished", "_header", "_held", "_key", "_limit", "_plain_hash",
                  "_size", "_state")
 
-    def __init__(self, random: RandomSource = system_random, hash_plaintext: bool = False) -> None:
+    def __init__(self, random: RandomSource = system_random, hash_plaintext: bool = False,
+                 max_size: int = MAX_MEDIA_SIZE) -> None:
+        _check_size(max_size, 2**63 - 1)
         key = random(MEDIA_KEY_SIZE)
         self._state, self._header = primitives.secretstream_init_push(key)
         self._key = key
@@ -160,6 +170,7 @@ class MediaEncryptor:
         self._blob_hash = hashlib.sha256()
         self._plain_hash = hashlib.sha256() if hash_plaintext else None
         self._size = 0
+        self._limit = max_size
         self._finished = False
 
     @property
@@ -175,12 +186,12 @@ class MediaEncryptor:
     def feed(self, data: bytes) -> bytes:
         """Ciphertext of the chunks ``data`` completes (often ``b""``); ``data`` is bytes-like.
 
-        :class:`LocalProtocolError` (changing nothing) past ``MAX_MEDIA_SIZE`` or after finish.
+        :class:`LocalProtocolError` (changing nothing) past ``max_size`` or after finish.
         """
         if self._finished:
             raise LocalProtocolError("the media stream is already finished")
         size = self._size + _byte_count(data)
-        _check_size(size)
+        _check_size(size, self._limit)
         out = []
         push, state, blob_hash = primitives.secretstream_push, self._state, self._blob_hash
         for chunk in _chunks(self._held, data, MEDIA_CHUNK_SIZE):
@@ -220,15 +231,17 @@ class MediaDecryptor:
 
     After an error the decryptor refuses further use, and the caller must discard all the
     plaintext it returned: only a ``finish()`` that returns accepts the file. Memory stays
-    constant (at most one sealed chunk is held).
+    constant (at most one sealed chunk is held). ``max_size`` is the largest ``size`` accepted
+    (``MAX_MEDIA_SIZE``, as for :class:`MediaEncryptor`).
     """
 
     __slots__ = ("_blob_hash", "_blob_id", "_done", "_expected", "_held", "_received",
                  "_state")
 
     def __init__(self, key: bytes, header: bytes, size: int,
-                 blob_id: bytes | None = None) -> None:
-        _check_size(size)
+                 blob_id: bytes | None = None, max_size: int = MAX_MEDIA_SIZE) -> None:
+        _check_size(max_size, 2**63 - 1)
+        _check_size(size, max_size)
         if blob_id is not None and (type(blob_id) is not bytes
                                     or len(blob_id) != MEDIA_BLOB_ID_SIZE):
             raise LocalProtocolError("blob id must be 32 bytes")
@@ -364,7 +377,14 @@ class MediaPayload:
         """
         if payload.kind != MEDIA_KIND:
             raise LocalProtocolError(f"not a media payload: {payload.kind!r}")
-        fields = payload.fields
+        return cls.from_fields(payload.fields)
+
+    @classmethod
+    def from_fields(cls, fields: object) -> MediaPayload:
+        """The media fields of a map (as :meth:`fields` gives, or a peer sent them);
+        :class:`MalformedError` if they are invalid or ``fields`` is not a map."""
+        if not isinstance(fields, dict):
+            raise MalformedError("media fields must be a map")
         try:
             return cls(fields["blob_id"], fields["key"], fields["header"], fields["size"],
                        fields["mime"], fields.get("name"), fields.get("caption"),

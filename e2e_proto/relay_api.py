@@ -12,8 +12,17 @@ import struct
 from typing import Any
 
 from .address import is_valid_device_id
+from .blob_api import (
+    BLOB_HASH_MISMATCH,
+    BLOB_INCOMPLETE,
+    BLOB_OFFSET,
+    BLOB_TAKEN,
+    BLOB_TOO_LARGE,
+    UNKNOWN_BLOB,
+)
+from .blob_api import QUOTA_EXCEEDED as BLOB_QUOTA_EXCEEDED
 
-# The call codes are part of this API's vocabulary (docs/PROTOCOL.md §17.2).
+# The call codes are part of this API's vocabulary (docs/PROTOCOL.md §18.2).
 from .call_api import CALL_FULL as CALL_FULL
 from .call_api import CALLS_UNAVAILABLE as CALLS_UNAVAILABLE
 from .call_api import NOT_INVITED as NOT_INVITED
@@ -50,6 +59,10 @@ NOT_GROUP_ADMIN = "not_group_admin"
 NOT_GROUP_MEMBER = "not_group_member"
 STALE_GROUP = "stale_group"  # a routing copy not newer than the relay's, or a send from another
 GROUP_TOO_LARGE = "group_too_large"
+# The blob store's codes (:mod:`e2e_proto.blob_api`), answered here too.
+BLOB_ERROR_CODES = (
+    UNKNOWN_BLOB, BLOB_TAKEN, BLOB_TOO_LARGE, BLOB_QUOTA_EXCEEDED, BLOB_OFFSET, BLOB_INCOMPLETE,
+    BLOB_HASH_MISMATCH)
 
 NONCE_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import emoji
 
-# The call codes are part of this API's vocabulary (docs/PROTOCOL.md §17.2).
+from .blob_api import (
+    BLOB_HASH_MISMATCH,
+    BLOB_INCOMPLETE,
+    BLOB_OFFSET,
+    BLOB_TAKEN,
+    BLOB_TOO_LARGE,
+    UNKNOWN_BLOB,
+)
+from .blob_api import QUOTA_EXCEEDED as BLOB_QUOTA_EXCEEDED
+
+# The call codes are part of this API's vocabulary (docs/PROTOCOL.md §18.2).
 from .call_api import CALL_FULL as CALL_FULL
 from .call_api import CALLS_UNAVAILABLE as CALLS_UNAVAILABLE
 from .call_api import NOT_INVITED as NOT_INVITED
@@ -45,6 +55,10 @@ DEVICE_MISMATCH = "device_mismatch"
 NO_PREKEYS = "no_prekeys"
 KEY_CHANGED = "key_changed"
 UNAVAILABLE = "unavailable"  # the server cannot read or write its storage now
+# The blob store's codes (:mod:`e2e_proto.blob_api`), answered here too.
+BLOB_ERROR_CODES = (
+    UNKNOWN_BLOB, BLOB_TAKEN, BLOB_TOO_LARGE, BLOB_QUOTA_EXCEEDED, BLOB_OFFSET, BLOB_INCOMPLETE,
+    BLOB_HASH_MISMATCH)
 
 MAX_TEXT_BYTES = 16 * 1024
 """Largest message text, in UTF-8 bytes."""

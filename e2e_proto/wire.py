@@ -245,8 +245,8 @@ def encode_frame(message: dict[str, Any], max_size: int = MAX_FRAME_SIZE) -> byt
     return _LENGTH.pack(len(body)) + body
 
 
-def decode_frame_body(body: bytes) -> dict[str, Any]:
-    """Parse one frame body: a msgpack map with str keys."""
+def decode_frame_body(body: bytes | memoryview) -> dict[str, Any]:
+    """Parse one frame body (any bytes-like object): a msgpack map with str keys."""
     try:
         message = _unpackb(body, strict_map_key=True)
     except _UNPACK_ERRORS:
@@ -293,10 +293,12 @@ class FrameDecoder:
         end = _LENGTH.size + length
         if len(buffer) < end:
             return None
-        body = bytes(buffer[_LENGTH.size:end])
+        # msgpack reads the body in place: a 1 MiB frame is not copied out of the buffer first.
+        with memoryview(buffer) as view, view[_LENGTH.size:end] as body:
+            try:
+                frame = decode_frame_body(body)
+            except MalformedError:
+                self._broken = True
+                raise
         del buffer[:end]
-        try:
-            return decode_frame_body(body)
-        except MalformedError:
-            self._broken = True
-            raise
+        return frame

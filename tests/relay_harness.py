@@ -52,6 +52,18 @@ async def register(client: PrivateClient, name: str) -> None:
         await session.register(name)
 
 
+async def register_under_a_new_key(relay: RunningRelay, account: str,
+                                   home: Path) -> PrivateClient:
+    """``account`` re-created under the same name with a new key, from a new client in
+    ``home``: the key swap a hostile relay could make."""
+    for table in ("one_time_prekeys", "mailbox", "devices", "accounts"):
+        relay.store._db.execute(f"DELETE FROM {table} WHERE account = ?", (account,))
+    relay.store._accounts.pop(account, None)
+    swapped = make_client(home, relay.port)
+    await register(swapped, account)
+    return swapped
+
+
 async def drain(client: PrivateClient) -> list[Received]:
     """Everything queued for the client's device."""
     got: list[Received] = []

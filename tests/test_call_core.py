@@ -1,5 +1,5 @@
 """The sans-IO call core: join tokens, datagrams and their tags, the replay window, synthetic
-frames and stream statistics, and the call key schedule (docs/PROTOCOL.md §17).
+frames and stream statistics, and the call key schedule (docs/PROTOCOL.md §18).
 
 Tags and derived keys are checked against pyca/cryptography's HMAC, computed here from the
 layout in the docs (the prefixes are spelled out again, not imported).

@@ -38,3 +38,21 @@ def test_group_commands(relay: int, tmp_path: Path) -> None:  # noqa: F811
     assert chat(relay, homes["bob"], "recv").stdout.splitlines()[-2:] == [
         "[friends] alice: [removed carol]", "[pals] alice: [renamed the group to 'pals']"]
     assert chat(relay, homes["bob"], "chat").returncode == 2  # a name or --group is needed
+
+
+def test_group_send_file(relay: int, tmp_path: Path) -> None:  # noqa: F811
+    homes = {name: tmp_path / name for name in ("alice", "bob")}
+    for name, home in homes.items():
+        assert chat(relay, home, "register", name).returncode == 0
+    assert chat(relay, homes["alice"], "group", "create", "pair", "bob").returncode == 0
+    source = tmp_path / "notes.txt"
+    source.write_text("group notes\n" * 128)
+    sent = chat(relay, homes["alice"], "group", "send-file", "pair", str(source),
+                "--caption", "for both")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.strip() == ("sent notes.txt (1.5 KiB) to the group 'pair', end-to-end "
+                                   "encrypted")
+    lines = chat(relay, homes["bob"], "recv").stdout.splitlines()
+    saved = homes["bob"] / "files" / "notes.txt"
+    assert lines[-1] == f"[pair] alice: [file notes.txt, 1.5 KiB, text/plain] {saved} for both"
+    assert saved.read_text() == source.read_text()

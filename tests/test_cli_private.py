@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -66,6 +67,32 @@ def test_not_registered_and_relay_down(tmp_path: Path) -> None:
     assert "cannot reach" in done.stderr or "not registered" in done.stderr
     bad = chat(free_port(), tmp_path / "x", "recv", "--wait", "-1")
     assert bad.returncode == 2 and "expected a number of seconds" in bad.stderr
+
+
+def test_send_file_recv_json_and_fetch_file(relay: int, tmp_path: Path) -> None:
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    assert chat(relay, alice, "register", "alice").returncode == 0
+    assert chat(relay, bob, "register", "bob").returncode == 0
+    source = tmp_path / "minutes.txt"
+    source.write_bytes(b"the minutes of the meeting\n" * 5000)
+    sent = chat(relay, alice, "send-file", "bob", str(source), "--caption", "read this")
+    assert sent.returncode == 0, sent.stderr
+    assert "sent minutes.txt" in sent.stdout and "end-to-end encrypted" in sent.stdout
+    got = chat(relay, bob, "recv", "--json")
+    assert got.returncode == 0, got.stderr
+    (line,) = [json.loads(text) for text in got.stdout.splitlines()]
+    assert line["kind"] == "media" and line["text"] == "read this"
+    assert line["path"] == str(bob / "files" / "minutes.txt")
+    assert (line["size"], line["mime"]) == (source.stat().st_size, "text/plain")
+    assert line["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert Path(line["path"]).read_bytes() == source.read_bytes()
+    again = chat(relay, bob, "fetch-file", line["id"][:10])
+    assert again.returncode == 0 and again.stdout.strip() == line["path"]
+    missing = chat(relay, alice, "send-file", "bob", str(tmp_path / "nope.txt"))
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+    assert "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+    help_text = chat(relay, alice, "--help").stdout
+    assert "send-file" in help_text and "fetch-file" in help_text
 
 
 def test_link_returns_at_once_after_the_approval(relay: int, tmp_path: Path) -> None:

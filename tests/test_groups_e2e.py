@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import msgpack
@@ -19,6 +20,7 @@ from e2e_proto.constants import GROUP_ROUTING_PREFIX
 from e2e_proto.errors import DuplicateMessageError, NoSenderKeyError
 from e2e_proto.group_cipher import GroupCipher
 from e2e_proto.groups import GroupUpdate
+from e2e_proto.media import MEDIA_KIND
 from e2e_proto.payload import Payload
 from e2e_proto.wire import GroupEnvelope, decode_delivery, encode_group_message
 from server.relay.store import GroupRoute
@@ -289,3 +291,34 @@ async def test_a_device_linked_later_takes_the_groups_and_reads_on(nursery, tmp_
     async with session_of(c["alice"]) as a:
         await a.group_send_text("friends", "after the laptop")  # alice learns of it, shares
     assert _lines(await drain(laptop)) == ["[friends] alice: after the laptop"]
+
+
+async def test_a_file_to_a_group(nursery, tmp_path: Path) -> None:
+    """group send-file: one group message announces the blob, the relay grants it to every
+    member device it stores the message for (not to others), and deletes it once they all have
+    it. Members save it as they would a file sent to them alone."""
+    relay, c = await _people(nursery, tmp_path, "alice", "bob", "carol", "dave")
+    source = tmp_path / "plan.pdf"
+    source.write_bytes(os.urandom(200_000))
+    async with session_of(c["alice"]) as a:
+        await a.group_create("club", ["bob", "carol"])
+        sent = await a.group_send_file("club", source, caption="the plan")
+        blob_id = sent.file.media.blob_id
+        with pytest.raises(ServerError) as foreign:  # only a blob this account uploaded
+            await a.connection.request("group_send", group_id=bytes(16), version=1,
+                                       devices_digest=bytes(32), message=b"",
+                                       blobs=[bytes(32)])
+        assert foreign.value.code == api.UNKNOWN_BLOB
+    assert (sent.group, sent.kind, sent.text) == ("club", MEDIA_KIND, "the plan")
+    assert len(_group_envelopes(relay, "bob")) == 1  # one group message, no pairwise copy
+    async with session_of(c["dave"]) as d:  # not a member: nothing granted
+        with pytest.raises(ServerError, match="no such file|unknown"):
+            await d.connection.request("download", blob_id=blob_id, offset=0)
+    for name in ("bob", "carol"):
+        got = [m for m in await drain(c[name]) if m.kind == MEDIA_KIND]
+        assert [(m.group, m.sender, m.text) for m in got] == [("club", "alice", "the plan")]
+        assert got[0].file is not None
+        saved = Path(got[0].file.path or "")
+        assert saved == tmp_path / name / "files" / "plan.pdf"
+        assert saved.read_bytes() == source.read_bytes()
+        assert relay.server.blobs.folder.stored() == ([] if name == "carol" else [blob_id])

@@ -291,6 +291,38 @@ def test_misuse() -> None:
         decryptor.finish()
 
 
+def test_strided_buffers_are_refused_and_change_nothing() -> None:
+    encryptor = MediaEncryptor()
+    with pytest.raises(LocalProtocolError):
+        encryptor.feed(memoryview(b"abcdefgh")[::2])
+    assert encryptor.feed(b"abcd") == b""
+    blob, sealed = encryptor.feed(b""), encryptor.finish()
+    blob += sealed.tail
+    decryptor = MediaDecryptor(sealed.key, sealed.header, sealed.size, sealed.blob_id)
+    with pytest.raises(LocalProtocolError):  # before the fix: TypeError, the bytes counted
+        decryptor.feed(memoryview(blob)[::2])
+    assert decryptor.feed(blob) == b""
+    assert decryptor.finish() == b"abcd"
+
+
+def test_max_size_moves_the_limit_of_the_stream_only() -> None:
+    small = MediaEncryptor(max_size=10)
+    small.feed(bytes(10))
+    with pytest.raises(LocalProtocolError):
+        small.feed(b"x")
+    blob, sealed = _encrypt(bytes(10), max_size=10)
+    with pytest.raises(LocalProtocolError):
+        MediaDecryptor(sealed.key, sealed.header, 10, max_size=9)
+    assert _decrypt(blob, sealed, max_size=10) == bytes(10)
+    big = MAX_MEDIA_SIZE + 1
+    with pytest.raises(LocalProtocolError):
+        MediaDecryptor(sealed.key, sealed.header, big)
+    MediaDecryptor(sealed.key, sealed.header, big, max_size=big)  # accepted when raised
+    for bad in (-1, True, 2**63):
+        with pytest.raises(LocalProtocolError):
+            MediaEncryptor(max_size=bad)  # type: ignore[arg-type]
+
+
 # -- Constant memory --------------------------------------------------------------------------
 
 
@@ -422,3 +454,12 @@ def test_safe_file_name_properties(name: str) -> None:
     assert posixpath.basename(safe) == safe == ntpath.basename(safe)
     assert PurePosixPath(safe).name == safe == PureWindowsPath(safe).name
     assert safe_file_name(safe) == safe
+
+
+def test_media_fields_from_a_map() -> None:
+    media = MediaPayload(bytes(32), bytes(32), bytes(24), 5, "text/plain", name="a.txt")
+    assert MediaPayload.from_fields(media.fields()) == media
+    assert MediaPayload.from_fields({**media.fields(), "later": 1}) == media
+    for bad in ([1], None, {"blob_id": bytes(32)}, {**media.fields(), "size": -1}):
+        with pytest.raises(MalformedError):
+            MediaPayload.from_fields(bad)

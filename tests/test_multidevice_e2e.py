@@ -19,7 +19,15 @@ from e2e_proto.errors import InvalidSignatureError, MalformedError
 from e2e_proto.keys import IdentityKeyPair
 from e2e_proto.wire import Envelope
 from server.relay.sqlite_store import SqliteRelayStore
-from tests.relay_harness import drain, link, make_client, register, session_of, start_relay
+from tests.relay_harness import (
+    drain,
+    link,
+    make_client,
+    register,
+    register_under_a_new_key,
+    session_of,
+    start_relay,
+)
 
 
 async def _accounts(nursery, tmp_path: Path, alice_linked: int = 4, bob_linked: int = 1):
@@ -178,7 +186,7 @@ async def test_account_key_change_is_a_warning(nursery, tmp_path: Path) -> None:
     relay, alice, bob = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "hi")
-    new_bob = await _bob_under_a_new_key(relay, tmp_path)
+    new_bob = await register_under_a_new_key(relay, "bob", tmp_path / "bob-new")
     async with session_of(new_bob) as nb:
         await nb.send_text("alice", "new phone, new keys")
     got = await drain(alice[0])
@@ -196,16 +204,6 @@ async def test_account_key_change_is_a_warning(nursery, tmp_path: Path) -> None:
     assert [m.text for m in await drain(new_bob)] == ["checked the safety number"]
 
 
-async def _bob_under_a_new_key(relay, tmp_path: Path) -> PrivateClient:
-    """bob's account re-created under the same name with a new key (a relay-side swap)."""
-    for table in ("one_time_prekeys", "mailbox", "devices", "accounts"):
-        relay.store._db.execute(f"DELETE FROM {table} WHERE account = 'bob'")
-    relay.store._accounts.pop("bob", None)
-    new_bob = make_client(tmp_path / "bob-new", relay.port)
-    await register(new_bob, "bob")
-    return new_bob
-
-
 async def test_every_message_under_an_unaccepted_key_change_is_held(
         nursery, tmp_path: Path) -> None:
     """Not only the first: each later message from the swapped key is held as well, until
@@ -213,7 +211,7 @@ async def test_every_message_under_an_unaccepted_key_change_is_held(
     relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "hi")
-    injected = await _bob_under_a_new_key(relay, tmp_path)
+    injected = await register_under_a_new_key(relay, "bob", tmp_path / "bob-new")
     for text in ("first injected", "second injected"):
         async with session_of(injected) as nb:
             await nb.send_text("alice", text)

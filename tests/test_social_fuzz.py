@@ -78,6 +78,8 @@ SHAPES: dict[str, list[str]] = {
     "group_rename": ["conversation", "name"],
     "publish_prekeys": ["identity_key", "signed_prekey", "one_time_prekeys"],
     "get_devices": ["account"], "fetch_bundles": ["account", "device_ids"], "ack": ["seq"],
+    "upload_begin": ["blob_id", "size"], "upload_chunk": ["blob_id", "offset", "data"],
+    "upload_finish": ["blob_id"], "download": ["blob_id", "offset", "length"],
     "call_start": ["conversation"], "call_join": ["call_id"], "call_leave": ["call_id"],
     "call_end": ["call_id"], "call_list": [], "call_signal": ["call_id", "envelopes"],
 }
@@ -95,6 +97,10 @@ _typical: dict[str, st.SearchStrategy[Any]] = {
     "signed_prekey": st.none() | st.lists(st.integers(0, 3) | st.binary(max_size=64), max_size=3),
     "one_time_prekeys": st.lists(st.lists(st.integers(0, 3) | st.binary(max_size=33),
                                           max_size=2), max_size=3),
+    "blob_id": st.sampled_from([bytes(32), b"\x01" * 32]) | st.binary(min_size=31, max_size=33),
+    "size": st.integers(-1, 40) | st.sampled_from([2**40, 104_884_801]),
+    "offset": st.integers(-1, 40) | st.sampled_from([2**63 - 1, 2**63]),
+    "data": st.binary(max_size=40), "length": st.integers(-1, 40) | st.just(2**20),
     "call_id": st.binary(min_size=15, max_size=17),
     "envelopes": st.lists(st.binary(max_size=120), max_size=3),
 }

@@ -20,6 +20,7 @@ from e2e_proto.capabilities import UnsupportedFeatureError
 
 from ..core.connection import ConnectionLost, ServerError, client_tls_context
 from ..core.errors import ClientError
+from ..core.files import FileRecord
 
 PROG = "e2e-chat"
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
@@ -36,6 +37,32 @@ class ChatSession(Protocol):
     async def send_text(self, name: str, text: str, /) -> Any:
         """Send one message to ``name``."""
         ...
+
+
+def human_size(size: int) -> str:
+    """``1.5 MiB``, ``12 KiB``, ``7 B``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} B"
+
+
+def file_line(record: FileRecord) -> str:
+    """``[file NAME, SIZE, MIME] PATH``, or why it is not saved and how to retry."""
+    media = record.media
+    what = f"[file {media.name or 'attachment'}, {human_size(media.size)}, {media.mime}]"
+    if record.path is not None:
+        return f"{what} {record.path}"
+    reason = record.error or "not downloaded yet"
+    return f"{what} not saved: {reason}; retry with: {PROG} fetch-file {record.message}"
+
+
+def file_json(record: FileRecord) -> dict[str, object]:
+    """The ``--json`` fields of a file: ``path``, ``size``, ``mime``, ``sha256``, ``name``,
+    ``error`` (``path`` and ``sha256`` are null until it is saved)."""
+    return {"path": record.path, "size": record.media.size, "mime": record.media.mime,
+            "sha256": None if record.sha256 is None else record.sha256.hex(),
+            "name": record.media.name, "error": record.error}
 
 
 def tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:

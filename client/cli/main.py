@@ -46,6 +46,13 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _file_options(command: argparse.ArgumentParser) -> None:
+    """``--caption`` and ``--mime`` of the commands that send a file."""
+    command.add_argument("--caption", metavar="TEXT", help="a caption shown with the file")
+    command.add_argument("--mime", metavar="TYPE/SUBTYPE",
+                         help="its MIME type (default: guessed from the file name)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``e2e-chat``."""
     parser = argparse.ArgumentParser(
@@ -91,11 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     send = commands.add_parser("send", help="send one message")
     send.add_argument("name", help="recipient account")
     send.add_argument("text", help="message text")
-    recv = commands.add_parser("recv", help="print queued messages (and, with --wait, new ones)")
+    send_file = commands.add_parser(
+        "send-file", help="send a file (at most 100 MiB), encrypted; social: end-to-end only "
+        "in a secret conversation")
+    send_file.add_argument("name", help="recipient account (social: account or group)")
+    send_file.add_argument("path", help="the file to send")
+    _file_options(send_file)
+    recv = commands.add_parser("recv", help="print queued messages (and, with --wait, new ones); "
+                               "received files are saved in HOME/files/")
     recv.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                       help="keep listening this many seconds")
     recv.add_argument("--json", action="store_true",
-                      help="one JSON object per line: from, device, id, ts, text, to, group")
+                      help="one JSON object per line: from, device, id, ts, text, to, group; "
+                           "for a file also path, size, mime, sha256 (or error)")
+    fetch_file = commands.add_parser("fetch-file", help="download again the file of a message "
+                                     "whose download failed")
+    fetch_file.add_argument("message_id", metavar="ID", help="the message id, as 'recv --json' "
+                            "shows it (private: a unique hex prefix is enough)")
     chat = commands.add_parser("chat", help="interactive chat; /quit leaves")
     chat.add_argument("name", nargs="?", help="the other account")
     chat.add_argument("--group", metavar="NAME", help="chat in the group NAME instead")
@@ -169,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
             ("rename", "admins: rename the group", "new_name"),
             ("members", "list the members (admins marked)", None),
             ("admin", "private, admins: make a member an admin (--revoke: no longer)", "member"),
-            ("send", "send to the group", "text")):
+            ("send", "send to the group", "text"),
+            ("send-file", "send a file to the group (private: end to end, as one group "
+                          "message; social: as send-file)", "path")):
         sub = group_commands.add_parser(action, help=what)
         sub.add_argument("name", help="group name")
         if extra == "members":
@@ -178,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(extra, metavar=extra.upper(), help=extra.replace("_", " "))
         if action == "admin":
             sub.add_argument("--revoke", action="store_true", help="no longer an admin")
+        if action == "send-file":
+            _file_options(sub)
     return parser
 
 

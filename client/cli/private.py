@@ -20,6 +20,7 @@ from e2e_proto.capabilities import PRIVATE, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
 from ..core.calls import CallInfo
+from ..core.connection import ConnectionLost
 from ..core.errors import ClientError
 from ..private.received import Received
 from ..private.session import PrivateClient, PrivateSession
@@ -27,6 +28,9 @@ from ..private.state import ClientState
 from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
 from .common import (
     chat,
+    file_json,
+    file_line,
+    human_size,
     receive_command,
     run_with_state,
     tls_from_args,
@@ -35,8 +39,13 @@ from .common import (
 
 def format_message(message: Received) -> str:
     """``NAME: TEXT``, or ``you -> NAME: TEXT`` for a message sent from another own device;
-    ``[GROUP] NAME: TEXT`` (``[GROUP] you: TEXT``) in a group."""
+    ``[GROUP] NAME: TEXT`` (``[GROUP] you: TEXT``) in a group.
+
+    A file shows as ``[file NAME, SIZE, MIME] PATH`` (and its caption).
+    """
     text = message.text if message.text is not None else f"[unsupported {message.kind!r}]"
+    if message.file is not None:
+        text = file_line(message.file) + (f" {message.text}" if message.text else "")
     if message.group is not None:
         return f"[{message.group}] {'you' if message.outgoing else message.sender}: {text}"
     if message.outgoing:
@@ -45,12 +54,15 @@ def format_message(message: Received) -> str:
 
 
 def message_json(message: Received) -> str:
-    """The ``--json`` form of a message."""
-    return json.dumps({"from": message.sender, "device": message.sender_device,
-                       "id": message.id.hex(), "ts": message.ts, "kind": message.kind,
-                       "text": message.text,
-                       "to": message.peer if message.outgoing and not message.group else None,
-                       "group": message.group})
+    """The ``--json`` form of a message (a file's adds ``path``, ``size``, ``mime``, ...)."""
+    record: dict[str, object] = {
+        "from": message.sender, "device": message.sender_device, "id": message.id.hex(),
+        "ts": message.ts, "kind": message.kind, "text": message.text,
+        "to": message.peer if message.outgoing and not message.group else None,
+        "group": message.group}
+    if message.file is not None:
+        record.update(file_json(message.file))
+    return json.dumps(record)
 
 
 def _printer(as_json: bool) -> Callable[[Received], None]:
@@ -90,6 +102,24 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         return 0
     if command == "recv":
         return await receive_command(client.session, args.wait, _printer(args.json))
+    if command == "send-file":
+        try:
+            async with client.session() as session:
+                sent = await session.send_file(args.name, args.path, args.caption, args.mime)
+        except ConnectionLost as exc:
+            raise ClientError(f"{exc}; run the same send-file again to resume the upload "
+                              "where the relay's copy ends") from None
+        assert sent.file is not None
+        print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
+              f"{args.name}, end-to-end encrypted")
+        return 0
+    if command == "fetch-file":
+        async with client.session() as session:
+            record = await session.fetch_file(args.message_id)
+        if record.path is None:
+            raise ClientError(f"the file was not saved: {record.error}")
+        print(record.path)
+        return 0
     if command == "verify":
         async with client.session() as session:
             await session.device_list(args.name, refresh=True)
@@ -168,6 +198,11 @@ async def _group(session: PrivateSession, args: argparse.Namespace) -> str:
     if action == "send":
         await session.group_send_text(name, args.text)
         return ""
+    if action == "send-file":
+        sent = await session.group_send_file(name, args.path, args.caption, args.mime)
+        assert sent.file is not None
+        return (f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to the group "
+                f"{name!r}, end-to-end encrypted")
     state = session.find_group(name).state
     return "\n".join(f"{m} (admin)" if state.is_admin(m) else m for m in state.members)
 

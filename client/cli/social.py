@@ -27,6 +27,9 @@ from ..social.state import SocialEvent, SocialState, StoredMessage
 from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
 from .common import (
     chat,
+    file_json,
+    file_line,
+    human_size,
     only_leaf,
     receive_command,
     run_with_state,
@@ -52,9 +55,14 @@ def format_event(event: SocialEvent, me: str) -> str:
     where = "" if event.conversation == event.sender else f" in {event.conversation}"
     ref = f"[{event.message}]"
     if event.kind == "message":
+        text = event.text
+        if event.file is not None:
+            caption = event.file.media.caption
+            text = file_line(event.file) + (f" {caption}" if caption else "") + (
+                "" if event.secret else " (not end-to-end encrypted)")
         if event.sender == me:
-            return f"{ref} you -> {event.conversation}: {event.text}"
-        return f"{ref} {event.sender}{where}: {event.text}"
+            return f"{ref} you -> {event.conversation}: {text}"
+        return f"{ref} {event.sender}{where}: {text}"
     if event.kind == "reaction":
         if event.emoji is None:
             return f"{event.sender} removed the reaction to {ref}{where}"
@@ -78,6 +86,8 @@ def event_json(event: SocialEvent) -> str:
         "ts": event.ts}
     if event.kind in ("message", "call"):
         record.update(text=event.text, secret=event.secret)
+        if event.file is not None:
+            record.update(file_json(event.file))
     elif event.kind == "reaction":
         record["emoji"] = event.emoji
     return json.dumps(record, ensure_ascii=False)
@@ -143,6 +153,13 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
     command = args.command
     if command == "send":
         print(await session.send_text(args.name, args.text))
+    elif command == "send-file":
+        await _send_file(session, args)
+    elif command == "fetch-file":
+        record = await session.fetch_file(args.message_id)
+        if record.path is None:
+            raise ClientError(f"the file was not saved: {record.error}")
+        print(record.path)
     elif command == "group":
         await _group(args, session)
     elif command == "react":
@@ -195,11 +212,27 @@ async def _verify(session: SocialSession, name: str, accept: bool) -> None:
         print(f"accepted the {count} device(s) of {name}{shown}")
 
 
+async def _send_file(session: SocialSession, args: argparse.Namespace) -> None:
+    """``send-file`` (and ``group send-file``): the message id, and on stderr what was sent and
+    whether end to end."""
+    sent = await session.send_file(args.name, args.path, args.caption, args.mime)
+    if not sent.end_to_end:
+        print(f"note: the conversation with {args.name} is not end-to-end encrypted: the "
+              "server can read this file's key and so the file (run 'secret "
+              f"{args.name}' first to encrypt files end to end)", file=sys.stderr)
+    print(sent.message)
+    print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
+          f"{args.name}" + (", end-to-end encrypted" if sent.end_to_end else
+                            ", not end-to-end encrypted"), file=sys.stderr)
+
+
 async def _group(args: argparse.Namespace, session: SocialSession) -> None:
     """One ``group`` action on the social server's groups (no admins there: any member may)."""
     action, name = args.group_command, args.name
     if action == "send":
         print(await session.send_text(name, args.text))
+    elif action == "send-file":
+        await _send_file(session, args)
     elif action == "create":
         info = await session.group_create(name, args.members)
         print(f"created group {name} with {len(info['members'])} members")

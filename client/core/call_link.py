@@ -1,5 +1,5 @@
 """One participant's datagram path to the forwarding unit: its socket, its packet key and the
-counters of what it sends and accepts (docs/PROTOCOL.md §17.4).
+counters of what it sends and accepts (docs/PROTOCOL.md §18.4).
 
 Invariant: every datagram it sends is sealed under the current packet key with a counter never
 used before under that key, and it accepts a sealed datagram from the unit only once, only from

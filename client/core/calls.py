@@ -1,5 +1,5 @@
 """A call as one device takes part in it, on either transport: who is in it, the media keys,
-the synthetic media stream and what arrived of everyone else's (docs/PROTOCOL.md §17.5-17.7).
+the synthetic media stream and what arrived of everyone else's (docs/PROTOCOL.md §18.5-18.7).
 
 The transport's session (:mod:`client.private.calls`, :mod:`client.social.calls`) makes the
 :class:`Grant` from its server's join answer, hands :class:`ActiveCall` the notices that

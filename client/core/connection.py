@@ -61,33 +61,37 @@ class Connection:
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Send a request and wait for its response; :class:`ServerError` on an error frame."""
+        return await (await self.submit(kind, **fields)).response()
+
+    async def submit(self, kind: str, **fields: Any) -> PendingRequest:
+        """Send a request and return without waiting: ``await pending.response()`` later.
+
+        Several requests in flight share one round trip (a pipelined transfer); the server
+        answers each connection's requests in order.
+        """
         if self._closed:
             raise ConnectionLost("the connection is closed")
         request_id = self._next_id
         self._next_id += 1
         send, receive = trio.open_memory_channel[dict[str, Any]](1)
         self._waiting[request_id] = send
-        response: dict[str, Any] | None = None
+        sent = False
         try:
             with trio.move_on_after(self.request_timeout):
                 async with self._send_lock:
                     await self.stream.send_all(encode_frame({"id": request_id, "type": kind,
                                                              **fields}))
-                response = await receive.receive()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
-            raise ConnectionLost("the server closed the connection") from None
-        finally:
+                sent = True
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._waiting.pop(request_id, None)
-        if response is None:
-            raise RequestTimeout(f"the server did not answer a {kind!r} request within "
-                                 f"{self.request_timeout:g} seconds")
-        error = response.get("error")
-        if error is not None:
-            if not isinstance(error, dict):
-                error = {}
-            raise ServerError(str(error.get("code", "unknown")),
-                              str(error.get("message", "request refused")), error)
-        return response
+            raise ConnectionLost("the server closed the connection") from None
+        except BaseException:
+            self._waiting.pop(request_id, None)
+            raise
+        if not sent:
+            self._waiting.pop(request_id, None)
+            raise RequestTimeout(_timeout_message(kind, self.request_timeout))
+        return PendingRequest(self._waiting, request_id, receive, kind, self.request_timeout)
 
     async def read_loop(self) -> None:
         """Read frames until the stream ends; then fail every pending request."""
@@ -122,6 +126,52 @@ class Connection:
         if channel is not None:
             with contextlib.suppress(trio.WouldBlock):  # a second answer to one id: dropped
                 channel.send_nowait(frame)
+
+
+def _timeout_message(kind: str, timeout: float) -> str:
+    return f"the server did not answer a {kind!r} request within {timeout:g} seconds"
+
+
+class PendingRequest:
+    """A request sent by :meth:`Connection.submit` whose response is awaited later.
+
+    Awaiting the response waits at most the connection's request timeout
+    (:class:`RequestTimeout`).
+    """
+
+    def __init__(self, waiting: dict[int, trio.MemorySendChannel[dict[str, Any]]],
+                 request_id: int, receive: trio.MemoryReceiveChannel[dict[str, Any]],
+                 kind: str, timeout: float) -> None:
+        self._waiting = waiting
+        self._id = request_id
+        self._receive = receive
+        self._kind = kind
+        self._timeout = timeout
+
+    async def response(self) -> dict[str, Any]:
+        """The response; :class:`ServerError` on an error frame, :class:`ConnectionLost`,
+        :class:`RequestTimeout` when the server does not answer in time."""
+        response: dict[str, Any] | None = None
+        try:
+            with trio.move_on_after(self._timeout):
+                response = await self._receive.receive()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+            raise ConnectionLost("the server closed the connection") from None
+        finally:
+            self.discard()
+        if response is None:
+            raise RequestTimeout(_timeout_message(self._kind, self._timeout))
+        error = response.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                error = {}
+            raise ServerError(str(error.get("code", "unknown")),
+                              str(error.get("message", "request refused")), error)
+        return response
+
+    def discard(self) -> None:
+        """Stop waiting for the response (it is dropped when it arrives)."""
+        self._waiting.pop(self._id, None)
 
 
 def client_tls_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:

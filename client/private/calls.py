@@ -1,5 +1,5 @@
 """Calls on the private transport: signalling on the relay connection, media keys over the
-pairwise sessions, end to end always (docs/PROTOCOL.md §17).
+pairwise sessions, end to end always (docs/PROTOCOL.md §18).
 
 This device's key goes only to devices of the accounts the call is with by this device's own
 records (the callee, or the members of its copy of the group), listed in their verified device

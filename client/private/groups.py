@@ -23,7 +23,7 @@ or the group message's chain step commits with the stored message, before the ac
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
@@ -36,6 +36,7 @@ from e2e_proto.groups import (
     is_valid_group_name,
     member_devices_digest,
 )
+from e2e_proto.media import MEDIA_KIND
 from e2e_proto.payload import Payload
 from e2e_proto.sender_keys import SenderKeyDistribution, decode_header
 from e2e_proto.wire import GroupEnvelope, encode_group_message
@@ -242,13 +243,17 @@ class Groups(SessionBase):
         self.state.add_message(message, self.client.clock(), seen=True)
         return from_stored(message, outgoing=True, group=group.name)
 
-    async def _send_group_payload(self, group: GroupState, payload: Payload) -> None:
+    async def _send_group_payload(self, group: GroupState, payload: Payload,
+                                  blobs: Sequence[bytes] = ()) -> None:
         """Make sure every member device holds this device's current sender key (rotating it
         first when a device that holds it left), encrypt once, and hand it to the relay.
 
-        When the relay's devices differ from the lists held here, the differing accounts' lists
-        are fetched and verified again and the send is retried (twice at most).
+        ``blobs``: the uploaded blobs the payload announces (the relay lets every device the
+        message goes to download them). When the relay's devices differ from the lists held
+        here, the differing accounts' lists are fetched and verified again and the send is
+        retried (twice at most).
         """
+        extra = {"blobs": list(blobs)} if blobs else {}
         plaintext = payload.encode()
         for attempt in range(3):
             devices = await self._member_devices(group.members)
@@ -259,7 +264,7 @@ class Groups(SessionBase):
                 await self.connection.request(
                     "group_send", group_id=group.group_id, version=group.version,
                     devices_digest=member_devices_digest(devices),
-                    message=encode_group_message(message))
+                    message=encode_group_message(message), **extra)
                 return
             except ServerError as exc:
                 if exc.code == api.DEVICE_MISMATCH and attempt < 2:
@@ -431,7 +436,10 @@ class Groups(SessionBase):
             raise ClientError("a group message for a group this device does not know")
         held.state.require_member(sender.account)
         payload = Payload.decode(self.group_cipher.decrypt(sender, envelope.message))
-        text = payload.fields.get("text") if payload.kind == "text" else None
+        if payload.kind == MEDIA_KIND:
+            text = self._keep_media(payload)  # recorded in this transaction (.media)
+        else:
+            text = payload.fields.get("text") if payload.kind == "text" else None
         return StoredMessage(payload.id, sender.account, sender.device_id, group_peer(group_id),
                              payload.ts, payload.kind, text if isinstance(text, str) else None)
 

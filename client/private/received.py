@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.files import FileRecord
 from .state import StoredMessage
 
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """A message as shown to the user; ``warning`` is set for a notice instead of a message."""
+    """A message as shown to the user; ``warning`` is set for a notice instead of a message.
+
+    A ``media`` message has its ``file`` (``text`` is its caption).
+    """
 
     sender: str
     sender_device: int
@@ -20,6 +24,7 @@ class Received:
     text: str | None
     outgoing: bool = False
     warning: str | None = None
+    file: FileRecord | None = None
     group: str | None = None
     """The group's name, for a group message."""
 

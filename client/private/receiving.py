@@ -20,6 +20,7 @@ from e2e_proto.address import Address
 from e2e_proto.errors import DuplicateMessageError, RemoteProtocolError
 from e2e_proto.groups import GroupUpdate
 from e2e_proto.keys import Ed25519PublicKey
+from e2e_proto.media import MEDIA_KIND
 from e2e_proto.payload import GROUP_UPDATE_KIND, SENDER_KEY_KIND, Payload
 from e2e_proto.wire import GroupEnvelope, decode_delivery
 
@@ -57,7 +58,7 @@ class Receiving(SessionBase):
         for account, count in self.state.held_counts():
             await self._show(handler, _notice(_held(account, count)))
         for message in self.state.unseen():
-            await self._show(handler, self._as_received(message))
+            await self._show(handler, await self._with_any_file(self._as_received(message)))
         for ring in await self.ringing_notices():
             await self._show(handler, ring)
         if wait is None and self.backlog_drained:
@@ -77,13 +78,17 @@ class Receiving(SessionBase):
                     return
             raise ConnectionLost("the relay closed the connection")
 
+    async def _with_any_file(self, received: Received) -> Received:
+        """``received`` with its file when it announces one (downloaded if not yet)."""
+        return await self._with_file(received) if received.kind == MEDIA_KIND else received
+
     async def _on_push(self, handler: MessageHandler, frame: dict[str, Any]) -> bool:
         """Act on one push from the relay; True when it says the backlog is drained."""
         kind = frame.get("type")
         if kind == "deliver":
             received = await self._process(frame.get("seq"), frame.get("envelope"))
             if received is not None:
-                await self._show(handler, received)
+                await self._show(handler, await self._with_any_file(received))
             while self.notices:
                 await self._show(handler, _notice(self.notices.pop(0)))
         elif kind == "queue_empty":
@@ -175,7 +180,8 @@ class Receiving(SessionBase):
             # and nothing it says changes this device's state (device lists, group membership).
             held = self.state.key_changed(sender.account)
             quiet = payload.kind in _QUIET_KINDS
-            text = _display_text(payload)
+            text = (self._keep_media(payload) if payload.kind == MEDIA_KIND
+                    else _display_text(payload))
             peer = payload.fields.get("to") if sender.account == self.address.account else None
             peer = peer if isinstance(peer, str) else sender.account
             if held and payload.kind in (GROUP_UPDATE_KIND, "device_sync"):

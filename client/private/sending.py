@@ -7,6 +7,7 @@ the device lists changed, they are fetched and verified again and the send is re
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
@@ -61,12 +62,15 @@ class Sending(SessionBase):
         self.state.add_message(message, self.client.clock(), seen=True)
         return from_stored(message, outgoing=True)
 
-    async def send_payload(self, to: str, payload: Payload) -> None:
+    async def send_payload(self, to: str, payload: Payload, blobs: Sequence[bytes] = ()) -> None:
         """Encrypt ``payload`` for every current device and hand it to the relay.
 
-        When the relay answers that the device lists changed, the lists are fetched and
-        verified again, missing sessions are made, and the send is retried once.
+        ``blobs`` are the uploaded blobs the payload announces: the relay lets the devices
+        the message goes to download them. When the relay answers that the device lists
+        changed, the lists are fetched and verified again, missing sessions are made, and the
+        send is retried once.
         """
+        extra = {"blobs": list(blobs)} if blobs else {}
         plaintext = payload.encode()
         for attempt in range(2):
             targets = await self._targets(to, refresh=attempt > 0)
@@ -77,7 +81,7 @@ class Sending(SessionBase):
             with self.state.transaction():
                 envelopes = [cipher.encrypt(address, plaintext).encode() for address in targets]
             try:
-                await self.connection.request("send", to=to, envelopes=envelopes)
+                await self.connection.request("send", to=to, envelopes=envelopes, **extra)
                 return
             except ServerError as exc:
                 if exc.code == api.DEVICE_MISMATCH and attempt == 0:

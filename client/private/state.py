@@ -258,6 +258,13 @@ class ClientState(HomeState):
             return self.db.execute("UPDATE messages SET held = 0 WHERE held = 1 AND sender = ?",
                                    (account,)).rowcount
 
+    def held_sender(self, message_id: bytes) -> str | None:
+        """The sender of a message held until its account key change is accepted; None when
+        the message is not held."""
+        row = self.db.execute("SELECT sender FROM messages WHERE id = ? AND held = 1",
+                              (message_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def held_counts(self) -> list[tuple[str, int]]:
         """``(account, count)`` of messages held until the account's key change is accepted."""
         return [(str(a), int(n)) for a, n in self.db.execute(

@@ -1,5 +1,5 @@
 """Calls on the social transport: signalling on the social connection; end to end in a secret
-conversation, server-keyed ("not end-to-end encrypted") anywhere else (docs/PROTOCOL.md §17).
+conversation, server-keyed ("not end-to-end encrypted") anywhere else (docs/PROTOCOL.md §18).
 
 In a secret conversation the media keys go over the pairwise sessions, only to the two
 accounts' accepted devices (:mod:`.device_pins`), and a key is taken only from an accepted

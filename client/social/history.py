@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from e2e_proto.capabilities import SOCIAL, require
+from e2e_proto.errors import E2EProtoError
+from e2e_proto.media import MediaPayload
 
 from ..core.errors import ClientError
 from .base import SessionBase
 from .checks import check_name, is_id
+from .media import media_text
 from .state import StoredMessage
 
 HELD_TEXT = "[held: from a device not accepted yet]"
@@ -45,6 +48,11 @@ class History(SessionBase):
             if m["secret"]:
                 text = (HELD_TEXT if self.state.is_held(m["id"])
                         else self.state.secret_text(m["id"]))
+            elif isinstance(m.get("media"), dict):
+                try:
+                    text = text or media_text(MediaPayload.from_fields(m["media"]))
+                except E2EProtoError:
+                    text = text or "[a file message that cannot be read]"
             result.append(StoredMessage(m["id"], m["conversation"], m["from"], m["device"],
                                         m["ts"], text, m["secret"],
                                         [(a, e) for a, e in m["reactions"]], m["pinned"]))

@@ -18,6 +18,7 @@ import trio
 from e2e_proto import call_api
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
+from e2e_proto.media import MEDIA_KIND, MediaPayload
 from e2e_proto.payload import Payload
 from e2e_proto.session import SessionCipher
 from e2e_proto.wire import Envelope
@@ -48,7 +49,7 @@ class Receiving(SessionBase):
             await self._show(handler, SocialEvent(0, "notice", account, account, 0, 0,
                                                   warning=_held(account, count)))
         for event in self.state.unseen_events():
-            await self._show(handler, event)
+            await self._show(handler, await self._with_file(event))
         for ring in await self.ringing_notices():
             await self._show(handler, ring)
         with trio.move_on_after(wait if wait is not None else float("inf")):
@@ -96,11 +97,26 @@ class Receiving(SessionBase):
                 pass  # not pinned: a message from the device is held
             event = self._decrypt(event, frame.get("envelope"))
         else:
+            media = frame.get("media") if event.kind == "message" and not mine else None
             with self.state.protocol.transaction():
+                if media is not None:
+                    event = self._plain_media(event, media)
                 self._record(event, mine)
         if not mine:
-            await self._show(handler, event)
+            await self._show(handler, await self._with_file(event))
         await self.request("ack", seq=seq)
+
+    def _plain_media(self, event: SocialEvent, fields: object) -> SocialEvent:
+        """A plaintext message's file (the server could read its key): recorded in the caller's
+        transaction; a notice when its fields are invalid."""
+        assert event.message is not None
+        try:
+            media = MediaPayload.from_fields(fields)
+        except E2EProtoError as exc:
+            return dataclasses.replace(event, kind="notice",
+                                       warning=f"a file message cannot be read: {exc}")
+        text = self._keep_media(event.message, media)
+        return dataclasses.replace(event, text=event.text or text)
 
     def _record(self, event: SocialEvent, mine: bool = False, held: bool = False) -> None:
         """Store an event (unseen unless ``mine``; ``held`` until its sender device is
@@ -142,6 +158,8 @@ class Receiving(SessionBase):
                 identity = self.state.protocol.get_identity(envelope.sender)
                 held = accepted is None or identity is None or identity.raw != accepted
                 text = payload.fields.get("text") if payload.kind == "text" else None
+                if payload.kind == MEDIA_KIND and event.message is not None:
+                    text = self._keep_media(event.message, MediaPayload.from_payload(payload))
                 event = dataclasses.replace(event, text=text if isinstance(text, str)
                                             else f"[unsupported {payload.kind!r}]")
                 self.state.save_secret(event)

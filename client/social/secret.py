@@ -9,6 +9,7 @@ from e2e_proto import social_api as api
 from e2e_proto.address import Address
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey
+from e2e_proto.media import MEDIA_KIND, MediaPayload
 from e2e_proto.payload import Payload
 from e2e_proto.session import SessionCipher
 
@@ -18,6 +19,7 @@ from ..core.errors import ClientError
 from .base import SessionBase
 from .checks import check_name
 from .errors import refused
+from .media import media_text
 from .state import SocialEvent
 
 
@@ -38,12 +40,20 @@ class Secret(SessionBase):
         self.state.mark_secret(name)
         return bool(response["changed"])
 
-    async def _send_secret(self, name: str, members: list[str], text: str,
-                           client_id: bytes) -> int:
+    async def _send_secret(self, name: str, members: list[str], text: str | None,
+                           client_id: bytes, media: MediaPayload | None = None) -> int:
+        """Send ``text``, or the file ``media`` announces (its blob uploaded), end to end
+        encrypted; the server's message id."""
         assert self.address is not None
         me = self.address
-        payload = Payload.new("text", int(self.client.clock() * 1000), self.client.random,
-                              text=text).encode()
+        ts = int(self.client.clock() * 1000)
+        extra = {}
+        if media is None:
+            payload = Payload.new("text", ts, self.client.random, text=text).encode()
+        else:
+            payload = Payload.new(MEDIA_KIND, ts, self.client.random, **media.fields()).encode()
+            extra = {"blobs": [media.blob_id]}  # the server lets the members download it
+            text = media_text(media)
         for attempt in range(2):
             targets = await self._secret_targets(members)
             cipher = SessionCipher(self.state.protocol, me, self.client.random)
@@ -51,7 +61,7 @@ class Secret(SessionBase):
             try:
                 response = await self.connection.request("send", conversation=name,
                                                          envelopes=envelopes,
-                                                         client_id=client_id)
+                                                         client_id=client_id, **extra)
             except ServerError as exc:
                 if exc.code == api.DEVICE_MISMATCH and attempt == 0:
                     for account, device_id in exc.details.get("stale", []):

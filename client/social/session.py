@@ -4,8 +4,9 @@
 :meth:`SocialClient.session` yields a logged-in :class:`SocialSession` on one connection. The
 session is one class per concept, composed here: :mod:`.conversations`, :mod:`.secret`,
 :mod:`.device_pins`, :mod:`.reactions` (and pins), :mod:`.history` (and search),
-:mod:`.receiving` and :mod:`.calls`; this module adds registering, logging in and publishing
-prekeys. The capability table (DESIGN §9) is checked before anything is sent.
+:mod:`.receiving`, :mod:`.media` (files) and :mod:`.calls`; this module adds registering,
+logging in and publishing prekeys. The capability table (DESIGN §9) is checked before anything
+is sent.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .conversations import Conversations
 from .device_pins import DevicePins
 from .errors import SocialError, refused
 from .history import History
+from .media import Media
 from .reactions import Reactions
 from .receiving import Receiving
 from .secret import Secret
@@ -60,7 +62,8 @@ class SocialClient(ServerClient[SocialState]):
             yield session
 
 
-class SocialSession(Conversations, Secret, DevicePins, Reactions, History, Receiving, Calls):
+class SocialSession(Conversations, Secret, DevicePins, Reactions, History, Receiving, Media,
+                    Calls):
     """One connection of a :class:`SocialClient`: every part's methods on one object."""
 
     async def register(self, account: str, password: str) -> int:

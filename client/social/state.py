@@ -20,6 +20,7 @@ from typing import Any
 from e2e_proto.keys import IdentityKeyPair
 from storage.sqlite import add_missing_column
 
+from ..core.files import FileRecord
 from ..core.home_state import HomeState, SealedColumn
 
 STATE_FILE = "social.db"
@@ -200,7 +201,8 @@ class SocialEvent:
     """Something that happened in a conversation, as shown to the user.
 
     ``kind``: ``message``, ``reaction`` (``emoji`` None when removed), ``pin``, ``unpin``,
-    ``secret``, ``group``, or ``notice`` (``warning`` says what could not be read).
+    ``secret``, ``group``, or ``notice`` (``warning`` says what could not be read). A message
+    announcing a file has its ``file``.
     """
 
     seq: int
@@ -214,6 +216,7 @@ class SocialEvent:
     emoji: str | None = None
     secret: bool = False
     warning: str | None = None
+    file: FileRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

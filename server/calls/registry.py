@@ -1,5 +1,5 @@
 """The calls a signalling server (the relay, the social server) is running: who may join,
-who is in, and the join tokens it hands out (docs/PROTOCOL.md §17.2, §17.3).
+who is in, and the join tokens it hands out (docs/PROTOCOL.md §18.2, §18.3).
 
 Invariants: a call has at most its transport's participant cap (the capability table) and each
 (account, device) is in it at most once, as one participant id that never changes while it

@@ -1,5 +1,5 @@
 """The forwarding unit (SFU): admits call participants by join token and forwards each one's
-media datagrams to the others, over UDP (docs/PROTOCOL.md §17.4, §17.6).
+media datagrams to the others, over UDP (docs/PROTOCOL.md §18.4, §18.6).
 
 Invariants:
 

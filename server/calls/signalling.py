@@ -1,5 +1,5 @@
 """Call signalling as both servers answer it, once they have checked who may start or join
-(:mod:`server.relay.calls`, :mod:`server.social.calls`; docs/PROTOCOL.md §17.2).
+(:mod:`server.relay.calls`, :mod:`server.social.calls`; docs/PROTOCOL.md §18.2).
 
 A server offers :class:`CallServer` (its registry and a way to push to every connection of
 some accounts); a connection offers :class:`CallConnection` (its address and a push queue).

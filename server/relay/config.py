@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from e2e_proto.capabilities import CAPABILITIES, PRIVATE
 
+from ..common.blobs import BlobLimits
 from ..common.connection import ConnectionLimits
 
 DAY = 24 * 3600.0
@@ -33,3 +34,5 @@ class RelayConfig(ConnectionLimits):
     """Calls running at once, in all."""
     calls_per_account: int = 4
     """Calls one account may have started and still running."""
+    blobs: BlobLimits = BlobLimits()
+    """Size limit, quota per account and TTLs of the blob store."""

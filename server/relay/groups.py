@@ -31,6 +31,7 @@ from e2e_proto.sender_keys import decode_header
 from e2e_proto.wire import Envelope, GroupEnvelope, decode_group_message
 
 from ..common.requests import RequestError
+from .blobs import announced_blobs, grant
 from .fields import require_field
 from .store import Enqueue, GroupRoute, Outgoing, StaleGroupError
 
@@ -119,13 +120,16 @@ async def group_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
 
     The sender names the routing copy's version and the digest of the devices it distributed
     its sender key to; either differing refuses the send (``stale_group``, ``device_mismatch``
-    with the relay's ``devices``), so no device gets a message it holds no key for.
+    with the relay's ``devices``), so no device gets a message it holds no key for. The blob
+    ids in ``blobs`` (a file the message announces) are granted to every device it is for, as
+    a ``send`` grants them.
     """
     assert conn.address is not None
     me = conn.address
     group_id = _group_id(frame)
     version = require_field(frame, "version", int)
     digest = require_field(frame, "devices_digest", bytes)
+    blob_ids = announced_blobs(conn, frame)
     route = _route(conn, group_id)
     if me.account not in route.members:
         raise RequestError(api.NOT_GROUP_MEMBER, "you are not a member of this group")
@@ -143,9 +147,10 @@ async def group_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
     if len(digest) != KEY_SIZE or digest != member_devices_digest(devices):
         raise RequestError(api.DEVICE_MISMATCH, "the member devices changed",
                            devices=[[a, ids] for a, ids in devices.items()])
-    blob = GroupEnvelope(me, message).encode()
-    outgoing = [Outgoing(account, device_id, blob) for account, ids in devices.items()
+    delivery = GroupEnvelope(me, message).encode()
+    outgoing = [Outgoing(account, device_id, delivery) for account, ids in devices.items()
                 for device_id in ids if (account, device_id) != me]
+    grant(conn, blob_ids, (Address(item.account, item.device_id) for item in outgoing))
     await conn.relay.mailboxes.write(Enqueue(outgoing, (me.account, me.device_id),
                                              conn.relay.clock(), conn.relay.config.mailbox_quota,
                                              skip_full=True))

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="days an undelivered message is kept (default 30)")
     serve.add_argument("--quota", type=int, default=10_000,
                        help="messages kept per device mailbox (default 10000)")
+    serving.add_blob_arguments(serve)
     add_call_arguments(serve)
     return parser
 
@@ -44,7 +45,8 @@ async def serve(relay: Relay, host: str, port: int, tls: ssl.SSLContext | None =
     """Listen on ``host:port`` and serve (expiring old mail) until cancelled; reports the listeners
     when ready.
     """
-    await serving.serve(relay, host, port, tls, task_status, background=[relay.expire_forever])
+    await serving.serve(relay, host, port, tls, task_status,
+                        background=[relay.expire_forever, relay.blobs.expire_forever])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def make_relay(store: SqliteRelayStore) -> Relay:
         return Relay(store, RelayConfig(mailbox_ttl=args.ttl_days * DAY,
-                                        mailbox_quota=args.quota), sfu=calls.grant)
+                                        mailbox_quota=args.quota,
+                                        blobs=serving.blob_limits(args)),
+                     blob_dir=args.blob_dir, sfu=calls.grant)
 
     async def serve_with_calls(relay: Relay, host: str, port: int,
                                tls: ssl.SSLContext | None = None,

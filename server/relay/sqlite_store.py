@@ -15,6 +15,7 @@ import msgpack
 
 from storage.sqlite import add_missing_column, immediate_transaction, open_private_database
 
+from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
 from .store import (
     AccountRecord,
@@ -61,6 +62,46 @@ CREATE TABLE IF NOT EXISTS groups (
 GROUP_CACHE_SIZE = 10_000
 
 
+class SqliteRelayBlobs(SqliteBlobIndex):
+    """:class:`~server.relay.store.RelayBlobIndex`: the ``blobs`` table and ``blob_grants``,
+    one row per (blob, device) it was sent to, with whether that device fetched it."""
+
+    schema = SqliteBlobIndex.schema + """
+CREATE TABLE IF NOT EXISTS blob_grants (
+    blob_id BLOB NOT NULL, account TEXT NOT NULL, device INTEGER NOT NULL,
+    fetched INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (blob_id, account, device));
+"""
+
+    @storage
+    def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]) -> None:
+        """Let each of ``devices`` download each blob."""
+        with immediate_transaction(self._db) as db:
+            db.executemany("INSERT OR IGNORE INTO blob_grants (blob_id, account, device) "
+                           "VALUES (?, ?, ?)",
+                           [(b, a, d) for b in blob_ids for a, d in devices])
+
+    @storage
+    def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
+        """Whether the blob was granted to that device."""
+        return self._db.execute("SELECT 1 FROM blob_grants WHERE blob_id = ? AND account = ? "
+                                "AND device = ?", (blob_id, account, device_id)
+                                ).fetchone() is not None
+
+    @storage
+    def mark_fetched(self, blob_id: bytes, account: str, device_id: int) -> bool | None:
+        """Record that the device has the blob; whether every granted device has it now."""
+        with immediate_transaction(self._db) as db:
+            if db.execute("UPDATE blob_grants SET fetched = 1 WHERE blob_id = ? AND account = ? "
+                          "AND device = ?", (blob_id, account, device_id)).rowcount == 0:
+                return None
+            return db.execute("SELECT 1 FROM blob_grants WHERE blob_id = ? AND fetched = 0",
+                              (blob_id,)).fetchone() is None
+
+    def _forget(self, db: sqlite3.Connection, blob_ids: Sequence[bytes]) -> None:
+        super()._forget(db, blob_ids)
+        db.executemany("DELETE FROM blob_grants WHERE blob_id = ?", [(b,) for b in blob_ids])
+
+
 class SqliteRelayStore:
     """:class:`RelayStore` in one SQLite file (WAL, synchronous=FULL, mode 0600)."""
 
@@ -69,6 +110,7 @@ class SqliteRelayStore:
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
         add_missing_column(self._db, "devices", "link_signature BLOB")  # relays made before
+        self.blobs = SqliteRelayBlobs(self._db)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
         self._groups: dict[bytes, GroupRoute] = {}  # read on every group send: kept decoded
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
 
 
@@ -132,8 +133,32 @@ class GroupRoute:
     signature: bytes
 
 
+class RelayBlobIndex(BlobIndex, Protocol):
+    """The relay's record of its blobs, and which devices may fetch each (DESIGN §14).
+
+    A blob is granted to the recipient devices of the ``send`` that announces it; it is deleted
+    once every granted device said it fetched it, or when its TTL passes.
+    """
+
+    def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]) -> None:
+        """Let each of ``devices`` (account, device id) download each blob."""
+        ...
+
+    def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
+        """Whether the blob was granted to that device."""
+        ...
+
+    def mark_fetched(self, blob_id: bytes, account: str, device_id: int) -> bool | None:
+        """Record that the device has the blob: None if it was not granted to it, else whether
+        every device it was granted to has it now (then the caller deletes it)."""
+        ...
+
+
 class RelayStore(Protocol):
     """What the relay needs from storage."""
+
+    blobs: RelayBlobIndex
+    """Blob metadata (the bytes are files: :mod:`server.common.blobs`)."""
 
     def create_account(self, account: str, account_key: bytes, list_version: int,
                        list_body: bytes, list_signature: bytes,

@@ -9,6 +9,7 @@ import nacl.pwhash
 from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
+from ..common.blobs import BlobLimits
 from ..common.connection import ConnectionLimits
 
 DAY = 24 * 3600.0
@@ -36,3 +37,5 @@ class SocialConfig(ConnectionLimits):
     """Calls running at once, in all."""
     calls_per_account: int = 4
     """Calls one account may have started and still running."""
+    blobs: BlobLimits = BlobLimits()
+    """Size limit, quota per account and TTLs of the blob store."""

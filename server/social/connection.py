@@ -15,11 +15,13 @@ import trio
 from e2e_proto import social_api as api
 from e2e_proto.address import Address
 
+from ..common.blobs import BlobService
 from ..common.connection import FrameConnection
 from ..common.pushes import Outbox
 from ..common.requests import ErrorCodes, RequestError
 from ..common.store_base import StoreUnavailableError
 from . import calls
+from .messages import stored_media
 from .routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from .store import Event
 
@@ -48,6 +50,16 @@ class SocialConnection(FrameConnection):
     def push(self, frame: dict[str, Any]) -> None:
         """Queue a push frame (a call notice); a client too slow to read loses notices only."""
         self.outbox.push(frame)
+
+    @property
+    def blobs(self) -> BlobService:
+        """The social server's blob store."""
+        return self.server.blobs
+
+    def may_download(self, blob_id: bytes) -> bool:
+        """Whether a message announcing ``blob_id`` was sent in a conversation of this account."""
+        assert self.address is not None
+        return self.store.may_download(blob_id, self.address.account)
 
     def detach(self) -> None:
         """Forget this connection at its server, and the calls it was in."""
@@ -107,6 +119,9 @@ class SocialConnection(FrameConnection):
                 frame["envelope"] = event.envelope  # None for the sending device
             else:
                 frame["text"] = event.text
+                media = stored_media(self, [event.message]) if event.message else {}
+                if media:
+                    frame["media"] = media[event.message]
         elif event.kind == "reaction":
             frame["emoji"] = event.emoji
         elif event.kind == "group":

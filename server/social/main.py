@@ -16,7 +16,6 @@ import trio
 
 from ..calls.options import CallSetupError, add_call_arguments, call_setup
 from ..common import serving
-from ..common.serving import serve
 from .config import DAY, SocialConfig
 from .server import SocialServer
 from .sqlite_store import SqliteSocialStore
@@ -34,8 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_serve_arguments(serve_command, 7500, "social.db")
     serve_command.add_argument("--token-days", type=float, default=30.0,
                                help="days a device's session token is valid (default 30)")
+    serving.add_blob_arguments(serve_command)
     add_call_arguments(serve_command)
     return parser
+
+
+async def serve(server: SocialServer, host: str, port: int, tls: ssl.SSLContext | None = None,
+                task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
+                ) -> None:
+    """Listen on ``host:port`` and serve (expiring old files) until cancelled; reports the
+    listeners when ready.
+    """
+    await serving.serve(server, host, port, tls, task_status,
+                        background=[server.blobs.expire_forever])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,8 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     def make_server(store: SqliteSocialStore) -> SocialServer:
-        return SocialServer(store, SocialConfig(token_ttl=args.token_days * DAY),
-                            sfu=calls.grant)
+        return SocialServer(store, SocialConfig(token_ttl=args.token_days * DAY,
+                                                blobs=serving.blob_limits(args)),
+                            blob_dir=args.blob_dir, sfu=calls.grant)
 
     async def serve_with_calls(server: SocialServer, host: str, port: int,
                                tls: ssl.SSLContext | None = None,

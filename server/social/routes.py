@@ -6,6 +6,7 @@ their requests from these tables, so a route added here is fuzzed too.
 
 from __future__ import annotations
 
+from ..common import blob_requests
 from ..common.requests import Route, RouteTable
 from . import accounts, calls, conversations, directory, history, messages, reactions
 
@@ -32,7 +33,8 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "group_leave": Route(conversations.group_leave, ("conversation",)),
     "group_rename": Route(conversations.group_rename, ("conversation", "name")),
     "secret": Route(conversations.secret, ("conversation",)),
-    "send": Route(messages.send, ("conversation", "text", "envelopes", "client_id")),
+    "send": Route(messages.send, ("conversation", "text", "envelopes", "client_id", "media",
+                                  "blobs")),
     "react": Route(reactions.react, ("message", "emoji")),
     "unreact": Route(reactions.unreact, ("message",)),
     "pin": Route(reactions.pin, ("message",)),
@@ -41,6 +43,10 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "history": Route(history.history, ("conversation", "before", "limit")),
     "search": Route(history.search, ("text", "limit")),
     "ack": Route(messages.ack, ("seq",)),
+    "upload_begin": Route(blob_requests.upload_begin, ("blob_id", "size")),
+    "upload_chunk": Route(blob_requests.upload_chunk, ("blob_id", "offset", "data")),
+    "upload_finish": Route(blob_requests.upload_finish, ("blob_id",)),
+    "download": Route(blob_requests.download, ("blob_id", "offset", "length")),
     "call_start": Route(calls.call_start, ("conversation",)),
     "call_join": Route(calls.call_join, ("call_id",)),
     "call_leave": Route(calls.call_leave, ("call_id",)),

@@ -12,18 +12,22 @@ request.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import nacl.exceptions
 import nacl.pwhash
 import trio
 
+from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
 from ..calls.registry import CallRegistry, SfuGrant
+from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
 from .config import SocialConfig
@@ -32,14 +36,24 @@ from .store import SocialStore
 
 
 class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
-    """The social server's logic: serve connections (``handle_stream``) over one store."""
+    """The social server's logic: serve connections (``handle_stream``) over one store.
+
+    Blobs are files in ``blob_dir`` (default: ``NAME-blobs`` beside the store's ``NAME.db``).
+    """
 
     def __init__(self, store: SocialStore, config: SocialConfig | None = None,
-                 clock: Callable[[], float] = time.time, sfu: SfuGrant | None = None) -> None:
+                 clock: Callable[[], float] = time.time,
+                 blob_dir: str | os.PathLike[str] | None = None,
+                 sfu: SfuGrant | None = None) -> None:
         super().__init__()
         self.store = store
         self.config = config or SocialConfig()
         self.clock = clock
+        if blob_dir is None:
+            path = getattr(store, "path", None)  # a store in one file keeps blobs beside it
+            blob_dir = default_blob_dir(path) if path is not None else scratch_blob_dir()
+        self.blobs = BlobService(store.blobs, BlobFolder(Path(blob_dir)), self.config.blobs,
+                                 lambda: self.clock(), api.BAD_REQUEST)
         self.calls = CallRegistry(self.config.max_call_participants, sfu, self.now_ms,
                                   max_calls=self.config.max_calls,
                                   calls_per_account=self.config.calls_per_account)

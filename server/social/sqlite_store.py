@@ -15,6 +15,7 @@ from pathlib import Path
 
 from storage.sqlite import immediate_transaction, open_private_database
 
+from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
 from .store import (
     DIRECT,
@@ -70,6 +71,10 @@ CREATE TABLE IF NOT EXISTS events (
     message INTEGER, account TEXT NOT NULL, device INTEGER NOT NULL, ts INTEGER NOT NULL,
     emoji TEXT);
 CREATE VIRTUAL TABLE IF NOT EXISTS message_text USING fts5 (text);
+CREATE TABLE IF NOT EXISTS message_media (message INTEGER PRIMARY KEY, media BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS message_blobs (
+    message INTEGER NOT NULL, blob_id BLOB NOT NULL, PRIMARY KEY (message, blob_id));
+CREATE INDEX IF NOT EXISTS message_blobs_by_blob ON message_blobs (blob_id);
 """
 
 _MESSAGE_COLUMNS = "id, conversation, sender, device, ts, text, secret"
@@ -97,6 +102,7 @@ class SqliteSocialStore:
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self.blobs = SqliteBlobIndex(self._db)
         for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
             if side.exists():
@@ -326,13 +332,15 @@ class SqliteSocialStore:
     @storage
     def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
                     text: str | None, envelopes: Sequence[tuple[str, int, bytes]],
-                    client_id: bytes | None = None) -> int:
-        """Store a message (plaintext ``text`` or per-device ``envelopes``); its id.
+                    client_id: bytes | None = None, media: bytes | None = None,
+                    blobs: Sequence[bytes] = ()) -> int:
+        """Store a message (plaintext ``text`` and/or ``media``, or per-device ``envelopes``);
+        its id, with the blobs it announces.
 
         Only plaintext goes into the search index. A ``client_id`` seen before from the same
         sender returns the earlier message's id and stores nothing.
         """
-        secret = text is None
+        secret = text is None and media is None
         with self._transaction() as db:
             if client_id is not None:
                 row = db.execute("SELECT id, conversation FROM messages WHERE sender = ? AND "
@@ -352,8 +360,31 @@ class SqliteSocialStore:
                            (message_id, text))
             db.executemany("INSERT INTO envelopes VALUES (?, ?, ?, ?)",
                            [(message_id, a, d, e) for a, d, e in envelopes])
+            if media is not None:
+                db.execute("INSERT INTO message_media VALUES (?, ?)", (message_id, media))
+            db.executemany("INSERT OR IGNORE INTO message_blobs VALUES (?, ?)",
+                           [(message_id, b) for b in blobs])
             self._log(db, conversation_id, "message", message_id, sender, device_id, ts)
         return message_id
+
+    @storage
+    def media(self, message_ids: Sequence[int]) -> dict[int, bytes]:
+        """The encoded media fields of those messages that have them."""
+        found = {}
+        for message_id in message_ids:
+            row = self._db.execute("SELECT media FROM message_media WHERE message = ?",
+                                   (message_id,)).fetchone()
+            if row is not None:
+                found[message_id] = row[0]
+        return found
+
+    @storage
+    def may_download(self, blob_id: bytes, account: str) -> bool:
+        """Whether ``account`` is a member of a conversation a message announced the blob in."""
+        return self._db.execute(
+            "SELECT 1 FROM message_blobs mb JOIN messages m ON m.id = mb.message "
+            "JOIN members mb2 ON mb2.conversation = m.conversation AND mb2.account = ? "
+            "WHERE mb.blob_id = ? LIMIT 1", (account, blob_id)).fetchone() is not None
 
     @storage
     def message(self, message_id: int) -> Message | None:
