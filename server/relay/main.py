@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    trio.TASK_STATUS_IGNORED)) -> None:
         log.info("%s", calls.describe())
         await serving.serve(relay, host, port, tls, task_status,
-                            background=[relay.expire_forever, *calls.tasks])
+                            background=[relay.expire_forever, relay.blobs.expire_forever,
+                                        *calls.tasks])
 
     return serving.run_serve_command("e2e-relay", args, log, SqliteRelayStore, make_relay,
                                      serve_with_calls)

@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                task_status: trio.TaskStatus[list[trio.SocketListener]] = (
                                    trio.TASK_STATUS_IGNORED)) -> None:
         log.info("%s", calls.describe())
-        await serve(server, host, port, tls, task_status, background=calls.tasks)
+        await serving.serve(server, host, port, tls, task_status,
+                            background=[server.blobs.expire_forever, *calls.tasks])
 
     return serving.run_serve_command("e2e-social", args, log, SqliteSocialStore, make_server,
                                      serve_with_calls)
