@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,11 @@ class Logged:
                 self.lines.append(line)
                 self._changed.notify_all()
 
-    def wait_for(self, text: str, timeout: float = 30.0) -> None:
-        """Wait (bounded) until a stderr line contains ``text``."""
+    def wait_for(self, text: str | Callable[[str], bool], timeout: float = 30.0) -> None:
+        """Wait (bounded) until a stderr line contains ``text`` (or satisfies it)."""
+        check = text if callable(text) else (lambda line: text in line)
         with self._changed:
-            if not self._changed.wait_for(lambda: any(text in line for line in self.lines),
+            if not self._changed.wait_for(lambda: any(check(line) for line in self.lines),
                                           timeout):
                 self.kill()
                 pytest.fail(f"no {text!r} from {self.process.args}: " + "".join(self.lines))
@@ -70,6 +72,13 @@ def rings(home: Path, server: list[str]) -> bool:
     return any(json.loads(line).get("kind") == "call" for line in done.stdout.splitlines())
 
 
+def forwarded(line: str) -> int:
+    """The unit's forwarded count in one of its ``stats {json}`` lines (0 for other lines)."""
+    if " stats " not in line:
+        return 0
+    return int(json.loads(line.split(" stats ", 1)[1])["forwarded"])
+
+
 def wait_until(check, what: str, attempts: int = 40) -> None:  # type: ignore[no-untyped-def]
     for _ in range(attempts):
         if check():
@@ -86,7 +95,7 @@ def test_a_call_between_two_terminals_survives_the_unit_restarting(tmp_path: Pat
     assert oct(key_file.stat().st_mode)[-3:] == "600"
     sfu_port, relay_port = free_port(), free_port()
     unit_args = ("server.calls.main", "serve", "--listen", f"127.0.0.1:{sfu_port}",
-                 "--key-file", str(key_file), "--stats-interval", "0")
+                 "--key-file", str(key_file), "--stats-interval", "0.25")
     unit = Logged(*unit_args)
     unit.wait_for("listening on")
     relay = Logged("server.relay.main", "serve", "--listen", f"127.0.0.1:{relay_port}",
@@ -103,7 +112,7 @@ def test_a_call_between_two_terminals_survives_the_unit_restarting(tmp_path: Pat
         wait_until(lambda: rings(bob, server), "the ring")
         callee = Logged("client.cli.main", "--home", str(bob), *server, "call", "--answer",
                         "--seconds", "4", "--json")
-        unit.wait_for("(2 in it)")
+        unit.wait_for(lambda line: forwarded(line) > 40)  # both stream through it
         unit.kill()
         unit = Logged(*unit_args)  # restarted on the same port, knowing nobody
         unit.wait_for("listening on")
