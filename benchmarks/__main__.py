@@ -2,6 +2,7 @@
 
     python -m benchmarks [--quick] [--json FILE] [--markdown] [--plot FILE.png]
                          [--no-relay] [--no-peers] [--no-groups] [--no-media] [--no-daemon]
+                         [--no-calls]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import calls as call_figures
 from . import crypto, groups, report
 from .daemon import daemon_figures, daemon_table
 from .media import media_figures
@@ -84,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-daemon", action="store_true",
                         help="skip the daemon's overhead (bot -> daemon -> relay -> daemon -> bot "
                              "beside the library)")
+    parser.add_argument("--no-calls", action="store_true",
+                        help="skip the call figures (SFrame, an 8-participant video call and "
+                        "the audio crowd through an e2e-sfu process)")
     return parser
 
 
@@ -105,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         group_cases, group_notes = groups.group_cases(peers=not args.no_peers)
         cases |= group_cases
         notes |= group_notes
+    if not args.no_calls:
+        cases |= call_figures.sframe_cases()
     stats = run_interleaved(cases, mode.samples, mode.sample_time, progress=progress)
     if not args.no_groups:
         cold = groups.cold_send(progress=progress)
@@ -116,9 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     daemon = None
     if not args.no_daemon:
         daemon = daemon_figures(mode.daemon_messages, mode.daemon_messages // 10, progress)
+    calls = None if args.no_calls else call_figures.call_figures(args.quick, progress)
     progress.done()
     elapsed = time.monotonic() - started
-    target_list = report.targets(stats, relay) + report.media_targets(media)
+    target_list = (report.targets(stats, relay) + report.media_targets(media)
+                   + report.call_targets(stats, calls))
 
     print()
     print(f"Hot path: median per operation (quartiles), {mode.samples} interleaved samples, "
@@ -142,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Daemon over its Unix socket: one message at a time, sender -> receiver "
               f"({mode.daemon_messages} messages)")
         print(daemon_table(daemon))
+    if calls:
+        print()
+        print("Calls through an e2e-sfu process over loopback (load average "
+              f"{calls['load_average']:.2f} on {info['cores']} cores)")
+        print(report.calls_table(calls, args.markdown))
+        print(report.capacity_line(calls))
     for name, note in notes.items():
         print(f"note: {name}: {note}")
     print()
@@ -151,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n({elapsed:.0f} s)")
     if args.json:
         report.to_json(args.json, info, mode.name, stats, sizes, relay, notes, target_list,
-                       elapsed, cold, media, daemon)
+                       elapsed, cold, media, daemon, calls)
     if args.plot:
         try:
             report.plot(args.plot, stats, relay, f"e2e-proto benchmarks ({mode.name}): "

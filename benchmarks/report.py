@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .calls import FRAME_SIZE as SFRAME_SIZE
 from .crypto import FANOUT_DEVICES, FANOUT_SIZE, PINGPONG_SIZE, SIZES
 from .groups import GROUP_MESSAGE_SIZE
 from .timing import Stat
@@ -160,6 +161,29 @@ def targets(stats: dict[str, Stat], relay: dict[str, Any] | None) -> list[Target
     return out
 
 
+def call_targets(stats: dict[str, Stat], calls: dict[str, Any] | None) -> list[Target]:
+    """Issue #14's targets: SFrame against raw AES-256-GCM, the 8-participant video call."""
+    us = 1e6
+    sframe = _med(stats, f"ours/sframe/{SFRAME_SIZE}")
+    aes = _med(stats, f"floor/aes-256-gcm/{SFRAME_SIZE}")
+    detail = "" if sframe is None or aes is None else \
+        f"({sframe * us:.1f} us vs {aes * us:.1f} us)"
+    video = (calls or {}).get("video") or {}
+    name = f"{video.get('participants', 8)}-participant video call (4 KiB at 30 fps)"
+    loss = video.get("loss")
+    p99 = video.get("p99_seconds")
+    return [
+        _target("SFrame encrypt+decrypt 1 KiB vs raw AES-256-GCM seal+open",
+                _ratio(sframe, aes), 1.5, "<=", "x", detail),
+        _target(f"{name}: frames failed", video.get("failed"), 0, "<=", "",
+                f"({video.get('received', 0)} received)" if video else ""),
+        _target(f"{name}: loss", None if loss is None else loss * 100, 0.5, "<", " %", ""),
+        _target(f"{name}: p99 latency (sender to receiver, decrypted)",
+                None if p99 is None else p99 * 1000, 20, "<", " ms",
+                "" if not video else f"(p50 {video['p50_seconds'] * 1000:.1f} ms)"),
+    ]
+
+
 # -- tables -----------------------------------------------------------------------------------
 
 
@@ -257,6 +281,46 @@ def relay_table(relay: dict[str, Any], markdown: bool) -> str:
     return text
 
 
+def calls_table(calls: dict[str, Any], markdown: bool) -> str:
+    """The video call, then the audio crowd per size (and with last-N)."""
+    def row(label: str, figure: dict[str, Any]) -> list[str]:
+        loss = figure.get("loss")
+        p50, p99 = figure.get("p50_seconds"), figure.get("p99_seconds")
+        return [label, f"{figure['unit_in_per_second']:.0f}",
+                f"{figure['unit_out_per_second']:.0f}",
+                "–" if loss is None else f"{loss * 100:.2f} %",
+                str(figure.get("failed", 0)),
+                "–" if p50 is None else f"{p50 * 1000:.1f} ms",
+                "–" if p99 is None else f"{p99 * 1000:.1f} ms",
+                f"{figure['unit_cpu'] * 100:.0f} %", f"{figure['clients_cpu'] * 100:.0f} %"]
+
+    video = calls["video"]
+    lines = [row(f"{video['participants']} x video {video['frame_bytes']} B @ {video['fps']} fps",
+                 video)]
+    for figure in calls["crowd"]:
+        lines.append(row(f"{figure['participants']} x audio 160 B @ 50 fps", figure))
+    last_n = calls["last_n"]
+    lines.append(row(f"{last_n['participants']} x audio, last-N = {last_n['last_n']}", last_n))
+    return _render(["call", "unit in/s", "unit out/s", "loss", "failed", "p50", "p99",
+                    "unit CPU", "clients CPU"], lines, markdown)
+
+
+def capacity_line(calls: dict[str, Any]) -> str:
+    """Where the audio crowd stops holding: loss over 1 %, and p99 over 20 ms."""
+    def first(check: Any) -> str:
+        found = [f["participants"] for f in calls["crowd"] if check(f)]
+        return f"at {found[0]} participants" if found else \
+            f"not up to {calls['crowd'][-1]['participants']}"
+
+    last_n = calls["last_n"]
+    return (f"audio crowd, everyone forwarded to everyone: loss passes 1 % "
+            f"{first(lambda f: (f['loss'] or 0) > 0.01)}; p99 passes 20 ms "
+            f"{first(lambda f: (f['p99_seconds'] or 0) > 0.02)}. With last-N = "
+            f"{last_n['last_n']} at {last_n['participants']}: loss "
+            f"{(last_n['loss'] or 0) * 100:.2f} %, p99 {(last_n['p99_seconds'] or 0) * 1000:.1f} "
+            "ms")
+
+
 def _render(head: list[str], rows: list[list[str]], markdown: bool) -> str:
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -274,15 +338,16 @@ def to_json(path: Path, info: dict[str, Any], mode: str, stats: dict[str, Stat],
             target_list: list[Target], elapsed: float,
             group_cold: dict[str, Any] | None = None,
             media: dict[str, Any] | None = None,
-            daemon: dict[str, Any] | None = None) -> None:
-    """Write every figure, the cold group send, the media and daemon figures and the
+            daemon: dict[str, Any] | None = None,
+            calls: dict[str, Any] | None = None) -> None:
+    """Write every figure, the cold group send, the media, daemon and call figures and the
     ``targets`` list."""
     document = {
         "machine": info, "mode": mode, "elapsed_seconds": elapsed,
         "units": "seconds per operation (median, quartiles over samples)",
         "figures": {name: asdict(stat) for name, stat in stats.items()},
         "session_sizes_bytes": sizes, "relay": relay, "group_cold_send": group_cold,
-        "media": media, "daemon": daemon, "notes": notes,
+        "media": media, "daemon": daemon, "calls": calls, "notes": notes,
         "targets": [asdict(t) for t in target_list],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -116,3 +116,20 @@ SFRAME_RATCHET_BITS = 8  # R of RFC 9605 §5.1: KID = (key_generation << 8) | ra
 SFRAME_MAX_KEY_GENERATION = 2 ** (64 - SFRAME_RATCHET_BITS) - 1
 SFRAME_MAX_RATCHET_JUMP = 32  # a receiver follows a sender at most this many steps at once
 SFRAME_KEPT_RATCHET_STEPS = 2  # older steps a receiver keeps per generation, for reordering
+
+# Calls (DESIGN §15; docs/PROTOCOL.md §18): join tokens, forwarding-unit datagrams, key payloads.
+CALL_ID_SIZE = 16
+CALL_KEY_SIZE = 32  # the key a server shares with its forwarding unit (a token's MAC key)
+CALL_TOKEN_VERSION = 1
+CALL_TOKEN_PREFIX = b"e2e-proto/call-token/v1"  # HMAC-SHA256(call key, prefix || body): the tag
+CALL_PACKET_KEY_PREFIX = b"e2e-proto/call-packet-key/v1"  # a participant's packet key
+CALL_TOKEN_NONCE_SIZE = 16
+CALL_TOKEN_TAG_SIZE = 32
+CALL_TOKEN_TTL_MS = 60_000  # a token admits its holder to the forwarding unit within a minute
+CALL_PACKET_VERSION = 1
+CALL_PACKET_TAG_SIZE = 16  # HMAC-SHA256 truncated to 128 bits, on every participant datagram
+MAX_CALL_DATAGRAM = 16 * 1024  # largest datagram either side sends or accepts
+CALL_REPLAY_WINDOW = 128  # packet counters a forwarding unit accepts behind the highest one
+MAX_CALL_PARTICIPANTS = 255  # a hard bound on any call, above both transports' caps
+CALL_FRAME_HEADER_SIZE = 16  # a synthetic media frame: kind, flags, seq, sent-at (see call_media)
+CALL_FRAME_CHECKSUM_SIZE = 4  # CRC-32 of everything before it

@@ -116,6 +116,18 @@ class UnknownKeyIdError(RemoteProtocolError):
     """An SFrame frame names a KID the receiver holds no key for (RFC 9605: it MAY buffer it)."""
 
 
+class CallTokenError(RemoteProtocolError):
+    """A call join token that is malformed or whose tag does not verify (forged, other key)."""
+
+
+class ExpiredCallTokenError(CallTokenError):
+    """A call join token whose expiry has passed."""
+
+
+class PacketAuthenticationError(RemoteProtocolError):
+    """A call datagram whose packet tag does not verify under its participant's packet key."""
+
+
 class MediaError(RemoteProtocolError):
     """An encrypted media stream cannot be accepted; the caller discards all of its output."""
 

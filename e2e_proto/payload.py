@@ -20,8 +20,11 @@ SENDER_KEY_KIND = "sender_key"
 """A group sender key (:class:`e2e_proto.sender_keys.SenderKeyDistribution` gives its fields)."""
 GROUP_UPDATE_KIND = "group_update"
 """A signed group state (:class:`e2e_proto.groups.GroupUpdate` gives its fields)."""
+CALL_KEY_KIND = "call_key"
+"""A call participant's SFrame base key (:class:`e2e_proto.call_keys.CallKey` gives its fields)."""
 KNOWN_KINDS = frozenset(
-    {"text", "reaction", "receipt", SENDER_KEY_KIND, GROUP_UPDATE_KIND, "media", "device_sync"}
+    {"text", "reaction", "receipt", SENDER_KEY_KIND, GROUP_UPDATE_KIND, "media", "device_sync",
+     CALL_KEY_KIND}
 )
 _RESERVED = frozenset({"id", "ts", "kind"})
 MAX_KIND_LENGTH = 32

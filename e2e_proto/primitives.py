@@ -269,6 +269,27 @@ def hmac_sha256_pair(key: bytes, data1: bytes, data2: bytes) -> tuple[bytes, byt
     return outer_first.digest(), outer.digest()
 
 
+class HmacKey:
+    """HMAC-SHA256 under one key for many messages: the padded key blocks are hashed once.
+
+    ``digest(data)`` equals ``hmac_sha256(key, data)`` at about half the cost for short data
+    (a call's per-datagram tag).
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        self._inner, self._outer = _padded_key_states(key)
+
+    def digest(self, data: bytes) -> bytes:
+        """HMAC-SHA256(key, data); ``data`` may be any bytes-like object."""
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 def hkdf_extract(salt: bytes, ikm: bytes, hash: HashFunction) -> bytes:
     """HKDF-Extract (RFC 5869): PRK = HMAC(salt, IKM); an empty salt is HashLen zero bytes."""
     return hmac_digest(salt or bytes(hash.digest_size), ikm, hash)

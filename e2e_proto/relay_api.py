@@ -21,6 +21,14 @@ from .blob_api import (
     UNKNOWN_BLOB,
 )
 from .blob_api import QUOTA_EXCEEDED as BLOB_QUOTA_EXCEEDED
+
+# The call codes are part of this API's vocabulary (docs/PROTOCOL.md §18.2).
+from .call_api import CALL_FULL as CALL_FULL
+from .call_api import CALLS_UNAVAILABLE as CALLS_UNAVAILABLE
+from .call_api import NOT_INVITED as NOT_INVITED
+from .call_api import NOT_PARTICIPANT as NOT_PARTICIPANT
+from .call_api import TOO_MANY_CALLS as TOO_MANY_CALLS
+from .call_api import UNKNOWN_CALL as UNKNOWN_CALL
 from .constants import AUTH_PREFIX, KEY_SIZE, MAX_DEVICES, SIGNATURE_SIZE
 from .errors import E2EProtoError, MalformedError
 from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey

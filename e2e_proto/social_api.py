@@ -18,6 +18,14 @@ from .blob_api import (
     UNKNOWN_BLOB,
 )
 from .blob_api import QUOTA_EXCEEDED as BLOB_QUOTA_EXCEEDED
+
+# The call codes are part of this API's vocabulary (docs/PROTOCOL.md §18.2).
+from .call_api import CALL_FULL as CALL_FULL
+from .call_api import CALLS_UNAVAILABLE as CALLS_UNAVAILABLE
+from .call_api import NOT_INVITED as NOT_INVITED
+from .call_api import NOT_PARTICIPANT as NOT_PARTICIPANT
+from .call_api import TOO_MANY_CALLS as TOO_MANY_CALLS
+from .call_api import UNKNOWN_CALL as UNKNOWN_CALL
 from .capabilities import CAPABILITIES, SOCIAL
 
 CLIENT_ID_SIZE = 16

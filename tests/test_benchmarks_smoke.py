@@ -119,3 +119,29 @@ def test_daemon_figures_produce_numbers() -> None:
     assert figures["daemon"]["messages_per_second"] > 0
     assert math.isfinite(figures["throughput_ratio"]) and math.isfinite(figures["p50_ratio"])
     assert "daemon / library" in daemon_table(figures)
+
+
+def test_call_figures_run_and_report() -> None:
+    import trio
+
+    from benchmarks import calls
+
+    cases = calls.sframe_cases()
+    assert set(cases) == {"ours/sframe/1024", "floor/aes-256-gcm/1024"}
+    assert len(cases["ours/sframe/1024"]()) == 1024
+    stats = run_interleaved(cases, samples=2, sample_time=0.0005, warmup=1)
+    video = trio.run(calls.video_call, 0.8, 2)
+    crowd = trio.run(calls.audio_crowd, 3, 0.8)
+    last_n = trio.run(calls.audio_crowd, 3, 0.8, 1)
+    assert video["received"] > 0 and video["failed"] == 0 and video["unit"]["joins"] == 2
+    assert crowd["expected"] == (crowd["sent"] - 3 * calls.WARMUP_FRAMES) * 2
+    assert last_n["expected"] * 3 == (last_n["sent"] - 3 * calls.WARMUP_FRAMES) * 2
+    figures = {"video": video, "crowd": [crowd], "last_n": last_n, "load_average": 0.0}
+    names = {t.name: t for t in report.call_targets(stats, figures)}
+    sframe = names["SFrame encrypt+decrypt 1 KiB vs raw AES-256-GCM seal+open"]
+    assert sframe.value is not None and sframe.value > 0
+    unmeasured = {t.name: t for t in report.call_targets(stats, None)}
+    assert unmeasured["8-participant video call (4 KiB at 30 fps): frames failed"].met is None
+    assert names["2-participant video call (4 KiB at 30 fps): frames failed"].met is True
+    assert "last-N = 1" in report.calls_table(figures, markdown=False)
+    assert "loss passes 1 %" in report.capacity_line(figures)

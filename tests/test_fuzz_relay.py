@@ -19,10 +19,12 @@ import trio.testing
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from e2e_proto import call_api
 from e2e_proto import relay_api as api
 from e2e_proto.devices import DeviceList
 from e2e_proto.keys import IdentityKeyPair
 from e2e_proto.wire import FrameDecoder, encode_frame
+from server.calls.registry import SfuGrant
 from server.relay.config import RelayConfig
 from server.relay.routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from server.relay.server import Relay
@@ -64,7 +66,8 @@ def _register_frame(nonce: bytes) -> dict[str, Any]:
 
 async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
     store = SqliteRelayStore(folder / "relay.db")
-    relay = Relay(store, RelayConfig(auth_timeout=5, frame_timeout=5))
+    relay = Relay(store, RelayConfig(auth_timeout=5, frame_timeout=5),
+                  sfu=SfuGrant("127.0.0.1", 9, bytes(32)))
     with contextlib.closing(store), error_log("e2e.relay") as errors:
         async with trio.open_nursery() as nursery:
             client, server = trio.testing.memory_stream_pair()
@@ -84,7 +87,8 @@ async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
                     assert frame["error"]["code"] in ERROR_CODES, frame
                 else:
                     assert frame.get("ok") is True or frame.get("type") in (
-                        "deliver", "queue_empty", "prekeys_low", "link_approved"), frame
+                        "deliver", "queue_empty", "prekeys_low", "link_approved",
+                        *call_api.PUSHES), frame
             await client.aclose()
             # The relay still serves a well-behaved connection.
             other, other_server = trio.testing.memory_stream_pair()

@@ -27,8 +27,10 @@ import trio.testing
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from e2e_proto import call_api
 from e2e_proto import social_api as api
 from e2e_proto.wire import FrameDecoder, encode_frame
+from server.calls.registry import SfuGrant
 from server.social.accounts import token_hash
 from server.social.routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from server.social.server import SocialServer
@@ -47,7 +49,7 @@ ERROR_CODES = error_codes(api)
 REQUEST_TYPES = sorted({*PUBLIC_ROUTES, *AUTHENTICATED_ROUTES})  # type: ignore[type-var]
 FIELDS = sorted({field for table in (PUBLIC_ROUTES, AUTHENTICATED_ROUTES)
                  for route in table.values() for field in route.fields})
-PUSHES = ("event", "queue_empty")
+PUSHES = ("event", "queue_empty", *call_api.PUSHES)
 
 KNOWN_TOKEN = bytes(range(32))
 """The token of a device of ``other``, seeded in every store: ``auth`` with it succeeds."""
@@ -78,6 +80,8 @@ SHAPES: dict[str, list[str]] = {
     "get_devices": ["account"], "fetch_bundles": ["account", "device_ids"], "ack": ["seq"],
     "upload_begin": ["blob_id", "size"], "upload_chunk": ["blob_id", "offset", "data"],
     "upload_finish": ["blob_id"], "download": ["blob_id", "offset", "length"],
+    "call_start": ["conversation"], "call_join": ["call_id"], "call_leave": ["call_id"],
+    "call_end": ["call_id"], "call_list": [], "call_signal": ["call_id", "envelopes"],
 }
 """The fields each request type reads, so that well-formed requests reach deep into handlers."""
 assert set(SHAPES) == set(REQUEST_TYPES)
@@ -97,6 +101,8 @@ _typical: dict[str, st.SearchStrategy[Any]] = {
     "size": st.integers(-1, 40) | st.sampled_from([2**40, 104_884_801]),
     "offset": st.integers(-1, 40) | st.sampled_from([2**63 - 1, 2**63]),
     "data": st.binary(max_size=40), "length": st.integers(-1, 40) | st.just(2**20),
+    "call_id": st.binary(min_size=15, max_size=17),
+    "envelopes": st.lists(st.binary(max_size=120), max_size=3),
 }
 field_values = {field: st.one_of(typical, typical, typical, values)  # mostly the right type
                 for field, typical in _typical.items()}
@@ -148,7 +154,7 @@ def _seed(store: SqliteSocialStore) -> None:
 async def _scenario(folder: Path, mode: str, inputs: list[bytes]) -> None:
     store = SqliteSocialStore(folder / "social.db")
     _seed(store)
-    server = SocialServer(store, FAST)
+    server = SocialServer(store, FAST, sfu=SfuGrant("127.0.0.1", 9, bytes(32)))
     with contextlib.closing(store), error_log("e2e.social") as errors:
         async with trio.open_nursery() as nursery:
             if mode == "login":  # an account made on another connection, then a login here

@@ -167,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     secret = commands.add_parser("secret", help="social: make the conversation with NAME "
                                  "end-to-end encrypted")
     secret.add_argument("name", help="the other account")
+    call = commands.add_parser(
+        "call", help="call NAME (or answer NAME's call), start or join a group's call "
+        "(--group NAME), or answer the call ringing here (--answer): up to 8 participants on "
+        "the private transport (end to end), 50 on the social one; runs a synthetic stream, "
+        "then prints what arrived from each participant")
+    call.add_argument("name", nargs="?", help="the other account")
+    call.add_argument("--group", metavar="NAME", help="the group's call instead")
+    call.add_argument("--answer", action="store_true", help="join the call ringing here")
+    call.add_argument("--seconds", type=_seconds, default=10.0, metavar="N",
+                      help="how long to stay in the call (default 10)")
+    call.add_argument("--video", action="store_true",
+                      help="video-like frames (1-8 KiB at 30 fps) instead of audio-like ones "
+                           "(160 B at 50 fps)")
+    call.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     group = commands.add_parser("group", help="groups: up to 1024 members on the private "
                                 "transport (end to end, sender keys), 250 on the social one")
     group_commands = group.add_subparsers(dest="group_command", required=True, metavar="ACTION")
@@ -206,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_daemon(args)
     if args.command == "chat" and (args.name is None) == (args.group is None):
         parser.error("chat needs an account NAME or --group NAME (not both)")
+    if args.command == "call" and [args.name is not None, args.group is not None,
+                                   args.answer].count(True) != 1:
+        parser.error("call needs an account NAME, --group NAME or --answer (one of them)")
     with command_guard(args.home) as served:
         if served:  # a daemon serves this home: the command is a call to it
             code = forward(args)

@@ -12,7 +12,7 @@ import datetime
 import json
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -22,11 +22,13 @@ import trio
 from e2e_proto.capabilities import PRIVATE, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
+from ..core.calls import CallInfo
 from ..core.connection import ConnectionLost
 from ..core.errors import ClientError
 from ..private.received import Received
 from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
+from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
 from .common import (
     chat,
     file_json,
@@ -154,6 +156,9 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         return await _group_chat(client, args.group)
     if command == "chat":
         return await _chat(client, args.name)
+    if command == "call":
+        return await call_command(client.session, args, PRIVATE, _call_plan(args),
+                                  show_on_stderr(format_message))
     if command == "group":
         async with client.session() as session:
             await session.catch_up()
@@ -254,6 +259,30 @@ def print_group_members(members: Sequence[str], admins: Sequence[str]) -> None:
     marked = set(admins)
     for member in members:
         print(f"{member} (admin)" if member in marked else member)
+
+
+def _call_plan(args: argparse.Namespace
+               ) -> Callable[[PrivateSession, list[CallInfo]], Awaitable[CallPlan]]:
+    """Join the call ringing here (``--answer``), the group's running call, or NAME's call to
+    this account; else start one."""
+
+    async def plan(session: PrivateSession, ringing: list[CallInfo]) -> CallPlan:
+        if args.answer:
+            info = ringing_for_me(ringing)
+            options = ({"group_id": info.group} if isinstance(info.group, bytes)
+                       else {"peer": info.caller.account})
+            return CallPlan(info, options=options)
+        if args.group is not None:
+            group_id = session.find_group(args.group).state.group_id
+            running = [c for c in ringing if c.group == group_id]
+            return CallPlan(running[-1] if running else None,
+                            lambda: session.call_start(group=args.group),
+                            {"group_id": group_id})
+        calling = [c for c in ringing if c.group is None and c.caller.account == args.name]
+        return CallPlan(calling[-1] if calling else None,
+                        lambda: session.call_start(args.name), {"peer": args.name})
+
+    return plan
 
 
 def _when(timestamp: float | None) -> str:

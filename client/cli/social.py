@@ -13,16 +13,19 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
 
+from e2e_proto.capabilities import SOCIAL
 from e2e_proto.social_api import parse_message_id
 
+from ..core.calls import CallInfo
 from ..core.errors import ClientError
 from ..social.session import SocialClient, SocialSession
 from ..social.state import SocialEvent, SocialState, StoredMessage
+from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
 from .common import (
     chat,
     file_json,
@@ -73,6 +76,8 @@ def format_event(event: SocialEvent, me: str) -> str:
         return f"{event.sender} made your conversation secret (end-to-end encrypted)"
     if event.kind == "group":
         return f"{event.sender} updated the group {event.conversation}"
+    if event.kind == "call":
+        return f"{event.sender}{where}: {event.text}"
     return f"{event.sender}: [{event.kind}]"
 
 
@@ -82,7 +87,7 @@ def event_json(event: SocialEvent) -> str:
         "kind": event.kind, "conversation": event.conversation, "from": event.sender,
         "device": event.device, "id": None if event.message is None else str(event.message),
         "ts": event.ts}
-    if event.kind == "message":
+    if event.kind in ("message", "call"):
         record.update(text=event.text, secret=event.secret)
         if event.file is not None:
             record.update(file_json(event.file))
@@ -142,6 +147,10 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
                                      printer(args.json, state.account or ""))
     if command == "chat":
         return await _chat(client, args.name or args.group)
+    if command == "call":
+        me = state.account or ""
+        return await call_command(client.session, args, SOCIAL, _call_plan(args),
+                                  show_on_stderr(lambda event: format_event(event, me)))
     async with client.session() as session:
         return await _one_request(args, session)
 
@@ -334,6 +343,26 @@ def print_group_members(members: Sequence[str]) -> None:
     """The output of ``group members``: one member a line."""
     for member in members:
         print(member)
+
+
+def _call_plan(args: argparse.Namespace
+               ) -> Callable[[SocialSession, list[CallInfo]], Awaitable[CallPlan]]:
+    """Join the call ringing here (``--answer``), the group's running call or NAME's call to
+    this account; else start one in the conversation."""
+
+    async def plan(session: SocialSession, ringing: list[CallInfo]) -> CallPlan:
+        if args.answer:
+            info = ringing_for_me(ringing)
+            return CallPlan(info, options={} if info.group else {"peer": info.caller.account})
+        if args.group is not None:
+            running = [c for c in ringing if c.group == args.group]
+            return CallPlan(running[-1] if running else None,
+                            lambda: session.call_start(args.group))
+        calling = [c for c in ringing if c.group is None and c.caller.account == args.name]
+        return CallPlan(calling[-1] if calling else None,
+                        lambda: session.call_start(args.name), {"peer": args.name})
+
+    return plan
 
 
 async def _chat(client: SocialClient, name: str) -> int:

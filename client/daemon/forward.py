@@ -44,8 +44,9 @@ from .jsonrpc import Codes, RpcError
 from .methods import TABLE
 from .social_methods import stored_from_json
 
-NOT_FORWARDED = ("register", "login", "link")
-"""Commands that make a home's account: a served home has one already."""
+NOT_FORWARDED = ("register", "login", "link", "call")
+"""Commands that do not run through a daemon: those that make a home's account (a served home
+has one already), and ``call``, which streams media from this process."""
 
 Render = Callable[[argparse.Namespace, Any], None]
 

@@ -14,6 +14,7 @@ from e2e_proto.address import Address
 from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.session import SessionCipher
 
+from ..core.calls import CallBook
 from ..core.connection import Connection
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class SessionBase:
         self._link_proven = False
         self.backlog_drained = False
         """Whether the relay's one ``queue_empty`` push of this connection was seen."""
+        self.call_book = CallBook()
+        """The calls this session takes part in (:mod:`.calls`)."""
 
     @property
     def cipher(self) -> SessionCipher:

@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from e2e_proto import call_api
 from e2e_proto.address import Address
 from e2e_proto.errors import DuplicateMessageError, RemoteProtocolError
 from e2e_proto.groups import GroupUpdate
@@ -50,13 +51,15 @@ class Receiving(SessionBase):
 
         Each new message is committed locally before it is acknowledged, and shown to
         ``handler`` once: messages stored but not shown in an earlier run (a lost connection or
-        a crash after the commit) come first. ``wait=None`` returns once the queue is drained;
-        ``wait=math.inf`` runs until cancelled.
+        a crash after the commit) come first, then a ring for each call one may join.
+        ``wait=None`` returns once the queue is drained; ``wait=math.inf`` runs until cancelled.
         """
         assert self.address is not None
         for account, count in self.state.held_counts():
             await self._show(handler, _notice(_held(account, count)))
         await self.show_unseen(handler)
+        for ring in await self.ringing_notices():
+            await self._show(handler, ring)
         if wait is None and self.backlog_drained:
             # The relay announces the end of the backlog once per connection, and it was seen
             # already (while linking): take what has arrived since, without waiting for more.
@@ -98,6 +101,10 @@ class Receiving(SessionBase):
             return True
         elif kind == "prekeys_low":
             await self._top_up(frame.get("count"))
+        elif kind in call_api.PUSHES:
+            ring = await self._on_call_push(frame)
+            if ring is not None:
+                await self._show(handler, ring)
         elif kind == "error":
             raise ConnectionLost(f"the relay closed the connection: "
                                  f"{bounded_str(frame.get('message'), 200) or 'error'}")

@@ -6,8 +6,8 @@ committed together with the ratchet step (one SQLite transaction) before they ar
 and are deduplicated by payload id, so a crash at any point neither loses nor repeats a message.
 
 The session is one class per concept, composed here: :mod:`.prekeys`, :mod:`.linking`,
-:mod:`.device_lists`, :mod:`.sending`, :mod:`.receiving`, :mod:`.groups` and :mod:`.media`
-(files); this module adds registering and authenticating.
+:mod:`.device_lists`, :mod:`.sending`, :mod:`.receiving`, :mod:`.groups`, :mod:`.media`
+(files) and :mod:`.calls`; this module adds registering and authenticating.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from e2e_proto.keys import IdentityKeyPair
 
 from ..core.connection import ConnectionLost, ServerClient, ServerError
 from ..core.errors import ClientError
+from .calls import Calls
 from .device_lists import DeviceLists
 from .groups import Groups
 from .linking import Linking
@@ -70,7 +71,7 @@ class PrivateClient(ServerClient[ClientState]):
             yield session
 
 
-class PrivateSession(Prekeys, Linking, DeviceLists, Sending, Receiving, Groups, Media):
+class PrivateSession(Prekeys, Linking, DeviceLists, Sending, Receiving, Groups, Media, Calls):
     """One relay connection of a :class:`PrivateClient`: every part's methods on one object."""
 
     async def register(self, account: str) -> None:

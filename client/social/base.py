@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from e2e_proto.address import Address
 
+from ..core.calls import CallBook
 from ..core.connection import Connection, ServerError
 from .errors import refused
 
@@ -28,6 +29,8 @@ class SessionBase:
         self.state = client.state
         self.connection = connection
         self.address: Address | None = None
+        self.call_book = CallBook()
+        """The calls this session takes part in (:mod:`.calls`)."""
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """A request whose refusal becomes a one-line :class:`ClientError` (code kept)."""

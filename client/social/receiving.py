@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from e2e_proto import call_api
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
 from e2e_proto.media import MEDIA_KIND, MediaPayload
@@ -40,19 +41,25 @@ class Receiving(SessionBase):
         Each event is stored locally, unseen, in the transaction that records its ``seq`` (a
         secret message together with its ratchet step), then shown to ``handler``, then marked
         seen, then acknowledged. Events stored but not shown in an earlier run (a crash or a
-        lost connection in between) are shown first. Events this device caused itself are
-        acknowledged without being shown. ``wait=None`` returns once the backlog is drained;
-        ``math.inf`` runs until cancelled.
+        lost connection in between) are shown first, then a ring for each call one may join.
+        Events this device caused itself are acknowledged without being shown. ``wait=None``
+        returns once the backlog is drained; ``math.inf`` runs until cancelled.
         """
         for account, count in self.state.held_counts():
             await self._show(handler, SocialEvent(0, "notice", account, account, 0, 0,
                                                   warning=_held(account, count)))
         await self.show_unseen(handler)
+        for ring in await self.ringing_notices():
+            await self._show(handler, ring)
         with trio.move_on_after(wait if wait is not None else float("inf")):
             async for frame in self.connection.pushes:
                 kind = frame.get("type")
                 if kind == "event":
                     await self._event(handler, frame)
+                elif kind in call_api.PUSHES:
+                    ring = await self._on_call_push(frame)
+                    if ring is not None:
+                        await self._show(handler, ring)
                 elif kind == "queue_empty" and wait is None:
                     return
                 elif kind == "error":

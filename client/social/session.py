@@ -4,8 +4,9 @@
 :meth:`SocialClient.session` yields a logged-in :class:`SocialSession` on one connection. The
 session is one class per concept, composed here: :mod:`.conversations`, :mod:`.secret`,
 :mod:`.device_pins`, :mod:`.reactions` (and pins), :mod:`.history` (and search),
-:mod:`.receiving` and :mod:`.media` (files); this module adds registering, logging in and
-publishing prekeys. The capability table (DESIGN §9) is checked before anything is sent.
+:mod:`.receiving`, :mod:`.media` (files) and :mod:`.calls`; this module adds registering,
+logging in and publishing prekeys. The capability table (DESIGN §9) is checked before anything
+is sent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..core.connection import ServerClient, ServerError
 from ..core.errors import ClientError
 from ..core.pushes import prekeys_to_add
 from ..core.signed_prekeys import signed_prekey_to_publish
+from .calls import Calls
 from .checks import check_name
 from .conversations import Conversations
 from .device_pins import DevicePins
@@ -60,7 +62,8 @@ class SocialClient(ServerClient[SocialState]):
             yield session
 
 
-class SocialSession(Conversations, Secret, DevicePins, Reactions, History, Receiving, Media):
+class SocialSession(Conversations, Secret, DevicePins, Reactions, History, Receiving, Media,
+                    Calls):
     """One connection of a :class:`SocialClient`: every part's methods on one object."""
 
     async def register(self, account: str, password: str) -> int:

@@ -28,5 +28,11 @@ class RelayConfig(ConnectionLimits):
     link_timeout: float = 600.0
     max_group_members: int = CAPABILITIES[PRIVATE].max_group_members
     """Members of a group's routing copy (the capability table's 1024)."""
+    max_call_participants: int = CAPABILITIES[PRIVATE].group_call_participants
+    """Devices in one call (the capability table's 8)."""
+    max_calls: int = 10_000
+    """Calls running at once, in all."""
+    calls_per_account: int = 4
+    """Calls one account may have started and still running."""
     blobs: BlobLimits = BlobLimits()
     """Size limit, quota per account and TTLs of the blob store."""

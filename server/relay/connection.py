@@ -22,6 +22,7 @@ from ..common.blobs import BlobService
 from ..common.connection import FrameConnection
 from ..common.requests import ErrorCodes, RequestError
 from ..common.store_base import StoreUnavailableError
+from . import calls
 from .routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from .store import Delivery
 
@@ -64,9 +65,10 @@ class RelayConnection(FrameConnection):
             log.warning("dropped a notice to %s: outbox full", self.address)
 
     def detach(self) -> None:
-        """Forget this connection and the link offer it made."""
+        """Forget this connection, the link offer it made and the calls it was in."""
         if self.address is not None:
             self.relay.detach(self.address, self)
+            calls.connection_closed(self)
         pending = self.relay.pending_links.get(self.link_lookup or b"")
         if pending is not None and pending.connection is self:
             del self.relay.pending_links[self.link_lookup]  # type: ignore[index]

@@ -1,6 +1,7 @@
 """``e2e-relay``: run the ciphertext-only relay.
 
     e2e-relay serve --listen 127.0.0.1:7400 --db relay.db [--tls-cert FILE --tls-key FILE]
+                    [--sfu HOST:PORT | --sfu-address HOST:PORT --sfu-key-file FILE]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 import trio
 
+from ..calls.options import CallSetupError, add_call_arguments, call_setup
 from ..common import serving
 from .config import DAY, RelayConfig
 from .server import Relay
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--quota", type=int, default=10_000,
                        help="messages kept per device mailbox (default 10000)")
     serving.add_blob_arguments(serve)
+    add_call_arguments(serve)
     return parser
 
 
@@ -49,14 +52,29 @@ async def serve(relay: Relay, host: str, port: int, tls: ssl.SSLContext | None =
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-relay``."""
     args = build_parser().parse_args(argv)
+    try:
+        calls = call_setup(args)
+    except CallSetupError as exc:
+        print(f"e2e-relay: {exc}", file=sys.stderr)
+        return 2
 
     def make_relay(store: SqliteRelayStore) -> Relay:
         return Relay(store, RelayConfig(mailbox_ttl=args.ttl_days * DAY,
                                         mailbox_quota=args.quota,
                                         blobs=serving.blob_limits(args)),
-                     blob_dir=args.blob_dir)
+                     blob_dir=args.blob_dir, sfu=calls.grant)
 
-    return serving.run_serve_command("e2e-relay", args, log, SqliteRelayStore, make_relay, serve)
+    async def serve_with_calls(relay: Relay, host: str, port: int,
+                               tls: ssl.SSLContext | None = None,
+                               task_status: trio.TaskStatus[list[trio.SocketListener]] = (
+                                   trio.TASK_STATUS_IGNORED)) -> None:
+        log.info("%s", calls.describe())
+        await serving.serve(relay, host, port, tls, task_status,
+                            background=[relay.expire_forever, relay.blobs.expire_forever,
+                                        *calls.tasks])
+
+    return serving.run_serve_command("e2e-relay", args, log, SqliteRelayStore, make_relay,
+                                     serve_with_calls)
 
 
 if __name__ == "__main__":

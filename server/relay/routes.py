@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..common import blob_requests
 from ..common.requests import Route, RouteTable
-from . import accounts, blobs, directory, groups, linking, messages
+from . import accounts, blobs, calls, directory, groups, linking, messages
 
 _GET_DEVICES = Route(directory.get_devices, ("account",))
 _PING = Route(messages.ping)
@@ -45,5 +45,11 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "upload_finish": Route(blob_requests.upload_finish, ("blob_id",)),
     "download": Route(blob_requests.download, ("blob_id", "offset", "length")),
     "download_done": Route(blobs.download_done, ("blob_id",)),
+    "call_start": Route(calls.call_start, ("to", "group_id")),
+    "call_join": Route(calls.call_join, ("call_id",)),
+    "call_leave": Route(calls.call_leave, ("call_id",)),
+    "call_end": Route(calls.call_end, ("call_id",)),
+    "call_list": Route(calls.call_list),
+    "call_signal": Route(calls.call_signal, ("call_id", "envelopes")),
 }
 """Requests of an authenticated device."""

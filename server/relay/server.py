@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import trio
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 
+from ..calls.registry import CallRegistry, SfuGrant
 from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
@@ -40,7 +41,8 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
 
     def __init__(self, store: RelayStore, config: RelayConfig | None = None,
                  clock: Callable[[], float] = time.time,
-                 blob_dir: str | os.PathLike[str] | None = None) -> None:
+                 blob_dir: str | os.PathLike[str] | None = None,
+                 sfu: SfuGrant | None = None) -> None:
         super().__init__()
         self.store = store
         self.config = config or RelayConfig()
@@ -50,6 +52,11 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
             blob_dir = default_blob_dir(path) if path is not None else scratch_blob_dir()
         self.blobs = BlobService(store.blobs, BlobFolder(Path(blob_dir)), self.config.blobs,
                                  lambda: self.clock(), api.BAD_REQUEST)
+        self.calls = CallRegistry(self.config.max_call_participants, sfu,
+                                  lambda: int(self.clock() * 1000),
+                                  max_calls=self.config.max_calls,
+                                  calls_per_account=self.config.calls_per_account)
+        """The calls running (:mod:`server.relay.calls`); ``sfu`` None: calls are refused."""
         self.pending_links: dict[bytes, PendingLink] = {}
         self.mailboxes = GroupCommit(store)
         self.account_requests = TokenBuckets(self.config.account_requests_per_second,
@@ -71,6 +78,14 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         """Tell the connections of ``address`` that new mail is waiting."""
         for connection in self._online.get(address, ()):
             connection.wakeup.set()
+
+    def push_to_accounts(self, accounts: Iterable[str], frame: dict[str, Any]) -> None:
+        """Queue a push frame to every connection of every device of ``accounts``."""
+        wanted = set(accounts)
+        for address, connections in self._online.items():
+            if address.account in wanted:
+                for connection in connections:
+                    connection.push(frame)
 
     def notify(self, address: Address, frame: dict[str, Any]) -> None:
         """Queue a push frame to every connection of ``address``."""

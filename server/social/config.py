@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import nacl.pwhash
 
 from e2e_proto import social_api as api
+from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
 from ..common.blobs import BlobLimits
 from ..common.connection import ConnectionLimits
@@ -30,5 +31,11 @@ class SocialConfig(ConnectionLimits):
     max_one_time_prekeys: int = 200
     bundles_per_minute: float = 120.0
     bundle_burst: int = 200
+    max_call_participants: int = CAPABILITIES[SOCIAL].group_call_participants
+    """Devices in one call (the capability table's 50)."""
+    max_calls: int = 10_000
+    """Calls running at once, in all."""
+    calls_per_account: int = 4
+    """Calls one account may have started and still running."""
     blobs: BlobLimits = BlobLimits()
     """Size limit, quota per account and TTLs of the blob store."""

@@ -17,8 +17,10 @@ from e2e_proto.address import Address
 
 from ..common.blobs import BlobService
 from ..common.connection import FrameConnection
+from ..common.pushes import Outbox
 from ..common.requests import ErrorCodes, RequestError
 from ..common.store_base import StoreUnavailableError
+from . import calls
 from .messages import stored_media
 from .routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from .store import Event
@@ -43,6 +45,11 @@ class SocialConnection(FrameConnection):
         self.server = server
         self.store = server.store
         self.expires = 0.0
+        self.outbox = Outbox(256, log, peer)
+
+    def push(self, frame: dict[str, Any]) -> None:
+        """Queue a push frame (a call notice); a client too slow to read loses notices only."""
+        self.outbox.push(frame)
 
     @property
     def blobs(self) -> BlobService:
@@ -55,9 +62,13 @@ class SocialConnection(FrameConnection):
         return self.store.may_download(blob_id, self.address.account)
 
     def detach(self) -> None:
-        """Forget this connection at its server."""
+        """Forget this connection at its server, and the calls it was in."""
         if self.address is not None:
             self.server.detach(self.address.account, self)
+            calls.connection_closed(self)
+
+    async def _opening(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self.outbox.run, self.send)
 
     async def _auth_timed_out(self) -> None:
         log.info("connection from %s: no login in time", self.peer)

@@ -1,6 +1,7 @@
 """``e2e-social``: run the social server (a separate program and database from the relay).
 
     e2e-social serve --listen 127.0.0.1:7500 --db social.db [--tls-cert FILE --tls-key FILE]
+                     [--sfu HOST:PORT | --sfu-address HOST:PORT --sfu-key-file FILE]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 import trio
 
+from ..calls.options import CallSetupError, add_call_arguments, call_setup
 from ..common import serving
 from .config import DAY, SocialConfig
 from .server import SocialServer
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_command.add_argument("--token-days", type=float, default=30.0,
                                help="days a device's session token is valid (default 30)")
     serving.add_blob_arguments(serve_command)
+    add_call_arguments(serve_command)
     return parser
 
 
@@ -48,14 +51,27 @@ async def serve(server: SocialServer, host: str, port: int, tls: ssl.SSLContext 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-social``."""
     args = build_parser().parse_args(argv)
+    try:
+        calls = call_setup(args)
+    except CallSetupError as exc:
+        print(f"e2e-social: {exc}", file=sys.stderr)
+        return 2
 
     def make_server(store: SqliteSocialStore) -> SocialServer:
         return SocialServer(store, SocialConfig(token_ttl=args.token_days * DAY,
                                                 blobs=serving.blob_limits(args)),
-                            blob_dir=args.blob_dir)
+                            blob_dir=args.blob_dir, sfu=calls.grant)
+
+    async def serve_with_calls(server: SocialServer, host: str, port: int,
+                               tls: ssl.SSLContext | None = None,
+                               task_status: trio.TaskStatus[list[trio.SocketListener]] = (
+                                   trio.TASK_STATUS_IGNORED)) -> None:
+        log.info("%s", calls.describe())
+        await serving.serve(server, host, port, tls, task_status,
+                            background=[server.blobs.expire_forever, *calls.tasks])
 
     return serving.run_serve_command("e2e-social", args, log, SqliteSocialStore, make_server,
-                                     serve)
+                                     serve_with_calls)
 
 
 if __name__ == "__main__":

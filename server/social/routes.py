@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..common import blob_requests
 from ..common.requests import Route, RouteTable
-from . import accounts, conversations, directory, history, messages, reactions
+from . import accounts, calls, conversations, directory, history, messages, reactions
 
 _PING = Route(messages.ping)
 
@@ -47,5 +47,11 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "upload_chunk": Route(blob_requests.upload_chunk, ("blob_id", "offset", "data")),
     "upload_finish": Route(blob_requests.upload_finish, ("blob_id",)),
     "download": Route(blob_requests.download, ("blob_id", "offset", "length")),
+    "call_start": Route(calls.call_start, ("conversation",)),
+    "call_join": Route(calls.call_join, ("call_id",)),
+    "call_leave": Route(calls.call_leave, ("call_id",)),
+    "call_end": Route(calls.call_end, ("call_id",)),
+    "call_list": Route(calls.call_list),
+    "call_signal": Route(calls.call_signal, ("call_id", "envelopes")),
 }
 """Requests of a logged-in device."""

@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import nacl.exceptions
 import nacl.pwhash
@@ -25,6 +26,7 @@ import trio
 from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
+from ..calls.registry import CallRegistry, SfuGrant
 from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
@@ -41,7 +43,8 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
 
     def __init__(self, store: SocialStore, config: SocialConfig | None = None,
                  clock: Callable[[], float] = time.time,
-                 blob_dir: str | os.PathLike[str] | None = None) -> None:
+                 blob_dir: str | os.PathLike[str] | None = None,
+                 sfu: SfuGrant | None = None) -> None:
         super().__init__()
         self.store = store
         self.config = config or SocialConfig()
@@ -51,6 +54,10 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
             blob_dir = default_blob_dir(path) if path is not None else scratch_blob_dir()
         self.blobs = BlobService(store.blobs, BlobFolder(Path(blob_dir)), self.config.blobs,
                                  lambda: self.clock(), api.BAD_REQUEST)
+        self.calls = CallRegistry(self.config.max_call_participants, sfu, self.now_ms,
+                                  max_calls=self.config.max_calls,
+                                  calls_per_account=self.config.calls_per_account)
+        """The calls running (:mod:`server.social.calls`); ``sfu`` None: calls are refused."""
         self.capabilities = CAPABILITIES[SOCIAL]
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
         self._dummy_hash: bytes | None = None
@@ -67,6 +74,12 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         for account in accounts:
             for connection in self._online.get(account, ()):
                 connection.wakeup.set()
+
+    def push_to_accounts(self, accounts: Iterable[str], frame: dict[str, Any]) -> None:
+        """Queue a push frame (a call notice) to every connection of ``accounts``."""
+        for account in set(accounts):
+            for connection in self._online.get(account, ()):
+                connection.push(frame)
 
     def now_ms(self) -> int:
         """The server's clock in milliseconds (message and event timestamps)."""
