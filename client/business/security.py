@@ -1,7 +1,8 @@
 """The inbox's gates, as small ASGI middlewares run before any route (outermost first):
 
 * :class:`SecurityHeaders`: every response says no inline script and nothing from elsewhere
-  (the Content-Security-Policy), no MIME sniffing, no framing, no referrer, no caching.
+  (the Content-Security-Policy), no MIME sniffing, no framing, no referrer to other sites (so a
+  form's ``Origin`` is this site's), no caching.
 * Starlette's ``TrustedHostMiddleware`` (added by :func:`client.business.web.build_app`): a
   request naming another ``Host`` is refused (a DNS-rebinding page cannot reach the inbox).
 * :class:`AgentGate`: every path but the login form and the static files needs the cookie of a
@@ -81,7 +82,7 @@ class SecurityHeaders:
         self.app = app
         self.headers = {
             "content-security-policy": policy, "x-content-type-options": "nosniff",
-            "x-frame-options": "DENY", "referrer-policy": "no-referrer",
+            "x-frame-options": "DENY", "referrer-policy": "same-origin",
             "cross-origin-opener-policy": "same-origin",
             "cross-origin-resource-policy": "same-origin", "cache-control": "no-store"}
 
