@@ -95,6 +95,7 @@ class Running:
     port: int
     home: Path
     app: Starlette
+    now: list[float]
 
     def client(self) -> Browserless:
         return Browserless(self.port)
@@ -106,10 +107,11 @@ async def inbox(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Running]
     for name in ("ann", "bob"):
         store.set_agent(name, hash_password(PASSWORD, FAST_PASSWORD), 0.0)
     changes = Changes()
-    config = InboxConfig(login_burst=3)
-    app = build_app(store, {}, changes, config)
+    config = InboxConfig(login_burst=3, session_idle_seconds=600, session_max_seconds=3600)
+    now = [1_000_000.0]
+    app = build_app(store, {}, changes, config, clock=lambda: now[0])
     port = await nursery.start(serve_http, app, hypercorn_config("127.0.0.1", 0))
-    yield Running(store, changes, port, tmp_path / "inbox", app)
+    yield Running(store, changes, port, tmp_path / "inbox", app, now)
     nursery.cancel_scope.cancel()
     store.close()
 
@@ -170,6 +172,20 @@ async def test_login_cookie_flags_logout_and_a_stolen_cookie(inbox: Running) -> 
     assert raw and all(token.encode() not in bytes(row[0]) for row in raw)
 
 
+async def test_sessions_end_when_idle_or_old(inbox: Running) -> None:
+    client = inbox.client()
+    assert await client.log_in() == 303
+    for _ in range(6):  # used every 590 s: never idle for 600 s
+        inbox.now[0] += 590
+        assert (await client.call("GET", "/analytics.json"))[0] == 200
+    inbox.now[0] += 590  # 4130 s after the login: past session_max_seconds
+    assert (await client.call("GET", "/analytics.json"))[0] == 401
+    assert await client.log_in() == 303
+    inbox.now[0] += 601
+    assert (await client.call("GET", "/analytics.json"))[0] == 401
+    assert inbox.store.db.execute("SELECT COUNT(*) FROM agent_sessions").fetchone() == (0,)
+
+
 async def test_csrf_missing_forged_or_from_another_site_is_refused(inbox: Running) -> None:
     customer_message(inbox.store, PRIVATE, "carol", "hello")
     client = inbox.client()
@@ -202,6 +218,9 @@ async def test_csrf_missing_forged_or_from_another_site_is_refused(inbox: Runnin
     status, _, _ = await fresh.call("POST", "/login", {"csrf": "forged", "name": "ann",
                                                        "password": PASSWORD})
     assert status == 403 and "inbox_session" not in fresh.cookies
+    status, _, _ = await client.call("POST", "/login", {"csrf": token, "name": "ann",
+                                                        "password": PASSWORD})
+    assert status == 403  # a session's token is no login token
 
 
 async def test_brute_forced_logins_are_rate_limited(inbox: Running) -> None:

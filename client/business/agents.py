@@ -31,6 +31,8 @@ MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 1024
 _AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 TOKEN_BYTES = 32
+TOUCH_SECONDS = 30.0
+"""A session's last use is written at most this often (not on every request)."""
 
 
 def check_agent_name(name: str) -> str:
@@ -130,7 +132,7 @@ class Agents:
         self.store.end_stale_sessions(now - self.config.session_idle_seconds,
                                       now - self.config.session_max_seconds)
         found = self.store.session(token)
-        if found is not None:
+        if found is not None and now - found.seen_at >= TOUCH_SECONDS:
             self.store.touch_session(token, now)
         return found
 

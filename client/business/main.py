@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                "/srv/inbox login shop; e2e-business --home /srv/inbox agent add ann; "
                "e2e-business --home /srv/inbox serve --http 127.0.0.1:8080")
     parser.add_argument("--home", type=Path,
-                        default=Path(os.environ.get("E2E_HOME", "~/.e2e-business")).expanduser(),
-                        help="the inbox device's folder (env E2E_HOME, default ~/.e2e-business)")
+                        default=Path(os.environ.get("E2E_BUSINESS_HOME",
+                                                    "~/.e2e-business")).expanduser(),
+                        help="the inbox device's folder, a home of its own (env "
+                             "E2E_BUSINESS_HOME, default ~/.e2e-business)")
     chat_main.add_server_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     link = commands.add_parser("link", help="link this home to the business's private "

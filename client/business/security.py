@@ -175,14 +175,10 @@ class CsrfGate:
 
     def _expected(self, scope: Scope) -> str | None:
         """The token the form must carry; None when there is none (every form is refused)."""
+        if scope["path"] in PUBLIC_PATHS:  # the login form: the token of its own cookie
+            return HTTPConnection(scope).cookies.get(self.login_cookie) or None
         found = scope.get(_SCOPE_KEY)
-        if isinstance(found, SignedIn):
-            return found.session.csrf
-        if scope["path"] in PUBLIC_PATHS:
-            token = HTTPConnection(scope).cookies.get(self.login_cookie)
-            if token:
-                return token
-        return None
+        return found.session.csrf if isinstance(found, SignedIn) else None
 
 
 def _foreign_origin(headers: Headers) -> Response | None:
