@@ -8,6 +8,7 @@ import http.client
 import json
 import re
 import sqlite3
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from urllib.parse import urlencode
 import nacl.pwhash
 import pytest
 import trio
+import trustme
 from starlette.applications import Starlette
 
 from client.business.agents import check_agent_name, hash_password, password_matches
@@ -500,3 +502,51 @@ def test_agent_add_list_remove_from_the_command_line(tmp_path: Path) -> None:
     assert business("remove", "ann").stdout == "removed agent ann\n"
     missing = business("remove", "ann")
     assert (missing.returncode, missing.stderr) == (1, "e2e-business: no agent named 'ann'\n")
+
+
+async def test_secure_cookies_with_tls(tmp_path: Path, nursery: trio.Nursery) -> None:
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    store = InboxStore(tmp_path / "inbox")
+    store.set_agent("ann", hash_password(PASSWORD, FAST_PASSWORD), 0.0)
+    app = build_app(store, {}, Changes(), InboxConfig(secure_cookies=True))
+    port = await nursery.start(serve_http, app,
+                               hypercorn_config("127.0.0.1", 0, str(cert), str(key)))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+
+    def over_tls(method: str, path: str, body: str | None = None,
+                 cookie: str = "") -> http.client.HTTPResponse:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+        headers = {"Cookie": cookie} if cookie else {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response
+
+    form = await trio.to_thread.run_sync(over_tls, "GET", "/login")
+    login_cookie = form.getheader("set-cookie")
+    assert login_cookie.startswith("__Host-inbox_login=") and "Secure" in login_cookie
+    token = login_cookie.split(";")[0].split("=", 1)[1]
+    done = await trio.to_thread.run_sync(
+        over_tls, "POST", "/login", urlencode({"csrf": token, "name": "ann",
+                                               "password": PASSWORD}),
+        f"__Host-inbox_login={token}")
+    assert done.status == 303
+    session_cookie = next(value for name, value in done.getheaders()
+                          if name.lower() == "set-cookie" and "__Host-inbox_session=" in value)
+    for flag in ("Secure", "HttpOnly", "SameSite=strict", "Path=/"):
+        assert flag in session_cookie
+    # The cookie without the prefix, as plain HTTP would name it, opens nothing.
+    plain = session_cookie.split(";")[0].replace("__Host-", "")
+    assert (await trio.to_thread.run_sync(over_tls, "GET", "/analytics.json", None,
+                                          plain)).status == 401
+    assert (await trio.to_thread.run_sync(over_tls, "GET", "/analytics.json", None,
+                                          session_cookie.split(";")[0])).status == 200
+    nursery.cancel_scope.cancel()
+    store.close()
