@@ -1,7 +1,7 @@
 """``python -m benchmarks`` / ``e2e-bench``: the hot path and the relay beside the floor and peers.
 
     python -m benchmarks [--quick] [--json FILE] [--markdown] [--plot FILE.png]
-                         [--no-relay] [--no-peers] [--no-groups] [--no-media]
+                         [--no-relay] [--no-peers] [--no-groups] [--no-media] [--no-daemon]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import crypto, groups, report
+from .daemon import daemon_figures, daemon_table
 from .media import media_figures
 from .relay import relay_figures
 from .timing import run_interleaved
@@ -29,12 +30,13 @@ class Mode:
     relay_warmup: float
     relay_duration: float
     relay_rounds: int
+    daemon_messages: int
 
 
 QUICK = Mode("quick", samples=9, sample_time=0.004, relay_warmup=0.3, relay_duration=1.5,
-             relay_rounds=1)
+             relay_rounds=1, daemon_messages=50)
 FULL = Mode("full", samples=41, sample_time=0.02, relay_warmup=1.0, relay_duration=5.0,
-            relay_rounds=2)
+            relay_rounds=2, daemon_messages=500)
 
 
 class ProgressLine:
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-media", action="store_true",
                         help="skip the media figures (64 MiB crypto; a 1 GiB transfer, 128 MiB "
                              "with --quick)")
+    parser.add_argument("--no-daemon", action="store_true",
+                        help="skip the daemon's overhead (bot -> daemon -> relay -> daemon -> bot "
+                             "beside the library)")
     return parser
 
 
@@ -108,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         relay = relay_figures(warmup=mode.relay_warmup, duration=mode.relay_duration,
                               rounds=mode.relay_rounds, progress=progress)
     media = None if args.no_media else media_figures(args.quick, progress)
+    daemon = None
+    if not args.no_daemon:
+        daemon = daemon_figures(mode.daemon_messages, mode.daemon_messages // 10, progress)
     progress.done()
     elapsed = time.monotonic() - started
     target_list = report.targets(stats, relay) + report.media_targets(media)
@@ -129,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print("Media (encrypted attachments; MB = 10^6 bytes)")
         print(report.media_table(media, args.markdown))
+    if daemon:
+        print()
+        print("Daemon over its Unix socket: one message at a time, sender -> receiver "
+              f"({mode.daemon_messages} messages)")
+        print(daemon_table(daemon))
     for name, note in notes.items():
         print(f"note: {name}: {note}")
     print()
@@ -138,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n({elapsed:.0f} s)")
     if args.json:
         report.to_json(args.json, info, mode.name, stats, sizes, relay, notes, target_list,
-                       elapsed, cold, media)
+                       elapsed, cold, media, daemon)
     if args.plot:
         try:
             report.plot(args.plot, stats, relay, f"e2e-proto benchmarks ({mode.name}): "

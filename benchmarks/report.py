@@ -273,14 +273,16 @@ def to_json(path: Path, info: dict[str, Any], mode: str, stats: dict[str, Stat],
             sizes: dict[str, int], relay: dict[str, Any] | None, notes: dict[str, str],
             target_list: list[Target], elapsed: float,
             group_cold: dict[str, Any] | None = None,
-            media: dict[str, Any] | None = None) -> None:
-    """Write every figure, the cold group send, the media figures and the ``targets`` list."""
+            media: dict[str, Any] | None = None,
+            daemon: dict[str, Any] | None = None) -> None:
+    """Write every figure, the cold group send, the media and daemon figures and the
+    ``targets`` list."""
     document = {
         "machine": info, "mode": mode, "elapsed_seconds": elapsed,
         "units": "seconds per operation (median, quartiles over samples)",
         "figures": {name: asdict(stat) for name, stat in stats.items()},
         "session_sizes_bytes": sizes, "relay": relay, "group_cold_send": group_cold,
-        "media": media, "notes": notes,
+        "media": media, "daemon": daemon, "notes": notes,
         "targets": [asdict(t) for t in target_list],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

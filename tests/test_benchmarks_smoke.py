@@ -109,3 +109,13 @@ def test_group_figures_run() -> None:
     cold = groups.cold_send(members=3, devices=2)
     assert cold["pairwise_encryptions"] == 5 and cold["distribution_only_seconds"] > 0
     assert "5" in groups.cold_table(cold, markdown=True)
+
+
+def test_daemon_figures_produce_numbers() -> None:
+    from benchmarks.daemon import daemon_figures, daemon_table
+
+    figures = daemon_figures(count=3, warmup=1)
+    assert figures["library"]["messages"] == figures["daemon"]["messages"] == 3
+    assert figures["daemon"]["messages_per_second"] > 0
+    assert math.isfinite(figures["throughput_ratio"]) and math.isfinite(figures["p50_ratio"])
+    assert "daemon / library" in daemon_table(figures)

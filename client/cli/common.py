@@ -82,21 +82,49 @@ def first_leaf(error: BaseException) -> BaseException:
     return error
 
 
+def user_error_line(error: BaseException, server: str) -> str | None:
+    """A user's error as the one line shown after ``e2e-chat: ``; None for anything else.
+
+    ``server`` names the server in a refusal: ``the relay refused: ... (code)``.
+    """
+    if isinstance(error, (ClientError, ConnectionLost, UnsupportedFeatureError)):
+        return str(error)
+    if isinstance(error, ServerError):
+        return f"the {server} refused: {error} ({error.code})"
+    return None
+
+
 def user_error_exit(error: BaseException, server: str) -> int | None:
     """Print a user's error as one line and return the exit code; None for anything else.
 
     ``server`` names the server in a refusal: ``e2e-chat: the relay refused: ... (code)``.
     An interrupt exits with 130 and prints nothing.
     """
-    if isinstance(error, (ClientError, ConnectionLost, UnsupportedFeatureError)):
-        print(f"{PROG}: {error}", file=sys.stderr)
-        return 1
-    if isinstance(error, ServerError):
-        print(f"{PROG}: the {server} refused: {error} ({error.code})", file=sys.stderr)
+    line = user_error_line(error, server)
+    if line is not None:
+        print(f"{PROG}: {line}", file=sys.stderr)
         return 1
     if isinstance(error, KeyboardInterrupt):
         return 130
     return None
+
+
+def print_whoami(account: str, device_id: int) -> None:
+    """The output of ``whoami``."""
+    print(f"{account} (device {device_id})")
+
+
+def print_fetched(path: str | None, error: str | None) -> None:
+    """The output of ``fetch-file``: where the file is; :class:`ClientError` with ``error``
+    when it was not saved."""
+    if path is None:
+        raise ClientError(f"the file was not saved: {error}")
+    print(path)
+
+
+def print_chat_banner(name: str) -> None:
+    """The first line of ``chat`` (``name``: the account or group chatted with)."""
+    print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
 
 
 def only_leaf(error: BaseException) -> BaseException:
@@ -199,7 +227,7 @@ async def chat(open_session: Callable[[], AbstractAsyncContextManager[ChatSessio
     devices or conversation); a lost connection means reconnecting with backoff. ``send``
     replaces ``session.send_text(name, line)`` (a private group's chat).
     """
-    print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
+    print_chat_banner(name)
 
     async def session_work(session: ChatSessionT) -> None:
         await prepare(session)

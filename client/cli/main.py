@@ -18,6 +18,10 @@ from pathlib import Path
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
 from ..core.connection import DEFAULT_REQUEST_TIMEOUT
+from ..daemon.forward import forward
+from ..daemon.home import command_guard
+from ..daemon.main import add_arguments as add_daemon_arguments
+from ..daemon.main import run_daemon
 from .common import PROG
 from .private import run_private
 
@@ -193,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--revoke", action="store_true", help="no longer an admin")
         if action == "send-file":
             _file_options(sub)
+    daemon = commands.add_parser(
+        "daemon", help="serve this home to bots and scripts over JSON-RPC (HOME/daemon.sock; "
+        "docs/JSONRPC.md); while it runs, the other commands on this home go through it")
+    add_daemon_arguments(daemon, _host_port)
     return parser
 
 
@@ -200,13 +208,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-chat``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "daemon":
+        return run_daemon(args)
     if args.command == "chat" and (args.name is None) == (args.group is None):
         parser.error("chat needs an account NAME or --group NAME (not both)")
-    if args.transport == SOCIAL:
-        from .social import run_social  # the social transport has its own client
+    with command_guard(args.home) as served:
+        if served:  # a daemon serves this home: the command is a call to it
+            code = forward(args)
+            if code is not None:
+                return code
+        if args.transport == SOCIAL:
+            from .social import run_social  # the social transport has its own client
 
-        return run_social(args)
-    return run_private(args)
+            return run_social(args)
+        return run_private(args)
 
 
 if __name__ == "__main__":

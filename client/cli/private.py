@@ -12,7 +12,10 @@ import datetime
 import json
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import trio
 
@@ -29,6 +32,8 @@ from .common import (
     file_json,
     file_line,
     human_size,
+    print_fetched,
+    print_whoami,
     receive_command,
     run_with_state,
     tls_from_args,
@@ -63,7 +68,9 @@ def message_json(message: Received) -> str:
     return json.dumps(record)
 
 
-def _printer(as_json: bool) -> Callable[[Received], None]:
+def printer(as_json: bool) -> Callable[[Received], None]:
+    """What ``recv`` and ``chat`` show for each message (``--json``: :func:`message_json`)."""
+
     def show(message: Received) -> None:
         if message.warning is not None:
             print(f"warning: {message.warning}", file=sys.stderr, flush=True)
@@ -72,10 +79,8 @@ def _printer(as_json: bool) -> Callable[[Received], None]:
     return show
 
 
-async def _run(args: argparse.Namespace, state: ClientState) -> int:
-    client = PrivateClient(state, *args.relay, tls=tls_from_args(args),
-                           request_timeout=args.timeout)
-    command = args.command
+def check_command(command: str) -> None:
+    """Refuse a command the private transport does not have, in the capability table's words."""
     if command in ("pin", "unpin", "pins"):
         require(PRIVATE, "pinning")
     if command in ("history", "search"):
@@ -84,10 +89,17 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         raise ClientError(f"'{command}' is for the social transport (--transport social); "
                           "the private transport is always end-to-end encrypted, with "
                           "one account per device home")
+
+
+async def _run(args: argparse.Namespace, state: ClientState) -> int:
+    client = PrivateClient(state, *args.relay, tls=tls_from_args(args),
+                           request_timeout=args.timeout)
+    command = args.command
+    check_command(command)
     if command == "whoami":
         if state.account is None:
             raise ClientError("not registered: run 'e2e-chat register NAME' first")
-        print(f"{state.account} (device {state.device_id})")
+        print_whoami(state.account, state.device_id)
         return 0
     if command == "register":
         async with client.connect() as session:
@@ -99,56 +111,40 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
             await session.send_text(args.name, args.text)
         return 0
     if command == "recv":
-        return await receive_command(client.session, args.wait, _printer(args.json))
+        return await receive_command(client.session, args.wait, printer(args.json))
     if command == "send-file":
         try:
             async with client.session() as session:
                 sent = await session.send_file(args.name, args.path, args.caption, args.mime)
         except ConnectionLost as exc:
-            raise ClientError(f"{exc}; run the same send-file again to resume the upload "
-                              "where the relay's copy ends") from None
+            raise upload_lost(exc) from None
         assert sent.file is not None
-        print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
-              f"{args.name}, end-to-end encrypted")
+        print_file_sent(sent.file.media.name, sent.file.media.size, args.name)
         return 0
     if command == "fetch-file":
         async with client.session() as session:
             record = await session.fetch_file(args.message_id)
-        if record.path is None:
-            raise ClientError(f"the file was not saved: {record.error}")
-        print(record.path)
+        print_fetched(record.path, record.error)
         return 0
     if command == "verify":
         async with client.session() as session:
             await session.device_list(args.name, refresh=True)
-        if state.key_changed(args.name):
-            print(f"warning: the account key of {args.name} changed since you last talked",
-                  file=sys.stderr)
-        code = _print_safety_number(state, args.name)
-        if args.accept:
-            held = state.accept_key(args.name)
-            shown = f"; {held} held message(s) are shown by the next recv" if held else ""
-            print(f"accepted {args.name}'s current account key{shown}")
-        return code
+        print_verify(args.name, verify_report(state, args.name, args.accept))
+        return 0
     if command == "devices":
         async with client.session() as session:
-            details = await session.device_details()
-        print(f"{'id':>3}  {'name':<16}  {'linked at':<19}  last seen")
-        for device_id, name, linked_at, last_seen in details:
-            this = "  (this device)" if device_id == state.device_id else ""
-            print(f"{device_id:>3}  {name:<16}  {_when(linked_at):<19}  {_when(last_seen)}{this}")
+            print_devices(await session.device_details(), state.device_id)
         return 0
     if command == "link":
         return await _link(client, args)
     if command == "approve":
         async with client.session() as session:
-            device_id = await session.approve(args.code)
-        print(f"linked device {device_id}; it was sent the contact list")
+            print_approved(await session.approve(args.code))
         return 0
     if command == "unlink":
         async with client.session() as session:
             await session.unlink(args.device_id)
-        print(f"unlinked device {args.device_id}; it receives nothing new")
+        print_unlinked(args.device_id)
         return 0
     if command in ("react", "unreact"):
         async with client.session() as session:
@@ -162,44 +158,102 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         async with client.session() as session:
             await session.catch_up()
             await session.deliver_pending_updates()
-            line = await _group(session, args)
-        if line:
-            print(line)
+            show = await _group(session, args)
+        show()
         return 0
     raise AssertionError(command)
 
 
-async def _group(session: PrivateSession, args: argparse.Namespace) -> str:
-    """Run one ``group`` action; the line to print."""
+async def _group(session: PrivateSession, args: argparse.Namespace) -> Callable[[], None]:
+    """Run one ``group`` action; what prints its output (once the session is closed)."""
     action, name = args.group_command, args.name
     if action == "create":
         state = await session.group_create(name, args.members)
-        return f"created group {name!r} with {len(state.members)} members"
+        return partial(print_group_created, name, len(state.members))
     if action == "add":
         state = await session.group_add(name, args.members)
-        return f"{name!r} has {len(state.members)} members"
+        return partial(print_group_size, name, len(state.members))
     if action == "remove":
         await session.group_remove(name, args.member)
-        return f"removed {args.member} from {name!r}"
+        return partial(print_group_removed, name, args.member)
     if action == "leave":
         await session.group_leave(name)
-        return f"left {name!r}"
+        return partial(print_group_left, name)
     if action == "rename":
         await session.group_rename(name, args.new_name)
-        return f"renamed {name!r} to {args.new_name!r}"
+        return partial(print_group_renamed, name, args.new_name)
     if action == "admin":
         await session.group_admin(name, args.member, not args.revoke)
-        return f"{args.member} is {'no longer ' if args.revoke else ''}an admin of {name!r}"
+        return partial(print_group_admin, name, args.member, not args.revoke)
     if action == "send":
         await session.group_send_text(name, args.text)
-        return ""
+        return _print_nothing
     if action == "send-file":
         sent = await session.group_send_file(name, args.path, args.caption, args.mime)
         assert sent.file is not None
-        return (f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to the group "
-                f"{name!r}, end-to-end encrypted")
+        return partial(print_file_sent, sent.file.media.name, sent.file.media.size,
+                       group_target(name))
     state = session.find_group(name).state
-    return "\n".join(f"{m} (admin)" if state.is_admin(m) else m for m in state.members)
+    return partial(print_group_members, state.members,
+                   [m for m in state.members if state.is_admin(m)])
+
+
+def upload_lost(error: ConnectionLost) -> ClientError:
+    """``send-file``'s error when the connection is lost: the same command resumes."""
+    return ClientError(f"{error}; run the same send-file again to resume the upload where the "
+                       "relay's copy ends")
+
+
+def _print_nothing() -> None:
+    """The output of commands that print nothing on success."""
+
+
+def print_file_sent(name: str | None, size: int, to: str) -> None:
+    """The output of ``send-file`` and ``group send-file`` (``to``: the account, or
+    :func:`group_target`)."""
+    print(f"sent {name} ({human_size(size)}) to {to}, end-to-end encrypted")
+
+
+def group_target(name: str) -> str:
+    """How ``group send-file`` names the group it sent to."""
+    return f"the group {name!r}"
+
+
+def print_group_created(name: str, members: int) -> None:
+    """The output of ``group create``."""
+    print(f"created group {name!r} with {members} members")
+
+
+def print_group_size(name: str, members: int) -> None:
+    """The output of ``group add``."""
+    print(f"{name!r} has {members} members")
+
+
+def print_group_removed(name: str, member: str) -> None:
+    """The output of ``group remove``."""
+    print(f"removed {member} from {name!r}")
+
+
+def print_group_left(name: str) -> None:
+    """The output of ``group leave``."""
+    print(f"left {name!r}")
+
+
+def print_group_renamed(name: str, new_name: str) -> None:
+    """The output of ``group rename``."""
+    print(f"renamed {name!r} to {new_name!r}")
+
+
+def print_group_admin(name: str, member: str, admin: bool) -> None:
+    """The output of ``group admin`` (``admin`` False: ``--revoke``)."""
+    print(f"{member} is {'' if admin else 'no longer '}an admin of {name!r}")
+
+
+def print_group_members(members: Sequence[str], admins: Sequence[str]) -> None:
+    """The output of ``group members``: one member a line, admins marked."""
+    marked = set(admins)
+    for member in members:
+        print(f"{member} (admin)" if member in marked else member)
 
 
 def _when(timestamp: float | None) -> str:
@@ -224,20 +278,64 @@ async def _link(client: PrivateClient, args: argparse.Namespace) -> int:
             linked = True
             # What is queued is shown, then the command ends (not bounded by --wait any more).
             scope.deadline = trio.current_time() + args.timeout
-            await session.receive(_printer(False))
+            await session.receive(printer(False))
     if scope.cancelled_caught and not linked:
         raise ClientError(f"no approval within {args.wait:g} seconds; run link again")
     return 0
 
 
-def _print_safety_number(state: ClientState, name: str) -> int:
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What ``verify NAME [--accept]`` shows: whether NAME's account key changed (not accepted
+    before this command), the safety number, and, with ``--accept``, how many held messages the
+    acceptance released (None without ``--accept``)."""
+
+    key_changed: bool
+    safety_number: str
+    released: int | None
+
+
+def verify_report(state: ClientState, name: str, accept: bool) -> VerifyReport:
+    """The safety number with ``name`` (its verified keys must be known); ``accept`` trusts its
+    current account key and releases the messages held until then."""
     own, other = state.contact(state.account or ""), state.contact(name)
     if own is None or other is None:
         raise ClientError(f"no verified keys for {name!r}")
-    number = safety_number(state.account or "", own[0], name, other[0])
+    key_changed = state.key_changed(name)
+    number = format_safety_number(safety_number(state.account or "", own[0], name, other[0]))
+    return VerifyReport(key_changed, number, state.accept_key(name) if accept else None)
+
+
+def print_verify(name: str, report: VerifyReport) -> None:
+    """The output of ``verify``: a warning on stderr after a key change, the number, and what
+    ``--accept`` did."""
+    if report.key_changed:
+        print(f"warning: the account key of {name} changed since you last talked",
+              file=sys.stderr)
     print(f"safety number with {name}:")
-    print(format_safety_number(number))
-    return 0
+    print(report.safety_number)
+    if report.released is not None:
+        held = report.released
+        shown = f"; {held} held message(s) are shown by the next recv" if held else ""
+        print(f"accepted {name}'s current account key{shown}")
+
+
+def print_devices(details: Sequence[Sequence[Any]], this_device: int) -> None:
+    """The output of ``devices``: ``[id, name, linked_at, last_seen]`` rows as a table."""
+    print(f"{'id':>3}  {'name':<16}  {'linked at':<19}  last seen")
+    for device_id, name, linked_at, last_seen in details:
+        this = "  (this device)" if device_id == this_device else ""
+        print(f"{device_id:>3}  {name:<16}  {_when(linked_at):<19}  {_when(last_seen)}{this}")
+
+
+def print_approved(device_id: int) -> None:
+    """The output of ``approve``."""
+    print(f"linked device {device_id}; it was sent the contact list")
+
+
+def print_unlinked(device_id: int) -> None:
+    """The output of ``unlink``."""
+    print(f"unlinked device {device_id}; it receives nothing new")
 
 
 async def _group_chat(client: PrivateClient, name: str) -> int:
@@ -248,11 +346,11 @@ async def _group_chat(client: PrivateClient, name: str) -> int:
     async def send(session: PrivateSession, text: str) -> None:
         await session.group_send_text(name, text)
 
-    return await chat(client.session, name, _printer(False), prepare, send)
+    return await chat(client.session, name, printer(False), prepare, send)
 
 
 async def _chat(client: PrivateClient, name: str) -> int:
-    return await chat(client.session, name, _printer(False),
+    return await chat(client.session, name, printer(False),
                       lambda session: session.device_list(name))
 
 

@@ -13,7 +13,8 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import trio
 
@@ -28,6 +29,8 @@ from .common import (
     file_line,
     human_size,
     only_leaf,
+    print_fetched,
+    print_whoami,
     receive_command,
     run_with_state,
     tls_from_args,
@@ -97,7 +100,9 @@ def format_stored(message: StoredMessage, with_conversation: bool = False) -> st
     return f"[{message.id}] {where}{message.sender}: {text}{pin}{extra}"
 
 
-def _printer(as_json: bool, me: str) -> Callable[[SocialEvent], None]:
+def printer(as_json: bool, me: str) -> Callable[[SocialEvent], None]:
+    """What ``recv`` and ``chat`` show for each event (``--json``: :func:`event_json`)."""
+
     def show(event: SocialEvent) -> None:
         if event.warning is not None:
             print(f"warning: {event.warning}", file=sys.stderr, flush=True)
@@ -106,7 +111,8 @@ def _printer(as_json: bool, me: str) -> Callable[[SocialEvent], None]:
     return show
 
 
-def _message_id(text: str) -> int:
+def message_id_arg(text: str) -> int:
+    """A message id as the command line gives it (a decimal string); :class:`ClientError`."""
     try:
         return parse_message_id(text)
     except ValueError as exc:
@@ -129,11 +135,11 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
     if command == "whoami":
         if state.account is None:
             raise ClientError("not logged in: run 'e2e-chat --transport social login NAME'")
-        print(f"{state.account} (device {state.device_id})")
+        print_whoami(state.account, state.device_id)
         return 0
     if command == "recv":
         return await receive_command(client.session, args.wait,
-                                     _printer(args.json, state.account or ""))
+                                     printer(args.json, state.account or ""))
     if command == "chat":
         return await _chat(client, args.name or args.group)
     async with client.session() as session:
@@ -148,73 +154,119 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         await _send_file(session, args)
     elif command == "fetch-file":
         record = await session.fetch_file(args.message_id)
-        if record.path is None:
-            raise ClientError(f"the file was not saved: {record.error}")
-        print(record.path)
+        print_fetched(record.path, record.error)
     elif command == "group":
         await _group(args, session)
     elif command == "react":
-        await session.react(_message_id(args.message_id), args.emoji)
+        await session.react(message_id_arg(args.message_id), args.emoji)
     elif command == "unreact":
-        if not await session.unreact(_message_id(args.message_id)):
-            raise ClientError(f"you have no reaction on message {args.message_id}")
+        check_unreacted(args.message_id, await session.unreact(message_id_arg(args.message_id)))
     elif command == "pin":
-        await session.pin(_message_id(args.message_id))
+        await session.pin(message_id_arg(args.message_id))
     elif command == "unpin":
-        if not await session.unpin(_message_id(args.message_id)):
-            raise ClientError(f"message {args.message_id} is not pinned")
+        check_unpinned(args.message_id, await session.unpin(message_id_arg(args.message_id)))
     elif command == "pins":
-        for message in await session.pins(args.name):
-            print(format_stored(message))
+        print_messages(await session.pins(args.name))
     elif command == "history":
-        before = None if args.before is None else _message_id(args.before)
-        messages, more = await session.history(args.name, before)
-        if more and messages:
-            print(f"(older messages: history {args.name} --before {messages[0].id})")
-        for message in messages:
-            print(format_stored(message))
+        before = None if args.before is None else message_id_arg(args.before)
+        print_history(args.name, *await session.history(args.name, before))
     elif command == "search":
-        for message in await session.search(args.text):
-            print(format_stored(message, with_conversation=True))
+        print_messages(await session.search(args.text), with_conversation=True)
     elif command == "secret":
-        changed = await session.make_secret(args.name)
-        print(f"the conversation with {args.name} is {'now' if changed else 'already'} "
-              "end-to-end encrypted")
+        print_secret(args.name, await session.make_secret(args.name))
     elif command == "verify":
-        await _verify(session, args.name, args.accept)
+        report = await session.device_report(args.name)
+        print_verify(args.name, report, await session.accept_devices(args.name)
+                     if args.accept else None)
     elif command == "devices":
         response = await session.request("get_devices", account=session.state.account or "")
-        for device_id, key in response["devices"]:
-            this = "  (this device)" if device_id == session.state.device_id else ""
-            shown = "no key yet" if key is None else f"key {key[:8].hex()}"
-            print(f"{device_id}  {shown}{this}")
+        print_devices(response["devices"], session.state.device_id)
     else:
-        raise ClientError(f"'{command}' is not available on the social transport")
+        raise unavailable(command)
     return 0
 
 
-async def _verify(session: SocialSession, name: str, accept: bool) -> None:
-    """NAME's devices with their keys and whether they are accepted; ``accept`` accepts them."""
-    for device_id, key, status in await session.device_report(name):
+def unavailable(command: str) -> ClientError:
+    """The refusal of a command the social transport does not have."""
+    return ClientError(f"'{command}' is not available on the social transport")
+
+
+def check_unreacted(message_id: str, changed: bool) -> None:
+    """``unreact``'s result: an error when there was no reaction to remove."""
+    if not changed:
+        raise ClientError(f"you have no reaction on message {message_id}")
+
+
+def check_unpinned(message_id: str, changed: bool) -> None:
+    """``unpin``'s result: an error when the message was not pinned."""
+    if not changed:
+        raise ClientError(f"message {message_id} is not pinned")
+
+
+def print_group_created(name: str, members: int) -> None:
+    """The output of ``group create``."""
+    print(f"created group {name} with {members} members")
+
+
+def print_messages(messages: Sequence[StoredMessage], with_conversation: bool = False) -> None:
+    """The output of ``pins`` and ``search``: one :func:`format_stored` line each."""
+    for message in messages:
+        print(format_stored(message, with_conversation))
+
+
+def print_history(name: str, messages: Sequence[StoredMessage], more: bool) -> None:
+    """The output of ``history``: a hint when older messages exist, then the messages."""
+    if more and messages:
+        print(f"(older messages: history {name} --before {messages[0].id})")
+    print_messages(messages)
+
+
+def print_secret(name: str, changed: bool) -> None:
+    """The output of ``secret``."""
+    print(f"the conversation with {name} is {'now' if changed else 'already'} "
+          "end-to-end encrypted")
+
+
+def print_verify(name: str, report: Sequence[tuple[int, bytes, str]],
+                 accepted: tuple[int, int] | None) -> None:
+    """The output of ``verify``: NAME's devices with their keys and whether they are accepted,
+    then, with ``--accept``, how many devices were accepted and held messages released."""
+    for device_id, key, status in report:
         print(f"{device_id}  key {key[:8].hex()}  {status}")
-    if accept:
-        count, held = await session.accept_devices(name)
+    if accepted is not None:
+        count, held = accepted
         shown = f"; {held} held message(s) are shown by the next recv" if held else ""
         print(f"accepted the {count} device(s) of {name}{shown}")
+
+
+def print_devices(devices: Sequence[Sequence[Any]], this_device: int) -> None:
+    """The output of ``devices``: ``[id, key or None]`` rows."""
+    for device_id, key in devices:
+        this = "  (this device)" if device_id == this_device else ""
+        shown = "no key yet" if key is None else f"key {key[:8].hex()}"
+        print(f"{device_id}  {shown}{this}")
 
 
 async def _send_file(session: SocialSession, args: argparse.Namespace) -> None:
     """``send-file`` (and ``group send-file``): the message id, and on stderr what was sent and
     whether end to end."""
     sent = await session.send_file(args.name, args.path, args.caption, args.mime)
-    if not sent.end_to_end:
-        print(f"note: the conversation with {args.name} is not end-to-end encrypted: the "
+    print_file_sent(args.name, sent.message, sent.file.media.name, sent.file.media.size,
+                    sent.end_to_end)
+
+
+def print_file_sent(to: str, message_id: int, name: str | None, size: int,
+                    end_to_end: bool) -> None:
+    """The output of ``send-file``: the message id; on stderr what was sent to ``to`` and
+    whether end to end (with a note when not)."""
+    if not end_to_end:
+        print(f"note: the conversation with {to} is not end-to-end encrypted: the "
               "server can read this file's key and so the file (run 'secret "
-              f"{args.name}' first to encrypt files end to end)", file=sys.stderr)
-    print(sent.message)
-    print(f"sent {sent.file.media.name} ({human_size(sent.file.media.size)}) to "
-          f"{args.name}" + (", end-to-end encrypted" if sent.end_to_end else
-                            ", not end-to-end encrypted"), file=sys.stderr)
+              f"{to}' first to encrypt files end to end)", file=sys.stderr)
+    print(message_id)
+    print(f"sent {name} ({human_size(size)}) to "
+          f"{to}" + (", end-to-end encrypted" if end_to_end else
+                     ", not end-to-end encrypted"), file=sys.stderr)
 
 
 async def _group(args: argparse.Namespace, session: SocialSession) -> None:
@@ -226,31 +278,66 @@ async def _group(args: argparse.Namespace, session: SocialSession) -> None:
         await _send_file(session, args)
     elif action == "create":
         info = await session.group_create(name, args.members)
-        print(f"created group {name} with {len(info['members'])} members")
+        print_group_created(name, len(info["members"]))
     elif action == "add":
         info = await session.group_add(name, args.members)
-        print(f"{name} has {len(info['members'])} members")
+        print_group_size(name, len(info["members"]))
     elif action == "remove":
         await session.group_remove(name, args.member)
-        print(f"removed {args.member} from {name}")
+        print_group_removed(name, args.member)
     elif action == "leave":
         await session.group_leave(name)
-        print(f"left {name}")
+        print_group_left(name)
     elif action == "rename":
         await session.group_rename(name, args.new_name)
-        print(f"renamed {name} to {args.new_name}")
+        print_group_renamed(name, args.new_name)
     elif action == "members":
-        info = await session.conversation(name)
-        if info.get("kind") != "group":
-            raise ClientError(f"{name!r} is not a group")
-        print("\n".join(info["members"]))
+        print_group_members(group_members(name, await session.conversation(name)))
     else:
-        raise ClientError("social groups have no admins: every member may add, remove and "
-                          "rename")
+        raise no_admins()
+
+
+def no_admins() -> ClientError:
+    """The refusal of ``group admin`` on the social transport."""
+    return ClientError("social groups have no admins: every member may add, remove and rename")
+
+
+def group_members(name: str, info: dict[str, Any]) -> list[str]:
+    """The members of the group ``name`` from its conversation ``info``; :class:`ClientError`
+    when ``name`` is not a group."""
+    if info.get("kind") != "group":
+        raise ClientError(f"{name!r} is not a group")
+    return list(info["members"])
+
+
+def print_group_size(name: str, members: int) -> None:
+    """The output of ``group add``."""
+    print(f"{name} has {members} members")
+
+
+def print_group_removed(name: str, member: str) -> None:
+    """The output of ``group remove``."""
+    print(f"removed {member} from {name}")
+
+
+def print_group_left(name: str) -> None:
+    """The output of ``group leave``."""
+    print(f"left {name}")
+
+
+def print_group_renamed(name: str, new_name: str) -> None:
+    """The output of ``group rename``."""
+    print(f"renamed {name} to {new_name}")
+
+
+def print_group_members(members: Sequence[str]) -> None:
+    """The output of ``group members``: one member a line."""
+    for member in members:
+        print(member)
 
 
 async def _chat(client: SocialClient, name: str) -> int:
-    return await chat(client.session, name, _printer(False, client.state.account or ""),
+    return await chat(client.session, name, printer(False, client.state.account or ""),
                       lambda session: session.conversation(name))
 
 

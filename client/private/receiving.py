@@ -56,8 +56,7 @@ class Receiving(SessionBase):
         assert self.address is not None
         for account, count in self.state.held_counts():
             await self._show(handler, _notice(_held(account, count)))
-        for message in self.state.unseen():
-            await self._show(handler, await self._with_any_file(self._as_received(message)))
+        await self.show_unseen(handler)
         if wait is None and self.backlog_drained:
             # The relay announces the end of the backlog once per connection, and it was seen
             # already (while linking): take what has arrived since, without waiting for more.
@@ -74,6 +73,12 @@ class Receiving(SessionBase):
                 if await self._on_push(handler, frame) and wait is None:
                     return
             raise ConnectionLost("the relay closed the connection")
+
+    async def show_unseen(self, handler: MessageHandler) -> None:
+        """Show the messages stored but not shown yet (those of an earlier run, or released by
+        accepting a key change), each marked shown after ``handler`` returns."""
+        for message in self.state.unseen():
+            await self._show(handler, await self._with_any_file(self._as_received(message)))
 
     async def _with_any_file(self, received: Received) -> Received:
         """``received`` with its file when it announces one (downloaded if not yet)."""

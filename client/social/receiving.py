@@ -47,8 +47,7 @@ class Receiving(SessionBase):
         for account, count in self.state.held_counts():
             await self._show(handler, SocialEvent(0, "notice", account, account, 0, 0,
                                                   warning=_held(account, count)))
-        for event in self.state.unseen_events():
-            await self._show(handler, await self._with_file(event))
+        await self.show_unseen(handler)
         with trio.move_on_after(wait if wait is not None else float("inf")):
             async for frame in self.connection.pushes:
                 kind = frame.get("type")
@@ -60,6 +59,12 @@ class Receiving(SessionBase):
                     raise ConnectionLost("the social server closed the connection: "
                                          f"{frame.get('message', 'error')}")
             raise ConnectionLost("the social server closed the connection")
+
+    async def show_unseen(self, handler: EventHandler) -> None:
+        """Show the events stored but not shown yet (those of an earlier run, or released by
+        accepting a sender's devices), each marked shown after ``handler`` returns."""
+        for event in self.state.unseen_events():
+            await self._show(handler, await self._with_file(event))
 
     async def _show(self, handler: EventHandler, event: SocialEvent) -> None:
         result = handler(event)
