@@ -57,26 +57,13 @@ def _file_options(command: argparse.ArgumentParser) -> None:
                          help="its MIME type (default: guessed from the file name)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``e2e-chat``."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="End-to-end encrypted chat over an e2e-proto relay.",
-        epilog="Example: e2e-chat --home /tmp/alice register alice; "
-               "e2e-chat --home /tmp/alice send bob 'hello'. Set E2E_PASSPHRASE to keep "
-               "the keys, sessions and message texts sealed at rest (Argon2id + "
-               "XChaCha20-Poly1305).")
-    parser.add_argument("--home", type=Path,
-                        default=Path(os.environ.get("E2E_HOME", "~/.e2e-chat")).expanduser(),
-                        help="folder of this device's keys and messages "
-                             "(env E2E_HOME, default ~/.e2e-chat)")
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """The options naming the servers and how to reach them (``--relay``, ``--social``,
+    ``--timeout``, ``--tls``, ``--ca``, ``--insecure``); ``e2e-business`` takes them too."""
     parser.add_argument("--relay", type=_host_port,
                         default=os.environ.get("E2E_RELAY", "127.0.0.1:7400"),
                         metavar="HOST:PORT",
                         help="relay address (env E2E_RELAY, default 127.0.0.1:7400)")
-    parser.add_argument("--transport", choices=[PRIVATE, SOCIAL],
-                        default=os.environ.get("E2E_TRANSPORT", PRIVATE),
-                        help="private (the end-to-end encrypted relay) or social (the "
-                             "history-keeping server); env E2E_TRANSPORT, default private")
     parser.add_argument("--social", type=_host_port,
                         default=os.environ.get("E2E_SOCIAL", "127.0.0.1:7500"),
                         metavar="HOST:PORT",
@@ -94,6 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--insecure", action="store_true",
                         help="connect with TLS without verifying the server: local "
                              "development only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``e2e-chat``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="End-to-end encrypted chat over an e2e-proto relay.",
+        epilog="Example: e2e-chat --home /tmp/alice register alice; "
+               "e2e-chat --home /tmp/alice send bob 'hello'. Set E2E_PASSPHRASE to keep "
+               "the keys, sessions and message texts sealed at rest (Argon2id + "
+               "XChaCha20-Poly1305).")
+    parser.add_argument("--home", type=Path,
+                        default=Path(os.environ.get("E2E_HOME", "~/.e2e-chat")).expanduser(),
+                        help="folder of this device's keys and messages "
+                             "(env E2E_HOME, default ~/.e2e-chat)")
+    parser.add_argument("--transport", choices=[PRIVATE, SOCIAL],
+                        default=os.environ.get("E2E_TRANSPORT", PRIVATE),
+                        help="private (the end-to-end encrypted relay) or social (the "
+                             "history-keeping server); env E2E_TRANSPORT, default private")
+    add_server_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register = commands.add_parser("register", help="create an account with this device as "
                                    "its primary")
