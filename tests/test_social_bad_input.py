@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,17 @@ async def test_malformed_frames_close_only_that_connection(nursery, tmp_path: Pa
         assert frame["code"] == api.BAD_REQUEST
         await c.request("ping")  # still open
     await raw_register(social.port, "alice")  # and the server serves on
+
+
+async def test_a_request_type_cannot_forge_log_lines(nursery, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    social = await start_social(nursery, tmp_path / "social.db")
+    forged = "ping\n2030-01-01 00:00:00 e2e.social connection from 6.6.6.6 logged in as root"
+    async with raw(social.port) as c:
+        await _refused(c, api.UNSUPPORTED, forged)
+        await c.request("ping")
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("refused: unsupported" in m for m in messages)
+    assert not any("\n" in m or "\r" in m for m in messages)
+    assert "logged in as root" not in caplog.text

@@ -21,7 +21,7 @@ import trio
 
 from e2e_proto.address import Address
 from e2e_proto.constants import MAX_FRAME_SIZE
-from e2e_proto.errors import FrameTooLargeError, RemoteProtocolError
+from e2e_proto.errors import FrameTooLargeError, RemoteProtocolError, describe
 from e2e_proto.wire import FrameDecoder, encode_frame
 
 from .rate_limits import TokenBucket
@@ -171,16 +171,6 @@ class FrameConnection(abc.ABC):
         """Log and tell the client that it did not authenticate in time."""
         raise NotImplementedError
 
-    @abc.abstractmethod
-    def _log_kind(self, kind: object) -> str:
-        """A request type as the log shows it."""
-        raise NotImplementedError
-
-    @abc.abstractmethod
-    def _quote_kind(self, kind: object) -> str:
-        """A request type as an error message shows it."""
-        raise NotImplementedError
-
     def _first_cursor(self) -> int:
         """The sequence number after which deliveries start."""
         return 0
@@ -244,7 +234,7 @@ class FrameConnection(abc.ABC):
                 raise RequestError(self.codes.rate_limited, "too many requests; slow down")
             result = await self._dispatch(kind, frame)
         except RequestError as exc:
-            self.logger.info("request %s from %s refused: %s", self._log_kind(kind),
+            self.logger.info("request %s from %s refused: %s", describe(kind),
                              self.address or self.peer, exc.code)
             await self._error(request_id, exc.code, str(exc), **exc.details)
             return
@@ -264,7 +254,7 @@ class FrameConnection(abc.ABC):
             if self.already_authenticated is not None and kind in self.public_routes:
                 raise RequestError(self.codes.bad_request, self.already_authenticated)
             raise RequestError(self.codes.unsupported,
-                               f"unknown request type {self._quote_kind(kind)}")
+                               f"unknown request type {describe(kind)}")
         return route.handler
 
     async def _deliver_loop(self) -> None:

@@ -78,12 +78,6 @@ class RelayConnection(FrameConnection):
         log.info("connection from %s: no authentication in time", self.peer)
         await self._error(None, api.NOT_AUTHENTICATED, "authentication timed out")
 
-    def _log_kind(self, kind: object) -> str:
-        return describe(kind)
-
-    def _quote_kind(self, kind: object) -> str:
-        return describe(kind)
-
     async def _handle(self, frame: dict[str, Any]) -> None:
         try:
             await super()._handle(frame)

@@ -14,6 +14,7 @@ import trio
 
 from e2e_proto import social_api as api
 from e2e_proto.address import Address
+from e2e_proto.errors import describe
 
 from ..common.connection import FrameConnection
 from ..common.requests import ErrorCodes, RequestError
@@ -52,17 +53,11 @@ class SocialConnection(FrameConnection):
         await self._error(None, api.NOT_AUTHENTICATED, "log in within "
                           f"{self.server.config.auth_timeout:g} seconds")
 
-    def _log_kind(self, kind: object) -> str:
-        return str(kind)[:40]
-
-    def _quote_kind(self, kind: object) -> str:
-        return repr(str(kind)[:40])
-
     async def _handle(self, frame: dict[str, Any]) -> None:
         try:
             await super()._handle(frame)
         except StoreUnavailableError as exc:  # disk full, read-only, ...: refuse, keep serving
-            log.error("request %s from %s failed in storage: %s", self._log_kind(frame.get("type")),
+            log.error("request %s from %s failed in storage: %s", describe(frame.get("type")),
                       self.address or self.peer, exc)
             await self._error(frame.get("id"), api.UNAVAILABLE, "the social server cannot store "
                               "or read data right now; nothing was stored; try again later")
