@@ -36,10 +36,13 @@ def nested(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 def request_dicts(types: Sequence[str], fields: Sequence[str],
              values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
-    """Requests of a known or random type and id with up to five of ``fields`` set at random."""
+    """Requests of a known, random or unhashable (list, map) type and id, with up to five of
+    ``fields`` set at random."""
     return st.builds(
         lambda kind, request_id, chosen: {"type": kind, "id": request_id, **chosen},
-        st.sampled_from(types) | st.text(max_size=10),
+        st.sampled_from(types) | st.text(max_size=10)
+        | st.lists(st.sampled_from(types), max_size=2)
+        | st.dictionaries(st.sampled_from(types), st.none(), max_size=2),
         st.integers(0, 2**31) | st.none() | st.text(max_size=3),
         st.dictionaries(st.sampled_from(fields), values, max_size=5))
 

@@ -235,3 +235,18 @@ async def test_register_needs_list_version_1_and_distinct_account_and_device_key
                 await connection.request("register", **fields)
             assert caught.value.code == api.BAD_REQUEST
             assert (await connection.request("ping"))["ok"] is True
+
+
+@pytest.mark.parametrize("kind", [["ping"], {"ping": 1}, [], {}, b"ping", 1.5])
+async def test_a_request_type_that_is_not_a_string_is_refused(
+        nursery, tmp_path: Path, kind: object, caplog: pytest.LogCaptureFixture) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    await register(make_client(tmp_path / "a", relay.port), "alice")
+    async with open_connection("127.0.0.1", relay.port) as connection:
+        await connection.pushes.receive()
+        with pytest.raises(ServerError) as caught:
+            await connection.request(kind, account="alice")  # type: ignore[arg-type]
+        assert caught.value.code == api.BAD_REQUEST
+        assert "must be a string" in str(caught.value)
+        assert (await connection.request("ping"))["ok"] is True  # the connection survives
+    assert "internal error" not in caplog.text

@@ -202,3 +202,17 @@ async def test_a_request_type_cannot_forge_log_lines(nursery, tmp_path: Path,
     assert any("refused: unsupported" in m for m in messages)
     assert not any("\n" in m or "\r" in m for m in messages)
     assert "logged in as root" not in caplog.text
+
+
+async def test_a_request_type_that_is_not_a_string_is_refused(
+        nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    social = await start_social(nursery, tmp_path / "social.db")
+    token = (await raw_register(social.port, "alice"))["token"]
+    async with raw(social.port) as c:
+        for kind in (["login"], {"login": 1}, [], {}, b"login", 1.5):
+            await _refused(c, api.BAD_REQUEST, kind, account="alice")  # type: ignore[arg-type]
+        await c.request("auth", token=token)
+        for kind in (["ping"], {"ping": 1}):
+            await _refused(c, api.BAD_REQUEST, kind)  # type: ignore[arg-type]
+        await c.request("ping")  # the connection survives
+    assert "internal error" not in caplog.text

@@ -246,6 +246,8 @@ class FrameConnection(abc.ABC):
 
     def _handler_for(self, kind: object) -> Handler:
         """The handler of ``kind`` in this state; :class:`RequestError` when there is none."""
+        if type(kind) is not str:  # a list or map is unhashable: no table lookup for it
+            raise RequestError(self.codes.bad_request, "a request type must be a string")
         table = self.public_routes if self.address is None else self.authenticated_routes
         route = table.get(kind)
         if route is None:
