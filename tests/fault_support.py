@@ -2,7 +2,7 @@
 
 A server as a real child process to SIGKILL, a client loop that reconnects with backoff across
 those kills, a storage fault (read-only or full disk) switched on and off under a running
-server's store, and a frame that never completes (slow loris).
+server's store, and frames that never complete or trickle in (slow loris).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import trio
+import trio.testing
 
 from client.connection import ConnectionLost
 from client.private import ClientError
@@ -140,3 +141,41 @@ async def answers_to_a_stalled_frame(port: int) -> tuple[list[dict[str, Any]], f
         while (frame := decoder.next_frame()) is not None:
             frames.append(frame)
     return frames, trio.current_time() - start
+
+
+class StreamServer(Protocol):
+    """A server that serves one client stream per call (the relay, the social server)."""
+
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None: ...
+
+
+async def answers_to_a_trickled_frame(server: StreamServer, interval: float
+                                      ) -> tuple[list[dict[str, Any]], float]:
+    """Trickle a 100-byte frame one byte every ``interval`` seconds over a memory stream.
+
+    Every frame the server sends until it closes the connection, and how long after the
+    frame's first byte (``trio.current_time``) it closed it.
+    """
+    client, served = trio.testing.memory_stream_pair()
+    frames: list[dict[str, Any]] = []
+    decoder = FrameDecoder()
+
+    async def trickle() -> None:
+        for byte in struct.pack(">I", 100) + b"\x81" + bytes(99):
+            try:
+                await client.send_all(bytes([byte]))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            await trio.sleep(interval)  # the attacker's pace (virtual time)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_stream, served, "192.0.2.1:4000")
+        start = trio.current_time()
+        nursery.start_soon(trickle)
+        while chunk := await client.receive_some(65536):
+            decoder.feed(chunk)
+            while (frame := decoder.next_frame()) is not None:
+                frames.append(frame)
+        took = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    return frames, took

@@ -10,8 +10,11 @@ from client.connection import ServerError, open_connection
 from client.private import ClientError
 from e2e_proto import relay_api as api
 from server.relay.config import RelayConfig
+from server.relay.server import Relay
+from server.relay.sqlite_store import SqliteRelayStore
 from tests.fault_support import (
     answers_to_a_stalled_frame,
+    answers_to_a_trickled_frame,
     end_storage_fault,
     start_storage_fault,
 )
@@ -30,6 +33,20 @@ async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_cloc
     frames, took = await answers_to_a_stalled_frame(relay.port)
     assert frames[-1]["error"]["message"] == "a frame did not complete in time"
     assert 10 <= took < 30  # the frame timeout, not the auth timeout
+
+
+async def test_a_trickled_frame_has_one_deadline_from_its_first_byte(
+        tmp_path: Path, autojump_clock) -> None:
+    """One byte every 10 s does not keep a frame alive past the 30 s frame timeout."""
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    relay = Relay(store, RelayConfig(auth_timeout=10_000))  # only the frame timeout applies
+    try:
+        frames, took = await answers_to_a_trickled_frame(relay, interval=10)
+    finally:
+        store.close()
+    assert frames[0]["type"] == "challenge"
+    assert frames[-1]["error"]["message"] == "a frame did not complete in time"
+    assert 30 <= took <= 31
 
 
 async def test_connections_per_account(nursery, tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from client.connection import Connection, ServerError
 from e2e_proto import social_api as api
 from server.social.config import SocialConfig
+from server.social.server import SocialServer
 from server.social.sqlite_store import SqliteSocialStore, fts_query
-from tests.fault_support import answers_to_a_stalled_frame
+from tests.fault_support import answers_to_a_stalled_frame, answers_to_a_trickled_frame
 from tests.social_harness import (
     FAST,
     make_client,
@@ -177,6 +178,19 @@ async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_cloc
     frames, took = await answers_to_a_stalled_frame(social.port)
     assert frames[-1]["error"]["message"] == "a frame did not complete in time"
     assert 10 <= took < 30  # the frame timeout, not the login timeout
+
+
+async def test_a_trickled_frame_has_one_deadline_from_its_first_byte(
+        tmp_path: Path, autojump_clock) -> None:
+    """One byte every 10 s does not keep a frame alive past the 30 s frame timeout."""
+    store = SqliteSocialStore(tmp_path / "social.db")
+    try:
+        frames, took = await answers_to_a_trickled_frame(
+            SocialServer(store, _config(auth_timeout=10_000)), interval=10)
+    finally:
+        store.close()
+    assert frames[-1]["error"]["message"] == "a frame did not complete in time"
+    assert 30 <= took <= 31
 
 
 async def test_resend_with_the_same_client_id_is_one_message(nursery, tmp_path) -> None:

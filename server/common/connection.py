@@ -1,7 +1,7 @@
 """Per-connection plumbing shared by the relay and the social server: code only, no state.
 
-:class:`FrameConnection` serves one client stream: it reads e2e-proto frames (a frame that has
-begun must complete within ``frame_timeout``), answers each request through a dispatch table,
+:class:`FrameConnection` serves one client stream: it reads e2e-proto frames (a frame must
+complete within ``frame_timeout`` of its first byte), answers each request through a dispatch table,
 refuses with error frames (:class:`~server.common.requests.RequestError`), rate-limits with a
 token bucket and pushes deliveries once the client has authenticated. Each server subclasses it
 with its own route tables and its own error-code vocabulary; the two servers share
@@ -50,7 +50,8 @@ class ConnectionLimits:
     auth_timeout: float = 30.0
     """Seconds a connection may take to authenticate."""
     frame_timeout: float = 30.0
-    """Seconds a frame may take to arrive once its first byte has."""
+    """Seconds a frame may take to arrive, counted from its first byte (later bytes do not
+    extend it)."""
     delivery_batch: int = 100
     """How many deliveries are read from the store at once."""
 
@@ -103,6 +104,8 @@ class FrameConnection(abc.ABC):
         self.limits = config
         self.frame_timeout = frame_timeout
         self.decoder = FrameDecoder(config.max_frame_size)
+        self._frame_deadline = math.inf
+        """When the incomplete frame in the decoder must be complete (inf: none is)."""
         self.address: Address | None = None
         self.bucket = TokenBucket(config.requests_per_second, config.request_burst)
         self.wakeup = trio.Event()
@@ -190,11 +193,11 @@ class FrameConnection(abc.ABC):
     async def _read_and_handle(self) -> bool:
         """Read and handle what arrives; False when the connection should end.
 
-        A frame that has begun must complete within ``frame_timeout`` (slow-loris defence).
+        A frame must complete within ``frame_timeout`` of its first byte (slow-loris defence):
+        one deadline per frame, which later reads of the same frame do not move.
         """
         data = None
-        started = self.decoder.buffered > 0
-        with trio.move_on_after(self.frame_timeout if started else math.inf):
+        with trio.move_on_at(self._frame_deadline):
             data = await self.stream.receive_some(65536)
         if data is None:
             self.logger.info("connection from %s: a frame did not complete in time", self.peer)
@@ -202,12 +205,16 @@ class FrameConnection(abc.ABC):
             return False
         if not data:
             return False
+        arrived = trio.current_time()
         try:
             self.decoder.feed(data)
             while (frame := self.decoder.next_frame()) is not None:
+                self._frame_deadline = math.inf
                 await self._handle(frame)
                 if self._closing:
                     return False
+            if self.decoder.buffered and self._frame_deadline == math.inf:
+                self._frame_deadline = arrived + self.frame_timeout  # a frame began in this read
         except FrameTooLargeError as exc:
             self.logger.info("connection from %s: %s", self.peer, exc)
             await self._error(None, self.codes.frame_too_large, str(exc))
