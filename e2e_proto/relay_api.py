@@ -39,6 +39,10 @@ TOO_MANY_CONNECTIONS = "too_many_connections"
 
 NONCE_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200
+MAX_ACK_SEQS = 1000
+"""The most seqs one ``ack`` may list. Its deletes run inside the relay's shared group commit,
+so a longer list would stall every client's sends; 1000 deletes take about a millisecond. A
+client acknowledges what it has stored, in chunks of at most this many."""
 FIRST_DEVICE_LIST_VERSION = 1
 """The version of a new account's device list; ``register`` refuses any other."""
 _BE32 = struct.Struct(">I")

@@ -121,3 +121,22 @@ async def test_storage_fault_refuses_sends_and_serves_reads(nursery, tmp_path: P
     assert len(texts) == len(stored)  # exactly what the relay acknowledged, nothing more
     end_storage_fault(db)
     assert await drain(bob) == []  # redeliveries of unacknowledged mail are recognised
+
+
+async def test_an_ack_lists_at_most_max_ack_seqs(nursery, tmp_path: Path) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+    async with session_of(alice) as a:
+        for i in range(3):
+            await a.send_text("bob", f"m{i}")
+    stored = [d.seq for d in relay.store.pending("bob", 0, 0, 10)]
+    assert len(stored) == 3
+    async with session_of(bob) as b:
+        too_many = [*stored, *range(10**6, 10**6 + api.MAX_ACK_SEQS - 2)]
+        assert len(too_many) == api.MAX_ACK_SEQS + 1
+        with pytest.raises(ServerError) as caught:
+            await b.connection.request("ack", seqs=too_many)
+        assert caught.value.code == api.BAD_REQUEST
+        assert f"at most {api.MAX_ACK_SEQS}" in str(caught.value)
+        assert len(relay.store.pending("bob", 0, 0, 10)) == 3  # nothing was deleted
+        await b.connection.request("ack", seqs=too_many[:api.MAX_ACK_SEQS])  # the limit is exact
+        assert relay.store.pending("bob", 0, 0, 10) == []

@@ -112,6 +112,7 @@ async def test_integers_sqlite_cannot_take_are_bad_requests(
             await _refused(c, api.BAD_REQUEST, "search", text="hi", limit=bad)
             if bad is not None:  # no 'before' is the newest page
                 await _refused(c, api.BAD_REQUEST, "history", conversation="bob", before=bad)
+        await _refused(c, api.BAD_REQUEST, "ack", seq=list(range(1, 1000)))  # one seq, no list
         await c.request("ack", seq=2**63 - 1)  # the largest seq: the cursor stops at the log
         await c.request("ping")  # the connection is still open
         assert (await c.request("history", conversation="bob"))["messages"][0]["id"] == message

@@ -68,6 +68,9 @@ async def ack(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """Delete messages the device has committed."""
     assert conn.address is not None
     seqs = require_field(frame, "seqs", list)
+    if len(seqs) > api.MAX_ACK_SEQS:
+        raise RequestError(api.BAD_REQUEST, f"an ack lists at most {api.MAX_ACK_SEQS} seqs; "
+                           "send several")
     if not all(type(s) is int and 0 < s < 2**63 for s in seqs):
         raise RequestError(api.BAD_REQUEST, "seqs must be positive 63-bit integers")
     await conn.relay.mailboxes.write(
