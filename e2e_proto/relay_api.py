@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from .constants import AUTH_PREFIX, KEY_SIZE, SIGNATURE_SIZE
+from .constants import AUTH_PREFIX, KEY_SIZE, MAX_DEVICES, MAX_FRAME_SIZE, SIGNATURE_SIZE
 from .errors import E2EProtoError, MalformedError
 from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 from .primitives import hmac_sha256, sha512
@@ -36,6 +36,7 @@ DEVICE_UNLINKED = "device_unlinked"
 INTERNAL = "internal"
 UNAVAILABLE = "unavailable"
 TOO_MANY_CONNECTIONS = "too_many_connections"
+MESSAGE_TOO_LARGE = "message_too_large"  # an envelope over the relay's maximum (``limit``)
 
 NONCE_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200
@@ -43,6 +44,15 @@ MAX_ACK_SEQS = 1000
 """The most seqs one ``ack`` may list. Its deletes run inside the relay's shared group commit,
 so a longer list would stall every client's sends; 1000 deletes take about a millisecond. A
 client acknowledges what it has stored, in chunks of at most this many."""
+MAX_SEND_ENVELOPES = 2 * MAX_DEVICES - 1
+"""The most envelopes one ``send`` carries: every device of the recipient and every other
+device of the sender."""
+SEND_FRAME_ALLOWANCE = 1024
+"""Room in a ``send`` frame for everything but the envelopes' bytes: the keys, ``id``,
+``type``, ``to`` (at most 64 bytes) and a msgpack header per envelope (about 170 bytes)."""
+MAX_ENVELOPE_SIZE = (MAX_FRAME_SIZE - SEND_FRAME_ALLOWANCE) // MAX_SEND_ENVELOPES
+"""The largest envelope the relay stores (116,394 bytes): the largest for which any ``send``,
+even one of nine envelopes, fits in one frame. A client must send larger content in parts."""
 FIRST_DEVICE_LIST_VERSION = 1
 """The version of a new account's device list; ``register`` refuses any other."""
 _BE32 = struct.Struct(">I")

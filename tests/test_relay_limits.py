@@ -9,9 +9,12 @@ import pytest
 from client.connection import ServerError, open_connection
 from client.private import ClientError
 from e2e_proto import relay_api as api
+from e2e_proto.address import Address
+from e2e_proto.wire import Envelope
 from server.relay.config import RelayConfig
 from server.relay.server import Relay
 from server.relay.sqlite_store import SqliteRelayStore
+from server.relay.store import Acknowledge, Enqueue, Outgoing, QuotaExceededError
 from tests.fault_support import (
     answers_to_a_stalled_frame,
     answers_to_a_trickled_frame,
@@ -140,3 +143,90 @@ async def test_an_ack_lists_at_most_max_ack_seqs(nursery, tmp_path: Path) -> Non
         assert len(relay.store.pending("bob", 0, 0, 10)) == 3  # nothing was deleted
         await b.connection.request("ack", seqs=too_many[:api.MAX_ACK_SEQS])  # the limit is exact
         assert relay.store.pending("bob", 0, 0, 10) == []
+
+
+def _with_ciphertext_size(envelope: bytes, size: int) -> bytes:
+    """``envelope`` (from a real session) with its ciphertext replaced to make it ``size``
+    bytes long (the relay never decrypts)."""
+    decoded = Envelope.decode(envelope)
+    body = decoded.message.ciphertext
+    for length in range(len(body), len(body) + size):
+        resized = decoded._replace(message=decoded.message._replace(ciphertext=bytes(length)))
+        data = resized.encode()
+        if len(data) == size:
+            return data
+    raise AssertionError(f"no envelope of {size} bytes")
+
+
+async def test_an_envelope_over_max_envelope_size_is_refused(nursery, tmp_path: Path) -> None:
+    assert RelayConfig().max_envelope_size == api.MAX_ENVELOPE_SIZE
+    relay, alice, _ = await relay_with_alice_and_bob(nursery, tmp_path,
+                                                     RelayConfig(max_envelope_size=2000))
+    async with session_of(alice) as a:
+        await a.send_text("bob", "make a session")
+        template = a.cipher.encrypt(Address("bob", 0), b"x").encode()
+        with pytest.raises(ServerError) as caught:
+            await a.connection.request("send", to="bob", envelopes=[
+                _with_ciphertext_size(template, 2001)])
+        assert caught.value.code == api.MESSAGE_TOO_LARGE
+        assert caught.value.details["limit"] == 2000
+        assert len(relay.store.pending("bob", 0, 0, 10)) == 1  # nothing more was stored
+        await a.connection.request("send", to="bob", envelopes=[
+            _with_ciphertext_size(template, 2000)])  # the limit is exact
+    assert len(relay.store.pending("bob", 0, 0, 10)) == 2
+
+
+async def test_the_mailbox_byte_quota_refuses_and_frees_on_ack(nursery, tmp_path: Path) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(
+        nursery, tmp_path, RelayConfig(mailbox_quota_bytes=10_000))
+    async with session_of(alice) as a:
+        await a.send_text("bob", "make a session")
+        template = a.cipher.encrypt(Address("bob", 0), b"x").encode()
+        used = len(relay.store.pending("bob", 0, 0, 10)[0].envelope)
+        big = _with_ciphertext_size(template, 4000)
+        for _ in range(2):
+            await a.connection.request("send", to="bob", envelopes=[big])
+        assert used + 8000 <= 10_000 < used + 12_000
+        with pytest.raises(ServerError) as caught:
+            await a.connection.request("send", to="bob", envelopes=[big])
+        assert caught.value.code == api.QUOTA_EXCEEDED
+        assert "10000 bytes" in str(caught.value)
+        stored = relay.store.pending("bob", 0, 0, 10)
+        assert sum(len(d.envelope) for d in stored) == used + 8000  # nothing more stored
+    await drain(bob)  # bob's acks delete the mail and free the quota
+    async with session_of(alice) as a:
+        await a.send_text("bob", "room again")
+    assert len(relay.store.pending("bob", 0, 0, 10)) == 1
+
+
+def test_the_byte_quota_is_checked_in_the_commit_that_inserts(tmp_path: Path) -> None:
+    """Two sends of one group-commit round that each fit alone: the second is refused."""
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    store.create_account("bob", bytes(32), 1, b"list", bytes(64), {0: bytes(32)}, 0.0)
+    first = Enqueue([Outgoing("bob", 0, bytes(600))], ("alice", 0), 1.0, 10, 1000)
+    second = Enqueue([Outgoing("bob", 0, bytes(600))], ("alice", 0), 1.0, 10, 1000)
+    small = Enqueue([Outgoing("bob", 0, bytes(400))], ("alice", 0), 1.0, 10, 1000)
+    errors = store.write_mailboxes([first, second, small])
+    assert errors[0] is None and isinstance(errors[1], QuotaExceededError) and errors[2] is None
+    assert [len(d.envelope) for d in store.pending("bob", 0, 0, 10)] == [600, 400]
+    seqs = [d.seq for d in store.pending("bob", 0, 0, 10)]
+    store.write_mailboxes([Acknowledge("bob", 0, seqs[:1])])
+    assert store.write_mailboxes([second]) == [None]  # the ack gave the bytes back
+    store.close()
+
+
+def test_an_older_relay_database_gets_its_mailbox_usage_counted(tmp_path: Path) -> None:
+    """A database made before the byte quota: its stored mail counts against the quota."""
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    store.create_account("bob", bytes(32), 1, b"list", bytes(64), {0: bytes(32)}, 0.0)
+    store.write_mailboxes([Enqueue([Outgoing("bob", 0, bytes(700))], ("alice", 0), 1.0, 10,
+                                   1000)])
+    db = store._db
+    db.executescript("DROP TRIGGER mailbox_stored; DROP TRIGGER mailbox_deleted; "
+                     "ALTER TABLE devices DROP COLUMN mail_count; "
+                     "ALTER TABLE devices DROP COLUMN mail_bytes;")
+    store.close()
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    again = Enqueue([Outgoing("bob", 0, bytes(400))], ("alice", 0), 1.0, 10, 1000)
+    assert isinstance(store.write_mailboxes([again])[0], QuotaExceededError)
+    store.close()

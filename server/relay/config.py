@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from e2e_proto import relay_api as api
+
 from ..common.connection import ConnectionLimits
 
 DAY = 24 * 3600.0
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +18,11 @@ class RelayConfig(ConnectionLimits):
 
     mailbox_ttl: float = 30 * DAY
     mailbox_quota: int = 10_000
+    """Messages kept per device mailbox."""
+    mailbox_quota_bytes: int = 100 * MIB
+    """Bytes of envelopes kept per device mailbox (the sum of their sizes)."""
+    max_envelope_size: int = api.MAX_ENVELOPE_SIZE
+    """The largest envelope stored, in bytes (at most ``relay_api.MAX_ENVELOPE_SIZE``)."""
     prekeys_low_watermark: int = 10
     max_one_time_prekeys: int = 1000
     account_requests_per_second: float = 400.0

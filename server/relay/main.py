@@ -1,6 +1,7 @@
 """``e2e-relay``: run the ciphertext-only relay.
 
     e2e-relay serve --listen 127.0.0.1:7400 --db relay.db [--tls-cert FILE --tls-key FILE]
+                    [--ttl-days 30] [--quota 10000] [--quota-mib 100]
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 import trio
 
 from ..common import serving
-from .config import DAY, RelayConfig
+from .config import DAY, MIB, RelayConfig
 from .server import Relay
 from .sqlite_store import SqliteRelayStore
 
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="days an undelivered message is kept (default 30)")
     serve.add_argument("--quota", type=int, default=10_000,
                        help="messages kept per device mailbox (default 10000)")
+    serve.add_argument("--quota-mib", type=float, default=100.0,
+                       help="MiB of envelopes kept per device mailbox (default 100)")
     return parser
 
 
@@ -50,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def make_relay(store: SqliteRelayStore) -> Relay:
         return Relay(store, RelayConfig(mailbox_ttl=args.ttl_days * DAY,
-                                        mailbox_quota=args.quota))
+                                        mailbox_quota=args.quota,
+                                        mailbox_quota_bytes=int(args.quota_mib * MIB)))
 
     return serving.run_serve_command("e2e-relay", args, log, SqliteRelayStore, make_relay, serve)
 

@@ -33,7 +33,11 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     expected |= {Address(me.account, d) for d in own.devices}
     expected.discard(me)  # a device never sends to itself (a note to conn goes to the others)
     outgoing = []
+    limit = conn.relay.config.max_envelope_size
     for data in raw:
+        if type(data) is bytes and len(data) > limit:
+            raise RequestError(api.MESSAGE_TOO_LARGE, f"an envelope has at most {limit} bytes "
+                               f"(got {len(data)})", limit=limit)
         try:
             envelope = Envelope.decode(data)  # type: ignore[arg-type]
         except E2EProtoError as exc:
@@ -52,7 +56,7 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     try:
         await conn.relay.mailboxes.write(Enqueue(
             outgoing, (me.account, me.device_id), conn.relay.clock(),
-            conn.relay.config.mailbox_quota))
+            conn.relay.config.mailbox_quota, conn.relay.config.mailbox_quota_bytes))
     except QuotaExceededError as exc:
         raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
     except DeviceGoneError as exc:  # unlinked while this send waited for its commit

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS devices (
     identity_key BLOB NOT NULL,
     spk_id INTEGER, spk BLOB, spk_signature BLOB,
     name TEXT NOT NULL DEFAULT '', linked_at REAL NOT NULL DEFAULT 0, last_seen REAL,
+    mail_count INTEGER NOT NULL DEFAULT 0, mail_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
@@ -52,6 +53,22 @@ CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
 CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
 """
 
+# A device's mail_count and mail_bytes are its mailbox's size, kept by these triggers in the
+# transaction of every insert and delete (send, ack, expiry, unlinking): the quota check reads
+# them in the transaction that inserts, so it cannot be raced, and costs no scan.
+_USAGE_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS mailbox_stored AFTER INSERT ON mailbox BEGIN
+    UPDATE devices SET mail_count = mail_count + 1,
+                       mail_bytes = mail_bytes + length(NEW.envelope)
+    WHERE account = NEW.account AND device = NEW.device;
+END;
+CREATE TRIGGER IF NOT EXISTS mailbox_deleted AFTER DELETE ON mailbox BEGIN
+    UPDATE devices SET mail_count = mail_count - 1,
+                       mail_bytes = mail_bytes - length(OLD.envelope)
+    WHERE account = OLD.account AND device = OLD.device;
+END;
+"""
+
 
 class SqliteRelayStore:
     """:class:`RelayStore` in one SQLite file (WAL, synchronous=FULL, mode 0600)."""
@@ -60,7 +77,20 @@ class SqliteRelayStore:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
+        self._migrate()
+        self._db.executescript(_USAGE_TRIGGERS)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier version up to this schema."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(devices)")}
+        if "mail_bytes" not in columns:  # added with the byte quota: count what is stored
+            with self._transaction() as db:
+                db.execute("ALTER TABLE devices ADD COLUMN mail_count INTEGER NOT NULL DEFAULT 0")
+                db.execute("ALTER TABLE devices ADD COLUMN mail_bytes INTEGER NOT NULL DEFAULT 0")
+                db.execute("UPDATE devices SET (mail_count, mail_bytes) = (SELECT COUNT(*), "
+                           "COALESCE(SUM(length(envelope)), 0) FROM mailbox m "
+                           "WHERE m.account = devices.account AND m.device = devices.device)")
 
     def close(self) -> None:
         """Close the database."""
@@ -206,16 +236,19 @@ class SqliteRelayStore:
     @staticmethod
     def _full_mailbox(db: sqlite3.Connection, write: Enqueue
                       ) -> QuotaExceededError | DeviceGoneError | None:
-        """Why ``write`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
+        """Why ``write`` cannot be stored now: a mailbox it would take over its quota (of
+        messages or bytes), or a device unlinked meanwhile."""
         for message in write.messages:
             address = (message.account, message.device_id)
-            if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
-                          address).fetchone() is None:
+            usage = db.execute("SELECT mail_count, mail_bytes FROM devices "
+                               "WHERE account = ? AND device = ?", address).fetchone()
+            if usage is None:
                 return DeviceGoneError(*address)
-            count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
-                               address).fetchone()[0]
+            count, size = usage
             if count >= write.quota:
-                return QuotaExceededError(*address)
+                return QuotaExceededError(*address, f"{write.quota} messages")
+            if size + len(message.envelope) > write.quota_bytes:
+                return QuotaExceededError(*address, f"{write.quota_bytes} bytes")
         return None
 
     @storage

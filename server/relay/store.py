@@ -20,10 +20,11 @@ class NameTakenError(Exception):
 
 
 class QuotaExceededError(Exception):
-    """A recipient's mailbox is full."""
+    """A recipient's mailbox is full: it holds ``limit`` (messages or bytes) already."""
 
-    def __init__(self, account: str, device_id: int) -> None:
-        super().__init__(f"mailbox of {account}.{device_id} is full")
+    def __init__(self, account: str, device_id: int, limit: str) -> None:
+        super().__init__(f"mailbox of {account}.{device_id} is full (it may hold {limit}); "
+                         "the recipient must collect its messages first")
         self.account = account
         self.device_id = device_id
 
@@ -89,12 +90,17 @@ class Outgoing(NamedTuple):
 
 
 class Enqueue(NamedTuple):
-    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none)."""
+    """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none).
+
+    Each recipient's mailbox may then hold at most ``quota`` messages and ``quota_bytes`` bytes
+    of envelopes.
+    """
 
     messages: Sequence[Outgoing]
     sender: tuple[str, int]
     now: float
     quota: int
+    quota_bytes: int
 
 
 class Acknowledge(NamedTuple):
