@@ -15,6 +15,7 @@ from .constants import AUTH_PREFIX, KEY_SIZE, MAX_DEVICES, MAX_FRAME_SIZE, SIGNA
 from .errors import E2EProtoError, MalformedError
 from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 from .primitives import hmac_sha256, sha512
+from .unpack import UnpackLimits
 
 # Error codes (``error.code``); each has one meaning a client can act on.
 BAD_REQUEST = "bad_request"
@@ -39,6 +40,8 @@ TOO_MANY_CONNECTIONS = "too_many_connections"
 MESSAGE_TOO_LARGE = "message_too_large"  # an envelope over the relay's maximum (``limit``)
 
 NONCE_SIZE = 32
+MAX_DEVICE_NAME_LENGTH = 64
+"""The longest name a new device gives itself in ``link_request``, in characters."""
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200
 MAX_ACK_SEQS = 1000
 """The most seqs one ``ack`` may list. Its deletes run inside the relay's shared group commit,
@@ -53,6 +56,25 @@ SEND_FRAME_ALLOWANCE = 1024
 MAX_ENVELOPE_SIZE = (MAX_FRAME_SIZE - SEND_FRAME_ALLOWANCE) // MAX_SEND_ENVELOPES
 """The largest envelope the relay stores (116,394 bytes): the largest for which any ``send``,
 even one of nine envelopes, fits in one frame. A client must send larger content in parts."""
+
+REQUEST_LIMITS = UnpackLimits(
+    # The longest str: a device name of 64 characters of at most 4 UTF-8 bytes each (account
+    # names have at most 64 ASCII bytes, request types 14).
+    max_str_len=4 * MAX_DEVICE_NAME_LENGTH,
+    # The longest bin is an envelope; ``send`` refuses one over MAX_ENVELOPE_SIZE with a clear
+    # message_too_large and keeps the connection, so only the frame bounds it here (a bin costs
+    # its wire size once).
+    max_bin_len=MAX_FRAME_SIZE,
+    # The longest list: ``ack`` seqs (MAX_ACK_SEQS = 1000; its handler refuses more with a
+    # clear error), then one-time prekeys (200), envelopes (9), device ids (5). The next power
+    # of two above them.
+    max_array_len=1024,
+    # The most keys: link_request, 10 with id and type; room for fields a newer client adds.
+    max_map_len=32,
+    # The most containers: link_request or publish_prekeys with 200 one-time prekeys: the
+    # frame's map, the one_time_prekeys list, its 200 [id, key] pairs and the signed prekey.
+    max_containers=3 + MAX_ONE_TIME_PREKEYS_PER_REQUEST)
+"""What a request frame to the relay may hold (the relay's :class:`FrameDecoder` limits)."""
 FIRST_DEVICE_LIST_VERSION = 1
 """The version of a new account's device list; ``register`` refuses any other."""
 _BE32 = struct.Struct(">I")

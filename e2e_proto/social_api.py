@@ -10,6 +10,8 @@ from __future__ import annotations
 import emoji
 
 from .capabilities import CAPABILITIES, SOCIAL
+from .constants import MAX_FRAME_SIZE
+from .unpack import UnpackLimits
 
 CLIENT_ID_SIZE = 16
 """A send's optional idempotency key: a resend with the same key is not a new message."""
@@ -49,6 +51,27 @@ MAX_HISTORY_PAGE = 100
 MAX_SEARCH_RESULTS = 100
 MAX_GROUP_MEMBERS = CAPABILITIES[SOCIAL].max_group_members
 TOKEN_SIZE = 32
+MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200
+
+
+def request_limits(max_one_time_prekeys: int = MAX_ONE_TIME_PREKEYS_PER_REQUEST
+                   ) -> UnpackLimits:
+    """What a request frame to the social server may hold, for a server that takes at most
+    ``max_one_time_prekeys`` in one ``publish_prekeys``."""
+    return UnpackLimits(
+        # Texts and envelopes are the user's: their handlers refuse one that is too long
+        # (message_too_large, with the limit) and keep the connection, so only the frame
+        # bounds them here (a str or bin costs its wire size once).
+        max_str_len=MAX_FRAME_SIZE, max_bin_len=MAX_FRAME_SIZE,
+        # The longest list: a secret send's envelopes, one per device of the two accounts,
+        # which have no device limit; an envelope is at least 62 bytes, so at most 16,912 fit
+        # in a frame. Members (250, group_too_large above), one-time prekeys and device ids
+        # are fewer.
+        max_array_len=2**14,
+        max_map_len=32,  # the most keys: 6 (send); room for fields a newer client adds
+        # The most containers: publish_prekeys: the frame's map, the one_time_prekeys list,
+        # its [id, key] pairs and the signed prekey.
+        max_containers=3 + max_one_time_prekeys)
 
 
 def is_single_emoji(text: object) -> bool:

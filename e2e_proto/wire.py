@@ -12,6 +12,9 @@ Envelope (a msgpack array, version first)::
      initiator_identity_key, ephemeral_key, signed_prekey_id, one_time_prekey_id or nil]
 
 Frame: a 4-byte big-endian length, then that many bytes holding one msgpack map with str keys.
+
+Both are unpacked within :class:`~e2e_proto.unpack.UnpackLimits`: ``ENVELOPE_LIMITS`` and, for
+frames, ``FRAME_LIMITS`` by default or a server's tighter limits for its requests.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from typing import Any, NamedTuple
 import msgpack
 
 from .address import Address, is_valid_account, is_valid_device_id
-from .constants import ENVELOPE_VERSION, MAX_FRAME_SIZE, NONCE_SIZE, TAG_SIZE
+from .constants import (
+    ENVELOPE_VERSION,
+    MAX_ACCOUNT_LENGTH,
+    MAX_FRAME_SIZE,
+    NONCE_SIZE,
+    TAG_SIZE,
+)
 from .errors import (
     FrameTooLargeError,
     InvalidKeyError,
@@ -34,6 +43,7 @@ from .errors import (
 )
 from .keys import Ed25519PublicKey, X25519PublicKey
 from .ratchet import RatchetMessage
+from .unpack import UnpackLimits
 
 MESSAGE = "message"
 PREKEY = "prekey"
@@ -43,7 +53,34 @@ _U32_LIMIT = 2**32
 _LENGTH = struct.Struct(">I")
 _UNPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 _packb = msgpack.packb
-_unpackb = msgpack.unpackb
+
+ENVELOPE_LIMITS = UnpackLimits(
+    max_str_len=MAX_ACCOUNT_LENGTH,  # the longest str is an account name ("prekey" is shorter)
+    max_bin_len=MAX_FRAME_SIZE,  # the ciphertext: an envelope travels inside one frame
+    max_array_len=_PREKEY_FIELDS,  # the envelope itself, 9 or 13 fields
+    max_map_len=0, max_containers=1)  # one flat array: nothing nests
+"""An envelope: one flat array of at most 13 fields."""
+
+FRAME_LIMITS = UnpackLimits(
+    # A str or bin costs its wire size once, so the frame size bounds it; the field's own
+    # limit is its handler's, which refuses with a clear error and keeps the connection
+    # (a social text: 16 KiB, message_too_large; a relay envelope: 116,394 bytes).
+    max_str_len=MAX_FRAME_SIZE, max_bin_len=MAX_FRAME_SIZE,
+    # The longest list is one entry per device of a social account (get_devices,
+    # fetch_bundles, a secret send's envelopes), which has no device limit: an envelope is at
+    # least 62 bytes, so at most 16,912 fit in a frame. Every other list is shorter: relay
+    # ack seqs <= 1000, one-time prekeys <= 200 a request, history and search <= 100
+    # messages, group members and a message's reactions <= 250.
+    max_array_len=2**14,
+    # The largest map has 12 keys (a social event push); room for fields a newer peer adds.
+    max_map_len=32,
+    # The most containers: a social history or search page, 100 messages each with its map,
+    # its reactions list and up to 250 [account, emoji] pairs, in a list in the frame map:
+    # 100 * 252 + 2 = 25,202. A relay frame needs far fewer (203: 200 one-time prekeys).
+    max_containers=2**15)
+"""What any frame of the protocol may hold, either way: the default of :class:`FrameDecoder`
+(clients use it); each server bounds its requests tighter (``relay_api.REQUEST_LIMITS``,
+``social_api.request_limits``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +128,9 @@ class Envelope(NamedTuple):
     def decode(cls, data: bytes) -> Envelope:
         """Parse and validate envelope bytes."""
         try:
-            fields = _unpackb(data)
+            fields = ENVELOPE_LIMITS.unpack(data)
         except _UNPACK_ERRORS:
-            raise MalformedError("envelope is not valid msgpack") from None
+            raise MalformedError("envelope is not valid msgpack or not one flat array") from None
         return cls.from_fields(fields)
 
     @classmethod
@@ -154,12 +191,14 @@ def encode_frame(message: dict[str, Any], max_size: int = MAX_FRAME_SIZE) -> byt
     return _LENGTH.pack(len(body)) + body
 
 
-def decode_frame_body(body: bytes) -> dict[str, Any]:
-    """Parse one frame body: a msgpack map with str keys."""
+def decode_frame_body(body: bytes, limits: UnpackLimits = FRAME_LIMITS) -> dict[str, Any]:
+    """Parse one frame body: a msgpack map with str keys, within ``limits``."""
     try:
-        message = _unpackb(body, strict_map_key=True)
-    except _UNPACK_ERRORS:
-        raise MalformedError("frame is not valid msgpack") from None
+        message = limits.unpack(body)
+    except _UNPACK_ERRORS as exc:  # msgpack's messages name the bound, never the data
+        reason = str(exc) or type(exc).__name__
+        raise MalformedError(f"frame is not valid msgpack within the protocol's limits "
+                             f"({reason})") from None
     if type(message) is not dict or not all(type(key) is str for key in message):
         raise MalformedError("frame must be a msgpack map with string keys")
     return message
@@ -169,11 +208,15 @@ class FrameDecoder:
     """Sans-IO frame reader: :meth:`feed` it bytes, then take frames with :meth:`next_frame`.
 
     A length above ``max_size`` raises :class:`FrameTooLargeError` as soon as the 4 length bytes
-    arrive, before any of the body is buffered. After an error the decoder is unusable.
+    arrive, before any of the body is buffered. Each body is unpacked within ``limits``. After
+    an error the decoder is unusable. ``max_size`` may be changed between frames (a server
+    allows larger frames once a connection has authenticated).
     """
 
-    def __init__(self, max_size: int = MAX_FRAME_SIZE) -> None:
+    def __init__(self, max_size: int = MAX_FRAME_SIZE,
+                 limits: UnpackLimits = FRAME_LIMITS) -> None:
         self.max_size = max_size
+        self.limits = limits
         self._buffer = bytearray()
         self._broken = False
 
@@ -205,7 +248,7 @@ class FrameDecoder:
         body = bytes(buffer[_LENGTH.size:end])
         del buffer[:end]
         try:
-            return decode_frame_body(body)
+            return decode_frame_body(body, self.limits)
         except MalformedError:
             self._broken = True
             raise

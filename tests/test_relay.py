@@ -250,3 +250,23 @@ async def test_a_request_type_that_is_not_a_string_is_refused(
         assert "must be a string" in str(caught.value)
         assert (await connection.request("ping"))["ok"] is True  # the connection survives
     assert "internal error" not in caplog.text
+
+
+async def test_frames_over_the_request_limits_are_refused(nursery, tmp_path: Path) -> None:
+    """Nesting or width past relay_api.REQUEST_LIMITS closes only that connection."""
+    relay, alice, _ = await relay_with_alice_and_bob(nursery, tmp_path)
+    deep = {"seqs": [[[[]]]]}  # within the limits: the handler refuses it, the connection stays
+    million = msgpack.packb({"id": 1, "type": "ack", "seqs": [[[]] * 1000] * 1000})
+    async with session_of(alice) as a:
+        with pytest.raises(ServerError) as caught:
+            await a.connection.request("ack", **deep)
+        assert caught.value.code == api.BAD_REQUEST
+        await a.connection.stream.send_all(_frame(million))
+        with trio.fail_after(5):
+            while (error := await a.connection.pushes.receive())["type"] != "error":
+                pass  # queue_empty
+        assert error["code"] == api.BAD_REQUEST
+        assert "arrays and maps" in error["message"]
+    async with session_of(alice) as a:  # the relay serves on
+        await a.send_text("bob", "still here")
+    assert len(relay.store.pending("bob", 0, 0, 10)) == 1

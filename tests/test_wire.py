@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +14,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from e2e_proto import errors
+from e2e_proto import errors, social_api
+from e2e_proto import relay_api as api
 from e2e_proto.address import ACCOUNT_PATTERN, Address
-from e2e_proto.constants import MAX_DEVICE_ID, MAX_FRAME_SIZE
+from e2e_proto.constants import DEVICE_LIST_PREFIX, MAX_DEVICE_ID, MAX_DEVICES, MAX_FRAME_SIZE
+from e2e_proto.devices import SignedDeviceList
 from e2e_proto.errors import (
     E2EProtoError,
     FrameTooLargeError,
     LocalProtocolError,
     MalformedError,
 )
-from e2e_proto.keys import Ed25519PublicKey, X25519PublicKey
-from e2e_proto.ratchet import RatchetMessage
+from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair, X25519PublicKey
+from e2e_proto.payload import Payload, pad
+from e2e_proto.ratchet import RatchetMessage, decode_header
+from e2e_proto.unpack import UnpackLimits
 from e2e_proto.wire import (
+    ENVELOPE_LIMITS,
+    FRAME_LIMITS,
     MESSAGE,
     PREKEY,
     Envelope,
@@ -282,13 +290,14 @@ def test_envelope_deep_nesting_is_an_error(depth: int) -> None:
 
 
 @pytest.mark.parametrize(("prefix", "error"), [
-    (b"", errors.UnsupportedVersionError), (b"\x92\x01", MalformedError),
+    (b"", MalformedError), (b"\x92\x01", MalformedError),
 ], ids=["version-slot", "type-slot"])
 @pytest.mark.parametrize("depth", [1000, 1023])
 def test_envelope_nesting_near_msgpack_limit_is_an_error(prefix: bytes, error: type[Exception],
                                                          depth: int) -> None:
     # Regression: parses within msgpack's 1024-level limit, and the error message used to
-    # repr() the value, raising RecursionError instead of a typed error.
+    # repr() the value, raising RecursionError instead of a typed error. Since ENVELOPE_LIMITS
+    # (one flat array) the nesting is refused while unpacking, in either slot.
     with pytest.raises(error):
         Envelope.decode(prefix + nested_arrays(depth))
 
@@ -519,3 +528,121 @@ def test_frame_deep_nesting_of_maps() -> None:
     body = b"\x81\xa1a" * 10_000 + b"\xc0"
     with pytest.raises(MalformedError):
         decode_frame_body(body)
+
+
+# -- bounded unpacking (issue 11) -------------------------------------------------------------
+
+WIDE = msgpack.packb({"a": [[]] * 1_000_000})
+"""A frame body of a million empty arrays (1 MB): each is one byte, and a list in Python."""
+NESTED = msgpack.packb({"a": [[[]] * 1000] * 1000})
+"""A million empty arrays again, but no array longer than 1000: within any length limit."""
+
+
+def _peak_allocation(decode: Callable[[], object]) -> int:
+    """Bytes allocated at the peak while ``decode()`` runs (it must raise E2EProtoError)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(E2EProtoError):
+            decode()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("body", [WIDE, NESTED], ids=["wide", "nested"])
+def test_a_frame_of_a_million_empty_arrays_is_refused_cheaply(body: bytes) -> None:
+    assert len(body) <= MAX_FRAME_SIZE
+    decoder = FrameDecoder()
+    decoder.feed(struct.pack(">I", len(body)) + body)
+    assert _peak_allocation(decoder.next_frame) < 4 * 1024 * 1024  # it used to take ~60 MiB
+
+
+def _signed_list_body(body: bytes) -> tuple[Ed25519PublicKey, bytes, bytes]:
+    aik = IdentityKeyPair.generate()
+    return aik.public_key, body, aik.sign(DEVICE_LIST_PREFIX + body)
+
+
+@pytest.mark.parametrize("decode", [
+    lambda: Envelope.decode(NESTED[3:]),
+    lambda: Envelope.decode(b"\x99\x01\xa7message" + NESTED[3:]),
+    lambda: decode_header(NESTED[3:]),
+    lambda: Payload.decode(pad(NESTED)),
+    lambda: SignedDeviceList.verify(*_signed_list_body(NESTED[3:])),
+], ids=["envelope", "envelope-field", "ratchet-header", "payload", "device-list"])
+def test_every_decoder_of_network_bytes_refuses_nested_arrays_cheaply(
+        decode: Callable[[], object]) -> None:
+    assert _peak_allocation(decode) < 4 * 1024 * 1024
+
+
+LIMITS = UnpackLimits(max_str_len=5, max_bin_len=6, max_array_len=7, max_map_len=3,
+                      max_containers=4)
+
+
+@pytest.mark.parametrize(("fits", "too_much"), [
+    ("x" * 5, "x" * 6), (b"x" * 6, b"x" * 7), ([0] * 7, [0] * 8),
+    ({"a": 0, "b": 0, "c": 0}, {"a": 0, "b": 0, "c": 0, "d": 0}),
+    ([[], [], []], [[], [], [], []]), ([[[[]]]], [[[[[]]]]]),
+    ({"a": [{}], "b": []}, [{}, {}, [[]]]),
+], ids=["str", "bin", "array", "map", "containers", "depth", "maps-count"])
+def test_unpack_limits_are_exact(fits: object, too_much: object) -> None:
+    assert LIMITS.unpack(msgpack.packb(fits)) == fits
+    with pytest.raises(ValueError):
+        LIMITS.unpack(msgpack.packb(too_much))
+
+
+def test_no_extension_types() -> None:
+    for limits in (FRAME_LIMITS, ENVELOPE_LIMITS, api.REQUEST_LIMITS, social_api.request_limits()):
+        with pytest.raises(ValueError):
+            limits.unpack(msgpack.packb({"a": msgpack.ExtType(1, b"x")}))
+
+
+def _largest_link_request() -> dict[str, Any]:
+    return {"id": 2**64 - 1, "type": "link_request", "account": "a" * 64,
+            "lookup": bytes(api.LOOKUP_SIZE), "tag": bytes(32),
+            "name": "\U0001f600" * api.MAX_DEVICE_NAME_LENGTH, "identity_key": bytes(32),
+            "link_signature": bytes(64), "signed_prekey": [2**32 - 1, bytes(32), bytes(64)],
+            "one_time_prekeys": [[2**32 - 1 - i, bytes(32)]
+                                 for i in range(api.MAX_ONE_TIME_PREKEYS_PER_REQUEST)]}
+
+
+def test_the_largest_requests_fit_the_servers_limits() -> None:
+    link = _largest_link_request()
+    assert api.REQUEST_LIMITS.unpack(msgpack.packb(link)) == link
+    ack = {"id": 1, "type": "ack", "seqs": [2**63 - 1] * api.MAX_ACK_SEQS}
+    assert api.REQUEST_LIMITS.unpack(msgpack.packb(ack)) == ack
+    send = {"id": 1, "type": "send", "to": "a" * 64,
+            "envelopes": [bytes(api.MAX_ENVELOPE_SIZE)] * api.MAX_SEND_ENVELOPES}
+    body = encode_frame(send)[4:]  # a send of nine of the largest envelopes fits a frame
+    assert api.REQUEST_LIMITS.unpack(body) == send
+    publish = {"id": 1, "type": "publish_prekeys", "identity_key": bytes(32),
+               "signed_prekey": [1, bytes(32), bytes(64)], "one_time_prekeys": [
+                   [i, bytes(32)] for i in range(social_api.MAX_ONE_TIME_PREKEYS_PER_REQUEST)]}
+    assert social_api.request_limits().unpack(msgpack.packb(publish)) == publish
+    text = {"id": 1, "type": "send", "conversation": "a" * 64,
+            "text": "\U0001f600" * (social_api.MAX_TEXT_BYTES // 4)}
+    assert social_api.request_limits().unpack(msgpack.packb(text)) == text
+    members = {"id": 1, "type": "group_create", "name": "g", "members": [
+        f"member{i}" for i in range(social_api.MAX_GROUP_MEMBERS + 1)]}  # group_too_large
+    assert social_api.request_limits().unpack(msgpack.packb(members)) == members
+
+
+def test_the_largest_responses_fit_the_frame_limits() -> None:
+    reactions = [[f"member{i}", "\U0001f600"] for i in range(social_api.MAX_GROUP_MEMBERS)]
+    page = {"id": 1, "ok": True, "more": True, "messages": [
+        {"id": i, "conversation": "club", "from": "a" * 64, "device": 0, "ts": 2**62,
+         "text": "x", "secret": False, "reactions": reactions, "pinned": False}
+        for i in range(social_api.MAX_HISTORY_PAGE)]}
+    body = encode_frame(page)[4:]
+    assert FRAME_LIMITS.unpack(body) == page
+    bundles = {"id": 1, "ok": True, "account": "a" * 64, "bundles": [
+        [i, bytes(32), 1, bytes(32), bytes(64), 2, bytes(32)] for i in range(MAX_DEVICES)]}
+    assert FRAME_LIMITS.unpack(msgpack.packb(bundles)) == bundles
+
+
+def test_deep_nesting_is_bounded_by_the_container_count() -> None:
+    depth = api.REQUEST_LIMITS.max_containers - 1  # the frame's map is one container
+    request = b"\x82\xa4type\xa3ack\xa4seqs" + nested_arrays(depth)
+    assert array_depth(decode_frame_body(request, api.REQUEST_LIMITS)["seqs"]) == depth
+    deeper = b"\x82\xa4type\xa3ack\xa4seqs" + nested_arrays(depth + 1)
+    with pytest.raises(MalformedError, match="arrays and maps"):
+        decode_frame_body(deeper, api.REQUEST_LIMITS)

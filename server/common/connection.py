@@ -22,7 +22,8 @@ import trio
 from e2e_proto.address import Address
 from e2e_proto.constants import MAX_FRAME_SIZE
 from e2e_proto.errors import FrameTooLargeError, RemoteProtocolError, describe
-from e2e_proto.wire import FrameDecoder, encode_frame
+from e2e_proto.unpack import UnpackLimits
+from e2e_proto.wire import FRAME_LIMITS, FrameDecoder, encode_frame
 
 from .rate_limits import TokenBucket
 from .requests import ErrorCodes, Handler, RequestError, RouteTable
@@ -54,6 +55,12 @@ class ConnectionLimits:
     extend it)."""
     delivery_batch: int = 100
     """How many deliveries are read from the store at once."""
+
+    @property
+    def request_limits(self) -> UnpackLimits:
+        """What one request frame may hold (msgpack lengths and containers); each server
+        derives its own from its API."""
+        return FRAME_LIMITS
 
 
 KeyT = TypeVar("KeyT")
@@ -103,7 +110,7 @@ class FrameConnection(abc.ABC):
         self.peer = peer
         self.limits = config
         self.frame_timeout = frame_timeout
-        self.decoder = FrameDecoder(config.max_frame_size)
+        self.decoder = FrameDecoder(config.max_frame_size, config.request_limits)
         self._frame_deadline = math.inf
         """When the incomplete frame in the decoder must be complete (inf: none is)."""
         self.address: Address | None = None

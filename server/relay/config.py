@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from e2e_proto import relay_api as api
+from e2e_proto.unpack import UnpackLimits
 
 from ..common.connection import ConnectionLimits
 
@@ -31,3 +32,8 @@ class RelayConfig(ConnectionLimits):
     bundle_burst: int = 200
     connections_per_account: int = 20
     link_timeout: float = 600.0
+
+    @property
+    def request_limits(self) -> UnpackLimits:
+        """What one request frame may hold: ``relay_api.REQUEST_LIMITS``."""
+        return api.REQUEST_LIMITS

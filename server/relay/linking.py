@@ -49,7 +49,8 @@ async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
     lookup = require_field(frame, "lookup", bytes)
     tag = require_field(frame, "tag", bytes)
     name = require_field(frame, "name", str)
-    if len(lookup) != api.LOOKUP_SIZE or len(tag) != 32 or not 0 < len(name) <= 64:
+    if (len(lookup) != api.LOOKUP_SIZE or len(tag) != 32
+            or not 0 < len(name) <= api.MAX_DEVICE_NAME_LENGTH):
         raise RequestError(api.BAD_REQUEST, "lookup, tag or name has a wrong size")
     if lookup in conn.relay.pending_links:
         raise RequestError(api.BAD_REQUEST, "that link code is in use; make a new one")

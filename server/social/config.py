@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import nacl.pwhash
 
 from e2e_proto import social_api as api
+from e2e_proto.unpack import UnpackLimits
 
 from ..common.connection import ConnectionLimits
 
@@ -26,6 +27,12 @@ class SocialConfig(ConnectionLimits):
     password_opslimit: int = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
     password_memlimit: int = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
     hashing_threads: int = 2
-    max_one_time_prekeys: int = 200
+    max_one_time_prekeys: int = api.MAX_ONE_TIME_PREKEYS_PER_REQUEST
+    """The most one-time prekeys one publish_prekeys may carry."""
     bundles_per_minute: float = 120.0
     bundle_burst: int = 200
+
+    @property
+    def request_limits(self) -> UnpackLimits:
+        """What one request frame may hold, from ``social_api.request_limits``."""
+        return api.request_limits(self.max_one_time_prekeys)
