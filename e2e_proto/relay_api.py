@@ -11,7 +11,17 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from .constants import AUTH_PREFIX, KEY_SIZE, MAX_DEVICES, MAX_FRAME_SIZE, SIGNATURE_SIZE
+import msgpack
+
+from .constants import (
+    AUTH_PREFIX,
+    KEY_SIZE,
+    MAX_ACCOUNT_LENGTH,
+    MAX_DEVICE_ID,
+    MAX_DEVICES,
+    MAX_FRAME_SIZE,
+    SIGNATURE_SIZE,
+)
 from .errors import E2EProtoError, MalformedError
 from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 from .primitives import hmac_sha256, sha512
@@ -36,7 +46,7 @@ NOT_PRIMARY = "not_primary"
 DEVICE_UNLINKED = "device_unlinked"
 INTERNAL = "internal"
 UNAVAILABLE = "unavailable"
-TOO_MANY_CONNECTIONS = "too_many_connections"
+TOO_MANY_CONNECTIONS = "too_many_connections"  # per account, or waiting to authenticate
 MESSAGE_TOO_LARGE = "message_too_large"  # an envelope over the relay's maximum (``limit``)
 
 NONCE_SIZE = 32
@@ -137,3 +147,33 @@ def bundle_from_wire(fields: object) -> tuple[int, PreKeyBundle]:
             None if opk is None else X25519PublicKey(opk))
     except (ValueError, TypeError, E2EProtoError):
         raise MalformedError("prekey bundle is malformed") from None
+
+
+def _largest_unauthenticated_requests() -> list[dict[str, Any]]:
+    """Each request a client may send before authenticating, every field at its largest."""
+    account, key, signature = "a" * MAX_ACCOUNT_LENGTH, bytes(KEY_SIZE), bytes(SIGNATURE_SIZE)
+    header = {"id": 2**64 - 1}  # any msgpack int is a valid id
+    device_list = msgpack.packb([account, FIRST_DEVICE_LIST_VERSION, [[0, key]]])
+    return [
+        {**header, "type": "register", "account": account, "account_key": key,
+         "device_list": device_list, "device_list_signature": signature,
+         "signature": signature},
+        {**header, "type": "auth", "account": account, "device_id": MAX_DEVICE_ID,
+         "signature": signature},
+        {**header, "type": "get_devices", "account": account},
+        {**header, "type": "ping"},
+        {**header, "type": "link_request", "account": account, "lookup": bytes(LOOKUP_SIZE),
+         "tag": bytes(32), "name": "\U0010ffff" * MAX_DEVICE_NAME_LENGTH,  # 4 UTF-8 bytes each
+         "identity_key": key, "link_signature": signature,
+         "signed_prekey": [MAX_DEVICE_ID, key, signature],
+         "one_time_prekeys": [[MAX_DEVICE_ID, key]] * MAX_ONE_TIME_PREKEYS_PER_REQUEST},
+    ]
+
+
+MAX_UNAUTHENTICATED_REQUEST_SIZE = max(
+    len(msgpack.packb(request)) for request in _largest_unauthenticated_requests())
+"""The largest frame body a client may need before it authenticates, in bytes: computed by
+encoding each such request with every field at its largest (a ``link_request`` with 200
+one-time prekeys and a 64-character name, 8,700 bytes). The relay refuses larger frames from a
+connection that has not authenticated."""
+

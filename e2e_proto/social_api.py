@@ -7,10 +7,13 @@ docs/SOCIAL.md lists every request, field and error code.
 
 from __future__ import annotations
 
+from typing import Any
+
 import emoji
+import msgpack
 
 from .capabilities import CAPABILITIES, SOCIAL
-from .constants import MAX_FRAME_SIZE
+from .constants import MAX_ACCOUNT_LENGTH, MAX_FRAME_SIZE
 from .unpack import UnpackLimits
 
 CLIENT_ID_SIZE = 16
@@ -21,6 +24,7 @@ BAD_REQUEST = "bad_request"
 UNSUPPORTED = "unsupported"
 FRAME_TOO_LARGE = "frame_too_large"
 RATE_LIMITED = "rate_limited"
+TOO_MANY_CONNECTIONS = "too_many_connections"  # too many connections waiting to log in
 NOT_AUTHENTICATED = "not_authenticated"
 AUTH_FAILED = "auth_failed"  # wrong account name or password
 BAD_TOKEN = "bad_token"  # a session token the server does not know
@@ -52,6 +56,26 @@ MAX_SEARCH_RESULTS = 100
 MAX_GROUP_MEMBERS = CAPABILITIES[SOCIAL].max_group_members
 TOKEN_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200
+
+
+def _largest_unauthenticated_requests() -> list[dict[str, Any]]:
+    """Each request a client may send before logging in, every field at its largest."""
+    account, header = "a" * MAX_ACCOUNT_LENGTH, {"id": 2**64 - 1}
+    return [
+        {**header, "type": "register", "account": account,
+         "password": "\U0010ffff" * (MAX_PASSWORD_BYTES // 4)},
+        {**header, "type": "login", "account": account,
+         "password": "\U0010ffff" * (MAX_PASSWORD_BYTES // 4)},
+        {**header, "type": "auth", "token": bytes(TOKEN_SIZE)},
+        {**header, "type": "ping"},
+    ]
+
+
+MAX_UNAUTHENTICATED_REQUEST_SIZE = max(
+    len(msgpack.packb(request)) for request in _largest_unauthenticated_requests())
+"""The largest frame body a client may need before it logs in, in bytes: computed by encoding
+each such request with every field at its largest (``register`` with a 64-character name and a
+1024-byte password, 1,137 bytes). The server refuses larger frames before login."""
 
 
 def request_limits(max_one_time_prekeys: int = MAX_ONE_TIME_PREKEYS_PER_REQUEST

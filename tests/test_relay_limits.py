@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
 from client.connection import ServerError, open_connection
 from client.private import ClientError
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
-from e2e_proto.wire import Envelope
+from e2e_proto.devices import DeviceList, link_message
+from e2e_proto.keys import IdentityKeyPair, SignedPreKey, X25519PrivateKey
+from e2e_proto.wire import Envelope, encode_frame
 from server.relay.config import RelayConfig
 from server.relay.server import Relay
 from server.relay.sqlite_store import SqliteRelayStore
@@ -29,6 +34,7 @@ from tests.relay_harness import (
     session_of,
     start_relay,
 )
+from tests.server_harness import MemoryPeer, connect
 
 
 async def test_slow_loris_frame_times_out(nursery, tmp_path: Path, autojump_clock) -> None:
@@ -229,4 +235,133 @@ def test_an_older_relay_database_gets_its_mailbox_usage_counted(tmp_path: Path) 
     store = SqliteRelayStore(tmp_path / "relay.db")
     again = Enqueue([Outgoing("bob", 0, bytes(400))], ("alice", 0), 1.0, 10, 1000)
     assert isinstance(store.write_mailboxes([again])[0], QuotaExceededError)
+    store.close()
+
+
+# -- connections before authentication and pending links (issue 11) ---------------------------
+
+
+def _register_fields(nonce: bytes, account: str) -> tuple[dict[str, Any], IdentityKeyPair]:
+    """A register request for ``account`` (device 0) on the connection of ``nonce``."""
+    aik, dik = IdentityKeyPair.generate(), IdentityKeyPair.generate()
+    signed = DeviceList(account, 1, ((0, dik.public_key),)).sign(aik)
+    return {"account": account, "account_key": aik.public_key.raw, "device_list": signed.body,
+            "device_list_signature": signed.signature,
+            "signature": dik.sign(api.auth_message(nonce, account, 0))}, aik
+
+
+def _link_offer(account: str, aik: IdentityKeyPair, one_time: int = 0,
+                name: str = "new") -> dict[str, Any]:
+    """A valid link_request for ``account`` from a new device with a random link code."""
+    dik = IdentityKeyPair.generate()
+    spk = SignedPreKey.create(dik, 2**32 - 1, X25519PrivateKey.generate())
+    secret = secrets.token_bytes(api.LINK_SECRET_SIZE)
+    return {"account": account, "identity_key": dik.public_key.raw, "name": name,
+            "lookup": api.link_lookup(secret),
+            "tag": api.link_tag(secret, account, dik.public_key.raw),
+            "link_signature": dik.sign(link_message(aik.public_key, account)),
+            "signed_prekey": [spk.key_id, spk.public_key.raw, spk.signature],
+            "one_time_prekeys": [[2**32 - 1 - i, X25519PrivateKey.generate().public_key.raw]
+                                 for i in range(one_time)]}
+
+
+def _ping_of_size(size: int) -> bytes:
+    """A ping frame whose body is ``size`` bytes (padded with an extra field)."""
+    frames = (encode_frame({"id": 1, "type": "ping", "pad": bytes(n)}) for n in range(size))
+    return next(frame for frame in frames if len(frame) - 4 == size)
+
+
+async def _registered(nursery: trio.Nursery, relay: Relay, account: str) -> IdentityKeyPair:
+    peer = await connect(nursery, relay, "203.0.113.200:1")
+    nonce = (await peer.read())[0]["nonce"]
+    fields, aik = _register_fields(nonce, account)
+    assert (await peer.request("register", **fields))["ok"]
+    await peer.close()
+    return aik
+
+
+async def test_connections_waiting_to_authenticate_are_capped(
+        nursery, tmp_path: Path, autojump_clock) -> None:
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    relay = Relay(store, RelayConfig(max_unauthenticated_connections=4,
+                                     max_unauthenticated_per_address=2))
+    first = [await connect(nursery, relay, f"198.51.100.1:{port}") for port in (1, 2)]
+    for peer in first:
+        assert (await peer.read())[0]["type"] == "challenge"
+    third = await connect(nursery, relay, "198.51.100.1:3")  # a third from the same address
+    (refusal,) = await third.read()
+    assert refusal["error"]["code"] == api.TOO_MANY_CONNECTIONS and third.closed
+    others = [await connect(nursery, relay, f"198.51.100.{host}:1") for host in (2, 3)]
+    for peer in others:
+        assert (await peer.read())[0]["type"] == "challenge"
+    fifth = await connect(nursery, relay, "198.51.100.4:1")  # four wait: the relay is full
+    (refusal,) = await fifth.read()
+    assert refusal["error"]["code"] == api.TOO_MANY_CONNECTIONS and fifth.closed
+    await first[1].close()  # a connection that ends gives its place back...
+    registering = await connect(nursery, relay, "198.51.100.4:2")
+    nonce = (await registering.read())[0]["nonce"]
+    fields, _ = _register_fields(nonce, "alice")
+    assert (await registering.request("register", **fields))["ok"]  # ...and so does one
+    again = await connect(nursery, relay, "198.51.100.1:4")  # that authenticates
+    assert (await again.read())[0]["type"] == "challenge"
+    assert relay.unauthenticated.held == 4  # first[0], others, again
+    store.close()
+
+
+async def test_frames_before_authentication_are_small(nursery, tmp_path: Path,
+                                                      autojump_clock) -> None:
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    relay = Relay(store)
+    limit = relay.config.max_unauthenticated_frame_size
+    assert limit == api.MAX_UNAUTHENTICATED_REQUEST_SIZE < relay.config.max_frame_size
+    account = "a" * 64
+    aik = await _registered(nursery, relay, account)
+    largest = _link_offer(account, aik, api.MAX_ONE_TIME_PREKEYS_PER_REQUEST,
+                          name="\U0001f600" * api.MAX_DEVICE_NAME_LENGTH)
+    assert limit - 64 < len(encode_frame({"id": 2**64 - 1, "type": "link_request",
+                                          **largest})) - 4 <= limit
+    waiting = await connect(nursery, relay, "192.0.2.7:1")
+    await waiting.read()
+    answer = await waiting.request("link_request", **largest)  # the largest offer fits
+    assert answer.get("ok"), answer
+    peer = await connect(nursery, relay, "192.0.2.8:1")
+    await peer.read()
+    await peer.stream.send_all(_ping_of_size(limit))  # exactly the limit
+    assert (await peer.read())[0].get("ok")
+    await peer.stream.send_all(_ping_of_size(limit + 1))  # one byte more
+    (refusal,) = await peer.read()
+    assert refusal["error"]["code"] == api.FRAME_TOO_LARGE and peer.closed
+    assert "before authentication" in refusal["error"]["message"]
+    peer = await connect(nursery, relay, "192.0.2.8:2")  # once authenticated, frames are large
+    fields, _ = _register_fields((await peer.read())[0]["nonce"], "bob")
+    assert (await peer.request("register", **fields))["ok"]
+    assert (await peer.request("ping", pad=bytes(100_000)))["ok"]
+    store.close()
+
+
+async def test_pending_link_offers_are_capped(nursery, tmp_path: Path, autojump_clock) -> None:
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    relay = Relay(store, RelayConfig(max_pending_links=3, max_pending_links_per_account=2,
+                                     max_pending_links_per_address=2))
+    keys = {name: await _registered(nursery, relay, name) for name in ("alice", "bob", "carol")}
+
+    async def offer(account: str, source: str) -> tuple[MemoryPeer, dict[str, Any]]:
+        peer = await connect(nursery, relay, f"{source}:1")
+        await peer.read()
+        return peer, await peer.request("link_request", **_link_offer(account, keys[account]))
+
+    a1, answer = await offer("alice", "192.0.2.1")
+    assert answer.get("ok")
+    assert (await offer("alice", "192.0.2.1"))[1].get("ok")
+    _, refused = await offer("alice", "192.0.2.2")  # alice has two waiting
+    assert refused["error"]["code"] == api.RATE_LIMITED and "this account" in str(refused)
+    _, refused = await offer("bob", "192.0.2.1")  # the address has two waiting
+    assert refused["error"]["code"] == api.RATE_LIMITED and "this address" in str(refused)
+    assert (await offer("bob", "192.0.2.2"))[1].get("ok")
+    _, refused = await offer("carol", "192.0.2.3")  # three wait at the relay
+    assert refused["error"]["code"] == api.RATE_LIMITED and "relay" in str(refused)
+    await a1.close()  # a waiting device that gives up frees its places
+    carol, answer = await offer("carol", "192.0.2.3")
+    assert answer.get("ok")
+    assert len(relay.pending_links) == 3
     store.close()

@@ -4,6 +4,7 @@ that SQLite cannot take, and frames that never complete (slow loris)."""
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -15,10 +16,12 @@ from hypothesis import strategies as st
 
 from client.connection import Connection, ServerError
 from e2e_proto import social_api as api
+from e2e_proto.wire import encode_frame
 from server.social.config import SocialConfig
 from server.social.server import SocialServer
 from server.social.sqlite_store import SqliteSocialStore, fts_query
 from tests.fault_support import answers_to_a_stalled_frame, answers_to_a_trickled_frame
+from tests.server_harness import connect
 from tests.social_harness import (
     FAST,
     make_client,
@@ -208,3 +211,36 @@ async def test_resend_with_the_same_client_id_is_one_message(nursery, tmp_path) 
         history, _ = await session.history("bob")
     assert first == again != other
     assert [m.id for m in history] == [first, other]
+
+
+async def test_connections_waiting_to_log_in_are_capped_and_send_small_frames(
+        nursery, tmp_path: Path, autojump_clock) -> None:
+    store = SqliteSocialStore(tmp_path / "social.db")
+    server = SocialServer(store, _config(  # no login deadline: hashing runs in a thread, and
+        max_unauthenticated_connections=3,  # the virtual clock jumps while it does
+        max_unauthenticated_per_address=2, auth_timeout=math.inf))
+    limit = server.config.max_unauthenticated_frame_size
+    assert limit == api.MAX_UNAUTHENTICATED_REQUEST_SIZE < server.config.max_frame_size
+    first = [await connect(nursery, server, f"198.51.100.1:{port}") for port in (1, 2)]
+    for peer in first:
+        assert (await peer.request("ping"))["ok"]
+    refused = await connect(nursery, server, "198.51.100.1:3")  # a third from one address
+    (refusal,) = await refused.read()
+    assert refusal["error"]["code"] == api.TOO_MANY_CONNECTIONS and refused.closed
+    other = await connect(nursery, server, "[2001:db8::1]:1")
+    assert (await other.request("ping"))["ok"]
+    refused = await connect(nursery, server, "198.51.100.2:1")  # three wait: the server is full
+    (refusal,) = await refused.read()
+    assert refusal["error"]["code"] == api.TOO_MANY_CONNECTIONS and refused.closed
+    largest = {"account": "a" * 64, "password": "\U0001f600" * (api.MAX_PASSWORD_BYTES // 4)}
+    assert len(encode_frame({"id": 2**64 - 1, "type": "register", **largest})) - 4 <= limit
+    assert (await first[0].request("register", **largest))["ok"]  # the largest fits; logged in
+    assert (await first[0].request("ping", pad=bytes(100_000)))["ok"]  # large frames now
+    again = await connect(nursery, server, "198.51.100.2:2")  # its place was given back
+    assert (await again.request("ping"))["ok"]
+    await first[1].stream.send_all(encode_frame(
+        {"id": 1, "type": "login", "account": "a" * 64, "password": "x" * limit}))
+    (refusal,) = await first[1].read()
+    assert refusal["error"]["code"] == api.FRAME_TOO_LARGE and first[1].closed
+    assert "before authentication" in refusal["error"]["message"]
+    store.close()

@@ -11,6 +11,7 @@ no process, database, credentials or connection objects.
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from e2e_proto.wire import FRAME_LIMITS, FrameDecoder, encode_frame
 
 from .rate_limits import TokenBucket
 from .requests import ErrorCodes, Handler, RequestError, RouteTable
+from .slots import Slots, source_of
 
 
 class Sequenced(Protocol):
@@ -44,6 +46,17 @@ class ConnectionLimits:
 
     max_frame_size: int = MAX_FRAME_SIZE
     """The largest frame accepted, in bytes."""
+    max_unauthenticated_frame_size: int = MAX_FRAME_SIZE
+    """The largest frame accepted before authentication, in bytes: each server sets the size of
+    its largest request before authentication, computed in its API module."""
+    max_unauthenticated_connections: int = 2048
+    """Connections not authenticated yet, overall; each may hold a partial frame of
+    ``max_unauthenticated_frame_size`` bytes for ``auth_timeout`` seconds. Past it a new
+    connection gets ``too_many_connections`` and is closed."""
+    max_unauthenticated_per_address: int = 256
+    """Connections not authenticated yet, per source address (an IPv6 /64): room for hundreds
+    of clients behind one NAT connecting at once (the load test's 220 devices on one
+    address)."""
     requests_per_second: float = 200.0
     """The per-connection request rate."""
     request_burst: int = 400
@@ -63,15 +76,22 @@ class ConnectionLimits:
         return FRAME_LIMITS
 
 
+_WAITING = {"total": "wait", "address": "from this address wait"}
+"""How a refusal names the full cap of :attr:`ConnectionRegistry.unauthenticated`."""
+
 KeyT = TypeVar("KeyT")
 ConnectionT = TypeVar("ConnectionT", bound="FrameConnection")
 
 
 class ConnectionRegistry(Generic[KeyT, ConnectionT]):
-    """A server's authenticated connections by key (address or account), for pushes."""
+    """A server's authenticated connections by key (address or account), for pushes, and the
+    places of the connections that have not authenticated yet."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ConnectionLimits) -> None:
         self._online: dict[KeyT, set[ConnectionT]] = {}
+        self.unauthenticated = Slots(limits.max_unauthenticated_connections,
+                                     address=limits.max_unauthenticated_per_address)
+        """Connections not authenticated yet, overall and per source address."""
 
     def attach(self, key: KeyT, connection: ConnectionT) -> None:
         """Register an authenticated connection for pushes."""
@@ -105,12 +125,17 @@ class FrameConnection(abc.ABC):
     """The refusal of a public-only request after authentication (None: "unknown request")."""
 
     def __init__(self, stream: trio.abc.Stream, peer: str, config: ConnectionLimits,
-                 frame_timeout: float = math.inf) -> None:
+                 registry: ConnectionRegistry[Any, Any]) -> None:
         self.stream = stream
         self.peer = peer
+        self.source = source_of(peer)
+        """What per-address limits count: the peer's host (an IPv6 /64)."""
         self.limits = config
-        self.frame_timeout = frame_timeout
-        self.decoder = FrameDecoder(config.max_frame_size, config.request_limits)
+        self.frame_timeout = config.frame_timeout
+        self._unauthenticated = registry.unauthenticated
+        self._holds_place = False  # one of the registry's unauthenticated places
+        # Until it authenticates, a connection may send only the server's largest such request.
+        self.decoder = FrameDecoder(config.max_unauthenticated_frame_size, config.request_limits)
         self._frame_deadline = math.inf
         """When the incomplete frame in the decoder must be complete (inf: none is)."""
         self.address: Address | None = None
@@ -124,6 +149,12 @@ class FrameConnection(abc.ABC):
         """Serve until the client closes; never raises for the client's bytes, always closes."""
         log = self.logger
         log.info("connection from %s", self.peer)
+        full = self._unauthenticated.take(address=self.source)
+        if full is not None:
+            await self._refuse(f"too many connections {_WAITING[full]} to authenticate; try "
+                               "again later")
+            return
+        self._holds_place = True
         try:
             try:
                 await self.run()
@@ -132,9 +163,29 @@ class FrameConnection(abc.ABC):
         except Exception:  # a bug of ours: log it, drop this connection, keep serving others
             log.exception("internal error on connection from %s", self.peer)
         finally:
+            self._leave_unauthenticated()
             self.detach()
             await trio.aclose_forcefully(self.stream)
             log.info("connection from %s closed", self.peer)
+
+    async def _refuse(self, message: str) -> None:
+        """Refuse a new connection with ``too_many_connections`` and close it."""
+        self.logger.info("connection from %s refused: %s", self.peer, message)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._error(None, self.codes.too_many_connections, message)
+        await trio.aclose_forcefully(self.stream)
+
+    def _authenticated(self, address: Address) -> None:
+        """Serve this connection as ``address`` from now on: full-size frames, and its place
+        among the unauthenticated connections given back."""
+        self.address = address
+        self.decoder.max_size = self.limits.max_frame_size
+        self._leave_unauthenticated()
+
+    def _leave_unauthenticated(self) -> None:
+        if self._holds_place:
+            self._holds_place = False
+            self._unauthenticated.give_back(address=self.source)
 
     async def send(self, frame: dict[str, Any]) -> None:
         """Write one frame (frames from concurrent tasks never interleave)."""
@@ -224,7 +275,8 @@ class FrameConnection(abc.ABC):
                 self._frame_deadline = arrived + self.frame_timeout  # a frame began in this read
         except FrameTooLargeError as exc:
             self.logger.info("connection from %s: %s", self.peer, exc)
-            await self._error(None, self.codes.frame_too_large, str(exc))
+            before = " (before authentication)" if self.address is None else ""
+            await self._error(None, self.codes.frame_too_large, f"{exc}{before}")
             return False
         except RemoteProtocolError as exc:
             self.logger.info("connection from %s: malformed frame", self.peer)

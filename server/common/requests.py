@@ -34,13 +34,15 @@ class ErrorCodes:
     frame_too_large: str
     not_authenticated: str
     rate_limited: str
+    too_many_connections: str
 
     @classmethod
     def of(cls, api: ModuleType) -> ErrorCodes:
         """The codes of an API module that names them ``BAD_REQUEST``, ``UNSUPPORTED``, ..."""
         return cls(bad_request=api.BAD_REQUEST, unsupported=api.UNSUPPORTED,
                    frame_too_large=api.FRAME_TOO_LARGE,
-                   not_authenticated=api.NOT_AUTHENTICATED, rate_limited=api.RATE_LIMITED)
+                   not_authenticated=api.NOT_AUTHENTICATED, rate_limited=api.RATE_LIMITED,
+                   too_many_connections=api.TOO_MANY_CONNECTIONS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,14 @@ class RelayConfig(ConnectionLimits):
     bundle_burst: int = 200
     connections_per_account: int = 20
     link_timeout: float = 600.0
+    max_unauthenticated_frame_size: int = api.MAX_UNAUTHENTICATED_REQUEST_SIZE
+    """The largest frame before authentication, in bytes: the largest ``link_request``."""
+    max_pending_links: int = 256
+    """New devices waiting, connected, for their primary's approval (``link_request``), overall."""
+    max_pending_links_per_account: int = 16
+    """Waiting new devices per account (an account links at most four)."""
+    max_pending_links_per_address: int = 4
+    """Waiting new devices per source address: a single address cannot fill an account's."""
 
     @property
     def request_limits(self) -> UnpackLimits:

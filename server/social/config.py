@@ -27,6 +27,8 @@ class SocialConfig(ConnectionLimits):
     password_opslimit: int = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
     password_memlimit: int = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
     hashing_threads: int = 2
+    max_unauthenticated_frame_size: int = api.MAX_UNAUTHENTICATED_REQUEST_SIZE
+    """The largest frame before login, in bytes: the largest ``register``."""
     max_one_time_prekeys: int = api.MAX_ONE_TIME_PREKEYS_PER_REQUEST
     """The most one-time prekeys one publish_prekeys may carry."""
     bundles_per_minute: float = 120.0

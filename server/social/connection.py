@@ -38,7 +38,7 @@ class SocialConnection(FrameConnection):
     already_authenticated = "this connection is logged in already"
 
     def __init__(self, server: SocialServer, stream: trio.abc.Stream, peer: str) -> None:
-        super().__init__(stream, peer, server.config, server.config.frame_timeout)
+        super().__init__(stream, peer, server.config, server)
         self.server = server
         self.store = server.store
         self.expires = 0.0
@@ -70,7 +70,7 @@ class SocialConnection(FrameConnection):
 
     def become(self, account: str, device_id: int, expires: float) -> None:
         """Serve this connection as that device until ``expires``."""
-        self.address = Address(account, device_id)
+        self._authenticated(Address(account, device_id))
         self.expires = expires
         self.server.attach(account, self)
         log.info("connection from %s logged in as %s", self.peer, self.address)

@@ -34,9 +34,9 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
 
     def __init__(self, store: SocialStore, config: SocialConfig | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        super().__init__()
-        self.store = store
         self.config = config or SocialConfig()
+        super().__init__(self.config)
+        self.store = store
         self.clock = clock
         self.capabilities = CAPABILITIES[SOCIAL]
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
