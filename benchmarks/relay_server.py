@@ -97,12 +97,13 @@ async def _serve(kind: str, db: str) -> None:
             from server.relay.sqlite_store import SqliteRelayStore
 
             # The request-rate limits (200/s per connection, 400/s per account) would cap a
-            # closed-loop sender below what the relay can do, and the memory figure opens
-            # thousands of connections for one device; everything else (storage with
-            # synchronous=FULL, checks, group commit) is the deployed configuration.
+            # closed-loop sender below what the relay can do, the memory figure opens
+            # thousands of connections for one device, and every account registers from
+            # 127.0.0.1; everything else (storage with synchronous=FULL, checks, group commit)
+            # is the deployed configuration.
             config = RelayConfig(requests_per_second=1e9, request_burst=10**9,
                                  account_requests_per_second=1e9, account_request_burst=10**9,
-                                 connections_per_account=10**9)
+                                 connections_per_account=10**9, registration_burst=10**9)
             relay = Relay(SqliteRelayStore(db), config)
             listeners = await nursery.start(serve, relay, HOST, 0)
         port = listeners[0].socket.getsockname()[1]

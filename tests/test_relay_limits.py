@@ -21,9 +21,11 @@ from server.relay.server import Relay
 from server.relay.sqlite_store import SqliteRelayStore
 from server.relay.store import Acknowledge, Enqueue, Outgoing, QuotaExceededError
 from tests.fault_support import (
+    RelayProcess,
     answers_to_a_stalled_frame,
     answers_to_a_trickled_frame,
     end_storage_fault,
+    free_port,
     start_storage_fault,
 )
 from tests.relay_harness import (
@@ -365,3 +367,85 @@ async def test_pending_link_offers_are_capped(nursery, tmp_path: Path, autojump_
     assert answer.get("ok")
     assert len(relay.pending_links) == 3
     store.close()
+
+
+# -- one-time prekey draining and registrations (issue 11) ------------------------------------
+
+
+async def test_one_account_cannot_drain_a_device(nursery, tmp_path: Path, mock_clock) -> None:
+    relay, alice, _ = await relay_with_alice_and_bob(nursery, tmp_path)
+    config = relay.server.config
+    async with session_of(alice) as a:
+        for _ in range(config.bundle_burst_per_target):
+            await a.connection.request("fetch_bundles", account="bob")
+        with pytest.raises(ServerError) as caught:
+            await a.connection.request("fetch_bundles", account="bob")
+        assert caught.value.code == api.RATE_LIMITED
+        wait = caught.value.details["retry_after"]
+        assert wait == 3600 / config.bundles_per_target_per_hour
+        assert f"try again in {wait} s" in str(caught.value) and "bob.0" in str(caught.value)
+        mock_clock.jump(wait)
+        await a.connection.request("fetch_bundles", account="bob")  # one more, an hour later
+    assert relay.store.one_time_prekey_count("bob", 0) == 100 - 11
+
+
+async def test_many_accounts_take_at_most_a_devices_one_time_prekey_budget(
+        nursery, tmp_path: Path, mock_clock) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+    budget = relay.server.config.one_time_prekey_burst
+    with_opk = 0
+    for index in range(5):
+        mallory = make_client(tmp_path / f"mallory{index}", relay.port)
+        await register(mallory, f"mallory{index}")
+        async with session_of(mallory) as m:
+            for _ in range(10):
+                (bundle,) = (await m.connection.request("fetch_bundles", account="bob"))["bundles"]
+                with_opk += bundle[5] is not None
+    assert with_opk == budget  # 50 bundles, of which only the budget carried one-time prekeys
+    assert relay.store.one_time_prekey_count("bob", 0) == 100 - budget
+    async with session_of(alice) as a:  # nobody is refused a session: it runs without an OPK
+        await a.send_text("bob", "hello without a one-time prekey")
+    assert [m.text for m in await drain(bob)] == ["hello without a one-time prekey"]
+    mock_clock.jump(3600)  # the budget refills over an hour
+    async with session_of(alice) as a:
+        (bundle,) = (await a.connection.request("fetch_bundles", account="bob"))["bundles"]
+        assert bundle[5] is not None
+
+
+async def test_registrations_per_source_address(nursery, tmp_path: Path, autojump_clock) -> None:
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    relay = Relay(store)
+    config = relay.config
+
+    async def register_from(source: str, account: str) -> dict[str, Any]:
+        peer = await connect(nursery, relay, f"{source}:1")
+        fields, _ = _register_fields((await peer.read())[0]["nonce"], account)
+        answer = await peer.request("register", **fields)
+        await peer.close()
+        return answer
+
+    for index in range(config.registration_burst):
+        assert (await register_from("203.0.113.1", f"user{index}"))["ok"]
+        if index == 0:
+            taken = await register_from("203.0.113.1", "user0")  # a taken name costs nothing
+            assert taken["error"]["code"] == api.NAME_TAKEN
+    refused = (await register_from("203.0.113.1", "one-more"))["error"]
+    assert refused["code"] == api.RATE_LIMITED
+    assert 0 < refused["retry_after"] <= 3600 / config.registrations_per_hour  # one token
+    assert "from this address" in refused["message"]
+    assert (await register_from("2001:db8::1", "elsewhere"))["ok"]  # another address
+    assert (await register_from("2001:db8::2", "same-64"))["ok"]  # same /64: counted together
+    autojump_clock.jump(refused["retry_after"])
+    assert (await register_from("203.0.113.1", "one-more"))["ok"]
+    store.close()
+
+
+async def test_the_registration_limit_is_an_option_of_serve(tmp_path: Path) -> None:
+    port = free_port()
+    relay = RelayProcess(tmp_path / "relay.db", port, ["--registrations-per-hour", "1"])
+    try:
+        await register(make_client(tmp_path / "alice", port), "alice")
+        with pytest.raises(ClientError, match="rate_limited|from this address"):
+            await register(make_client(tmp_path / "bob", port), "bob")
+    finally:
+        relay.kill()

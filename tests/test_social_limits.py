@@ -24,6 +24,7 @@ from tests.fault_support import answers_to_a_stalled_frame, answers_to_a_trickle
 from tests.server_harness import connect
 from tests.social_harness import (
     FAST,
+    PASSWORD,
     make_client,
     raw,
     raw_register,
@@ -243,4 +244,71 @@ async def test_connections_waiting_to_log_in_are_capped_and_send_small_frames(
     (refusal,) = await first[1].read()
     assert refusal["error"]["code"] == api.FRAME_TOO_LARGE and first[1].closed
     assert "before authentication" in refusal["error"]["message"]
+    store.close()
+
+
+async def test_one_account_cannot_drain_a_device(nursery, tmp_path: Path, mock_clock) -> None:
+    social = await start_social(nursery, tmp_path / "social.db")
+    config = social.server.config
+    await register(make_client(tmp_path / "bob", social.port), "bob")  # publishes 40 OPKs
+    mallory = (await raw_register(social.port, "mallory"))["token"]
+    async with raw(social.port) as c:
+        await c.request("auth", token=mallory)
+        for _ in range(config.bundle_burst_per_target):
+            await c.request("fetch_bundles", account="bob")
+        with pytest.raises(ServerError) as refused:
+            await c.request("fetch_bundles", account="bob")
+        assert refused.value.code == api.RATE_LIMITED and "bob.0" in str(refused.value)
+        wait = refused.value.details["retry_after"]
+        assert wait == 3600 / config.bundles_per_target_per_hour
+        mock_clock.jump(wait)
+        await c.request("fetch_bundles", account="bob")  # one more, an hour later
+    assert _one_time_prekeys(social.store, "bob") == 40 - 11
+
+
+async def test_many_accounts_take_at_most_a_devices_one_time_prekey_budget(
+        nursery, tmp_path: Path, mock_clock) -> None:
+    social = await start_social(nursery, tmp_path / "social.db")
+    budget = social.server.config.one_time_prekey_burst
+    await register(make_client(tmp_path / "bob", social.port), "bob")  # publishes 40 OPKs
+    with_opk = 0
+    for index in range(3):
+        token = (await raw_register(social.port, f"mallory{index}"))["token"]
+        async with raw(social.port) as c:
+            await c.request("auth", token=token)
+            for _ in range(10):
+                (bundle,) = (await c.request("fetch_bundles", account="bob"))["bundles"]
+                assert bundle[2] is not None  # every bundle has the signed prekey
+                with_opk += bundle[5] is not None
+    assert with_opk == budget  # 30 bundles, of which only the budget carried one-time prekeys
+    assert _one_time_prekeys(social.store, "bob") == 40 - budget
+    mock_clock.jump(3600)  # the budget refills over an hour
+    token = (await raw_register(social.port, "alice"))["token"]
+    async with raw(social.port) as c:
+        await c.request("auth", token=token)
+        (bundle,) = (await c.request("fetch_bundles", account="bob"))["bundles"]
+        assert bundle[5] is not None
+
+
+async def test_registrations_per_source_address(nursery, tmp_path: Path, mock_clock) -> None:
+    store = SqliteSocialStore(tmp_path / "social.db")
+    server = SocialServer(store, _config(registration_burst=3, registrations_per_hour=6))
+
+    async def register_from(source: str, account: str) -> dict[str, Any]:
+        peer = await connect(nursery, server, f"{source}:1")
+        answer = await peer.request("register", account=account, password=PASSWORD)
+        await peer.close()
+        return answer
+
+    for index in range(3):
+        assert (await register_from("203.0.113.1", f"user{index}"))["ok"]
+        if index == 0:
+            taken = await register_from("203.0.113.1", "user0")  # a taken name costs nothing
+            assert taken["error"]["code"] == api.NAME_TAKEN
+    refused = (await register_from("203.0.113.1", "one-more"))["error"]
+    assert refused["code"] == api.RATE_LIMITED and refused["retry_after"] == 600
+    assert not store.account_exists("one-more")
+    assert (await register_from("2001:db8::1", "elsewhere"))["ok"]  # another address
+    mock_clock.jump(600)
+    assert (await register_from("203.0.113.1", "one-more"))["ok"]
     store.close()

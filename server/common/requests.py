@@ -7,6 +7,7 @@ request raises :class:`RequestError`, which becomes an error frame with the serv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -23,6 +24,13 @@ class RequestError(Exception):
         super().__init__(message)
         self.code = code
         self.details = details
+
+
+def retry_later(code: str, what: str, retry_after: float) -> RequestError:
+    """A rate-limit refusal (``code``: the API's ``rate_limited``) that says when to retry: in
+    the message and as ``retry_after``, whole seconds."""
+    seconds = math.ceil(retry_after)
+    return RequestError(code, f"{what}; try again in {seconds} s", retry_after=seconds)
 
 
 @dataclass(frozen=True, slots=True)

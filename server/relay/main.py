@@ -2,6 +2,7 @@
 
     e2e-relay serve --listen 127.0.0.1:7400 --db relay.db [--tls-cert FILE --tls-key FILE]
                     [--ttl-days 30] [--quota 10000] [--quota-mib 100]
+                    [--registrations-per-hour 30]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="e2e-relay", description="The e2e-proto relay: stores and forwards ciphertext only.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the relay")
-    serving.add_serve_arguments(serve, 7400, "relay.db")
+    serving.add_serve_arguments(serve, 7400, "relay.db", RelayConfig().registrations_per_hour)
     serve.add_argument("--ttl-days", type=float, default=30.0,
                        help="days an undelivered message is kept (default 30)")
     serve.add_argument("--quota", type=int, default=10_000,
@@ -52,9 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def make_relay(store: SqliteRelayStore) -> Relay:
-        return Relay(store, RelayConfig(mailbox_ttl=args.ttl_days * DAY,
-                                        mailbox_quota=args.quota,
-                                        mailbox_quota_bytes=int(args.quota_mib * MIB)))
+        return Relay(store, RelayConfig(
+            mailbox_ttl=args.ttl_days * DAY, mailbox_quota=args.quota,
+            mailbox_quota_bytes=int(args.quota_mib * MIB),
+            registrations_per_hour=args.registrations_per_hour,
+            registration_burst=max(1, round(args.registrations_per_hour))))
 
     return serving.run_serve_command("e2e-relay", args, log, SqliteRelayStore, make_relay, serve)
 

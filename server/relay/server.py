@@ -48,9 +48,19 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         self.account_requests = TokenBuckets(self.config.account_requests_per_second,
                                              self.config.account_request_burst)
         """Requests per account, over all its connections."""
-        self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
-                                           self.config.bundle_burst)
-        """Prekey bundles per account (against one-time prekey draining)."""
+        config = self.config
+        self.bundle_fetches = TokenBuckets[str](config.bundles_per_minute / 60,
+                                                config.bundle_burst)
+        """Prekey bundles per requesting account (against one-time prekey draining)."""
+        self.target_fetches = TokenBuckets[tuple[str, Address]](
+            config.bundles_per_target_per_hour / 3600, config.bundle_burst_per_target)
+        """Bundles per requesting account and target device."""
+        self.one_time_prekeys = TokenBuckets[Address](config.one_time_prekeys_per_hour / 3600,
+                                                      config.one_time_prekey_burst)
+        """One-time prekeys handed out per target device, whoever asks."""
+        self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
+                                               config.registration_burst)
+        """Accounts registered per source address."""
 
     def add_link(self, lookup: bytes, pending: PendingLink) -> str | None:
         """File a pending link under ``lookup``; None, or the cap that is full ("total",

@@ -200,11 +200,12 @@ class SqliteRelayStore:
                                 (account, device_id)).fetchone()[0]
 
     @storage
-    def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
-        """The device's bundle with one OPK, which is deleted in the same transaction, and how
-        many OPKs it has left."""
+    def take_bundle(self, account: str, device_id: int, one_time: bool = True
+                    ) -> tuple[Bundle, int] | None:
+        """The device's bundle with one OPK (none when not ``one_time``), which is deleted in
+        the same transaction, and how many OPKs it has left."""
         with self._transaction() as db:
-            bundle = take_bundle(db, account, device_id)
+            bundle = take_bundle(db, account, device_id, one_time)
             if bundle is None:
                 return None
             return bundle, self.one_time_prekey_count(account, device_id)

@@ -155,9 +155,10 @@ class RelayStore(Protocol):
         """How many one-time prekeys the relay holds for the device."""
         ...
 
-    def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
-        """The device's bundle with one OPK, which is deleted in the same transaction, and how
-        many OPKs it has left."""
+    def take_bundle(self, account: str, device_id: int, one_time: bool = True
+                    ) -> tuple[Bundle, int] | None:
+        """The device's bundle with one OPK (none when not ``one_time``), which is deleted in
+        the same transaction, and how many OPKs it has left."""
         ...
 
     def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from e2e_proto import social_api as api
 
-from ..common.requests import RequestError
+from ..common.requests import RequestError, retry_later
 from .fields import name_field, password_field
 from .store import NameTakenError
 
@@ -43,10 +43,15 @@ async def register(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, A
                            f"{api.MIN_PASSWORD_LENGTH} characters")
     if conn.store.account_exists(account) or conn.store.group(account) is not None:
         raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken")
+    registrations = conn.server.registrations
+    if not registrations.take(conn.source):  # before the costly hashing
+        raise retry_later(api.RATE_LIMITED, "too many accounts registered from this address",
+                          registrations.retry_after(conn.source))
     hashed = await conn.server.hash_password(password)
     try:
         conn.store.create_account(account, hashed, conn.server.clock())
     except NameTakenError:
+        registrations.give_back(conn.source)  # nothing was registered
         raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken") from None
     log.info("registered account %s", account)
     return new_device(conn, account)

@@ -32,7 +32,19 @@ class SocialConfig(ConnectionLimits):
     max_one_time_prekeys: int = api.MAX_ONE_TIME_PREKEYS_PER_REQUEST
     """The most one-time prekeys one publish_prekeys may carry."""
     bundles_per_minute: float = 120.0
+    """Prekey bundles one account may fetch a minute, of all devices."""
     bundle_burst: int = 200
+    bundles_per_target_per_hour: float = 10.0
+    """Bundles of one device one account may fetch an hour: each of its devices needs one per
+    session with that device."""
+    bundle_burst_per_target: int = 10
+    one_time_prekeys_per_hour: float = 60.0
+    """One-time prekeys handed out per device an hour, whoever asks; past it (and the burst) a
+    bundle carries none, so draining a device takes hours and blocks no one's session."""
+    one_time_prekey_burst: int = 20
+    registrations_per_hour: float = 30.0
+    """Accounts one source address may register an hour (an IPv6 /64)."""
+    registration_burst: int = 30
 
     @property
     def request_limits(self) -> UnpackLimits:

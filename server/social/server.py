@@ -20,6 +20,7 @@ import nacl.exceptions
 import nacl.pwhash
 import trio
 
+from e2e_proto.address import Address
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
 from ..common.connection import ConnectionRegistry
@@ -41,9 +42,19 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         self.capabilities = CAPABILITIES[SOCIAL]
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
         self._dummy_hash: bytes | None = None
-        self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
-                                           self.config.bundle_burst)
-        """Prekey bundles per account (against one-time prekey draining)."""
+        config = self.config
+        self.bundle_fetches = TokenBuckets[str](config.bundles_per_minute / 60,
+                                                config.bundle_burst)
+        """Prekey bundles per requesting account (against one-time prekey draining)."""
+        self.target_fetches = TokenBuckets[tuple[str, Address]](
+            config.bundles_per_target_per_hour / 3600, config.bundle_burst_per_target)
+        """Bundles per requesting account and target device."""
+        self.one_time_prekeys = TokenBuckets[Address](config.one_time_prekeys_per_hour / 3600,
+                                                      config.one_time_prekey_burst)
+        """One-time prekeys handed out per target device, whoever asks."""
+        self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
+                                               config.registration_burst)
+        """Accounts registered per source address."""
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from storage.sqlite import immediate_transaction, open_private_database
@@ -199,15 +199,17 @@ class SqliteSocialStore:
         return int(count)
 
     @storage
-    def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
-        """The devices' bundles, each one-time prekey handed out (deleted) once.
+    def take_bundles(self, account: str, device_ids: Sequence[int],
+                     one_time: Collection[int]) -> list[Bundle]:
+        """The devices' bundles, each one-time prekey handed out (deleted) once; only the
+        devices in ``one_time`` get one.
 
         :class:`NoPrekeysError` (and nothing deleted) when one of them has no signed prekey.
         """
         bundles = []
         with self._transaction() as db:
             for device_id in device_ids:
-                bundle = take_bundle(db, account, device_id)
+                bundle = take_bundle(db, account, device_id, device_id in one_time)
                 if bundle is None:
                     raise NoPrekeysError(device_id)
                 bundles.append(bundle)

@@ -12,7 +12,7 @@ conversations after its cursor and moves the cursor by acknowledging.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -148,8 +148,10 @@ class SocialStore(Protocol):
         """
         ...
 
-    def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
-        """The devices' bundles, each one-time prekey handed out (deleted) once.
+    def take_bundles(self, account: str, device_ids: Sequence[int],
+                     one_time: Collection[int]) -> list[Bundle]:
+        """The devices' bundles, each one-time prekey handed out (deleted) once; only the
+        devices in ``one_time`` get one.
 
         :class:`NoPrekeysError` (and nothing deleted) when one of them has no signed prekey.
         """
