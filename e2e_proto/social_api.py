@@ -32,6 +32,7 @@ TOKEN_EXPIRED = "token_expired"
 NAME_TAKEN = "name_taken"
 WEAK_PASSWORD = "weak_password"
 UNKNOWN_ACCOUNT = "unknown_account"
+UNKNOWN_DEVICE = "unknown_device"  # revoke_device: no such device of the caller's account
 UNKNOWN_CONVERSATION = "unknown_conversation"
 UNKNOWN_MESSAGE = "unknown_message"
 NOT_MEMBER = "not_member"

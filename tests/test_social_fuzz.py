@@ -74,6 +74,7 @@ SHAPES: dict[str, list[str]] = {
     "group_add": ["conversation", "members"], "secret": ["conversation"],
     "publish_prekeys": ["identity_key", "signed_prekey", "one_time_prekeys"],
     "get_devices": ["account"], "fetch_bundles": ["account", "device_ids"], "ack": ["seq"],
+    "logout": [], "devices": [], "revoke_device": ["device_id"],
 }
 """The fields each request type reads, so that well-formed requests reach deep into handlers."""
 assert set(SHAPES) == set(REQUEST_TYPES)
@@ -85,6 +86,7 @@ _typical: dict[str, st.SearchStrategy[Any]] = {
     "text": texts, "message": ids, "before": ids, "seq": ids, "limit": st.integers(-1, 101),
     "emoji": st.sampled_from(["👍", "❤️", "👍👍", "👨‍👩‍👧‍👦", "a", ""]),
     "identity_key": st.binary(min_size=31, max_size=33), "device_ids": st.lists(ids, max_size=3),
+    "device_id": ids,
     "signed_prekey": st.none() | st.lists(st.integers(0, 3) | st.binary(max_size=64), max_size=3),
     "one_time_prekeys": st.lists(st.lists(st.integers(0, 3) | st.binary(max_size=33),
                                           max_size=2), max_size=3),
@@ -124,8 +126,8 @@ def _seed(store: SqliteSocialStore) -> None:
     hashed = nacl.pwhash.argon2id.str(PASSWORD.encode(), opslimit=FAST.password_opslimit,
                                       memlimit=FAST.password_memlimit)
     store.create_account("other", hashed, 0.0)
-    store.add_device("other", token_hash(KNOWN_TOKEN), time.time() + 3600)
-    store.add_device("other", token_hash(EXPIRED_TOKEN), 1.0)
+    store.add_device("other", token_hash(KNOWN_TOKEN), time.time() + 3600, 0.0)
+    store.add_device("other", token_hash(EXPIRED_TOKEN), 1.0, 0.0)
     club = store.create_group("club", ["other"], "other", 0, 1)
     assert club.id is not None
     first = store.add_message(club.id, "other", 0, 2, "hello world", [])

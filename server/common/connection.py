@@ -143,6 +143,7 @@ class FrameConnection(abc.ABC):
         self.wakeup = trio.Event()
         self._send_lock = trio.Lock()
         self._closing = False
+        self._farewell: tuple[str, str] | None = None  # (code, message) of end()
         self._nursery: trio.Nursery | None = None
 
     async def serve(self) -> None:
@@ -163,6 +164,10 @@ class FrameConnection(abc.ABC):
         except Exception:  # a bug of ours: log it, drop this connection, keep serving others
             log.exception("internal error on connection from %s", self.peer)
         finally:
+            if self._farewell is not None:  # ended by end(): say why, briefly
+                with trio.move_on_after(1), contextlib.suppress(
+                        trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._error(None, *self._farewell)
             self._leave_unauthenticated()
             self.detach()
             await trio.aclose_forcefully(self.stream)
@@ -174,6 +179,18 @@ class FrameConnection(abc.ABC):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._error(None, self.codes.too_many_connections, message)
         await trio.aclose_forcefully(self.stream)
+
+    def end(self, code: str, message: str) -> None:
+        """End this connection now, from another connection's task: nothing more is delivered
+        to it, and the client gets an error frame with ``code`` before it is closed."""
+        self._farewell = (code, message)
+        self._closing = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def end_after_answer(self) -> None:
+        """End this connection once the request being handled is answered."""
+        self._closing = True
 
     def _authenticated(self, address: Address) -> None:
         """Serve this connection as ``address`` from now on: full-size frames, and its place

@@ -38,5 +38,8 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "history": Route(history.history, ("conversation", "before", "limit")),
     "search": Route(history.search, ("text", "limit")),
     "ack": Route(messages.ack, ("seq",)),
+    "logout": Route(accounts.logout),
+    "devices": Route(accounts.devices),
+    "revoke_device": Route(accounts.revoke_device, ("device_id",)),
 }
 """Requests of a logged-in device."""

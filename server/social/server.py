@@ -20,6 +20,7 @@ import nacl.exceptions
 import nacl.pwhash
 import trio
 
+from e2e_proto import social_api as api
 from e2e_proto.address import Address
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
@@ -65,6 +66,14 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         for account in accounts:
             for connection in self._online.get(account, ()):
                 connection.wakeup.set()
+
+    def end_device(self, account: str, device_id: int, message: str,
+                   keep: SocialConnection | None = None) -> None:
+        """End every connection of a revoked device (but ``keep``) with ``bad_token``."""
+        for connection in list(self._online.get(account, ())):
+            address = connection.address
+            if connection is not keep and address is not None and address.device_id == device_id:
+                connection.end(api.BAD_TOKEN, message)
 
     def now_ms(self) -> int:
         """The server's clock in milliseconds (message and event timestamps)."""

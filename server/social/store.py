@@ -68,6 +68,16 @@ class Device(NamedTuple):
     expires: float
 
 
+class DeviceInfo(NamedTuple):
+    """What the server knows of one of an account's devices besides its keys (times are
+    seconds since the Unix epoch; None for a device from before they were recorded)."""
+
+    device_id: int
+    created: float | None
+    last_seen: float | None
+    expires: float
+
+
 class DeviceKeys(NamedTuple):
     """A device's published identity key (None until it publishes prekeys)."""
 
@@ -127,12 +137,26 @@ class SocialStore(Protocol):
         """Whether an account named ``name`` exists."""
         ...
 
-    def add_device(self, account: str, token_hash: bytes, expires: float) -> int:
-        """A new device of ``account`` with this token; its cursor starts at the log's end."""
+    def add_device(self, account: str, token_hash: bytes, expires: float, now: float) -> int:
+        """A new device of ``account`` with this token, created (and seen) ``now``; its cursor
+        starts at the log's end."""
         ...
 
     def device_by_token(self, token_hash: bytes) -> Device | None:
         """The device logged in with this token (hash), expired or not."""
+        ...
+
+    def touch_device(self, account: str, device_id: int, now: float) -> None:
+        """Record that a device logged in (with its token) at ``now``."""
+        ...
+
+    def device_info(self, account: str) -> list[DeviceInfo]:
+        """Every device of ``account``: id, creation, last login and token expiry."""
+        ...
+
+    def remove_device(self, account: str, device_id: int) -> bool:
+        """Revoke a device: its token, keys and envelopes are deleted (its id is never used
+        again); False when ``account`` has no such device."""
         ...
 
     def devices(self, account: str) -> list[DeviceKeys]:
