@@ -312,3 +312,58 @@ async def test_registrations_per_source_address(nursery, tmp_path: Path, mock_cl
     mock_clock.jump(600)
     assert (await register_from("203.0.113.1", "one-more"))["ok"]
     store.close()
+
+
+async def test_password_guessing_backs_off_without_locking_the_owner_out(
+        nursery, tmp_path: Path, mock_clock) -> None:
+    store = SqliteSocialStore(tmp_path / "social.db")
+    server = SocialServer(store, _config())
+    config = server.config
+
+    async def login(source: str, password: str, account: str = "alice") -> dict[str, Any]:
+        peer = await connect(nursery, server, f"{source}:1")
+        answer = await peer.request("login", account=account, password=password)
+        await peer.close()
+        return answer
+
+    peer = await connect(nursery, server, "192.0.2.1:1")
+    assert (await peer.request("register", account="alice", password=PASSWORD))["ok"]
+    await peer.close()
+    for _ in range(config.pair_login_failure_burst):  # the attacker at one address
+        assert (await login("203.0.113.66", "guess"))["error"]["code"] == api.AUTH_FAILED
+    refused = (await login("203.0.113.66", PASSWORD))["error"]  # even the right password
+    assert refused["code"] == api.RATE_LIMITED
+    assert refused["retry_after"] == 3600 / config.pair_login_failures_per_hour
+    assert f"try again in {refused['retry_after']} s" in refused["message"]
+    for _ in range(3 * config.account_login_failure_burst):  # the owner is not locked out
+        assert (await login("198.51.100.7", PASSWORD))["ok"]
+    for _ in range(10):  # the attacker gets one guess each time it may, for hours
+        mock_clock.jump(refused["retry_after"])
+        assert (await login("203.0.113.66", "guess"))["error"]["code"] == api.AUTH_FAILED
+        assert (await login("203.0.113.66", "guess"))["error"]["code"] == api.RATE_LIMITED
+        assert (await login("198.51.100.7", PASSWORD))["ok"]  # and the owner never waits
+    mock_clock.jump(3600)
+    for source in range(10):  # attackers at many addresses exhaust the account's guesses...
+        for _ in range(config.pair_login_failure_burst):
+            await login(f"203.0.113.{source}", "guess")
+    refused = (await login("198.51.100.7", PASSWORD))["error"]
+    assert refused["code"] == api.RATE_LIMITED
+    assert 0 < refused["retry_after"] <= 3600 / config.account_login_failures_per_hour
+    mock_clock.jump(refused["retry_after"])  # ...for the next token at most
+    assert (await login("198.51.100.7", PASSWORD))["ok"]
+    mock_clock.jump(3600)
+    for index in range(config.address_login_failure_burst):  # guessing many accounts
+        assert (await login("203.0.113.99", "guess", f"name{index}"))["error"]["code"] == (
+            api.AUTH_FAILED)
+    refused = (await login("203.0.113.99", "guess", "another"))["error"]
+    assert refused["code"] == api.RATE_LIMITED and "this address" in refused["message"]
+    store.close()
+
+
+def test_one_address_may_not_fail_as_often_as_an_account(tmp_path: Path) -> None:
+    store = SqliteSocialStore(tmp_path / "social.db")
+    try:
+        with pytest.raises(ValueError, match="lock the owner out"):
+            SocialServer(store, _config(pair_login_failure_burst=20))
+    finally:
+        store.close()

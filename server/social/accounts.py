@@ -61,11 +61,19 @@ async def register(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, A
 
 
 async def login(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, Any]:
-    """Log in with a password as a new device of the account."""
+    """Log in with a password as a new device of the account (guesses are rate-limited)."""
     account = name_field(frame, "account")
     password = password_field(frame)
+    failures = conn.server.login_failures
+    refusal = failures.attempt(account, conn.source)  # counted as failed until it is right
+    if refusal is not None:
+        what, wait = refusal
+        log.info("login to %s from %s refused: too many failed logins %s", account,
+                 conn.source, what)
+        raise retry_later(api.RATE_LIMITED, f"too many failed logins {what}", wait)
     if not await conn.server.check_password(conn.store.password_hash(account), password):
         raise RequestError(api.AUTH_FAILED, "wrong account name or password")
+    failures.succeeded(account, conn.source)
     return new_device(conn, account)
 
 

@@ -45,6 +45,19 @@ class SocialConfig(ConnectionLimits):
     registrations_per_hour: float = 30.0
     """Accounts one source address may register an hour (an IPv6 /64)."""
     registration_burst: int = 30
+    # Password guessing (docs/SOCIAL.md, "Logins"): a login spends a token of each of three
+    # buckets before the password is checked and gives them back when it is right. The bucket
+    # of one account at one address is smaller and slower than the account's, so one address
+    # can never empty the account's: the owner, elsewhere, is never locked out by it.
+    pair_login_failures_per_hour: float = 5.0
+    """Failed logins to one account from one source address, an hour."""
+    pair_login_failure_burst: int = 5
+    account_login_failures_per_hour: float = 20.0
+    """Failed logins to one account (or unknown name) from all addresses, an hour."""
+    account_login_failure_burst: int = 20
+    address_login_failures_per_hour: float = 30.0
+    """Failed logins from one source address to all accounts, an hour."""
+    address_login_failure_burst: int = 30
 
     @property
     def request_limits(self) -> UnpackLimits:

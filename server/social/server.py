@@ -28,6 +28,7 @@ from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
 from .config import SocialConfig
 from .connection import SocialConnection
+from .logins import LoginFailures
 from .store import SocialStore
 
 
@@ -56,6 +57,8 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
                                                config.registration_burst)
         """Accounts registered per source address."""
+        self.login_failures = LoginFailures(config)
+        """Failed logins per account, per source address and per both."""
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
