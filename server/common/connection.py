@@ -1,11 +1,13 @@
 """Per-connection plumbing shared by the relay and the social server: code only, no state.
 
 :class:`FrameConnection` serves one client stream: it reads e2e-proto frames (a frame must
-complete within ``frame_timeout`` of its first byte), answers each request through a dispatch table,
-refuses with error frames (:class:`~server.common.requests.RequestError`), rate-limits with a
-token bucket and pushes deliveries once the client has authenticated. Each server subclasses it
-with its own route tables and its own error-code vocabulary; the two servers share
-no process, database, credentials or connection objects.
+complete within ``frame_timeout`` of its first byte), answers each request through a dispatch
+table, refuses with error frames (:class:`~server.common.requests.RequestError`), rate-limits
+with a token bucket and pushes deliveries once the client has authenticated. Until then the
+connection holds one of the server's limited places for unauthenticated connections (overall
+and per source address) and may send only small frames. Each server subclasses it with its own
+route tables and its own error-code vocabulary; the two servers share no process, database,
+credentials or connection objects.
 """
 
 from __future__ import annotations
@@ -164,14 +166,16 @@ class FrameConnection(abc.ABC):
         except Exception:  # a bug of ours: log it, drop this connection, keep serving others
             log.exception("internal error on connection from %s", self.peer)
         finally:
-            if self._farewell is not None:  # ended by end(): say why, briefly
-                with trio.move_on_after(1), contextlib.suppress(
-                        trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self._error(None, *self._farewell)
             self._leave_unauthenticated()
             self.detach()
-            await trio.aclose_forcefully(self.stream)
-            log.info("connection from %s closed", self.peer)
+            try:
+                if self._farewell is not None:  # ended by end(): say why, briefly
+                    with trio.move_on_after(1), contextlib.suppress(
+                            trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self._error(None, *self._farewell)
+            finally:
+                await trio.aclose_forcefully(self.stream)
+                log.info("connection from %s closed", self.peer)
 
     async def _refuse(self, message: str) -> None:
         """Refuse a new connection with ``too_many_connections`` and close it."""
