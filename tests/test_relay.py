@@ -14,7 +14,7 @@ from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 from e2e_proto.devices import DeviceList
 from e2e_proto.keys import IdentityKeyPair
-from e2e_proto.wire import Envelope, FrameDecoder
+from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
 from server.relay.config import RelayConfig
 from tests.relay_harness import (
     drain,
@@ -29,7 +29,12 @@ from tests.relay_harness import (
 async def _raw_exchange(port: int, data: bytes) -> list[dict]:
     """Send raw bytes after the challenge; return every frame until the relay closes."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
-    decoder = FrameDecoder()
+    return await _raw_exchange_on(stream, FrameDecoder(), data)
+
+
+async def _raw_exchange_on(stream: trio.SocketStream, decoder: FrameDecoder,
+                           data: bytes) -> list[dict]:
+    """Send raw bytes on ``stream``; return every frame until the relay closes it."""
     frames: list[dict] = []
     with trio.fail_after(10):
         await stream.send_all(data)
@@ -270,3 +275,19 @@ async def test_frames_over_the_request_limits_are_refused(nursery, tmp_path: Pat
     async with session_of(alice) as a:  # the relay serves on
         await a.send_text("bob", "still here")
     assert len(relay.store.pending("bob", 0, 0, 10)) == 1
+
+
+async def test_a_malformed_frame_right_after_authentication_ends_the_connection(
+        nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Authenticated by a frame in the same read as a malformed one: closed, not an error."""
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
+    decoder = FrameDecoder()
+    while (challenge := decoder.next_frame()) is None:
+        decoder.feed(await stream.receive_some(65536))
+    register_frame = {"id": 1, "type": "register", **_register_fields(challenge["nonce"])}
+    frames = await _raw_exchange_on(stream, decoder, encode_frame(register_frame)
+                                    + b"\x00\x00\x00\x00")
+    assert frames[0] == {"id": 1, "ok": True, "account": "carol", "device_id": 0}
+    assert frames[-1]["error"]["code"] == api.BAD_REQUEST
+    assert "internal error" not in caplog.text

@@ -187,6 +187,9 @@ async def _scenario(folder: Path, mode: str, inputs: list[bytes]) -> None:
 @example(mode="none", inputs=[encode_frame({"id": 4, "type": "auth", "token": EXPIRED_TOKEN}),
                               encode_frame({"id": 5, "type": "auth", "token": KNOWN_TOKEN}),
                               encode_frame({"id": 6, "type": "unreact", "message": 1})])
+@example(mode="none", inputs=[  # logged in by the frame before a malformed one, in one read
+    encode_frame({"id": 7, "type": "auth", "token": KNOWN_TOKEN}) + b"\x00\x00\x00\x00",
+    b"\x00\x00\x00\x00"])
 def test_social_server_survives_any_frames(mode: str, inputs: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as folder, \
             mock.patch.object(trio.to_thread, "run_sync", _inline):

@@ -223,16 +223,16 @@ class FrameConnection(abc.ABC):
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await self._opening(nursery)
+            ended = False  # the connection must end (possibly after a frame authenticated it)
             with trio.move_on_after(self.limits.auth_timeout) as auth_scope:
-                while self.address is None:
+                while self.address is None and not ended:
                     deadline = self._auth_deadline()
                     if deadline is not None:
                         auth_scope.deadline = deadline
-                    if not await self._read_and_handle():
-                        break
+                    ended = not await self._read_and_handle()
             if auth_scope.cancelled_caught:
                 await self._auth_timed_out()
-            elif self.address is not None:
+            elif self.address is not None and not ended:
                 nursery.start_soon(self._deliver_loop)
                 while await self._read_and_handle():
                     pass
