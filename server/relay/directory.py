@@ -9,7 +9,7 @@ from e2e_proto.address import Address, is_valid_device_id
 from e2e_proto.keys import Ed25519PublicKey
 
 from ..common.fields import published_prekeys
-from ..common.requests import RequestError, retry_later
+from ..common.requests import RequestError
 from .fields import account_field
 
 if TYPE_CHECKING:
@@ -62,24 +62,12 @@ async def fetch_bundles(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
         raise RequestError(api.BAD_REQUEST,
                            "device_ids must list distinct devices of the account")
     assert conn.address is not None
-    relay, requester = conn.relay, conn.address.account
-    targets = [(requester, Address(account, device_id)) for device_id in wanted]
-    for target in targets:
-        wait = relay.target_fetches.retry_after(target)
-        if wait:
-            raise retry_later(api.RATE_LIMITED, f"too many bundles of {target[1]} fetched by "
-                              "this account", wait)
-    if not relay.bundle_fetches.take(requester, len(wanted)):
-        raise retry_later(api.RATE_LIMITED, "too many prekey bundles fetched by this account",
-                          relay.bundle_fetches.retry_after(requester, len(wanted)))
+    one_time = conn.relay.bundle_limits.admit(
+        conn.address.account, [Address(account, i) for i in wanted], api.RATE_LIMITED)
     bundles = []
-    for target in targets:
-        relay.target_fetches.take(target)
     for device_id in wanted:
-        # Past the device's one-time prekey budget the bundle carries none (X3DH without DH4):
-        # a drainer gets no more, and no one is refused a session.
-        one_time = relay.one_time_prekeys.take(Address(account, device_id))
-        taken = relay.store.take_bundle(account, device_id, one_time)
+        taken = conn.relay.store.take_bundle(account, device_id,
+                                             Address(account, device_id) in one_time)
         if taken is None:
             raise RequestError(api.NO_PREKEYS, f"{account}.{device_id} has published no "
                                "signed prekey")

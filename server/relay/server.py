@@ -18,6 +18,7 @@ import trio
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 
+from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
 from ..common.slots import Slots
@@ -49,15 +50,8 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
                                              self.config.account_request_burst)
         """Requests per account, over all its connections."""
         config = self.config
-        self.bundle_fetches = TokenBuckets[str](config.bundles_per_minute / 60,
-                                                config.bundle_burst)
-        """Prekey bundles per requesting account (against one-time prekey draining)."""
-        self.target_fetches = TokenBuckets[tuple[str, Address]](
-            config.bundles_per_target_per_hour / 3600, config.bundle_burst_per_target)
-        """Bundles per requesting account and target device."""
-        self.one_time_prekeys = TokenBuckets[Address](config.one_time_prekeys_per_hour / 3600,
-                                                      config.one_time_prekey_burst)
-        """One-time prekeys handed out per target device, whoever asks."""
+        self.bundle_limits = BundleLimits(config)
+        """Prekey bundles and one-time prekeys handed out (against draining)."""
         self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
                                                config.registration_burst)
         """Accounts registered per source address."""

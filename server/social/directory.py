@@ -10,7 +10,7 @@ from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey
 
 from ..common.fields import published_prekeys
-from ..common.requests import RequestError, retry_later
+from ..common.requests import RequestError
 from .fields import name_field, require_field
 from .store import KeyChangedError, NoPrekeysError
 
@@ -58,24 +58,10 @@ async def fetch_bundles(conn: SocialConnection, frame: dict[str, Any]) -> dict[s
             or len(set(wanted)) != len(wanted) or not all(i in keyed for i in wanted)):
         raise RequestError(api.BAD_REQUEST, "device_ids must list distinct devices of the "
                            "account that published keys")
-    server, requester = conn.server, conn.address.account
-    targets = [(requester, Address(account, device_id)) for device_id in wanted]
-    for target in targets:
-        wait = server.target_fetches.retry_after(target)
-        if wait:
-            raise retry_later(api.RATE_LIMITED, f"too many bundles of {target[1]} fetched by "
-                              "this account", wait)
-    if not server.bundle_fetches.take(requester, len(wanted)):
-        raise retry_later(api.RATE_LIMITED, "too many prekey bundles fetched by this account",
-                          server.bundle_fetches.retry_after(requester, len(wanted)))
-    for target in targets:
-        server.target_fetches.take(target)
-    # Past a device's one-time prekey budget its bundle carries none (X3DH without DH4): a
-    # drainer gets no more, and no one is refused a session.
-    one_time = {device_id for device_id in wanted
-                if server.one_time_prekeys.take(Address(account, device_id))}
+    one_time = conn.server.bundle_limits.admit(
+        conn.address.account, [Address(account, i) for i in wanted], api.RATE_LIMITED)
     try:
-        bundles = conn.store.take_bundles(account, wanted, one_time)
+        bundles = conn.store.take_bundles(account, wanted, {a.device_id for a in one_time})
     except NoPrekeysError as exc:
         raise RequestError(api.NO_PREKEYS, f"{account}.{exc.device_id} has published no "
                            "signed prekey") from None

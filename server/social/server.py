@@ -21,9 +21,9 @@ import nacl.pwhash
 import trio
 
 from e2e_proto import social_api as api
-from e2e_proto.address import Address
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
+from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
 from .config import SocialConfig
@@ -45,15 +45,8 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
         self._dummy_hash: bytes | None = None
         config = self.config
-        self.bundle_fetches = TokenBuckets[str](config.bundles_per_minute / 60,
-                                                config.bundle_burst)
-        """Prekey bundles per requesting account (against one-time prekey draining)."""
-        self.target_fetches = TokenBuckets[tuple[str, Address]](
-            config.bundles_per_target_per_hour / 3600, config.bundle_burst_per_target)
-        """Bundles per requesting account and target device."""
-        self.one_time_prekeys = TokenBuckets[Address](config.one_time_prekeys_per_hour / 3600,
-                                                      config.one_time_prekey_burst)
-        """One-time prekeys handed out per target device, whoever asks."""
+        self.bundle_limits = BundleLimits(config)
+        """Prekey bundles and one-time prekeys handed out (against draining)."""
         self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
                                                config.registration_burst)
         """Accounts registered per source address."""
