@@ -1,5 +1,6 @@
-"""Social accounts and devices: ``register``, ``login`` (a new device and session token) and
-``auth`` (resume a session with its token)."""
+"""Social accounts and devices: ``register``, ``login`` (a new device and session token, with
+back-off for failed passwords), ``auth`` (resume a session with its token), ``logout``,
+``devices`` and ``revoke_device``."""
 
 from __future__ import annotations
 
