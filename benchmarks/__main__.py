@@ -1,7 +1,7 @@
 """``python -m benchmarks`` / ``e2e-bench``: the hot path and the relay beside the floor and peers.
 
     python -m benchmarks [--quick] [--json FILE] [--markdown] [--plot FILE.png]
-                         [--no-relay] [--no-peers]
+                         [--no-relay] [--no-peers] [--no-groups] [--no-media]
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import crypto, report
+from . import crypto, groups, report
+from .media import media_figures
 from .relay import relay_figures
 from .timing import run_interleaved
 
@@ -73,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="draw a bar chart of ours / floor / peers (needs matplotlib)")
     parser.add_argument("--no-relay", action="store_true", help="skip the relay figures")
     parser.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
+    parser.add_argument("--no-groups", action="store_true",
+                        help="skip the group figures (warm 1 KiB, cold send to 1024 x 2)")
+    parser.add_argument("--no-media", action="store_true",
+                        help="skip the media figures (64 MiB crypto; a 1 GiB transfer, 128 MiB "
+                             "with --quick)")
     return parser
 
 
@@ -89,23 +95,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     progress("setting up sessions")
     cases, sizes, notes = crypto.all_cases(peers=not args.no_peers)
+    cold = None
+    if not args.no_groups:
+        group_cases, group_notes = groups.group_cases(peers=not args.no_peers)
+        cases |= group_cases
+        notes |= group_notes
     stats = run_interleaved(cases, mode.samples, mode.sample_time, progress=progress)
+    if not args.no_groups:
+        cold = groups.cold_send(progress=progress)
     relay = None
     if not args.no_relay:
         relay = relay_figures(warmup=mode.relay_warmup, duration=mode.relay_duration,
                               rounds=mode.relay_rounds, progress=progress)
+    media = None if args.no_media else media_figures(args.quick, progress)
     progress.done()
     elapsed = time.monotonic() - started
-    target_list = report.targets(stats, relay)
+    target_list = report.targets(stats, relay) + report.media_targets(media)
 
     print()
     print(f"Hot path: median per operation (quartiles), {mode.samples} interleaved samples, "
           "GC off")
     print(report.crypto_table(stats, sizes, args.markdown))
+    if cold:
+        print()
+        print("Groups: the first send to a new group (timed once; sender key to every member "
+              "device, then one group message)")
+        print(groups.cold_table(cold, args.markdown))
     if relay:
         print()
         print("Relay over loopback (encrypt, relay, decrypt; 100-byte messages)")
         print(report.relay_table(relay, args.markdown))
+    if media:
+        print()
+        print("Media (encrypted attachments; MB = 10^6 bytes)")
+        print(report.media_table(media, args.markdown))
     for name, note in notes.items():
         print(f"note: {name}: {note}")
     print()
@@ -115,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n({elapsed:.0f} s)")
     if args.json:
         report.to_json(args.json, info, mode.name, stats, sizes, relay, notes, target_list,
-                       elapsed)
+                       elapsed, cold, media)
     if args.plot:
         try:
             report.plot(args.plot, stats, relay, f"e2e-proto benchmarks ({mode.name}): "

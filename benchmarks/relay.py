@@ -25,7 +25,7 @@ from typing import Any
 
 import trio
 
-from client.connection import Connection, open_connection
+from client.core.connection import Connection, open_connection
 from e2e_proto import relay_api as api
 from e2e_proto.devices import DeviceList
 from e2e_proto.keys import IdentityKeyPair

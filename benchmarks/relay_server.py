@@ -91,6 +91,7 @@ async def _serve(kind: str, db: str) -> None:
             listeners = await trio.open_tcp_listeners(0, host=HOST)
             nursery.start_soon(trio.serve_listeners, BareRelay().handle, listeners)
         else:
+            from server.common.blobs import BlobLimits
             from server.relay.config import RelayConfig
             from server.relay.main import serve
             from server.relay.server import Relay
@@ -100,10 +101,12 @@ async def _serve(kind: str, db: str) -> None:
             # closed-loop sender below what the relay can do, the memory figure opens
             # thousands of connections for one device, and every account registers from
             # 127.0.0.1; everything else (storage with synchronous=FULL, checks, group commit)
-            # is the deployed configuration.
+            # is the deployed configuration. The media figure moves a 1 GiB blob, past the
+            # 100 MiB a deployed relay takes.
             config = RelayConfig(requests_per_second=1e9, request_burst=10**9,
                                  account_requests_per_second=1e9, account_request_burst=10**9,
-                                 connections_per_account=10**9, registration_burst=10**9)
+                                 connections_per_account=10**9, registration_burst=10**9,
+                                 blobs=BlobLimits(max_blob_size=2**32, quota=2**34))
             relay = Relay(SqliteRelayStore(db), config)
             listeners = await nursery.start(serve, relay, HOST, 0)
         port = listeners[0].socket.getsockname()[1]

@@ -15,10 +15,14 @@ import msgpack
 from .constants import PADDING_BLOCK, PAYLOAD_ID_SIZE
 from .errors import LocalProtocolError, MalformedError
 from .primitives import RandomSource, system_random
-from .wire import FRAME_LIMITS
+from .unpack import FRAME_LIMITS
 
+SENDER_KEY_KIND = "sender_key"
+"""A group sender key (:class:`e2e_proto.sender_keys.SenderKeyDistribution` gives its fields)."""
+GROUP_UPDATE_KIND = "group_update"
+"""A signed group state (:class:`e2e_proto.groups.GroupUpdate` gives its fields)."""
 KNOWN_KINDS = frozenset(
-    {"text", "reaction", "receipt", "sender_key", "media", "device_sync"}
+    {"text", "reaction", "receipt", SENDER_KEY_KIND, GROUP_UPDATE_KIND, "media", "device_sync"}
 )
 _RESERVED = frozenset({"id", "ts", "kind"})
 MAX_KIND_LENGTH = 32

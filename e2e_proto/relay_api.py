@@ -13,6 +13,16 @@ from typing import Any
 
 import msgpack
 
+from .address import is_valid_device_id
+from .blob_api import (
+    BLOB_HASH_MISMATCH,
+    BLOB_INCOMPLETE,
+    BLOB_OFFSET,
+    BLOB_TAKEN,
+    BLOB_TOO_LARGE,
+    UNKNOWN_BLOB,
+)
+from .blob_api import QUOTA_EXCEEDED as BLOB_QUOTA_EXCEEDED
 from .constants import (
     AUTH_PREFIX,
     KEY_SIZE,
@@ -48,6 +58,15 @@ INTERNAL = "internal"
 UNAVAILABLE = "unavailable"
 TOO_MANY_CONNECTIONS = "too_many_connections"  # per account, or waiting to authenticate
 MESSAGE_TOO_LARGE = "message_too_large"  # an envelope over the relay's maximum (``limit``)
+UNKNOWN_GROUP = "unknown_group"
+NOT_GROUP_ADMIN = "not_group_admin"
+NOT_GROUP_MEMBER = "not_group_member"
+STALE_GROUP = "stale_group"  # a routing copy not newer than the relay's, or a send from another
+GROUP_TOO_LARGE = "group_too_large"
+# The blob store's codes (:mod:`e2e_proto.blob_api`), answered here too.
+BLOB_ERROR_CODES = (
+    UNKNOWN_BLOB, BLOB_TAKEN, BLOB_TOO_LARGE, BLOB_QUOTA_EXCEEDED, BLOB_OFFSET, BLOB_INCOMPLETE,
+    BLOB_HASH_MISMATCH)
 
 NONCE_SIZE = 32
 MAX_DEVICE_NAME_LENGTH = 64
@@ -122,6 +141,26 @@ def link_proof(secret: bytes, account_key: bytes, account: str, device_id: int) 
     """
     return hmac_sha256(secret, LINK_PROOF_PREFIX + account_key + account.encode()
                        + _BE32.pack(device_id))
+
+
+def link_signatures_from_wire(value: object) -> dict[int, bytes]:
+    """``get_devices``' ``link_signatures``, ``[[device_id, signature], ...]``, as a map.
+
+    At most one per device of a list (:data:`~e2e_proto.constants.MAX_DEVICES`), distinct u32
+    ids, 64-byte signatures; :class:`MalformedError` otherwise. Checking them is
+    :meth:`~e2e_proto.devices.SignedDeviceList.check_links`' job.
+    """
+    if type(value) is not list or len(value) > MAX_DEVICES:
+        raise MalformedError(f"link_signatures must be a list of at most {MAX_DEVICES}")
+    try:
+        signatures = {device_id: signature for device_id, signature in value}
+    except (ValueError, TypeError):
+        raise MalformedError("link_signatures must be [device_id, signature] pairs") from None
+    if len(signatures) != len(value) or not all(
+            is_valid_device_id(i) and type(s) is bytes and len(s) == SIGNATURE_SIZE
+            for i, s in signatures.items()):
+        raise MalformedError("link_signatures must name distinct devices, 64 bytes each")
+    return signatures
 
 
 def bundle_to_wire(device_id: int, bundle: PreKeyBundle) -> list[Any]:

@@ -12,6 +12,15 @@ from typing import Any
 import emoji
 import msgpack
 
+from .blob_api import (
+    BLOB_HASH_MISMATCH,
+    BLOB_INCOMPLETE,
+    BLOB_OFFSET,
+    BLOB_TAKEN,
+    BLOB_TOO_LARGE,
+    UNKNOWN_BLOB,
+)
+from .blob_api import QUOTA_EXCEEDED as BLOB_QUOTA_EXCEEDED
 from .capabilities import CAPABILITIES, SOCIAL
 from .constants import MAX_ACCOUNT_LENGTH, MAX_FRAME_SIZE
 from .unpack import UnpackLimits
@@ -45,6 +54,10 @@ DEVICE_MISMATCH = "device_mismatch"
 NO_PREKEYS = "no_prekeys"
 KEY_CHANGED = "key_changed"
 UNAVAILABLE = "unavailable"  # the server cannot read or write its storage now
+# The blob store's codes (:mod:`e2e_proto.blob_api`), answered here too.
+BLOB_ERROR_CODES = (
+    UNKNOWN_BLOB, BLOB_TAKEN, BLOB_TOO_LARGE, BLOB_QUOTA_EXCEEDED, BLOB_OFFSET, BLOB_INCOMPLETE,
+    BLOB_HASH_MISMATCH)
 
 MAX_TEXT_BYTES = 16 * 1024
 """Largest message text, in UTF-8 bytes."""

@@ -24,8 +24,8 @@ import pytest
 import trio
 import trio.testing
 
-from client.connection import ConnectionLost
-from client.private import ClientError
+from client.core.connection import ConnectionLost
+from client.core.errors import ClientError
 from e2e_proto.wire import FrameDecoder
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import trio
 
-from client.private import PrivateClient, Received
-from client.state import ClientState
+from client.private.received import Received
+from client.private.session import PrivateClient
+from client.private.state import ClientState
 from tests.fault_support import RelayProcess, free_port
 from tests.relay_harness import link, register
 

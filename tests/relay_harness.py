@@ -9,8 +9,9 @@ from pathlib import Path
 
 import trio
 
-from client.private import PrivateClient, PrivateSession, Received
-from client.state import ClientState
+from client.private.received import Received
+from client.private.session import PrivateClient, PrivateSession
+from client.private.state import ClientState
 from server.relay.config import RelayConfig
 from server.relay.main import serve
 from server.relay.server import Relay
@@ -49,6 +50,18 @@ async def register(client: PrivateClient, name: str) -> None:
     """Register ``name`` from ``client``."""
     async with client.connect() as session:
         await session.register(name)
+
+
+async def register_under_a_new_key(relay: RunningRelay, account: str,
+                                   home: Path) -> PrivateClient:
+    """``account`` re-created under the same name with a new key, from a new client in
+    ``home``: the key swap a hostile relay could make."""
+    for table in ("one_time_prekeys", "mailbox", "devices", "accounts"):
+        relay.store._db.execute(f"DELETE FROM {table} WHERE account = ?", (account,))
+    relay.store._accounts.pop(account, None)
+    swapped = make_client(home, relay.port)
+    await register(swapped, account)
+    return swapped
 
 
 async def drain(client: PrivateClient) -> list[Received]:

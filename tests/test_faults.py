@@ -14,7 +14,8 @@ from pathlib import Path
 
 import trio
 
-from client.private import PrivateClient, PrivateSession, Received
+from client.private.received import Received
+from client.private.session import PrivateClient, PrivateSession
 from e2e_proto.payload import Payload
 from tests.fault_support import RelayProcess, free_port, reconnecting
 from tests.relay_harness import make_client, register

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from client.private import ClientError, Received
+from client.core.errors import ClientError
+from client.private.received import Received
 from e2e_proto.fingerprint import safety_number
 from server.relay.config import RelayConfig
 from tests.relay_harness import (

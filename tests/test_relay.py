@@ -9,7 +9,7 @@ import msgpack
 import pytest
 import trio
 
-from client.connection import ServerError, open_connection
+from client.core.connection import ServerError, open_connection
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 from e2e_proto.devices import DeviceList

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import trio
 
-from client.connection import ServerError, open_connection
-from client.private import ClientError
+from client.core.connection import ServerError, open_connection
+from client.core.errors import ClientError
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 from e2e_proto.devices import DeviceList, link_message

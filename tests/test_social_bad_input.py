@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from client.connection import Connection, ServerError
-from client.private import ClientError
+from client.core.connection import Connection, ServerError
+from client.core.errors import ClientError
 from e2e_proto import social_api as api
 from e2e_proto.wire import encode_frame
 from server.social.config import SocialConfig

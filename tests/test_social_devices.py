@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from client.connection import Connection, ConnectionLost, ServerError
+from client.core.connection import Connection, ConnectionLost, ServerError
 from e2e_proto import social_api as api
 from server.social.sqlite_store import SqliteSocialStore
 from tests.social_harness import PASSWORD, raw, raw_register, start_social

@@ -72,15 +72,20 @@ SHAPES: dict[str, list[str]] = {
     "unpin": ["message"], "pins": ["conversation"], "history": ["conversation", "before", "limit"],
     "search": ["text", "limit"], "group_create": ["name", "members"],
     "group_add": ["conversation", "members"], "secret": ["conversation"],
+    "group_remove": ["conversation", "member"], "group_leave": ["conversation"],
+    "group_rename": ["conversation", "name"],
     "publish_prekeys": ["identity_key", "signed_prekey", "one_time_prekeys"],
     "get_devices": ["account"], "fetch_bundles": ["account", "device_ids"], "ack": ["seq"],
     "logout": [], "devices": [], "revoke_device": ["device_id"],
+    "upload_begin": ["blob_id", "size"], "upload_chunk": ["blob_id", "offset", "data"],
+    "upload_finish": ["blob_id"], "download": ["blob_id", "offset", "length"],
 }
 """The fields each request type reads, so that well-formed requests reach deep into handlers."""
 assert set(SHAPES) == set(REQUEST_TYPES)
 ids = st.integers(1, 6) | st.sampled_from([0, 2**63 - 1, 2**63])
 _typical: dict[str, st.SearchStrategy[Any]] = {
-    "account": names, "conversation": names, "name": names, "members": st.lists(names, max_size=4),
+    "account": names, "conversation": names, "name": names, "member": names,
+    "members": st.lists(names, max_size=4),
     "password": st.sampled_from([PASSWORD, "wrong password", "short"]) | texts,
     "token": st.sampled_from([KNOWN_TOKEN, EXPIRED_TOKEN, bytes(32)]) | st.binary(max_size=40),
     "text": texts, "message": ids, "before": ids, "seq": ids, "limit": st.integers(-1, 101),
@@ -90,6 +95,10 @@ _typical: dict[str, st.SearchStrategy[Any]] = {
     "signed_prekey": st.none() | st.lists(st.integers(0, 3) | st.binary(max_size=64), max_size=3),
     "one_time_prekeys": st.lists(st.lists(st.integers(0, 3) | st.binary(max_size=33),
                                           max_size=2), max_size=3),
+    "blob_id": st.sampled_from([bytes(32), b"\x01" * 32]) | st.binary(min_size=31, max_size=33),
+    "size": st.integers(-1, 40) | st.sampled_from([2**40, 104_884_801]),
+    "offset": st.integers(-1, 40) | st.sampled_from([2**63 - 1, 2**63]),
+    "data": st.binary(max_size=40), "length": st.integers(-1, 40) | st.just(2**20),
 }
 field_values = {field: st.one_of(typical, typical, typical, values)  # mostly the right type
                 for field, typical in _typical.items()}

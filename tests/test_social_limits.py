@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from client.connection import Connection, ServerError
+from client.core.connection import Connection, ServerError
 from e2e_proto import social_api as api
 from e2e_proto.wire import encode_frame
 from server.social.config import SocialConfig

@@ -28,10 +28,9 @@ from e2e_proto.errors import (
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair, X25519PublicKey
 from e2e_proto.payload import Payload, pad
 from e2e_proto.ratchet import RatchetMessage, decode_header
-from e2e_proto.unpack import UnpackLimits
+from e2e_proto.unpack import FRAME_LIMITS, UnpackLimits
 from e2e_proto.wire import (
     ENVELOPE_LIMITS,
-    FRAME_LIMITS,
     MESSAGE,
     PREKEY,
     Envelope,

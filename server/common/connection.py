@@ -25,8 +25,8 @@ import trio
 from e2e_proto.address import Address
 from e2e_proto.constants import MAX_FRAME_SIZE
 from e2e_proto.errors import FrameTooLargeError, RemoteProtocolError, describe
-from e2e_proto.unpack import UnpackLimits
-from e2e_proto.wire import FRAME_LIMITS, FrameDecoder, encode_frame
+from e2e_proto.unpack import FRAME_LIMITS, UnpackLimits
+from e2e_proto.wire import FrameDecoder, encode_frame
 
 from .rate_limits import TokenBucket
 from .requests import ErrorCodes, Handler, RequestError, RouteTable

@@ -15,6 +15,8 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
+from .blobs import DAY, BlobLimits
+
 
 class StreamServer(Protocol):
     """A server that serves one client stream at a time per call."""
@@ -59,6 +61,21 @@ def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str,
                        help=f"accounts one source address (an IPv6 /64) may register an hour, "
                        f"up to N at once (default {registrations_per_hour:g}); raise it when "
                        "many users share one address (a proxy, a NAT) or for a load test")
+
+
+def add_blob_arguments(serve: argparse.ArgumentParser) -> None:
+    """The options of a server's blob store: --blob-dir, --blob-quota-mib, --blob-ttl-days."""
+    serve.add_argument("--blob-dir", metavar="DIR", help="folder of the encrypted files "
+                       "(default: NAME-blobs beside the database NAME.db)")
+    serve.add_argument("--blob-quota-mib", type=float, default=1024.0, metavar="MIB",
+                       help="MiB of encrypted files one account may hold at once (default 1024)")
+    serve.add_argument("--blob-ttl-days", type=float, default=30.0, metavar="DAYS",
+                       help="days an encrypted file is kept (default 30)")
+
+
+def blob_limits(args: argparse.Namespace) -> BlobLimits:
+    """The :class:`BlobLimits` the options of :func:`add_blob_arguments` ask for."""
+    return BlobLimits(quota=int(args.blob_quota_mib * 2**20), ttl=args.blob_ttl_days * DAY)
 
 
 async def serve(server: StreamServer, host: str, port: int, tls: ssl.SSLContext | None = None,

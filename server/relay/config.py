@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from e2e_proto import relay_api as api
+from e2e_proto.capabilities import CAPABILITIES, PRIVATE
 from e2e_proto.unpack import UnpackLimits
 
+from ..common.blobs import BlobLimits
 from ..common.connection import ConnectionLimits
 
 DAY = 24 * 3600.0
@@ -52,6 +54,10 @@ class RelayConfig(ConnectionLimits):
     """Waiting new devices per account (an account links at most four)."""
     max_pending_links_per_address: int = 4
     """Waiting new devices per source address: a single address cannot fill an account's."""
+    max_group_members: int = CAPABILITIES[PRIVATE].max_group_members
+    """Members of a group's routing copy (the capability table's 1024)."""
+    blobs: BlobLimits = BlobLimits()
+    """Size limit, quota per account and TTLs of the blob store."""
 
     @property
     def request_limits(self) -> UnpackLimits:

@@ -18,6 +18,7 @@ from e2e_proto.address import Address
 from e2e_proto.errors import E2EProtoError, describe
 from e2e_proto.keys import Ed25519PublicKey
 
+from ..common.blobs import BlobService
 from ..common.connection import FrameConnection
 from ..common.requests import ErrorCodes, RequestError
 from ..common.store_base import StoreUnavailableError
@@ -44,6 +45,16 @@ class RelayConnection(FrameConnection):
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[dict[str, Any]](256)
         self.link_lookup: bytes | None = None
         self._link_deadline_set = False
+
+    @property
+    def blobs(self) -> BlobService:
+        """The relay's blob store."""
+        return self.relay.blobs
+
+    def may_download(self, blob_id: bytes) -> bool:
+        """Whether ``blob_id`` was sent to this connection's device."""
+        assert self.address is not None
+        return self.relay.store.blobs.may_download(blob_id, *self.address)
 
     def push(self, frame: dict[str, Any]) -> None:
         """Queue a push frame; a client too slow to read loses notices, never the relay."""

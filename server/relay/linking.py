@@ -131,7 +131,8 @@ async def update_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[s
             raise RequestError(api.BAD_REQUEST, f"device id {added_ids[0]} was used "
                                "before; ids are never reused")
         added.append(NewDevice(added_ids[0], pending.identity_key, pending.name,
-                               pending.signed_prekey, pending.one_time_prekeys))
+                               pending.signed_prekey, pending.one_time_prekeys,
+                               pending.link_signature))
     removed = conn.relay.store.replace_device_list(
         me.account, new.version, signed.body, signed.signature, devices, added,
         conn.relay.clock())

@@ -3,6 +3,7 @@
     e2e-relay serve --listen 127.0.0.1:7400 --db relay.db [--tls-cert FILE --tls-key FILE]
                     [--ttl-days 30] [--quota 10000] [--quota-mib 100]
                     [--registrations-per-hour 30]
+                    [--blob-dir DIR] [--blob-quota-mib 1024] [--blob-ttl-days 30]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="messages kept per device mailbox (default 10000)")
     serve.add_argument("--quota-mib", type=float, default=100.0,
                        help="MiB of envelopes kept per device mailbox (default 100)")
+    serving.add_blob_arguments(serve)
     return parser
 
 
@@ -45,7 +47,8 @@ async def serve(relay: Relay, host: str, port: int, tls: ssl.SSLContext | None =
     """Listen on ``host:port`` and serve (expiring old mail) until cancelled; reports the listeners
     when ready.
     """
-    await serving.serve(relay, host, port, tls, task_status, background=[relay.expire_forever])
+    await serving.serve(relay, host, port, tls, task_status,
+                        background=[relay.expire_forever, relay.blobs.expire_forever])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             mailbox_ttl=args.ttl_days * DAY, mailbox_quota=args.quota,
             mailbox_quota_bytes=int(args.quota_mib * MIB),
             registrations_per_hour=args.registrations_per_hour,
-            registration_burst=max(1, round(args.registrations_per_hour))))
+            registration_burst=max(1, round(args.registrations_per_hour)),
+            blobs=serving.blob_limits(args)), blob_dir=args.blob_dir)
 
     return serving.run_serve_command("e2e-relay", args, log, SqliteRelayStore, make_relay, serve)
 

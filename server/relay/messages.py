@@ -11,6 +11,7 @@ from e2e_proto.errors import E2EProtoError
 from e2e_proto.wire import Envelope
 
 from ..common.requests import RequestError
+from .blobs import announced_blobs, grant
 from .fields import account_field, require_field
 from .store import Acknowledge, DeviceGoneError, Enqueue, Outgoing, QuotaExceededError
 
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
 
 
 async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
-    """Store one envelope per device of the recipient and of the sender's other devices."""
+    """Store one envelope per device of the recipient and of the sender's other devices, and
+    let those devices download the blobs the message announces (``blobs``)."""
     assert conn.address is not None
     me = conn.address
     to = account_field(frame, "to")
     raw = require_field(frame, "envelopes", list)
+    blob_ids = announced_blobs(conn, frame)
     recipient = conn.relay.store.account(to)
     if recipient is None:
         raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {to!r}")
@@ -53,6 +56,7 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
                            "the send must cover exactly the current devices",
                            missing=[list(a) for a in missing],
                            stale=[list(a) for a in stale])
+    grant(conn, blob_ids, addressed)
     try:
         await conn.relay.mailboxes.write(Enqueue(
             outgoing, (me.account, me.device_id), conn.relay.clock(),

@@ -9,8 +9,10 @@ disconnect); they never stop the server.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -18,6 +20,7 @@ import trio
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 
+from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
 from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
@@ -32,14 +35,23 @@ log = logging.getLogger("e2e.relay")
 
 
 class Relay(ConnectionRegistry[Address, "RelayConnection"]):
-    """The relay's logic: serve connections (``handle_stream``) over one store."""
+    """The relay's logic: serve connections (``handle_stream``) over one store.
+
+    Blobs are files in ``blob_dir`` (default: ``NAME-blobs`` beside the store's ``NAME.db``).
+    """
 
     def __init__(self, store: RelayStore, config: RelayConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 blob_dir: str | os.PathLike[str] | None = None) -> None:
         self.config = config or RelayConfig()
         super().__init__(self.config)
         self.store = store
         self.clock = clock
+        if blob_dir is None:
+            path = getattr(store, "path", None)  # a store in one file keeps blobs beside it
+            blob_dir = default_blob_dir(path) if path is not None else scratch_blob_dir()
+        self.blobs = BlobService(store.blobs, BlobFolder(Path(blob_dir)), self.config.blobs,
+                                 lambda: self.clock(), api.BAD_REQUEST)
         self.pending_links: dict[bytes, PendingLink] = {}
         self.link_places = Slots(self.config.max_pending_links,
                                  account=self.config.max_pending_links_per_account,

@@ -11,8 +11,11 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from storage.sqlite import immediate_transaction, open_private_database
+import msgpack
 
+from storage.sqlite import add_missing_column, immediate_transaction, open_private_database
+
+from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
 from .store import (
     AccountRecord,
@@ -21,10 +24,13 @@ from .store import (
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
+    GroupRoute,
     MailboxWrite,
     NameTakenError,
     NewDevice,
+    Outgoing,
     QuotaExceededError,
+    StaleGroupError,
     StaleListError,
 )
 
@@ -41,7 +47,7 @@ CREATE TABLE IF NOT EXISTS devices (
     spk_id INTEGER, spk BLOB, spk_signature BLOB,
     name TEXT NOT NULL DEFAULT '', linked_at REAL NOT NULL DEFAULT 0, last_seen REAL,
     mail_count INTEGER NOT NULL DEFAULT 0, mail_bytes INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (account, device));
+    link_signature BLOB, PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
     PRIMARY KEY (account, device, id));
@@ -51,7 +57,51 @@ CREATE TABLE IF NOT EXISTS mailbox (
     envelope BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
 CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id BLOB PRIMARY KEY, version INTEGER NOT NULL, members BLOB NOT NULL,
+    admins BLOB NOT NULL, body BLOB NOT NULL, signature BLOB NOT NULL);
 """
+GROUP_CACHE_SIZE = 10_000
+
+
+class SqliteRelayBlobs(SqliteBlobIndex):
+    """:class:`~server.relay.store.RelayBlobIndex`: the ``blobs`` table and ``blob_grants``,
+    one row per (blob, device) it was sent to, with whether that device fetched it."""
+
+    schema = SqliteBlobIndex.schema + """
+CREATE TABLE IF NOT EXISTS blob_grants (
+    blob_id BLOB NOT NULL, account TEXT NOT NULL, device INTEGER NOT NULL,
+    fetched INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (blob_id, account, device));
+"""
+
+    @storage
+    def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]) -> None:
+        """Let each of ``devices`` download each blob."""
+        with immediate_transaction(self._db) as db:
+            db.executemany("INSERT OR IGNORE INTO blob_grants (blob_id, account, device) "
+                           "VALUES (?, ?, ?)",
+                           [(b, a, d) for b in blob_ids for a, d in devices])
+
+    @storage
+    def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
+        """Whether the blob was granted to that device."""
+        return self._db.execute("SELECT 1 FROM blob_grants WHERE blob_id = ? AND account = ? "
+                                "AND device = ?", (blob_id, account, device_id)
+                                ).fetchone() is not None
+
+    @storage
+    def mark_fetched(self, blob_id: bytes, account: str, device_id: int) -> bool | None:
+        """Record that the device has the blob; whether every granted device has it now."""
+        with immediate_transaction(self._db) as db:
+            if db.execute("UPDATE blob_grants SET fetched = 1 WHERE blob_id = ? AND account = ? "
+                          "AND device = ?", (blob_id, account, device_id)).rowcount == 0:
+                return None
+            return db.execute("SELECT 1 FROM blob_grants WHERE blob_id = ? AND fetched = 0",
+                              (blob_id,)).fetchone() is None
+
+    def _forget(self, db: sqlite3.Connection, blob_ids: Sequence[bytes]) -> None:
+        super()._forget(db, blob_ids)
+        db.executemany("DELETE FROM blob_grants WHERE blob_id = ?", [(b,) for b in blob_ids])
 
 # A device's mail_count and mail_bytes are its mailbox's size, kept by these triggers in the
 # transaction of every insert and delete (send, ack, expiry, unlinking): the quota check reads
@@ -79,15 +129,16 @@ class SqliteRelayStore:
         self._db.executescript(_SCHEMA)
         self._migrate()
         self._db.executescript(_USAGE_TRIGGERS)
+        self.blobs = SqliteRelayBlobs(self._db)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
+        self._groups: dict[bytes, GroupRoute] = {}  # read on every group send: kept decoded
 
     def _migrate(self) -> None:
         """Bring a database made by an earlier version up to this schema."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(devices)")}
-        if "mail_bytes" not in columns:  # added with the byte quota: count what is stored
-            with self._transaction() as db:
-                db.execute("ALTER TABLE devices ADD COLUMN mail_count INTEGER NOT NULL DEFAULT 0")
-                db.execute("ALTER TABLE devices ADD COLUMN mail_bytes INTEGER NOT NULL DEFAULT 0")
+        add_missing_column(self._db, "devices", "link_signature BLOB")
+        with self._transaction() as db:  # the byte quota's usage columns: count what is stored
+            add_missing_column(db, "devices", "mail_count INTEGER NOT NULL DEFAULT 0")
+            if add_missing_column(db, "devices", "mail_bytes INTEGER NOT NULL DEFAULT 0"):
                 db.execute("UPDATE devices SET (mail_count, mail_bytes) = (SELECT COUNT(*), "
                            "COALESCE(SUM(length(envelope)), 0) FROM mailbox m "
                            "WHERE m.account = devices.account AND m.device = devices.device)")
@@ -159,9 +210,10 @@ class SqliteRelayStore:
                        (list_version, list_body, list_signature, max(devices), account))
             for new in added:
                 db.execute("INSERT INTO devices (account, device, identity_key, spk_id, spk, "
-                           "spk_signature, name, linked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           "spk_signature, name, linked_at, link_signature) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (account, new.device_id, new.identity_key, *new.signed_prekey,
-                            new.name, now))
+                            new.name, now, new.link_signature))
                 db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?, ?, ?)",
                                [(account, new.device_id, i, k) for i, k in new.one_time_prekeys])
         return removed
@@ -172,6 +224,19 @@ class SqliteRelayStore:
         return [DeviceInfo(*row) for row in self._db.execute(
             "SELECT device, name, linked_at, last_seen FROM devices WHERE account = ? "
             "ORDER BY device", (account,))]
+
+    @storage
+    def link_signatures(self, account: str) -> dict[int, bytes]:
+        """The link signature of each linked device of ``account`` that has one stored."""
+        return dict(self._db.execute(
+            "SELECT device, link_signature FROM devices WHERE account = ? AND device != 0 "
+            "AND link_signature IS NOT NULL", (account,)).fetchall())
+
+    @storage
+    def set_link_signature(self, account: str, device_id: int, signature: bytes) -> None:
+        """Store a linked device's (checked) link signature."""
+        self._db.execute("UPDATE devices SET link_signature = ? WHERE account = ? AND device = ?",
+                         (signature, account, device_id))
 
     @storage
     def touch(self, account: str, device_id: int, now: float) -> None:
@@ -222,34 +287,38 @@ class SqliteRelayStore:
                         [(write.account, write.device_id, seq) for seq in write.seqs])
                     results.append(None)
                     continue
-                full = self._full_mailbox(db, write)
-                if full is not None:
-                    results.append(full)
-                    continue
+                messages = write.messages
+                if write.skip_full:
+                    messages = [m for m in messages if self._refusal(db, m, write) is None]
+                else:
+                    full = next((r for m in messages
+                                 if (r := self._refusal(db, m, write)) is not None), None)
+                    if full is not None:
+                        results.append(full)
+                        continue
                 db.executemany(
                     "INSERT INTO mailbox (account, device, sender, sender_device, stored_at, "
                     "envelope) VALUES (?, ?, ?, ?, ?, ?)",
                     [(m.account, m.device_id, *write.sender, write.now, m.envelope)
-                     for m in write.messages])
+                     for m in messages])
                 results.append(None)
         return results
 
     @staticmethod
-    def _full_mailbox(db: sqlite3.Connection, write: Enqueue
-                      ) -> QuotaExceededError | DeviceGoneError | None:
-        """Why ``write`` cannot be stored now: a mailbox it would take over its quota (of
-        messages or bytes), or a device unlinked meanwhile."""
-        for message in write.messages:
-            address = (message.account, message.device_id)
-            usage = db.execute("SELECT mail_count, mail_bytes FROM devices "
-                               "WHERE account = ? AND device = ?", address).fetchone()
-            if usage is None:
-                return DeviceGoneError(*address)
-            count, size = usage
-            if count >= write.quota:
-                return QuotaExceededError(*address, f"{write.quota} messages")
-            if size + len(message.envelope) > write.quota_bytes:
-                return QuotaExceededError(*address, f"{write.quota_bytes} bytes")
+    def _refusal(db: sqlite3.Connection, message: Outgoing, write: Enqueue
+                 ) -> QuotaExceededError | DeviceGoneError | None:
+        """Why ``message`` of ``write`` cannot be stored now: a mailbox it would take over its
+        quota (of messages or bytes), or a device unlinked meanwhile."""
+        address = (message.account, message.device_id)
+        usage = db.execute("SELECT mail_count, mail_bytes FROM devices "
+                           "WHERE account = ? AND device = ?", address).fetchone()
+        if usage is None:
+            return DeviceGoneError(*address)
+        count, size = usage
+        if count >= write.quota:
+            return QuotaExceededError(*address, f"{write.quota} messages")
+        if size + len(message.envelope) > write.quota_bytes:
+            return QuotaExceededError(*address, f"{write.quota_bytes} bytes")
         return None
 
     @storage
@@ -265,3 +334,33 @@ class SqliteRelayStore:
         """Delete messages stored before ``older_than``; returns how many."""
         with self._transaction() as db:
             return db.execute("DELETE FROM mailbox WHERE stored_at < ?", (older_than,)).rowcount
+
+    @storage
+    def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group (cached; every change goes through this store)."""
+        cached = self._groups.get(group_id)
+        if cached is not None:
+            return cached
+        row = self._db.execute("SELECT version, members, admins, body, signature FROM groups "
+                               "WHERE group_id = ?", (group_id,)).fetchone()
+        if row is None:
+            return None
+        if len(self._groups) >= GROUP_CACHE_SIZE:
+            self._groups.clear()
+        route = self._groups[group_id] = GroupRoute(
+            group_id, row[0], tuple(msgpack.unpackb(row[1])), tuple(msgpack.unpackb(row[2])),
+            row[3], row[4])
+        return route
+
+    @storage
+    def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer."""
+        with self._transaction() as db:
+            row = db.execute("SELECT version FROM groups WHERE group_id = ?",
+                             (route.group_id,)).fetchone()
+            if row is not None and row[0] >= route.version:
+                raise StaleGroupError(route.group_id.hex())
+            self._groups.pop(route.group_id, None)
+            db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+                       (route.group_id, route.version, msgpack.packb(list(route.members)),
+                        msgpack.packb(list(route.admins)), route.body, route.signature))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
 
 
@@ -42,6 +43,10 @@ class StaleListError(Exception):
     """A device list older than the stored one."""
 
 
+class StaleGroupError(Exception):
+    """A group routing copy not newer than the stored one."""
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
     """An account's key and its current signed device list."""
@@ -56,13 +61,15 @@ class AccountRecord:
 
 
 class NewDevice(NamedTuple):
-    """A device joining an account, with the prekeys it published while waiting."""
+    """A device joining an account, with the prekeys it published while waiting and its link
+    signature (its DIK over ``link_message(account key, account)``, handed to every client)."""
 
     device_id: int
     identity_key: bytes
     name: str
     signed_prekey: tuple[int, bytes, bytes]
     one_time_prekeys: Sequence[tuple[int, bytes]]
+    link_signature: bytes
 
 
 class DeviceInfo(NamedTuple):
@@ -93,7 +100,10 @@ class Enqueue(NamedTuple):
     """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none).
 
     Each recipient's mailbox may then hold at most ``quota`` messages and ``quota_bytes`` bytes
-    of envelopes.
+    of envelopes. With ``skip_full`` (a group message) a device whose mailbox is full (its
+    ``quota`` of messages, or an envelope that would take it past ``quota_bytes``), or that was
+    unlinked meanwhile, is left out instead, and the others are stored: one member cannot block
+    a group.
     """
 
     messages: Sequence[Outgoing]
@@ -101,6 +111,7 @@ class Enqueue(NamedTuple):
     now: float
     quota: int
     quota_bytes: int
+    skip_full: bool = False
 
 
 class Acknowledge(NamedTuple):
@@ -114,8 +125,45 @@ class Acknowledge(NamedTuple):
 MailboxWrite = Enqueue | Acknowledge
 
 
+@dataclass(frozen=True, slots=True)
+class GroupRoute:
+    """A group's routing copy: who is in it and who may change it, at a version, with the
+    admin device's signed routing statement (``body``, ``signature``) it came from."""
+
+    group_id: bytes
+    version: int
+    members: tuple[str, ...]
+    admins: tuple[str, ...]
+    body: bytes
+    signature: bytes
+
+
+class RelayBlobIndex(BlobIndex, Protocol):
+    """The relay's record of its blobs, and which devices may fetch each (DESIGN §14).
+
+    A blob is granted to the recipient devices of the ``send`` that announces it; it is deleted
+    once every granted device said it fetched it, or when its TTL passes.
+    """
+
+    def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]) -> None:
+        """Let each of ``devices`` (account, device id) download each blob."""
+        ...
+
+    def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
+        """Whether the blob was granted to that device."""
+        ...
+
+    def mark_fetched(self, blob_id: bytes, account: str, device_id: int) -> bool | None:
+        """Record that the device has the blob: None if it was not granted to it, else whether
+        every device it was granted to has it now (then the caller deletes it)."""
+        ...
+
+
 class RelayStore(Protocol):
     """What the relay needs from storage."""
+
+    blobs: RelayBlobIndex
+    """Blob metadata (the bytes are files: :mod:`server.common.blobs`)."""
 
     def create_account(self, account: str, account_key: bytes, list_version: int,
                        list_body: bytes, list_signature: bytes,
@@ -139,6 +187,15 @@ class RelayStore(Protocol):
 
     def device_info(self, account: str) -> list[DeviceInfo]:
         """Name, link time and last authentication of each device of ``account``."""
+        ...
+
+    def link_signatures(self, account: str) -> dict[int, bytes]:
+        """The link signature of each linked device of ``account`` that has one stored."""
+        ...
+
+    def set_link_signature(self, account: str, device_id: int, signature: bytes) -> None:
+        """Store a linked device's (checked) link signature: for devices linked before the
+        relay kept them, which send it again."""
         ...
 
     def touch(self, account: str, device_id: int, now: float) -> None:
@@ -177,5 +234,14 @@ class RelayStore(Protocol):
 
     def expire(self, older_than: float) -> int:
         """Delete messages stored before ``older_than``; returns how many."""
+        ...
+
+    def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group."""
+        ...
+
+    def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer than the
+        stored one (compared and written atomically)."""
         ...
 

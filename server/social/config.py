@@ -9,6 +9,7 @@ import nacl.pwhash
 from e2e_proto import social_api as api
 from e2e_proto.unpack import UnpackLimits
 
+from ..common.blobs import BlobLimits
 from ..common.connection import ConnectionLimits
 
 DAY = 24 * 3600.0
@@ -58,6 +59,8 @@ class SocialConfig(ConnectionLimits):
     address_login_failures_per_hour: float = 30.0
     """Failed logins from one source address to all accounts, an hour."""
     address_login_failure_burst: int = 30
+    blobs: BlobLimits = BlobLimits()
+    """Size limit, quota per account and TTLs of the blob store."""
 
     @property
     def request_limits(self) -> UnpackLimits:

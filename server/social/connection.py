@@ -16,9 +16,11 @@ from e2e_proto import social_api as api
 from e2e_proto.address import Address
 from e2e_proto.errors import describe
 
+from ..common.blobs import BlobService
 from ..common.connection import FrameConnection
 from ..common.requests import ErrorCodes, RequestError
 from ..common.store_base import StoreUnavailableError
+from .messages import stored_media
 from .routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from .store import Event
 
@@ -42,6 +44,16 @@ class SocialConnection(FrameConnection):
         self.server = server
         self.store = server.store
         self.expires = 0.0
+
+    @property
+    def blobs(self) -> BlobService:
+        """The social server's blob store."""
+        return self.server.blobs
+
+    def may_download(self, blob_id: bytes) -> bool:
+        """Whether a message announcing ``blob_id`` was sent in a conversation of this account."""
+        assert self.address is not None
+        return self.store.may_download(blob_id, self.address.account)
 
     def detach(self) -> None:
         """Forget this connection at its server."""
@@ -91,6 +103,9 @@ class SocialConnection(FrameConnection):
                 frame["envelope"] = event.envelope  # None for the sending device
             else:
                 frame["text"] = event.text
+                media = stored_media(self, [event.message]) if event.message else {}
+                if media:
+                    frame["media"] = media[event.message]
         elif event.kind == "reaction":
             frame["emoji"] = event.emoji
         elif event.kind == "group":

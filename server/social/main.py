@@ -2,17 +2,20 @@
 
     e2e-social serve --listen 127.0.0.1:7500 --db social.db [--tls-cert FILE --tls-key FILE]
                      [--token-days 30] [--registrations-per-hour 30]
+                     [--blob-dir DIR] [--blob-quota-mib 1024] [--blob-ttl-days 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 import sys
 from collections.abc import Sequence
 
+import trio
+
 from ..common import serving
-from ..common.serving import serve
 from .config import DAY, SocialConfig
 from .server import SocialServer
 from .sqlite_store import SqliteSocialStore
@@ -31,7 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
                                 SocialConfig().registrations_per_hour)
     serve_command.add_argument("--token-days", type=float, default=30.0,
                                help="days a device's session token is valid (default 30)")
+    serving.add_blob_arguments(serve_command)
     return parser
+
+
+async def serve(server: SocialServer, host: str, port: int, tls: ssl.SSLContext | None = None,
+                task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
+                ) -> None:
+    """Listen on ``host:port`` and serve (expiring old files) until cancelled; reports the
+    listeners when ready.
+    """
+    await serving.serve(server, host, port, tls, task_status,
+                        background=[server.blobs.expire_forever])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def make_server(store: SqliteSocialStore) -> SocialServer:
         return SocialServer(store, SocialConfig(
             token_ttl=args.token_days * DAY, registrations_per_hour=args.registrations_per_hour,
-            registration_burst=max(1, round(args.registrations_per_hour))))
+            registration_burst=max(1, round(args.registrations_per_hour)),
+            blobs=serving.blob_limits(args)), blob_dir=args.blob_dir)
 
     return serving.run_serve_command("e2e-social", args, log, SqliteSocialStore, make_server,
                                      serve)

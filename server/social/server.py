@@ -12,9 +12,11 @@ request.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import nacl.exceptions
 import nacl.pwhash
@@ -23,6 +25,7 @@ import trio
 from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
+from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
 from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
@@ -33,14 +36,23 @@ from .store import SocialStore
 
 
 class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
-    """The social server's logic: serve connections (``handle_stream``) over one store."""
+    """The social server's logic: serve connections (``handle_stream``) over one store.
+
+    Blobs are files in ``blob_dir`` (default: ``NAME-blobs`` beside the store's ``NAME.db``).
+    """
 
     def __init__(self, store: SocialStore, config: SocialConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 blob_dir: str | os.PathLike[str] | None = None) -> None:
         self.config = config or SocialConfig()
         super().__init__(self.config)
         self.store = store
         self.clock = clock
+        if blob_dir is None:
+            path = getattr(store, "path", None)  # a store in one file keeps blobs beside it
+            blob_dir = default_blob_dir(path) if path is not None else scratch_blob_dir()
+        self.blobs = BlobService(store.blobs, BlobFolder(Path(blob_dir)), self.config.blobs,
+                                 lambda: self.clock(), api.BAD_REQUEST)
         self.capabilities = CAPABILITIES[SOCIAL]
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
         self._dummy_hash: bytes | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from storage.sqlite import immediate_transaction, open_private_database
 
+from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
 from .store import (
     DIRECT,
@@ -72,6 +73,10 @@ CREATE TABLE IF NOT EXISTS events (
     message INTEGER, account TEXT NOT NULL, device INTEGER NOT NULL, ts INTEGER NOT NULL,
     emoji TEXT);
 CREATE VIRTUAL TABLE IF NOT EXISTS message_text USING fts5 (text);
+CREATE TABLE IF NOT EXISTS message_media (message INTEGER PRIMARY KEY, media BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS message_blobs (
+    message INTEGER NOT NULL, blob_id BLOB NOT NULL, PRIMARY KEY (message, blob_id));
+CREATE INDEX IF NOT EXISTS message_blobs_by_blob ON message_blobs (blob_id);
 """
 
 _MESSAGE_COLUMNS = "id, conversation, sender, device, ts, text, secret"
@@ -99,6 +104,7 @@ class SqliteSocialStore:
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self.blobs = SqliteBlobIndex(self._db)
         for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
             if side.exists():
@@ -323,6 +329,33 @@ class SqliteSocialStore:
         return found
 
     @storage
+    def remove_member(self, conversation_id: int, member: str, account: str, device_id: int,
+                      ts: int) -> Conversation:
+        """Remove ``member`` from a group (``account`` did it; itself when leaving)."""
+        with self._transaction() as db:
+            self._log(db, conversation_id, "group", None, account, device_id, ts)
+            db.execute("DELETE FROM members WHERE conversation = ? AND account = ?",
+                       (conversation_id, member))
+        found = self.conversation(conversation_id)
+        assert found is not None
+        return found
+
+    @storage
+    def rename_group(self, conversation_id: int, name: str, account: str, device_id: int,
+                     ts: int) -> Conversation:
+        """Rename a group; :class:`NameTakenError` when an account or group has the name."""
+        with self._transaction() as db:
+            if (db.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()
+                    or db.execute("SELECT 1 FROM conversations WHERE name = ?",
+                                  (name,)).fetchone()):
+                raise NameTakenError(name)
+            db.execute("UPDATE conversations SET name = ? WHERE id = ?", (name, conversation_id))
+            self._log(db, conversation_id, "group", None, account, device_id, ts)
+        found = self.conversation(conversation_id)
+        assert found is not None
+        return found
+
+    @storage
     def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
         """Switch a conversation to end-to-end encrypted mode, for good."""
         with self._transaction() as db:
@@ -334,13 +367,15 @@ class SqliteSocialStore:
     @storage
     def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
                     text: str | None, envelopes: Sequence[tuple[str, int, bytes]],
-                    client_id: bytes | None = None) -> int:
-        """Store a message (plaintext ``text`` or per-device ``envelopes``); its id.
+                    client_id: bytes | None = None, media: bytes | None = None,
+                    blobs: Sequence[bytes] = ()) -> int:
+        """Store a message (plaintext ``text`` and/or ``media``, or per-device ``envelopes``);
+        its id, with the blobs it announces.
 
         Only plaintext goes into the search index. A ``client_id`` seen before from the same
         sender returns the earlier message's id and stores nothing.
         """
-        secret = text is None
+        secret = text is None and media is None
         with self._transaction() as db:
             if client_id is not None:
                 row = db.execute("SELECT id, conversation FROM messages WHERE sender = ? AND "
@@ -360,8 +395,31 @@ class SqliteSocialStore:
                            (message_id, text))
             db.executemany("INSERT INTO envelopes VALUES (?, ?, ?, ?)",
                            [(message_id, a, d, e) for a, d, e in envelopes])
+            if media is not None:
+                db.execute("INSERT INTO message_media VALUES (?, ?)", (message_id, media))
+            db.executemany("INSERT OR IGNORE INTO message_blobs VALUES (?, ?)",
+                           [(message_id, b) for b in blobs])
             self._log(db, conversation_id, "message", message_id, sender, device_id, ts)
         return message_id
+
+    @storage
+    def media(self, message_ids: Sequence[int]) -> dict[int, bytes]:
+        """The encoded media fields of those messages that have them."""
+        found = {}
+        for message_id in message_ids:
+            row = self._db.execute("SELECT media FROM message_media WHERE message = ?",
+                                   (message_id,)).fetchone()
+            if row is not None:
+                found[message_id] = row[0]
+        return found
+
+    @storage
+    def may_download(self, blob_id: bytes, account: str) -> bool:
+        """Whether ``account`` is a member of a conversation a message announced the blob in."""
+        return self._db.execute(
+            "SELECT 1 FROM message_blobs mb JOIN messages m ON m.id = mb.message "
+            "JOIN members mb2 ON mb2.conversation = m.conversation AND mb2.account = ? "
+            "WHERE mb.blob_id = ? LIMIT 1", (account, blob_id)).fetchone() is not None
 
     @storage
     def message(self, message_id: int) -> Message | None:

@@ -16,6 +16,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
 
 DIRECT = "direct"
@@ -121,6 +122,11 @@ class Event(NamedTuple):
 class SocialStore(Protocol):
     """What the social server needs from storage."""
 
+    blobs: BlobIndex
+    """Blob metadata (the bytes are files: :mod:`server.common.blobs`). A blob may be
+    downloaded by the members of every conversation a message announcing it was sent in
+    (:meth:`may_download`), for as long as its TTL: history keeps it for devices to come."""
+
     def close(self) -> None:
         """Release the store."""
         ...
@@ -203,18 +209,40 @@ class SocialStore(Protocol):
         """Add members to a group."""
         ...
 
+    def remove_member(self, conversation_id: int, member: str, account: str, device_id: int,
+                      ts: int) -> Conversation:
+        """Remove ``member`` from a group (``account`` did it; itself when leaving)."""
+        ...
+
+    def rename_group(self, conversation_id: int, name: str, account: str, device_id: int,
+                     ts: int) -> Conversation:
+        """Rename a group; :class:`NameTakenError` when an account or group has the name."""
+        ...
+
     def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
         """Switch a conversation to end-to-end encrypted mode, for good."""
         ...
 
     def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
                     text: str | None, envelopes: Sequence[tuple[str, int, bytes]],
-                    client_id: bytes | None = None) -> int:
-        """Store a message (plaintext ``text`` or per-device ``envelopes``); its id.
+                    client_id: bytes | None = None, media: bytes | None = None,
+                    blobs: Sequence[bytes] = ()) -> int:
+        """Store a message (plaintext ``text`` and/or ``media``, or per-device ``envelopes``
+        when both are None); its id. The message announces ``blobs``: the conversation's
+        members may download them.
 
-        A ``client_id`` the sender used before returns that message's id and stores nothing:
-        a resend after a lost answer is not a second message.
+        ``media`` is a plaintext message's media fields, msgpack-encoded. A ``client_id`` the
+        sender used before returns that message's id and stores nothing: a resend after a lost
+        answer is not a second message.
         """
+        ...
+
+    def media(self, message_ids: Sequence[int]) -> dict[int, bytes]:
+        """The encoded media fields of those messages that have them."""
+        ...
+
+    def may_download(self, blob_id: bytes, account: str) -> bool:
+        """Whether ``account`` is a member of a conversation a message announced the blob in."""
         ...
 
     def message(self, message_id: int) -> Message | None:

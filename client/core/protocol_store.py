@@ -1,8 +1,10 @@
-"""All protocol stores in one SQLite file (WAL mode, file mode 0600).
+"""All protocol stores in one SQLite file (WAL mode, file mode 0600, ``secure_delete`` on).
 
 Every write commits before the method returns, so state is durable before the caller
 acknowledges a message. Sessions are also kept decoded in memory, so that the hot path does not
-parse a record per message; a new store object on the same file resumes every session.
+parse a record per message; a new store object on the same file resumes every session. Deleted
+rows are overwritten (``secure_delete``) and the WAL is checkpointed and truncated on close, so
+superseded keys do not linger in the files; a store that fails to open closes its connection.
 """
 
 from __future__ import annotations
@@ -13,14 +15,25 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from storage.sqlite import immediate_transaction, open_private_database
-
-from .address import Address
-from .at_rest import INTERACTIVE, SALT_SIZE, AtRestKey, WrongPassphraseError
-from .errors import LocalProtocolError
-from .keys import Ed25519PublicKey, IdentityKeyPair, OneTimePreKey, SignedPreKey, X25519PrivateKey
-from .primitives import RandomSource, system_random
-from .session_record import SessionRecord
+from e2e_proto.address import Address
+from e2e_proto.at_rest import (
+    INTERACTIVE,
+    SALT_SIZE,
+    AtRestKey,
+    WrongPassphraseError,
+    check_cost,
+)
+from e2e_proto.errors import LocalProtocolError
+from e2e_proto.keys import (
+    Ed25519PublicKey,
+    IdentityKeyPair,
+    OneTimePreKey,
+    SignedPreKey,
+    X25519PrivateKey,
+)
+from e2e_proto.primitives import RandomSource, system_random
+from e2e_proto.session_record import SessionRecord
+from storage.sqlite import add_missing_column, immediate_transaction, open_private_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS local_identity (
@@ -29,10 +42,11 @@ CREATE TABLE IF NOT EXISTS identities (
     account TEXT NOT NULL, device INTEGER NOT NULL, key BLOB NOT NULL,
     PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS signed_prekeys (
-    id INTEGER PRIMARY KEY, private BLOB NOT NULL, signature BLOB NOT NULL);
+    id INTEGER PRIMARY KEY, private BLOB NOT NULL, signature BLOB NOT NULL, created_at REAL);
 CREATE TABLE IF NOT EXISTS one_time_prekeys (id INTEGER PRIMARY KEY, private BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS at_rest (
-    id INTEGER PRIMARY KEY CHECK (id = 0), salt BLOB NOT NULL, check_value BLOB NOT NULL);
+    id INTEGER PRIMARY KEY CHECK (id = 0), salt BLOB NOT NULL, check_value BLOB NOT NULL,
+    opslimit INTEGER, memlimit INTEGER);
 CREATE TABLE IF NOT EXISTS sessions (
     account TEXT NOT NULL, device INTEGER NOT NULL, record BLOB NOT NULL,
     PRIMARY KEY (account, device));
@@ -43,7 +57,8 @@ class SqliteProtocolStore:
     """Identity, prekey and session stores backed by one SQLite database file.
 
     With a ``passphrase``, every private key and session is sealed at rest (see
-    :mod:`e2e_proto.at_rest`): a new file is set up encrypted, an existing encrypted file needs
+    :mod:`e2e_proto.at_rest`): a new file is set up encrypted with the Argon2id ``cost`` (kept
+    beside the salt; an existing file is opened with its own), an existing encrypted file needs
     the same passphrase (:class:`~e2e_proto.at_rest.WrongPassphraseError` otherwise), and a
     plaintext file is not silently mixed with sealed values (:class:`LocalProtocolError`).
     """
@@ -53,8 +68,17 @@ class SqliteProtocolStore:
                  random: RandomSource = system_random) -> None:
         self.path = Path(path)
         self._db = open_private_database(self.path)
-        self._db.executescript(_SCHEMA)
-        self._key = self._unlock(passphrase, cost, random)
+        self._closed = False
+        try:
+            self._db.execute("PRAGMA secure_delete=ON")  # explicitly: builds differ
+            self._db.executescript(_SCHEMA)
+            add_missing_column(self._db, "signed_prekeys", "created_at REAL")  # before rotation
+            add_missing_column(self._db, "at_rest", "opslimit INTEGER")  # before the cost was
+            add_missing_column(self._db, "at_rest", "memlimit INTEGER")  # kept with the salt
+            self._key = self._unlock(passphrase, cost, random)
+        except BaseException:
+            self._db.close()
+            raise
         for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
             if side.exists():
@@ -64,7 +88,8 @@ class SqliteProtocolStore:
 
     def _unlock(self, passphrase: str | None, cost: tuple[int, int],
                 random: RandomSource) -> AtRestKey | None:
-        row = self._db.execute("SELECT salt, check_value FROM at_rest").fetchone()
+        row = self._db.execute(
+            "SELECT salt, check_value, opslimit, memlimit FROM at_rest").fetchone()
         if row is None and passphrase is None:
             return None
         if row is None:
@@ -72,12 +97,18 @@ class SqliteProtocolStore:
                 raise LocalProtocolError("this state was made without a passphrase")
             salt = random(SALT_SIZE)
             key = AtRestKey.derive(passphrase, salt, cost, random)  # type: ignore[arg-type]
-            self._db.execute("INSERT INTO at_rest VALUES (0, ?, ?)", (salt, key.check_value()))
+            self._db.execute("INSERT INTO at_rest VALUES (0, ?, ?, ?, ?)",
+                             (salt, key.check_value(), *cost))
             return key
         if passphrase is None:
             raise WrongPassphraseError("this state is encrypted: a passphrase is needed")
-        key = AtRestKey.derive(passphrase, row[0], cost, random)
-        key.verify(row[1])
+        salt, check, *stored_cost = row
+        known = stored_cost != [None, None]  # None: made before the cost was kept
+        used = check_cost(tuple(stored_cost)) if known else cost
+        key = AtRestKey.derive(passphrase, salt, used, random)
+        key.verify(check)
+        if not known:
+            self._db.execute("UPDATE at_rest SET opslimit = ?, memlimit = ?", used)
         return key
 
     def _holds_secrets(self) -> bool:
@@ -95,9 +126,20 @@ class SqliteProtocolStore:
         """Inverse of :meth:`seal`."""
         return stored if self._key is None else self._key.open(stored, place.encode())
 
+    @property
+    def sealed(self) -> bool:
+        """Whether stored values are sealed (the store has a passphrase)."""
+        return self._key is not None
+
     def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+        """Checkpoint the WAL into the file and truncate it, then close the database (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.close()
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -147,12 +189,20 @@ class SqliteProtocolStore:
         private = self.unseal(row[0], f"signed_prekey/{key_id}")
         return SignedPreKey(key_id, X25519PrivateKey(private), row[1])
 
-    def store_signed_prekey(self, prekey: SignedPreKey) -> None:
-        """Keep a signed prekey."""
-        self._db.execute("INSERT OR REPLACE INTO signed_prekeys VALUES (?, ?, ?)",
+    def store_signed_prekey(self, prekey: SignedPreKey, created_at: float | None = None) -> None:
+        """Keep a signed prekey, made at ``created_at`` (for its rotation; None if unknown)."""
+        self._db.execute("INSERT OR REPLACE INTO signed_prekeys VALUES (?, ?, ?, ?)",
                          (prekey.key_id,
                           self.seal(prekey.private_key.raw, f"signed_prekey/{prekey.key_id}"),
-                          prekey.signature))
+                          prekey.signature, created_at))
+
+    def signed_prekey_times(self) -> dict[int, float | None]:
+        """The id of every signed prekey kept, and when it was made (None if unknown)."""
+        return dict(self._db.execute("SELECT id, created_at FROM signed_prekeys").fetchall())
+
+    def remove_signed_prekey(self, key_id: int) -> None:
+        """Forget a replaced signed prekey for good (after its grace period)."""
+        self._db.execute("DELETE FROM signed_prekeys WHERE id = ?", (key_id,))
 
     def load_one_time_prekey(self, key_id: int) -> OneTimePreKey | None:
         """The one-time prekey with this id, unless used or unknown."""

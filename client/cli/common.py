@@ -1,6 +1,6 @@
 """What both transports' command lines share: the program name, error lines, exit codes and TLS.
 
-Used by :mod:`client.cli` (the private transport) and :mod:`client.social_cli`.
+Used by :mod:`client.cli.main` (the private transport) and :mod:`client.cli.social`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import trio
 
 from e2e_proto.capabilities import UnsupportedFeatureError
 
-from .connection import ConnectionLost, ServerError, client_tls_context
-from .private import ClientError
+from ..core.connection import ConnectionLost, ServerError, client_tls_context
+from ..core.errors import ClientError
+from ..core.files import FileRecord
 
 PROG = "e2e-chat"
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
@@ -36,6 +37,32 @@ class ChatSession(Protocol):
     async def send_text(self, name: str, text: str, /) -> Any:
         """Send one message to ``name``."""
         ...
+
+
+def human_size(size: int) -> str:
+    """``1.5 MiB``, ``12 KiB``, ``7 B``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} B"
+
+
+def file_line(record: FileRecord) -> str:
+    """``[file NAME, SIZE, MIME] PATH``, or why it is not saved and how to retry."""
+    media = record.media
+    what = f"[file {media.name or 'attachment'}, {human_size(media.size)}, {media.mime}]"
+    if record.path is not None:
+        return f"{what} {record.path}"
+    reason = record.error or "not downloaded yet"
+    return f"{what} not saved: {reason}; retry with: {PROG} fetch-file {record.message}"
+
+
+def file_json(record: FileRecord) -> dict[str, object]:
+    """The ``--json`` fields of a file: ``path``, ``size``, ``mime``, ``sha256``, ``name``,
+    ``error`` (``path`` and ``sha256`` are null until it is saved)."""
+    return {"path": record.path, "size": record.media.size, "mime": record.media.mime,
+            "sha256": None if record.sha256 is None else record.sha256.hex(),
+            "name": record.media.name, "error": record.error}
 
 
 def tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -117,8 +144,10 @@ def run_with_state(home: str | os.PathLike[str],
 
 
 async def chat_lines(session: ChatSession, name: str,
-                     show: Callable[[Any], Awaitable[None] | None]) -> None:
-    """Show what arrives while sending each line of stdin to ``name``; ends at /quit or EOF."""
+                     show: Callable[[Any], Awaitable[None] | None],
+                     send: Callable[[Any, str], Awaitable[object]] | None = None) -> None:
+    """Show what arrives while sending each line of stdin to ``name`` (with ``send``, when
+    given, instead of ``send_text``); ends at /quit or EOF."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.receive, show, math.inf)
         while True:
@@ -126,7 +155,9 @@ async def chat_lines(session: ChatSession, name: str,
             if not line or line.strip() == "/quit":
                 nursery.cancel_scope.cancel()
                 return
-            if line.strip():
+            if line.strip() and send is not None:
+                await send(session, line.rstrip("\n"))
+            elif line.strip():
                 await session.send_text(name, line.rstrip("\n"))
 
 
@@ -160,17 +191,19 @@ ChatSessionT = TypeVar("ChatSessionT", bound=ChatSession)
 
 async def chat(open_session: Callable[[], AbstractAsyncContextManager[ChatSessionT]], name: str,
                show: Callable[[Any], Awaitable[None] | None],
-               prepare: Callable[[ChatSessionT], Awaitable[object]]) -> int:
+               prepare: Callable[[ChatSessionT], Awaitable[object]],
+               send: Callable[[ChatSessionT, str], Awaitable[object]] | None = None) -> int:
     """The ``chat`` command: stdin's lines to ``name``, what arrives shown, until /quit or EOF.
 
     ``prepare`` runs on every (re)connected session before the first line (fetching ``name``'s
-    devices or conversation); a lost connection means reconnecting with backoff.
+    devices or conversation); a lost connection means reconnecting with backoff. ``send``
+    replaces ``session.send_text(name, line)`` (a private group's chat).
     """
     print(f"chatting with {name}; type a message and Enter, /quit to leave", flush=True)
 
     async def session_work(session: ChatSessionT) -> None:
         await prepare(session)
-        await chat_lines(session, name, show)
+        await chat_lines(session, name, show, send)
 
     await reconnecting(open_session, math.inf, session_work)
     return 0

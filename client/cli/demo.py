@@ -1,6 +1,6 @@
 """The README's demo: a real relay process and two CLI clients, alice and bob, talking.
 
-``python -m client.demo`` starts ``e2e-relay`` on a free local port with a database in a
+``python -m client.cli.demo`` starts ``e2e-relay`` on a free local port with a database in a
 temporary folder, registers alice and bob in separate homes with ``e2e-chat``, and runs the
 commands a person would type, printing each command and its output. Everything is removed at
 the end.
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "client.cli"]
+CLI = [sys.executable, "-m", "client.cli.main"]
 RELAY = [sys.executable, "-m", "server.relay.main"]
 
 
