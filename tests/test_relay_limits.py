@@ -14,8 +14,10 @@ from client.core.errors import ClientError
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 from e2e_proto.devices import DeviceList, link_message
+from e2e_proto.groups import GroupState, GroupUpdate, member_devices_digest
 from e2e_proto.keys import IdentityKeyPair, SignedPreKey, X25519PrivateKey
-from e2e_proto.wire import Envelope, encode_frame
+from e2e_proto.sender_keys import OwnSenderKey, SenderKeyMessage
+from e2e_proto.wire import Envelope, GroupEnvelope, encode_frame, encode_group_message
 from server.relay.config import RelayConfig
 from server.relay.server import Relay
 from server.relay.sqlite_store import SqliteRelayStore
@@ -238,6 +240,96 @@ def test_an_older_relay_database_gets_its_mailbox_usage_counted(tmp_path: Path) 
     again = Enqueue([Outgoing("bob", 0, bytes(400))], ("alice", 0), 1.0, 10, 1000)
     assert isinstance(store.write_mailboxes([again])[0], QuotaExceededError)
     store.close()
+
+
+def _usage_matches_the_mailbox(store: SqliteRelayStore) -> bool:
+    """Whether every device's mail_count and mail_bytes are what its mailbox holds."""
+    return store._db.execute(
+        "SELECT COUNT(*) FROM devices d WHERE (d.mail_count, d.mail_bytes) != (SELECT COUNT(*), "
+        "COALESCE(SUM(length(envelope)), 0) FROM mailbox m "
+        "WHERE m.account = d.account AND m.device = d.device)").fetchone()[0] == 0
+
+
+def test_a_group_write_leaves_out_mailboxes_over_either_quota(tmp_path: Path) -> None:
+    """skip_full (group fan-out) with the byte quota: a device whose mailbox one more copy
+    would take past its messages or its bytes is left out and the others are stored; without
+    skip_full (a send) the same write is refused whole."""
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    store.create_account("bob", bytes(32), 1, b"list", bytes(64), {0: bytes(32), 1: bytes(32)},
+                         0.0)
+    store.create_account("carol", bytes(32), 1, b"list", bytes(64), {0: bytes(32)}, 0.0)
+    quota, quota_bytes = 2, 1000
+    store.write_mailboxes([Enqueue([Outgoing("bob", 0, bytes(700))], ("x", 0), 1.0, 10, 10**6),
+                           Enqueue([Outgoing("carol", 0, bytes(10))], ("x", 0), 1.0, 10, 10**6),
+                           Enqueue([Outgoing("carol", 0, bytes(10))], ("x", 0), 1.0, 10, 10**6)])
+    copies = [Outgoing("bob", 0, bytes(400)), Outgoing("bob", 1, bytes(400)),
+              Outgoing("carol", 0, bytes(400))]
+    (refused,) = store.write_mailboxes([Enqueue(copies, ("alice", 0), 2.0, quota, quota_bytes)])
+    assert isinstance(refused, QuotaExceededError) and "1000 bytes" in str(refused)
+    assert store.pending("bob", 1, 0, 10) == []  # refused whole: nothing stored
+    group = Enqueue([*copies, Outgoing("bob", 7, bytes(400))], ("alice", 0), 2.0, quota,
+                    quota_bytes, skip_full=True)  # bob.7 is no device (unlinked meanwhile)
+    after = Enqueue([Outgoing("bob", 1, bytes(700))], ("alice", 0), 2.0, quota, quota_bytes,
+                    skip_full=True)  # in the same commit: bob.1's 400 bytes count already
+    assert store.write_mailboxes([group, after]) == [None, None]
+    assert [len(d.envelope) for d in store.pending("bob", 0, 0, 10)] == [700]  # bytes: left out
+    assert [len(d.envelope) for d in store.pending("bob", 1, 0, 10)] == [400]
+    assert [len(d.envelope) for d in store.pending("carol", 0, 0, 10)] == [10, 10]  # messages
+    assert _usage_matches_the_mailbox(store)
+    store.close()
+
+
+def _group_message_of_size(template: SenderKeyMessage, sender: Address, size: int) -> bytes:
+    """A group message (``template`` with its ciphertext replaced) whose group envelope from
+    ``sender`` is ``size`` bytes (the relay never decrypts)."""
+    for length in range(len(template.ciphertext), len(template.ciphertext) + size):
+        message = template._replace(ciphertext=bytes(length))
+        if len(GroupEnvelope(sender, message).encode()) == size:
+            return encode_group_message(message)
+    raise AssertionError(f"no group envelope of {size} bytes")
+
+
+async def test_group_fan_out_is_bounded_like_envelopes_and_counts_each_devices_bytes(
+        nursery, tmp_path: Path) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db",
+                              RelayConfig(max_envelope_size=2000, mailbox_quota_bytes=5000))
+    clients = {n: make_client(tmp_path / n, relay.port) for n in ("alice", "bob", "carol")}
+    for name, client in clients.items():
+        await register(client, name)
+    alice = Address("alice", 0)
+    state = GroupState.create("g", "alice", ["bob", "carol"])
+    routing = GroupUpdate.sign(state, alice, clients["alice"].state.protocol.identity_key_pair(),
+                               routing=True)
+    template = OwnSenderKey.create(state.group_id).encrypt(b"x" * 16)
+    send = {"group_id": state.group_id, "version": 1, "devices_digest": member_devices_digest(
+        {"alice": [0], "bob": [0], "carol": [0]})}
+    async with session_of(clients["alice"]) as a:
+        await a.connection.request("group_put", routing=routing.body, signature=routing.signature)
+        with pytest.raises(ServerError) as caught:  # one copy per device: bounded as one
+            await a.connection.request("group_send", **send, message=_group_message_of_size(
+                template, alice, 2001))
+        assert caught.value.code == api.MESSAGE_TOO_LARGE
+        assert caught.value.details["limit"] == 2000
+        assert relay.store.pending("bob", 0, 0, 10) == relay.store.pending("carol", 0, 0, 10) == []
+        relay.store.write_mailboxes([Enqueue([Outgoing("bob", 0, bytes(3500))], ("carol", 0), 1.0,
+                                             10, 10**6)])  # one more copy passes bob's 5000
+        await a.connection.request("group_send", **send, message=_group_message_of_size(
+            template, alice, 2000))  # the limit is exact
+        assert [len(d.envelope) for d in relay.store.pending("carol", 0, 0, 10)] == [2000]
+        assert [len(d.envelope) for d in relay.store.pending("bob", 0, 0, 10)] == [3500]
+
+        await a._ensure_sessions([Address("carol", 0)])
+        pairwise = a.cipher.encrypt(Address("carol", 0), b"p" * 16).encode()
+        with pytest.raises(ServerError) as caught:
+            await a.connection.request("group_deliver", group_id=state.group_id,
+                                       envelopes=[_with_ciphertext_size(pairwise, 2001)])
+        assert caught.value.code == api.MESSAGE_TOO_LARGE
+        assert caught.value.details["limit"] == 2000
+        for _ in range(2):  # the second would take carol past 5000 bytes: left out
+            await a.connection.request("group_deliver", group_id=state.group_id,
+                                       envelopes=[_with_ciphertext_size(pairwise, 2000)])
+        assert [len(d.envelope) for d in relay.store.pending("carol", 0, 0, 10)] == [2000, 2000]
+    assert _usage_matches_the_mailbox(relay.store)
 
 
 # -- connections before authentication and pending links (issue 11) ---------------------------
