@@ -30,6 +30,7 @@ from .constants import (
     MAX_DEVICE_ID,
     MAX_DEVICES,
     MAX_FRAME_SIZE,
+    MAX_GROUP_MEMBERS,
     SIGNATURE_SIZE,
 )
 from .errors import E2EProtoError, MalformedError
@@ -81,27 +82,37 @@ MAX_SEND_ENVELOPES = 2 * MAX_DEVICES - 1
 device of the sender."""
 SEND_FRAME_ALLOWANCE = 1024
 """Room in a ``send`` frame for everything but the envelopes' bytes: the keys, ``id``,
-``type``, ``to`` (at most 64 bytes) and a msgpack header per envelope (about 170 bytes)."""
+``type``, ``to`` (at most 64 bytes), a msgpack header per envelope and up to
+``blob_api.MAX_BLOBS_PER_MESSAGE`` (16) blob ids, 674 bytes at most."""
 MAX_ENVELOPE_SIZE = (MAX_FRAME_SIZE - SEND_FRAME_ALLOWANCE) // MAX_SEND_ENVELOPES
 """The largest envelope the relay stores (116,394 bytes): the largest for which any ``send``,
-even one of nine envelopes, fits in one frame. A client must send larger content in parts."""
+even one of nine envelopes, fits in one frame. A client must send larger content in parts. The
+same bound holds for what ``group_send`` stores per device and for ``group_deliver``'s
+envelopes."""
+MAX_GROUP_DELIVER_ENVELOPES = (MAX_GROUP_MEMBERS + 1) * MAX_DEVICES
+"""The most envelopes one ``group_deliver`` may carry: its handler allows (members + 1) *
+MAX_DEVICES for a group, 5,125 for one of the most members."""
 
 REQUEST_LIMITS = UnpackLimits(
     # The longest str: a device name of 64 characters of at most 4 UTF-8 bytes each (account
     # names have at most 64 ASCII bytes, request types 14).
     max_str_len=4 * MAX_DEVICE_NAME_LENGTH,
-    # The longest bin is an envelope; ``send`` refuses one over MAX_ENVELOPE_SIZE with a clear
-    # message_too_large and keeps the connection, so only the frame bounds it here (a bin costs
-    # its wire size once).
+    # The longest bin: an envelope, a group message, a routing statement (80 KiB) or an
+    # ``upload_chunk``'s data (BLOB_CHUNK_SIZE, 1 MiB less 1 KiB). Their handlers refuse one
+    # over their own limit with a clear error and keep the connection, so only the frame bounds
+    # them here (a bin costs its wire size once).
     max_bin_len=MAX_FRAME_SIZE,
-    # The longest list: ``ack`` seqs (MAX_ACK_SEQS = 1000; its handler refuses more with a
-    # clear error), then one-time prekeys (200), envelopes (9), device ids (5). The next power
-    # of two above them.
-    max_array_len=1024,
+    # The longest list: ``group_deliver``'s envelopes (MAX_GROUP_DELIVER_ENVELOPES = 5,125 for
+    # a group of 1,024 members; its handler refuses more for a smaller group with a clear
+    # error), then ``ack`` seqs (MAX_ACK_SEQS = 1,000, likewise), one-time prekeys (200), blob
+    # ids (16), envelopes of a ``send`` (9), device ids (5). The next power of two above them.
+    max_array_len=1 << (MAX_GROUP_DELIVER_ENVELOPES - 1).bit_length(),
     # The most keys: link_request, 10 with id and type; room for fields a newer client adds.
     max_map_len=32,
     # The most containers: link_request or publish_prekeys with 200 one-time prekeys: the
     # frame's map, the one_time_prekeys list, its 200 [id, key] pairs and the signed prekey.
+    # Every other request is a map of flat lists (send: envelopes and blobs; group_send:
+    # blobs).
     max_containers=3 + MAX_ONE_TIME_PREKEYS_PER_REQUEST)
 """What a request frame to the relay may hold (the relay's :class:`FrameDecoder` limits)."""
 FIRST_DEVICE_LIST_VERSION = 1

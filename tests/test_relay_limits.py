@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from client.core.connection import ServerError, open_connection
 from client.core.errors import ClientError
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
+from e2e_proto.blob_api import BLOB_CHUNK_SIZE
+from e2e_proto.constants import MAX_FRAME_SIZE
 from e2e_proto.devices import DeviceList, link_message
 from e2e_proto.groups import GroupState, GroupUpdate, member_devices_digest
 from e2e_proto.keys import IdentityKeyPair, SignedPreKey, X25519PrivateKey
@@ -430,6 +433,30 @@ async def test_frames_before_authentication_are_small(nursery, tmp_path: Path,
     fields, _ = _register_fields((await peer.read())[0]["nonce"], "bob")
     assert (await peer.request("register", **fields))["ok"]
     assert (await peer.request("ping", pad=bytes(100_000)))["ok"]
+    store.close()
+
+
+async def test_a_whole_upload_chunk_passes_only_after_authentication(
+        nursery, tmp_path: Path, autojump_clock) -> None:
+    """A 1 MiB upload_chunk frame is refused before authentication, stored after."""
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    relay = Relay(store)
+    data = secrets.token_bytes(BLOB_CHUNK_SIZE)
+    blob_id = hashlib.sha256(data).digest()
+    chunk = {"blob_id": blob_id, "offset": 0, "data": data}
+    assert BLOB_CHUNK_SIZE < len(encode_frame({"id": 2**64 - 1, "type": "upload_chunk",
+                                               **chunk})) - 4 <= MAX_FRAME_SIZE
+    early = await connect(nursery, relay, "192.0.2.9:1")
+    await early.read()
+    await early.stream.send_all(encode_frame({"id": 1, "type": "upload_chunk", **chunk}))
+    (refusal,) = await early.read()
+    assert refusal["error"]["code"] == api.FRAME_TOO_LARGE and early.closed
+    peer = await connect(nursery, relay, "192.0.2.9:2")
+    fields, _ = _register_fields((await peer.read())[0]["nonce"], "alice")
+    assert (await peer.request("register", **fields))["ok"]
+    assert (await peer.request("upload_begin", blob_id=blob_id, size=len(data)))["ok"]
+    assert (await peer.request("upload_chunk", **chunk))["offset"] == len(data)
+    assert (await peer.request("upload_finish", blob_id=blob_id))["size"] == len(data)
     store.close()
 
 

@@ -3,8 +3,10 @@ that SQLite cannot take, and frames that never complete (slow loris)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import secrets
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 
 from client.core.connection import Connection, ServerError
 from e2e_proto import social_api as api
+from e2e_proto.blob_api import BLOB_CHUNK_SIZE
 from e2e_proto.wire import encode_frame
 from server.social.config import SocialConfig
 from server.social.server import SocialServer
@@ -244,6 +247,26 @@ async def test_connections_waiting_to_log_in_are_capped_and_send_small_frames(
     (refusal,) = await first[1].read()
     assert refusal["error"]["code"] == api.FRAME_TOO_LARGE and first[1].closed
     assert "before authentication" in refusal["error"]["message"]
+    store.close()
+
+
+async def test_a_whole_upload_chunk_passes_only_after_login(
+        nursery, tmp_path: Path, autojump_clock) -> None:
+    """A 1 MiB upload_chunk frame is refused before login (small frames) and stored after."""
+    store = SqliteSocialStore(tmp_path / "social.db")
+    server = SocialServer(store, _config(auth_timeout=math.inf))  # hashing runs in a thread
+    data = secrets.token_bytes(BLOB_CHUNK_SIZE)
+    blob_id = hashlib.sha256(data).digest()
+    chunk = {"blob_id": blob_id, "offset": 0, "data": data}
+    early = await connect(nursery, server, "198.51.100.7:1")
+    await early.stream.send_all(encode_frame({"id": 1, "type": "upload_chunk", **chunk}))
+    (refusal,) = await early.read()
+    assert refusal["error"]["code"] == api.FRAME_TOO_LARGE and early.closed
+    peer = await connect(nursery, server, "198.51.100.7:2")
+    assert (await peer.request("register", account="alice", password=PASSWORD))["ok"]
+    assert (await peer.request("upload_begin", blob_id=blob_id, size=len(data)))["ok"]
+    assert (await peer.request("upload_chunk", **chunk))["offset"] == len(data)
+    assert (await peer.request("upload_finish", blob_id=blob_id))["size"] == len(data)
     store.close()
 
 
