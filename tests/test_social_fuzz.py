@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import nacl.pwhash
 import trio
@@ -40,6 +38,7 @@ from tests.fuzz_support import (
     nested,
     read_all,
     request_dicts,
+    threads_inline,
 )
 from tests.social_harness import FAST, PASSWORD
 
@@ -113,12 +112,6 @@ raw_frames = st.one_of(
     st.binary(max_size=64),
     requests.map(encode_frame).map(lambda data: data[: max(1, len(data) // 2)]),
 )
-
-
-async def _inline(function: Callable[[], Any], *args: Any, **_: Any) -> Any:
-    """``trio.to_thread.run_sync`` without a thread: the mock clock must not jump while the
-    server hashes a password (MIN limits, well under a millisecond)."""
-    return function(*args)
 
 
 def _check_answers(frames: list[dict[str, Any]]) -> None:
@@ -201,6 +194,6 @@ async def _scenario(folder: Path, mode: str, inputs: list[bytes]) -> None:
     b"\x00\x00\x00\x00"])
 def test_social_server_survives_any_frames(mode: str, inputs: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as folder, \
-            mock.patch.object(trio.to_thread, "run_sync", _inline):
+            threads_inline():
         trio.run(_scenario, Path(folder), mode, inputs,
                  clock=trio.testing.MockClock(autojump_threshold=0))
