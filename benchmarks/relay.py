@@ -189,8 +189,8 @@ async def _run_load(port: int, pairs: list[tuple[Account, Account]], warmup: flo
                         frame = connection.pushes.receive_nowait()
                     except trio.WouldBlock:
                         break
-                if seqs:
-                    await connection.request("ack", seqs=seqs)
+                for start in range(0, len(seqs), api.MAX_ACK_SEQS):
+                    await connection.request("ack", seqs=seqs[start:start + api.MAX_ACK_SEQS])
 
     async with trio.open_nursery() as nursery:
         for sender_account, receiver_account in pairs:

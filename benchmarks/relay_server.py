@@ -98,13 +98,14 @@ async def _serve(kind: str, db: str) -> None:
             from server.relay.sqlite_store import SqliteRelayStore
 
             # The request-rate limits (200/s per connection, 400/s per account) would cap a
-            # closed-loop sender below what the relay can do, and the memory figure opens
-            # thousands of connections for one device; everything else (storage with
-            # synchronous=FULL, checks, group commit) is the deployed configuration. The media
-            # figure moves a 1 GiB blob, past the 100 MiB a deployed relay takes.
+            # closed-loop sender below what the relay can do, the memory figure opens
+            # thousands of connections for one device, and every account registers from
+            # 127.0.0.1; everything else (storage with synchronous=FULL, checks, group commit)
+            # is the deployed configuration. The media figure moves a 1 GiB blob, past the
+            # 100 MiB a deployed relay takes.
             config = RelayConfig(requests_per_second=1e9, request_burst=10**9,
                                  account_requests_per_second=1e9, account_request_burst=10**9,
-                                 connections_per_account=10**9,
+                                 connections_per_account=10**9, registration_burst=10**9,
                                  blobs=BlobLimits(max_blob_size=2**32, quota=2**34))
             relay = Relay(SqliteRelayStore(db), config)
             listeners = await nursery.start(serve, relay, HOST, 0)

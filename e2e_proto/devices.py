@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import msgpack
 
 from .address import is_valid_account, is_valid_device_id
-from .constants import DEVICE_LINK_PREFIX, DEVICE_LIST_PREFIX, MAX_DEVICES, PRIMARY_DEVICE_ID
+from .constants import (
+    DEVICE_LINK_PREFIX,
+    DEVICE_LIST_PREFIX,
+    KEY_SIZE,
+    MAX_ACCOUNT_LENGTH,
+    MAX_DEVICES,
+    PRIMARY_DEVICE_ID,
+)
 from .errors import (
     InvalidKeyError,
     LocalProtocolError,
@@ -25,9 +32,17 @@ from .errors import (
     describe,
 )
 from .keys import Ed25519PublicKey, IdentityKeyPair
+from .unpack import UnpackLimits
 
 _U64_LIMIT = 2**64
 
+
+DEVICE_LIST_LIMITS = UnpackLimits(
+    max_str_len=MAX_ACCOUNT_LENGTH, max_bin_len=KEY_SIZE,  # the account; the device keys
+    # [account, version, [[id, key], ...]]: up to 64 entries parse, so that more than
+    # MAX_DEVICES is the typed TooManyDevicesError (too_many_devices at the relay).
+    max_array_len=64, max_map_len=0, max_containers=2 + 64)
+"""A device list body (signed by the account key before it is unpacked)."""
 
 class TooManyDevicesError(LocalProtocolError):
     """A device list would hold more than the primary and four linked devices."""
@@ -110,7 +125,7 @@ class SignedDeviceList:
             raise MalformedError("device list body must be bytes")
         account_key.verify(DEVICE_LIST_PREFIX + body, signature)
         try:
-            account, version, entries = msgpack.unpackb(body)
+            account, version, entries = DEVICE_LIST_LIMITS.unpack(body)
             devices = tuple((i, Ed25519PublicKey(key)) for i, key in entries)
             _check(account, version, devices, MalformedError)
         except TooManyDevicesError:

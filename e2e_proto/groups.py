@@ -32,6 +32,7 @@ from .constants import (
     GROUP_ID_SIZE,
     GROUP_ROUTING_PREFIX,
     GROUP_UPDATE_PREFIX,
+    MAX_ACCOUNT_LENGTH,
     MAX_GROUP_MEMBERS,
     MAX_GROUP_NAME_LENGTH,
     MAX_GROUP_STATE_SIZE,
@@ -51,9 +52,22 @@ from .errors import (
 from .keys import Ed25519PublicKey, IdentityKeyPair
 from .payload import GROUP_UPDATE_KIND, Payload
 from .primitives import RandomSource, system_random
+from .unpack import UnpackLimits
 
 _E2E_FIELDS = 7
 _ROUTING_FIELDS = 6
+
+GROUP_STATE_LIMITS = UnpackLimits(
+    # The longest str: the name, 64 characters of at most 4 UTF-8 bytes (accounts are shorter).
+    max_str_len=max(4 * MAX_GROUP_NAME_LENGTH, MAX_ACCOUNT_LENGTH),
+    max_bin_len=GROUP_ID_SIZE,  # the group id
+    # The members and admin indices: their number is bounded by the body's size (at most
+    # MAX_GROUP_STATE_SIZE), so that more than MAX_GROUP_MEMBERS is the typed
+    # OversizedGroupError (group_too_large at the relay), not a malformed body.
+    max_array_len=MAX_GROUP_STATE_SIZE, max_map_len=0,
+    max_containers=3)  # the body, its members and its admin indices
+"""A signed group state's body (end-to-end or routing), unpacked before its signature is
+checked: ``[group_id, version, (name,) members, admin_indices, author, device_id]``."""
 
 
 def is_valid_group_name(name: object) -> bool:
@@ -171,9 +185,9 @@ def _decode_body(body: bytes, routing: bool) -> tuple[GroupState, Address]:
     if type(body) is not bytes or len(body) > MAX_GROUP_STATE_SIZE:
         raise MalformedError(f"a group state is bytes, at most {MAX_GROUP_STATE_SIZE} of them")
     try:
-        fields = msgpack.unpackb(body)
+        fields = GROUP_STATE_LIMITS.unpack(body)
     except (ValueError, TypeError, msgpack.UnpackException):
-        raise MalformedError("a group state is not valid msgpack") from None
+        raise MalformedError("a group state is not valid msgpack within its limits") from None
     if type(fields) is not list or len(fields) != (_ROUTING_FIELDS if routing else _E2E_FIELDS):
         raise MalformedError("a group state has the wrong number of fields")
     name = None if routing else fields.pop(2)

@@ -15,6 +15,7 @@ import msgpack
 from .constants import PADDING_BLOCK, PAYLOAD_ID_SIZE
 from .errors import LocalProtocolError, MalformedError
 from .primitives import RandomSource, system_random
+from .unpack import FRAME_LIMITS
 
 SENDER_KEY_KIND = "sender_key"
 """A group sender key (:class:`e2e_proto.sender_keys.SenderKeyDistribution` gives its fields)."""
@@ -89,7 +90,7 @@ class Payload:
     def decode(cls, data: bytes) -> Payload:
         """Unpad and parse; :class:`MalformedError` on anything that is not a valid payload."""
         try:
-            body = msgpack.unpackb(unpad(data), strict_map_key=True)
+            body = FRAME_LIMITS.unpack(unpad(data))  # a payload travels inside one frame
         except (ValueError, TypeError, msgpack.UnpackException):
             raise MalformedError("payload is not a msgpack map") from None
         if type(body) is not dict or not all(type(name) is str for name in body):

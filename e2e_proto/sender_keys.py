@@ -29,6 +29,7 @@ from .constants import (
     GROUP_ID_SIZE,
     GROUP_SIGNATURE_PREFIX,
     KEY_SIZE,
+    MAX_GROUP_HEADER_SIZE,
     MAX_SENDER_KEY_CHAINS,
     MAX_SENDER_KEY_FORWARD,
     MAX_SENDER_KEY_SKIPPED,
@@ -83,7 +84,13 @@ def encode_header(group_id: bytes, chain_id: int, iteration: int) -> bytes:
 
 def decode_header(header: bytes) -> tuple[bytes, int, int]:
     """(group_id, chain_id, iteration); :class:`MalformedError` unless ``[bin 16, u32, u32]``
-    with the iteration below :data:`SENDER_KEY_ITERATION_LIMIT`."""
+    with the iteration below :data:`SENDER_KEY_ITERATION_LIMIT`.
+
+    A header longer than :data:`MAX_GROUP_HEADER_SIZE` is refused before it is unpacked, so its
+    shape cannot cost more than those few bytes.
+    """
+    if type(header) is not bytes or len(header) > MAX_GROUP_HEADER_SIZE:
+        raise MalformedError("malformed group message header")
     try:
         group_id, chain_id, iteration = msgpack.unpackb(header)
     except (ValueError, TypeError, msgpack.UnpackException):

@@ -26,12 +26,15 @@ def open_private_database(path: str | os.PathLike[str]) -> sqlite3.Connection:
     return connection
 
 
-def add_missing_column(db: sqlite3.Connection, table: str, column: str) -> None:
+def add_missing_column(db: sqlite3.Connection, table: str, column: str) -> bool:
     """Add ``column`` (``"name TYPE ..."``) to ``table`` unless it has it: a file made by an
-    older version gains a column its ``CREATE TABLE IF NOT EXISTS`` did not add."""
+    older version gains a column its ``CREATE TABLE IF NOT EXISTS`` did not add. Whether it was
+    added (the caller may then fill it in, in the same transaction)."""
     name = column.split()[0]
-    if name not in {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}:
-        db.execute(f'ALTER TABLE "{table}" ADD COLUMN {column}')
+    if name in {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}:
+        return False
+    db.execute(f'ALTER TABLE "{table}" ADD COLUMN {column}')
+    return True
 
 
 @contextlib.contextmanager

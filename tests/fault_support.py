@@ -2,7 +2,7 @@
 
 A server as a real child process to SIGKILL, a client loop that reconnects with backoff across
 those kills, a storage fault (read-only or full disk) switched on and off under a running
-server's store, and a frame that never completes (slow loris).
+server's store, and frames that never complete or trickle in (slow loris).
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import trio
+import trio.testing
 
 from client.core.connection import ConnectionLost
 from client.core.errors import ClientError
@@ -38,16 +39,17 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m MODULE serve`` in a child process; ready once it logs that it listens."""
+    """``python -m MODULE serve [OPTIONS]`` in a child process; ready once it logs that it
+    listens."""
 
     module: str  # the server's entry point, e.g. ``server.relay.main``
     what: str  # how a failure to start names it
 
-    def __init__(self, db: Path, port: int) -> None:
+    def __init__(self, db: Path, port: int, options: Sequence[str] = ()) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module, "serve", "--listen",
-             f"127.0.0.1:{port}", "--db", str(db)],
+             f"127.0.0.1:{port}", "--db", str(db), *options],
             cwd=ROOT, stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
 
@@ -140,3 +142,41 @@ async def answers_to_a_stalled_frame(port: int) -> tuple[list[dict[str, Any]], f
         while (frame := decoder.next_frame()) is not None:
             frames.append(frame)
     return frames, trio.current_time() - start
+
+
+class StreamServer(Protocol):
+    """A server that serves one client stream per call (the relay, the social server)."""
+
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None: ...
+
+
+async def answers_to_a_trickled_frame(server: StreamServer, interval: float
+                                      ) -> tuple[list[dict[str, Any]], float]:
+    """Trickle a 100-byte frame one byte every ``interval`` seconds over a memory stream.
+
+    Every frame the server sends until it closes the connection, and how long after the
+    frame's first byte (``trio.current_time``) it closed it.
+    """
+    client, served = trio.testing.memory_stream_pair()
+    frames: list[dict[str, Any]] = []
+    decoder = FrameDecoder()
+
+    async def trickle() -> None:
+        for byte in struct.pack(">I", 100) + b"\x81" + bytes(99):
+            try:
+                await client.send_all(bytes([byte]))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            await trio.sleep(interval)  # the attacker's pace (virtual time)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_stream, served, "192.0.2.1:4000")
+        start = trio.current_time()
+        nursery.start_soon(trickle)
+        while chunk := await client.receive_some(65536):
+            decoder.feed(chunk)
+            while (frame := decoder.next_frame()) is not None:
+                frames.append(frame)
+        took = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    return frames, took

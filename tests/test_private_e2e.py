@@ -22,6 +22,10 @@ from tests.relay_harness import (
     start_relay,
 )
 
+DRAINING = RelayConfig(bundle_burst_per_target=1000, one_time_prekey_burst=1000)
+"""One account may take a device's bundles and one-time prekeys as fast as it likes (the
+defaults stop that, tests/test_relay_limits.py): for the tests that use them all up."""
+
 
 async def test_stored_but_unshown_message_is_shown_on_next_run(nursery, tmp_path: Path) -> None:
     _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
@@ -131,7 +135,7 @@ async def test_redelivery_after_lost_ack_is_not_shown_twice(nursery, tmp_path: P
 
 
 async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path) -> None:
-    relay = await start_relay(nursery, tmp_path / "relay.db")
+    relay = await start_relay(nursery, tmp_path / "relay.db", DRAINING)
     bob = make_client(tmp_path / "bob", relay.port)
     await register(bob, "bob")
     await register(make_client(tmp_path / "alice", relay.port), "alice")
@@ -150,7 +154,7 @@ async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path) -> 
 
 
 async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path) -> None:
-    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, DRAINING)
     async with session_of(alice) as a:
         for _ in range(100):
             await a.connection.request("fetch_bundles", account="bob")
@@ -161,7 +165,8 @@ async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path) -> Non
 
 
 async def test_prekeys_low_push_tops_up_online_owner(nursery, tmp_path: Path) -> None:
-    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+    relay, alice, bob = await relay_with_alice_and_bob(  # a budget that reaches the watermark
+        nursery, tmp_path, RelayConfig(bundle_burst_per_target=1000, one_time_prekey_burst=95))
     async with session_of(bob) as b, session_of(alice) as a:
         for _ in range(95):
             await a.connection.request("fetch_bundles", account="bob")

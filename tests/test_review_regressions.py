@@ -145,8 +145,9 @@ def test_send_to_a_device_unlinked_meanwhile_is_not_stored(tmp_path: Path) -> No
     """The fan-out check and the commit are apart (group commit): the commit checks again."""
     store = SqliteRelayStore(tmp_path / "relay.db")
     store.create_account("bob", bytes(32), 1, b"list", bytes(64), {0: bytes(32)}, 0.0)
-    gone = Enqueue([Outgoing("bob", 0, b"x"), Outgoing("bob", 5, b"y")], ("alice", 0), 1.0, 10)
-    fine = Enqueue([Outgoing("bob", 0, b"z")], ("alice", 0), 1.0, 10)
+    gone = Enqueue([Outgoing("bob", 0, b"x"), Outgoing("bob", 5, b"y")], ("alice", 0), 1.0, 10,
+                   1000)
+    fine = Enqueue([Outgoing("bob", 0, b"z")], ("alice", 0), 1.0, 10, 1000)
     errors = store.write_mailboxes([gone, fine])
     assert isinstance(errors[0], DeviceGoneError) and errors[1] is None
     assert [d.envelope for d in store.pending("bob", 0, 0, 10)] == [b"z"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from pathlib import Path
@@ -15,6 +16,7 @@ from client.social.state import SocialEvent
 from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 from tests.social_harness import (
+    FAST,
     drain,
     login,
     make_client,
@@ -115,7 +117,8 @@ async def test_history_pages_with_before(nursery, tmp_path: Path) -> None:
 async def test_group_of_250_works_and_251st_member_is_refused(nursery, tmp_path: Path) -> None:
     limit = CAPABILITIES[SOCIAL].max_group_members
     assert limit == 250
-    social = await start_social(nursery, tmp_path / "social.db")
+    social = await start_social(nursery, tmp_path / "social.db",  # 251 accounts from one address
+                                dataclasses.replace(FAST, registration_burst=limit + 1))
     owner = make_client(tmp_path / "owner", social.port)
     await register(owner, "owner")
     member = make_client(tmp_path / "m001", social.port)

@@ -46,14 +46,21 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str) -> None:
-    """The options every server's ``serve`` command has: --listen, --db, --tls-cert/--tls-key."""
+def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str,
+                        registrations_per_hour: float) -> None:
+    """The options every server's ``serve`` command has: --listen, --db, --tls-cert/--tls-key,
+    --registrations-per-hour (``registrations_per_hour``: the server's default)."""
     serve.add_argument("--listen", type=parse_host_port, default=("127.0.0.1", port),
                        metavar="HOST:PORT", help=f"address to listen on (default "
                        f"127.0.0.1:{port}; port 0 picks a free port)")
     serve.add_argument("--db", default=db, help=f"SQLite database file (default {db})")
     serve.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate chain")
     serve.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
+    serve.add_argument("--registrations-per-hour", type=float, metavar="N",
+                       default=registrations_per_hour,
+                       help=f"accounts one source address (an IPv6 /64) may register an hour, "
+                       f"up to N at once (default {registrations_per_hour:g}); raise it when "
+                       "many users share one address (a proxy, a NAT) or for a load test")
 
 
 def add_blob_arguments(serve: argparse.ArgumentParser) -> None:

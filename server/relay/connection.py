@@ -40,7 +40,7 @@ class RelayConnection(FrameConnection):
     authenticated_routes = AUTHENTICATED_ROUTES
 
     def __init__(self, relay: Relay, stream: trio.abc.Stream, peer: str) -> None:
-        super().__init__(stream, peer, relay.config, relay.config.frame_timeout)
+        super().__init__(stream, peer, relay.config, relay)
         self.relay = relay
         self.nonce = secrets.token_bytes(api.NONCE_SIZE)
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[dict[str, Any]](256)
@@ -71,7 +71,7 @@ class RelayConnection(FrameConnection):
             calls.connection_closed(self)
         pending = self.relay.pending_links.get(self.link_lookup or b"")
         if pending is not None and pending.connection is self:
-            del self.relay.pending_links[self.link_lookup]  # type: ignore[index]
+            self.relay.drop_link(self.link_lookup)  # type: ignore[arg-type]
 
     def close_after_pushes(self) -> None:
         """End the connection once the queued pushes are written."""
@@ -90,12 +90,6 @@ class RelayConnection(FrameConnection):
     async def _auth_timed_out(self) -> None:
         log.info("connection from %s: no authentication in time", self.peer)
         await self._error(None, api.NOT_AUTHENTICATED, "authentication timed out")
-
-    def _log_kind(self, kind: object) -> str:
-        return describe(kind)
-
-    def _quote_kind(self, kind: object) -> str:
-        return describe(kind)
 
     async def _handle(self, frame: dict[str, Any]) -> None:
         try:
@@ -129,7 +123,7 @@ class RelayConnection(FrameConnection):
                 self.relay.config.connections_per_account):
             raise RequestError(api.TOO_MANY_CONNECTIONS, f"{address.account} has too many "
                                "open connections; close some first")
-        self.address = address
+        self._authenticated(address)
         self.relay.attach(address, self)
         try:
             self.relay.store.touch(address.account, address.device_id, self.relay.clock())

@@ -85,11 +85,12 @@ async def fetch_bundles(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
         raise RequestError(api.BAD_REQUEST,
                            "device_ids must list distinct devices of the account")
     assert conn.address is not None
-    if not conn.relay.bundle_fetches.take(conn.address.account, len(wanted)):
-        raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
+    one_time = conn.relay.bundle_limits.admit(
+        conn.address.account, [Address(account, i) for i in wanted], api.RATE_LIMITED)
     bundles = []
     for device_id in wanted:
-        taken = conn.relay.store.take_bundle(account, device_id)
+        taken = conn.relay.store.take_bundle(account, device_id,
+                                             Address(account, device_id) in one_time)
         if taken is None:
             raise RequestError(api.NO_PREKEYS, f"{account}.{device_id} has published no "
                                "signed prekey")

@@ -33,7 +33,8 @@ from e2e_proto.wire import Envelope, GroupEnvelope, decode_group_message
 from ..common.requests import RequestError
 from .blobs import announced_blobs, grant
 from .fields import require_field
-from .store import Enqueue, GroupRoute, Outgoing, StaleGroupError
+from .messages import check_envelope_size, enqueue
+from .store import GroupRoute, Outgoing, StaleGroupError
 
 if TYPE_CHECKING:
     from .connection import RelayConnection
@@ -122,7 +123,9 @@ async def group_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
     its sender key to; either differing refuses the send (``stale_group``, ``device_mismatch``
     with the relay's ``devices``), so no device gets a message it holds no key for. The blob
     ids in ``blobs`` (a file the message announces) are granted to every device it is for, as
-    a ``send`` grants them.
+    a ``send`` grants them. The group envelope is stored once per device, so it is bounded as
+    one envelope (``message_too_large``) and counts against each device's quotas of messages
+    and bytes; a device whose mailbox either would pass is left out.
     """
     assert conn.address is not None
     me = conn.address
@@ -143,17 +146,16 @@ async def group_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
         raise RequestError(api.BAD_REQUEST, f"group message refused: {exc}") from None
     if header_group != group_id:
         raise RequestError(api.BAD_REQUEST, "the message's header names another group")
+    delivery = GroupEnvelope(me, message).encode()  # stored once per device: bounded as one
+    check_envelope_size(conn, len(delivery), "a group envelope")
     devices = _member_devices(conn, route.members)
     if len(digest) != KEY_SIZE or digest != member_devices_digest(devices):
         raise RequestError(api.DEVICE_MISMATCH, "the member devices changed",
                            devices=[[a, ids] for a, ids in devices.items()])
-    delivery = GroupEnvelope(me, message).encode()
     outgoing = [Outgoing(account, device_id, delivery) for account, ids in devices.items()
                 for device_id in ids if (account, device_id) != me]
     grant(conn, blob_ids, (Address(item.account, item.device_id) for item in outgoing))
-    await conn.relay.mailboxes.write(Enqueue(outgoing, (me.account, me.device_id),
-                                             conn.relay.clock(), conn.relay.config.mailbox_quota,
-                                             skip_full=True))
+    await conn.relay.mailboxes.write(enqueue(conn, outgoing, skip_full=True))
     for item in outgoing:
         conn.relay.wake(Address(item.account, item.device_id))
     return {"devices": len(outgoing)}
@@ -163,7 +165,8 @@ async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
     """Store pairwise envelopes for devices of a group's members (and this account's others).
 
     What a ``send`` per member would do, in one request: each envelope is from this device and
-    for a current device of a member; a device with a full mailbox is left out.
+    for a current device of a member, at most the largest envelope (``message_too_large``); a
+    device whose mailbox would pass its quota of messages or bytes is left out.
     """
     assert conn.address is not None
     me = conn.address
@@ -176,6 +179,8 @@ async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
     store = conn.relay.store
     outgoing, addressed, stale = [], set(), []
     for data in raw:
+        if type(data) is bytes:
+            check_envelope_size(conn, len(data))
         try:
             envelope = Envelope.decode(data)  # type: ignore[arg-type]
         except E2EProtoError as exc:
@@ -192,9 +197,7 @@ async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
     if stale:
         raise RequestError(api.DEVICE_MISMATCH, "envelopes for devices that are not current "
                            "devices of the group's members", missing=[], stale=stale[:100])
-    await conn.relay.mailboxes.write(Enqueue(outgoing, (me.account, me.device_id),
-                                             conn.relay.clock(), conn.relay.config.mailbox_quota,
-                                             skip_full=True))
+    await conn.relay.mailboxes.write(enqueue(conn, outgoing, skip_full=True))
     for address in addressed:
         conn.relay.wake(address)
     return {"stored": len(outgoing)}

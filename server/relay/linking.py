@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("e2e.relay")
 
+_WAITING_LINKS = {"total": "at this relay", "account": "to this account",
+                  "address": "from this address"}
+"""How a refusal names the full cap of :attr:`Relay.link_places`."""
+
 
 @dataclass(slots=True)
 class PendingLink:
@@ -49,7 +53,8 @@ async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
     lookup = require_field(frame, "lookup", bytes)
     tag = require_field(frame, "tag", bytes)
     name = require_field(frame, "name", str)
-    if len(lookup) != api.LOOKUP_SIZE or len(tag) != 32 or not 0 < len(name) <= 64:
+    if (len(lookup) != api.LOOKUP_SIZE or len(tag) != 32
+            or not 0 < len(name) <= api.MAX_DEVICE_NAME_LENGTH):
         raise RequestError(api.BAD_REQUEST, "lookup, tag or name has a wrong size")
     if lookup in conn.relay.pending_links:
         raise RequestError(api.BAD_REQUEST, "that link code is in use; make a new one")
@@ -66,9 +71,12 @@ async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
                            "prekeys do not verify") from None
     if len(opks) > api.MAX_ONE_TIME_PREKEYS_PER_REQUEST:
         raise RequestError(api.BAD_REQUEST, "too many one-time prekeys")
-    conn.relay.pending_links[lookup] = PendingLink(
+    full = conn.relay.add_link(lookup, PendingLink(
         account, identity.raw, name, tag, frame["link_signature"],
-        (spk_id, spk_pub, spk_signature), opks, conn)
+        (spk_id, spk_pub, spk_signature), opks, conn))
+    if full is not None:
+        raise RequestError(api.RATE_LIMITED, f"too many new devices are waiting to link "
+                           f"{_WAITING_LINKS[full]}; try again later")
     conn.link_lookup = lookup
     log.info("connection from %s waits for a link to %s", conn.peer, account)
     return {"account_key": record.account_key}
@@ -131,7 +139,7 @@ async def update_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[s
     log.info("device list of %s is now version %d (added %s, removed %s)", me.account,
              new.version, added_ids, removed)
     if added and pending is not None:
-        del conn.relay.pending_links[lookup]  # type: ignore[arg-type]
+        conn.relay.drop_link(lookup)  # type: ignore[arg-type]
         pending.connection.push({"type": "link_approved", "device_id": added_ids[0]})
     for device_id in removed:
         conn.relay.disconnect(Address(me.account, device_id))

@@ -1,6 +1,9 @@
 """``e2e-relay``: run the ciphertext-only relay.
 
     e2e-relay serve --listen 127.0.0.1:7400 --db relay.db [--tls-cert FILE --tls-key FILE]
+                    [--ttl-days 30] [--quota 10000] [--quota-mib 100]
+                    [--registrations-per-hour 30]
+                    [--blob-dir DIR] [--blob-quota-mib 1024] [--blob-ttl-days 30]
                     [--sfu HOST:PORT | --sfu-address HOST:PORT --sfu-key-file FILE]
 """
 
@@ -16,7 +19,7 @@ import trio
 
 from ..calls.options import CallSetupError, add_call_arguments, call_setup
 from ..common import serving
-from .config import DAY, RelayConfig
+from .config import DAY, MIB, RelayConfig
 from .server import Relay
 from .sqlite_store import SqliteRelayStore
 
@@ -29,11 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="e2e-relay", description="The e2e-proto relay: stores and forwards ciphertext only.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the relay")
-    serving.add_serve_arguments(serve, 7400, "relay.db")
+    serving.add_serve_arguments(serve, 7400, "relay.db", RelayConfig().registrations_per_hour)
     serve.add_argument("--ttl-days", type=float, default=30.0,
                        help="days an undelivered message is kept (default 30)")
     serve.add_argument("--quota", type=int, default=10_000,
                        help="messages kept per device mailbox (default 10000)")
+    serve.add_argument("--quota-mib", type=float, default=100.0,
+                       help="MiB of envelopes kept per device mailbox (default 100)")
     serving.add_blob_arguments(serve)
     add_call_arguments(serve)
     return parser
@@ -59,10 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     def make_relay(store: SqliteRelayStore) -> Relay:
-        return Relay(store, RelayConfig(mailbox_ttl=args.ttl_days * DAY,
-                                        mailbox_quota=args.quota,
-                                        blobs=serving.blob_limits(args)),
-                     blob_dir=args.blob_dir, sfu=calls.grant)
+        return Relay(store, RelayConfig(
+            mailbox_ttl=args.ttl_days * DAY, mailbox_quota=args.quota,
+            mailbox_quota_bytes=int(args.quota_mib * MIB),
+            registrations_per_hour=args.registrations_per_hour,
+            registration_burst=max(1, round(args.registrations_per_hour)),
+            blobs=serving.blob_limits(args)), blob_dir=args.blob_dir, sfu=calls.grant)
 
     async def serve_with_calls(relay: Relay, host: str, port: int,
                                tls: ssl.SSLContext | None = None,

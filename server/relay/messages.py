@@ -37,6 +37,8 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     expected.discard(me)  # a device never sends to itself (a note to conn goes to the others)
     outgoing = []
     for data in raw:
+        if type(data) is bytes:
+            check_envelope_size(conn, len(data))
         try:
             envelope = Envelope.decode(data)  # type: ignore[arg-type]
         except E2EProtoError as exc:
@@ -54,9 +56,7 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
                            stale=[list(a) for a in stale])
     grant(conn, blob_ids, addressed)
     try:
-        await conn.relay.mailboxes.write(Enqueue(
-            outgoing, (me.account, me.device_id), conn.relay.clock(),
-            conn.relay.config.mailbox_quota))
+        await conn.relay.mailboxes.write(enqueue(conn, outgoing))
     except QuotaExceededError as exc:
         raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
     except DeviceGoneError as exc:  # unlinked while this send waited for its commit
@@ -68,10 +68,32 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     return {"stored": len(outgoing)}
 
 
+def check_envelope_size(conn: RelayConnection, size: int, what: str = "an envelope") -> None:
+    """Refuse an envelope of ``size`` bytes over the relay's largest (``message_too_large``,
+    with ``limit``): what one device's mailbox stores per message, from any request."""
+    limit = conn.relay.config.max_envelope_size
+    if size > limit:
+        raise RequestError(api.MESSAGE_TOO_LARGE, f"{what} has at most {limit} bytes (got "
+                           f"{size})", limit=limit)
+
+
+def enqueue(conn: RelayConnection, outgoing: list[Outgoing], skip_full: bool = False
+            ) -> Enqueue:
+    """Store ``outgoing`` from this device within the relay's mailbox quotas (messages and
+    bytes per device); with ``skip_full`` a full mailbox is left out instead of refusing all."""
+    assert conn.address is not None
+    config = conn.relay.config
+    return Enqueue(outgoing, (conn.address.account, conn.address.device_id), conn.relay.clock(),
+                   config.mailbox_quota, config.mailbox_quota_bytes, skip_full)
+
+
 async def ack(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """Delete messages the device has committed."""
     assert conn.address is not None
     seqs = require_field(frame, "seqs", list)
+    if len(seqs) > api.MAX_ACK_SEQS:
+        raise RequestError(api.BAD_REQUEST, f"an ack lists at most {api.MAX_ACK_SEQS} seqs; "
+                           "send several")
     if not all(type(s) is int and 0 < s < 2**63 for s in seqs):
         raise RequestError(api.BAD_REQUEST, "seqs must be positive 63-bit integers")
     await conn.relay.mailboxes.write(

@@ -22,8 +22,10 @@ from e2e_proto.address import Address
 
 from ..calls.registry import CallRegistry, SfuGrant
 from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
+from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
+from ..common.slots import Slots
 from .config import RelayConfig
 from .connection import RelayConnection
 from .group_commit import GroupCommit
@@ -43,9 +45,9 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
                  clock: Callable[[], float] = time.time,
                  blob_dir: str | os.PathLike[str] | None = None,
                  sfu: SfuGrant | None = None) -> None:
-        super().__init__()
-        self.store = store
         self.config = config or RelayConfig()
+        super().__init__(self.config)
+        self.store = store
         self.clock = clock
         if blob_dir is None:
             path = getattr(store, "path", None)  # a store in one file keeps blobs beside it
@@ -58,13 +60,36 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
                                   calls_per_account=self.config.calls_per_account)
         """The calls running (:mod:`server.relay.calls`); ``sfu`` None: calls are refused."""
         self.pending_links: dict[bytes, PendingLink] = {}
+        self.link_places = Slots(self.config.max_pending_links,
+                                 account=self.config.max_pending_links_per_account,
+                                 address=self.config.max_pending_links_per_address)
+        """Pending links, overall, per account and per source address."""
         self.mailboxes = GroupCommit(store)
         self.account_requests = TokenBuckets(self.config.account_requests_per_second,
                                              self.config.account_request_burst)
         """Requests per account, over all its connections."""
-        self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
-                                           self.config.bundle_burst)
-        """Prekey bundles per account (against one-time prekey draining)."""
+        config = self.config
+        self.bundle_limits = BundleLimits(config)
+        """Prekey bundles and one-time prekeys handed out (against draining)."""
+        self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
+                                               config.registration_burst)
+        """Accounts registered per source address."""
+
+    def add_link(self, lookup: bytes, pending: PendingLink) -> str | None:
+        """File a pending link under ``lookup``; None, or the cap that is full ("total",
+        "account" or "address") and nothing filed."""
+        full = self.link_places.take(account=pending.account, address=pending.connection.source)
+        if full is None:
+            self.pending_links[lookup] = pending
+        return full
+
+    def drop_link(self, lookup: bytes) -> PendingLink | None:
+        """Forget the pending link under ``lookup`` (approved, or its device gave up)."""
+        pending = self.pending_links.pop(lookup, None)
+        if pending is not None:
+            self.link_places.give_back(account=pending.account,
+                                       address=pending.connection.source)
+        return pending
 
     def account_connections(self, account: str) -> int:
         """Authenticated connections of all devices of ``account``."""

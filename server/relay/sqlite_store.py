@@ -23,6 +23,7 @@ from .store import (
     Delivery,
     DeviceGoneError,
     DeviceInfo,
+    Enqueue,
     GroupRoute,
     MailboxWrite,
     NameTakenError,
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS devices (
     identity_key BLOB NOT NULL,
     spk_id INTEGER, spk BLOB, spk_signature BLOB,
     name TEXT NOT NULL DEFAULT '', linked_at REAL NOT NULL DEFAULT 0, last_seen REAL,
+    mail_count INTEGER NOT NULL DEFAULT 0, mail_bytes INTEGER NOT NULL DEFAULT 0,
     link_signature BLOB, PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
@@ -101,6 +103,22 @@ CREATE TABLE IF NOT EXISTS blob_grants (
         super()._forget(db, blob_ids)
         db.executemany("DELETE FROM blob_grants WHERE blob_id = ?", [(b,) for b in blob_ids])
 
+# A device's mail_count and mail_bytes are its mailbox's size, kept by these triggers in the
+# transaction of every insert and delete (send, ack, expiry, unlinking): the quota check reads
+# them in the transaction that inserts, so it cannot be raced, and costs no scan.
+_USAGE_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS mailbox_stored AFTER INSERT ON mailbox BEGIN
+    UPDATE devices SET mail_count = mail_count + 1,
+                       mail_bytes = mail_bytes + length(NEW.envelope)
+    WHERE account = NEW.account AND device = NEW.device;
+END;
+CREATE TRIGGER IF NOT EXISTS mailbox_deleted AFTER DELETE ON mailbox BEGIN
+    UPDATE devices SET mail_count = mail_count - 1,
+                       mail_bytes = mail_bytes - length(OLD.envelope)
+    WHERE account = OLD.account AND device = OLD.device;
+END;
+"""
+
 
 class SqliteRelayStore:
     """:class:`RelayStore` in one SQLite file (WAL, synchronous=FULL, mode 0600)."""
@@ -109,10 +127,21 @@ class SqliteRelayStore:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
-        add_missing_column(self._db, "devices", "link_signature BLOB")  # relays made before
+        self._migrate()
+        self._db.executescript(_USAGE_TRIGGERS)
         self.blobs = SqliteRelayBlobs(self._db)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
         self._groups: dict[bytes, GroupRoute] = {}  # read on every group send: kept decoded
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier version up to this schema."""
+        add_missing_column(self._db, "devices", "link_signature BLOB")
+        with self._transaction() as db:  # the byte quota's usage columns: count what is stored
+            add_missing_column(db, "devices", "mail_count INTEGER NOT NULL DEFAULT 0")
+            if add_missing_column(db, "devices", "mail_bytes INTEGER NOT NULL DEFAULT 0"):
+                db.execute("UPDATE devices SET (mail_count, mail_bytes) = (SELECT COUNT(*), "
+                           "COALESCE(SUM(length(envelope)), 0) FROM mailbox m "
+                           "WHERE m.account = devices.account AND m.device = devices.device)")
 
     def close(self) -> None:
         """Close the database."""
@@ -236,11 +265,12 @@ class SqliteRelayStore:
                                 (account, device_id)).fetchone()[0]
 
     @storage
-    def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
-        """The device's bundle with one OPK, which is deleted in the same transaction, and how
-        many OPKs it has left."""
+    def take_bundle(self, account: str, device_id: int, one_time: bool = True
+                    ) -> tuple[Bundle, int] | None:
+        """The device's bundle with one OPK (none when not ``one_time``), which is deleted in
+        the same transaction, and how many OPKs it has left."""
         with self._transaction() as db:
-            bundle = take_bundle(db, account, device_id)
+            bundle = take_bundle(db, account, device_id, one_time)
             if bundle is None:
                 return None
             return bundle, self.one_time_prekey_count(account, device_id)
@@ -259,10 +289,10 @@ class SqliteRelayStore:
                     continue
                 messages = write.messages
                 if write.skip_full:
-                    messages = [m for m in messages if self._refusal(db, m, write.quota) is None]
+                    messages = [m for m in messages if self._refusal(db, m, write) is None]
                 else:
                     full = next((r for m in messages
-                                 if (r := self._refusal(db, m, write.quota)) is not None), None)
+                                 if (r := self._refusal(db, m, write)) is not None), None)
                     if full is not None:
                         results.append(full)
                         continue
@@ -275,17 +305,20 @@ class SqliteRelayStore:
         return results
 
     @staticmethod
-    def _refusal(db: sqlite3.Connection, message: Outgoing, quota: int
+    def _refusal(db: sqlite3.Connection, message: Outgoing, write: Enqueue
                  ) -> QuotaExceededError | DeviceGoneError | None:
-        """Why ``message`` cannot be stored now: a full mailbox, or a device unlinked meanwhile."""
+        """Why ``message`` of ``write`` cannot be stored now: a mailbox it would take over its
+        quota (of messages or bytes), or a device unlinked meanwhile."""
         address = (message.account, message.device_id)
-        if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
-                      address).fetchone() is None:
+        usage = db.execute("SELECT mail_count, mail_bytes FROM devices "
+                           "WHERE account = ? AND device = ?", address).fetchone()
+        if usage is None:
             return DeviceGoneError(*address)
-        count = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
-                           address).fetchone()[0]
-        if count >= quota:
-            return QuotaExceededError(*address)
+        count, size = usage
+        if count >= write.quota:
+            return QuotaExceededError(*address, f"{write.quota} messages")
+        if size + len(message.envelope) > write.quota_bytes:
+            return QuotaExceededError(*address, f"{write.quota_bytes} bytes")
         return None
 
     @storage

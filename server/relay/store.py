@@ -21,10 +21,11 @@ class NameTakenError(Exception):
 
 
 class QuotaExceededError(Exception):
-    """A recipient's mailbox is full."""
+    """A recipient's mailbox is full: it holds ``limit`` (messages or bytes) already."""
 
-    def __init__(self, account: str, device_id: int) -> None:
-        super().__init__(f"mailbox of {account}.{device_id} is full")
+    def __init__(self, account: str, device_id: int, limit: str) -> None:
+        super().__init__(f"mailbox of {account}.{device_id} is full (it may hold {limit}); "
+                         "the recipient must collect its messages first")
         self.account = account
         self.device_id = device_id
 
@@ -98,14 +99,18 @@ class Outgoing(NamedTuple):
 class Enqueue(NamedTuple):
     """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none).
 
-    With ``skip_full`` (a group message) a device whose mailbox is full, or that was unlinked
-    meanwhile, is left out instead, and the others are stored: one member cannot block a group.
+    Each recipient's mailbox may then hold at most ``quota`` messages and ``quota_bytes`` bytes
+    of envelopes. With ``skip_full`` (a group message) a device whose mailbox is full (its
+    ``quota`` of messages, or an envelope that would take it past ``quota_bytes``), or that was
+    unlinked meanwhile, is left out instead, and the others are stored: one member cannot block
+    a group.
     """
 
     messages: Sequence[Outgoing]
     sender: tuple[str, int]
     now: float
     quota: int
+    quota_bytes: int
     skip_full: bool = False
 
 
@@ -207,9 +212,10 @@ class RelayStore(Protocol):
         """How many one-time prekeys the relay holds for the device."""
         ...
 
-    def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
-        """The device's bundle with one OPK, which is deleted in the same transaction, and how
-        many OPKs it has left."""
+    def take_bundle(self, account: str, device_id: int, one_time: bool = True
+                    ) -> tuple[Bundle, int] | None:
+        """The device's bundle with one OPK (none when not ``one_time``), which is deleted in
+        the same transaction, and how many OPKs it has left."""
         ...
 
     def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:

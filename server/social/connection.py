@@ -14,6 +14,7 @@ import trio
 
 from e2e_proto import social_api as api
 from e2e_proto.address import Address
+from e2e_proto.errors import describe
 
 from ..common.blobs import BlobService
 from ..common.connection import FrameConnection
@@ -41,7 +42,7 @@ class SocialConnection(FrameConnection):
     already_authenticated = "this connection is logged in already"
 
     def __init__(self, server: SocialServer, stream: trio.abc.Stream, peer: str) -> None:
-        super().__init__(stream, peer, server.config, server.config.frame_timeout)
+        super().__init__(stream, peer, server.config, server)
         self.server = server
         self.store = server.store
         self.expires = 0.0
@@ -75,17 +76,11 @@ class SocialConnection(FrameConnection):
         await self._error(None, api.NOT_AUTHENTICATED, "log in within "
                           f"{self.server.config.auth_timeout:g} seconds")
 
-    def _log_kind(self, kind: object) -> str:
-        return str(kind)[:40]
-
-    def _quote_kind(self, kind: object) -> str:
-        return repr(str(kind)[:40])
-
     async def _handle(self, frame: dict[str, Any]) -> None:
         try:
             await super()._handle(frame)
         except StoreUnavailableError as exc:  # disk full, read-only, ...: refuse, keep serving
-            log.error("request %s from %s failed in storage: %s", self._log_kind(frame.get("type")),
+            log.error("request %s from %s failed in storage: %s", describe(frame.get("type")),
                       self.address or self.peer, exc)
             await self._error(frame.get("id"), api.UNAVAILABLE, "the social server cannot store "
                               "or read data right now; nothing was stored; try again later")
@@ -98,7 +93,7 @@ class SocialConnection(FrameConnection):
 
     def become(self, account: str, device_id: int, expires: float) -> None:
         """Serve this connection as that device until ``expires``."""
-        self.address = Address(account, device_id)
+        self._authenticated(Address(account, device_id))
         self.expires = expires
         self.server.attach(account, self)
         log.info("connection from %s logged in as %s", self.peer, self.address)

@@ -1,6 +1,8 @@
 """``e2e-social``: run the social server (a separate program and database from the relay).
 
     e2e-social serve --listen 127.0.0.1:7500 --db social.db [--tls-cert FILE --tls-key FILE]
+                     [--token-days 30] [--registrations-per-hour 30]
+                     [--blob-dir DIR] [--blob-quota-mib 1024] [--blob-ttl-days 30]
                      [--sfu HOST:PORT | --sfu-address HOST:PORT --sfu-key-file FILE]
 """
 
@@ -30,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         "history, search, reactions, pins, and opt-in end-to-end encrypted conversations.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_command = commands.add_parser("serve", help="run the social server")
-    serving.add_serve_arguments(serve_command, 7500, "social.db")
+    serving.add_serve_arguments(serve_command, 7500, "social.db",
+                                SocialConfig().registrations_per_hour)
     serve_command.add_argument("--token-days", type=float, default=30.0,
                                help="days a device's session token is valid (default 30)")
     serving.add_blob_arguments(serve_command)
@@ -58,9 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     def make_server(store: SqliteSocialStore) -> SocialServer:
-        return SocialServer(store, SocialConfig(token_ttl=args.token_days * DAY,
-                                                blobs=serving.blob_limits(args)),
-                            blob_dir=args.blob_dir, sfu=calls.grant)
+        return SocialServer(store, SocialConfig(
+            token_ttl=args.token_days * DAY, registrations_per_hour=args.registrations_per_hour,
+            registration_burst=max(1, round(args.registrations_per_hour)),
+            blobs=serving.blob_limits(args)), blob_dir=args.blob_dir, sfu=calls.grant)
 
     async def serve_with_calls(server: SocialServer, host: str, port: int,
                                tls: ssl.SSLContext | None = None,

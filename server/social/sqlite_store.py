@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from storage.sqlite import immediate_transaction, open_private_database
@@ -23,6 +23,7 @@ from .store import (
     ClientIdReusedError,
     Conversation,
     Device,
+    DeviceInfo,
     DeviceKeys,
     Event,
     KeyChangedError,
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS devices (
     account TEXT NOT NULL REFERENCES accounts(name), device INTEGER NOT NULL,
     token_hash BLOB NOT NULL UNIQUE, expires REAL NOT NULL, cursor INTEGER NOT NULL,
     identity_key BLOB, spk_id INTEGER, spk BLOB, spk_signature BLOB,
+    created REAL, last_seen REAL,
     PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
@@ -115,6 +117,10 @@ class SqliteSocialStore:
             self._db.execute("ALTER TABLE messages ADD COLUMN client_id BLOB")
         self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id "
                          "ON messages (sender, client_id) WHERE client_id IS NOT NULL")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(devices)")}
+        for column in ("created", "last_seen"):  # added with the device list (unknown: NULL)
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE devices ADD COLUMN {column} REAL")
 
     def close(self) -> None:
         """Close the database."""
@@ -156,16 +162,18 @@ class SqliteSocialStore:
                                 (name,)).fetchone() is not None
 
     @storage
-    def add_device(self, account: str, token_hash: bytes, expires: float) -> int:
-        """A new device of ``account`` with this token; its cursor starts at the log's end."""
+    def add_device(self, account: str, token_hash: bytes, expires: float, now: float) -> int:
+        """A new device of ``account`` with this token, created (and seen) ``now``; its cursor
+        starts at the log's end."""
         with self._transaction() as db:
             (device_id,) = db.execute("SELECT next_device FROM accounts WHERE name = ?",
                                       (account,)).fetchone()
             db.execute("UPDATE accounts SET next_device = next_device + 1 WHERE name = ?",
                        (account,))
             (end,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-            db.execute("INSERT INTO devices (account, device, token_hash, expires, cursor) "
-                       "VALUES (?, ?, ?, ?, ?)", (account, device_id, token_hash, expires, end))
+            db.execute("INSERT INTO devices (account, device, token_hash, expires, cursor, "
+                       "created, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (account, device_id, token_hash, expires, end, now, now))
         return int(device_id)
 
     @storage
@@ -174,6 +182,31 @@ class SqliteSocialStore:
         row = self._db.execute("SELECT account, device, expires FROM devices "
                                "WHERE token_hash = ?", (token_hash,)).fetchone()
         return None if row is None else Device(*row)
+
+    @storage
+    def touch_device(self, account: str, device_id: int, now: float) -> None:
+        """Record that a device logged in (with its token) at ``now``."""
+        self._db.execute("UPDATE devices SET last_seen = ? WHERE account = ? AND device = ?",
+                         (now, account, device_id))
+
+    @storage
+    def device_info(self, account: str) -> list[DeviceInfo]:
+        """Every device of ``account``: id, creation, last login and token expiry."""
+        return [DeviceInfo(*row) for row in self._db.execute(
+            "SELECT device, created, last_seen, expires FROM devices WHERE account = ? "
+            "ORDER BY device", (account,))]
+
+    @storage
+    def remove_device(self, account: str, device_id: int) -> bool:
+        """Revoke a device: its token, keys and envelopes are deleted (its id is never used
+        again); False when ``account`` has no such device."""
+        with self._transaction() as db:
+            for table in ("devices", "one_time_prekeys", "envelopes"):
+                removed = db.execute(f"DELETE FROM {table} WHERE account = ? AND device = ?",
+                                     (account, device_id)).rowcount
+                if table == "devices" and not removed:
+                    return False
+        return True
 
     @storage
     def devices(self, account: str) -> list[DeviceKeys]:
@@ -205,15 +238,17 @@ class SqliteSocialStore:
         return int(count)
 
     @storage
-    def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
-        """The devices' bundles, each one-time prekey handed out (deleted) once.
+    def take_bundles(self, account: str, device_ids: Sequence[int],
+                     one_time: Collection[int]) -> list[Bundle]:
+        """The devices' bundles, each one-time prekey handed out (deleted) once; only the
+        devices in ``one_time`` get one.
 
         :class:`NoPrekeysError` (and nothing deleted) when one of them has no signed prekey.
         """
         bundles = []
         with self._transaction() as db:
             for device_id in device_ids:
-                bundle = take_bundle(db, account, device_id)
+                bundle = take_bundle(db, account, device_id, device_id in one_time)
                 if bundle is None:
                     raise NoPrekeysError(device_id)
                 bundles.append(bundle)

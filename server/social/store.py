@@ -12,7 +12,7 @@ conversations after its cursor and moves the cursor by acknowledging.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -66,6 +66,16 @@ class Device(NamedTuple):
 
     account: str
     device_id: int
+    expires: float
+
+
+class DeviceInfo(NamedTuple):
+    """What the server knows of one of an account's devices besides its keys (times are
+    seconds since the Unix epoch; None for a device from before they were recorded)."""
+
+    device_id: int
+    created: float | None
+    last_seen: float | None
     expires: float
 
 
@@ -133,12 +143,26 @@ class SocialStore(Protocol):
         """Whether an account named ``name`` exists."""
         ...
 
-    def add_device(self, account: str, token_hash: bytes, expires: float) -> int:
-        """A new device of ``account`` with this token; its cursor starts at the log's end."""
+    def add_device(self, account: str, token_hash: bytes, expires: float, now: float) -> int:
+        """A new device of ``account`` with this token, created (and seen) ``now``; its cursor
+        starts at the log's end."""
         ...
 
     def device_by_token(self, token_hash: bytes) -> Device | None:
         """The device logged in with this token (hash), expired or not."""
+        ...
+
+    def touch_device(self, account: str, device_id: int, now: float) -> None:
+        """Record that a device logged in (with its token) at ``now``."""
+        ...
+
+    def device_info(self, account: str) -> list[DeviceInfo]:
+        """Every device of ``account``: id, creation, last login and token expiry."""
+        ...
+
+    def remove_device(self, account: str, device_id: int) -> bool:
+        """Revoke a device: its token, keys and envelopes are deleted (its id is never used
+        again); False when ``account`` has no such device."""
         ...
 
     def devices(self, account: str) -> list[DeviceKeys]:
@@ -154,8 +178,10 @@ class SocialStore(Protocol):
         """
         ...
 
-    def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
-        """The devices' bundles, each one-time prekey handed out (deleted) once.
+    def take_bundles(self, account: str, device_ids: Sequence[int],
+                     one_time: Collection[int]) -> list[Bundle]:
+        """The devices' bundles, each one-time prekey handed out (deleted) once; only the
+        devices in ``one_time`` get one.
 
         :class:`NoPrekeysError` (and nothing deleted) when one of them has no signed prekey.
         """
