@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m e2e_proto.demo
-	$(BIN)/python -m client.demo
+	$(BIN)/python -m client.cli.demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from client.connection import Connection, open_connection
+from client.core.connection import Connection, open_connection
 from e2e_proto import relay_api as api
 from e2e_proto.devices import DeviceList
 from e2e_proto.keys import IdentityKeyPair
@@ -196,8 +196,8 @@ async def _run_load(ports: Sequence[int], pairs: list[tuple[Account, Account]], 
                         frame = connection.pushes.receive_nowait()
                     except trio.WouldBlock:
                         break
-                if seqs:
-                    await connection.request("ack", seqs=seqs)
+                for start in range(0, len(seqs), api.MAX_ACK_SEQS):
+                    await connection.request("ack", seqs=seqs[start:start + api.MAX_ACK_SEQS])
 
     async with trio.open_nursery() as nursery:
         for index, (sender_account, receiver_account) in enumerate(pairs):

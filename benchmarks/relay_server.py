@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import resource
 import sys
+import tempfile
 from typing import Any
 
 import trio
@@ -93,21 +94,28 @@ async def _serve(kind: str, store: str) -> None:
             nursery.start_soon(trio.serve_listeners, BareRelay().handle, listeners)
             await _report_and_wait(listeners, nursery)
         return
+    from server.common.blobs import BlobLimits
     from server.relay.backends import open_backend
     from server.relay.config import RelayConfig
     from server.relay.main import serve
     from server.relay.server import Relay
 
     # The request-rate limits (200/s per connection, 400/s per account) would cap a closed-loop
-    # sender below what the relay can do, and the memory figure opens thousands of connections
-    # for one device; everything else (durable storage, checks, group commit) is the deployed
-    # configuration.
+    # sender below what the relay can do, the memory figure opens thousands of connections for
+    # one device, and every account registers from 127.0.0.1; everything else (durable
+    # storage, checks, group commit) is the deployed configuration. The media figure moves a
+    # 1 GiB blob, past the 100 MiB a deployed relay takes.
     config = RelayConfig(requests_per_second=1e9, request_burst=10**9,
                          account_requests_per_second=1e9, account_request_burst=10**9,
-                         connections_per_account=10**9)
-    async with open_backend(store) as (opened, hub), trio.open_nursery() as nursery:
-        listeners = await nursery.start(serve, Relay(opened, config, hub=hub), HOST, 0)
-        await _report_and_wait(listeners, nursery)
+                         connections_per_account=10**9, registration_burst=10**9,
+                         blobs=BlobLimits(max_blob_size=2**32, quota=2**34))
+    with tempfile.TemporaryDirectory(prefix="e2e-bench-blobs-") as scratch:
+        # A store in a file keeps its blobs beside it; nodes on Redis get a folder here.
+        blob_dir = None if store.startswith("sqlite:") else scratch
+        async with open_backend(store) as (opened, hub), trio.open_nursery() as nursery:
+            relay = Relay(opened, config, hub=hub, blob_dir=blob_dir)
+            listeners = await nursery.start(serve, relay, HOST, 0)
+            await _report_and_wait(listeners, nursery)
 
 
 async def _report_and_wait(listeners: list[trio.SocketListener], nursery: trio.Nursery) -> None:

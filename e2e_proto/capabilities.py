@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .constants import MAX_GROUP_MEMBERS
 from .errors import LocalProtocolError
 
 PRIVATE = "private"
@@ -28,13 +29,14 @@ class Capabilities:
     reactions: str  # "text" (an encrypted payload of kind reaction) or "emoji"
     pinning: bool
     group_call_participants: int
-    max_group_members: int  # 0: groups are not offered yet
+    max_group_members: int
     server_history: bool
     database: str
 
 
 CAPABILITIES: dict[str, Capabilities] = {
-    PRIVATE: Capabilities(PRIVATE, "always", 5, "text", False, 8, 0, False, "relay.db"),
+    PRIVATE: Capabilities(PRIVATE, "always", 5, "text", False, 8, MAX_GROUP_MEMBERS, False,
+                          "relay.db"),
     SOCIAL: Capabilities(SOCIAL, "opt-in", None, "emoji", True, 50, 250, True, "social.db"),
 }
 

@@ -3,17 +3,27 @@
 The account identity key (AIK) signs ``DEVICE_LIST_PREFIX || msgpack([account, version,
 [[device_id, dik_pub], ...]])``. Device 0 is the primary; an account has at most
 :data:`~e2e_proto.constants.MAX_LINKED_DEVICES` linked devices besides it; every change raises
-the version, and an older version than one already seen is refused.
+the version, and an older version than one already seen is refused. Each linked device signs
+:func:`link_message` (the account's key and name) with its own key; a list is trusted only with
+a valid link signature for each of its linked devices.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgpack
 
 from .address import is_valid_account, is_valid_device_id
-from .constants import DEVICE_LINK_PREFIX, DEVICE_LIST_PREFIX, MAX_DEVICES, PRIMARY_DEVICE_ID
+from .constants import (
+    DEVICE_LINK_PREFIX,
+    DEVICE_LIST_PREFIX,
+    KEY_SIZE,
+    MAX_ACCOUNT_LENGTH,
+    MAX_DEVICES,
+    PRIMARY_DEVICE_ID,
+)
 from .errors import (
     InvalidKeyError,
     LocalProtocolError,
@@ -22,9 +32,17 @@ from .errors import (
     describe,
 )
 from .keys import Ed25519PublicKey, IdentityKeyPair
+from .unpack import UnpackLimits
 
 _U64_LIMIT = 2**64
 
+
+DEVICE_LIST_LIMITS = UnpackLimits(
+    max_str_len=MAX_ACCOUNT_LENGTH, max_bin_len=KEY_SIZE,  # the account; the device keys
+    # [account, version, [[id, key], ...]]: up to 64 entries parse, so that more than
+    # MAX_DEVICES is the typed TooManyDevicesError (too_many_devices at the relay).
+    max_array_len=64, max_map_len=0, max_containers=2 + 64)
+"""A device list body (signed by the account key before it is unpacked)."""
 
 class TooManyDevicesError(LocalProtocolError):
     """A device list would hold more than the primary and four linked devices."""
@@ -107,7 +125,7 @@ class SignedDeviceList:
             raise MalformedError("device list body must be bytes")
         account_key.verify(DEVICE_LIST_PREFIX + body, signature)
         try:
-            account, version, entries = msgpack.unpackb(body)
+            account, version, entries = DEVICE_LIST_LIMITS.unpack(body)
             devices = tuple((i, Ed25519PublicKey(key)) for i, key in entries)
             _check(account, version, devices, MalformedError)
         except TooManyDevicesError:
@@ -118,6 +136,24 @@ class SignedDeviceList:
             raise MalformedError("a device key equals the account key (the AIK and every "
                                  "DIK must differ)")
         return cls(DeviceList(account, version, devices), body, signature)
+
+    def check_links(self, account_key: Ed25519PublicKey, signatures: Mapping[int, bytes]) -> None:
+        """Every linked device must have signed :func:`link_message` for this account and key.
+
+        ``signatures`` maps device ids to link signatures (the relay keeps those the devices
+        made when they were linked). A list signed by one account's key could otherwise claim
+        another account's device (identity misbinding): the device's own signature says which
+        account it joined. :class:`MalformedError` for a missing signature,
+        :class:`InvalidSignatureError` for one that does not verify.
+        """
+        message = link_message(account_key, self.device_list.account)
+        for device_id, key in self.device_list.devices:
+            if device_id == PRIMARY_DEVICE_ID:
+                continue
+            signature = signatures.get(device_id)
+            if signature is None:
+                raise MalformedError(f"linked device {device_id} has no link signature")
+            key.verify(message, signature)
 
     def check_newer_than(self, known: SignedDeviceList | None) -> None:
         """Refuse a list older than ``known`` (or of the same version with other contents)."""

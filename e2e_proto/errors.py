@@ -55,12 +55,97 @@ class DuplicateMessageError(RemoteProtocolError):
     """The message was already decrypted (its key is used up): a replay."""
 
 
+class BaseKeyReusedError(DuplicateMessageError):
+    """A prekey message's base key is one of a session this device had and dropped: a replay.
+
+    A :class:`DuplicateMessageError`, so a caller that acknowledges duplicates drops it too.
+    """
+
+
 class TooManySkippedError(RemoteProtocolError):
     """The message would skip more than MAX_SKIP message keys in one chain."""
 
 
 class UnknownPreKeyError(RemoteProtocolError):
     """A prekey message names a signed or one-time prekey this device does not have (or used)."""
+
+
+class NoSenderKeyError(RemoteProtocolError):
+    """A group message names a group or sender-key chain this device holds no key for.
+
+    The sender's distribution never arrived, or the chain was evicted (five are kept per sender).
+    """
+
+
+class SenderKeyConflictError(RemoteProtocolError):
+    """A sender-key distribution contradicts a chain already held under its chain id."""
+
+
+class GroupTooLargeError(LocalProtocolError):
+    """A group would have more members than the transport allows (1024 on the private one)."""
+
+
+class OversizedGroupError(MalformedError):
+    """A received group state lists more members than a group may have (1024)."""
+
+
+class StaleGroupUpdateError(RemoteProtocolError):
+    """A group update is not newer than the copy of the group already held."""
+
+
+class NotGroupAdminError(RemoteProtocolError):
+    """A group update is signed for an account that may not make that change (not an admin)."""
+
+
+class NotGroupMemberError(RemoteProtocolError):
+    """A group message or sender key comes from an account that is not a member of the group."""
+
+
+class HardwareAESUnavailableError(E2EProtoError):
+    """This machine cannot run AES-256-GCM: libsodium needs hardware AES (AES-NI, ARMv8 Crypto).
+
+    Neither side's fault: SFrame (cipher suite 0x0005) cannot run on this CPU at all.
+    """
+
+
+class CounterExhaustedError(LocalProtocolError):
+    """An SFrame sender used every counter value of its key; it must switch to a new key."""
+
+
+class UnknownKeyIdError(RemoteProtocolError):
+    """An SFrame frame names a KID the receiver holds no key for (RFC 9605: it MAY buffer it)."""
+
+
+class CallTokenError(RemoteProtocolError):
+    """A call join token that is malformed or whose tag does not verify (forged, other key)."""
+
+
+class ExpiredCallTokenError(CallTokenError):
+    """A call join token whose expiry has passed."""
+
+
+class PacketAuthenticationError(RemoteProtocolError):
+    """A call datagram whose packet tag does not verify under its participant's packet key."""
+
+
+class MediaError(RemoteProtocolError):
+    """An encrypted media stream cannot be accepted; the caller discards all of its output."""
+
+
+class MediaTruncatedError(MediaError):
+    """The media stream ended before its FINAL chunk (or before the announced length)."""
+
+
+class MediaTrailingDataError(MediaError):
+    """Ciphertext follows the FINAL chunk of a media stream."""
+
+
+class MediaSizeMismatchError(MediaError):
+    """The media stream is longer, or its plaintext has another size, than the message announced."""
+
+
+class BlobHashMismatchError(MediaError):
+    """The SHA-256 of the downloaded ciphertext is not the blob id the message announced."""
 
 
 

@@ -15,9 +15,17 @@ import msgpack
 from .constants import PADDING_BLOCK, PAYLOAD_ID_SIZE
 from .errors import LocalProtocolError, MalformedError
 from .primitives import RandomSource, system_random
+from .unpack import FRAME_LIMITS
 
+SENDER_KEY_KIND = "sender_key"
+"""A group sender key (:class:`e2e_proto.sender_keys.SenderKeyDistribution` gives its fields)."""
+GROUP_UPDATE_KIND = "group_update"
+"""A signed group state (:class:`e2e_proto.groups.GroupUpdate` gives its fields)."""
+CALL_KEY_KIND = "call_key"
+"""A call participant's SFrame base key (:class:`e2e_proto.call_keys.CallKey` gives its fields)."""
 KNOWN_KINDS = frozenset(
-    {"text", "reaction", "receipt", "sender_key", "media", "device_sync"}
+    {"text", "reaction", "receipt", SENDER_KEY_KIND, GROUP_UPDATE_KIND, "media", "device_sync",
+     CALL_KEY_KIND}
 )
 _RESERVED = frozenset({"id", "ts", "kind"})
 MAX_KIND_LENGTH = 32
@@ -82,7 +90,7 @@ class Payload:
     def decode(cls, data: bytes) -> Payload:
         """Unpad and parse; :class:`MalformedError` on anything that is not a valid payload."""
         try:
-            body = msgpack.unpackb(unpad(data), strict_map_key=True)
+            body = FRAME_LIMITS.unpack(unpad(data))  # a payload travels inside one frame
         except (ValueError, TypeError, msgpack.UnpackException):
             raise MalformedError("payload is not a msgpack map") from None
         if type(body) is not dict or not all(type(name) is str for name in body):

@@ -71,13 +71,23 @@ def encode_header(dh_pub: bytes, pn: int, n: int) -> bytes:
     return _packb([dh_pub, pn, n])
 
 
+MAX_HEADER_SIZE = len(encode_header(bytes(KEY_SIZE), _U32_LIMIT - 1, _U32_LIMIT - 1))
+"""The longest valid header (45 bytes): a 32-byte key and two u32 at their largest."""
+
+
 def _header_prefix(dh_pub: bytes, pn: int) -> bytes:
     """The header bytes before ``n``: the same for every message of one sending chain."""
     return b"\x93" + _packb(dh_pub) + _packb(pn)  # 0x93: a msgpack array of three
 
 
 def decode_header(header: bytes) -> tuple[bytes, int, int]:
-    """Parse and validate a header: :class:`MalformedError` unless ``[bin32, u32, u32]``."""
+    """Parse and validate a header: :class:`MalformedError` unless ``[bin32, u32, u32]``.
+
+    A header longer than the longest valid one is refused before it is unpacked, so its
+    shape cannot cost more than those few bytes.
+    """
+    if len(header) > MAX_HEADER_SIZE:
+        raise MalformedError("malformed ratchet header")
     try:
         dh, pn, n = msgpack.unpackb(header)
     except (ValueError, TypeError, msgpack.UnpackException):

@@ -10,7 +10,7 @@ a message decrypted; a failed decryption changes nothing.
 from __future__ import annotations
 
 from .address import Address
-from .errors import DecryptionError, NoSessionError, UnknownPreKeyError
+from .errors import BaseKeyReusedError, NoSessionError, RemoteProtocolError, UnknownPreKeyError
 from .keys import PreKeyBundle, X25519PrivateKey
 from .primitives import RandomSource, system_random
 from .ratchet import RatchetState
@@ -76,9 +76,11 @@ class SessionCipher:
         """Decrypt an envelope sent to this device; the session is stored only on success.
 
         A prekey envelope creates a session (X3DH as responder) unless it belongs to the
-        current or an earlier session (same base key). A new session becomes current and the
-        old one is kept behind it; a message that only an earlier session can decrypt promotes
-        that session back (both sides initiating at once converge this way). Raises a
+        current or an earlier session (same base key); one whose base key made a session that
+        was dropped since is a replay (:class:`~e2e_proto.errors.BaseKeyReusedError`). A new
+        session becomes current and the old one is kept behind it; a message that only an
+        earlier session can decrypt promotes that session back (both sides initiating at once
+        converge this way). Raises a
         :class:`~e2e_proto.errors.RemoteProtocolError` subclass for anything the sender got
         wrong.
         """
@@ -90,7 +92,7 @@ class SessionCipher:
             try:
                 plaintext = current.ratchet.decrypt(envelope.message, current.associated_data,
                                                     self.random)
-            except DecryptionError:
+            except RemoteProtocolError:  # perhaps a message of an earlier session
                 if not current.previous:
                     raise
             else:
@@ -108,6 +110,9 @@ class SessionCipher:
             base_key = prekey.ephemeral_key.raw
             candidates = [] if current is None else [current, *current.previous]
             candidates = [c for c in candidates if c.base_key == base_key]
+            if not candidates and current is not None and current.remembers(base_key):
+                raise BaseKeyReusedError("a prekey message of a session dropped earlier "
+                                         "(a replay of its initial message)")
             if not candidates:
                 fresh, used_opk = self._respond(prekey)
                 candidates = [fresh]
@@ -134,13 +139,17 @@ class SessionCipher:
 
     def _decrypt_with_first(self, candidates: list[SessionRecord], envelope: Envelope
                             ) -> tuple[bytes, SessionRecord]:
-        """Decrypt with the first session that can; failed attempts change nothing."""
-        first_error: DecryptionError | None = None
+        """Decrypt with the first session that can; failed attempts change nothing.
+
+        Any refusal by one session (a bad tag, too many skipped keys, a replay on its chains)
+        only means "not this session"; the first error is raised when none decrypts.
+        """
+        first_error: RemoteProtocolError | None = None
         for record in candidates:
             try:
                 return (record.ratchet.decrypt(envelope.message, record.associated_data,
                                                self.random), record)
-            except DecryptionError as exc:  # perhaps a message of an earlier session
+            except RemoteProtocolError as exc:  # perhaps a message of another session
                 first_error = first_error or exc
         assert first_error is not None
         raise first_error

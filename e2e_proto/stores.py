@@ -1,8 +1,10 @@
 """Store interfaces for protocol state (as libsignal's store traits) and in-memory versions.
 
 The protocol reads and writes its state only through these small :class:`typing.Protocol`
-classes; :class:`MemoryProtocolStore` implements them all for tests and benchmarks, and
-:class:`e2e_proto.sqlite_store.SqliteProtocolStore` persists them.
+classes; :class:`MemoryProtocolStore` implements the pairwise ones for tests and benchmarks, and
+:class:`client.core.protocol_store.SqliteProtocolStore` (I/O, so outside this package) persists
+them. :class:`SenderKeyStore` holds group sender keys; :class:`MemorySenderKeyStore` keeps them
+in memory.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Protocol
 from .address import Address
 from .errors import LocalProtocolError
 from .keys import Ed25519PublicKey, IdentityKeyPair, OneTimePreKey, SignedPreKey
+from .sender_keys import OwnSenderKey, SenderKeyRecord
 from .session_record import SessionRecord
 
 
@@ -73,6 +76,26 @@ class SessionStore(Protocol):
 
     def session_devices(self, account: str) -> list[int]:
         """Device ids of ``account`` this device has sessions with."""
+        ...
+
+
+class SenderKeyStore(Protocol):
+    """Group sender keys: this device's own per group, and those received per (group, sender)."""
+
+    def load_own_sender_key(self, group_id: bytes) -> OwnSenderKey | None:
+        """This device's current sender key in the group, if it made one."""
+        ...
+
+    def store_own_sender_key(self, key: OwnSenderKey) -> None:
+        """Persist this device's sender key for ``key.group_id`` (before its message is sent)."""
+        ...
+
+    def load_sender_key(self, group_id: bytes, sender: Address) -> SenderKeyRecord | None:
+        """The chains received from ``sender`` in the group, if any."""
+        ...
+
+    def store_sender_key(self, sender: Address, record: SenderKeyRecord) -> None:
+        """Persist ``sender``'s chains in ``record.group_id`` (before the caller acknowledges)."""
         ...
 
 
@@ -141,3 +164,27 @@ class MemoryProtocolStore:
     def session_devices(self, account: str) -> list[int]:
         """Device ids of ``account`` this device has sessions with."""
         return sorted(a.device_id for a in self._sessions if a.account == account)
+
+
+class MemorySenderKeyStore:
+    """Sender keys in memory: for tests, benchmarks and throw-away clients."""
+
+    def __init__(self) -> None:
+        self._own: dict[bytes, OwnSenderKey] = {}
+        self._received: dict[tuple[bytes, Address], SenderKeyRecord] = {}
+
+    def load_own_sender_key(self, group_id: bytes) -> OwnSenderKey | None:
+        """This device's current sender key in the group, if it made one."""
+        return self._own.get(group_id)
+
+    def store_own_sender_key(self, key: OwnSenderKey) -> None:
+        """Keep this device's sender key for ``key.group_id``."""
+        self._own[key.group_id] = key
+
+    def load_sender_key(self, group_id: bytes, sender: Address) -> SenderKeyRecord | None:
+        """The chains received from ``sender`` in the group, if any."""
+        return self._received.get((group_id, sender))
+
+    def store_sender_key(self, sender: Address, record: SenderKeyRecord) -> None:
+        """Keep ``sender``'s chains in ``record.group_id``."""
+        self._received[(record.group_id, sender)] = record

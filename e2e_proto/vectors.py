@@ -1,9 +1,11 @@
 """Protocol test vectors: ``python -m e2e_proto.vectors generate|check [--dir DIR]``.
 
-``generate`` writes ``x3dh.json``, ``ratchet.json``, ``fingerprint.json``, ``envelope.json``
-and ``device_list.json`` (DESIGN §11) from fixed seeds. ``check`` re-derives every value in
-those files from the private inputs the files themselves list, with this implementation, and
-reports each mismatch. Another implementation checks itself by doing what ``check`` does.
+``generate`` writes ``x3dh.json``, ``ratchet.json``, ``fingerprint.json``, ``envelope.json``,
+``device_list.json`` (DESIGN §11), ``sender_key.json`` and ``group_update.json`` (§13) from
+fixed seeds. ``check``
+re-derives every value in those files from the private inputs the files themselves list, with
+this implementation, and reports each mismatch. Another implementation checks itself by doing
+what ``check`` does.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from . import errors, primitives
 from .address import Address
 from .devices import DeviceList, SignedDeviceList, link_message
 from .fingerprint import safety_number
+from .groups import GroupState, GroupUpdate, member_devices_digest
 from .keys import (
     Ed25519PublicKey,
     IdentityKeyPair,
@@ -27,7 +30,8 @@ from .keys import (
     SignedPreKey,
     X25519PrivateKey,
 )
-from .ratchet import RatchetMessage, RatchetState
+from .ratchet import RatchetMessage, RatchetState, kdf_ck
+from .sender_keys import OwnSenderKey, SenderKeyRecord
 from .wire import Envelope, FrameDecoder, PreKeyHeader, encode_frame
 from .x3dh import initiate, respond
 
@@ -351,6 +355,157 @@ def check_device_list(data: Json) -> Iterator[str]:
         yield from _diff(f"device list case {index}", case, _device_list_derive(case))
 
 
+# -- Sender keys ------------------------------------------------------------------------------
+
+# Each case: a fixed chain id (None: a random one) and the iterations of its listed messages,
+# ascending with gaps. Case 1 skips more keys than a receiver keeps (300 -> 2400); case 2 has
+# a gap of exactly MAX_SENDER_KEY_FORWARD (20000 -> 45000) and iterations in every msgpack
+# integer width, up to u32. Case 1's message at iteration 128 has an empty plaintext.
+_SENDER_KEY_CASES: list[tuple[int | None, list[int]]] = [
+    (None, [0, 1, 2, 5, 6, 10]),
+    (0, [0, 3, 127, 128, 129, 300, 2400]),
+    (0xFFFFFFFF, [1, 255, 256, 20000, 45000, 65535, 65536, 65538]),
+]
+
+
+def _sender_key_case(rng: DeterministicRandom, index: int, chain_id: int | None,
+                     iterations: list[int]) -> Json:
+    group_id = rng(16)
+    if chain_id is None:
+        chain_id = int.from_bytes(rng(4), "big")
+    case = {
+        "group_id": group_id.hex(), "chain_id": chain_id, "chain_key": rng(32).hex(),
+        "signing_seed": rng(32).hex(),
+        "messages": [{"iteration": i,
+                      "plaintext": (b"" if (index, i) == (1, 128) else
+                                    f"sender key case {index} message {i}".encode()).hex(),
+                      "nonce": rng(24).hex()} for i in iterations],
+    }
+    return _sender_key_derive(case)
+
+
+def _sender_key_derive(case: Json) -> Json:
+    """Every output of a sender-key case from its inputs; a receiver given the chain at
+    iteration 0 must decrypt each message, in the listed order."""
+    group_id = _b(case["group_id"])
+    sender = OwnSenderKey(group_id, case["chain_id"], _b(case["chain_key"]),
+                          _b(case["signing_seed"]))
+    receiver = SenderKeyRecord(group_id)
+    receiver.process(sender.distribution())
+    messages = []
+    for listed in case["messages"]:
+        iteration = listed["iteration"]
+        while sender.iteration < iteration:
+            sender.next_sending_key()
+        message_key, _ = kdf_ck(sender.chain_key)
+        plaintext, nonce = _b(listed["plaintext"]), _b(listed["nonce"])
+        message = sender.encrypt(plaintext, ScriptedRandom([nonce]))
+        if (receiver.decrypt(message) != plaintext or primitives.aead_open(
+                message.ciphertext, message.header, nonce, message_key) != plaintext):
+            raise AssertionError(f"iteration {iteration}: the message does not decrypt")
+        messages.append({
+            "iteration": iteration, "plaintext": plaintext.hex(),
+            "message_key": message_key.hex(), "nonce": nonce.hex(),
+            "header": message.header.hex(), "ciphertext": message.ciphertext.hex(),
+            "signature": message.signature.hex()})
+    return {
+        "group_id": group_id.hex(), "chain_id": sender.chain_id,
+        "chain_key": case["chain_key"], "signing_seed": case["signing_seed"],
+        "signing_public": sender.signing_pub.raw.hex(), "messages": messages,
+    }
+
+
+def generate_sender_key() -> Json:
+    """sender_key.json: three chains with gaps in their iterations."""
+    rng = DeterministicRandom("e2e-proto vectors sender key")
+    return {"protocol": "E2EProto SenderKey v1",
+            "cases": [_sender_key_case(rng, index, chain_id, iterations)
+                      for index, (chain_id, iterations) in enumerate(_SENDER_KEY_CASES)]}
+
+
+def check_sender_key(data: Json) -> Iterator[str]:
+    """Re-derive every header, message key, ciphertext and signature; decrypt every message."""
+    for index, case in enumerate(data["cases"]):
+        try:
+            derived = _sender_key_derive(case)
+        except (AssertionError, errors.E2EProtoError) as exc:
+            yield f"sender key case {index}: {exc!r}"
+            continue
+        messages = derived.pop("messages")
+        yield from _diff(f"sender key case {index}", case, derived)
+        if len(messages) != len(case["messages"]):
+            yield f"sender key case {index}: message count differs"
+        for listed, message in zip(case["messages"], messages, strict=False):
+            yield from _diff(f"sender key case {index} iteration {listed['iteration']}",
+                             listed, message)
+
+
+# -- Group updates ----------------------------------------------------------------------------
+
+# Each case: name, members, admins, version, author device id. Case 2 has a 64-character name
+# in several scripts, 300 members (msgpack array16, admin indices past 255) and a u64 version.
+_GROUP_CASES: list[tuple[str, list[str], list[str], int, int]] = [
+    ("friends", ["alice", "bob", "carol"], ["alice"], 1, 0),
+    ("Team 🚀 launch", ["alice", "bob", "carol.m", "dave_2"], ["bob", "dave_2"], 7, 3),
+    ("Ünïcode—名前" * 4 + "x" * 20, [f"m{i:03d}" for i in range(300)], ["m000", "m299"],
+     2**40 + 5, 4),
+]
+_DIGEST_CASES: list[dict[str, list[int]]] = [
+    {"alice": [0]},
+    {"bob": [1, 0], "alice": [0, 2, 1]},
+    {"carol": [], "alice": [0], "bob": [0, 1, 2, 3, 4]},
+]
+
+
+def _group_update_derive(case: Json) -> Json:
+    """Both signed forms of a group state, from its fields and the author's DIK seed."""
+    dik = IdentityKeyPair(_b(case["author_seed"]))
+    state = GroupState(_b(case["group_id"]), case["version"], case["name"],
+                       tuple(case["members"]), tuple(case["admins"]))
+    author = Address(case["author_account"], case["author_device"])
+    e2e = GroupUpdate.sign(state, author, dik)
+    routing = GroupUpdate.sign(state, author, dik, routing=True)
+    for update in (e2e, routing):
+        decoded = GroupUpdate.decode(update.body, update.signature, update.routing)
+        decoded.verify(dik.public_key)
+        if decoded.state != update.state or decoded.author != author:
+            raise AssertionError("a signed group state does not decode to its fields")
+    return {**case, "author_public": dik.public_key.raw.hex(),
+            "body": e2e.body.hex(), "signed_bytes": e2e.signed_bytes().hex(),
+            "signature": e2e.signature.hex(), "routing_body": routing.body.hex(),
+            "routing_signed_bytes": routing.signed_bytes().hex(),
+            "routing_signature": routing.signature.hex()}
+
+
+def generate_group_update() -> Json:
+    """group_update.json: three signed group states and three device-set digests."""
+    rng = DeterministicRandom("e2e-proto vectors group update")
+    cases = []
+    for name, members, admins, version, device_id in _GROUP_CASES:
+        cases.append(_group_update_derive({
+            "group_id": rng(16).hex(), "version": version, "name": name, "members": members,
+            "admins": admins, "author_account": admins[-1], "author_device": device_id,
+            "author_seed": rng(32).hex()}))
+    digests = [{"devices": [[a, d[a]] for a in d], "digest": member_devices_digest(d).hex()}
+               for d in _DIGEST_CASES]
+    return {"protocol": "E2EProto GroupUpdate v1", "cases": cases, "devices_digests": digests}
+
+
+def check_group_update(data: Json) -> Iterator[str]:
+    """Re-derive both signed forms of every state, and every devices digest."""
+    for index, case in enumerate(data["cases"]):
+        try:
+            derived = _group_update_derive(case)
+        except (AssertionError, errors.E2EProtoError) as exc:
+            yield f"group update case {index}: {exc!r}"
+            continue
+        yield from _diff(f"group update case {index}", case, derived)
+    for index, case in enumerate(data["devices_digests"]):
+        devices = {account: ids for account, ids in case["devices"]}
+        if member_devices_digest(devices).hex() != case["digest"]:
+            yield f"devices digest {index}: digest differs"
+
+
 # -- Envelopes and frames ---------------------------------------------------------------------
 
 
@@ -492,12 +647,14 @@ def _diff(what: str, expected: Json, derived: Json) -> Iterator[str]:
 GENERATORS: dict[str, Callable[[], Json]] = {
     "x3dh.json": generate_x3dh, "ratchet.json": generate_ratchet,
     "fingerprint.json": generate_fingerprint, "envelope.json": generate_envelope,
-    "device_list.json": generate_device_list,
+    "device_list.json": generate_device_list, "sender_key.json": generate_sender_key,
+    "group_update.json": generate_group_update,
 }
 CHECKERS: dict[str, Callable[[Json], Iterator[str]]] = {
     "x3dh.json": check_x3dh, "ratchet.json": check_ratchet,
     "fingerprint.json": check_fingerprint, "envelope.json": check_envelope,
-    "device_list.json": check_device_list,
+    "device_list.json": check_device_list, "sender_key.json": check_sender_key,
+    "group_update.json": check_group_update,
 }
 
 

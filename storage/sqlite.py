@@ -1,7 +1,7 @@
 """SQLite files as every store here opens them: mode 0600, WAL, synchronous=FULL.
 
-The one place that opens a database file and runs an immediate transaction, for the client's
-protocol store and both servers' stores alike.
+The one place that opens a database file, runs an immediate transaction and adds a column an
+older file lacks, for the client's protocol store and both servers' stores alike.
 """
 
 from __future__ import annotations
@@ -24,6 +24,17 @@ def open_private_database(path: str | os.PathLike[str]) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute("PRAGMA foreign_keys=ON")
     return connection
+
+
+def add_missing_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    """Add ``column`` (``"name TYPE ..."``) to ``table`` unless it has it: a file made by an
+    older version gains a column its ``CREATE TABLE IF NOT EXISTS`` did not add. Whether it was
+    added (the caller may then fill it in, in the same transaction)."""
+    name = column.split()[0]
+    if name in {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}:
+        return False
+    db.execute(f'ALTER TABLE "{table}" ADD COLUMN {column}')
+    return True
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 A server as a real child process to SIGKILL, a client loop that reconnects with backoff across
 those kills, a storage fault (read-only or full disk) switched on and off under a running
-server's store, and a frame that never completes (slow loris).
+server's store, and frames that never complete or trickle in (slow loris).
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import trio
+import trio.testing
 
-from client.connection import ConnectionLost, ServerError
-from client.private import ClientError, PrivateSession, Received
+from client.core.connection import ConnectionLost, ServerError
+from client.core.errors import ClientError
+from client.private.received import Received
+from client.private.session import PrivateSession
 from e2e_proto.payload import Payload
 from e2e_proto.wire import FrameDecoder
 from storage.redis_server import free_port as free_port  # the servers' tests use it too
@@ -32,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class ServerProcess:
-    """``python -m MODULE serve`` in a child process; ready once it logs that it listens.
+    """``python -m MODULE serve [OPTIONS]`` in a child process; ready once it logs that it
+    listens.
 
     ``db`` is an SQLite file (``--db``) or a store URL (``--store``, the relay's Redis).
     """
@@ -40,13 +44,13 @@ class ServerProcess:
     module: str  # the server's entry point, e.g. ``server.relay.main``
     what: str  # how a failure to start names it
 
-    def __init__(self, db: Path | str, port: int) -> None:
+    def __init__(self, db: Path | str, port: int, options: Sequence[str] = ()) -> None:
         self.port = port
         self.lines: list[str] = []
         store = ["--store", db] if isinstance(db, str) else ["--db", str(db)]
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module, "serve", "--listen", f"127.0.0.1:{port}",
-             *store], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             *store, *options], cwd=ROOT, stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
 
         def read() -> None:
@@ -163,3 +167,41 @@ async def answers_to_a_stalled_frame(port: int) -> tuple[list[dict[str, Any]], f
         while (frame := decoder.next_frame()) is not None:
             frames.append(frame)
     return frames, trio.current_time() - start
+
+
+class StreamServer(Protocol):
+    """A server that serves one client stream per call (the relay, the social server)."""
+
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None: ...
+
+
+async def answers_to_a_trickled_frame(server: StreamServer, interval: float
+                                      ) -> tuple[list[dict[str, Any]], float]:
+    """Trickle a 100-byte frame one byte every ``interval`` seconds over a memory stream.
+
+    Every frame the server sends until it closes the connection, and how long after the
+    frame's first byte (``trio.current_time``) it closed it.
+    """
+    client, served = trio.testing.memory_stream_pair()
+    frames: list[dict[str, Any]] = []
+    decoder = FrameDecoder()
+
+    async def trickle() -> None:
+        for byte in struct.pack(">I", 100) + b"\x81" + bytes(99):
+            try:
+                await client.send_all(bytes([byte]))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            await trio.sleep(interval)  # the attacker's pace (virtual time)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_stream, served, "192.0.2.1:4000")
+        start = trio.current_time()
+        nursery.start_soon(trickle)
+        while chunk := await client.receive_some(65536):
+            decoder.feed(chunk)
+            while (frame := decoder.next_frame()) is not None:
+                frames.append(frame)
+        took = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    return frames, took

@@ -1,17 +1,20 @@
 """Helpers shared by the relay's and the social server's fuzz tests.
 
 Strategies for nested values and request frames, reading every frame a server sends over an
-in-memory stream (virtual time), and a log handler that collects the server's ERROR records.
+in-memory stream (virtual time), running a server's worker-thread calls inline (so virtual time
+does not jump while they run), and a log handler that collects the server's ERROR records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import trio
 from hypothesis import strategies as st
@@ -36,10 +39,13 @@ def nested(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 def request_dicts(types: Sequence[str], fields: Sequence[str],
              values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
-    """Requests of a known or random type and id with up to five of ``fields`` set at random."""
+    """Requests of a known, random or unhashable (list, map) type and id, with up to five of
+    ``fields`` set at random."""
     return st.builds(
         lambda kind, request_id, chosen: {"type": kind, "id": request_id, **chosen},
-        st.sampled_from(types) | st.text(max_size=10),
+        st.sampled_from(types) | st.text(max_size=10)
+        | st.lists(st.sampled_from(types), max_size=2)
+        | st.dictionaries(st.sampled_from(types), st.none(), max_size=2),
         st.integers(0, 2**31) | st.none() | st.text(max_size=3),
         st.dictionaries(st.sampled_from(fields), values, max_size=5))
 
@@ -57,6 +63,17 @@ async def read_all(stream: trio.abc.Stream, decoder: FrameDecoder) -> list[dict[
                 frames.append(frame)
             continue
         return frames
+
+
+async def _inline(function: Callable[..., Any], *args: Any, **_: Any) -> Any:
+    return function(*args)
+
+
+def threads_inline() -> contextlib.AbstractContextManager[Any]:
+    """``trio.to_thread.run_sync`` without a thread while the block runs: under a mock clock
+    with autojump, virtual time must not jump while a server hashes a password (MIN limits) or
+    reads and writes a small blob file, each well under a millisecond."""
+    return mock.patch.object(trio.to_thread, "run_sync", _inline)
 
 
 class ErrorLog(logging.Handler):

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import trio
 
-from client.private import PrivateClient, Received
-from client.state import ClientState
+from client.private.received import Received
+from client.private.session import PrivateClient
+from client.private.state import ClientState
 from tests.fault_support import RelayProcess, free_port
 from tests.relay_harness import link, register
 
@@ -147,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="e2e-load-") as folder:
         root = Path(folder)
         port = free_port()
-        relay = RelayProcess(root / "relay.db", port)
+        # Every client registers from 127.0.0.1; in a real deployment each has its address.
+        relay = RelayProcess(root / "relay.db", port,
+                             ["--registrations-per-hour", str(2 * args.clients)])
         try:
             report = trio.run(run_load, root, port, args.clients, args.seconds, args.rate)
         finally:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import trio
 
-from client.private import PrivateClient, PrivateSession, Received
-from client.state import ClientState
+from client.private.received import Received
+from client.private.session import PrivateClient, PrivateSession
+from client.private.state import ClientState
+from server.calls.registry import SfuGrant
 from server.relay.backends import open_backend
 from server.relay.config import RelayConfig
 from server.relay.main import serve
@@ -34,21 +36,25 @@ def store_url(db: StoreLocation) -> str:
 
 async def start_relay(nursery: trio.Nursery, db: StoreLocation,
                       config: RelayConfig | None = None, port: int = 0, record: bool = False,
-                      tls: ssl.SSLContext | None = None) -> RunningRelay:
-    """Start a relay on ``db`` in ``nursery``; optionally record every received byte."""
-    return await nursery.start(_run_relay, store_url(db), config, port, record, tls)
+                      tls: ssl.SSLContext | None = None, blob_dir: Path | None = None,
+                      sfu: SfuGrant | None = None) -> RunningRelay:
+    """Start a relay on ``db`` in ``nursery``; optionally record every received byte. Its
+    blobs go to ``blob_dir`` (default: beside an SQLite file, or a fresh folder); calls are
+    refused unless it names a forwarding unit (``sfu``)."""
+    return await nursery.start(_run_relay, store_url(db), config, port, record, tls, blob_dir,
+                               sfu)
 
 
 async def _run_relay(location: str, config: RelayConfig | None, port: int, record: bool,
-                     tls: ssl.SSLContext | None,
+                     tls: ssl.SSLContext | None, blob_dir: Path | None, sfu: SfuGrant | None,
                      task_status: trio.TaskStatus[RunningRelay] = trio.TASK_STATUS_IGNORED
                      ) -> None:
     """Serve a relay on the store at ``location``; the store outlives the server (its hub and
     connections end first)."""
     async with open_backend(location) as (store, hub), trio.open_nursery() as inner:
         task_status.started(await start_server(
-            inner, Relay(store, config, hub=hub), store, serve, port, tls, record,
-            closing=lambda: None))
+            inner, Relay(store, config, hub=hub, blob_dir=blob_dir, sfu=sfu), store, serve,
+            port, tls, record, closing=lambda: None))
 
 
 def make_client(home: Path, port: int, tls: ssl.SSLContext | None = None) -> PrivateClient:
@@ -62,7 +68,8 @@ async def relay_with_alice_and_bob(nursery: trio.Nursery, tmp_path: Path,
                                    ) -> tuple[RunningRelay, PrivateClient, PrivateClient]:
     """A fresh relay on ``db`` (default ``tmp_path/relay.db``) with alice and bob registered,
     each in its home."""
-    relay = await start_relay(nursery, db or tmp_path / "relay.db", config, record=record)
+    relay = await start_relay(nursery, db or tmp_path / "relay.db", config, record=record,
+                              blob_dir=tmp_path / "relay-blobs")
     alice = make_client(tmp_path / "alice", relay.port)
     bob = make_client(tmp_path / "bob", relay.port)
     await register(alice, "alice")
@@ -74,6 +81,18 @@ async def register(client: PrivateClient, name: str) -> None:
     """Register ``name`` from ``client``."""
     async with client.connect() as session:
         await session.register(name)
+
+
+async def register_under_a_new_key(relay: RunningRelay, account: str,
+                                   home: Path) -> PrivateClient:
+    """``account`` re-created under the same name with a new key, from a new client in
+    ``home``: the key swap a hostile relay could make."""
+    for table in ("one_time_prekeys", "mailbox", "devices", "accounts"):
+        relay.store._db.execute(f"DELETE FROM {table} WHERE account = ?", (account,))
+    relay.store._accounts.pop(account, None)
+    swapped = make_client(home, relay.port)
+    await register(swapped, account)
+    return swapped
 
 
 async def drain(client: PrivateClient) -> list[Received]:

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import trio
+import trio.testing
+
+from e2e_proto.wire import FrameDecoder, encode_frame
 
 
 class StreamServer(Protocol):
@@ -89,3 +92,58 @@ async def start_server(nursery: trio.Nursery, server: ServerT, store: StoreT,
 
     bound = await nursery.start(run)
     return RunningServer(server, store, bound, scope, stopped, received)
+
+
+class MemoryPeer:
+    """A bare frame connection to an in-process server over a memory stream (virtual time)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.decoder = FrameDecoder()
+        self.closed = False
+        self._frames: list[dict[str, Any]] = []  # received, not yet returned
+        self._next_id = 1
+
+    async def _receive(self) -> None:
+        data = await self.stream.receive_some(65536)
+        self.closed = not data
+        self.decoder.feed(data)
+        while (frame := self.decoder.next_frame()) is not None:
+            self._frames.append(frame)
+
+    async def read(self) -> list[dict[str, Any]]:
+        """Every frame until the server closes the stream or is silent for a (virtual) second."""
+        while not self.closed:
+            with trio.move_on_after(1) as silent:
+                await self._receive()
+            if silent.cancelled_caught:
+                break
+        frames, self._frames = self._frames, []
+        return frames
+
+    async def close(self) -> None:
+        """Hang up, and return once the server has handled it."""
+        await self.stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+
+    async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send a request; its answer (``ok`` or ``error``), however long it takes (frames
+        before it stay for :meth:`read`)."""
+        self._next_id += 1
+        request_id = self._next_id
+        await self.stream.send_all(encode_frame({"id": request_id, "type": kind, **fields}))
+        while True:
+            for frame in self._frames:
+                if frame.get("id") == request_id:
+                    self._frames.remove(frame)
+                    return frame
+            if self.closed:
+                raise AssertionError(f"the server closed without answering {kind}")
+            await self._receive()
+
+
+async def connect(nursery: trio.Nursery, server: StreamServer, peer: str) -> MemoryPeer:
+    """A :class:`MemoryPeer` connected to ``server`` as if from ``peer`` (``"host:port"``)."""
+    client, served = trio.testing.memory_stream_pair()
+    nursery.start_soon(server.handle_stream, served, peer)
+    return MemoryPeer(client)

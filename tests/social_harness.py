@@ -10,8 +10,9 @@ from typing import Any
 import nacl.pwhash
 import trio
 
-from client.connection import Connection, open_connection
-from client.social import SocialClient, SocialEvent, SocialSession, SocialState
+from client.core.connection import Connection, open_connection
+from client.social.session import SocialClient, SocialSession
+from client.social.state import SocialEvent, SocialState
 from server.social.config import SocialConfig
 from server.social.main import serve
 from server.social.server import SocialServer

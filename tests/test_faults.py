@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from client.private import Received
+from client.private.received import Received
 from e2e_proto.payload import Payload
 from tests.fault_support import RelayProcess, free_port, send_and_receive
 from tests.relay_harness import make_client, register

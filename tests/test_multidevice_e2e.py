@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from client.connection import ServerError
-from client.private import ClientError, PrivateClient, parse_link_code
+from client.core.connection import ServerError
+from client.core.errors import ClientError
+from client.private.linking import parse_link_code
+from client.private.session import PrivateClient
+from client.private.state import ClientState
 from e2e_proto import relay_api as api
-from e2e_proto.devices import DeviceList
+from e2e_proto.address import Address
+from e2e_proto.devices import DeviceList, link_message
+from e2e_proto.errors import InvalidSignatureError, MalformedError
 from e2e_proto.keys import IdentityKeyPair
-from tests.relay_harness import drain, link, make_client, register, session_of, start_relay
+from e2e_proto.wire import Envelope
+from server.relay.sqlite_store import SqliteRelayStore
+from tests.relay_harness import (
+    drain,
+    link,
+    make_client,
+    register,
+    register_under_a_new_key,
+    session_of,
+    start_relay,
+)
 
 
-async def _accounts(nursery, tmp_path: Path, db: Path | str, alice_linked: int = 4,
-                    bob_linked: int = 1):
-    relay = await start_relay(nursery, db)
+async def _accounts(nursery, tmp_path: Path, db: Path | str | None = None,
+                    alice_linked: int = 4, bob_linked: int = 1):
+    """alice and bob with linked devices on a relay on ``db`` (default: an SQLite file, which
+    some tests edit behind the relay's back)."""
+    relay = await start_relay(nursery, db or tmp_path / "relay.db")
     alice = [make_client(tmp_path / "alice0", relay.port)]
     bob = [make_client(tmp_path / "bob0", relay.port)]
     await register(alice[0], "alice")
@@ -173,28 +191,48 @@ async def test_account_key_change_is_a_warning(nursery, tmp_path: Path) -> None:
                                         alice_linked=0, bob_linked=0)
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "hi")
-    # bob's account is re-created under the same name with a new key (relay-side reset).
-    for table in ("one_time_prekeys", "mailbox", "devices", "accounts"):
-        relay.store._db.execute(f"DELETE FROM {table} WHERE account = 'bob'")
-    new_bob = make_client(tmp_path / "bob-new", relay.port)
-    await register(new_bob, "bob")
+    new_bob = await register_under_a_new_key(relay, "bob", tmp_path / "bob-new")
     async with session_of(new_bob) as nb:
         await nb.send_text("alice", "new phone, new keys")
     got = await drain(alice[0])
     assert any(m.warning and "account key of 'bob' changed" in m.warning for m in got)
-    assert [m.text for m in got if m.warning is None] == ["new phone, new keys"]
+    assert [m.text for m in got if m.warning is None] == []  # held until accepted
     # Nothing is encrypted to the new key until alice accepts it (a relay could swap keys).
     async with session_of(alice[0]) as a0:
         with pytest.raises(ClientError, match="verify bob"):
             await a0.send_text("bob", "are you really bob?")
     assert (await relay.store.pending("bob", 0, 0, 10)) == []
-    alice[0].state.accept_key("bob")
+    assert alice[0].state.accept_key("bob") == 1
+    assert await _texts(alice[0]) == ["new phone, new keys"]
     async with session_of(alice[0]) as a0:
         await a0.send_text("bob", "checked the safety number")
     assert [m.text for m in await drain(new_bob)] == ["checked the safety number"]
 
 
-async def test_link_interrupted_before_the_proof_resumes(nursery, tmp_path: Path, relay_db) -> None:
+async def test_every_message_under_an_unaccepted_key_change_is_held(
+        nursery, tmp_path: Path) -> None:
+    """Not only the first: each later message from the swapped key is held as well, until
+    'verify --accept'; then they are all shown, in order."""
+    relay, alice, _ = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
+    async with session_of(alice[0]) as a0:
+        await a0.send_text("bob", "hi")
+    injected = await register_under_a_new_key(relay, "bob", tmp_path / "bob-new")
+    for text in ("first injected", "second injected"):
+        async with session_of(injected) as nb:
+            await nb.send_text("alice", text)
+        got = await drain(alice[0])
+        assert [m.text for m in got if m.warning is None] == []
+        assert any("held" in (m.warning or "") for m in got)
+    reminder = await drain(alice[0])  # nothing new: held messages are recalled, not shown
+    assert [m.text for m in reminder if m.warning is None] == []
+    assert any("2 messages from 'bob' are held" in (m.warning or "") for m in reminder)
+    assert alice[0].state.accept_key("bob") == 2
+    assert await _texts(alice[0]) == ["first injected", "second injected"]
+    assert await drain(alice[0]) == []
+
+
+async def test_link_interrupted_before_the_proof_resumes(nursery, tmp_path: Path,
+                                                         relay_db) -> None:
     """Approved, then the connection drops before the primary's proof: link again resumes."""
     relay, alice, _ = await _accounts(nursery, tmp_path, relay_db, alice_linked=0, bob_linked=0)
     laptop = make_client(tmp_path / "laptop", relay.port)
@@ -214,3 +252,130 @@ async def test_link_interrupted_before_the_proof_resumes(nursery, tmp_path: Path
     async with session_of(alice[0]) as a0:
         await a0.send_text("alice", "note to my other devices")
     assert await _texts(laptop) == ["note to my other devices"]
+
+
+def _serve_forged_list(relay, account: str, aik: IdentityKeyPair,
+                       devices: tuple[tuple[int, object], ...], links: dict[int, bytes]) -> None:
+    """What a hostile relay can hand out for ``account``: any list ``aik`` signs, with any
+    link signatures it has seen (here stored as the relay keeps them)."""
+    signed = DeviceList(account, 2, devices).sign(aik)
+    relay.store._db.execute("UPDATE accounts SET list_version = 2, list_body = ?, "
+                            "list_signature = ? WHERE account = ?",
+                            (signed.body, signed.signature, account))
+    for device_id, key in devices:
+        relay.store._db.execute(
+            "INSERT OR REPLACE INTO devices (account, device, identity_key, link_signature) "
+            "VALUES (?, ?, ?, ?)", (account, device_id, key.raw, links.get(device_id)))
+    relay.store._accounts.pop(account, None)
+
+
+def _relabel_mail(relay, to: str, sender: Address, as_sender: Address) -> int:
+    """Rewrite the envelopes ``sender`` sent to ``to`` as if ``as_sender`` had sent them (the
+    addresses are the relay's routing data, outside the AEAD)."""
+    rows = relay.store._db.execute(
+        "SELECT seq, envelope FROM mailbox WHERE account = ? AND sender = ? AND "
+        "sender_device = ?", (to, *sender)).fetchall()
+    for seq, data in rows:
+        envelope = Envelope.decode(data)
+        forged = Envelope(as_sender, envelope.recipient, envelope.message, envelope.prekey)
+        relay.store._db.execute("UPDATE mailbox SET envelope = ?, sender = ?, sender_device = ? "
+                                "WHERE seq = ?", (forged.encode(), *as_sender, seq))
+    return len(rows)
+
+
+async def test_relay_cannot_pass_a_linked_device_off_as_another_accounts(
+        nursery, tmp_path: Path) -> None:
+    """Identity misbinding: mallory signs a list holding alice's laptop; the relay relabels the
+    laptop's message to bob as mallory's. The laptop's link signature names alice, not mallory."""
+    relay, alice, bob = await _accounts(nursery, tmp_path, alice_linked=1, bob_linked=0)
+    mallory = make_client(tmp_path / "mallory", relay.port)
+    await register(mallory, "mallory")
+    laptop_key = alice[1].state.protocol.identity_key_pair().public_key
+    _serve_forged_list(relay, "mallory", mallory.state.account_identity(),
+                       ((0, mallory.state.protocol.identity_key_pair().public_key),
+                        (1, laptop_key)),
+                       {1: (await relay.store.link_signatures("alice"))[1]})
+    async with session_of(alice[1]) as laptop:
+        await laptop.send_text("bob", "from alice's laptop")
+    assert _relabel_mail(relay, "bob", Address("alice", 1), Address("mallory", 1)) == 1
+    got = await drain(bob[0])
+    assert [(m.sender, m.text) for m in got if m.warning is None] == []
+    assert any("does not verify" in (m.warning or "") for m in got)
+    assert bob[0].state.contact("mallory") is None
+
+
+async def test_device_key_bound_to_one_account_is_refused_for_another(
+        nursery, tmp_path: Path) -> None:
+    """Bob knows alice; a list of mallory's naming alice's primary key as mallory's primary
+    (which needs no link signature) is refused: that key is alice's in bob's records."""
+    relay, alice, bob = await _accounts(nursery, tmp_path, alice_linked=0, bob_linked=0)
+    mallory = make_client(tmp_path / "mallory", relay.port)
+    await register(mallory, "mallory")
+    async with session_of(bob[0]) as b:
+        await b.device_list("alice")
+    alice_key = alice[0].state.protocol.identity_key_pair().public_key
+    _serve_forged_list(relay, "mallory", mallory.state.account_identity(),
+                       ((0, alice_key),), {})
+    async with session_of(alice[0]) as a:
+        await a.send_text("bob", "from alice")
+    assert _relabel_mail(relay, "bob", Address("alice", 0), Address("mallory", 0)) == 1
+    got = await drain(bob[0])
+    assert [(m.sender, m.text) for m in got if m.warning is None] == []
+    assert any("is a device of 'alice'" in (m.warning or "") for m in got)
+
+
+async def test_get_devices_hands_out_link_signatures_and_old_relays_heal(
+        nursery, tmp_path: Path) -> None:
+    relay, alice, bob = await _accounts(nursery, tmp_path, alice_linked=1, bob_linked=0)
+    async with session_of(bob[0]) as b:
+        response = await b.connection.request("get_devices", account="alice")
+    aik = alice[0].state.account_identity().public_key
+    laptop_key = alice[1].state.protocol.identity_key_pair().public_key
+    assert [i for i, _ in response["link_signatures"]] == [1]
+    laptop_key.verify(link_message(aik, "alice"), response["link_signatures"][0][1])
+    # A relay made before link signatures were kept has none for the laptop: lists refused...
+    relay.store._db.execute("UPDATE devices SET link_signature = NULL")
+    async with session_of(bob[0]) as b:
+        with pytest.raises(ClientError, match="device 1 has no link signature"):
+            await b.device_list("alice", refresh=True)
+    # ...until the laptop connects again: it sends its link signature with its prekeys.
+    async with session_of(alice[1]):
+        pass
+    async with session_of(bob[0]) as b:
+        assert (await b.device_list("alice", refresh=True)).device_ids == [0, 1]
+
+
+def test_link_signatures_on_the_wire_are_bounded_and_checked() -> None:
+    aik, dik0, dik1 = (IdentityKeyPair.generate() for _ in range(3))
+    signed = DeviceList("alice", 2, ((0, dik0.public_key), (1, dik1.public_key))).sign(aik)
+    good = dik1.sign(link_message(aik.public_key, "alice"))
+    signed.check_links(aik.public_key, api.link_signatures_from_wire([[1, good]]))
+    with pytest.raises(MalformedError, match="no link signature"):
+        signed.check_links(aik.public_key, {})
+    with pytest.raises(InvalidSignatureError):  # signed for another account
+        signed.check_links(aik.public_key, {1: dik1.sign(link_message(aik.public_key, "eve"))})
+    for bad in ([[1, good], [1, good]], [[1, good[:63]]], [[-1, good]], [[1]], "x",
+                [[i, good] for i in range(6)]):
+        with pytest.raises(MalformedError):
+            api.link_signatures_from_wire(bad)
+
+
+async def test_files_made_before_link_checks_gain_what_they_need(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "relay.db")  # the devices table of relays made before
+    db.execute("CREATE TABLE devices (account TEXT NOT NULL, device INTEGER NOT NULL, "
+               "identity_key BLOB NOT NULL, spk_id INTEGER, spk BLOB, spk_signature BLOB, "
+               "name TEXT NOT NULL DEFAULT '', linked_at REAL NOT NULL DEFAULT 0, "
+               "last_seen REAL, PRIMARY KEY (account, device))")
+    db.close()
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    assert (await store.link_signatures("alice")) == {}
+    store.close()
+    state = ClientState(tmp_path / "home")  # a home whose contacts predate device_keys
+    aik, dik = IdentityKeyPair.generate(), IdentityKeyPair.generate()
+    state.save_contact("alice", aik.public_key, DeviceList("alice", 1, ((0, dik.public_key),))
+                       .sign(aik), key_changed=False)
+    state.db.execute("DELETE FROM device_keys")
+    state.close()
+    state = ClientState(tmp_path / "home")
+    assert state.device_key_owner(dik.public_key) == "alice"
+    state.close()

@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 
 from e2e_proto import primitives
 from e2e_proto.errors import InvalidKeyError
-from e2e_proto.primitives import hkdf_sha256, hmac_sha256, hmac_sha256_pair
+from e2e_proto.primitives import (
+    SHA512,
+    hkdf_expand,
+    hkdf_extract,
+    hkdf_sha256,
+    hmac_digest,
+    hmac_sha256,
+    hmac_sha256_pair,
+)
 
 
 @given(key=st.binary(max_size=100), first=st.binary(max_size=200),
@@ -61,3 +69,15 @@ def test_ed25519_to_x25519_refuses_non_points_and_wrong_lengths() -> None:
     for bad in (not_a_point, bytes(31), bytes(33)):
         with pytest.raises(InvalidKeyError):
             primitives.ed25519_pk_to_x25519(bad)
+@given(key=st.binary(max_size=200), data=st.binary(max_size=300))
+def test_hmac_sha512_agrees_with_stdlib(key: bytes, data: bytes) -> None:
+    """The generic shared-pad HMAC over SHA-512 (128-byte block) agrees with ``hmac.digest``."""
+    assert hmac_digest(key, data, SHA512) == hmac.digest(key, data, "sha512")
+
+
+@given(salt=st.binary(max_size=200), ikm=st.binary(max_size=100), info=st.binary(max_size=100),
+       length=st.integers(min_value=1, max_value=255 * 64))
+def test_hkdf_sha512_agrees_with_pyca(salt: bytes, ikm: bytes, info: bytes, length: int) -> None:
+    """HKDF-SHA512 extract + expand agrees with pyca/cryptography's RFC 5869 HKDF."""
+    expected = HKDF(algorithm=hashes.SHA512(), length=length, salt=salt, info=info).derive(ikm)
+    assert hkdf_expand(hkdf_extract(salt, ikm, SHA512), info, length, SHA512) == expected

@@ -27,6 +27,7 @@ Vector = dict[str, Any]
 # RFC 7748 §4.1: the X25519 base point has u = 9 (a curve constant, not a test output).
 X25519_BASE_POINT = bytes([9]) + bytes(31)
 HKDF_SHA256_MAX_LENGTH = 255 * 32  # RFC 5869 §2.3: L <= 255 * HashLen
+HKDF_SHA512_MAX_LENGTH = 255 * 64
 
 
 # -- Loaders ----------------------------------------------------------------------------------
@@ -214,6 +215,30 @@ def test_xchacha20poly1305_draft_example(vector: Vector) -> None:
     assert sealed[-16:] == _hex(vector["tag"])
 
 
+# -- AES-256-GCM ------------------------------------------------------------------------------
+
+
+def _aes256gcm_vectors() -> list[Any]:
+    """Wycheproof AES-GCM cases for the only shape libsodium has: 256-bit key, 96-bit IV."""
+    return [param for param in _wycheproof("Cipher/wycheproof/aes_gcm_test.json")
+            if param.values[0]["group"]["keySize"] == 256
+            and param.values[0]["group"]["ivSize"] == 96]
+
+
+@pytest.mark.parametrize("vector", _aes256gcm_vectors())
+def test_aes256gcm_wycheproof(vector: Vector) -> None:
+    """Wycheproof aes_gcm_test.json (AES-256, 96-bit IV): seal/open valid, refuse invalid."""
+    primitives.require_hardware_aes()
+    key, nonce, aad = _hex(vector["key"]), _hex(vector["iv"]), _hex(vector["aad"])
+    message, sealed = _hex(vector["msg"]), _hex(vector["ct"] + vector["tag"])
+    if vector["result"] == "valid":
+        assert primitives.aes256gcm_seal(message, aad, nonce, key) == sealed
+        assert primitives.aes256gcm_open(sealed, aad, nonce, key) == message
+    else:
+        with pytest.raises(DecryptionError):
+            primitives.aes256gcm_open(sealed, aad, nonce, key)
+
+
 # -- Hashes and KDFs --------------------------------------------------------------------------
 
 
@@ -232,6 +257,27 @@ def test_sha512_nist_cavp(vector: dict[str, str]) -> None:
 def test_hmac_sha256_rfc4231(vector: dict[str, str]) -> None:
     """RFC 4231 HMAC-SHA256 test cases (cryptography_vectors HMAC/rfc-4231-sha256.txt)."""
     assert primitives.hmac_sha256(_hex(vector["Key"]), _hex(vector["Msg"])) == _hex(vector["MD"])
+
+
+@pytest.mark.parametrize("vector", _pyca_params("HMAC/rfc-4231-sha512.txt", "MD", "rfc4231"))
+def test_hmac_sha512_rfc4231(vector: dict[str, str]) -> None:
+    """RFC 4231 HMAC-SHA512 test cases, incl. keys longer than the 128-byte block."""
+    key, message = _hex(vector["Key"]), _hex(vector["Msg"])
+    assert primitives.hmac_digest(key, message, primitives.SHA512) == _hex(vector["MD"])
+
+
+@pytest.mark.parametrize("vector", _wycheproof("Protocol/wycheproof/hkdf_sha512_test.json"))
+def test_hkdf_sha512_wycheproof(vector: Vector) -> None:
+    """Wycheproof hkdf_sha512_test.json through extract + expand; sizes over 255*64 refused."""
+    salt, ikm, info = _hex(vector["salt"]), _hex(vector["ikm"]), _hex(vector["info"])
+    size = vector["size"]
+    prk = primitives.hkdf_extract(salt, ikm, primitives.SHA512)
+    if vector["result"] == "invalid":
+        assert size > HKDF_SHA512_MAX_LENGTH
+        with pytest.raises(LocalProtocolError):
+            primitives.hkdf_expand(prk, info, size, primitives.SHA512)
+    else:
+        assert primitives.hkdf_expand(prk, info, size, primitives.SHA512) == _hex(vector["okm"])
 
 
 @pytest.mark.parametrize("vector", _pyca_params("KDF/rfc-5869-HKDF-SHA256.txt", "OKM", "rfc5869"))

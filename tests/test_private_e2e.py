@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from client.private import ClientError, Received
+from client.core.errors import ClientError
+from client.private.received import Received
 from e2e_proto.fingerprint import safety_number
 from server.relay.config import RelayConfig
 from tests.relay_harness import (
@@ -20,6 +21,10 @@ from tests.relay_harness import (
     session_of,
     start_relay,
 )
+
+DRAINING = RelayConfig(bundle_burst_per_target=1000, one_time_prekey_burst=1000)
+"""One account may take a device's bundles and one-time prekeys as fast as it likes (the
+defaults stop that, tests/test_relay_limits.py): for the tests that use them all up."""
 
 
 async def test_stored_but_unshown_message_is_shown_on_next_run(nursery, tmp_path: Path,
@@ -145,7 +150,7 @@ async def test_redelivery_after_lost_ack_is_not_shown_twice(nursery, tmp_path: P
 
 
 async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path, relay_db) -> None:
-    relay = await start_relay(nursery, relay_db)
+    relay = await start_relay(nursery, relay_db, DRAINING)
     bob = make_client(tmp_path / "bob", relay.port)
     await register(bob, "bob")
     await register(make_client(tmp_path / "alice", relay.port), "alice")
@@ -164,7 +169,7 @@ async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path, rel
 
 
 async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path, relay_db) -> None:
-    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
+    _, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, DRAINING, db=relay_db)
     async with session_of(alice) as a:
         for _ in range(100):
             await a.connection.request("fetch_bundles", account="bob")
@@ -175,7 +180,9 @@ async def test_spk_only_bundle_when_opks_run_out(nursery, tmp_path: Path, relay_
 
 
 async def test_prekeys_low_push_tops_up_online_owner(nursery, tmp_path: Path, relay_db) -> None:
-    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
+    relay, alice, bob = await relay_with_alice_and_bob(  # a budget that reaches the watermark
+        nursery, tmp_path, RelayConfig(bundle_burst_per_target=1000, one_time_prekey_burst=95),
+        db=relay_db)
     async with session_of(bob) as b, session_of(alice) as a:
         for _ in range(95):
             await a.connection.request("fetch_bundles", account="bob")

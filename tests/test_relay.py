@@ -9,12 +9,12 @@ import msgpack
 import pytest
 import trio
 
-from client.connection import ServerError, open_connection
+from client.core.connection import ServerError, open_connection
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 from e2e_proto.devices import DeviceList
 from e2e_proto.keys import IdentityKeyPair
-from e2e_proto.wire import Envelope, FrameDecoder
+from e2e_proto.wire import Envelope, FrameDecoder, encode_frame
 from server.relay.config import RelayConfig
 from tests.relay_harness import (
     drain,
@@ -29,7 +29,12 @@ from tests.relay_harness import (
 async def _raw_exchange(port: int, data: bytes) -> list[dict]:
     """Send raw bytes after the challenge; return every frame until the relay closes."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
-    decoder = FrameDecoder()
+    return await _raw_exchange_on(stream, FrameDecoder(), data)
+
+
+async def _raw_exchange_on(stream: trio.SocketStream, decoder: FrameDecoder,
+                           data: bytes) -> list[dict]:
+    """Send raw bytes on ``stream``; return every frame until the relay closes it."""
     frames: list[dict] = []
     with trio.fail_after(10):
         await stream.send_all(data)
@@ -239,3 +244,54 @@ async def test_register_needs_list_version_1_and_distinct_account_and_device_key
                 await connection.request("register", **fields)
             assert caught.value.code == api.BAD_REQUEST
             assert (await connection.request("ping"))["ok"] is True
+
+
+@pytest.mark.parametrize("kind", [["ping"], {"ping": 1}, [], {}, b"ping", 1.5])
+async def test_a_request_type_that_is_not_a_string_is_refused(
+        nursery, tmp_path: Path, kind: object, caplog: pytest.LogCaptureFixture) -> None:
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    await register(make_client(tmp_path / "a", relay.port), "alice")
+    async with open_connection("127.0.0.1", relay.port) as connection:
+        await connection.pushes.receive()
+        with pytest.raises(ServerError) as caught:
+            await connection.request(kind, account="alice")  # type: ignore[arg-type]
+        assert caught.value.code == api.BAD_REQUEST
+        assert "must be a string" in str(caught.value)
+        assert (await connection.request("ping"))["ok"] is True  # the connection survives
+    assert "internal error" not in caplog.text
+
+
+async def test_frames_over_the_request_limits_are_refused(nursery, tmp_path: Path) -> None:
+    """Nesting or width past relay_api.REQUEST_LIMITS closes only that connection."""
+    relay, alice, _ = await relay_with_alice_and_bob(nursery, tmp_path)
+    deep = {"seqs": [[[[]]]]}  # within the limits: the handler refuses it, the connection stays
+    million = msgpack.packb({"id": 1, "type": "ack", "seqs": [[[]] * 1000] * 1000})
+    async with session_of(alice) as a:
+        with pytest.raises(ServerError) as caught:
+            await a.connection.request("ack", **deep)
+        assert caught.value.code == api.BAD_REQUEST
+        await a.connection.stream.send_all(_frame(million))
+        with trio.fail_after(5):
+            while (error := await a.connection.pushes.receive())["type"] != "error":
+                pass  # queue_empty
+        assert error["code"] == api.BAD_REQUEST
+        assert "arrays and maps" in error["message"]
+    async with session_of(alice) as a:  # the relay serves on
+        await a.send_text("bob", "still here")
+    assert len(await relay.store.pending("bob", 0, 0, 10)) == 1
+
+
+async def test_a_malformed_frame_right_after_authentication_ends_the_connection(
+        nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Authenticated by a frame in the same read as a malformed one: closed, not an error."""
+    relay = await start_relay(nursery, tmp_path / "relay.db")
+    stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
+    decoder = FrameDecoder()
+    while (challenge := decoder.next_frame()) is None:
+        decoder.feed(await stream.receive_some(65536))
+    register_frame = {"id": 1, "type": "register", **_register_fields(challenge["nonce"])}
+    frames = await _raw_exchange_on(stream, decoder, encode_frame(register_frame)
+                                    + b"\x00\x00\x00\x00")
+    assert frames[0] == {"id": 1, "ok": True, "account": "carol", "device_id": 0}
+    assert frames[-1]["error"]["code"] == api.BAD_REQUEST
+    assert "internal error" not in caplog.text

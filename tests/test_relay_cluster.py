@@ -5,7 +5,10 @@ folder and port, ``appendonly yes``, ``appendfsync always``). Clients connect to
 the two that talk are kept on different nodes, so every message crosses from one node to
 another through Redis. Each client resends a payload until the relay acknowledged it (the same
 payload id) and reconnects, with backoff, to a node that is up. ``E2E_CLUSTER_MESSAGES`` sets how
-many messages each way (200 in CI).
+many messages each way (200 in CI). The nodes share one blob folder (``--blob-dir``), so a file
+uploaded through one node is downloaded through another; a group's routing copy and its fan-out
+work from any node. Calls stay on the node where they started; their rings and ends reach the
+other nodes, and a request for a call elsewhere is refused as such.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from client.connection import ConnectionLost
-from client.private import ClientError, PrivateClient, PrivateSession, Received
+from client.core.connection import ConnectionLost, ServerError
+from client.core.errors import ClientError
+from client.private.received import Received
+from client.private.session import PrivateClient, PrivateSession
+from e2e_proto import call_api
 from e2e_proto import relay_api as api
 from e2e_proto.payload import Payload
+from server.calls.registry import SfuGrant
 from server.relay.backends import open_backend
 from server.relay.store import Enqueue, Outgoing
 from storage.redis_server import LocalRedis
@@ -39,6 +46,7 @@ class Cluster:
 
     def __init__(self, folder: Path) -> None:
         self.redis = LocalRedis(folder / "redis")
+        self.blob_dir = folder / "blobs"  # one folder for every node, as a deployment shares
         self.ports = [free_port() for _ in range(NODES)]
         self.nodes: dict[int, RelayProcess] = {}
         for port in self.ports:
@@ -46,7 +54,8 @@ class Cluster:
 
     def start_node(self, port: int) -> None:
         """Start (again) the node on ``port``."""
-        self.nodes[port] = RelayProcess(self.redis.url(), port)
+        self.nodes[port] = RelayProcess(self.redis.url(), port,
+                                        ["--blob-dir", str(self.blob_dir)])
 
     def kill_node(self, port: int) -> None:
         """SIGKILL the node on ``port``."""
@@ -231,6 +240,42 @@ async def test_link_unlink_and_notices_across_nodes(cluster: Cluster, tmp_path: 
         assert any(f.get("code") == api.DEVICE_UNLINKED for f in frames)
 
 
+async def test_a_group_message_and_files_cross_nodes(cluster: Cluster, tmp_path: Path) -> None:
+    """alice, bob and carol each on their own node: a group's routing copy written through one
+    node fans a message out to the others; a file uploaded through one node is downloaded
+    through the others from the shared blob folder, and deleted once every recipient has it."""
+    names = ("alice", "bob", "carol")
+    clients = {name: make_client(tmp_path / name, port)
+               for name, port in zip(names, cluster.ports, strict=True)}
+    for name, client in clients.items():
+        await register(client, name)
+    photo, notes = tmp_path / "photo.bin", tmp_path / "notes.txt"
+    photo.write_bytes(os.urandom(2 * 1024 * 1024 + 17))  # three upload chunks
+    notes.write_bytes(b"for bob only\n" * 1000)
+    async with session_of(clients["alice"]) as a:
+        await a.group_create("friends", ["bob", "carol"])
+        await a.group_send_text("friends", "hello from node one")
+        await a.group_send_file("friends", photo, caption="the beach")
+        await a.send_file("bob", notes)
+    for name in ("bob", "carol"):
+        got = [m for m in await drain(clients[name]) if m.warning is None]
+        assert [(m.group, m.text) for m in got if m.group] == [
+            ("friends", "[created the group with bob, carol]"),
+            ("friends", "hello from node one"), ("friends", "the beach")]
+        (shared,) = [m.file for m in got if m.group and m.file is not None]
+        assert shared.path is not None and Path(shared.path).read_bytes() == photo.read_bytes()
+        if name == "bob":
+            (direct,) = [m.file for m in got if not m.group and m.file is not None]
+            assert direct.path is not None
+            assert Path(direct.path).read_bytes() == notes.read_bytes()
+    async with session_of(clients["carol"]) as c:  # carol answers the group from node three
+        await c.group_send_text("friends", "got it")
+    for name in ("alice", "bob"):
+        assert [m.text for m in await drain(clients[name]) if m.warning is None] == ["got it"]
+    stored = [p for p in cluster.blob_dir.rglob("*") if p.is_file()]
+    assert stored == []  # every recipient said it has both files: both were deleted
+
+
 async def test_expiry_from_several_nodes_deletes_each_message_once(redis_server: LocalRedis
                                                                    ) -> None:
     redis_server.flush()
@@ -239,7 +284,7 @@ async def test_expiry_from_several_nodes_deletes_each_message_once(redis_server:
         await store.create_account("bob", b"A" * 32, 1, b"list", b"S" * 64, {0: b"K" * 32}, 0.0)
         for i in range(2500):
             await store.enqueue(Enqueue([Outgoing("bob", 0, b"%d" % i)], ("alice", 0),
-                                        float(i), 10_000))
+                                        float(i), 10_000, 2**30))
     counts: list[int] = []
 
     async def node() -> None:
@@ -290,8 +335,11 @@ async def test_a_device_list_change_on_one_node_reaches_every_nodes_copy(
     second = await start_relay(nursery, redis_server.url())
     await first.store.create_account("bob", b"A" * 32, 1, b"list-1", b"S" * 64, {0: b"K" * 32},
                                      0.0)
-    copy = await second.store.account("bob")
-    assert copy is not None and await second.store.account("bob") is copy  # a kept copy
+    with trio.fail_after(5):  # copies are kept once the node's hub hears the change channel
+        while (copy := await second.store.account("bob")) is not await second.store.account(
+                "bob"):
+            await trio.sleep(0.01)  # polling: the hub subscribes in the background
+    assert copy is not None and copy.list_version == 1
     await first.store.replace_device_list("bob", 2, b"list-2", b"S" * 64,
                                           {0: b"K" * 32, 1: b"L" * 32}, [], 1.0)
     with trio.fail_after(5):
@@ -299,3 +347,55 @@ async def test_a_device_list_change_on_one_node_reaches_every_nodes_copy(
             await trio.sleep(0.01)  # polling: the change is announced through redis-server
     assert record is not None and record.list_version == 2
     assert record.list_body == b"list-2" and record.devices == {0: b"K" * 32}
+
+
+async def test_calls_ring_across_nodes_and_stay_on_their_node(
+        nursery: trio.Nursery, tmp_path: Path, redis_server: LocalRedis) -> None:
+    """A call started on one node rings the callee's device on another node and ends there
+    too; joining it through the other node is refused as a call elsewhere, through its own
+    node it works."""
+    redis_server.flush()
+    grant = SfuGrant("127.0.0.1", 9, bytes(32))  # signalling only: no media is sent
+    home = await start_relay(nursery, redis_server.url(), sfu=grant)
+    other = await start_relay(nursery, redis_server.url(), sfu=grant)
+    alice = make_client(tmp_path / "alice", home.port)
+    bob = make_client(tmp_path / "bob", other.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a, session_of(bob) as b:
+        answer = await a.connection.request("call_start", to="bob")
+        call_id = answer["call_id"]
+        with trio.fail_after(10):
+            ring = await _next_push(b, call_api.CALL_RING)
+        assert ring["call_id"] == call_id and ring["from"] == ["alice", 0]
+        with pytest.raises(ServerError) as caught:
+            await b.connection.request("call_join", call_id=call_id)
+        assert caught.value.code == call_api.UNKNOWN_CALL
+        assert caught.value.details.get("elsewhere") is True
+        with pytest.raises(ServerError) as caught:  # a call nobody runs: no such call
+            await b.connection.request("call_join", call_id=bytes(16))
+        assert "elsewhere" not in caught.value.details
+        assert (await b.connection.request("call_list"))["calls"] == []  # this node's calls
+        bob.port = home.port
+        async with session_of(bob) as on_home:  # bob's newer connection, on the call's node
+            joined = await on_home.connection.request("call_join", call_id=call_id)
+            assert joined["participants"][-1][1:] == ["bob", 0]
+        await a.connection.request("call_end", call_id=call_id)
+    bob.port = other.port
+    async with session_of(bob) as b, session_of(alice) as a:
+        answer = await a.connection.request("call_start", to="bob")
+        await a.connection.request("call_end", call_id=answer["call_id"])
+        with trio.fail_after(10):
+            await _next_push(b, call_api.CALL_ENDED, answer["call_id"])
+        with trio.fail_after(10):
+            while await other.server.hub.call_elsewhere(answer["call_id"]):
+                await trio.sleep(0.01)  # polling: the record is removed by the home's errand
+
+
+async def _next_push(session: PrivateSession, kind: str, call_id: bytes | None = None) -> dict:
+    """The next push of ``kind`` (for ``call_id``, if given) on the session's connection; others
+    are skipped (a notice of an earlier call may arrive late)."""
+    async for frame in session.connection.pushes:
+        if frame.get("type") == kind and call_id in (None, frame.get("call_id")):
+            return frame
+    raise AssertionError(f"the connection closed before a {kind} push")

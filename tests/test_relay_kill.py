@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from client.connection import ConnectionLost
-from client.private import Received
+from client.core.connection import ConnectionLost
+from client.private.received import Received
 from tests.fault_support import RelayProcess, free_port
 from tests.relay_harness import drain, make_client, register, session_of
 

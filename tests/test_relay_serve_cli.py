@@ -15,11 +15,19 @@ def serve(*options: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
-def test_no_redis_there_is_exit_2() -> None:
-    done = serve("--listen", "127.0.0.1:0", "--store", f"redis://127.0.0.1:{free_port()}/0")
+def test_no_redis_there_is_exit_2(tmp_path: Path) -> None:
+    done = serve("--listen", "127.0.0.1:0", "--store", f"redis://127.0.0.1:{free_port()}/0",
+                 "--blob-dir", str(tmp_path / "blobs"))
     assert done.returncode == 2
     assert done.stderr.startswith("e2e-relay: cannot open redis://127.0.0.1:")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_relay_on_redis_needs_a_shared_blob_folder() -> None:
+    done = serve("--listen", "127.0.0.1:0", "--store", f"redis://127.0.0.1:{free_port()}/0")
+    assert done.returncode == 2
+    assert done.stderr == ("e2e-relay: a relay on Redis needs --blob-dir DIR, a folder that "
+                           "every relay node on that Redis shares\n")
 
 
 def test_address_in_use_is_exit_1(tmp_path: Path) -> None:

@@ -2,8 +2,13 @@
 
 Each test runs once per store (the ``relay_db`` fixture: an SQLite file, or a real
 ``redis-server`` emptied for the test). Values are the inputs given here, never a backend's
-encoding; the request-level tests (tests/test_relay.py, tests/test_relay_limits.py,
-tests/test_multidevice_e2e.py) run against both stores as well.
+encoding. Covered: accounts and device lists, link signatures, prekeys and bundles, mailboxes
+(order, acknowledgement, both quotas and the usage counters behind them, dedupe, ``skip_full``,
+expiry), pending links and their cap per account, group routing copies and their version
+compare, blob records, quotas, grants and expiry. Many request-level tests (tests/test_relay.py,
+tests/test_relay_limits.py, tests/test_multidevice_e2e.py, tests/test_private_e2e.py,
+tests/test_blob_store.py, tests/test_groups_e2e.py, tests/test_relay_groups.py) run against
+both stores as well.
 """
 
 from __future__ import annotations
@@ -12,27 +17,36 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trio
 
+from server.common.blob_index import BlobQuotaError, BlobRecord, BlobTakenError
 from server.common.store_base import Bundle
 from server.relay.backends import open_backend
 from server.relay.store import (
+    LINK_IN_USE,
+    LINKS_OF_ACCOUNT,
     Acknowledge,
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
+    GroupRoute,
     NameTakenError,
     NewDevice,
     Outgoing,
     PendingLink,
     QuotaExceededError,
     RelayStore,
+    StaleGroupError,
     StaleListError,
 )
+from storage.redis_server import LocalRedis
 from tests.relay_harness import store_url
 
 NOW = 1_700_000_000.25
 KEY = {i: bytes([0x10 + i]) * 32 for i in range(8)}
 SPK = (7, b"\x51" * 32, b"\x52" * 64)
+LINK_SIGNATURE = {i: bytes([0x30 + i]) * 64 for i in range(8)}
+NO_BYTE_LIMIT = 2**40
 
 
 @pytest.fixture
@@ -53,12 +67,14 @@ async def make_account(store: RelayStore, name: str = "bob", devices: tuple[int,
             name, version, f"list-{version}".encode(), b"S" * 64,
             {**record.devices, device_id: KEY[device_id]},
             [NewDevice(device_id, KEY[device_id], f"phone {device_id}", SPK,
-                       [(1, b"\x61" * 32)])], NOW + version)
+                       [(1, b"\x61" * 32)], LINK_SIGNATURE[device_id])], NOW + version)
 
 
-def send(*envelopes: tuple[str, int, bytes], quota: int = 100, byte_quota: int | None = None,
-         now: float = NOW) -> Enqueue:
-    return Enqueue([Outgoing(*e) for e in envelopes], ("alice", 0), now, quota, byte_quota)
+def send(*envelopes: tuple[str, int, bytes], quota: int = 100,
+         quota_bytes: int = NO_BYTE_LIMIT, now: float = NOW, skip_full: bool = False
+         ) -> Enqueue:
+    return Enqueue([Outgoing(*e) for e in envelopes], ("alice", 0), now, quota, quota_bytes,
+                   skip_full)
 
 
 async def stored(store: RelayStore, account: str = "bob", device_id: int = 0) -> list[bytes]:
@@ -164,6 +180,31 @@ async def test_a_linked_device_brings_its_prekeys(store: RelayStore) -> None:
     assert await store.take_bundle("bob", 1) == (Bundle(1, KEY[1], *SPK, 1, b"\x61" * 32), 0)
 
 
+async def test_a_bundle_without_a_one_time_prekey_keeps_them(store: RelayStore) -> None:
+    await make_account(store)
+    await store.store_prekeys("bob", 0, SPK, [(3, b"\x03" * 32)])
+    assert await store.take_bundle("bob", 0, one_time=False) == (
+        Bundle(0, KEY[0], *SPK, None, None), 1)
+    assert await store.take_bundle("bob", 0) == (Bundle(0, KEY[0], *SPK, 3, b"\x03" * 32), 0)
+    assert await store.take_bundle("bob", 5, one_time=False) is None
+
+
+# -- link signatures ----------------------------------------------------------------------------
+
+
+async def test_link_signatures_of_linked_devices(store: RelayStore) -> None:
+    await make_account(store, linked=(1, 2))
+    assert await store.link_signatures("bob") == {1: LINK_SIGNATURE[1], 2: LINK_SIGNATURE[2]}
+    await store.set_link_signature("bob", 2, b"\x77" * 64)  # sent again by the device
+    await store.set_link_signature("bob", 0, b"\x78" * 64)  # the primary's is never handed out
+    await store.set_link_signature("bob", 6, b"\x79" * 64)  # no device 6: nothing happens
+    assert await store.link_signatures("bob") == {1: LINK_SIGNATURE[1], 2: b"\x77" * 64}
+    await store.replace_device_list("bob", 4, b"list-4", b"S" * 64, {0: KEY[0], 2: KEY[2]}, [],
+                                    NOW)
+    assert await store.link_signatures("bob") == {2: b"\x77" * 64}  # gone with its device
+    assert await store.link_signatures("nobody") == {}
+
+
 # -- mailboxes ----------------------------------------------------------------------------------
 
 
@@ -206,19 +247,69 @@ async def test_message_quota_refuses_the_whole_send(store: RelayStore) -> None:
 
 async def test_byte_quota_counts_envelope_bytes(store: RelayStore) -> None:
     await make_account(store)
-    await store.enqueue(send(("bob", 0, b"x" * 60), byte_quota=100))
+    await store.enqueue(send(("bob", 0, b"x" * 60), quota_bytes=100))
+    with pytest.raises(QuotaExceededError, match="100 bytes"):
+        await store.enqueue(send(("bob", 0, b"y" * 41), quota_bytes=100))
+    await store.enqueue(send(("bob", 0, b"z" * 40), quota_bytes=100))  # exactly full
     with pytest.raises(QuotaExceededError):
-        await store.enqueue(send(("bob", 0, b"y" * 41), byte_quota=100))
-    await store.enqueue(send(("bob", 0, b"z" * 40), byte_quota=100))  # exactly full
-    with pytest.raises(QuotaExceededError):
-        await store.enqueue(send(("bob", 0, b"1"), byte_quota=100))
-    await store.enqueue(send(("bob", 0, b"1")))  # no byte quota: only the message count
+        await store.enqueue(send(("bob", 0, b"1"), quota_bytes=100))
+    await store.enqueue(send(("bob", 0, b"1")))  # a larger byte quota: only the message count
     first = (await store.pending("bob", 0, 0, 1))[0]
     await store.acknowledge(Acknowledge("bob", 0, [first.seq]))
-    await store.enqueue(send(("bob", 0, b"w" * 59), byte_quota=100))  # 40 + 1 + 59
+    await store.enqueue(send(("bob", 0, b"w" * 59), quota_bytes=100))  # 40 + 1 + 59
     assert await stored(store) == [b"z" * 40, b"1", b"w" * 59]
     assert await store.expire(NOW + 1) == 3
-    await store.enqueue(send(("bob", 0, b"v" * 100), byte_quota=100))  # expiry freed it all
+    await store.enqueue(send(("bob", 0, b"v" * 100), quota_bytes=100))  # expiry freed it all
+
+
+async def test_usage_counters_follow_every_insert_and_delete(store: RelayStore) -> None:
+    """The quotas read per-device counters: each path that stores or deletes mail keeps them,
+    so a mailbox holds exactly its quota, never more, after acks, expiry and unlinking."""
+    await make_account(store, linked=(1,))
+    for i in range(3):
+        await store.enqueue(send(("bob", 0, b"%d" % i * 10), ("bob", 1, b"%d" % i * 10),
+                                 quota=3, quota_bytes=30, now=NOW + i))
+    for device_id in (0, 1):
+        with pytest.raises(QuotaExceededError, match="3 messages"):
+            await store.enqueue(send(("bob", device_id, b"x"), quota=3))
+        with pytest.raises(QuotaExceededError, match="30 bytes"):
+            await store.enqueue(send(("bob", device_id, b"x"), quota=4, quota_bytes=30))
+    seqs = [d.seq for d in await store.pending("bob", 0, 0, 10)]
+    await store.acknowledge(Acknowledge("bob", 0, seqs[:1] + seqs[:1]))  # one ack counts once
+    await store.enqueue(send(("bob", 0, b"a" * 10), quota=3, quota_bytes=30))  # room for one
+    with pytest.raises(QuotaExceededError):
+        await store.enqueue(send(("bob", 0, b"b"), quota=3))
+    assert await store.expire(NOW + 1) == 2  # bob.0's and bob.1's first messages
+    await store.enqueue(send(("bob", 1, b"c" * 10), quota=3, quota_bytes=30))
+    with pytest.raises(QuotaExceededError):
+        await store.enqueue(send(("bob", 1, b"d"), quota=4, quota_bytes=30))
+    removed = await store.replace_device_list("bob", 3, b"list-3", b"S" * 64, {0: KEY[0]}, [],
+                                              NOW)
+    assert removed == [1]
+    await store.replace_device_list(  # a new device 2: its mailbox starts empty
+        "bob", 4, b"list-4", b"S" * 64, {0: KEY[0], 2: KEY[2]},
+        [NewDevice(2, KEY[2], "tablet", SPK, [], LINK_SIGNATURE[2])], NOW)
+    await store.enqueue(send(*[("bob", 2, b"%d" % i * 10) for i in range(3)], quota=3,
+                             quota_bytes=30))
+    assert len(await stored(store, "bob", 2)) == 3
+
+
+async def test_a_group_write_leaves_out_full_and_removed_devices(store: RelayStore) -> None:
+    await make_account(store, linked=(1, 2))
+    await store.enqueue(send(("bob", 0, b"a" * 70)))  # bob.0: 70 of 100 bytes
+    await store.enqueue(send(("bob", 1, b"one"), ("bob", 1, b"two")))  # bob.1: 2 of 2 messages
+    copies = [("bob", i, b"g" * 40) for i in (0, 1, 2)] + [("bob", 7, b"g" * 40)]
+    with pytest.raises(QuotaExceededError):  # a send: refused whole, at its first refusal
+        await store.enqueue(send(*copies, quota=2, quota_bytes=100))
+    with pytest.raises(DeviceGoneError):
+        await store.enqueue(send(*copies[2:], quota=2, quota_bytes=100))
+    assert await stored(store, "bob", 2) == []
+    await store.enqueue(send(*copies, quota=2, quota_bytes=100, skip_full=True))
+    assert await stored(store, "bob", 0) == [b"a" * 70]  # bytes: left out
+    assert await stored(store, "bob", 1) == [b"one", b"two"]  # messages: left out
+    assert await stored(store, "bob", 2) == [b"g" * 40]
+    await store.enqueue(send(("bob", 2, b"g" * 40), quota=1, quota_bytes=100, skip_full=True))
+    assert await stored(store, "bob", 2) == [b"g" * 40]  # stored already: not twice
 
 
 async def test_a_send_to_a_removed_device_stores_nothing(store: RelayStore) -> None:
@@ -239,8 +330,7 @@ async def test_the_same_envelope_is_stored_once(store: RelayStore) -> None:
     assert await stored(store, "bob", 1) == [b"same", b"other"]
     await store.enqueue(send(("bob", 1, b"other"), quota=2))  # a retry of a stored send,
     assert await stored(store, "bob", 1) == [b"same", b"other"]  # even with the box full
-    await store.enqueue(Enqueue([Outgoing("bob", 0, b"twice"), Outgoing("bob", 0, b"twice")],
-                                ("alice", 0), NOW, 100))
+    await store.enqueue(send(("bob", 0, b"twice"), ("bob", 0, b"twice")))
     assert await stored(store) == [b"same", b"twice"]
     (first, _) = await store.pending("bob", 0, 0, 10)
     await store.acknowledge(Acknowledge("bob", 0, [first.seq]))
@@ -281,15 +371,165 @@ def offer(waiter: bytes = b"W" * 32) -> PendingLink:
 async def test_link_offers(store: RelayStore) -> None:
     lookup, other = b"\x01" * 16, b"\x02" * 16
     assert await store.pending_link(lookup) is None
-    assert await store.offer_link(lookup, offer(), 600.0)
-    assert not await store.offer_link(lookup, offer(b"X" * 32), 600.0)  # in use
+    assert await store.offer_link(lookup, offer(), 600.0, 16) is None
+    assert await store.offer_link(lookup, offer(b"X" * 32), 600.0, 16) == LINK_IN_USE
     assert await store.pending_link(lookup) == offer()
     await store.withdraw_link(lookup, b"X" * 32)  # not the waiter: nothing happens
     assert await store.pending_link(lookup) == offer()
     await store.withdraw_link(lookup, b"W" * 32)
     assert await store.pending_link(lookup) is None
-    assert await store.offer_link(lookup, offer(b"X" * 32), 600.0)
-    assert await store.offer_link(other, offer(), 600.0)
+    assert await store.offer_link(lookup, offer(b"X" * 32), 600.0, 16) is None
+    assert await store.offer_link(other, offer(), 600.0, 16) is None
     assert await store.take_link(lookup) == offer(b"X" * 32)
     assert await store.take_link(lookup) is None
     assert await store.pending_link(other) == offer()
+
+
+async def test_link_offers_per_account_are_capped(store: RelayStore) -> None:
+    lookups = [bytes([i]) * 16 for i in range(4)]
+    for lookup in lookups[:2]:
+        assert await store.offer_link(lookup, offer(), 600.0, 2) is None
+    assert await store.offer_link(lookups[2], offer(), 600.0, 2) == LINKS_OF_ACCOUNT
+    assert await store.pending_link(lookups[2]) is None  # the refusal filed nothing
+    carol = PendingLink("carol", KEY[5], "phone", b"T" * 32, b"L" * 64, SPK, [], b"W" * 32)
+    assert await store.offer_link(lookups[2], carol, 600.0, 2) is None  # another account
+    await store.withdraw_link(lookups[0], b"W" * 32)  # a device that gives up frees a place
+    assert await store.offer_link(lookups[3], offer(), 600.0, 2) is None
+    assert await store.offer_link(lookups[0], offer(), 600.0, 2) == LINKS_OF_ACCOUNT
+    await store.take_link(lookups[1])  # so does an approval
+    assert await store.offer_link(lookups[0], offer(), 600.0, 2) is None
+
+
+# -- group routing copies -----------------------------------------------------------------------
+
+
+def route(version: int, members: tuple[str, ...] = ("alice", "bob")) -> GroupRoute:
+    return GroupRoute(b"\x42" * 16, version, members, members[:1], b"body-%d" % version,
+                      b"S" * 64)
+
+
+async def test_group_routing_copies_only_move_forward(store: RelayStore) -> None:
+    assert await store.group(b"\x42" * 16) is None
+    await store.put_group(route(1))
+    assert await store.group(b"\x42" * 16) == route(1)
+    await store.put_group(route(5, ("alice", "bob", "carol")))
+    assert await store.group(b"\x42" * 16) == route(5, ("alice", "bob", "carol"))
+    for stale in (5, 4, 0):
+        with pytest.raises(StaleGroupError):
+            await store.put_group(route(stale))
+    assert await store.group(b"\x42" * 16) == route(5, ("alice", "bob", "carol"))
+    assert await store.group(b"\x43" * 16) is None
+
+
+async def test_concurrent_group_writes_store_exactly_one(store: RelayStore) -> None:
+    """Two admins write version 2 at once: the compare and the write are one step."""
+    await store.put_group(route(1))
+    outcomes: list[str] = []
+
+    async def write(members: tuple[str, ...]) -> None:
+        try:
+            await store.put_group(route(2, members))
+            outcomes.append("stored")
+        except StaleGroupError:
+            outcomes.append("stale")
+
+    async with trio.open_nursery() as nursery:
+        for members in (("alice", "bob"), ("alice", "carol")):
+            nursery.start_soon(write, members)
+    assert sorted(outcomes) == ["stale", "stored"]
+    stored_route = await store.group(b"\x42" * 16)
+    assert stored_route is not None and stored_route.version == 2
+
+
+# -- blob metadata and grants -------------------------------------------------------------------
+
+BLOB = [bytes([0xB0 + i]) * 32 for i in range(6)]
+
+
+async def test_blob_records_and_quotas(store: RelayStore) -> None:
+    blobs = store.blobs
+    assert await blobs.blob(BLOB[0]) is None
+    begun = await blobs.begin_blob(BLOB[0], "alice", 600, NOW, 1000, 2)
+    assert begun == BlobRecord(BLOB[0], "alice", 600, NOW, False) == await blobs.blob(BLOB[0])
+    again = await blobs.begin_blob(BLOB[0], "alice", 999, NOW + 5, 1000, 2)
+    assert again == begun  # resumed: the record as begun (the caller checks the size)
+    with pytest.raises(BlobTakenError):
+        await blobs.begin_blob(BLOB[0], "bob", 600, NOW, 1000, 2)
+    with pytest.raises(BlobQuotaError) as caught:  # 600 + 401 bytes
+        await blobs.begin_blob(BLOB[1], "alice", 401, NOW, 1000, 2)
+    assert (caught.value.used, caught.value.limit) == (600, 1000)
+    await blobs.begin_blob(BLOB[1], "alice", 400, NOW, 1000, 3)  # exactly the quota
+    await blobs.begin_blob(BLOB[2], "bob", 10, NOW, 1000, 1)  # quotas are per owner
+    with pytest.raises(BlobQuotaError, match="unfinished uploads"):
+        await blobs.begin_blob(BLOB[3], "bob", 10, NOW, 1000, 1)
+    await blobs.complete_blob(BLOB[2])
+    await blobs.complete_blob(BLOB[2])  # twice: still one finished upload
+    assert await blobs.blob(BLOB[2]) == BlobRecord(BLOB[2], "bob", 10, NOW, True)
+    await blobs.begin_blob(BLOB[3], "bob", 10, NOW, 1000, 1)  # a finished one frees a place
+    with pytest.raises(BlobQuotaError, match="unfinished uploads"):
+        await blobs.begin_blob(BLOB[4], "bob", 10, NOW, 1000, 1)
+    await blobs.delete_blob(BLOB[0])
+    assert await blobs.blob(BLOB[0]) is None
+    await blobs.begin_blob(BLOB[4], "alice", 600, NOW, 1000, 3)  # deletion gave the bytes back
+
+
+async def test_blob_expiry_by_kind(store: RelayStore) -> None:
+    blobs = store.blobs
+    for index, (complete, begun) in enumerate(((True, NOW - 100), (True, NOW),
+                                               (False, NOW - 10), (False, NOW))):
+        await blobs.begin_blob(BLOB[index], "alice", 100, begun, 10_000, 10)
+        if complete:
+            await blobs.complete_blob(BLOB[index])
+    assert await blobs.expire_blobs(NOW - 100, NOW - 10) == []  # strictly before
+    assert sorted(await blobs.expire_blobs(NOW - 50, NOW - 5)) == sorted([BLOB[0], BLOB[2]])
+    assert [await blobs.blob(b) is None for b in BLOB[:4]] == [True, False, True, False]
+    assert sorted(await blobs.expire_blobs(NOW + 1, NOW + 1)) == sorted([BLOB[1], BLOB[3]])
+    with pytest.raises(BlobQuotaError):  # usage is counted again from nothing: 100 + 101
+        await blobs.begin_blob(BLOB[4], "alice", 100, NOW, 200, 10)
+        await blobs.begin_blob(BLOB[5], "alice", 101, NOW, 200, 10)
+    await blobs.delete_blob(BLOB[4])
+    await blobs.begin_blob(BLOB[5], "alice", 200, NOW, 200, 1)  # and no unfinished upload
+
+
+async def test_many_blobs_expire(store: RelayStore) -> None:
+    blobs = store.blobs
+    ids = [i.to_bytes(32, "big") for i in range(1100)]  # more than one Redis expiry batch
+    for blob_id in ids:
+        await blobs.begin_blob(blob_id, "alice", 1, NOW, 10**6, 10**6)
+    assert sorted(await blobs.expire_blobs(NOW, NOW + 1)) == ids
+
+
+async def test_blob_grants_and_the_last_fetch(store: RelayStore) -> None:
+    blobs = store.blobs
+    await blobs.begin_blob(BLOB[0], "alice", 10, NOW, 1000, 5)
+    await blobs.complete_blob(BLOB[0])
+    await blobs.grant_blobs([BLOB[0]], [("bob", 0), ("bob", 1)])
+    await blobs.grant_blobs([BLOB[0]], [("bob", 1), ("carol", 0)])  # granted once each
+    assert [await blobs.may_download(BLOB[0], *d) for d in
+            (("bob", 0), ("bob", 1), ("carol", 0), ("carol", 1), ("alice", 0))] == [
+        True, True, True, False, False]
+    assert await blobs.mark_fetched(BLOB[0], "carol", 1) is None  # never granted
+    assert await blobs.mark_fetched(BLOB[0], "bob", 0) is False
+    assert await blobs.mark_fetched(BLOB[0], "bob", 0) is False  # twice: counted once
+    assert await blobs.mark_fetched(BLOB[0], "carol", 0) is False
+    assert await blobs.mark_fetched(BLOB[0], "bob", 1) is True  # the last one
+    assert await blobs.may_download(BLOB[0], "bob", 1)  # until the caller deletes it
+    await blobs.delete_blob(BLOB[0])
+    assert not await blobs.may_download(BLOB[0], "bob", 0)  # grants go with the blob
+    assert await blobs.mark_fetched(BLOB[0], "bob", 0) is None
+    await blobs.begin_blob(BLOB[0], "alice", 10, NOW, 1000, 5)  # the id may come back
+    assert not await blobs.may_download(BLOB[0], "bob", 0)
+
+
+# -- Redis only: what expires by itself ---------------------------------------------------------
+
+
+async def test_redis_link_offers_expire_and_stop_counting(redis_server: LocalRedis) -> None:
+    redis_server.flush()
+    async with open_backend(redis_server.url()) as (store, _hub):
+        assert await store.offer_link(b"\x01" * 16, offer(), 0.05, 1) is None
+        assert await store.offer_link(b"\x02" * 16, offer(), 600.0, 1) == LINKS_OF_ACCOUNT
+        with trio.fail_after(5):
+            while await store.pending_link(b"\x01" * 16) is not None:
+                await trio.sleep(0.02)  # waiting for Redis's clock to pass the TTL
+        assert await store.offer_link(b"\x02" * 16, offer(), 600.0, 1) is None

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from client.private import ClientError
-from client.social import SocialState
-from client.state import ClientState
+from client.core.errors import ClientError
+from client.private.state import ClientState
+from client.social.state import SocialState
 from e2e_proto.at_rest import MINIMUM, AtRestKey, WrongPassphraseError
 from e2e_proto.devices import DeviceList
 from e2e_proto.errors import LocalProtocolError
@@ -28,13 +28,20 @@ from tests.relay_harness import (
 )
 
 
-def _serve_list(relay, account: str, aik: IdentityKeyPair, device_list: DeviceList) -> None:
-    """Make the relay hand out ``device_list`` signed by ``aik``, as a hostile relay could."""
+def _serve_list(relay, account: str, aik: IdentityKeyPair, device_list: DeviceList,
+                links: dict[int, bytes] | None = None) -> None:
+    """Make the relay hand out ``device_list`` signed by ``aik``, as a hostile relay could,
+    with the link signatures ``links`` (ones it saw earlier, say)."""
     signed = device_list.sign(aik)
     relay.store._db.execute(
         "UPDATE accounts SET account_key = ?, list_version = ?, list_body = ?, "
         "list_signature = ? WHERE account = ?",
         (aik.public_key.raw, device_list.version, signed.body, signed.signature, account))
+    for device_id, signature in (links or {}).items():
+        relay.store._db.execute(
+            "INSERT OR REPLACE INTO devices (account, device, identity_key, link_signature) "
+            "VALUES (?, ?, ?, ?)",
+            (account, device_id, device_list.identity_of(device_id).raw, signature))
     relay.store._accounts.pop(account, None)
 
 
@@ -42,6 +49,7 @@ async def test_no_device_list_rollback_across_a_key_change(nursery, tmp_path: Pa
     relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
     laptop = make_client(tmp_path / "laptop", relay.port)
     await link(bob, laptop, "bob")
+    laptop_link = (await relay.store.link_signatures("bob"))[1]  # kept after the unlink
     async with session_of(bob) as b:
         await b.unlink(1)  # bob's list is now version 3, without device 1
     async with session_of(alice) as a:
@@ -54,7 +62,8 @@ async def test_no_device_list_rollback_across_a_key_change(nursery, tmp_path: Pa
                 DeviceList("bob", 1, ((0, dik0),)))  # a key change
     async with session_of(alice) as a:
         await a.device_list("bob", refresh=True)
-        _serve_list(relay, "bob", aik, DeviceList("bob", 2, ((0, dik0), (1, dik1))))
+        _serve_list(relay, "bob", aik, DeviceList("bob", 2, ((0, dik0), (1, dik1))),
+                    {1: laptop_link})
         with pytest.raises(ClientError, match="older than version 3"):
             await a.device_list("bob", refresh=True)
 
@@ -135,8 +144,9 @@ async def test_send_to_a_device_unlinked_meanwhile_is_not_stored(tmp_path: Path)
     """The fan-out check and the commit are apart (group commit): the commit checks again."""
     store = SqliteRelayStore(tmp_path / "relay.db")
     await store.create_account("bob", bytes(32), 1, b"list", bytes(64), {0: bytes(32)}, 0.0)
-    gone = Enqueue([Outgoing("bob", 0, b"x"), Outgoing("bob", 5, b"y")], ("alice", 0), 1.0, 10)
-    fine = Enqueue([Outgoing("bob", 0, b"z")], ("alice", 0), 1.0, 10)
+    gone = Enqueue([Outgoing("bob", 0, b"x"), Outgoing("bob", 5, b"y")], ("alice", 0), 1.0, 10,
+                   1000)
+    fine = Enqueue([Outgoing("bob", 0, b"z")], ("alice", 0), 1.0, 10, 1000)
     errors = store.write_mailboxes([gone, fine])
     assert isinstance(errors[0], DeviceGoneError) and errors[1] is None
     assert [d.envelope for d in await store.pending("bob", 0, 0, 10)] == [b"z"]

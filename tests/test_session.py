@@ -1,17 +1,24 @@
+import msgpack
 import pytest
 
+from client.core.protocol_store import SqliteProtocolStore
 from e2e_proto.address import Address
+from e2e_proto.constants import MAX_REMEMBERED_BASE_KEYS, MAX_SKIP
 from e2e_proto.errors import (
+    BaseKeyReusedError,
+    DecryptionError,
     DuplicateMessageError,
     InvalidSignatureError,
     NoSessionError,
     RemoteProtocolError,
+    TooManySkippedError,
     UnknownPreKeyError,
+    UnsupportedVersionError,
 )
 from e2e_proto.keys import PreKeyBundle
 from e2e_proto.payload import Payload
 from e2e_proto.session import process_prekey_bundle
-from e2e_proto.sqlite_store import SqliteProtocolStore
+from e2e_proto.session_record import MAX_PREVIOUS_SESSIONS, SessionRecord
 from e2e_proto.wire import Envelope
 from tests.helpers import connect, make_device
 
@@ -185,3 +192,104 @@ def test_earlier_session_is_kept_and_promoted() -> None:
     record = bob.store.load_session(alice.address)
     assert record.base_key == first.prekey.ephemeral_key.raw  # the old one was promoted
     assert [p.base_key for p in record.previous] == [fresh.prekey.ephemeral_key.raw]
+
+
+def test_earlier_session_tried_after_any_refusal_of_the_current() -> None:
+    """The current session refuses with TooManySkippedError; the earlier one can decrypt.
+
+    Alice's chain on the first session is past MAX_SKIP when bob starts a second session, so
+    her next message would make the second session skip more than MAX_SKIP keys: that is "not
+    this session", not a reason to drop the message.
+    """
+    alice, bob = make_device("alice"), make_device("bob")
+    connect(alice, bob)
+    hello = alice.cipher.encrypt(bob.address, b"hello")
+    bob.cipher.decrypt(wire(hello))
+    alice.cipher.decrypt(wire(bob.cipher.encrypt(alice.address, b"hi")))  # alice's turn again
+    chain = [alice.cipher.encrypt(bob.address, b"n%d" % i) for i in range(MAX_SKIP + 2)]
+    assert chain[-1].type == "message"
+    for envelope in chain[:-1]:
+        bob.cipher.decrypt(envelope)
+    connect(bob, alice)  # bob starts over; the first session is kept behind the new one
+    with pytest.raises(TooManySkippedError):  # what the new session alone says of it
+        bob.store.load_session(alice.address).ratchet.decrypt(
+            chain[-1].message, bob.store.load_session(alice.address).associated_data)
+    assert bob.cipher.decrypt(wire(chain[-1])) == b"n%d" % (MAX_SKIP + 1)
+    record = bob.store.load_session(alice.address)
+    assert record.base_key == hello.prekey.ephemeral_key.raw  # the earlier one was promoted
+    assert len(record.previous) == 1  # and the new one kept behind it
+
+
+def test_first_error_raised_when_no_session_decrypts() -> None:
+    alice, bob = make_device("alice"), make_device("bob")
+    connect(alice, bob)
+    bob.cipher.decrypt(wire(alice.cipher.encrypt(bob.address, b"hello")))
+    alice.cipher.decrypt(wire(bob.cipher.encrypt(alice.address, b"hi")))
+    replayed = wire(alice.cipher.encrypt(bob.address, b"once"))
+    assert replayed.type == "message"
+    bob.cipher.decrypt(replayed)
+    connect(bob, alice)  # the replay is now tried on the new session first, then the old one
+    before = bob.store.load_session(alice.address).to_bytes()
+    with pytest.raises(DecryptionError):  # the current session's error, the first one
+        bob.cipher.decrypt(replayed)
+    assert bob.store.load_session(alice.address).to_bytes() == before
+
+
+def test_replayed_initial_message_of_a_dropped_session_is_refused() -> None:
+    """Four newer sessions push the first out of the record; its replay is still refused."""
+    alice, bob = make_device("alice", opk_count=0), make_device("bob", opk_count=0)
+    connect(alice, bob, with_opk=False)
+    first = wire(alice.cipher.encrypt(bob.address, b"first"))
+    assert first.prekey.one_time_prekey_id is None  # nothing to use up: X3DH alone is replayable
+    bob.cipher.decrypt(first)
+    for i in range(MAX_PREVIOUS_SESSIONS + 1):
+        connect(alice, bob, with_opk=False)
+        bob.cipher.decrypt(wire(alice.cipher.encrypt(bob.address, b"session %d" % i)))
+    record = bob.store.load_session(alice.address)
+    kept = [record.base_key, *(p.base_key for p in record.previous)]
+    assert first.prekey.ephemeral_key.raw not in kept
+    before = record.to_bytes()
+    with pytest.raises(BaseKeyReusedError) as caught:
+        bob.cipher.decrypt(first)
+    assert isinstance(caught.value, DuplicateMessageError)  # a replay, to every caller
+    assert bob.store.load_session(alice.address).to_bytes() == before
+    reply = bob.cipher.encrypt(alice.address, b"the current session still works")
+    assert alice.cipher.decrypt(wire(reply)) == b"the current session still works"
+
+
+def test_remembered_base_keys_are_bounded_and_survive_serialisation() -> None:
+    alice, bob = make_device("alice", opk_count=0), make_device("bob", opk_count=0)
+    sent = []
+    for i in range(MAX_PREVIOUS_SESSIONS + MAX_REMEMBERED_BASE_KEYS + 3):
+        connect(alice, bob, with_opk=False)
+        envelope = wire(alice.cipher.encrypt(bob.address, b"%d" % i))
+        bob.cipher.decrypt(envelope)
+        sent.append(envelope)
+    record = bob.store.load_session(alice.address)
+    assert len(record.old_base_keys) == MAX_REMEMBERED_BASE_KEYS
+    again = SessionRecord.from_bytes(record.to_bytes())
+    assert again.old_base_keys == record.old_base_keys
+    dropped = sent[: -(MAX_PREVIOUS_SESSIONS + 1)]
+    assert [e.prekey.ephemeral_key.raw for e in reversed(dropped)][
+        :MAX_REMEMBERED_BASE_KEYS] == record.old_base_keys  # newest first
+    with pytest.raises(BaseKeyReusedError):
+        bob.cipher.decrypt(dropped[-1])
+
+
+def test_version_1_session_record_is_read_and_written_as_version_2() -> None:
+    """A record stored before the base-key memory (version 1) still opens; it is rewritten as 2.
+
+    The version 1 bytes are built here from the layout PROTOCOL.md §6.1 gave for version 1.
+    """
+    alice, bob = make_device("alice"), make_device("bob")
+    connect(alice, bob)
+    bob.cipher.decrypt(wire(alice.cipher.encrypt(bob.address, b"hello")))
+    record = bob.store.load_session(alice.address)
+    old = msgpack.packb([1, record.remote_identity.raw, record.associated_data,
+                         record.ratchet.to_bytes(), record.base_key, None, []])
+    migrated = SessionRecord.from_bytes(old)
+    assert migrated.base_key == record.base_key and migrated.old_base_keys == []
+    assert msgpack.unpackb(migrated.to_bytes())[0] == 2
+    assert migrated.ratchet.to_bytes() == record.ratchet.to_bytes()
+    with pytest.raises(UnsupportedVersionError):
+        SessionRecord.from_bytes(msgpack.packb([3, *msgpack.unpackb(old)[1:]]))

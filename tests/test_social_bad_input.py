@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from client.connection import Connection, ServerError
-from client.private import ClientError
+from client.core.connection import Connection, ServerError
+from client.core.errors import ClientError
 from e2e_proto import social_api as api
 from e2e_proto.wire import encode_frame
 from server.social.config import SocialConfig
@@ -187,3 +188,31 @@ async def test_malformed_frames_close_only_that_connection(nursery, tmp_path: Pa
         assert frame["code"] == api.BAD_REQUEST
         await c.request("ping")  # still open
     await raw_register(social.port, "alice")  # and the server serves on
+
+
+async def test_a_request_type_cannot_forge_log_lines(nursery, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    social = await start_social(nursery, tmp_path / "social.db")
+    forged = "ping\n2030-01-01 00:00:00 e2e.social connection from 6.6.6.6 logged in as root"
+    async with raw(social.port) as c:
+        await _refused(c, api.UNSUPPORTED, forged)
+        await c.request("ping")
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("refused: unsupported" in m for m in messages)
+    assert not any("\n" in m or "\r" in m for m in messages)
+    assert "logged in as root" not in caplog.text
+
+
+async def test_a_request_type_that_is_not_a_string_is_refused(
+        nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    social = await start_social(nursery, tmp_path / "social.db")
+    token = (await raw_register(social.port, "alice"))["token"]
+    async with raw(social.port) as c:
+        for kind in (["login"], {"login": 1}, [], {}, b"login", 1.5):
+            await _refused(c, api.BAD_REQUEST, kind, account="alice")  # type: ignore[arg-type]
+        await c.request("auth", token=token)
+        for kind in (["ping"], {"ping": 1}):
+            await _refused(c, api.BAD_REQUEST, kind)  # type: ignore[arg-type]
+        await c.request("ping")  # the connection survives
+    assert "internal error" not in caplog.text

@@ -16,10 +16,10 @@ import pytest
 import trio
 import trustme
 
-from client import cli_common
-from client.cli import main
-from client.connection import ConnectionLost
-from client.social import SocialSession
+from client.cli import common as cli_common
+from client.cli.main import main
+from client.core.connection import ConnectionLost
+from client.social.session import SocialSession
 from server.social.main import serve
 from server.social.server import SocialServer
 from server.social.sqlite_store import SqliteSocialStore
@@ -116,6 +116,34 @@ def test_cli_social_commands(social_port: int, tmp_path: Path,
     code, _, err = run("nobody", "send", "bob", "hi")
     assert code == 1 and err.startswith("e2e-chat: not logged in")
     assert "Traceback" not in err
+
+
+def test_cli_social_verify_shows_and_accepts_a_new_device(
+        social_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("E2E_PASSWORD", PASSWORD)
+    monkeypatch.setenv("E2E_SOCIAL", f"127.0.0.1:{social_port}")
+
+    def run(home: str, *argv: str) -> tuple[int, str, str]:
+        code = main(["--home", str(tmp_path / home), "--transport", "social", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert run("alice", "register", "alice")[0] == 0
+    assert run("bob", "register", "bob")[0] == 0
+    assert run("alice", "secret", "bob")[0] == 0
+    assert run("alice", "send", "bob", "to bob's first device")[0] == 0
+    assert run("bob-new", "login", "bob")[0] == 0
+    code, _, err = run("alice", "send", "bob", "to every device of bob")
+    assert code == 1 and "device 1 (new, key " in err and len(err.splitlines()) == 1
+    code, out, _ = run("alice", "verify", "bob")
+    assert code == 0 and [line.split()[-1] for line in out.splitlines()] == ["accepted", "new"]
+    code, out, _ = run("alice", "verify", "bob", "--accept")
+    assert code == 0 and out.splitlines()[-1] == "accepted the 2 device(s) of bob"
+    assert run("alice", "send", "bob", "to every device of bob")[0] == 0
+    code, out, _ = run("bob-new", "recv", "--json")
+    assert [json.loads(x)["text"] for x in out.splitlines()
+            if json.loads(x)["kind"] == "message"] == ["to every device of bob"]
 
 
 def test_cli_social_honours_the_tls_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

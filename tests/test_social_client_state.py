@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from client.private import ClientError
-from client.social import SocialClient, SocialEvent, SocialState
+from client.core.errors import ClientError
+from client.social.session import SocialClient
+from client.social.state import SocialEvent, SocialState
 from e2e_proto.at_rest import MINIMUM, WrongPassphraseError
 from server.social.sqlite_store import SqliteSocialStore
 from tests.social_harness import (

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from pathlib import Path
 
 import pytest
 
-from client.connection import ServerError
-from client.private import ClientError
-from client.social import SocialClient, SocialEvent
+from client.core.connection import ServerError
+from client.core.errors import ClientError
+from client.social.session import SocialClient
+from client.social.state import SocialEvent
 from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 from tests.social_harness import (
+    FAST,
     drain,
     login,
     make_client,
@@ -114,7 +117,8 @@ async def test_history_pages_with_before(nursery, tmp_path: Path) -> None:
 async def test_group_of_250_works_and_251st_member_is_refused(nursery, tmp_path: Path) -> None:
     limit = CAPABILITIES[SOCIAL].max_group_members
     assert limit == 250
-    social = await start_social(nursery, tmp_path / "social.db")
+    social = await start_social(nursery, tmp_path / "social.db",  # 251 accounts from one address
+                                dataclasses.replace(FAST, registration_burst=limit + 1))
     owner = make_client(tmp_path / "owner", social.port)
     await register(owner, "owner")
     member = make_client(tmp_path / "m001", social.port)
@@ -214,3 +218,42 @@ async def test_secret_conversation_leaves_no_plaintext_on_the_server(
         assert await b.search(canary) == []  # ciphertext is never indexed
     for path in tmp_path.glob("social.db*"):
         assert canary.encode() not in path.read_bytes(), path.name
+
+
+async def test_a_device_added_later_gets_no_secret_message_until_accepted(
+        nursery, tmp_path: Path) -> None:
+    """A new login on bob's account (which the server alone can also make) receives nothing
+    secret until alice accepts bob's devices; its messages to alice are held until then."""
+    social = await start_social(nursery, tmp_path / "social.db")
+    alice, bob = make_client(tmp_path / "alice", social.port), make_client(tmp_path / "bob",
+                                                                         social.port)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    async with session_of(alice) as a:
+        await a.make_secret("bob")
+        await a.send_text("bob", "first, to bob's one device")
+    assert [e.text for e in await drain(bob) if e.kind == "message"] == [
+        "first, to bob's one device"]
+    added = make_client(tmp_path / "added", social.port)
+    assert await login(added, "bob") == 1
+    async with session_of(alice) as a:
+        report = await a.device_report("bob")
+        assert [(d, status) for d, _, status in report] == [(0, "accepted"), (1, "new")]
+        with pytest.raises(ClientError, match="verify bob --accept"):
+            await a.send_text("bob", "second")
+    async with session_of(added) as n:
+        await n.send_text("alice", "hello from bob's new device")
+    got = await drain(alice)
+    assert [e.text for e in got if e.kind == "message"] == []
+    assert any("held" in (e.warning or "") for e in got)
+    async with session_of(alice) as a:
+        history, _ = await a.history("bob")
+        assert history[-1].text == "[held: from a device not accepted yet]"
+    assert [e.text for e in await drain(added) if e.kind == "message"] == []
+    async with session_of(alice) as a:
+        assert await a.accept_devices("bob") == (2, 1)
+    assert [e.text for e in await drain(alice) if e.kind == "message"] == [
+        "hello from bob's new device"]
+    async with session_of(alice) as a:
+        await a.send_text("bob", "second")
+    assert [e.text for e in await drain(added) if e.kind == "message"] == ["second"]

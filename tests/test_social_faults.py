@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 import trio
 
-from client.connection import ConnectionLost, ServerError
-from client.private import ClientError
-from client.social import SocialClient, SocialError, SocialEvent, SocialSession
+from client.core.connection import ConnectionLost, ServerError
+from client.core.errors import ClientError
+from client.social.errors import SocialError
+from client.social.session import SocialClient, SocialSession
+from client.social.state import SocialEvent
 from e2e_proto import social_api as api
 from tests.fault_support import (
     SocialProcess,

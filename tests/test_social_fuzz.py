@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import nacl.pwhash
 import trio
@@ -27,8 +25,10 @@ import trio.testing
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from e2e_proto import call_api
 from e2e_proto import social_api as api
 from e2e_proto.wire import FrameDecoder, encode_frame
+from server.calls.registry import SfuGrant
 from server.social.accounts import token_hash
 from server.social.routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from server.social.server import SocialServer
@@ -40,6 +40,7 @@ from tests.fuzz_support import (
     nested,
     read_all,
     request_dicts,
+    threads_inline,
 )
 from tests.social_harness import FAST, PASSWORD
 
@@ -47,7 +48,7 @@ ERROR_CODES = error_codes(api)
 REQUEST_TYPES = sorted({*PUBLIC_ROUTES, *AUTHENTICATED_ROUTES})  # type: ignore[type-var]
 FIELDS = sorted({field for table in (PUBLIC_ROUTES, AUTHENTICATED_ROUTES)
                  for route in table.values() for field in route.fields})
-PUSHES = ("event", "queue_empty")
+PUSHES = ("event", "queue_empty", *call_api.PUSHES)
 
 KNOWN_TOKEN = bytes(range(32))
 """The token of a device of ``other``, seeded in every store: ``auth`` with it succeeds."""
@@ -72,22 +73,37 @@ SHAPES: dict[str, list[str]] = {
     "unpin": ["message"], "pins": ["conversation"], "history": ["conversation", "before", "limit"],
     "search": ["text", "limit"], "group_create": ["name", "members"],
     "group_add": ["conversation", "members"], "secret": ["conversation"],
+    "group_remove": ["conversation", "member"], "group_leave": ["conversation"],
+    "group_rename": ["conversation", "name"],
     "publish_prekeys": ["identity_key", "signed_prekey", "one_time_prekeys"],
     "get_devices": ["account"], "fetch_bundles": ["account", "device_ids"], "ack": ["seq"],
+    "logout": [], "devices": [], "revoke_device": ["device_id"],
+    "upload_begin": ["blob_id", "size"], "upload_chunk": ["blob_id", "offset", "data"],
+    "upload_finish": ["blob_id"], "download": ["blob_id", "offset", "length"],
+    "call_start": ["conversation"], "call_join": ["call_id"], "call_leave": ["call_id"],
+    "call_end": ["call_id"], "call_list": [], "call_signal": ["call_id", "envelopes"],
 }
 """The fields each request type reads, so that well-formed requests reach deep into handlers."""
 assert set(SHAPES) == set(REQUEST_TYPES)
 ids = st.integers(1, 6) | st.sampled_from([0, 2**63 - 1, 2**63])
 _typical: dict[str, st.SearchStrategy[Any]] = {
-    "account": names, "conversation": names, "name": names, "members": st.lists(names, max_size=4),
+    "account": names, "conversation": names, "name": names, "member": names,
+    "members": st.lists(names, max_size=4),
     "password": st.sampled_from([PASSWORD, "wrong password", "short"]) | texts,
     "token": st.sampled_from([KNOWN_TOKEN, EXPIRED_TOKEN, bytes(32)]) | st.binary(max_size=40),
     "text": texts, "message": ids, "before": ids, "seq": ids, "limit": st.integers(-1, 101),
     "emoji": st.sampled_from(["👍", "❤️", "👍👍", "👨‍👩‍👧‍👦", "a", ""]),
     "identity_key": st.binary(min_size=31, max_size=33), "device_ids": st.lists(ids, max_size=3),
+    "device_id": ids,
     "signed_prekey": st.none() | st.lists(st.integers(0, 3) | st.binary(max_size=64), max_size=3),
     "one_time_prekeys": st.lists(st.lists(st.integers(0, 3) | st.binary(max_size=33),
                                           max_size=2), max_size=3),
+    "blob_id": st.sampled_from([bytes(32), b"\x01" * 32]) | st.binary(min_size=31, max_size=33),
+    "size": st.integers(-1, 40) | st.sampled_from([2**40, 104_884_801]),
+    "offset": st.integers(-1, 40) | st.sampled_from([2**63 - 1, 2**63]),
+    "data": st.binary(max_size=40), "length": st.integers(-1, 40) | st.just(2**20),
+    "call_id": st.binary(min_size=15, max_size=17),
+    "envelopes": st.lists(st.binary(max_size=120), max_size=3),
 }
 field_values = {field: st.one_of(typical, typical, typical, values)  # mostly the right type
                 for field, typical in _typical.items()}
@@ -104,12 +120,6 @@ raw_frames = st.one_of(
 )
 
 
-async def _inline(function: Callable[[], Any], *args: Any, **_: Any) -> Any:
-    """``trio.to_thread.run_sync`` without a thread: the mock clock must not jump while the
-    server hashes a password (MIN limits, well under a millisecond)."""
-    return function(*args)
-
-
 def _check_answers(frames: list[dict[str, Any]]) -> None:
     for frame in frames:
         if "error" in frame:
@@ -124,8 +134,8 @@ def _seed(store: SqliteSocialStore) -> None:
     hashed = nacl.pwhash.argon2id.str(PASSWORD.encode(), opslimit=FAST.password_opslimit,
                                       memlimit=FAST.password_memlimit)
     store.create_account("other", hashed, 0.0)
-    store.add_device("other", token_hash(KNOWN_TOKEN), time.time() + 3600)
-    store.add_device("other", token_hash(EXPIRED_TOKEN), 1.0)
+    store.add_device("other", token_hash(KNOWN_TOKEN), time.time() + 3600, 0.0)
+    store.add_device("other", token_hash(EXPIRED_TOKEN), 1.0, 0.0)
     club = store.create_group("club", ["other"], "other", 0, 1)
     assert club.id is not None
     first = store.add_message(club.id, "other", 0, 2, "hello world", [])
@@ -139,7 +149,7 @@ def _seed(store: SqliteSocialStore) -> None:
 async def _scenario(folder: Path, mode: str, inputs: list[bytes]) -> None:
     store = SqliteSocialStore(folder / "social.db")
     _seed(store)
-    server = SocialServer(store, FAST)
+    server = SocialServer(store, FAST, sfu=SfuGrant("127.0.0.1", 9, bytes(32)))
     with contextlib.closing(store), error_log("e2e.social") as errors:
         async with trio.open_nursery() as nursery:
             if mode == "login":  # an account made on another connection, then a login here
@@ -185,8 +195,11 @@ async def _scenario(folder: Path, mode: str, inputs: list[bytes]) -> None:
 @example(mode="none", inputs=[encode_frame({"id": 4, "type": "auth", "token": EXPIRED_TOKEN}),
                               encode_frame({"id": 5, "type": "auth", "token": KNOWN_TOKEN}),
                               encode_frame({"id": 6, "type": "unreact", "message": 1})])
+@example(mode="none", inputs=[  # logged in by the frame before a malformed one, in one read
+    encode_frame({"id": 7, "type": "auth", "token": KNOWN_TOKEN}) + b"\x00\x00\x00\x00",
+    b"\x00\x00\x00\x00"])
 def test_social_server_survives_any_frames(mode: str, inputs: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as folder, \
-            mock.patch.object(trio.to_thread, "run_sync", _inline):
+            threads_inline():
         trio.run(_scenario, Path(folder), mode, inputs,
                  clock=trio.testing.MockClock(autojump_threshold=0))

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from client.core.protocol_store import SqliteProtocolStore
 from e2e_proto.address import Address
 from e2e_proto.errors import LocalProtocolError, MalformedError
 from e2e_proto.keys import (
@@ -22,7 +23,6 @@ from e2e_proto.keys import (
 )
 from e2e_proto.session import process_prekey_bundle
 from e2e_proto.session_record import SessionRecord
-from e2e_proto.sqlite_store import SqliteProtocolStore
 from e2e_proto.stores import MemoryProtocolStore, ProtocolStore
 
 StoreFactory = Callable[[IdentityKeyPair | None], ProtocolStore]

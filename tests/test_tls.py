@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from client.cli import main as cli_main
-from client.connection import ConnectionLost, client_tls_context
+from client.cli.main import main as cli_main
+from client.core.connection import ConnectionLost, client_tls_context
 from tests.relay_harness import drain, make_client, register, session_of, start_relay
 
 

@@ -39,6 +39,16 @@ def test_field_names_are_exactly_the_design() -> None:
                                  "message_key", "nonce", "ciphertext"}
     fingerprint = json.loads((COMMITTED / "fingerprint.json").read_text())
     assert fingerprint["iterations"] == 5200 and len(fingerprint["cases"]) >= 3
+    sender_key = json.loads((COMMITTED / "sender_key.json").read_text())
+    assert sender_key["protocol"] == "E2EProto SenderKey v1" and len(sender_key["cases"]) >= 3
+    for case in sender_key["cases"]:
+        assert list(case) == ["group_id", "chain_id", "chain_key", "signing_seed",
+                              "signing_public", "messages"]
+        iterations = [m["iteration"] for m in case["messages"]]
+        assert iterations == sorted(set(iterations))
+        assert iterations[-1] - iterations[0] >= len(iterations)  # gaps: skipped messages
+        assert all(list(m) == ["iteration", "plaintext", "message_key", "nonce", "header",
+                               "ciphertext", "signature"] for m in case["messages"])
 
 
 @pytest.mark.parametrize("name,path", [
@@ -47,6 +57,10 @@ def test_field_names_are_exactly_the_design() -> None:
     ("ratchet.json", ("conversations", 0, "bob_ratchet_privates", 0)),
     ("fingerprint.json", ("cases", 0, "safety_number")),
     ("envelope.json", ("envelopes", 1, "fields", "ephemeral_key")),
+    ("sender_key.json", ("cases", 0, "signing_seed")),
+    ("sender_key.json", ("cases", 1, "messages", 3, "message_key")),
+    ("sender_key.json", ("cases", 2, "messages", 4, "signature")),
+    ("sender_key.json", ("cases", 2, "messages", 0, "nonce")),
 ])
 def test_a_changed_value_is_caught(tmp_path: Path, name: str, path: tuple) -> None:
     for file in COMMITTED.glob("*.json"):

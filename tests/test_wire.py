@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,25 +14,45 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from e2e_proto import errors
+from e2e_proto import errors, social_api
+from e2e_proto import relay_api as api
 from e2e_proto.address import ACCOUNT_PATTERN, Address
-from e2e_proto.constants import MAX_DEVICE_ID, MAX_FRAME_SIZE
+from e2e_proto.blob_api import BLOB_CHUNK_SIZE, MAX_BLOBS_PER_MESSAGE
+from e2e_proto.constants import (
+    DEVICE_LIST_PREFIX,
+    MAX_DEVICE_ID,
+    MAX_DEVICES,
+    MAX_FRAME_SIZE,
+    MAX_GROUP_MEMBERS,
+    MAX_GROUP_STATE_SIZE,
+)
+from e2e_proto.devices import SignedDeviceList
 from e2e_proto.errors import (
     E2EProtoError,
     FrameTooLargeError,
     LocalProtocolError,
     MalformedError,
 )
-from e2e_proto.keys import Ed25519PublicKey, X25519PublicKey
-from e2e_proto.ratchet import RatchetMessage
+from e2e_proto.groups import GroupState, GroupUpdate
+from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair, X25519PublicKey
+from e2e_proto.payload import Payload, pad
+from e2e_proto.ratchet import RatchetMessage, decode_header
+from e2e_proto.sender_keys import OwnSenderKey
+from e2e_proto.sender_keys import decode_header as decode_group_header
+from e2e_proto.unpack import FRAME_LIMITS, UnpackLimits
 from e2e_proto.wire import (
+    ENVELOPE_LIMITS,
     MESSAGE,
     PREKEY,
     Envelope,
     FrameDecoder,
+    GroupEnvelope,
     PreKeyHeader,
+    decode_delivery,
     decode_frame_body,
+    decode_group_message,
     encode_frame,
+    encode_group_message,
 )
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "envelope.json").read_text())
@@ -282,13 +304,14 @@ def test_envelope_deep_nesting_is_an_error(depth: int) -> None:
 
 
 @pytest.mark.parametrize(("prefix", "error"), [
-    (b"", errors.UnsupportedVersionError), (b"\x92\x01", MalformedError),
+    (b"", MalformedError), (b"\x92\x01", MalformedError),
 ], ids=["version-slot", "type-slot"])
 @pytest.mark.parametrize("depth", [1000, 1023])
 def test_envelope_nesting_near_msgpack_limit_is_an_error(prefix: bytes, error: type[Exception],
                                                          depth: int) -> None:
     # Regression: parses within msgpack's 1024-level limit, and the error message used to
-    # repr() the value, raising RecursionError instead of a typed error.
+    # repr() the value, raising RecursionError instead of a typed error. Since ENVELOPE_LIMITS
+    # (one flat array) the nesting is refused while unpacking, in either slot.
     with pytest.raises(error):
         Envelope.decode(prefix + nested_arrays(depth))
 
@@ -519,3 +542,222 @@ def test_frame_deep_nesting_of_maps() -> None:
     body = b"\x81\xa1a" * 10_000 + b"\xc0"
     with pytest.raises(MalformedError):
         decode_frame_body(body)
+
+
+# -- bounded unpacking (issue 11) -------------------------------------------------------------
+
+WIDE = msgpack.packb({"a": [[]] * 1_000_000})
+"""A frame body of a million empty arrays (1 MB): each is one byte, and a list in Python."""
+NESTED = msgpack.packb({"a": [[[]] * 1000] * 1000})
+"""A million empty arrays again, but no array longer than 1000: within any length limit."""
+
+
+def _peak_allocation(decode: Callable[[], object]) -> int:
+    """Bytes allocated at the peak while ``decode()`` runs (it must raise E2EProtoError)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(E2EProtoError):
+            decode()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("body", [WIDE, NESTED], ids=["wide", "nested"])
+def test_a_frame_of_a_million_empty_arrays_is_refused_cheaply(body: bytes) -> None:
+    assert len(body) <= MAX_FRAME_SIZE
+    decoder = FrameDecoder()
+    decoder.feed(struct.pack(">I", len(body)) + body)
+    assert _peak_allocation(decoder.next_frame) < 4 * 1024 * 1024  # it used to take ~60 MiB
+
+
+GROUP_STATE_OF_ARRAYS = msgpack.packb([[[]] * 280] * 280)
+"""78,400 empty arrays within a group state's 80 KiB (about 5 MiB unpacked without limits)."""
+assert len(GROUP_STATE_OF_ARRAYS) <= MAX_GROUP_STATE_SIZE
+
+
+def _signed_list_body(body: bytes) -> tuple[Ed25519PublicKey, bytes, bytes]:
+    aik = IdentityKeyPair.generate()
+    return aik.public_key, body, aik.sign(DEVICE_LIST_PREFIX + body)
+
+
+@pytest.mark.parametrize("decode", [
+    lambda: Envelope.decode(NESTED[3:]),
+    lambda: Envelope.decode(b"\x99\x01\xa7message" + NESTED[3:]),
+    lambda: decode_header(NESTED[3:]),
+    lambda: Payload.decode(pad(NESTED)),
+    lambda: SignedDeviceList.verify(*_signed_list_body(NESTED[3:])),
+    lambda: decode_group_message(NESTED[3:]),
+    lambda: decode_delivery(NESTED[3:]),
+    lambda: decode_delivery(b"\x98\x01\xa5group" + NESTED[3:]),
+    lambda: decode_group_header(NESTED[3:]),
+    lambda: GroupUpdate.decode(GROUP_STATE_OF_ARRAYS, bytes(64), routing=True),
+], ids=["envelope", "envelope-field", "ratchet-header", "payload", "device-list",
+        "group-message", "delivery", "group-envelope-field", "sender-key-header",
+        "group-state"])
+def test_every_decoder_of_network_bytes_refuses_nested_arrays_cheaply(
+        decode: Callable[[], object]) -> None:
+    assert _peak_allocation(decode) < 4 * 1024 * 1024
+
+
+LIMITS = UnpackLimits(max_str_len=5, max_bin_len=6, max_array_len=7, max_map_len=3,
+                      max_containers=4)
+
+
+@pytest.mark.parametrize(("fits", "too_much"), [
+    ("x" * 5, "x" * 6), (b"x" * 6, b"x" * 7), ([0] * 7, [0] * 8),
+    ({"a": 0, "b": 0, "c": 0}, {"a": 0, "b": 0, "c": 0, "d": 0}),
+    ([[], [], []], [[], [], [], []]), ([[[[]]]], [[[[[]]]]]),
+    ({"a": [{}], "b": []}, [{}, {}, [[]]]),
+], ids=["str", "bin", "array", "map", "containers", "depth", "maps-count"])
+def test_unpack_limits_are_exact(fits: object, too_much: object) -> None:
+    assert LIMITS.unpack(msgpack.packb(fits)) == fits
+    with pytest.raises(ValueError):
+        LIMITS.unpack(msgpack.packb(too_much))
+
+
+def test_no_extension_types() -> None:
+    for limits in (FRAME_LIMITS, ENVELOPE_LIMITS, api.REQUEST_LIMITS, social_api.request_limits()):
+        with pytest.raises(ValueError):
+            limits.unpack(msgpack.packb({"a": msgpack.ExtType(1, b"x")}))
+
+
+def _largest_link_request() -> dict[str, Any]:
+    return {"id": 2**64 - 1, "type": "link_request", "account": "a" * 64,
+            "lookup": bytes(api.LOOKUP_SIZE), "tag": bytes(32),
+            "name": "\U0001f600" * api.MAX_DEVICE_NAME_LENGTH, "identity_key": bytes(32),
+            "link_signature": bytes(64), "signed_prekey": [2**32 - 1, bytes(32), bytes(64)],
+            "one_time_prekeys": [[2**32 - 1 - i, bytes(32)]
+                                 for i in range(api.MAX_ONE_TIME_PREKEYS_PER_REQUEST)]}
+
+
+def test_the_largest_requests_fit_the_servers_limits() -> None:
+    link = _largest_link_request()
+    assert api.REQUEST_LIMITS.unpack(msgpack.packb(link)) == link
+    ack = {"id": 1, "type": "ack", "seqs": [2**63 - 1] * api.MAX_ACK_SEQS}
+    assert api.REQUEST_LIMITS.unpack(msgpack.packb(ack)) == ack
+    send = {"id": 1, "type": "send", "to": "a" * 64,
+            "envelopes": [bytes(api.MAX_ENVELOPE_SIZE)] * api.MAX_SEND_ENVELOPES}
+    body = encode_frame(send)[4:]  # a send of nine of the largest envelopes fits a frame
+    assert api.REQUEST_LIMITS.unpack(body) == send
+    publish = {"id": 1, "type": "publish_prekeys", "identity_key": bytes(32),
+               "signed_prekey": [1, bytes(32), bytes(64)], "one_time_prekeys": [
+                   [i, bytes(32)] for i in range(social_api.MAX_ONE_TIME_PREKEYS_PER_REQUEST)]}
+    assert social_api.request_limits().unpack(msgpack.packb(publish)) == publish
+    text = {"id": 1, "type": "send", "conversation": "a" * 64,
+            "text": "\U0001f600" * (social_api.MAX_TEXT_BYTES // 4)}
+    assert social_api.request_limits().unpack(msgpack.packb(text)) == text
+    members = {"id": 1, "type": "group_create", "name": "g", "members": [
+        f"member{i}" for i in range(social_api.MAX_GROUP_MEMBERS + 1)]}  # group_too_large
+    assert social_api.request_limits().unpack(msgpack.packb(members)) == members
+
+
+
+def _fits_a_frame(request: dict[str, Any], limits: UnpackLimits) -> None:
+    """``request`` encodes within one frame and unpacks within ``limits`` unchanged."""
+    body = encode_frame(request)[4:]
+    assert limits.unpack(body) == request
+
+
+def test_the_largest_group_and_blob_requests_fit_the_relays_limits() -> None:
+    blobs = [bytes(32)] * MAX_BLOBS_PER_MESSAGE
+    # send with 16 blob ids still fits nine of the largest envelopes in a frame
+    _fits_a_frame({"id": 2**64 - 1, "type": "send", "to": "a" * 64, "blobs": blobs,
+                   "envelopes": [bytes(api.MAX_ENVELOPE_SIZE)] * api.MAX_SEND_ENVELOPES},
+                  api.REQUEST_LIMITS)
+    # upload_chunk with a whole chunk: a 1 MiB frame, after authentication
+    chunk = {"id": 2**64 - 1, "type": "upload_chunk", "blob_id": bytes(32),
+             "offset": 2**63 - 1, "data": bytes(BLOB_CHUNK_SIZE)}
+    assert BLOB_CHUNK_SIZE < len(encode_frame(chunk)) - 4 <= MAX_FRAME_SIZE
+    _fits_a_frame(chunk, api.REQUEST_LIMITS)
+    # group_deliver for a group of 1024 members: (1024 + 1) * 5 envelopes
+    _fits_a_frame({"id": 1, "type": "group_deliver", "group_id": bytes(16),
+                   "envelopes": [bytes(100)] * api.MAX_GROUP_DELIVER_ENVELOPES},
+                  api.REQUEST_LIMITS)
+    too_many = {"id": 1, "type": "group_deliver", "group_id": bytes(16),
+                "envelopes": [b""] * (api.REQUEST_LIMITS.max_array_len + 1)}
+    with pytest.raises(ValueError):
+        api.REQUEST_LIMITS.unpack(msgpack.packb(too_many))
+    # group_send of a message that fills the frame, announcing 16 blobs
+    group_send = {"id": 2**64 - 1, "type": "group_send", "group_id": bytes(16),
+                  "version": 2**63 - 1, "devices_digest": bytes(32), "blobs": blobs,
+                  "message": bytes(MAX_FRAME_SIZE - 1024)}
+    _fits_a_frame(group_send, api.REQUEST_LIMITS)
+    # group_put of the longest routing statement: 1024 members of 64 characters, all admins
+    names = [f"{i:04d}".ljust(64, "x") for i in range(MAX_GROUP_MEMBERS)]
+    state = GroupState(bytes(16), 2**63 - 1, None, tuple(names), tuple(names))
+    routing = GroupUpdate.sign(state, Address("a" * 64, MAX_DEVICE_ID),
+                               IdentityKeyPair.generate(), routing=True)
+    assert GroupUpdate.decode(routing.body, routing.signature, routing=True).state == state
+    _fits_a_frame({"id": 1, "type": "group_put", "routing": routing.body,
+                   "signature": routing.signature}, api.REQUEST_LIMITS)
+
+
+def test_the_largest_social_media_requests_fit_the_social_limits() -> None:
+    limits = social_api.request_limits()
+    media = {"blob_id": bytes(32), "key": bytes(32), "header": bytes(24), "size": 2**40,
+             "mime": "application/" + "x" * 243, "name": "\U0001f600" * 255,
+             "caption": "\U0001f600" * 4096, "sha256": bytes(32)}
+    _fits_a_frame({"id": 1, "type": "send", "conversation": "a" * 64,
+                   "text": "\U0001f600" * (social_api.MAX_TEXT_BYTES // 4), "media": media,
+                   "blobs": [bytes(32)] * MAX_BLOBS_PER_MESSAGE, "client_id": bytes(16)},
+                  limits)
+    _fits_a_frame({"id": 2**64 - 1, "type": "upload_chunk", "blob_id": bytes(32),
+                   "offset": 2**63 - 1, "data": bytes(BLOB_CHUNK_SIZE)}, limits)
+    _fits_a_frame({"id": 1, "type": "group_rename", "conversation": "a" * 64,
+                   "name": "b" * 64}, limits)
+
+
+def test_the_largest_responses_fit_the_frame_limits() -> None:
+    reactions = [[f"member{i}", "\U0001f600"] for i in range(social_api.MAX_GROUP_MEMBERS)]
+    page = {"id": 1, "ok": True, "more": True, "messages": [
+        {"id": i, "conversation": "club", "from": "a" * 64, "device": 0, "ts": 2**62,
+         "text": "x", "secret": False, "reactions": reactions, "pinned": False}
+        for i in range(social_api.MAX_HISTORY_PAGE)]}
+    body = encode_frame(page)[4:]
+    assert FRAME_LIMITS.unpack(body) == page
+    bundles = {"id": 1, "ok": True, "account": "a" * 64, "bundles": [
+        [i, bytes(32), 1, bytes(32), bytes(64), 2, bytes(32)] for i in range(MAX_DEVICES)]}
+    assert FRAME_LIMITS.unpack(msgpack.packb(bundles)) == bundles
+    # group_send's device_mismatch names every device of 1024 members
+    mismatch = {"id": 2**64 - 1, "error": {
+        "code": api.DEVICE_MISMATCH, "message": "the member devices changed",
+        "devices": [[f"{i:04d}".ljust(64, "x"), list(range(MAX_DEVICES))]
+                    for i in range(MAX_GROUP_MEMBERS)]}}
+    body = encode_frame(mismatch)[4:]
+    assert FRAME_LIMITS.unpack(body) == mismatch
+    download = {"id": 2**64 - 1, "ok": True, "data": bytes(BLOB_CHUNK_SIZE), "size": 2**63 - 1}
+    assert FRAME_LIMITS.unpack(encode_frame(download)[4:]) == download
+    devices = {"id": 1, "ok": True, "account": "a" * 64, "account_key": bytes(32),
+               "device_list": bytes(500), "device_list_signature": bytes(64),
+               "link_signatures": [[i, bytes(64)] for i in range(1, MAX_DEVICES)],
+               "device_info": [[i, "\U0001f600" * 64, 1.5, None] for i in range(MAX_DEVICES)]}
+    assert FRAME_LIMITS.unpack(msgpack.packb(devices)) == devices
+    media = {"blob_id": bytes(32), "key": bytes(32), "header": bytes(24), "size": 1,
+             "mime": "a/b", "name": "n", "caption": "c", "sha256": bytes(32)}
+    reactions = [[f"member{i}", "\U0001f600"] for i in range(social_api.MAX_GROUP_MEMBERS)]
+    page = {"id": 1, "ok": True, "more": True, "messages": [
+        {"id": i, "conversation": "club", "from": "a" * 64, "device": 0, "ts": 2**62,
+         "text": "x", "secret": False, "reactions": reactions, "pinned": False,
+         "media": media} for i in range(social_api.MAX_HISTORY_PAGE)]}
+    assert FRAME_LIMITS.unpack(encode_frame(page)[4:]) == page
+
+
+def test_group_messages_and_deliveries_round_trip_within_their_limits() -> None:
+    key = OwnSenderKey.create(bytes(16))
+    message = key.encrypt(bytes(MAX_FRAME_SIZE - 200))  # about the largest in one frame
+    data = encode_group_message(message)
+    assert decode_group_message(data) == message
+    delivery = GroupEnvelope(Address("a" * 64, MAX_DEVICE_ID), message)
+    assert decode_delivery(delivery.encode()) == delivery
+    with pytest.raises(MalformedError):  # nesting, which a group message never has
+        decode_group_message(msgpack.packb([1, [bytes(29)], bytes(24), bytes(16), bytes(64)]))
+
+
+def test_deep_nesting_is_bounded_by_the_container_count() -> None:
+    depth = api.REQUEST_LIMITS.max_containers - 1  # the frame's map is one container
+    request = b"\x82\xa4type\xa3ack\xa4seqs" + nested_arrays(depth)
+    assert array_depth(decode_frame_body(request, api.REQUEST_LIMITS)["seqs"]) == depth
+    deeper = b"\x82\xa4type\xa3ack\xa4seqs" + nested_arrays(depth + 1)
+    with pytest.raises(MalformedError, match="arrays and maps"):
+        decode_frame_body(deeper, api.REQUEST_LIMITS)

@@ -1,16 +1,19 @@
 """Per-connection plumbing shared by the relay and the social server: code only, no state.
 
-:class:`FrameConnection` serves one client stream: it reads e2e-proto frames (a frame that has
-begun must complete within ``frame_timeout``), answers each request through a dispatch table,
-refuses with error frames (:class:`~server.common.requests.RequestError`), rate-limits with a
-token bucket and pushes deliveries once the client has authenticated. Each server subclasses it
-with its own route tables and its own error-code vocabulary; the two servers share
-no process, database, credentials or connection objects.
+:class:`FrameConnection` serves one client stream: it reads e2e-proto frames (a frame must
+complete within ``frame_timeout`` of its first byte), answers each request through a dispatch
+table, refuses with error frames (:class:`~server.common.requests.RequestError`), rate-limits
+with a token bucket and pushes deliveries once the client has authenticated. Until then the
+connection holds one of the server's limited places for unauthenticated connections (overall
+and per source address) and may send only small frames. Each server subclasses it with its own
+route tables and its own error-code vocabulary; the two servers share no process, database,
+credentials or connection objects.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -21,11 +24,13 @@ import trio
 
 from e2e_proto.address import Address
 from e2e_proto.constants import MAX_FRAME_SIZE
-from e2e_proto.errors import FrameTooLargeError, RemoteProtocolError
+from e2e_proto.errors import FrameTooLargeError, RemoteProtocolError, describe
+from e2e_proto.unpack import FRAME_LIMITS, UnpackLimits
 from e2e_proto.wire import FrameDecoder, encode_frame
 
 from .rate_limits import TokenBucket
 from .requests import ErrorCodes, Handler, RequestError, RouteTable
+from .slots import Slots, source_of
 from .store_base import StoreUnavailableError
 
 
@@ -44,6 +49,17 @@ class ConnectionLimits:
 
     max_frame_size: int = MAX_FRAME_SIZE
     """The largest frame accepted, in bytes."""
+    max_unauthenticated_frame_size: int = MAX_FRAME_SIZE
+    """The largest frame accepted before authentication, in bytes: each server sets the size of
+    its largest request before authentication, computed in its API module."""
+    max_unauthenticated_connections: int = 2048
+    """Connections not authenticated yet, overall; each may hold a partial frame of
+    ``max_unauthenticated_frame_size`` bytes for ``auth_timeout`` seconds. Past it a new
+    connection gets ``too_many_connections`` and is closed."""
+    max_unauthenticated_per_address: int = 256
+    """Connections not authenticated yet, per source address (an IPv6 /64): room for hundreds
+    of clients behind one NAT connecting at once (the load test's 220 devices on one
+    address)."""
     requests_per_second: float = 200.0
     """The per-connection request rate."""
     request_burst: int = 400
@@ -51,20 +67,34 @@ class ConnectionLimits:
     auth_timeout: float = 30.0
     """Seconds a connection may take to authenticate."""
     frame_timeout: float = 30.0
-    """Seconds a frame may take to arrive once its first byte has."""
+    """Seconds a frame may take to arrive, counted from its first byte (later bytes do not
+    extend it)."""
     delivery_batch: int = 100
     """How many deliveries are read from the store at once."""
 
+    @property
+    def request_limits(self) -> UnpackLimits:
+        """What one request frame may hold (msgpack lengths and containers); each server
+        derives its own from its API."""
+        return FRAME_LIMITS
+
+
+_WAITING = {"total": "wait", "address": "from this address wait"}
+"""How a refusal names the full cap of :attr:`ConnectionRegistry.unauthenticated`."""
 
 KeyT = TypeVar("KeyT")
 ConnectionT = TypeVar("ConnectionT", bound="FrameConnection")
 
 
 class ConnectionRegistry(Generic[KeyT, ConnectionT]):
-    """A server's authenticated connections by key (address or account), for pushes."""
+    """A server's authenticated connections by key (address or account), for pushes, and the
+    places of the connections that have not authenticated yet."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ConnectionLimits) -> None:
         self._online: dict[KeyT, set[ConnectionT]] = {}
+        self.unauthenticated = Slots(limits.max_unauthenticated_connections,
+                                     address=limits.max_unauthenticated_per_address)
+        """Connections not authenticated yet, overall and per source address."""
 
     def attach(self, key: KeyT, connection: ConnectionT) -> None:
         """Register an authenticated connection for pushes."""
@@ -98,23 +128,37 @@ class FrameConnection(abc.ABC):
     """The refusal of a public-only request after authentication (None: "unknown request")."""
 
     def __init__(self, stream: trio.abc.Stream, peer: str, config: ConnectionLimits,
-                 frame_timeout: float = math.inf) -> None:
+                 registry: ConnectionRegistry[Any, Any]) -> None:
         self.stream = stream
         self.peer = peer
+        self.source = source_of(peer)
+        """What per-address limits count: the peer's host (an IPv6 /64)."""
         self.limits = config
-        self.frame_timeout = frame_timeout
-        self.decoder = FrameDecoder(config.max_frame_size)
+        self.frame_timeout = config.frame_timeout
+        self._unauthenticated = registry.unauthenticated
+        self._holds_place = False  # one of the registry's unauthenticated places
+        # Until it authenticates, a connection may send only the server's largest such request.
+        self.decoder = FrameDecoder(config.max_unauthenticated_frame_size, config.request_limits)
+        self._frame_deadline = math.inf
+        """When the incomplete frame in the decoder must be complete (inf: none is)."""
         self.address: Address | None = None
         self.bucket = TokenBucket(config.requests_per_second, config.request_burst)
         self.wakeup = trio.Event()
         self._send_lock = trio.Lock()
         self._closing = False
+        self._farewell: tuple[str, str] | None = None  # (code, message) of end()
         self._nursery: trio.Nursery | None = None
 
     async def serve(self) -> None:
         """Serve until the client closes; never raises for the client's bytes, always closes."""
         log = self.logger
         log.info("connection from %s", self.peer)
+        full = self._unauthenticated.take(address=self.source)
+        if full is not None:
+            await self._refuse(f"too many connections {_WAITING[full]} to authenticate; try "
+                               "again later")
+            return
+        self._holds_place = True
         try:
             try:
                 await self.run()
@@ -126,10 +170,48 @@ class FrameConnection(abc.ABC):
         except Exception:  # a bug of ours: log it, drop this connection, keep serving others
             log.exception("internal error on connection from %s", self.peer)
         finally:
+            self._leave_unauthenticated()
             with trio.CancelScope(shield=True):
                 await self.detach()
-            await trio.aclose_forcefully(self.stream)
-            log.info("connection from %s closed", self.peer)
+            try:
+                if self._farewell is not None:  # ended by end(): say why, briefly
+                    with trio.move_on_after(1), contextlib.suppress(
+                            trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self._error(None, *self._farewell)
+            finally:
+                await trio.aclose_forcefully(self.stream)
+                log.info("connection from %s closed", self.peer)
+
+    async def _refuse(self, message: str) -> None:
+        """Refuse a new connection with ``too_many_connections`` and close it."""
+        self.logger.info("connection from %s refused: %s", self.peer, message)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._error(None, self.codes.too_many_connections, message)
+        await trio.aclose_forcefully(self.stream)
+
+    def end(self, code: str, message: str) -> None:
+        """End this connection now, from another connection's task: nothing more is delivered
+        to it, and the client gets an error frame with ``code`` before it is closed."""
+        self._farewell = (code, message)
+        self._closing = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def end_after_answer(self) -> None:
+        """End this connection once the request being handled is answered."""
+        self._closing = True
+
+    def _authenticated(self, address: Address) -> None:
+        """Serve this connection as ``address`` from now on: full-size frames, and its place
+        among the unauthenticated connections given back."""
+        self.address = address
+        self.decoder.max_size = self.limits.max_frame_size
+        self._leave_unauthenticated()
+
+    def _leave_unauthenticated(self) -> None:
+        if self._holds_place:
+            self._holds_place = False
+            self._unauthenticated.give_back(address=self.source)
 
     async def send(self, frame: dict[str, Any]) -> None:
         """Write one frame (frames from concurrent tasks never interleave)."""
@@ -147,16 +229,16 @@ class FrameConnection(abc.ABC):
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await self._opening(nursery)
+            ended = False  # the connection must end (possibly after a frame authenticated it)
             with trio.move_on_after(self.limits.auth_timeout) as auth_scope:
-                while self.address is None:
+                while self.address is None and not ended:
                     deadline = self._auth_deadline()
                     if deadline is not None:
                         auth_scope.deadline = deadline
-                    if not await self._read_and_handle():
-                        break
+                    ended = not await self._read_and_handle()
             if auth_scope.cancelled_caught:
                 await self._auth_timed_out()
-            elif self.address is not None:
+            elif self.address is not None and not ended:
                 nursery.start_soon(self._deliver_loop)
                 while await self._read_and_handle():
                     pass
@@ -175,16 +257,6 @@ class FrameConnection(abc.ABC):
     @abc.abstractmethod
     async def _auth_timed_out(self) -> None:
         """Log and tell the client that it did not authenticate in time."""
-        raise NotImplementedError
-
-    @abc.abstractmethod
-    def _log_kind(self, kind: object) -> str:
-        """A request type as the log shows it."""
-        raise NotImplementedError
-
-    @abc.abstractmethod
-    def _quote_kind(self, kind: object) -> str:
-        """A request type as an error message shows it."""
         raise NotImplementedError
 
     def _first_cursor(self) -> int:
@@ -206,11 +278,11 @@ class FrameConnection(abc.ABC):
     async def _read_and_handle(self) -> bool:
         """Read and handle what arrives; False when the connection should end.
 
-        A frame that has begun must complete within ``frame_timeout`` (slow-loris defence).
+        A frame must complete within ``frame_timeout`` of its first byte (slow-loris defence):
+        one deadline per frame, which later reads of the same frame do not move.
         """
         data = None
-        started = self.decoder.buffered > 0
-        with trio.move_on_after(self.frame_timeout if started else math.inf):
+        with trio.move_on_at(self._frame_deadline):
             data = await self.stream.receive_some(65536)
         if data is None:
             self.logger.info("connection from %s: a frame did not complete in time", self.peer)
@@ -218,15 +290,20 @@ class FrameConnection(abc.ABC):
             return False
         if not data:
             return False
+        arrived = trio.current_time()
         try:
             self.decoder.feed(data)
             while (frame := self.decoder.next_frame()) is not None:
+                self._frame_deadline = math.inf
                 await self._handle(frame)
                 if self._closing:
                     return False
+            if self.decoder.buffered and self._frame_deadline == math.inf:
+                self._frame_deadline = arrived + self.frame_timeout  # a frame began in this read
         except FrameTooLargeError as exc:
             self.logger.info("connection from %s: %s", self.peer, exc)
-            await self._error(None, self.codes.frame_too_large, str(exc))
+            before = " (before authentication)" if self.address is None else ""
+            await self._error(None, self.codes.frame_too_large, f"{exc}{before}")
             return False
         except RemoteProtocolError as exc:
             self.logger.info("connection from %s: malformed frame", self.peer)
@@ -250,7 +327,7 @@ class FrameConnection(abc.ABC):
                 raise RequestError(self.codes.rate_limited, "too many requests; slow down")
             result = await self._dispatch(kind, frame)
         except RequestError as exc:
-            self.logger.info("request %s from %s refused: %s", self._log_kind(kind),
+            self.logger.info("request %s from %s refused: %s", describe(kind),
                              self.address or self.peer, exc.code)
             await self._error(request_id, exc.code, str(exc), **exc.details)
             return
@@ -262,6 +339,8 @@ class FrameConnection(abc.ABC):
 
     def _handler_for(self, kind: object) -> Handler:
         """The handler of ``kind`` in this state; :class:`RequestError` when there is none."""
+        if type(kind) is not str:  # a list or map is unhashable: no table lookup for it
+            raise RequestError(self.codes.bad_request, "a request type must be a string")
         table = self.public_routes if self.address is None else self.authenticated_routes
         route = table.get(kind)
         if route is None:
@@ -270,7 +349,7 @@ class FrameConnection(abc.ABC):
             if self.already_authenticated is not None and kind in self.public_routes:
                 raise RequestError(self.codes.bad_request, self.already_authenticated)
             raise RequestError(self.codes.unsupported,
-                               f"unknown request type {self._quote_kind(kind)}")
+                               f"unknown request type {describe(kind)}")
         return route.handler
 
     async def _deliver_loop(self) -> None:

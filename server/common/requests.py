@@ -7,6 +7,7 @@ request raises :class:`RequestError`, which becomes an error frame with the serv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -25,6 +26,13 @@ class RequestError(Exception):
         self.details = details
 
 
+def retry_later(code: str, what: str, retry_after: float) -> RequestError:
+    """A rate-limit refusal (``code``: the API's ``rate_limited``) that says when to retry: in
+    the message and as ``retry_after``, whole seconds."""
+    seconds = math.ceil(retry_after)
+    return RequestError(code, f"{what}; try again in {seconds} s", retry_after=seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorCodes:
     """The codes a server's API uses for the refusals the shared plumbing makes."""
@@ -34,13 +42,15 @@ class ErrorCodes:
     frame_too_large: str
     not_authenticated: str
     rate_limited: str
+    too_many_connections: str
 
     @classmethod
     def of(cls, api: ModuleType) -> ErrorCodes:
         """The codes of an API module that names them ``BAD_REQUEST``, ``UNSUPPORTED``, ..."""
         return cls(bad_request=api.BAD_REQUEST, unsupported=api.UNSUPPORTED,
                    frame_too_large=api.FRAME_TOO_LARGE,
-                   not_authenticated=api.NOT_AUTHENTICATED, rate_limited=api.RATE_LIMITED)
+                   not_authenticated=api.NOT_AUTHENTICATED, rate_limited=api.RATE_LIMITED,
+                   too_many_connections=api.TOO_MANY_CONNECTIONS)
 
 
 @dataclass(frozen=True, slots=True)

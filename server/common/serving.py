@@ -17,6 +17,8 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
+from .blobs import DAY, BlobLimits
+
 
 class StreamServer(Protocol):
     """A server that serves one client stream at a time per call."""
@@ -46,9 +48,11 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str | None) -> None:
+def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str | None,
+                        registrations_per_hour: float) -> None:
     """The options every server's ``serve`` command has: --listen, --db (unless ``db`` is None:
-    the server names its store itself), --tls-cert/--tls-key."""
+    the server names its store itself), --tls-cert/--tls-key, --registrations-per-hour
+    (``registrations_per_hour``: the server's default)."""
     serve.add_argument("--listen", type=parse_host_port, default=("127.0.0.1", port),
                        metavar="HOST:PORT", help=f"address to listen on (default "
                        f"127.0.0.1:{port}; port 0 picks a free port)")
@@ -56,6 +60,26 @@ def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str | Non
         serve.add_argument("--db", default=db, help=f"SQLite database file (default {db})")
     serve.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate chain")
     serve.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
+    serve.add_argument("--registrations-per-hour", type=float, metavar="N",
+                       default=registrations_per_hour,
+                       help=f"accounts one source address (an IPv6 /64) may register an hour, "
+                       f"up to N at once (default {registrations_per_hour:g}); raise it when "
+                       "many users share one address (a proxy, a NAT) or for a load test")
+
+
+def add_blob_arguments(serve: argparse.ArgumentParser) -> None:
+    """The options of a server's blob store: --blob-dir, --blob-quota-mib, --blob-ttl-days."""
+    serve.add_argument("--blob-dir", metavar="DIR", help="folder of the encrypted files "
+                       "(default: NAME-blobs beside the database NAME.db)")
+    serve.add_argument("--blob-quota-mib", type=float, default=1024.0, metavar="MIB",
+                       help="MiB of encrypted files one account may hold at once (default 1024)")
+    serve.add_argument("--blob-ttl-days", type=float, default=30.0, metavar="DAYS",
+                       help="days an encrypted file is kept (default 30)")
+
+
+def blob_limits(args: argparse.Namespace) -> BlobLimits:
+    """The :class:`BlobLimits` the options of :func:`add_blob_arguments` ask for."""
+    return BlobLimits(quota=int(args.blob_quota_mib * 2**20), ttl=args.blob_ttl_days * DAY)
 
 
 async def serve(server: StreamServer, host: str, port: int, tls: ssl.SSLContext | None = None,

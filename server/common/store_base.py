@@ -68,8 +68,10 @@ class Bundle(NamedTuple):
     one_time_prekey: bytes | None
 
 
-def take_bundle(db: sqlite3.Connection, account: str, device_id: int) -> Bundle | None:
-    """The device's bundle with its oldest OPK, deleted here (the caller's transaction).
+def take_bundle(db: sqlite3.Connection, account: str, device_id: int,
+                one_time: bool = True) -> Bundle | None:
+    """The device's bundle with its oldest OPK, deleted here (the caller's transaction), or
+    with no OPK when not ``one_time``.
 
     None when the device has published no identity key or signed prekey.
     """
@@ -77,6 +79,8 @@ def take_bundle(db: sqlite3.Connection, account: str, device_id: int) -> Bundle 
                      "WHERE account = ? AND device = ?", (account, device_id)).fetchone()
     if row is None or row[0] is None or row[1] is None:
         return None
+    if not one_time:
+        return Bundle(device_id, *row, None, None)
     opk = db.execute("SELECT id, key FROM one_time_prekeys WHERE account = ? AND device = ? "
                      "ORDER BY id LIMIT 1", (account, device_id)).fetchone()
     if opk is not None:

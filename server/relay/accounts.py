@@ -11,7 +11,7 @@ from e2e_proto.devices import SignedDeviceList
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey
 
-from ..common.requests import RequestError
+from ..common.requests import RequestError, retry_later
 from .fields import account_field, require_field
 from .store import NameTakenError
 
@@ -40,11 +40,16 @@ async def register(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, An
     device_key = device_list.identity_of(0)
     assert device_key is not None
     conn.check_auth_signature(device_key, account, 0, frame.get("signature"))
+    registrations = conn.relay.registrations
+    if not registrations.take(conn.source):
+        raise retry_later(api.RATE_LIMITED, "too many accounts registered from this address",
+                          registrations.retry_after(conn.source))
     try:
         await conn.relay.store.create_account(account, account_key.raw, device_list.version,
                                               signed.body, signed.signature,
                                               {0: device_key.raw}, conn.relay.clock())
     except NameTakenError:
+        registrations.give_back(conn.source)  # nothing was registered
         raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken") from None
     log.info("registered account %s", account)
     await conn.become(Address(account, 0))

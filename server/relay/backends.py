@@ -88,6 +88,11 @@ def store_location(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected sqlite:PATH or redis://HOST:PORT/DB, got {text!r}")
 
 
+def is_redis(location: str) -> bool:
+    """Whether ``location`` (see :func:`store_location`) is a Redis store (of several nodes)."""
+    return location.startswith("redis://")
+
+
 def open_backend(location: str) -> AbstractAsyncContextManager[Backend]:
     """Open the store and hub that ``location`` (see :func:`store_location`) names."""
     for scheme, opener in _SCHEMES.items():

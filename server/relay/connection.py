@@ -18,9 +18,11 @@ from e2e_proto.address import Address
 from e2e_proto.errors import E2EProtoError, describe
 from e2e_proto.keys import Ed25519PublicKey
 
+from ..common.blobs import BlobService
 from ..common.connection import FrameConnection
 from ..common.requests import ErrorCodes, RequestError
 from ..common.store_base import StoreUnavailableError
+from . import calls
 from .routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from .store import Delivery
 
@@ -38,12 +40,22 @@ class RelayConnection(FrameConnection):
     authenticated_routes = AUTHENTICATED_ROUTES
 
     def __init__(self, relay: Relay, stream: trio.abc.Stream, peer: str) -> None:
-        super().__init__(stream, peer, relay.config, relay.config.frame_timeout)
+        super().__init__(stream, peer, relay.config, relay)
         self.relay = relay
         self.nonce = secrets.token_bytes(api.NONCE_SIZE)
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[dict[str, Any]](256)
         self.link_lookup: bytes | None = None
         self._link_deadline_set = False
+
+    @property
+    def blobs(self) -> BlobService:
+        """The relay's blob store."""
+        return self.relay.blobs
+
+    async def may_download(self, blob_id: bytes) -> bool:
+        """Whether ``blob_id`` was sent to this connection's device."""
+        assert self.address is not None
+        return await self.relay.store.blobs.may_download(blob_id, *self.address)
 
     def push(self, frame: dict[str, Any]) -> None:
         """Queue a push frame; a client too slow to read loses notices, never the relay."""
@@ -53,8 +65,9 @@ class RelayConnection(FrameConnection):
             log.warning("dropped a notice to %s: outbox full", self.address)
 
     async def detach(self) -> None:
-        """Forget this connection and withdraw the link offer it made."""
+        """Forget this connection, the calls it was in and the link offer it made."""
         if self.address is not None:
+            calls.connection_closed(self)
             await self.relay.leave(self.address, self)
         if self.link_lookup is not None:
             await self.relay.stop_waiting(self.link_lookup, self)
@@ -76,12 +89,6 @@ class RelayConnection(FrameConnection):
     async def _auth_timed_out(self) -> None:
         log.info("connection from %s: no authentication in time", self.peer)
         await self._error(None, api.NOT_AUTHENTICATED, "authentication timed out")
-
-    def _log_kind(self, kind: object) -> str:
-        return describe(kind)
-
-    def _quote_kind(self, kind: object) -> str:
-        return describe(kind)
 
     async def _handle(self, frame: dict[str, Any]) -> None:
         try:
@@ -120,7 +127,10 @@ class RelayConnection(FrameConnection):
             raise RequestError(api.TOO_MANY_CONNECTIONS, f"{address.account} has too many "
                                "open connections; close some first")
         await self.relay.join(address, self)
-        self.address = address
+        self._authenticated(address)
+        if self.link_lookup is not None:  # linked: it no longer waits (nor holds a place)
+            await self.relay.stop_waiting(self.link_lookup, self)
+            self.link_lookup = None
         try:
             await self.relay.store.touch(address.account, address.device_id, self.relay.clock())
         except StoreUnavailableError:

@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address, is_valid_device_id
+from e2e_proto.constants import PRIMARY_DEVICE_ID
+from e2e_proto.devices import link_message
+from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey
 
 from ..common.fields import published_prekeys
@@ -17,7 +20,8 @@ if TYPE_CHECKING:
 
 
 async def publish_prekeys(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
-    """Store the device's signed prekey and more one-time prekeys (bounded)."""
+    """Store the device's signed prekey and more one-time prekeys (bounded), and a linked
+    device's link signature when it sends one."""
     assert conn.address is not None
     account, device_id = conn.address
     record = await conn.relay.store.account(account)
@@ -25,23 +29,43 @@ async def publish_prekeys(conn: RelayConnection, frame: dict[str, Any]) -> dict[
     identity = Ed25519PublicKey(record.devices[device_id])
     spk, opks = published_prekeys(frame, identity, api.MAX_ONE_TIME_PREKEYS_PER_REQUEST,
                                   code=api.BAD_REQUEST)
+    link_signature = _link_signature(frame, record.account_key, account, device_id, identity)
     held = await conn.relay.store.one_time_prekey_count(account, device_id)
     if held + len(opks) > conn.relay.config.max_one_time_prekeys:
         raise RequestError(api.BAD_REQUEST, f"a device may hold at most "
                            f"{conn.relay.config.max_one_time_prekeys} one-time prekeys "
                            f"(it holds {held})")
+    if link_signature is not None:
+        await conn.relay.store.set_link_signature(account, device_id, link_signature)
     count = await conn.relay.store.store_prekeys(account, device_id, spk, opks)
     return {"one_time_prekeys": count}
 
 
+def _link_signature(frame: dict[str, Any], account_key: bytes, account: str, device_id: int,
+                    identity: Ed25519PublicKey) -> bytes | None:
+    """A linked device's ``link_signature``, checked; None when absent or from the primary."""
+    signature = frame.get("link_signature")
+    if signature is None or device_id == PRIMARY_DEVICE_ID:
+        return None
+    try:
+        identity.verify(link_message(Ed25519PublicKey(account_key), account), signature)
+    except E2EProtoError:
+        raise RequestError(api.BAD_REQUEST, "the link signature does not verify") from None
+    return signature  # type: ignore[no-any-return]
+
+
 async def get_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
-    """An account's key and signed device list (and device details to its own devices)."""
+    """An account's key, signed device list and its linked devices' link signatures (and
+    device details to its own devices)."""
     account = account_field(frame)
     record = await conn.relay.store.account(account)
     if record is None:
         raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+    signatures = await conn.relay.store.link_signatures(account)
     result = {"account": account, "account_key": record.account_key,
-              "device_list": record.list_body, "device_list_signature": record.list_signature}
+              "device_list": record.list_body, "device_list_signature": record.list_signature,
+              "link_signatures": [[device_id, signature] for device_id, signature
+                                  in sorted(signatures.items())]}
     if conn.address is not None and conn.address.account == account:
         result["device_info"] = [list(i) for i in await conn.relay.store.device_info(account)]
     return result
@@ -62,11 +86,12 @@ async def fetch_bundles(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
         raise RequestError(api.BAD_REQUEST,
                            "device_ids must list distinct devices of the account")
     assert conn.address is not None
-    if not conn.relay.bundle_fetches.take(conn.address.account, len(wanted)):
-        raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
+    one_time = conn.relay.bundle_limits.admit(
+        conn.address.account, [Address(account, i) for i in wanted], api.RATE_LIMITED)
     bundles = []
     for device_id in wanted:
-        taken = await conn.relay.store.take_bundle(account, device_id)
+        taken = await conn.relay.store.take_bundle(account, device_id,
+                                                   Address(account, device_id) in one_time)
         if taken is None:
             raise RequestError(api.NO_PREKEYS, f"{account}.{device_id} has published no "
                                "signed prekey")

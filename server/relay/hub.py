@@ -1,4 +1,5 @@
-"""How relay connections reach one another: new mail, pushes, unlinking, displacement, links.
+"""How relay connections reach one another: new mail, pushes, unlinking, displacement, links,
+and which node runs a call.
 
 A send, an unlink or a link approval on one connection must reach connections of other devices,
 which may be served by another relay process (a *node*). A :class:`Hub` carries those events:
@@ -9,11 +10,15 @@ tells its hub which devices and link offers it serves; the hub calls the relay b
 returned, no event for that device or link offer is missed; when a hub may have missed some
 (its Redis connection was lost), it calls :meth:`Listener.hear_all_mail` so that every
 connection reads its mailbox again.
+
+Calls are kept by the node where they start (:mod:`server.relay.calls`); the hub carries their
+notices to the other nodes (:meth:`Hub.push_elsewhere`) and tells which node runs a call
+(:meth:`Hub.call_elsewhere`), so that a request for it elsewhere gets a clear refusal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from typing import Any, NamedTuple, Protocol
 
 from e2e_proto.address import Address
@@ -107,6 +112,23 @@ class Hub(Protocol):
         """Tell the connection waiting with ``lookup`` that it was linked as ``device_id``."""
         ...
 
+    def push_elsewhere(self, accounts: Set[str], frame: dict[str, Any]) -> None:
+        """Push ``frame`` to the connections of the devices of ``accounts`` on the other nodes
+        (this node's the relay pushes to itself); never waits, best effort (a notice)."""
+        ...
+
+    def call_started(self, call_id: bytes) -> None:
+        """This node runs the call ``call_id`` from now on (never waits)."""
+        ...
+
+    def call_ended(self, call_id: bytes) -> None:
+        """The call ``call_id`` this node ran has ended (never waits)."""
+        ...
+
+    async def call_elsewhere(self, call_id: bytes) -> bool:
+        """Whether another node runs the call ``call_id``."""
+        ...
+
 
 class LocalHub:
     """:class:`Hub` for one relay process: every event is for this process's connections."""
@@ -152,3 +174,16 @@ class LocalHub:
     async def tell_link(self, lookup: bytes, device_id: int) -> None:
         """Tell the connection waiting with ``lookup``."""
         self.listener.hear_link(lookup, device_id)
+
+    def push_elsewhere(self, accounts: Set[str], frame: dict[str, Any]) -> None:
+        """Nothing to do: there is no other node."""
+
+    def call_started(self, call_id: bytes) -> None:
+        """Nothing to do: every call runs here."""
+
+    def call_ended(self, call_id: bytes) -> None:
+        """Nothing to do."""
+
+    async def call_elsewhere(self, call_id: bytes) -> bool:
+        """Never: there is no other node."""
+        return False

@@ -15,12 +15,17 @@ from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 from ..common.requests import RequestError
 from ..common.store_base import StoreUnavailableError
 from .fields import account_field, require_field
-from .store import NewDevice, PendingLink, StaleListError
+from .store import LINK_IN_USE, LINKS_OF_ACCOUNT, NewDevice, PendingLink, StaleListError
 
 if TYPE_CHECKING:
     from .connection import RelayConnection
 
 log = logging.getLogger("e2e.relay")
+
+_WAITING_LINKS = {"total": "at this relay", LINKS_OF_ACCOUNT: "to this account",
+                  "address": "from this address"}
+"""How a refusal names the full cap: :attr:`Relay.link_places` (overall and per source address,
+counted by each relay node) or the store's count per account (shared by the nodes)."""
 
 
 async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +39,8 @@ async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
     lookup = require_field(frame, "lookup", bytes)
     tag = require_field(frame, "tag", bytes)
     name = require_field(frame, "name", str)
-    if len(lookup) != api.LOOKUP_SIZE or len(tag) != 32 or not 0 < len(name) <= 64:
+    if (len(lookup) != api.LOOKUP_SIZE or len(tag) != 32
+            or not 0 < len(name) <= api.MAX_DEVICE_NAME_LENGTH):
         raise RequestError(api.BAD_REQUEST, "lookup, tag or name has a wrong size")
     try:
         identity = Ed25519PublicKey(require_field(frame, "identity_key", bytes))
@@ -51,15 +57,13 @@ async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
         raise RequestError(api.BAD_REQUEST, "too many one-time prekeys")
     link = PendingLink(account, identity.raw, name, tag, frame["link_signature"],
                        (spk_id, spk_pub, spk_signature), opks, conn.nonce)
-    if not await conn.relay.store.offer_link(lookup, link, conn.relay.config.link_timeout):
+    refused = await conn.relay.offer_link(lookup, link, conn)
+    if refused == LINK_IN_USE:
         raise RequestError(api.BAD_REQUEST, "that link code is in use; make a new one")
+    if refused is not None:
+        raise RequestError(api.RATE_LIMITED, f"too many new devices are waiting to link "
+                           f"{_WAITING_LINKS[refused]}; try again later")
     conn.link_lookup = lookup  # from now on this connection's end withdraws the offer
-    try:
-        await conn.relay.wait_for_approval(lookup, conn)
-    except StoreUnavailableError:
-        conn.link_lookup = None
-        await conn.relay.store.withdraw_link(lookup, conn.nonce)
-        raise
     log.info("connection from %s waits for a link to %s", conn.peer, account)
     return {"account_key": record.account_key}
 
@@ -113,7 +117,8 @@ async def update_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[s
             raise RequestError(api.BAD_REQUEST, f"device id {added_ids[0]} was used "
                                "before; ids are never reused")
         added.append(NewDevice(added_ids[0], pending.identity_key, pending.name,
-                               pending.signed_prekey, pending.one_time_prekeys))
+                               pending.signed_prekey, pending.one_time_prekeys,
+                               pending.link_signature))
     try:
         removed = await conn.relay.store.replace_device_list(
             me.account, new.version, signed.body, signed.signature, devices, added,

@@ -2,9 +2,14 @@
 
     e2e-relay serve --listen 127.0.0.1:7400 [--store sqlite:relay.db | --db relay.db]
                     [--tls-cert FILE --tls-key FILE]
-    e2e-relay serve --listen 127.0.0.1:7401 --store redis://127.0.0.1:6379/0
+                    [--ttl-days 30] [--quota 10000] [--quota-mib 100]
+                    [--registrations-per-hour 30]
+                    [--blob-dir DIR] [--blob-quota-mib 1024] [--blob-ttl-days 30]
+                    [--sfu HOST:PORT | --sfu-address HOST:PORT --sfu-key-file FILE]
+    e2e-relay serve --listen 127.0.0.1:7401 --store redis://127.0.0.1:6379/0 --blob-dir DIR
 
-Several relays may serve one user base on one Redis (``--store redis://...``, DESIGN §17).
+Several relays may serve one user base on one Redis (``--store redis://...``, DESIGN §17); they
+share one ``--blob-dir`` (a folder every node can reach), which a Redis store requires.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from collections.abc import AsyncIterator, Sequence
 
 import trio
 
+from ..calls.options import CallSetupError, add_call_arguments, call_setup
 from ..common import serving
-from .backends import open_backend, store_location
-from .config import DAY, RelayConfig
+from .backends import is_redis, open_backend, store_location
+from .config import DAY, MIB, RelayConfig
 from .server import Relay
 
 log = logging.getLogger("e2e.relay")
@@ -34,16 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="e2e-relay", description="The e2e-proto relay: stores and forwards ciphertext only.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the relay")
-    serving.add_serve_arguments(serve, 7400, None)
+    serving.add_serve_arguments(serve, 7400, None, RelayConfig().registrations_per_hour)
     where = serve.add_mutually_exclusive_group()
     where.add_argument("--store", type=store_location, metavar="URL",
                        help=f"sqlite:PATH (default sqlite:{DEFAULT_DB}) or redis://HOST:PORT/DB "
-                       "(several relays on one Redis >= 7)")
+                       "(several relays on one Redis >= 7, with one shared --blob-dir)")
     where.add_argument("--db", metavar="PATH", help="short for --store sqlite:PATH")
     serve.add_argument("--ttl-days", type=float, default=30.0,
                        help="days an undelivered message is kept (default 30)")
     serve.add_argument("--quota", type=int, default=10_000,
                        help="messages kept per device mailbox (default 10000)")
+    serve.add_argument("--quota-mib", type=float, default=100.0,
+                       help="MiB of envelopes kept per device mailbox (default 100)")
+    serving.add_blob_arguments(serve)
+    add_call_arguments(serve)
     return parser
 
 
@@ -54,21 +64,46 @@ async def serve(relay: Relay, host: str, port: int, tls: ssl.SSLContext | None =
     cancelled; reports the listeners when ready.
     """
     await serving.serve(relay, host, port, tls, task_status,
-                        background=[relay.hub.run, relay.expire_forever])
+                        background=[relay.hub.run, relay.expire_forever,
+                                    relay.blobs.expire_forever])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-relay``."""
     args = build_parser().parse_args(argv)
     location = args.store or f"sqlite:{args.db or DEFAULT_DB}"
-    config = RelayConfig(mailbox_ttl=args.ttl_days * DAY, mailbox_quota=args.quota)
+    if is_redis(location) and args.blob_dir is None:
+        print("e2e-relay: a relay on Redis needs --blob-dir DIR, a folder that every relay "
+              "node on that Redis shares", file=sys.stderr)
+        return 2
+    try:
+        calls = call_setup(args)
+    except CallSetupError as exc:
+        print(f"e2e-relay: {exc}", file=sys.stderr)
+        return 2
+    config = RelayConfig(
+        mailbox_ttl=args.ttl_days * DAY, mailbox_quota=args.quota,
+        mailbox_quota_bytes=int(args.quota_mib * MIB),
+        registrations_per_hour=args.registrations_per_hour,
+        registration_burst=max(1, round(args.registrations_per_hour)),
+        blobs=serving.blob_limits(args))
 
     @contextlib.asynccontextmanager
     async def open_relay() -> AsyncIterator[Relay]:
         async with open_backend(location) as (store, hub):
-            yield Relay(store, config, hub=hub)
+            yield Relay(store, config, hub=hub, blob_dir=args.blob_dir, sfu=calls.grant)
 
-    return serving.run_serve_command("e2e-relay", args, log, open_relay, serve, location)
+    async def serve_with_calls(relay: Relay, host: str, port: int,
+                               tls: ssl.SSLContext | None = None,
+                               task_status: trio.TaskStatus[list[trio.SocketListener]] = (
+                                   trio.TASK_STATUS_IGNORED)) -> None:
+        log.info("%s", calls.describe())
+        await serving.serve(relay, host, port, tls, task_status,
+                            background=[relay.hub.run, relay.expire_forever,
+                                        relay.blobs.expire_forever, *calls.tasks])
+
+    return serving.run_serve_command("e2e-relay", args, log, open_relay, serve_with_calls,
+                                     location)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from e2e_proto.errors import E2EProtoError
 from e2e_proto.wire import Envelope
 
 from ..common.requests import RequestError
+from .blobs import announced_blobs, grant
 from .fields import account_field, require_field
 from .store import Acknowledge, DeviceGoneError, Enqueue, Outgoing, QuotaExceededError
 
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
 
 
 async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
-    """Store one envelope per device of the recipient and of the sender's other devices."""
+    """Store one envelope per device of the recipient and of the sender's other devices, and
+    let those devices download the blobs the message announces (``blobs``)."""
     assert conn.address is not None
     me = conn.address
     to = account_field(frame, "to")
     raw = require_field(frame, "envelopes", list)
+    blob_ids = await announced_blobs(conn, frame)
     recipient = await conn.relay.store.account(to)
     if recipient is None:
         raise RequestError(api.UNKNOWN_ACCOUNT, f"no account named {to!r}")
@@ -34,6 +37,8 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     expected.discard(me)  # a device never sends to itself (a note to conn goes to the others)
     outgoing = []
     for data in raw:
+        if type(data) is bytes:
+            check_envelope_size(conn, len(data))
         try:
             envelope = Envelope.decode(data)  # type: ignore[arg-type]
         except E2EProtoError as exc:
@@ -49,10 +54,9 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
                            "the send must cover exactly the current devices",
                            missing=[list(a) for a in missing],
                            stale=[list(a) for a in stale])
+    await grant(conn, blob_ids, addressed)
     try:
-        await conn.relay.store.enqueue(Enqueue(
-            outgoing, (me.account, me.device_id), conn.relay.clock(),
-            conn.relay.config.mailbox_quota))
+        await conn.relay.store.enqueue(enqueue(conn, outgoing))
     except QuotaExceededError as exc:
         raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
     except DeviceGoneError as exc:  # unlinked while this send waited for its commit
@@ -63,10 +67,32 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     return {"stored": len(outgoing)}
 
 
+def check_envelope_size(conn: RelayConnection, size: int, what: str = "an envelope") -> None:
+    """Refuse an envelope of ``size`` bytes over the relay's largest (``message_too_large``,
+    with ``limit``): what one device's mailbox stores per message, from any request."""
+    limit = conn.relay.config.max_envelope_size
+    if size > limit:
+        raise RequestError(api.MESSAGE_TOO_LARGE, f"{what} has at most {limit} bytes (got "
+                           f"{size})", limit=limit)
+
+
+def enqueue(conn: RelayConnection, outgoing: list[Outgoing], skip_full: bool = False
+            ) -> Enqueue:
+    """Store ``outgoing`` from this device within the relay's mailbox quotas (messages and
+    bytes per device); with ``skip_full`` a full mailbox is left out instead of refusing all."""
+    assert conn.address is not None
+    config = conn.relay.config
+    return Enqueue(outgoing, (conn.address.account, conn.address.device_id), conn.relay.clock(),
+                   config.mailbox_quota, config.mailbox_quota_bytes, skip_full)
+
+
 async def ack(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """Delete messages the device has committed."""
     assert conn.address is not None
     seqs = require_field(frame, "seqs", list)
+    if len(seqs) > api.MAX_ACK_SEQS:
+        raise RequestError(api.BAD_REQUEST, f"an ack lists at most {api.MAX_ACK_SEQS} seqs; "
+                           "send several")
     if not all(type(s) is int and 0 < s < 2**63 for s in seqs):
         raise RequestError(api.BAD_REQUEST, "seqs must be positive 63-bit integers")
     await conn.relay.store.acknowledge(

@@ -18,12 +18,19 @@ only while the hub hears that channel.
 One subscriber connection per node runs in :meth:`RedisHub.run`. When it is lost (Redis
 restarted), the node reconnects with backoff, subscribes again to everything it serves, and
 wakes every connection, since mail stored meanwhile was announced to nobody.
+
+Beside it runs the node's *errands*: what the relay asks without waiting (call notices for
+devices on other nodes, the node's record of the calls it runs), done in order, best effort.
+A call notice for an account is published on the channel of each of its devices that this node
+does not serve. Each call a node runs is recorded as ``e2e:call:ID`` = node, refreshed while it
+runs and expiring soon after a node stops, so other nodes can refuse it clearly.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Set
 from typing import Any, Protocol
 
 import anyio
@@ -38,7 +45,8 @@ from e2e_proto.address import Address
 from ..common.store_base import StoreUnavailableError
 from . import redis_keys as keys
 from . import redis_scripts as scripts
-from .hub import DISPLACED, MAIL, DeviceEvent, Listener
+from .hub import DISPLACED, MAIL, PUSH, DeviceEvent, Listener
+from .store import AccountRecord
 
 log = logging.getLogger("e2e.relay")
 
@@ -49,10 +57,23 @@ RECONNECT_DELAY = (0.05, 2.0)
 """The first and the longest wait between attempts to reconnect the subscriber."""
 _LOST = (RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 """What a command on a lost (or closing) Redis connection raises."""
+ERRANDS = 10_000
+"""Errands queued at most; past it a notice for other nodes is dropped (and logged)."""
+CALL_RECORD_REFRESH = 30.0
+"""Seconds between refreshes of the records of the calls a node runs."""
+CALL_RECORD_TTL = 3 * CALL_RECORD_REFRESH
+"""Seconds a call's record outlives its node's last refresh (a node that stopped)."""
+
+Errand = Callable[[], Awaitable[None]]
 
 
 class AccountCopies(Protocol):
-    """A store's copies of accounts (:class:`~server.relay.redis_store.RedisRelayStore`)."""
+    """A store's accounts and its copies of them
+    (:class:`~server.relay.redis_store.RedisRelayStore`)."""
+
+    async def account(self, account: str) -> AccountRecord | None:
+        """The account's key and device list."""
+        ...
 
     def cache_accounts(self, heard: bool) -> None:
         """Keep copies from now on (changes are heard), or drop them all and keep none."""
@@ -75,6 +96,9 @@ class RedisHub:
         self._listener: Listener | None = None
         self._pubsub: PubSub[bytes] | None = None
         self._listening = trio.Event()
+        self._errands, self._errands_due = trio.open_memory_channel[Errand](ERRANDS)
+        self._calls: set[bytes] = set()
+        """The calls this node runs."""
 
     def bind(self, listener: Listener) -> None:
         """Report what is heard to ``listener``."""
@@ -87,6 +111,13 @@ class RedisHub:
         return self._listener
 
     async def run(self) -> None:
+        """Listen and run errands until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_errands)
+            nursery.start_soon(self._refresh_calls)
+            await self._listen()
+
+    async def _listen(self) -> None:
         """Listen until cancelled, reconnecting with backoff whenever Redis is lost."""
         delay = RECONNECT_DELAY[0]
         while True:
@@ -190,6 +221,68 @@ class RedisHub:
             await self.client.publish(keys.link_channel(lookup), msgpack.packb(device_id))
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    # -- errands: what the relay asks without waiting --------------------------------------------
+
+    def _post(self, errand: Errand) -> None:
+        try:
+            self._errands.send_nowait(errand)
+        except trio.WouldBlock:
+            log.warning("dropped a notice for other relay nodes: too many are waiting")
+
+    async def _run_errands(self) -> None:
+        async for errand in self._errands_due:
+            try:
+                await errand()
+            except (*_LOST, StoreUnavailableError) as exc:
+                log.warning("a notice for other relay nodes was lost: %s", exc)
+
+    def push_elsewhere(self, accounts: Set[str], frame: dict[str, Any]) -> None:
+        """Publish ``frame`` to the devices of ``accounts`` that other nodes serve (an errand)."""
+        self._post(functools.partial(self._publish_push, sorted(accounts), frame))
+
+    async def _publish_push(self, accounts: list[str], frame: dict[str, Any]) -> None:
+        elsewhere = []
+        for account in accounts:
+            record = await self.accounts.account(account)
+            if record is not None:
+                elsewhere += [address for device_id in record.devices
+                              if not self.listener.serves(address := Address(account, device_id))]
+        if elsewhere:
+            event = _encode(DeviceEvent(PUSH, frame))
+            async with self.client.pipeline(transaction=False) as pipe:
+                for address in elsewhere:
+                    pipe.publish(keys.device_channel(address), event)
+
+    def call_started(self, call_id: bytes) -> None:
+        """Record that this node runs the call (an errand; refreshed while it runs)."""
+        self._calls.add(call_id)
+        self._post(functools.partial(self._record_calls, [call_id]))
+
+    def call_ended(self, call_id: bytes) -> None:
+        """Remove the record of the call (an errand)."""
+        self._calls.discard(call_id)
+        self._post(functools.partial(self.client.delete, [keys.call_key(call_id)]))
+
+    async def call_elsewhere(self, call_id: bytes) -> bool:
+        """Whether another node records that it runs the call."""
+        try:
+            node = await self.client.get(keys.call_key(call_id))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+        return node is not None and node != self.node
+
+    async def _record_calls(self, call_ids: Iterable[bytes]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for call_id in call_ids:
+                pipe.set(keys.call_key(call_id), self.node, ex=int(CALL_RECORD_TTL))
+
+    async def _refresh_calls(self) -> None:
+        """Refresh the records of this node's calls, so they outlive it only briefly."""
+        while True:
+            await trio.sleep(CALL_RECORD_REFRESH)
+            if self._calls:
+                self._post(functools.partial(self._record_calls, list(self._calls)))
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         """Hand one published message to the relay."""

@@ -10,26 +10,40 @@ key                             type    holds
                                         (the signed device list), ``max`` (highest device id ever
                                         listed), ``dN`` (device N's identity key, per device)
 ``e2e:dev:A:N``                 hash    ``identity``, ``name``, ``linked``, ``seen``, ``spk_id``,
-                                        ``spk``, ``spk_signature``, ``seq`` (the last mailbox seq
-                                        given out), ``bytes`` (envelope bytes in the mailbox)
+                                        ``spk``, ``spk_signature``, ``link_signature``, ``seq``
+                                        (the last mailbox seq given out), ``bytes`` (envelope
+                                        bytes in the mailbox; its message count is the ZCARD)
 ``e2e:opk:A:N``                 zset    one-time prekeys: score = id, member = id (4 bytes, big
                                         endian) + key
 ``e2e:mbox:A:N``                zset    the mailbox: score = seq, member = the envelope (so a
                                         byte-identical envelope is the same message)
 ``e2e:expiry``                  zset    every stored message: score = stored-at time,
                                         member = ``A:N:SEQ`` (mailbox TTL across all nodes)
-``e2e:link:LOOKUP``             string  a pending link (hex lookup): waiter nonce (32 bytes) +
-                                        msgpack of the offer; expires after ``link_timeout``
+``e2e:link:LOOKUP``             hash    a pending link (hex lookup): ``waiter`` (the waiting
+                                        connection's nonce), ``account``, ``offer`` (msgpack of
+                                        the rest); expires after ``link_timeout``
+``e2e:links:A``                 zset    the link offers waiting for account A: member = hex
+                                        lookup, score = its expiry (ms, Redis's clock)
 ``e2e:presence:A:N``            string  the node of the device's newest connection (a node that
                                         stores mail for it wakes it itself, without publishing)
+``e2e:group:ID``                hash    a group's routing copy (hex id): ``version``, ``members``
+                                        and ``admins`` (msgpack lists), ``body``, ``signature``
+``e2e:blob:ID``                 hash    a blob's record (hex id): ``owner``, ``size``,
+                                        ``created``, ``complete`` ('0' or '1'); its bytes are a
+                                        file under ``--blob-dir``, which the nodes share
+``e2e:blobuse:A``               hash    account A's blobs: ``bytes`` (declared sizes, complete or
+                                        not) and ``pending`` (unfinished uploads)
+``e2e:blobs:pending``           zset    unfinished uploads: member = hex id, score = begin time
+``e2e:blobs:complete``          zset    complete blobs: member = hex id, score = begin time
+``e2e:grant:ID``                hash    who may fetch a blob: ``A:N`` = '0' (granted) or '1'
+                                        (fetched); ``#`` = granted devices that have not fetched
+``e2e:call:ID``                 string  the node that runs a call (hex id); refreshed while the
+                                        call runs, so it expires soon after its node stops
 ==============================  ======  ==========================================================
 
 Channels: ``e2e:to:A:N`` carries events for device ``A.N`` (its nodes subscribe while they serve
 it), ``e2e:linked:LOOKUP`` the approval of a waiting link offer, and ``e2e:accounts`` the names
 of accounts whose device list changed (nodes drop their cached copy).
-
-Blob metadata (media) is not stored yet: it will get its own keys here (``e2e:blob:ID``), with
-the bytes in files under ``--blob-dir`` that the nodes share.
 """
 
 from __future__ import annotations
@@ -42,7 +56,15 @@ PREKEYS = "e2e:opk:"
 MAILBOX = "e2e:mbox:"
 EXPIRY = "e2e:expiry"
 LINK = "e2e:link:"
+LINKS_OF = "e2e:links:"
+GROUP = "e2e:group:"
+BLOB = "e2e:blob:"
+BLOB_USAGE = "e2e:blobuse:"
+BLOBS_PENDING = "e2e:blobs:pending"
+BLOBS_COMPLETE = "e2e:blobs:complete"
+GRANTS = "e2e:grant:"
 PRESENCE = "e2e:presence:"
+CALL = "e2e:call:"
 DEVICE_CHANNEL = "e2e:to:"
 LINK_CHANNEL = "e2e:linked:"
 ACCOUNTS_CHANNEL = "e2e:accounts"
@@ -85,6 +107,11 @@ def presence_key(address: Address) -> str:
     return PRESENCE + device_part(*address)
 
 
+def call_key(call_id: bytes) -> str:
+    """The node that runs a call."""
+    return CALL + call_id.hex()
+
+
 def link_key(lookup: bytes) -> str:
     """The pending link filed under ``lookup``."""
     return LINK + lookup.hex()
@@ -93,6 +120,31 @@ def link_key(lookup: bytes) -> str:
 def device_channel(address: Address) -> str:
     """The channel of events for one device."""
     return DEVICE_CHANNEL + device_part(*address)
+
+
+def links_of_key(account: str) -> str:
+    """The sorted set of the link offers waiting for ``account``."""
+    return LINKS_OF + account
+
+
+def group_key(group_id: bytes) -> str:
+    """The hash of a group's routing copy."""
+    return GROUP + group_id.hex()
+
+
+def blob_key(blob_id: bytes) -> str:
+    """The hash of a blob's record."""
+    return BLOB + blob_id.hex()
+
+
+def blob_usage_key(owner: str) -> str:
+    """The hash of what an account's blobs take."""
+    return BLOB_USAGE + owner
+
+
+def grants_key(blob_id: bytes) -> str:
+    """The hash of the devices a blob was granted to."""
+    return GRANTS + blob_id.hex()
 
 
 def link_channel(lookup: bytes) -> str:

@@ -36,7 +36,7 @@ REPLACE_DEVICE_LIST = """
 -- ARGV[6..9] prefixes: device hash, prekeys, mailbox (each e2e:...:A:), expiry entry (A:)
 -- ARGV[10] channel of device-list changes, ARGV[11] account name
 -- ARGV[12] n, then n pairs: device id, identity key (the new list)
--- then per added device: id, identity key, name, spk id, spk, spk signature,
+-- then per added device: id, identity key, name, spk id, spk, spk signature, link signature,
 --      k, and k pairs: prekey id, prekey member
 local version = redis.call('HGET', KEYS[1], 'version')
 if not version or tonumber(version) >= tonumber(ARGV[1]) then
@@ -75,9 +75,9 @@ while i <= #ARGV do
   redis.call('HSET', KEYS[1], 'd' .. id, ARGV[i + 1])
   redis.call('HSET', ARGV[6] .. id, 'identity', ARGV[i + 1], 'name', ARGV[i + 2],
              'spk_id', ARGV[i + 3], 'spk', ARGV[i + 4], 'spk_signature', ARGV[i + 5],
-             'linked', ARGV[5], 'seq', 0, 'bytes', 0)
-  local count = tonumber(ARGV[i + 6])
-  i = i + 7
+             'link_signature', ARGV[i + 6], 'linked', ARGV[5], 'seq', 0, 'bytes', 0)
+  local count = tonumber(ARGV[i + 7])
+  i = i + 8
   for _ = 1, count do
     redis.call('ZREMRANGEBYSCORE', ARGV[7] .. id, ARGV[i], ARGV[i])
     redis.call('ZADD', ARGV[7] .. id, ARGV[i], ARGV[i + 1])
@@ -108,11 +108,28 @@ end
 return out
 """
 
-TOUCH = """
--- KEYS[1] device hash; ARGV[1] now
+SET_DEVICE_FIELD = """
+-- KEYS[1] device hash; ARGV[1] field, ARGV[2] value: set it if the device is listed
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'seen', ARGV[1])
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
+"""
+
+LINK_SIGNATURES = """
+-- KEYS[1] account hash; ARGV[1] device hash prefix (e2e:dev:A:)
+-- returns device id, link signature pairs of the linked devices (not 0) that have one
+local out = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 1) == 'd' and field ~= 'd0' then
+    local id = string.sub(field, 2)
+    local signature = redis.call('HGET', ARGV[1] .. id, 'link_signature')
+    if signature then
+      out[#out + 1] = tonumber(id)
+      out[#out + 1] = signature
+    end
+  end
+end
+return out
 """
 
 STORE_PREKEYS = """
@@ -133,52 +150,60 @@ return redis.call('ZCARD', KEYS[2])
 """
 
 TAKE_BUNDLE = """
--- KEYS[1] device hash, KEYS[2] prekeys
+-- KEYS[1] device hash, KEYS[2] prekeys; ARGV[1] '1': hand out a one-time prekey, '0': none
 -- returns identity, spk id, spk, spk signature, the lowest-id prekey member (false: none),
 -- and how many prekeys are left; false without a signed prekey
 local device = redis.call('HMGET', KEYS[1], 'identity', 'spk_id', 'spk', 'spk_signature')
 if not device[1] or not device[2] then
   return false
 end
-local taken = redis.call('ZPOPMIN', KEYS[2])
+local taken = {}
+if ARGV[1] == '1' then
+  taken = redis.call('ZPOPMIN', KEYS[2])
+end
 return {device[1], device[2], device[3], device[4], taken[1] or false,
         redis.call('ZCARD', KEYS[2])}
 """
 
 ENQUEUE = """
 -- KEYS[1] expiry index, then per message: device hash, mailbox, presence
--- ARGV[1] quota (messages), ARGV[2] byte quota (0: none), ARGV[3] now,
--- ARGV[4] the "mail" event payload, ARGV[5] the calling node; then per message: envelope,
--- expiry entry prefix (A:N:), event channel. "New mail" is published unless the device's
--- newest connection is on the calling node, which wakes it itself.
--- Returns {'ok'}, or {'gone', j} / {'full', j} for the j-th message (nothing stored).
-local quota, byte_quota = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- ARGV[1] quota (messages), ARGV[2] quota (bytes), ARGV[3] now, ARGV[4] the "mail" event
+-- payload, ARGV[5] the calling node, ARGV[6] '1': leave out full mailboxes and removed devices
+-- (a group message), '0': refuse the whole send; then per message: envelope, expiry entry
+-- prefix (A:N:), event channel. An envelope already in its mailbox is not stored again (and
+-- not refused: a retried send). "New mail" is published unless the device's newest connection
+-- is on the calling node, which wakes it itself.
+-- Returns {'ok'}, or {'gone', j} / {'count', j} / {'bytes', j} for the j-th message when the
+-- whole send is refused (nothing stored).
+local quota, quota_bytes, skip = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[6] == '1'
 local fresh = {}
 for j = 1, (#KEYS - 1) / 3 do
-  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 3]
+  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 4]
+  local refusal = false
   if redis.call('EXISTS', device) == 0 then
-    return {'gone', j}
-  end
-  if not redis.call('ZSCORE', mailbox, envelope) then
+    refusal = 'gone'
+  elseif not redis.call('ZSCORE', mailbox, envelope) then
     if redis.call('ZCARD', mailbox) >= quota then
-      return {'full', j}
+      refusal = 'count'
+    elseif tonumber(redis.call('HGET', device, 'bytes')) + #envelope > quota_bytes then
+      refusal = 'bytes'
+    else
+      fresh[#fresh + 1] = j
     end
-    if byte_quota > 0 and
-        tonumber(redis.call('HGET', device, 'bytes')) + #envelope > byte_quota then
-      return {'full', j}
-    end
-    fresh[#fresh + 1] = j
+  end
+  if refusal and not skip then
+    return {refusal, j}
   end
 end
 for _, j in ipairs(fresh) do
-  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 3]
+  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 4]
   if not redis.call('ZSCORE', mailbox, envelope) then  -- not an earlier message of this send
     local seq = redis.call('HINCRBY', device, 'seq', 1)
     redis.call('ZADD', mailbox, seq, envelope)
     redis.call('HINCRBY', device, 'bytes', #envelope)
-    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[3 * j + 4] .. string.format('%d', seq))
+    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[3 * j + 5] .. string.format('%d', seq))
     if redis.call('GET', KEYS[3 * j + 1]) ~= ARGV[5] then
-      redis.call('PUBLISH', ARGV[3 * j + 5], ARGV[4])
+      redis.call('PUBLISH', ARGV[3 * j + 6], ARGV[4])
     end
   end
 end
@@ -230,10 +255,174 @@ end
 return #due
 """
 
+OFFER_LINK = """
+-- KEYS[1] the offer (hash), KEYS[2] the account's offers (sorted set: lookup by expiry, ms)
+-- ARGV[1] waiter, ARGV[2] account, ARGV[3] offer, ARGV[4] ttl (ms), ARGV[5] offers per account
+-- at most, ARGV[6] the lookup (hex). Returns 'ok', or what refused it: 'lookup' (in use),
+-- 'account' (it has its most offers waiting). Offers count until they expire.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 'lookup'
+end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+  return 'account'
+end
+redis.call('HSET', KEYS[1], 'waiter', ARGV[1], 'account', ARGV[2], 'offer', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[6])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[4]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+return 'ok'
+"""
+
+TAKE_LINK = """
+-- KEYS[1] the offer; ARGV[1] prefix of the account's offers (e2e:links:), ARGV[2] the lookup
+-- (hex). Deletes the offer; returns waiter, account, offer (false: no offer).
+local link = redis.call('HMGET', KEYS[1], 'waiter', 'account', 'offer')
+if not link[1] then
+  return false
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', ARGV[1] .. link[2], ARGV[2])
+return link
+"""
+
 WITHDRAW_LINK = """
--- KEYS[1] pending link; ARGV[1] the waiter's nonce: delete the offer if that waiter made it
-local offer = redis.call('GET', KEYS[1])
-if offer and string.sub(offer, 1, #ARGV[1]) == ARGV[1] then
+-- KEYS[1] the offer; ARGV[1] the waiter's nonce, ARGV[2] prefix of the account's offers,
+-- ARGV[3] the lookup (hex): delete the offer if that waiter made it
+local link = redis.call('HMGET', KEYS[1], 'waiter', 'account')
+if link[1] == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  redis.call('ZREM', ARGV[2] .. link[2], ARGV[3])
 end
 """
+
+PUT_GROUP = """
+-- KEYS[1] the group's routing copy; ARGV version, members, admins, body, signature.
+-- Returns 1 when stored, 0 when its version is not newer than the stored one (nothing changed).
+local stored = redis.call('HGET', KEYS[1], 'version')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'members', ARGV[2], 'admins', ARGV[3],
+           'body', ARGV[4], 'signature', ARGV[5])
+return 1
+"""
+
+BEGIN_BLOB = """
+-- KEYS[1] the blob's hash, KEYS[2] its owner's usage (hash: bytes, pending), KEYS[3] unfinished
+-- uploads (sorted set: blob id by begin time); ARGV owner, size, now, quota (bytes), unfinished
+-- uploads at most, the blob id (hex).
+-- Returns {'new'}; {'found', owner's record: size, created, complete}; {'taken'} (another
+-- owner); {'pending', used} / {'quota', used} when the owner may not begin another.
+local found = redis.call('HMGET', KEYS[1], 'owner', 'size', 'created', 'complete')
+if found[1] then
+  if found[1] ~= ARGV[1] then
+    return {'taken'}
+  end
+  return {'found', found[2], found[3], found[4]}
+end
+local usage = redis.call('HMGET', KEYS[2], 'bytes', 'pending')
+local used, pending = tonumber(usage[1] or '0'), tonumber(usage[2] or '0')
+if pending >= tonumber(ARGV[5]) then
+  return {'pending', used}
+end
+if used + tonumber(ARGV[2]) > tonumber(ARGV[4]) then
+  return {'quota', used}
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'size', ARGV[2], 'created', ARGV[3],
+           'complete', '0')
+redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'pending', 1)
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[6])
+return {'new'}
+"""
+
+COMPLETE_BLOB = """
+-- KEYS[1] the blob's hash, KEYS[2] unfinished uploads, KEYS[3] complete blobs (sorted sets by
+-- begin time); ARGV[1] usage prefix (e2e:blobuse:), ARGV[2] the blob id (hex)
+local blob = redis.call('HMGET', KEYS[1], 'owner', 'created', 'complete')
+if not blob[1] or blob[3] == '1' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'complete', '1')
+redis.call('HINCRBY', ARGV[1] .. blob[1], 'pending', -1)
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], blob[2], ARGV[2])
+return 1
+"""
+
+_FORGET_BLOB = """
+local function forget(id)
+  local blob = redis.call('HMGET', ARGV[1] .. id, 'owner', 'size', 'complete')
+  if blob[1] then
+    redis.call('HINCRBY', ARGV[2] .. blob[1], 'bytes', -tonumber(blob[2]))
+    if blob[3] == '0' then
+      redis.call('HINCRBY', ARGV[2] .. blob[1], 'pending', -1)
+    end
+  end
+  redis.call('DEL', ARGV[1] .. id, ARGV[3] .. id)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+"""
+
+DELETE_BLOB = _FORGET_BLOB + """
+-- KEYS[1] unfinished uploads, KEYS[2] complete blobs; ARGV[1..3] prefixes of blob hashes,
+-- usage hashes and grant hashes, ARGV[4] the blob id (hex): forget the blob and its grants
+forget(ARGV[4])
+"""
+
+EXPIRE_BLOBS = _FORGET_BLOB + """
+-- KEYS[1] unfinished uploads, KEYS[2] complete blobs; ARGV[1..3] prefixes of blob hashes,
+-- usage hashes and grant hashes; ARGV[4] forget unfinished uploads begun before this time,
+-- ARGV[5] complete blobs begun before this time, ARGV[6] at most this many of each.
+-- Returns the ids (hex) it forgot.
+local due = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. ARGV[4], 'BYSCORE', 'LIMIT', 0, ARGV[6])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], '-inf', '(' .. ARGV[5], 'BYSCORE',
+                               'LIMIT', 0, ARGV[6])) do
+  due[#due + 1] = id
+end
+for _, id in ipairs(due) do
+  forget(id)
+end
+return due
+"""
+
+GRANT_BLOBS = """
+-- KEYS the grant hashes of blobs (field A:N: '0' granted, '1' fetched; field '#': how many
+-- granted devices have not fetched it); ARGV the devices (A:N)
+for _, grants in ipairs(KEYS) do
+  for _, device in ipairs(ARGV) do
+    if redis.call('HSETNX', grants, device, '0') == 1 then
+      redis.call('HINCRBY', grants, '#', 1)
+    end
+  end
+end
+"""
+
+MARK_FETCHED = """
+-- KEYS[1] a blob's grants; ARGV[1] the device (A:N). Returns -1 (not granted to it), else 1
+-- when every granted device has fetched the blob now, 0 when not.
+local state = redis.call('HGET', KEYS[1], ARGV[1])
+if not state then
+  return -1
+end
+if state == '0' then
+  redis.call('HSET', KEYS[1], ARGV[1], '1')
+  redis.call('HINCRBY', KEYS[1], '#', -1)
+end
+if tonumber(redis.call('HGET', KEYS[1], '#')) == 0 then
+  return 1
+end
+return 0
+"""
+
+ALL = (CREATE_ACCOUNT, REPLACE_DEVICE_LIST, DEVICE_INFO, SET_DEVICE_FIELD, LINK_SIGNATURES,
+       STORE_PREKEYS, TAKE_BUNDLE, ENQUEUE, CLAIM, ACKNOWLEDGE, EXPIRE, OFFER_LINK, TAKE_LINK,
+       WITHDRAW_LINK, PUT_GROUP, BEGIN_BLOB, COMPLETE_BLOB, DELETE_BLOB, EXPIRE_BLOBS,
+       GRANT_BLOBS, MARK_FETCHED)
+"""Every script, as a node loads them when it starts."""

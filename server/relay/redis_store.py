@@ -1,7 +1,9 @@
 """The relay's Redis store: :class:`~server.relay.store.RelayStore` shared by several nodes.
 
 All relay state lives in one Redis (layout: :mod:`server.relay.redis_keys`): accounts, device
-lists, prekeys, mailboxes and pending links, so that any node can serve any device. Every change
+lists, link signatures, prekeys, mailboxes with their usage, pending links, group routing copies
+and blob metadata (:mod:`server.relay.redis_blobs`; the bytes are files under ``--blob-dir``,
+which the nodes share), so that any node can serve any device. Every change
 of more than one key is one Lua script (:mod:`server.relay.redis_scripts`), atomic in Redis; a
 send is acknowledged only after Redis answered, which with ``appendonly yes`` and
 ``appendfsync always`` is after its fsync. The insert script also publishes "new mail" on each
@@ -13,6 +15,9 @@ Accounts are read on every request, so each node keeps decoded copies, but only 
 hears the channel on which the device-list script announces every change (``e2e:accounts``):
 a change drops the copy on every node, and a node that stops hearing drops them all. A read
 that overlapped any change is not kept.
+
+Group routing copies are read from Redis on every use (no copy is kept: a group send costs
+one read of its routing copy beside the accounts of its members, which are cached).
 
 Mailbox reads and writes that arrive together go to Redis as one pipeline
 (:class:`~server.relay.group_commit.GroupCommit`): a command's client-side bookkeeping, not
@@ -27,10 +32,9 @@ envelope) or, re-encrypted, removed by the receiver's payload-id check.
 
 from __future__ import annotations
 
-import functools
 import struct
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import coredis
 import msgpack
@@ -45,6 +49,8 @@ from . import redis_keys as keys
 from . import redis_scripts as scripts
 from .group_commit import GroupCommit
 from .hub import MAIL
+from .redis_blobs import RedisRelayBlobs
+from .redis_errors import unavailable
 from .store import (
     ACCOUNT_CACHE_SIZE,
     AccountRecord,
@@ -53,37 +59,21 @@ from .store import (
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
+    GroupRoute,
     MailboxWrite,
     NameTakenError,
     NewDevice,
     PendingLink,
     QuotaExceededError,
+    StaleGroupError,
     StaleListError,
 )
-
-P = ParamSpec("P")
-R = TypeVar("R")
-StoreT = TypeVar("StoreT", bound="RedisRelayStore")
 
 EXPIRE_BATCH = 1000
 """Messages one expiry script deletes at most, so that Redis is never blocked for long."""
 MAIL_EVENT = msgpack.packb([MAIL, None])
 """What the insert script publishes on a recipient's channel (a hub event, see redis_hub)."""
 _PREKEY_ID = struct.Struct(">I")
-
-
-def unavailable(method: Callable[Concatenate[StoreT, P], Awaitable[R]]
-                ) -> Callable[Concatenate[StoreT, P], Awaitable[R]]:
-    """Turn a Redis failure inside ``method`` into :class:`StoreUnavailableError`."""
-
-    @functools.wraps(method)
-    async def wrapper(self: StoreT, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(self, *args, **kwargs)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"redis: {exc}") from exc
-
-    return wrapper
 
 
 class MailboxRead(NamedTuple):
@@ -122,19 +112,22 @@ class RedisRelayStore:
         self._create_account = client.register_script(scripts.CREATE_ACCOUNT)
         self._replace_device_list = client.register_script(scripts.REPLACE_DEVICE_LIST)
         self._device_info = client.register_script(scripts.DEVICE_INFO)
-        self._touch = client.register_script(scripts.TOUCH)
+        self._set_device_field = client.register_script(scripts.SET_DEVICE_FIELD)
+        self._link_signatures = client.register_script(scripts.LINK_SIGNATURES)
         self._store_prekeys = client.register_script(scripts.STORE_PREKEYS)
         self._take_bundle = client.register_script(scripts.TAKE_BUNDLE)
         self._expire = client.register_script(scripts.EXPIRE)
+        self._put_group = client.register_script(scripts.PUT_GROUP)
+        self._offer_link = client.register_script(scripts.OFFER_LINK)
+        self._take_link = client.register_script(scripts.TAKE_LINK)
         self._withdraw_link = client.register_script(scripts.WITHDRAW_LINK)
         self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | None] = GroupCommit(
             self._mailbox_round)
+        self.blobs = RedisRelayBlobs(client)
 
     async def load_scripts(self) -> None:
         """Load the scripts into Redis now (a restarted Redis gets them again on first use)."""
-        for script in (scripts.CREATE_ACCOUNT, scripts.REPLACE_DEVICE_LIST, scripts.DEVICE_INFO,
-                       scripts.TOUCH, scripts.STORE_PREKEYS, scripts.TAKE_BUNDLE,
-                       scripts.EXPIRE, scripts.WITHDRAW_LINK, scripts.CLAIM):
+        for script in scripts.ALL:
             await self.client.script_load(script)
 
     @unavailable
@@ -193,7 +186,8 @@ class RedisRelayStore:
             args += [device_id, key]
         for new in added:
             args += [new.device_id, new.identity_key, new.name, *new.signed_prekey,
-                     len(new.one_time_prekeys), *_prekey_args(new.one_time_prekeys)]
+                     new.link_signature, len(new.one_time_prekeys),
+                     *_prekey_args(new.one_time_prekeys)]
         self.forget_account(account)  # (every node, this one too, also hears of the change)
         result = await self._replace_device_list([keys.account_key(account), keys.EXPIRY], args)
         self.forget_account(account)
@@ -211,9 +205,23 @@ class RedisRelayStore:
                 for device_id, name, linked, seen in rows]
 
     @unavailable
+    async def link_signatures(self, account: str) -> dict[int, bytes]:
+        """The link signature of each linked device of ``account`` that has one stored."""
+        pairs = await self._link_signatures([keys.account_key(account)],
+                                            [keys.account_prefixes(account)[0]])
+        return dict(zip(pairs[::2], pairs[1::2], strict=True))
+
+    @unavailable
+    async def set_link_signature(self, account: str, device_id: int, signature: bytes
+                                 ) -> None:
+        """Store a linked device's (checked) link signature."""
+        await self._set_device_field([keys.device_key(account, device_id)],
+                                     ["link_signature", signature])
+
+    @unavailable
     async def touch(self, account: str, device_id: int, now: float) -> None:
         """Record that a device authenticated at ``now``."""
-        await self._touch([keys.device_key(account, device_id)], [repr(now)])
+        await self._set_device_field([keys.device_key(account, device_id)], ["seen", repr(now)])
 
     @unavailable
     async def store_prekeys(self, account: str, device_id: int,
@@ -231,11 +239,13 @@ class RedisRelayStore:
         return await self.client.zcard(keys.prekeys_key(account, device_id))
 
     @unavailable
-    async def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
-        """The device's bundle with its lowest-id OPK (deleted by the same script) and how many
-        OPKs it has left."""
+    async def take_bundle(self, account: str, device_id: int, one_time: bool = True
+                          ) -> tuple[Bundle, int] | None:
+        """The device's bundle with its lowest-id OPK (none when not ``one_time``; deleted by
+        the same script) and how many OPKs it has left."""
         taken = await self._take_bundle(
-            [keys.device_key(account, device_id), keys.prekeys_key(account, device_id)], [])
+            [keys.device_key(account, device_id), keys.prekeys_key(account, device_id)],
+            ["1" if one_time else "0"])
         if taken is None:
             return None
         identity, spk_id, spk, signature, prekey, left = taken
@@ -294,8 +304,8 @@ class RedisRelayStore:
                 keys.device_key(account, device_id), keys.mailbox_key(account, device_id),
                 keys.EXPIRY], [keys.device_part(account, device_id) + ":", *write.seqs]
         script_keys = [keys.EXPIRY]
-        args: list[Any] = [write.quota, write.byte_quota or 0, repr(write.now), MAIL_EVENT,
-                           self.node]
+        args: list[Any] = [write.quota, write.quota_bytes, repr(write.now), MAIL_EVENT,
+                           self.node, "1" if write.skip_full else "0"]
         for message in write.messages:
             address = Address(message.account, message.device_id)
             script_keys += [keys.device_key(*address), keys.mailbox_key(*address),
@@ -310,8 +320,11 @@ class RedisRelayStore:
         if result[0] == b"ok":
             return None
         refused = write.messages[result[1] - 1]
-        error = DeviceGoneError if result[0] == b"gone" else QuotaExceededError
-        return error(refused.account, refused.device_id)
+        if result[0] == b"gone":
+            return DeviceGoneError(refused.account, refused.device_id)
+        limit = (f"{write.quota} messages" if result[0] == b"count"
+                 else f"{write.quota_bytes} bytes")
+        return QuotaExceededError(refused.account, refused.device_id, limit)
 
     @unavailable
     async def expire(self, older_than: float) -> int:
@@ -325,36 +338,63 @@ class RedisRelayStore:
                 return removed
 
     @unavailable
-    async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float) -> bool:
-        """File a pending link for at most ``ttl`` seconds (it outlives no dead node)."""
+    async def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group."""
+        fields = await self.client.hgetall(keys.group_key(group_id))
+        if not fields:
+            return None
+        return GroupRoute(group_id, int(fields[b"version"]),
+                          tuple(msgpack.unpackb(fields[b"members"])),
+                          tuple(msgpack.unpackb(fields[b"admins"])), fields[b"body"],
+                          fields[b"signature"])
+
+    @unavailable
+    async def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer (one
+        script compares and writes)."""
+        if not await self._put_group([keys.group_key(route.group_id)], [
+                route.version, msgpack.packb(list(route.members)),
+                msgpack.packb(list(route.admins)), route.body, route.signature]):
+            raise StaleGroupError(route.group_id.hex())
+
+    @unavailable
+    async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float,
+                         per_account: int) -> str | None:
+        """File a pending link for at most ``ttl`` seconds (it outlives no dead node); the
+        account's offers are counted for every node."""
         assert len(link.waiter) == api.NONCE_SIZE
-        offer = msgpack.packb([link.account, link.identity_key, link.name, link.tag,
-                               link.link_signature, list(link.signed_prekey),
+        offer = msgpack.packb([link.identity_key, link.name, link.tag, link.link_signature,
+                               list(link.signed_prekey),
                                [list(p) for p in link.one_time_prekeys]])
-        return bool(await self.client.set(keys.link_key(lookup), link.waiter + offer,
-                                          condition=PureToken.NX, px=max(1, int(ttl * 1000))))
+        outcome = await self._offer_link(
+            [keys.link_key(lookup), keys.links_of_key(link.account)],
+            [link.waiter, link.account, offer, max(1, int(ttl * 1000)), per_account,
+             lookup.hex()])
+        return None if outcome == b"ok" else outcome.decode()
 
     @unavailable
     async def pending_link(self, lookup: bytes) -> PendingLink | None:
         """The pending link filed under ``lookup``."""
-        return self._link(await self.client.get(keys.link_key(lookup)))
+        return self._link(await self.client.hmget(keys.link_key(lookup),
+                                                  ["waiter", "account", "offer"]))
 
     @unavailable
     async def take_link(self, lookup: bytes) -> PendingLink | None:
         """Remove and return the pending link filed under ``lookup``."""
-        return self._link(await self.client.getdel(keys.link_key(lookup)))
+        return self._link(await self._take_link([keys.link_key(lookup)],
+                                                [keys.LINKS_OF, lookup.hex()]))
 
     @unavailable
     async def withdraw_link(self, lookup: bytes, waiter: bytes) -> None:
         """Remove the pending link under ``lookup`` if ``waiter`` made it."""
-        await self._withdraw_link([keys.link_key(lookup)], [waiter])
+        await self._withdraw_link([keys.link_key(lookup)], [waiter, keys.LINKS_OF, lookup.hex()])
 
     @staticmethod
-    def _link(stored: bytes | None) -> PendingLink | None:
-        if stored is None:
+    def _link(stored: Sequence[bytes | None] | None) -> PendingLink | None:
+        if not stored or stored[0] is None:
             return None
-        waiter, offer = stored[:api.NONCE_SIZE], stored[api.NONCE_SIZE:]
-        account, identity, name, tag, signature, spk, opks = msgpack.unpackb(offer)
-        return PendingLink(account, identity, name, tag, signature, tuple(spk),
+        waiter, account, offer = stored
+        assert account is not None and offer is not None
+        identity, name, tag, signature, spk, opks = msgpack.unpackb(offer)
+        return PendingLink(account.decode(), identity, name, tag, signature, tuple(spk),
                            [tuple(p) for p in opks], waiter)
-

@@ -1,4 +1,5 @@
-"""The relay as a whole: its store, its hub, its connections by device, links and rate limits.
+"""The relay as a whole: its store, its hub, its connections by device, links, blobs, calls
+and rate limits.
 
 A thin trio layer over :mod:`e2e_proto` frames, a :class:`~server.relay.store.RelayStore` and a
 :class:`~server.relay.hub.Hub`. It routes envelopes by their addresses and never decrypts,
@@ -7,14 +8,20 @@ stream can no longer be parsed, a disconnect); they never stop the server.
 
 With several relay processes on one Redis (DESIGN §17) each process is a *node*: its registry
 holds its own connections, and the hub carries events to the nodes that serve the other
-devices. The limits per account (requests, bundles, connections) are counted per node.
+devices. Counted per node: the limits per account on requests, bundles and connections, the
+connections waiting to authenticate, pending links overall and per source address, and
+registrations per address; counted in the store, for all nodes: pending links per account,
+mailbox quotas and blob quotas. Calls stay on the node where they started
+(:mod:`server.relay.calls`); their rings and ends reach every node.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -22,13 +29,17 @@ import trio
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 
+from ..calls.registry import Call, CallRegistry, SfuGrant
+from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
+from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
+from ..common.slots import Slots
 from ..common.store_base import StoreUnavailableError
 from .config import RelayConfig
 from .connection import RelayConnection
 from .hub import DISPLACED, MAIL, PUSH, UNLINKED, DeviceEvent, Hub, LocalHub
-from .store import RelayStore
+from .store import LINK_IN_USE, PendingLink, RelayStore
 
 log = logging.getLogger("e2e.relay")
 
@@ -37,24 +48,49 @@ CLEANUP_TIMEOUT = 5.0
 
 
 class Relay(ConnectionRegistry[Address, "RelayConnection"]):
-    """The relay's logic: serve connections (``handle_stream``) over one store and hub."""
+    """The relay's logic: serve connections (``handle_stream``) over one store and hub.
+
+    Blobs are files in ``blob_dir`` (default: ``NAME-blobs`` beside the store's ``NAME.db``; the
+    nodes of a Redis store share one folder).
+    """
 
     def __init__(self, store: RelayStore, config: RelayConfig | None = None,
-                 clock: Callable[[], float] = time.time, hub: Hub | None = None) -> None:
-        super().__init__()
-        self.store = store
+                 clock: Callable[[], float] = time.time, hub: Hub | None = None,
+                 blob_dir: str | os.PathLike[str] | None = None,
+                 sfu: SfuGrant | None = None) -> None:
         self.config = config or RelayConfig()
+        super().__init__(self.config)
+        self.store = store
         self.clock = clock
         self.hub = hub or LocalHub()
         self.hub.bind(self)
+        if blob_dir is None:
+            path = getattr(store, "path", None)  # a store in one file keeps blobs beside it
+            blob_dir = default_blob_dir(path) if path is not None else scratch_blob_dir()
+        self.blobs = BlobService(store.blobs, BlobFolder(Path(blob_dir)), self.config.blobs,
+                                 lambda: self.clock(), api.BAD_REQUEST)
+        self.calls = CallRegistry(self.config.max_call_participants, sfu,
+                                  lambda: int(self.clock() * 1000),
+                                  max_calls=self.config.max_calls,
+                                  calls_per_account=self.config.calls_per_account,
+                                  on_start=self._call_started, on_end=self._call_ended)
+        """The calls running on this node (:mod:`server.relay.calls`); ``sfu`` None: calls
+        are refused."""
         self.waiting_links: dict[bytes, RelayConnection] = {}
         """Link offers made on this node's connections, by lookup."""
+        self.link_places = Slots(self.config.max_pending_links,
+                                 address=self.config.max_pending_links_per_address)
+        """Pending links on this node, overall and per source address (per account: the
+        store counts them, for every node)."""
         self.account_requests = TokenBuckets(self.config.account_requests_per_second,
                                              self.config.account_request_burst)
         """Requests per account, over all its connections."""
-        self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
-                                           self.config.bundle_burst)
-        """Prekey bundles per account (against one-time prekey draining)."""
+        config = self.config
+        self.bundle_limits = BundleLimits(config)
+        """Prekey bundles and one-time prekeys handed out (against draining)."""
+        self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
+                                               config.registration_burst)
+        """Accounts registered per source address."""
 
     def account_connections(self, account: str) -> int:
         """Authenticated connections of all devices of ``account`` on this node."""
@@ -84,21 +120,41 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         if address not in self._online:
             await self.hub.release(address)
 
-    async def wait_for_approval(self, lookup: bytes, connection: RelayConnection) -> None:
-        """``connection`` waits for its link offer under ``lookup`` to be approved."""
+    async def offer_link(self, lookup: bytes, link: PendingLink, connection: RelayConnection
+                         ) -> str | None:
+        """File ``link`` under ``lookup`` for ``connection``, which waits here for its approval.
+
+        None, or what refused it (nothing filed): a full cap of :attr:`link_places` ("total",
+        "address"), the account's cap in the store, or ``LINK_IN_USE``. The approval is heard
+        from the moment the offer can be found.
+        """
+        if lookup in self.waiting_links:
+            return LINK_IN_USE
+        full = self.link_places.take(address=connection.source)
+        if full is not None:
+            return full
         self.waiting_links[lookup] = connection
+        refused: str | None = LINK_IN_USE  # until the store has filed it
         try:
             await self.hub.watch_link(lookup)
-        except BaseException:
-            del self.waiting_links[lookup]
-            raise
+            refused = await self.store.offer_link(lookup, link, self.config.link_timeout,
+                                                  self.config.max_pending_links_per_account)
+        finally:
+            if refused is not None:
+                del self.waiting_links[lookup]
+                self.link_places.give_back(address=connection.source)
+                with trio.CancelScope(shield=True):
+                    await self.hub.release_link(lookup)
+        return refused
 
     async def stop_waiting(self, lookup: bytes, connection: RelayConnection) -> None:
-        """Withdraw the link offer ``connection`` made (best effort: an offer left behind by a
-        store that cannot be reached expires after ``link_timeout``)."""
+        """``connection`` no longer waits for its link offer (it authenticated, or ended):
+        withdraw it (best effort: an offer left behind by a store that cannot be reached
+        expires after ``link_timeout``) and give its places back."""
         if self.waiting_links.get(lookup) is not connection:
             return
         del self.waiting_links[lookup]
+        self.link_places.give_back(address=connection.source)
         await self.hub.release_link(lookup)
         with trio.move_on_after(CLEANUP_TIMEOUT):
             try:
@@ -115,6 +171,22 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
     def mail_stored(self, addresses: Iterable[Address]) -> None:
         """Tell the connections of ``addresses`` that new mail is waiting."""
         self.hub.mail_stored(addresses)
+
+    def push_to_accounts(self, accounts: Iterable[str], frame: dict[str, Any]) -> None:
+        """Queue a push frame to every connection of every device of ``accounts``: this node's
+        now, the other nodes' through the hub (best effort, never waits: call notices)."""
+        wanted = set(accounts)
+        for address, connections in self._online.items():
+            if address.account in wanted:
+                for connection in connections:
+                    connection.push(frame)
+        self.hub.push_elsewhere(wanted, frame)
+
+    def _call_started(self, call: Call) -> None:
+        self.hub.call_started(call.call_id)
+
+    def _call_ended(self, call: Call) -> None:
+        self.hub.call_ended(call.call_id)
 
     async def notify(self, address: Address, frame: dict[str, Any]) -> None:
         """Push a frame to every connection of ``address`` (best effort: a notice)."""

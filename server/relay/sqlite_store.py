@@ -1,8 +1,11 @@
 """The relay's SQLite store: :class:`~server.relay.store.RelayStore` in one file (the default).
 
 Every method that changes state commits before it returns: a send is acknowledged only once it
-is on disk. Mailbox writes that arrive together share one commit (:mod:`.group_commit`). Pending
-links live in memory: they wait on a connection of this one process and end with it.
+is on disk. Mailbox writes that arrive together share one commit (:mod:`.group_commit`); each
+device's usage (messages and envelope bytes) is kept by triggers, so a quota check costs no
+scan, and an envelope is recognised in its mailbox by a unique digest (a retried send is stored
+once). Pending links live in memory: they wait on a connection of this one process and end with
+it.
 """
 
 from __future__ import annotations
@@ -10,27 +13,35 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from storage.sqlite import immediate_transaction, open_private_database
+import msgpack
 
+from storage.sqlite import add_missing_column, immediate_transaction, open_private_database
+
+from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
 from .group_commit import GroupCommit
 from .store import (
     ACCOUNT_CACHE_SIZE,
+    LINK_IN_USE,
+    LINKS_OF_ACCOUNT,
     AccountRecord,
     Acknowledge,
     Delivery,
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
+    GroupRoute,
     MailboxWrite,
     NameTakenError,
     NewDevice,
     Outgoing,
     PendingLink,
     QuotaExceededError,
+    StaleGroupError,
     StaleListError,
 )
 
@@ -46,7 +57,8 @@ CREATE TABLE IF NOT EXISTS devices (
     identity_key BLOB NOT NULL,
     spk_id INTEGER, spk BLOB, spk_signature BLOB,
     name TEXT NOT NULL DEFAULT '', linked_at REAL NOT NULL DEFAULT 0, last_seen REAL,
-    PRIMARY KEY (account, device));
+    mail_count INTEGER NOT NULL DEFAULT 0, mail_bytes INTEGER NOT NULL DEFAULT 0,
+    link_signature BLOB, PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
     PRIMARY KEY (account, device, id));
@@ -56,6 +68,68 @@ CREATE TABLE IF NOT EXISTS mailbox (
     envelope BLOB NOT NULL, digest BLOB);
 CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
 CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id BLOB PRIMARY KEY, version INTEGER NOT NULL, members BLOB NOT NULL,
+    admins BLOB NOT NULL, body BLOB NOT NULL, signature BLOB NOT NULL);
+"""
+GROUP_CACHE_SIZE = 10_000
+
+
+class SqliteRelayBlobs(SqliteBlobIndex):
+    """:class:`~server.relay.store.RelayBlobIndex`: the ``blobs`` table and ``blob_grants``,
+    one row per (blob, device) it was sent to, with whether that device fetched it."""
+
+    schema = SqliteBlobIndex.schema + """
+CREATE TABLE IF NOT EXISTS blob_grants (
+    blob_id BLOB NOT NULL, account TEXT NOT NULL, device INTEGER NOT NULL,
+    fetched INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (blob_id, account, device));
+"""
+
+    @storage
+    async def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]
+                          ) -> None:
+        """Let each of ``devices`` download each blob."""
+        with immediate_transaction(self._db) as db:
+            db.executemany("INSERT OR IGNORE INTO blob_grants (blob_id, account, device) "
+                           "VALUES (?, ?, ?)",
+                           [(b, a, d) for b in blob_ids for a, d in devices])
+
+    @storage
+    async def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
+        """Whether the blob was granted to that device."""
+        return self._db.execute("SELECT 1 FROM blob_grants WHERE blob_id = ? AND account = ? "
+                                "AND device = ?", (blob_id, account, device_id)
+                                ).fetchone() is not None
+
+    @storage
+    async def mark_fetched(self, blob_id: bytes, account: str, device_id: int) -> bool | None:
+        """Record that the device has the blob; whether every granted device has it now."""
+        with immediate_transaction(self._db) as db:
+            if db.execute("UPDATE blob_grants SET fetched = 1 WHERE blob_id = ? AND account = ? "
+                          "AND device = ?", (blob_id, account, device_id)).rowcount == 0:
+                return None
+            return db.execute("SELECT 1 FROM blob_grants WHERE blob_id = ? AND fetched = 0",
+                              (blob_id,)).fetchone() is None
+
+    def _forget(self, db: sqlite3.Connection, blob_ids: Sequence[bytes]) -> None:
+        super()._forget(db, blob_ids)
+        db.executemany("DELETE FROM blob_grants WHERE blob_id = ?", [(b,) for b in blob_ids])
+
+
+# A device's mail_count and mail_bytes are its mailbox's size, kept by these triggers in the
+# transaction of every insert and delete (send, ack, expiry, unlinking): the quota check reads
+# them in the transaction that inserts, so it cannot be raced, and costs no scan.
+_USAGE_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS mailbox_stored AFTER INSERT ON mailbox BEGIN
+    UPDATE devices SET mail_count = mail_count + 1,
+                       mail_bytes = mail_bytes + length(NEW.envelope)
+    WHERE account = NEW.account AND device = NEW.device;
+END;
+CREATE TRIGGER IF NOT EXISTS mailbox_deleted AFTER DELETE ON mailbox BEGIN
+    UPDATE devices SET mail_count = mail_count - 1,
+                       mail_bytes = mail_bytes - length(OLD.envelope)
+    WHERE account = OLD.account AND device = OLD.device;
+END;
 """
 _DIGEST_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS mailbox_digest_unique "
                  "ON mailbox (account, device, digest)")
@@ -74,13 +148,26 @@ class SqliteRelayStore:
         self.path = Path(path)
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(mailbox)")}
-        if "digest" not in columns:  # a database from before duplicate sends were recognised
-            self._db.execute("ALTER TABLE mailbox ADD COLUMN digest BLOB")
-        self._db.execute(_DIGEST_INDEX)
+        self._migrate()
+        self._db.executescript(_USAGE_TRIGGERS)
+        self.blobs = SqliteRelayBlobs(self._db)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
+        self._groups: dict[bytes, GroupRoute] = {}  # read on every group send: kept decoded
         self._links: dict[bytes, PendingLink] = {}
+        self._links_of: Counter[str] = Counter()  # pending links per account
         self.group_commit: GroupCommit[MailboxWrite, None] = GroupCommit(self._commit_round)
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier version up to this schema."""
+        add_missing_column(self._db, "devices", "link_signature BLOB")
+        add_missing_column(self._db, "mailbox", "digest BLOB")  # older mail has none
+        self._db.execute(_DIGEST_INDEX)
+        with self._transaction() as db:  # the byte quota's usage columns: count what is stored
+            add_missing_column(db, "devices", "mail_count INTEGER NOT NULL DEFAULT 0")
+            if add_missing_column(db, "devices", "mail_bytes INTEGER NOT NULL DEFAULT 0"):
+                db.execute("UPDATE devices SET (mail_count, mail_bytes) = (SELECT COUNT(*), "
+                           "COALESCE(SUM(length(envelope)), 0) FROM mailbox m "
+                           "WHERE m.account = devices.account AND m.device = devices.device)")
 
     def close(self) -> None:
         """Close the database."""
@@ -149,9 +236,10 @@ class SqliteRelayStore:
                        (list_version, list_body, list_signature, max(devices), account))
             for new in added:
                 db.execute("INSERT INTO devices (account, device, identity_key, spk_id, spk, "
-                           "spk_signature, name, linked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           "spk_signature, name, linked_at, link_signature) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (account, new.device_id, new.identity_key, *new.signed_prekey,
-                            new.name, now))
+                            new.name, now, new.link_signature))
                 db.executemany("INSERT OR REPLACE INTO one_time_prekeys VALUES (?, ?, ?, ?)",
                                [(account, new.device_id, i, k) for i, k in new.one_time_prekeys])
         return removed
@@ -162,6 +250,20 @@ class SqliteRelayStore:
         return [DeviceInfo(*row) for row in self._db.execute(
             "SELECT device, name, linked_at, last_seen FROM devices WHERE account = ? "
             "ORDER BY device", (account,))]
+
+    @storage
+    async def link_signatures(self, account: str) -> dict[int, bytes]:
+        """The link signature of each linked device of ``account`` that has one stored."""
+        return dict(self._db.execute(
+            "SELECT device, link_signature FROM devices WHERE account = ? AND device != 0 "
+            "AND link_signature IS NOT NULL", (account,)).fetchall())
+
+    @storage
+    async def set_link_signature(self, account: str, device_id: int, signature: bytes
+                                 ) -> None:
+        """Store a linked device's (checked) link signature."""
+        self._db.execute("UPDATE devices SET link_signature = ? WHERE account = ? AND device = ?",
+                         (signature, account, device_id))
 
     @storage
     async def touch(self, account: str, device_id: int, now: float) -> None:
@@ -196,11 +298,12 @@ class SqliteRelayStore:
                                 (account, device_id)).fetchone()[0]
 
     @storage
-    async def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
-        """The device's bundle with one OPK, which is deleted in the same transaction, and how
-        many OPKs it has left."""
+    async def take_bundle(self, account: str, device_id: int, one_time: bool = True
+                          ) -> tuple[Bundle, int] | None:
+        """The device's bundle with one OPK (none when not ``one_time``), which is deleted in
+        the same transaction, and how many OPKs it has left."""
         with self._transaction() as db:
-            bundle = take_bundle(db, account, device_id)
+            bundle = take_bundle(db, account, device_id, one_time)
             if bundle is None:
                 return None
             return bundle, self._one_time_prekey_count(account, device_id)
@@ -228,42 +331,46 @@ class SqliteRelayStore:
                         [(write.account, write.device_id, seq) for seq in write.seqs])
                     results.append(None)
                     continue
-                checked = self._new_messages(db, write)
-                if isinstance(checked, Exception):
-                    results.append(checked)
-                    continue
+                messages = write.messages
+                if write.skip_full:
+                    messages = [m for m in messages if self._refusal(db, m, write) is None]
+                else:
+                    full = next((r for m in messages
+                                 if (r := self._refusal(db, m, write)) is not None), None)
+                    if full is not None:
+                        results.append(full)
+                        continue
                 db.executemany(  # a message stored already is ignored (the unique digest)
                     "INSERT OR IGNORE INTO mailbox (account, device, sender, sender_device, "
                     "stored_at, envelope, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(m.account, m.device_id, *write.sender, write.now, m.envelope, digest)
-                     for m, digest in checked])
+                    [(m.account, m.device_id, *write.sender, write.now, m.envelope,
+                      _digest(m.envelope)) for m in messages])
                 results.append(None)
         return results
 
     @staticmethod
-    def _new_messages(db: sqlite3.Connection, write: Enqueue
-                      ) -> list[tuple[Outgoing, bytes]] | QuotaExceededError | DeviceGoneError:
-        """The messages of ``write``, each with its digest; or why ``write`` cannot be stored
-        now: a full mailbox (unless the message is in it already), or a device unlinked
-        meanwhile. Looking for the message itself is left to when the mailbox is full."""
-        messages = []
-        for message in write.messages:
-            address = (message.account, message.device_id)
-            if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
-                          address).fetchone() is None:
-                return DeviceGoneError(*address)
-            digest = _digest(message.envelope)
-            messages.append((message, digest))
-            full = db.execute("SELECT COUNT(*) FROM mailbox WHERE account = ? AND device = ?",
-                              address).fetchone()[0] >= write.quota
-            if not full and write.byte_quota is not None:
-                full = db.execute("SELECT COALESCE(SUM(LENGTH(envelope)), 0) FROM mailbox "
-                                  "WHERE account = ? AND device = ?", address
-                                  ).fetchone()[0] + len(message.envelope) > write.byte_quota
-            if full and db.execute("SELECT 1 FROM mailbox WHERE account = ? AND device = ? "
-                                   "AND digest = ?", (*address, digest)).fetchone() is None:
-                return QuotaExceededError(*address)
-        return messages
+    def _refusal(db: sqlite3.Connection, message: Outgoing, write: Enqueue
+                 ) -> QuotaExceededError | DeviceGoneError | None:
+        """Why ``message`` of ``write`` cannot be stored now: a mailbox it would take over its
+        quota (of messages or bytes), unless the message is in it already, or a device unlinked
+        meanwhile. The usage counters answer; the message itself is looked for only in a full
+        mailbox."""
+        address = (message.account, message.device_id)
+        usage = db.execute("SELECT mail_count, mail_bytes FROM devices "
+                           "WHERE account = ? AND device = ?", address).fetchone()
+        if usage is None:
+            return DeviceGoneError(*address)
+        count, size = usage
+        if count >= write.quota:
+            limit = f"{write.quota} messages"
+        elif size + len(message.envelope) > write.quota_bytes:
+            limit = f"{write.quota_bytes} bytes"
+        else:
+            return None
+        if db.execute("SELECT 1 FROM mailbox WHERE account = ? AND device = ? AND digest = ?",
+                      (*address, _digest(message.envelope))).fetchone() is not None:
+            return None  # a retry of a stored send: ignored by the insert
+        return QuotaExceededError(*address, limit)
 
     @storage
     async def pending(self, account: str, device_id: int, after_seq: int, limit: int
@@ -279,12 +386,47 @@ class SqliteRelayStore:
         with self._transaction() as db:
             return db.execute("DELETE FROM mailbox WHERE stored_at < ?", (older_than,)).rowcount
 
-    async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float) -> bool:
-        """File a pending link (in memory: its connection is in this process)."""
+    @storage
+    async def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group (cached; every change goes through this store)."""
+        cached = self._groups.get(group_id)
+        if cached is not None:
+            return cached
+        row = self._db.execute("SELECT version, members, admins, body, signature FROM groups "
+                               "WHERE group_id = ?", (group_id,)).fetchone()
+        if row is None:
+            return None
+        if len(self._groups) >= GROUP_CACHE_SIZE:
+            self._groups.clear()
+        route = self._groups[group_id] = GroupRoute(
+            group_id, row[0], tuple(msgpack.unpackb(row[1])), tuple(msgpack.unpackb(row[2])),
+            row[3], row[4])
+        return route
+
+    @storage
+    async def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer."""
+        with self._transaction() as db:
+            row = db.execute("SELECT version FROM groups WHERE group_id = ?",
+                             (route.group_id,)).fetchone()
+            if row is not None and row[0] >= route.version:
+                raise StaleGroupError(route.group_id.hex())
+            self._groups.pop(route.group_id, None)
+            db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+                       (route.group_id, route.version, msgpack.packb(list(route.members)),
+                        msgpack.packb(list(route.admins)), route.body, route.signature))
+
+    async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float,
+                         per_account: int) -> str | None:
+        """File a pending link (in memory: its connection is in this process and withdraws it
+        when it ends, at the latest after ``ttl``)."""
         if lookup in self._links:
-            return False
+            return LINK_IN_USE
+        if self._links_of[link.account] >= per_account:
+            return LINKS_OF_ACCOUNT
         self._links[lookup] = link
-        return True
+        self._links_of[link.account] += 1
+        return None
 
     async def pending_link(self, lookup: bytes) -> PendingLink | None:
         """The pending link filed under ``lookup``."""
@@ -292,10 +434,15 @@ class SqliteRelayStore:
 
     async def take_link(self, lookup: bytes) -> PendingLink | None:
         """Remove and return the pending link filed under ``lookup``."""
-        return self._links.pop(lookup, None)
+        link = self._links.pop(lookup, None)
+        if link is not None:
+            self._links_of[link.account] -= 1
+            if not self._links_of[link.account]:
+                del self._links_of[link.account]
+        return link
 
     async def withdraw_link(self, lookup: bytes, waiter: bytes) -> None:
         """Remove the pending link under ``lookup`` if ``waiter`` made it."""
         link = self._links.get(lookup)
         if link is not None and link.waiter == waiter:
-            del self._links[lookup]
+            await self.take_link(lookup)

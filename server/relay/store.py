@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
 
 ACCOUNT_CACHE_SIZE = 100_000
@@ -29,10 +30,11 @@ class NameTakenError(Exception):
 
 
 class QuotaExceededError(Exception):
-    """A recipient's mailbox is full."""
+    """A recipient's mailbox is full: it holds ``limit`` (messages or bytes) already."""
 
-    def __init__(self, account: str, device_id: int) -> None:
-        super().__init__(f"mailbox of {account}.{device_id} is full")
+    def __init__(self, account: str, device_id: int, limit: str) -> None:
+        super().__init__(f"mailbox of {account}.{device_id} is full (it may hold {limit}); "
+                         "the recipient must collect its messages first")
         self.account = account
         self.device_id = device_id
 
@@ -50,6 +52,10 @@ class StaleListError(Exception):
     """A device list older than the stored one."""
 
 
+class StaleGroupError(Exception):
+    """A group routing copy not newer than the stored one."""
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
     """An account's key and its current signed device list."""
@@ -64,13 +70,15 @@ class AccountRecord:
 
 
 class NewDevice(NamedTuple):
-    """A device joining an account, with the prekeys it published while waiting."""
+    """A device joining an account, with the prekeys it published while waiting and its link
+    signature (its DIK over ``link_message(account key, account)``, handed to every client)."""
 
     device_id: int
     identity_key: bytes
     name: str
     signed_prekey: tuple[int, bytes, bytes]
     one_time_prekeys: Sequence[tuple[int, bytes]]
+    link_signature: bytes
 
 
 class DeviceInfo(NamedTuple):
@@ -100,18 +108,23 @@ class Outgoing(NamedTuple):
 class Enqueue(NamedTuple):
     """Store one send's envelopes, all or none (:class:`QuotaExceededError` stores none).
 
+    Each recipient's mailbox may then hold at most ``quota`` messages and ``quota_bytes`` bytes
+    of envelopes. With ``skip_full`` (a group message) a device whose mailbox is full (its
+    ``quota`` of messages, or an envelope that would take it past ``quota_bytes``), or that was
+    unlinked meanwhile, is left out instead, and the others are stored: one member cannot block
+    a group.
+
     An envelope byte-identical to one still in the recipient's mailbox is that message again
     (its ratchet header and nonce make every message's bytes unique): it is not stored twice,
-    so a send retried after an unclear failure is idempotent. A recipient's mailbox is full when
-    it holds ``quota`` messages or when the envelope would take it past ``byte_quota`` bytes of
-    envelopes (None: no byte limit).
+    even into a full mailbox, so a send retried after an unclear failure is idempotent.
     """
 
     messages: Sequence[Outgoing]
     sender: tuple[str, int]
     now: float
     quota: int
-    byte_quota: int | None = None
+    quota_bytes: int
+    skip_full: bool = False
 
 
 class Acknowledge(NamedTuple):
@@ -123,6 +136,19 @@ class Acknowledge(NamedTuple):
 
 
 MailboxWrite = Enqueue | Acknowledge
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRoute:
+    """A group's routing copy: who is in it and who may change it, at a version, with the
+    admin device's signed routing statement (``body``, ``signature``) it came from."""
+
+    group_id: bytes
+    version: int
+    members: tuple[str, ...]
+    admins: tuple[str, ...]
+    body: bytes
+    signature: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +169,44 @@ class PendingLink:
     waiter: bytes
 
 
+LINK_IN_USE = "lookup"
+""":meth:`RelayStore.offer_link`'s refusal: another offer waits under the same lookup."""
+LINKS_OF_ACCOUNT = "account"
+""":meth:`RelayStore.offer_link`'s refusal: the account has its most offers waiting."""
+
+
+class RelayBlobIndex(BlobIndex, Protocol):
+    """The relay's record of its blobs, and which devices may fetch each (DESIGN §14).
+
+    A blob is granted to the recipient devices of the ``send`` that announces it; it is deleted
+    once every granted device said it fetched it, or when its TTL passes.
+    """
+
+    async def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]
+                          ) -> None:
+        """Let each of ``devices`` (account, device id) download each blob."""
+        ...
+
+    async def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
+        """Whether the blob was granted to that device."""
+        ...
+
+    async def mark_fetched(self, blob_id: bytes, account: str, device_id: int) -> bool | None:
+        """Record that the device has the blob: None if it was not granted to it, else whether
+        every device it was granted to has it now (then the caller deletes it)."""
+        ...
+
+
 class RelayStore(Protocol):
     """What the relay needs from storage.
 
     A store that cannot be reached or written raises
     :class:`~server.common.store_base.StoreUnavailableError` and has changed nothing.
-    Media, when it comes, adds its blob metadata here as one more group of methods (each store
-    keeps it beside its other state; Redis under ``e2e:blob:ID``), the bytes staying in files
-    under ``--blob-dir``, which the nodes share.
     """
+
+    blobs: RelayBlobIndex
+    """Blob metadata and grants (the bytes are files under ``--blob-dir``, which the nodes of a
+    Redis store share: :mod:`server.common.blobs`)."""
 
     async def create_account(self, account: str, account_key: bytes, list_version: int,
                              list_body: bytes, list_signature: bytes,
@@ -177,6 +232,16 @@ class RelayStore(Protocol):
         """Name, link time and last authentication of each device of ``account``."""
         ...
 
+    async def link_signatures(self, account: str) -> dict[int, bytes]:
+        """The link signature of each linked device of ``account`` that has one stored."""
+        ...
+
+    async def set_link_signature(self, account: str, device_id: int, signature: bytes
+                                 ) -> None:
+        """Store a linked device's (checked) link signature: for devices linked before the
+        relay kept them, which send it again (a device not listed: nothing happens)."""
+        ...
+
     async def touch(self, account: str, device_id: int, now: float) -> None:
         """Record that a device authenticated at ``now``."""
         ...
@@ -192,17 +257,21 @@ class RelayStore(Protocol):
         """How many one-time prekeys the relay holds for the device."""
         ...
 
-    async def take_bundle(self, account: str, device_id: int) -> tuple[Bundle, int] | None:
-        """The device's bundle with its lowest-id OPK, which is deleted in the same atomic step,
-        and how many OPKs it has left; None without a signed prekey."""
+    async def take_bundle(self, account: str, device_id: int, one_time: bool = True
+                          ) -> tuple[Bundle, int] | None:
+        """The device's bundle with its lowest-id OPK (none when not ``one_time``), which is
+        deleted in the same atomic step, and how many OPKs it has left; None without a signed
+        prekey."""
         ...
 
     async def enqueue(self, write: Enqueue) -> None:
-        """Store one send durably, all or nothing.
+        """Store one send durably, all or nothing (or, with ``skip_full``, all that fit).
 
         :class:`QuotaExceededError` for a full mailbox, :class:`DeviceGoneError` for a recipient
-        removed from its account meanwhile; either stores nothing. Nothing is visible, and the
-        caller must answer nothing, before this returns.
+        removed from its account meanwhile; either stores nothing. The quota is checked in the
+        same atomic step that inserts, against the device's usage counters (messages and bytes
+        stored, kept by every insert and delete). Nothing is visible, and the caller must
+        answer nothing, before this returns.
         """
         ...
 
@@ -222,9 +291,20 @@ class RelayStore(Protocol):
         """Delete messages stored before ``older_than``; returns how many."""
         ...
 
-    async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float) -> bool:
-        """File a pending link under ``lookup`` for at most ``ttl`` seconds; False (nothing
-        changed) when that lookup is in use."""
+    async def group(self, group_id: bytes) -> GroupRoute | None:
+        """The routing copy of a group."""
+        ...
+
+    async def put_group(self, route: GroupRoute) -> None:
+        """Store a routing copy; :class:`StaleGroupError` unless its version is newer than the
+        stored one (compared and written atomically)."""
+        ...
+
+    async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float,
+                         per_account: int) -> str | None:
+        """File a pending link under ``lookup`` for at most ``ttl`` seconds; None, or what
+        refused it (nothing changed): :data:`LINK_IN_USE`, or :data:`LINKS_OF_ACCOUNT` when
+        ``per_account`` offers to ``link.account`` wait already."""
         ...
 
     async def pending_link(self, lookup: bytes) -> PendingLink | None:

@@ -14,10 +14,15 @@ import trio
 
 from e2e_proto import social_api as api
 from e2e_proto.address import Address
+from e2e_proto.errors import describe
 
+from ..common.blobs import BlobService
 from ..common.connection import FrameConnection
+from ..common.pushes import Outbox
 from ..common.requests import ErrorCodes, RequestError
 from ..common.store_base import StoreUnavailableError
+from . import calls
+from .messages import stored_media
 from .routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from .store import Event
 
@@ -37,32 +42,45 @@ class SocialConnection(FrameConnection):
     already_authenticated = "this connection is logged in already"
 
     def __init__(self, server: SocialServer, stream: trio.abc.Stream, peer: str) -> None:
-        super().__init__(stream, peer, server.config, server.config.frame_timeout)
+        super().__init__(stream, peer, server.config, server)
         self.server = server
         self.store = server.store
         self.expires = 0.0
+        self.outbox = Outbox(256, log, peer)
+
+    def push(self, frame: dict[str, Any]) -> None:
+        """Queue a push frame (a call notice); a client too slow to read loses notices only."""
+        self.outbox.push(frame)
+
+    @property
+    def blobs(self) -> BlobService:
+        """The social server's blob store."""
+        return self.server.blobs
+
+    async def may_download(self, blob_id: bytes) -> bool:
+        """Whether a message announcing ``blob_id`` was sent in a conversation of this account."""
+        assert self.address is not None
+        return self.store.may_download(blob_id, self.address.account)
 
     async def detach(self) -> None:
-        """Forget this connection at its server."""
+        """Forget this connection at its server, and the calls it was in."""
         if self.address is not None:
             self.server.detach(self.address.account, self)
+            calls.connection_closed(self)
+
+    async def _opening(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self.outbox.run, self.send)
 
     async def _auth_timed_out(self) -> None:
         log.info("connection from %s: no login in time", self.peer)
         await self._error(None, api.NOT_AUTHENTICATED, "log in within "
                           f"{self.server.config.auth_timeout:g} seconds")
 
-    def _log_kind(self, kind: object) -> str:
-        return str(kind)[:40]
-
-    def _quote_kind(self, kind: object) -> str:
-        return repr(str(kind)[:40])
-
     async def _handle(self, frame: dict[str, Any]) -> None:
         try:
             await super()._handle(frame)
         except StoreUnavailableError as exc:  # disk full, read-only, ...: refuse, keep serving
-            log.error("request %s from %s failed in storage: %s", self._log_kind(frame.get("type")),
+            log.error("request %s from %s failed in storage: %s", describe(frame.get("type")),
                       self.address or self.peer, exc)
             await self._error(frame.get("id"), api.UNAVAILABLE, "the social server cannot store "
                               "or read data right now; nothing was stored; try again later")
@@ -75,7 +93,7 @@ class SocialConnection(FrameConnection):
 
     def become(self, account: str, device_id: int, expires: float) -> None:
         """Serve this connection as that device until ``expires``."""
-        self.address = Address(account, device_id)
+        self._authenticated(Address(account, device_id))
         self.expires = expires
         self.server.attach(account, self)
         log.info("connection from %s logged in as %s", self.peer, self.address)
@@ -96,6 +114,9 @@ class SocialConnection(FrameConnection):
                 frame["envelope"] = event.envelope  # None for the sending device
             else:
                 frame["text"] = event.text
+                media = stored_media(self, [event.message]) if event.message else {}
+                if media:
+                    frame["media"] = media[event.message]
         elif event.kind == "reaction":
             frame["emoji"] = event.emoji
         elif event.kind == "group":

@@ -115,3 +115,50 @@ async def secret(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, Any
         conn.server.wake(conversation.members)
     return {**describe_conversation(conn, conn.store.conversation(conversation.id) or conversation),
             "changed": changed}
+
+
+def _group_of_caller(conn: SocialConnection, frame: dict[str, Any]) -> Conversation:
+    group = conversation_field(conn, frame)
+    if group.kind != GROUP or group.id is None:
+        raise RequestError(api.BAD_REQUEST, "this is not a group")
+    return group
+
+
+async def group_remove(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """Remove a member from a group the caller belongs to (any member may, as any may add)."""
+    assert conn.address is not None
+    group = _group_of_caller(conn, frame)
+    member = name_field(frame, "member")
+    if member not in group.members:
+        raise RequestError(api.NOT_MEMBER, f"{member!r} is not a member of the group")
+    assert group.id is not None
+    notify = group.members
+    group = conn.store.remove_member(group.id, member, *conn.address, conn.server.now_ms())
+    conn.server.wake(notify)
+    return describe_conversation(conn, group)
+
+
+async def group_leave(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """Leave a group."""
+    assert conn.address is not None
+    group = _group_of_caller(conn, frame)
+    assert group.id is not None
+    left = conn.store.remove_member(group.id, conn.address.account, *conn.address,
+                                    conn.server.now_ms())
+    conn.server.wake(group.members)
+    return {"conversation": left.name, "kind": GROUP, "members": list(left.members),
+            "secret": left.secret}
+
+
+async def group_rename(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """Rename a group the caller belongs to (the name must be free)."""
+    assert conn.address is not None
+    group = _group_of_caller(conn, frame)
+    name = name_field(frame, "name")
+    assert group.id is not None
+    try:
+        group = conn.store.rename_group(group.id, name, *conn.address, conn.server.now_ms())
+    except NameTakenError:
+        raise RequestError(api.NAME_TAKEN, f"the name {name!r} is taken") from None
+    conn.server.wake(group.members)
+    return describe_conversation(conn, group)

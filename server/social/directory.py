@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from e2e_proto import social_api as api
-from e2e_proto.address import is_valid_device_id
+from e2e_proto.address import Address, is_valid_device_id
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey
 
@@ -58,10 +58,10 @@ async def fetch_bundles(conn: SocialConnection, frame: dict[str, Any]) -> dict[s
             or len(set(wanted)) != len(wanted) or not all(i in keyed for i in wanted)):
         raise RequestError(api.BAD_REQUEST, "device_ids must list distinct devices of the "
                            "account that published keys")
-    if not conn.server.bundle_fetches.take(conn.address.account, len(wanted)):
-        raise RequestError(api.RATE_LIMITED, "too many prekey bundles fetched; slow down")
+    one_time = conn.server.bundle_limits.admit(
+        conn.address.account, [Address(account, i) for i in wanted], api.RATE_LIMITED)
     try:
-        bundles = conn.store.take_bundles(account, wanted)
+        bundles = conn.store.take_bundles(account, wanted, {a.device_id for a in one_time})
     except NoPrekeysError as exc:
         raise RequestError(api.NO_PREKEYS, f"{account}.{exc.device_id} has published no "
                            "signed prekey") from None

@@ -11,6 +11,7 @@ from e2e_proto import social_api as api
 from ..common.requests import RequestError
 from .conversations import conversation_field
 from .fields import message_id_field, require_field
+from .messages import stored_media
 from .store import Message
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ def render_messages(conn: SocialConnection, messages: list[Message]) -> list[dic
     ids = [m.id for m in messages]
     reactions = conn.store.reactions(ids)
     pinned = conn.store.pinned(ids)
+    media = stored_media(conn, ids)
     titles: dict[int, str] = {}
     result = []
     for m in messages:
@@ -34,7 +36,7 @@ def render_messages(conn: SocialConnection, messages: list[Message]) -> list[dic
         result.append({"id": m.id, "conversation": titles[m.conversation], "from": m.sender,
                        "device": m.device_id, "ts": m.ts, "text": m.text,
                        "secret": m.secret, "reactions": [list(r) for r in reactions[m.id]],
-                       "pinned": m.id in pinned})
+                       "pinned": m.id in pinned, "media": media.get(m.id)})
     return result
 
 

@@ -6,8 +6,9 @@ their requests from these tables, so a route added here is fuzzed too.
 
 from __future__ import annotations
 
+from ..common import blob_requests
 from ..common.requests import Route, RouteTable
-from . import accounts, conversations, directory, history, messages, reactions
+from . import accounts, calls, conversations, directory, history, messages, reactions
 
 _PING = Route(messages.ping)
 
@@ -28,8 +29,12 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "conversation": Route(conversations.conversation_info, ("conversation",)),
     "group_create": Route(conversations.group_create, ("name", "members")),
     "group_add": Route(conversations.group_add, ("conversation", "members")),
+    "group_remove": Route(conversations.group_remove, ("conversation", "member")),
+    "group_leave": Route(conversations.group_leave, ("conversation",)),
+    "group_rename": Route(conversations.group_rename, ("conversation", "name")),
     "secret": Route(conversations.secret, ("conversation",)),
-    "send": Route(messages.send, ("conversation", "text", "envelopes", "client_id")),
+    "send": Route(messages.send, ("conversation", "text", "envelopes", "client_id", "media",
+                                  "blobs")),
     "react": Route(reactions.react, ("message", "emoji")),
     "unreact": Route(reactions.unreact, ("message",)),
     "pin": Route(reactions.pin, ("message",)),
@@ -38,5 +43,18 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "history": Route(history.history, ("conversation", "before", "limit")),
     "search": Route(history.search, ("text", "limit")),
     "ack": Route(messages.ack, ("seq",)),
+    "logout": Route(accounts.logout),
+    "devices": Route(accounts.devices),
+    "revoke_device": Route(accounts.revoke_device, ("device_id",)),
+    "upload_begin": Route(blob_requests.upload_begin, ("blob_id", "size")),
+    "upload_chunk": Route(blob_requests.upload_chunk, ("blob_id", "offset", "data")),
+    "upload_finish": Route(blob_requests.upload_finish, ("blob_id",)),
+    "download": Route(blob_requests.download, ("blob_id", "offset", "length")),
+    "call_start": Route(calls.call_start, ("conversation",)),
+    "call_join": Route(calls.call_join, ("call_id",)),
+    "call_leave": Route(calls.call_leave, ("call_id",)),
+    "call_end": Route(calls.call_end, ("call_id",)),
+    "call_list": Route(calls.call_list),
+    "call_signal": Route(calls.call_signal, ("call_id", "envelopes")),
 }
 """Requests of a logged-in device."""

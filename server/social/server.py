@@ -12,38 +12,65 @@ request.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 import nacl.exceptions
 import nacl.pwhash
 import trio
 
+from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
+from ..calls.registry import CallRegistry, SfuGrant
+from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
+from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
 from ..common.rate_limits import TokenBuckets
 from .config import SocialConfig
 from .connection import SocialConnection
+from .logins import LoginFailures
 from .store import SocialStore
 
 
 class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
-    """The social server's logic: serve connections (``handle_stream``) over one store."""
+    """The social server's logic: serve connections (``handle_stream``) over one store.
+
+    Blobs are files in ``blob_dir`` (default: ``NAME-blobs`` beside the store's ``NAME.db``).
+    """
 
     def __init__(self, store: SocialStore, config: SocialConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        super().__init__()
-        self.store = store
+                 clock: Callable[[], float] = time.time,
+                 blob_dir: str | os.PathLike[str] | None = None,
+                 sfu: SfuGrant | None = None) -> None:
         self.config = config or SocialConfig()
+        super().__init__(self.config)
+        self.store = store
         self.clock = clock
+        if blob_dir is None:
+            path = getattr(store, "path", None)  # a store in one file keeps blobs beside it
+            blob_dir = default_blob_dir(path) if path is not None else scratch_blob_dir()
+        self.blobs = BlobService(store.blobs, BlobFolder(Path(blob_dir)), self.config.blobs,
+                                 lambda: self.clock(), api.BAD_REQUEST)
+        self.calls = CallRegistry(self.config.max_call_participants, sfu, self.now_ms,
+                                  max_calls=self.config.max_calls,
+                                  calls_per_account=self.config.calls_per_account)
+        """The calls running (:mod:`server.social.calls`); ``sfu`` None: calls are refused."""
         self.capabilities = CAPABILITIES[SOCIAL]
         self._hashing = trio.CapacityLimiter(self.config.hashing_threads)
         self._dummy_hash: bytes | None = None
-        self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
-                                           self.config.bundle_burst)
-        """Prekey bundles per account (against one-time prekey draining)."""
+        config = self.config
+        self.bundle_limits = BundleLimits(config)
+        """Prekey bundles and one-time prekeys handed out (against draining)."""
+        self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
+                                               config.registration_burst)
+        """Accounts registered per source address."""
+        self.login_failures = LoginFailures(config)
+        """Failed logins per account, per source address and per both."""
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
@@ -54,6 +81,20 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         for account in accounts:
             for connection in self._online.get(account, ()):
                 connection.wakeup.set()
+
+    def push_to_accounts(self, accounts: Iterable[str], frame: dict[str, Any]) -> None:
+        """Queue a push frame (a call notice) to every connection of ``accounts``."""
+        for account in set(accounts):
+            for connection in self._online.get(account, ()):
+                connection.push(frame)
+
+    def end_device(self, account: str, device_id: int, message: str,
+                   keep: SocialConnection | None = None) -> None:
+        """End every connection of a revoked device (but ``keep``) with ``bad_token``."""
+        for connection in list(self._online.get(account, ())):
+            address = connection.address
+            if connection is not keep and address is not None and address.device_id == device_id:
+                connection.end(api.BAD_TOKEN, message)
 
     def now_ms(self) -> int:
         """The server's clock in milliseconds (message and event timestamps)."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from storage.sqlite import immediate_transaction, open_private_database
 
+from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
 from .store import (
     DIRECT,
@@ -22,6 +23,7 @@ from .store import (
     ClientIdReusedError,
     Conversation,
     Device,
+    DeviceInfo,
     DeviceKeys,
     Event,
     KeyChangedError,
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS devices (
     account TEXT NOT NULL REFERENCES accounts(name), device INTEGER NOT NULL,
     token_hash BLOB NOT NULL UNIQUE, expires REAL NOT NULL, cursor INTEGER NOT NULL,
     identity_key BLOB, spk_id INTEGER, spk BLOB, spk_signature BLOB,
+    created REAL, last_seen REAL,
     PRIMARY KEY (account, device));
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     account TEXT NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, key BLOB NOT NULL,
@@ -70,6 +73,10 @@ CREATE TABLE IF NOT EXISTS events (
     message INTEGER, account TEXT NOT NULL, device INTEGER NOT NULL, ts INTEGER NOT NULL,
     emoji TEXT);
 CREATE VIRTUAL TABLE IF NOT EXISTS message_text USING fts5 (text);
+CREATE TABLE IF NOT EXISTS message_media (message INTEGER PRIMARY KEY, media BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS message_blobs (
+    message INTEGER NOT NULL, blob_id BLOB NOT NULL, PRIMARY KEY (message, blob_id));
+CREATE INDEX IF NOT EXISTS message_blobs_by_blob ON message_blobs (blob_id);
 """
 
 _MESSAGE_COLUMNS = "id, conversation, sender, device, ts, text, secret"
@@ -97,6 +104,7 @@ class SqliteSocialStore:
         self._db = open_private_database(self.path)
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self.blobs = SqliteBlobIndex(self._db)
         for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
             if side.exists():
@@ -109,6 +117,10 @@ class SqliteSocialStore:
             self._db.execute("ALTER TABLE messages ADD COLUMN client_id BLOB")
         self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id "
                          "ON messages (sender, client_id) WHERE client_id IS NOT NULL")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(devices)")}
+        for column in ("created", "last_seen"):  # added with the device list (unknown: NULL)
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE devices ADD COLUMN {column} REAL")
 
     def close(self) -> None:
         """Close the database."""
@@ -150,16 +162,18 @@ class SqliteSocialStore:
                                 (name,)).fetchone() is not None
 
     @storage
-    def add_device(self, account: str, token_hash: bytes, expires: float) -> int:
-        """A new device of ``account`` with this token; its cursor starts at the log's end."""
+    def add_device(self, account: str, token_hash: bytes, expires: float, now: float) -> int:
+        """A new device of ``account`` with this token, created (and seen) ``now``; its cursor
+        starts at the log's end."""
         with self._transaction() as db:
             (device_id,) = db.execute("SELECT next_device FROM accounts WHERE name = ?",
                                       (account,)).fetchone()
             db.execute("UPDATE accounts SET next_device = next_device + 1 WHERE name = ?",
                        (account,))
             (end,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-            db.execute("INSERT INTO devices (account, device, token_hash, expires, cursor) "
-                       "VALUES (?, ?, ?, ?, ?)", (account, device_id, token_hash, expires, end))
+            db.execute("INSERT INTO devices (account, device, token_hash, expires, cursor, "
+                       "created, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (account, device_id, token_hash, expires, end, now, now))
         return int(device_id)
 
     @storage
@@ -168,6 +182,31 @@ class SqliteSocialStore:
         row = self._db.execute("SELECT account, device, expires FROM devices "
                                "WHERE token_hash = ?", (token_hash,)).fetchone()
         return None if row is None else Device(*row)
+
+    @storage
+    def touch_device(self, account: str, device_id: int, now: float) -> None:
+        """Record that a device logged in (with its token) at ``now``."""
+        self._db.execute("UPDATE devices SET last_seen = ? WHERE account = ? AND device = ?",
+                         (now, account, device_id))
+
+    @storage
+    def device_info(self, account: str) -> list[DeviceInfo]:
+        """Every device of ``account``: id, creation, last login and token expiry."""
+        return [DeviceInfo(*row) for row in self._db.execute(
+            "SELECT device, created, last_seen, expires FROM devices WHERE account = ? "
+            "ORDER BY device", (account,))]
+
+    @storage
+    def remove_device(self, account: str, device_id: int) -> bool:
+        """Revoke a device: its token, keys and envelopes are deleted (its id is never used
+        again); False when ``account`` has no such device."""
+        with self._transaction() as db:
+            for table in ("devices", "one_time_prekeys", "envelopes"):
+                removed = db.execute(f"DELETE FROM {table} WHERE account = ? AND device = ?",
+                                     (account, device_id)).rowcount
+                if table == "devices" and not removed:
+                    return False
+        return True
 
     @storage
     def devices(self, account: str) -> list[DeviceKeys]:
@@ -199,15 +238,17 @@ class SqliteSocialStore:
         return int(count)
 
     @storage
-    def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
-        """The devices' bundles, each one-time prekey handed out (deleted) once.
+    def take_bundles(self, account: str, device_ids: Sequence[int],
+                     one_time: Collection[int]) -> list[Bundle]:
+        """The devices' bundles, each one-time prekey handed out (deleted) once; only the
+        devices in ``one_time`` get one.
 
         :class:`NoPrekeysError` (and nothing deleted) when one of them has no signed prekey.
         """
         bundles = []
         with self._transaction() as db:
             for device_id in device_ids:
-                bundle = take_bundle(db, account, device_id)
+                bundle = take_bundle(db, account, device_id, device_id in one_time)
                 if bundle is None:
                     raise NoPrekeysError(device_id)
                 bundles.append(bundle)
@@ -288,6 +329,33 @@ class SqliteSocialStore:
         return found
 
     @storage
+    def remove_member(self, conversation_id: int, member: str, account: str, device_id: int,
+                      ts: int) -> Conversation:
+        """Remove ``member`` from a group (``account`` did it; itself when leaving)."""
+        with self._transaction() as db:
+            self._log(db, conversation_id, "group", None, account, device_id, ts)
+            db.execute("DELETE FROM members WHERE conversation = ? AND account = ?",
+                       (conversation_id, member))
+        found = self.conversation(conversation_id)
+        assert found is not None
+        return found
+
+    @storage
+    def rename_group(self, conversation_id: int, name: str, account: str, device_id: int,
+                     ts: int) -> Conversation:
+        """Rename a group; :class:`NameTakenError` when an account or group has the name."""
+        with self._transaction() as db:
+            if (db.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()
+                    or db.execute("SELECT 1 FROM conversations WHERE name = ?",
+                                  (name,)).fetchone()):
+                raise NameTakenError(name)
+            db.execute("UPDATE conversations SET name = ? WHERE id = ?", (name, conversation_id))
+            self._log(db, conversation_id, "group", None, account, device_id, ts)
+        found = self.conversation(conversation_id)
+        assert found is not None
+        return found
+
+    @storage
     def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
         """Switch a conversation to end-to-end encrypted mode, for good."""
         with self._transaction() as db:
@@ -299,13 +367,15 @@ class SqliteSocialStore:
     @storage
     def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
                     text: str | None, envelopes: Sequence[tuple[str, int, bytes]],
-                    client_id: bytes | None = None) -> int:
-        """Store a message (plaintext ``text`` or per-device ``envelopes``); its id.
+                    client_id: bytes | None = None, media: bytes | None = None,
+                    blobs: Sequence[bytes] = ()) -> int:
+        """Store a message (plaintext ``text`` and/or ``media``, or per-device ``envelopes``);
+        its id, with the blobs it announces.
 
         Only plaintext goes into the search index. A ``client_id`` seen before from the same
         sender returns the earlier message's id and stores nothing.
         """
-        secret = text is None
+        secret = text is None and media is None
         with self._transaction() as db:
             if client_id is not None:
                 row = db.execute("SELECT id, conversation FROM messages WHERE sender = ? AND "
@@ -325,8 +395,31 @@ class SqliteSocialStore:
                            (message_id, text))
             db.executemany("INSERT INTO envelopes VALUES (?, ?, ?, ?)",
                            [(message_id, a, d, e) for a, d, e in envelopes])
+            if media is not None:
+                db.execute("INSERT INTO message_media VALUES (?, ?)", (message_id, media))
+            db.executemany("INSERT OR IGNORE INTO message_blobs VALUES (?, ?)",
+                           [(message_id, b) for b in blobs])
             self._log(db, conversation_id, "message", message_id, sender, device_id, ts)
         return message_id
+
+    @storage
+    def media(self, message_ids: Sequence[int]) -> dict[int, bytes]:
+        """The encoded media fields of those messages that have them."""
+        found = {}
+        for message_id in message_ids:
+            row = self._db.execute("SELECT media FROM message_media WHERE message = ?",
+                                   (message_id,)).fetchone()
+            if row is not None:
+                found[message_id] = row[0]
+        return found
+
+    @storage
+    def may_download(self, blob_id: bytes, account: str) -> bool:
+        """Whether ``account`` is a member of a conversation a message announced the blob in."""
+        return self._db.execute(
+            "SELECT 1 FROM message_blobs mb JOIN messages m ON m.id = mb.message "
+            "JOIN members mb2 ON mb2.conversation = m.conversation AND mb2.account = ? "
+            "WHERE mb.blob_id = ? LIMIT 1", (account, blob_id)).fetchone() is not None
 
     @storage
     def message(self, message_id: int) -> Message | None:

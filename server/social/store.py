@@ -12,10 +12,11 @@ conversations after its cursor and moves the cursor by acknowledging.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
 
 DIRECT = "direct"
@@ -68,6 +69,16 @@ class Device(NamedTuple):
     expires: float
 
 
+class DeviceInfo(NamedTuple):
+    """What the server knows of one of an account's devices besides its keys (times are
+    seconds since the Unix epoch; None for a device from before they were recorded)."""
+
+    device_id: int
+    created: float | None
+    last_seen: float | None
+    expires: float
+
+
 class DeviceKeys(NamedTuple):
     """A device's published identity key (None until it publishes prekeys)."""
 
@@ -111,6 +122,11 @@ class Event(NamedTuple):
 class SocialStore(Protocol):
     """What the social server needs from storage."""
 
+    blobs: BlobIndex
+    """Blob metadata (the bytes are files: :mod:`server.common.blobs`). A blob may be
+    downloaded by the members of every conversation a message announcing it was sent in
+    (:meth:`may_download`), for as long as its TTL: history keeps it for devices to come."""
+
     def close(self) -> None:
         """Release the store."""
         ...
@@ -127,12 +143,26 @@ class SocialStore(Protocol):
         """Whether an account named ``name`` exists."""
         ...
 
-    def add_device(self, account: str, token_hash: bytes, expires: float) -> int:
-        """A new device of ``account`` with this token; its cursor starts at the log's end."""
+    def add_device(self, account: str, token_hash: bytes, expires: float, now: float) -> int:
+        """A new device of ``account`` with this token, created (and seen) ``now``; its cursor
+        starts at the log's end."""
         ...
 
     def device_by_token(self, token_hash: bytes) -> Device | None:
         """The device logged in with this token (hash), expired or not."""
+        ...
+
+    def touch_device(self, account: str, device_id: int, now: float) -> None:
+        """Record that a device logged in (with its token) at ``now``."""
+        ...
+
+    def device_info(self, account: str) -> list[DeviceInfo]:
+        """Every device of ``account``: id, creation, last login and token expiry."""
+        ...
+
+    def remove_device(self, account: str, device_id: int) -> bool:
+        """Revoke a device: its token, keys and envelopes are deleted (its id is never used
+        again); False when ``account`` has no such device."""
         ...
 
     def devices(self, account: str) -> list[DeviceKeys]:
@@ -148,8 +178,10 @@ class SocialStore(Protocol):
         """
         ...
 
-    def take_bundles(self, account: str, device_ids: Sequence[int]) -> list[Bundle]:
-        """The devices' bundles, each one-time prekey handed out (deleted) once.
+    def take_bundles(self, account: str, device_ids: Sequence[int],
+                     one_time: Collection[int]) -> list[Bundle]:
+        """The devices' bundles, each one-time prekey handed out (deleted) once; only the
+        devices in ``one_time`` get one.
 
         :class:`NoPrekeysError` (and nothing deleted) when one of them has no signed prekey.
         """
@@ -177,18 +209,40 @@ class SocialStore(Protocol):
         """Add members to a group."""
         ...
 
+    def remove_member(self, conversation_id: int, member: str, account: str, device_id: int,
+                      ts: int) -> Conversation:
+        """Remove ``member`` from a group (``account`` did it; itself when leaving)."""
+        ...
+
+    def rename_group(self, conversation_id: int, name: str, account: str, device_id: int,
+                     ts: int) -> Conversation:
+        """Rename a group; :class:`NameTakenError` when an account or group has the name."""
+        ...
+
     def set_secret(self, conversation_id: int, account: str, device_id: int, ts: int) -> None:
         """Switch a conversation to end-to-end encrypted mode, for good."""
         ...
 
     def add_message(self, conversation_id: int, sender: str, device_id: int, ts: int,
                     text: str | None, envelopes: Sequence[tuple[str, int, bytes]],
-                    client_id: bytes | None = None) -> int:
-        """Store a message (plaintext ``text`` or per-device ``envelopes``); its id.
+                    client_id: bytes | None = None, media: bytes | None = None,
+                    blobs: Sequence[bytes] = ()) -> int:
+        """Store a message (plaintext ``text`` and/or ``media``, or per-device ``envelopes``
+        when both are None); its id. The message announces ``blobs``: the conversation's
+        members may download them.
 
-        A ``client_id`` the sender used before returns that message's id and stores nothing:
-        a resend after a lost answer is not a second message.
+        ``media`` is a plaintext message's media fields, msgpack-encoded. A ``client_id`` the
+        sender used before returns that message's id and stores nothing: a resend after a lost
+        answer is not a second message.
         """
+        ...
+
+    def media(self, message_ids: Sequence[int]) -> dict[int, bytes]:
+        """The encoded media fields of those messages that have them."""
+        ...
+
+    def may_download(self, blob_id: bytes, account: str) -> bool:
+        """Whether ``account`` is a member of a conversation a message announced the blob in."""
         ...
 
     def message(self, message_id: int) -> Message | None:

@@ -1,4 +1,4 @@
-"""A small reference implementation of e2e-proto, written from DESIGN.md (§2, §3, §4, §7) alone.
+"""A small reference implementation of e2e-proto, written from DESIGN.md (§2–§4, §7, §13) alone.
 
 It shares no code with :mod:`e2e_proto` and does not use libsodium/PyNaCl. Primitives come from
 pyca ``cryptography`` (X25519, Ed25519, HKDF), ``pycryptodome`` (XChaCha20-Poly1305, which is its
@@ -38,6 +38,9 @@ FINGERPRINT_VERSION = b"\x00\x00"  # §7: version 0, two bytes
 FINGERPRINT_ITERATIONS = 5200  # §7: one initial hash, then 5199 more
 FINGERPRINT_CHUNKS = 6  # §7: six 5-byte chunks of the first 30 bytes
 XCHACHA_NONCE_SIZE = 24
+GROUP_SIGNATURE_PREFIX = b"e2e-proto/group/v1"  # §13
+SENDER_KEY_MAX_AHEAD = 25000  # §13: at most 25,000 iterations ahead
+SENDER_KEY_MAX_SKIPPED = 2000  # §13: kept skipped keys per chain
 
 P25519 = 2**255 - 19  # field prime shared by Curve25519 and edwards25519
 
@@ -400,3 +403,92 @@ def safety_number(
     local = fingerprint_digits(local_aik_public, local_account, iterations)
     remote = fingerprint_digits(remote_aik_public, remote_account, iterations)
     return min(local, remote) + max(local, remote)
+
+
+# -- Sender keys (§13) ------------------------------------------------------------------------
+
+
+def sender_key_header(group_id: bytes, chain_id: int, iteration: int) -> bytes:
+    """header = msgpack.packb([group_id, chain_id, iteration], use_bin_type=True)."""
+    return msgpack.packb([group_id, chain_id, iteration], use_bin_type=True)
+
+
+def sender_key_signed_bytes(header: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
+    """What the signing key signs: b"e2e-proto/group/v1" || header || nonce || ciphertext."""
+    return GROUP_SIGNATURE_PREFIX + header + nonce + ciphertext
+
+
+def sender_key_message_key(chain_key: bytes, iteration: int) -> bytes:
+    """The message key of ``iteration``, stepping KDF_CK forward from the chain key at 0."""
+    for _ in range(iteration):
+        chain_key, _ = kdf_ck(chain_key)
+    return kdf_ck(chain_key)[1]
+
+
+@dataclass(frozen=True)
+class GroupMessage:
+    """One sender-key message and the message key it used (exposed for test vectors)."""
+
+    header: bytes
+    nonce: bytes
+    ciphertext: bytes
+    signature: bytes
+    message_key: bytes
+
+
+def sender_key_encrypt(
+    group_id: bytes,
+    chain_id: int,
+    chain_key: bytes,
+    signing_seed: bytes,
+    iteration: int,
+    plaintext: bytes,
+    nonce: bytes,
+) -> GroupMessage:
+    """The message at ``iteration`` of the chain whose chain key at iteration 0 is given."""
+    message_key = sender_key_message_key(chain_key, iteration)
+    header = sender_key_header(group_id, chain_id, iteration)
+    ciphertext = aead_encrypt(message_key, nonce, plaintext, header)
+    signature = ed25519_sign(signing_seed, sender_key_signed_bytes(header, nonce, ciphertext))
+    return GroupMessage(header, nonce, ciphertext, signature, message_key)
+
+
+@dataclass
+class SenderKeyReceiver:
+    """A receiver's copy of one chain: chain key at ``iteration`` and skipped message keys."""
+
+    group_id: bytes
+    chain_id: int
+    chain_key: bytes
+    signing_public: bytes
+    iteration: int = 0
+    skipped: dict[int, bytes] = field(default_factory=dict)
+
+    def decrypt(self, header: bytes, nonce: bytes, ciphertext: bytes, signature: bytes) -> bytes:
+        """Verify the signature first, then derive the key; state changes only on success."""
+        fields = msgpack.unpackb(header, raw=False)
+        if fields[:2] != [self.group_id, self.chain_id]:
+            raise SpecError("not this chain")
+        iteration = fields[2]
+        if not ed25519_verify(
+            self.signing_public, signature, sender_key_signed_bytes(header, nonce, ciphertext)
+        ):
+            raise SpecError("bad signature")
+        if iteration < self.iteration:
+            if iteration not in self.skipped:
+                raise SpecError("replay")
+            plaintext = aead_decrypt(self.skipped[iteration], nonce, ciphertext, header)
+            del self.skipped[iteration]
+            return plaintext
+        if iteration - self.iteration > SENDER_KEY_MAX_AHEAD:
+            raise SpecError("too far ahead")
+        chain_key = self.chain_key
+        skipped = dict(self.skipped)
+        for index in range(self.iteration, iteration):
+            chain_key, skipped[index] = kdf_ck(chain_key)
+        for oldest in sorted(skipped)[: max(0, len(skipped) - SENDER_KEY_MAX_SKIPPED)]:
+            del skipped[oldest]
+        chain_key, message_key = kdf_ck(chain_key)
+        plaintext = aead_decrypt(message_key, nonce, ciphertext, header)
+        self.chain_key, self.iteration, self.skipped = chain_key, iteration + 1, skipped
+        return plaintext

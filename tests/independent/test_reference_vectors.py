@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,81 @@ def test_fingerprint_safety_number(case: Case) -> None:
     assert len(local_view) == 60 and local_view.isdigit()
     assert local_view == case["safety_number"]
     assert remote_view == local_view
+
+
+# -- Sender keys ------------------------------------------------------------------------------
+
+SENDER_KEY = _load("sender_key.json")
+SK_CASES = SENDER_KEY["cases"]
+SK_IDS = [f"sender_key{i}" for i in range(len(SK_CASES))]
+
+
+def _receiver(case: Case) -> ref.SenderKeyReceiver:
+    """A receiver given the case's chain at iteration 0 (as a distribution would give it)."""
+    return ref.SenderKeyReceiver(
+        _h(case["group_id"]), case["chain_id"], _h(case["chain_key"]),
+        ref.ed25519_public_from_seed(_h(case["signing_seed"])),
+    )
+
+
+def test_sender_key_file_header() -> None:
+    """sender_key.json names its protocol as DESIGN.md §13 does and lists cases."""
+    assert SENDER_KEY["protocol"] == "E2EProto SenderKey v1"
+    assert SK_CASES
+
+
+@pytest.mark.parametrize("case", SK_CASES, ids=SK_IDS)
+def test_sender_key_messages(case: Case) -> None:
+    """Every message key, header, ciphertext and signature follows from the case's inputs."""
+    assert 0 <= case["chain_id"] < 2**32
+    assert ref.ed25519_public_from_seed(_h(case["signing_seed"])) == _h(case["signing_public"])
+    iterations = [m["iteration"] for m in case["messages"]]
+    assert iterations == sorted(set(iterations)) and iterations[-1] + 1 > len(iterations)
+    for listed in case["messages"]:
+        produced = ref.sender_key_encrypt(
+            _h(case["group_id"]), case["chain_id"], _h(case["chain_key"]),
+            _h(case["signing_seed"]), listed["iteration"], _h(listed["plaintext"]),
+            _h(listed["nonce"]),
+        )
+        where = f"iteration {listed['iteration']}"
+        assert produced.message_key.hex() == listed["message_key"], f"message_key, {where}"
+        assert produced.header.hex() == listed["header"], f"header, {where}"
+        assert produced.ciphertext.hex() == listed["ciphertext"], f"ciphertext, {where}"
+        assert produced.signature.hex() == listed["signature"], f"signature, {where}"
+
+
+@pytest.mark.parametrize("case", SK_CASES, ids=SK_IDS)
+def test_sender_key_receiver_decrypts_each_once(case: Case) -> None:
+    """A receiver holding the chain at iteration 0 decrypts every message in the listed order
+    (skipping the gaps), and refuses a second delivery of each."""
+    receiver = _receiver(case)
+    parts = [
+        (_h(m["header"]), _h(m["nonce"]), _h(m["ciphertext"]), _h(m["signature"]))
+        for m in case["messages"]
+    ]
+    for listed, message in zip(case["messages"], parts, strict=True):
+        assert receiver.decrypt(*message).hex() == listed["plaintext"]
+    for message in parts:
+        with pytest.raises(ref.SpecError):
+            receiver.decrypt(*message)
+
+
+def test_sender_key_out_of_order_and_tampering() -> None:
+    """Later messages first, then earlier ones from their skipped keys; a flipped signature or
+    ciphertext bit is refused and changes nothing."""
+    case = SK_CASES[0]
+    receiver = _receiver(case)
+    messages = case["messages"]
+    last = messages[-1]
+    for part in ("signature", "ciphertext", "nonce", "header"):
+        bad = {name: _h(last[name]) for name in ("header", "nonce", "ciphertext", "signature")}
+        flipped = bytearray(bad[part])
+        flipped[-1] ^= 1
+        bad[part] = bytes(flipped)
+        before = replace(receiver, skipped=dict(receiver.skipped))
+        with pytest.raises(ref.SpecError):
+            receiver.decrypt(bad["header"], bad["nonce"], bad["ciphertext"], bad["signature"])
+        assert receiver == before
+    for listed in reversed(messages):
+        message = (_h(listed[n]) for n in ("header", "nonce", "ciphertext", "signature"))
+        assert receiver.decrypt(*message).hex() == listed["plaintext"]

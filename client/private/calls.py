@@ -1,0 +1,222 @@
+"""Calls on the private transport: signalling on the relay connection, media keys over the
+pairwise sessions, end to end always (docs/PROTOCOL.md §18).
+
+This device's key goes only to devices of the accounts the call is with by this device's own
+records (the callee, or the members of its copy of the group), listed in their verified device
+lists, whose account key the user has not seen change. A key is taken only from the device the
+relay says holds that participant id, through a pairwise session whose key is in that account's
+list. Notices about calls arrive as pushes on the connection; :meth:`Calls._on_call_push` routes
+them (the receive loop must run while a call does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from e2e_proto import call_api
+from e2e_proto.address import Address
+from e2e_proto.call_keys import CallKey
+from e2e_proto.call_media import MediaProfile
+from e2e_proto.capabilities import CAPABILITIES, PRIVATE
+from e2e_proto.errors import E2EProtoError
+from e2e_proto.payload import Payload
+from e2e_proto.wire import Envelope
+
+from ..core.calls import (
+    ActiveCall,
+    CallInfo,
+    CallReport,
+    Grant,
+    check_room,
+    parse_call_info,
+    parse_grant,
+    participant_id,
+    roster,
+)
+from ..core.connection import ConnectionLost, ServerError
+from ..core.errors import ClientError
+from .base import SessionBase
+from .group_state import group_peer
+from .received import Received
+
+log = logging.getLogger("e2e.client")
+CAP = CAPABILITIES[PRIVATE].group_call_participants
+
+
+class Calls(SessionBase):
+    """Starting, joining and running calls; call notices and keys from the relay."""
+
+    async def call_start(self, name: str | None = None, group: str | None = None) -> Grant:
+        """Start a call with the account ``name`` or in the group ``group``, and join it."""
+        if group is not None:
+            fields: dict[str, Any] = {"group_id": self.find_group(group).state.group_id}
+        else:
+            assert name is not None
+            await self.device_list(name)  # an unknown account fails here, with its reason
+            fields = {"to": name}
+        return parse_grant(await self._call_request(call_api.CALL_START, **fields), CAP)
+
+    async def calls_ringing(self) -> list[CallInfo]:
+        """The running calls this account may join, oldest first."""
+        answer = await self._call_request(call_api.CALL_LIST)
+        calls = answer.get("calls")
+        if type(calls) is not list:
+            raise ClientError("the relay sent a malformed call list")
+        return [parse_call_info(entry, CAP) for entry in calls[:100]]
+
+    async def ringing_notices(self) -> list[Received]:
+        """A ring to show for each call this device may join and is not in (none when the
+        relay cannot say)."""
+        try:
+            return [self._ring(info) for info in await self.calls_ringing() if not info.joined]
+        except ClientError:
+            return []
+
+    async def call_join(self, info: CallInfo) -> Grant:
+        """Join the call ``info`` describes (refused here when it is full already)."""
+        check_room(info, CAP, PRIVATE)
+        return parse_grant(await self._call_request(call_api.CALL_JOIN, call_id=info.call_id),
+                           CAP)
+
+    async def call_rejoin(self, call_id: bytes) -> Grant:
+        """Join again (a new token for the forwarding unit)."""
+        return parse_grant(await self._call_request(call_api.CALL_JOIN, call_id=call_id), CAP)
+
+    async def call_leave(self, call_id: bytes) -> None:
+        """Leave the call."""
+        await self._call_request(call_api.CALL_LEAVE, call_id=call_id)
+
+    async def call_end(self, call_id: bytes) -> None:
+        """End the call for everybody (the caller; either side of a one-to-one call)."""
+        await self._call_request(call_api.CALL_END, call_id=call_id)
+
+    async def _call_request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        try:
+            return await self.connection.request(kind, **fields)
+        except ServerError as exc:
+            if exc.code == call_api.CALL_FULL:
+                raise ClientError(f"the call is full: a call on the private transport has at "
+                                  f"most {CAP} participants") from None
+            raise ClientError(f"the relay refused the call request: {exc} ({exc.code})"
+                              ) from None
+
+    # -- running a call ---------------------------------------------------------------------
+
+    async def run_call(self, grant: Grant, profile: MediaProfile, seconds: float, *,
+                       peer: str | None = None, group_id: bytes | None = None,
+                       **options: Any) -> CallReport:
+        """Take part in the call of ``grant`` for ``seconds``: with the account ``peer`` or in
+        the group ``group_id`` (whose devices may get this device's key); then leave.
+
+        The session's receive loop must run meanwhile (it brings the call's notices).
+        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random).
+        """
+        call = ActiveCall(self, grant, profile, allowed=self._call_allowed(peer, group_id),
+                          **{"random": self.client.random, **options})
+        for frame in self.call_book.open(call):
+            await self._on_call_push(frame)
+        try:
+            return await call.run(seconds)
+        finally:
+            self.call_book.close(grant.call_id)
+
+    def _call_allowed(self, peer: str | None, group_id: bytes | None
+                      ) -> Callable[[Address], bool]:
+        assert self.address is not None
+        me = self.address.account
+
+        def allowed(address: Address) -> bool:
+            if self.state.key_changed(address.account):
+                return False
+            if group_id is not None:
+                held = self.groups.get(group_id)
+                return held is not None and held.state.is_member(address.account)
+            return address.account in (me, peer)
+
+        return allowed
+
+    async def call_send_key(self, key: CallKey, targets: list[Address]) -> None:
+        """Send ``key`` to ``targets`` (devices in the call) over the pairwise sessions."""
+        checked = []
+        for target in targets:
+            if target.device_id in (await self.device_list(target.account)).device_ids:
+                checked.append(target)
+            else:
+                self.notices.append(f"{target} is not in {target.account}'s device list: it "
+                                    "gets no call key")
+        if not checked:
+            return
+        payload = key.to_payload(int(self.client.clock() * 1000), self.client.random).encode()
+        try:
+            await self._ensure_sessions(checked)
+            cipher = self.cipher
+            with self.state.transaction():
+                envelopes = [cipher.encrypt(t, payload).encode() for t in checked]
+            await self.connection.request(call_api.CALL_SIGNAL, call_id=key.call_id,
+                                          envelopes=envelopes)
+        except ServerError as exc:
+            raise ClientError(f"the relay refused the call key: {exc}") from None
+
+    # -- notices ------------------------------------------------------------------------------
+
+    async def _on_call_push(self, frame: dict[str, Any]) -> Received | None:
+        """Act on a call notice; what to show (a ring), or None."""
+        kind = frame.get("type")
+        try:
+            if kind == call_api.CALL_RING:
+                return self._ring(parse_call_info(frame, CAP))
+            call_id = frame.get("call_id")
+            call = self.call_book.active.get(call_id) if type(call_id) is bytes else None
+            if call is None:
+                if type(call_id) is bytes and kind != call_api.CALL_ENDED:
+                    self.call_book.hold(call_id, frame)
+                return None
+            if kind == call_api.CALL_JOINED:
+                pid, address = next(iter(roster([frame.get("participant")], 1).items()))
+                await call.on_joined(pid, address)
+            elif kind == call_api.CALL_LEFT:
+                entry = frame.get("participant")
+                pid = participant_id(entry[0] if isinstance(entry, list) and entry else None)
+                await call.on_left(pid, "hung up" if frame.get("reason") == call_api.LEFT
+                                   else "is gone")
+            elif kind == call_api.CALL_ENDED:
+                call.ended.set()
+            elif kind == call_api.CALL_SIGNAL:
+                await self._take_call_signal(call, frame)
+        except ClientError as exc:
+            log.warning("ignored a call notice: %s", exc)
+        return None
+
+    def _ring(self, info: CallInfo) -> Received:
+        group = None
+        if isinstance(info.group, bytes):
+            held = self.groups.get(info.group)
+            name = None if held is None else held.state.name
+            group = name or info.group.hex()[:8]
+        where = (f"started a call in {group}; join it: e2e-chat call --group {group}"
+                 if group is not None else "is calling you; answer: e2e-chat call --answer")
+        peer = group_peer(info.group) if isinstance(info.group, bytes) else info.caller.account
+        return Received(info.caller.account, info.caller.device_id, peer, info.call_id,
+                        int(self.client.clock() * 1000), "call", f"[{where}]", group=group)
+
+    async def _take_call_signal(self, call: ActiveCall, frame: dict[str, Any]) -> None:
+        """Open a pairwise envelope carrying a participant's call key; give it to the call."""
+        assert self.address is not None
+        entry = frame.get("from")
+        if not isinstance(entry, list) or len(entry) != 3:
+            raise ClientError("a call key without its sender")
+        _, sender = next(iter(roster([entry], 1).items()))
+        data = frame.get("envelope")
+        try:
+            envelope = Envelope.decode(data)  # type: ignore[arg-type]
+            if envelope.recipient != self.address or envelope.sender != sender:
+                raise ClientError("a call key addressed wrongly")
+            if envelope.prekey is not None:
+                await self._check_sender_key(sender, envelope.prekey.identity_key)
+            with self.state.transaction():
+                payload = Payload.decode(self.cipher.decrypt(envelope))
+            call.on_key(sender, CallKey.from_payload(payload))
+        except (E2EProtoError, ClientError, ValueError, TypeError, ConnectionLost) as exc:
+            call.notices.append(f"could not read a call key from {sender}: {exc}")

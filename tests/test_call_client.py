@@ -1,0 +1,244 @@
+"""The client's side of a call, without servers: what a receiver does with bad frames (unknown
+senders and KIDs, bad tags, damage: discarded and counted, never a crash), frames that wait for
+their key, which keys it takes, and the checks on everything a server says about a call."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from client.core.call_link import MediaLink
+from client.core.calls import (
+    PENDING_FRAMES,
+    ActiveCall,
+    CallBook,
+    Grant,
+    check_room,
+    parse_call_info,
+    parse_grant,
+)
+from client.core.errors import ClientError
+from e2e_proto import call_packets as packets
+from e2e_proto.address import Address
+from e2e_proto.call_keys import CallKey, CallKeys
+from e2e_proto.call_media import AUDIO_PROFILE, make_frame
+from e2e_proto.call_tokens import issue_token
+
+CALL = bytes(range(16))
+KEY = bytes(32)
+ALICE, BOB, MALLORY = Address("alice", 0), Address("bob", 0), Address("mallory", 0)
+
+
+class Quiet:
+    """A transport that records what the call asks of it."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[CallKey, list[Address]]] = []
+
+    async def call_send_key(self, key: CallKey, targets: list[Address]) -> None:
+        self.keys.append((key, targets))
+
+    async def call_rejoin(self, call_id: bytes) -> Grant:
+        raise AssertionError("not here")
+
+    async def call_leave(self, call_id: bytes) -> None:
+        return None
+
+
+def grant(participants: dict[int, Address] | None = None, e2e: bool = True) -> Grant:
+    token, packet_key = issue_token(KEY, CALL, 1, ALICE, 2**40, 8)
+    return Grant(CALL, 1, ("127.0.0.1", 9), token, packet_key, 8, e2e,
+                 participants or {1: ALICE, 2: BOB})
+
+
+def receiving_call(allowed: set[str] | None = None) -> tuple[ActiveCall, Quiet]:
+    transport = Quiet()
+    call = ActiveCall(transport, grant(), AUDIO_PROFILE,
+                      allowed=lambda a: a.account in (allowed or {"alice", "bob"}))
+    call._link = MediaLink(("127.0.0.1", 9), 1, grant().packet_key)
+    return call, transport
+
+
+def forward(sender: int, sframe: bytes) -> bytes:
+    return packets.FORWARD_BYTE + sender.to_bytes(4, "big") + bytes(8) + b"\x00\x00" + sframe
+
+
+def bob_keys() -> CallKeys:
+    return CallKeys.fresh(CALL, 2)
+
+
+def frame(keys: CallKeys, seq: int) -> bytes:
+    return keys.encrypt(make_frame(packets.AUDIO, seq, 0, 160))
+
+
+async def test_frames_wait_for_their_key_then_count() -> None:
+    call, _ = receiving_call()
+    bob = bob_keys()
+    for seq in range(3):
+        call._on_datagram(forward(2, frame(bob, seq)))
+    assert call.streams[2].received == 0
+    call.on_key(BOB, bob.own_key)
+    assert call.streams[2].received == 3 and call.streams[2].no_key == 0
+    call._on_datagram(forward(2, frame(bob, 3)))
+    assert call.streams[2].unique == 4 and call.streams[2].lost == 0
+
+
+async def test_bad_tags_unknown_kids_unknown_senders_and_damage_are_counted() -> None:
+    call, _ = receiving_call()
+    bob = bob_keys()
+    call.on_key(BOB, bob.own_key)
+    good = frame(bob, 0)
+    tampered = good[:-1] + bytes([good[-1] ^ 1])
+    call._on_datagram(forward(2, tampered))
+    call._on_datagram(forward(2, b"\x00"))  # a header without a tag
+    other = CallKeys.fresh(CALL, 2)  # the same pid, another key: a forgery
+    call._on_datagram(forward(2, frame(other, 0)))
+    later = CallKeys.fresh(CALL, 2)
+    later.renew()
+    later.renew()  # generation 2: no key held or reachable
+    call._on_datagram(forward(2, frame(later, 0)))
+    call._on_datagram(forward(7, frame(bob, 1)))  # a participant nobody announced
+    call._on_datagram(forward(2, b""))  # a FORWARD too short to carry anything
+    call._on_datagram(b"\x28" + bytes(40))  # another version
+    stats = call.streams[2]
+    assert stats.failed == 3 and stats.received == 0
+    report = call.report(1.0)
+    rows = {row.participant: row for row in report.participants}
+    assert rows[2].no_key == 1 and rows[7].no_key == 1 and rows[7].address is None
+    call._on_datagram(forward(2, good))
+    assert stats.received == 1
+    assert call._link is not None and call._link.dropped == 1
+
+
+async def test_waiting_frames_are_bounded() -> None:
+    call, _ = receiving_call()
+    bob = bob_keys()
+    for seq in range(PENDING_FRAMES + 10):
+        call._on_datagram(forward(2, frame(bob, seq)))
+    assert call.streams[2].no_key == 10
+    assert call.report(1.0).participants[0].no_key == PENDING_FRAMES + 10
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=300))
+def test_no_datagram_makes_a_receiver_raise(data: bytes) -> None:
+    async def feed() -> None:
+        call, _ = receiving_call()
+        call._on_datagram(data)
+        call._on_datagram(forward(2, data))
+
+    trio.run(feed)
+
+
+def test_keys_are_taken_only_from_the_device_holding_the_pid() -> None:
+    call, _ = receiving_call(allowed={"alice", "bob"})
+    bob = bob_keys()
+    call.on_key(MALLORY, bob.own_key)  # the server says pid 2 is bob.0
+    call.on_key(Address("bob", 1), bob.own_key)  # another of bob's devices
+    wrong_call = CallKey(bytes(16), 2, bob.own_key.kid, bob.own_key.base_key)
+    call.on_key(BOB, wrong_call)
+    assert not call.keys.holds(2) and len(call.notices) == 3
+    strict, _ = receiving_call(allowed={"alice"})  # bob is not in the conversation by our books
+    strict.on_key(BOB, bob.own_key)
+    assert not strict.keys.holds(2)
+    call.on_key(BOB, bob.own_key)
+    assert call.keys.holds(2)
+
+
+async def test_keys_go_only_to_allowed_devices_ratcheted_on_join_renewed_on_leave() -> None:
+    transport = Quiet()
+    call = ActiveCall(transport, grant({1: ALICE, 2: BOB}), AUDIO_PROFILE,
+                      allowed=lambda a: a.account != "mallory")
+    first = call.keys.own_key
+    await call.on_joined(3, MALLORY)  # present, but gets no key
+    await call.on_joined(4, Address("carol", 0))
+    await call.on_joined(4, Address("carol", 0))  # reported twice: acted on once
+    assert [(targets, key.kid) for key, targets in transport.keys] == [
+        ([Address("carol", 0)], first.kid + 2)]
+    await call.on_left(2, "hung up")
+    await call.on_left(2, "timed out")
+    key, targets = transport.keys[-1]
+    assert len(transport.keys) == 2 and key.kid >> 8 == 1
+    assert targets == [Address("carol", 0)]  # not mallory, not bob
+
+
+def test_server_answers_are_checked() -> None:
+    token, packet_key = issue_token(KEY, CALL, 1, ALICE, 2**40, 8)
+    good = {"call_id": CALL, "participant": 1, "sfu": "127.0.0.1:7600", "token": token,
+            "packet_key": packet_key, "limit": 8, "e2e": True,
+            "participants": [[1, "alice", 0]]}
+    parsed = parse_grant(good, 8)
+    assert parsed.sfu == ("127.0.0.1", 7600) and parsed.participants == {1: ALICE}
+    assert parse_grant({**good, "sfu": "[::1]:7600"}, 8).sfu == ("::1", 7600)
+    for bad in ({"call_id": b"x"}, {"sfu": "nohost"}, {"sfu": "h:0"}, {"token": b"t"},
+                {"packet_key": bytes(31)}, {"limit": 0}, {"limit": True}, {"e2e": 1},
+                {"participant": 0}, {"participants": [[1, "Alice", 0]]},
+                {"participants": [[1, "alice"]]}, {"participants": [[1, "a", 0]] * 9},
+                {"limit": 9}, {"e2e": False}, {"e2e": False, "keys": [[1, 0, b"x"]]}):
+        with pytest.raises(ClientError):
+            parse_grant({**good, **bad}, 8)
+    keyed = parse_grant({**good, "e2e": False, "keys": [[1, 0, bytes(32)]]}, 8)
+    assert keyed.keys == (CallKey(CALL, 1, 0, bytes(32)),)
+
+
+def test_call_listings_are_checked_and_full_calls_refused_here() -> None:
+    entry = {"call_id": CALL, "from": ["alice", 0], "participants": 8, "limit": 8,
+             "e2e": True, "group_id": None, "joined": False}
+    info = parse_call_info(entry, 8)
+    with pytest.raises(ClientError, match="at most 8 participants"):
+        check_room(info, 8, "private")
+    social = parse_call_info({**entry, "group": True, "conversation": "club",
+                              "participants": 3}, 50)
+    assert social.group == "club"
+    check_room(social, 50, "social")
+    for bad in ({"call_id": 1}, {"from": ["alice"]}, {"participants": -1}, {"e2e": None},
+                {"group_id": b"short"}, {"group": True, "conversation": "No Name"}):
+        with pytest.raises(ClientError):
+            parse_call_info({**entry, **bad}, 8)
+    with pytest.raises(ClientError):
+        parse_call_info("not a map", 8)
+
+
+def test_notices_before_a_call_opens_are_held_within_bounds() -> None:
+    book = CallBook()
+    for index in range(10):
+        for frame_number in range(70):
+            book.hold(bytes([index]) * 16, {"n": frame_number})
+    assert len(book._early) == 8
+    call, _ = receiving_call()
+    call.call_id = bytes([9]) * 16
+    assert [f["n"] for f in book.open(call)] == list(range(64))
+    book.close(call.call_id)
+    assert not book.active
+
+
+def test_a_link_accepts_only_fresh_tagged_datagrams_from_the_unit() -> None:
+    _, packet_key = issue_token(KEY, CALL, 1, ALICE, 2**40, 8)
+    link = MediaLink(("127.0.0.1", 9), 1, packet_key)
+    key = packets.PacketKey(packet_key)
+    welcome = packets.welcome_packet(key, 1, 5, [2])
+    assert link.accept(welcome) == packets.WELCOME
+    assert link.accept(welcome) is None  # replayed
+    assert link.accept(packets.welcome_packet(key, 2, 6, [])) is None  # for another pid
+    assert link.accept(packets.welcome_packet(packets.PacketKey(KEY), 1, 7, [])) is None
+    assert link.accept(packets.reject_packet(1, packets.REJECT_TOKEN)) == packets.REJECT
+    assert link.dropped == 3
+    link.close()
+    with pytest.raises(OSError):
+        link._sock.send(b"x")
+
+
+def test_the_call_command_line() -> None:
+    from client.cli.main import build_parser, main
+
+    args = build_parser().parse_args(["call", "bob", "--seconds", "3", "--video", "--json"])
+    assert (args.name, args.seconds, args.video, args.json, args.answer) == (
+        "bob", 3.0, True, True, False)
+    assert build_parser().parse_args(["call", "--answer"]).seconds == 10.0
+    for argv in (["call"], ["call", "bob", "--answer"], ["call", "--group", "g", "bob"],
+                 ["call", "bob", "--seconds", "-1"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2

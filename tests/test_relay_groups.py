@@ -1,0 +1,100 @@
+"""The relay's group requests refuse bad input with typed codes and store nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.core.connection import ServerError
+from client.private.session import PrivateSession
+from e2e_proto import relay_api as api
+from e2e_proto.address import Address
+from e2e_proto.groups import GroupState, GroupUpdate, member_devices_digest
+from e2e_proto.keys import IdentityKeyPair
+from e2e_proto.payload import Payload
+from e2e_proto.sender_keys import OwnSenderKey
+from e2e_proto.wire import encode_group_message
+from tests.relay_harness import make_client, register, session_of, start_relay
+
+
+async def _refused(session: PrivateSession, kind: str, **fields: Any) -> ServerError:
+    with pytest.raises(ServerError) as caught:
+        await session.connection.request(kind, **fields)
+    return caught.value
+
+
+async def test_group_requests_refuse_bad_input(nursery, tmp_path: Path, relay_db) -> None:
+    relay = await start_relay(nursery, relay_db)
+    clients = {n: make_client(tmp_path / n, relay.port) for n in ("alice", "bob", "carol")}
+    for name, client in clients.items():
+        await register(client, name)
+    alice_dik = clients["alice"].state.protocol.identity_key_pair()
+    bob_dik = clients["bob"].state.protocol.identity_key_pair()
+    state = GroupState.create("g", "alice", ["bob"])
+    routing = GroupUpdate.sign(state, Address("alice", 0), alice_dik, routing=True)
+    async with session_of(clients["alice"]) as a, session_of(clients["bob"]) as b:
+        # group_put: signature, author, malformed, unknown member, then the real one.
+        wrong_key = GroupUpdate.sign(state, Address("alice", 0), IdentityKeyPair.generate(),
+                                     routing=True)
+        for fields, code in (
+                ({"routing": routing.body, "signature": wrong_key.signature}, api.BAD_REQUEST),
+                ({"routing": b"\x93\x01", "signature": bytes(64)}, api.BAD_REQUEST),
+                ({"routing": routing.body}, api.BAD_REQUEST)):
+            assert (await _refused(a, "group_put", **fields)).code == code
+        assert (await _refused(b, "group_put", routing=routing.body,
+                               signature=routing.signature)).code == api.BAD_REQUEST
+        ghost = GroupUpdate.sign(GroupState.create("g", "alice", ["nobody"]),
+                                 Address("alice", 0), alice_dik, routing=True)
+        assert (await _refused(a, "group_put", routing=ghost.body,
+                               signature=ghost.signature)).code == api.UNKNOWN_ACCOUNT
+        assert (await relay.store.group(state.group_id)) is None
+        await a.connection.request("group_put", routing=routing.body,
+                                   signature=routing.signature)
+        stale = await _refused(a, "group_put", routing=routing.body,
+                               signature=routing.signature)
+        assert stale.code == api.STALE_GROUP and stale.details["version"] == 1
+        # bob is a member, not an admin: he may leave, not add.
+        grow = GroupUpdate.sign(state.with_members(["carol"]), Address("bob", 0), bob_dik,
+                                routing=True)
+        assert (await _refused(b, "group_put", routing=grow.body,
+                               signature=grow.signature)).code == api.NOT_GROUP_ADMIN
+        assert (await relay.store.group(state.group_id)).version == 1
+
+        # group_send: unknown group, version, digest, header, garbage.
+        key = OwnSenderKey.create(state.group_id)
+        other = OwnSenderKey.create(b"\x09" * 16)
+        good = encode_group_message(key.encrypt(Payload.new("text", 1, text="x").encode()))
+        devices = {"alice": [0], "bob": [0]}
+        base = {"group_id": state.group_id, "version": 1,
+                "devices_digest": member_devices_digest(devices), "message": good}
+        for changes, code in (
+                ({"group_id": b"\x08" * 16}, api.UNKNOWN_GROUP),
+                ({"group_id": b"\x08" * 15}, api.BAD_REQUEST),
+                ({"version": 2}, api.STALE_GROUP),
+                ({"message": b"garbage"}, api.BAD_REQUEST),
+                ({"message": encode_group_message(other.encrypt(b"y" * 16))}, api.BAD_REQUEST),
+                ({"devices_digest": member_devices_digest({"alice": [0]})},
+                 api.DEVICE_MISMATCH)):
+            error = await _refused(a, "group_send", **{**base, **changes})
+            assert error.code == code
+        mismatch = await _refused(a, "group_send", **{**base, "devices_digest": bytes(32)})
+        assert mismatch.details["devices"] == [["alice", [0]], ["bob", [0]]]
+        assert (await relay.store.pending("bob", 0, 0, 10)) == []
+        assert (await a.connection.request("group_send", **base))["devices"] == 1
+        assert len(await relay.store.pending("bob", 0, 0, 10)) == 1
+
+        # group_deliver: only devices of members (and one's own), each once, bounded.
+        cipher = a.cipher
+        await a._ensure_sessions([Address("carol", 0), Address("bob", 0)])
+        to_carol = cipher.encrypt(Address("carol", 0), b"p" * 16).encode()
+        to_bob = cipher.encrypt(Address("bob", 0), b"p" * 16).encode()
+        refused = await _refused(a, "group_deliver", group_id=state.group_id,
+                                 envelopes=[to_carol])
+        assert refused.code == api.DEVICE_MISMATCH and refused.details["stale"] == [["carol", 0]]
+        assert (await _refused(a, "group_deliver", group_id=state.group_id,
+                               envelopes=[to_bob, to_bob])).code == api.BAD_REQUEST
+        assert (await _refused(a, "group_deliver", group_id=state.group_id,
+                               envelopes=[b"x"] * 20)).code == api.BAD_REQUEST
+        assert (await relay.store.pending("carol", 0, 0, 10)) == []
