@@ -7,11 +7,10 @@ fault becomes, and handing out a device's prekey bundle from the ``devices`` and
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -22,36 +21,35 @@ class StoreUnavailableError(Exception):
     """The storage cannot be read or written now (disk full, read-only, locked, corrupt)."""
 
 
-@contextlib.contextmanager
-def _database_errors() -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.DatabaseError as exc:
-        if isinstance(exc, sqlite3.IntegrityError):
-            raise
-        raise StoreUnavailableError(str(exc)) from exc
-
-
 def storage(method: Callable[P, R]) -> Callable[P, R]:
     """Turn a database failure inside ``method`` into :class:`StoreUnavailableError`.
 
     The server then answers ``unavailable`` and keeps the connection, instead of dropping it
     as an internal error. Integrity errors are bugs and pass through. ``method`` may be a
-    coroutine function (an asynchronous store interface over SQLite).
+    coroutine function (an asynchronous store interface over SQLite). A plain ``try`` in each
+    wrapper, not a context manager: these wrap every store call on the relay's hot path.
     """
     if inspect.iscoroutinefunction(method):
 
         @functools.wraps(method)
         async def waiting(*args: P.args, **kwargs: P.kwargs) -> R:
-            with _database_errors():
+            try:
                 return await method(*args, **kwargs)  # type: ignore[misc,no-any-return]
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                raise StoreUnavailableError(str(exc)) from exc
 
         return waiting  # type: ignore[return-value]
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _database_errors():
+        try:
             return method(*args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailableError(str(exc)) from exc
 
     return wrapper
 
