@@ -136,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(social: NAME's devices as listed now); needed after a change, "
                              "and messages from NAME (social: its new devices) are held until "
                              "then")
-    commands.add_parser("devices", help="list this account's devices (id, name, linked at, "
-                        "last seen)")
+    commands.add_parser("devices", help="list this account's devices (private: id, name, linked "
+                        "at, last seen; social: id, key, logged in, last seen, token expiry)")
     link = commands.add_parser("link", help="on a new device: ask to join account NAME; "
                                "prints a link code for the primary to approve")
     link.add_argument("name", help="the account to join")
@@ -148,11 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     approve = commands.add_parser("approve", help="on the primary: link the device showing "
                                   "CODE (at most four linked devices)")
     approve.add_argument("code", help="the link code, XXXX-XXXX-XXXX-XXXX")
-    unlink = commands.add_parser("unlink", help="on the primary: remove linked device ID")
+    unlink = commands.add_parser("unlink", help="on the primary: remove linked device ID "
+                                 "(social: revoke device ID's login, from any device)")
     unlink.add_argument("device_id", type=int, metavar="ID", help="the device id to remove")
     login = commands.add_parser("login", help="social: log this device in (password from a "
                                 "prompt or env E2E_PASSWORD)")
     login.add_argument("name", help="account name")
+    commands.add_parser("logout", help="social: revoke this device's login at the server (log "
+                        "in again with 'login NAME')")
     for name, what in (("react", "react to a message with one emoji (private: a text "
                                  "reaction, end-to-end encrypted)"),
                        ("unreact", "remove your reaction to a message"),

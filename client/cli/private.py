@@ -87,7 +87,7 @@ def check_command(command: str) -> None:
         require(PRIVATE, "pinning")
     if command in ("history", "search"):
         require(PRIVATE, "server_history")
-    if command in ("login", "secret"):
+    if command in ("login", "logout", "secret"):
         raise ClientError(f"'{command}' is for the social transport (--transport social); "
                           "the private transport is always end-to-end encrypted, with "
                           "one account per device home")

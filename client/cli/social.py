@@ -9,6 +9,7 @@ prompt. Message ids are the server's, printed as decimal strings.
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import json
 import os
@@ -23,6 +24,7 @@ from e2e_proto.social_api import parse_message_id
 
 from ..core.calls import CallInfo
 from ..core.errors import ClientError
+from ..social.own_devices import OwnDevice
 from ..social.session import SocialClient, SocialSession
 from ..social.state import SocialEvent, SocialState, StoredMessage
 from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
@@ -188,8 +190,12 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         print_verify(args.name, report, await session.accept_devices(args.name)
                      if args.accept else None)
     elif command == "devices":
-        response = await session.request("get_devices", account=session.state.account or "")
-        print_devices(response["devices"], session.state.device_id)
+        print_devices(await session.own_devices())
+    elif command == "unlink":
+        print_revoked(await session.revoke_device(args.device_id), session.state.device_id)
+    elif command == "logout":
+        await session.logout()
+        print_logged_out(session.state.account or "")
     else:
         raise unavailable(command)
     return 0
@@ -248,12 +254,33 @@ def print_verify(name: str, report: Sequence[tuple[int, bytes, str]],
         print(f"accepted the {count} device(s) of {name}{shown}")
 
 
-def print_devices(devices: Sequence[Sequence[Any]], this_device: int) -> None:
-    """The output of ``devices``: ``[id, key or None]`` rows."""
-    for device_id, key in devices:
-        this = "  (this device)" if device_id == this_device else ""
-        shown = "no key yet" if key is None else f"key {key[:8].hex()}"
-        print(f"{device_id}  {shown}{this}")
+def print_devices(devices: Sequence[OwnDevice]) -> None:
+    """The output of ``devices``: one device a line, its key, login, last sight and expiry."""
+    for device in devices:
+        this = "  (this device)" if device.current else ""
+        shown = "no key yet" if device.key is None else f"key {device.key[:8].hex()}"
+        print(f"{device.device_id}  {shown}  logged in {_when(device.created)}  last seen "
+              f"{_when(device.last_seen)}  expires {_when(device.expires)}{this}")
+
+
+def print_revoked(device_id: int, this_device: int | None) -> None:
+    """The output of ``unlink ID`` on the social transport."""
+    if device_id == this_device:
+        print(f"revoked device {device_id} (this device): logged out")
+    else:
+        print(f"revoked device {device_id}: its login no longer works")
+
+
+def print_logged_out(account: str) -> None:
+    """The output of ``logout``."""
+    print(f"logged out: this device's login was revoked; run 'e2e-chat --transport social "
+          f"login {account}' to come back as a new device")
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "unknown"
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
 
 
 async def _send_file(session: SocialSession, args: argparse.Namespace) -> None:

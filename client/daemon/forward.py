@@ -36,6 +36,7 @@ from ..cli.common import (
 )
 from ..core.connection import ConnectionLost
 from ..core.errors import ClientError
+from ..social.own_devices import OwnDevice
 from .client import DaemonClient, open_daemon
 from .events import received_from_params, social_event_from_params
 from .home import socket_path
@@ -44,9 +45,9 @@ from .jsonrpc import Codes, RpcError
 from .methods import TABLE
 from .social_methods import stored_from_json
 
-NOT_FORWARDED = ("register", "login", "link", "call")
-"""Commands that do not run through a daemon: those that make a home's account (a served home
-has one already), and ``call``, which streams media from this process."""
+NOT_FORWARDED = ("register", "login", "logout", "link", "call")
+"""Commands that do not run through a daemon: those that make or end a home's login (the
+daemon holds it), and ``call``, which streams media from this process."""
 
 Render = Callable[[argparse.Namespace, Any], None]
 
@@ -77,8 +78,10 @@ def _social_verify(args: argparse.Namespace, result: Any) -> None:
 
 
 def _social_devices(args: argparse.Namespace, result: Any) -> None:
-    social_cli.print_devices([[d["id"], None if d["key"] is None else bytes.fromhex(d["key"])]
-                              for d in result["devices"]], result["this_device"])
+    social_cli.print_devices([OwnDevice(d["id"], None if d["key"] is None
+                                        else bytes.fromhex(d["key"]), d["created"],
+                                        d["last_seen"], d["expires"], d["current"])
+                              for d in result["devices"]])
 
 
 def _fetched(args: argparse.Namespace, result: Any) -> None:
@@ -158,6 +161,7 @@ RENDER: dict[tuple[str, str], Render] = {
                                                                      result["changed"]),
     (SOCIAL, "verify"): _social_verify,
     (SOCIAL, "devices"): _social_devices,
+    (SOCIAL, "unlink"): lambda args, result: social_cli.print_revoked(result["device_id"], None),
 }
 """How each forwarded call's result is printed: the direct CLI's output functions."""
 

@@ -110,14 +110,16 @@ METHODS: tuple[Method, ...] = (
            (NAME_PARAM, ACCEPT), on={PRIVATE: private.verify, SOCIAL: social.verify},
            command="verify"),
     Method("devices", "This account's devices.", "private: {devices: [{id, name, linked_at, "
-           "last_seen}], this_device}; social: {devices: [{id, key}], this_device}",
+           "last_seen}], this_device}; social: {devices: [{id, key, created, last_seen, "
+           "expires, current}], this_device}",
            on={PRIVATE: private.devices, SOCIAL: social.devices}, command="devices"),
     Method("approve", "On the primary: link the device showing a link code (private).",
            "{device_id}", (Param("code", NAME, "the link code, XXXX-XXXX-XXXX-XXXX"),),
            on={PRIVATE: private.approve}, command="approve"),
-    Method("unlink", "On the primary: remove a linked device (private).", "{device_id}",
+    Method("unlink", "Private, on the primary: remove a linked device; social: revoke a "
+           "device's login.", "{device_id}",
            (Param("device_id", INTEGER, "the device id to remove"),),
-           on={PRIVATE: private.unlink}, command="unlink"),
+           on={PRIVATE: private.unlink, SOCIAL: social.unlink}, command="unlink"),
     Method("send_file", "Send a file: encrypted once, uploaded (a call again after a lost "
            "connection resumes the upload), announced to the account (social: or group).",
            f"private: {{id, ts, {FILE_FIELDS}}}; social: {{id, end_to_end, {FILE_FIELDS}}}",

@@ -29,6 +29,7 @@ from .device_pins import DevicePins
 from .errors import SocialError, refused
 from .history import History
 from .media import Media
+from .own_devices import OwnDevices
 from .reactions import Reactions
 from .receiving import Receiving
 from .secret import Secret
@@ -62,8 +63,8 @@ class SocialClient(ServerClient[SocialState]):
             yield session
 
 
-class SocialSession(Conversations, Secret, DevicePins, Reactions, History, Receiving, Media,
-                    Calls):
+class SocialSession(Conversations, Secret, DevicePins, OwnDevices, Reactions, History,
+                    Receiving, Media, Calls):
     """One connection of a :class:`SocialClient`: every part's methods on one object."""
 
     async def register(self, account: str, password: str) -> int:
