@@ -4,6 +4,9 @@ their key, which keys it takes, and the checks on everything a server says about
 
 from __future__ import annotations
 
+import math
+import time
+
 import pytest
 import trio
 from hypothesis import given, settings
@@ -14,6 +17,7 @@ from client.core.calls import (
     PENDING_FRAMES,
     ActiveCall,
     CallBook,
+    CallReport,
     Grant,
     check_room,
     parse_call_info,
@@ -25,6 +29,7 @@ from e2e_proto.address import Address
 from e2e_proto.call_keys import CallKey, CallKeys
 from e2e_proto.call_media import AUDIO_PROFILE, make_frame
 from e2e_proto.call_tokens import issue_token
+from tests.call_harness import CALL_KEY, start_sfu
 
 CALL = bytes(range(16))
 KEY = bytes(32)
@@ -162,6 +167,49 @@ async def test_keys_go_only_to_allowed_devices_ratcheted_on_join_renewed_on_leav
     key, targets = transport.keys[-1]
     assert len(transport.keys) == 2 and key.kid >> 8 == 1
     assert targets == [Address("carol", 0)]  # not mallory, not bob
+
+
+async def test_the_watcher_hears_each_join_and_leave_once() -> None:
+    heard: list[tuple[str, int, Address | None]] = []
+    call = ActiveCall(Quiet(), grant({1: ALICE, 2: BOB}), AUDIO_PROFILE,
+                      allowed=lambda a: True, watch=lambda *change: heard.append(change))
+    await call.on_joined(3, Address("carol", 0))
+    await call.on_joined(3, Address("carol", 0))  # the server and the unit both say so
+    await call.on_joined(1, ALICE)  # this device
+    await call.on_left(2, "hung up")
+    await call.on_left(2, "timed out")
+    assert heard == [("joined", 3, Address("carol", 0)), ("hung up", 2, BOB)]
+
+
+class RefusingLeave(Quiet):
+    """A transport whose server refuses the leave (the call ended meanwhile)."""
+
+    async def call_leave(self, call_id: bytes) -> None:
+        raise ClientError("the relay refused the call request: no such call (unknown_call)")
+
+
+async def test_stop_ends_a_call_and_a_refused_leave_is_a_notice(nursery: trio.Nursery) -> None:
+    unit = await start_sfu(nursery)
+    token, packet_key = issue_token(CALL_KEY, CALL, 1, ALICE, int(time.time() * 1000) + 60_000,
+                                    8)
+    call = ActiveCall(RefusingLeave(), Grant(CALL, 1, (unit.grant.host, unit.grant.port), token,
+                                             packet_key, 8, True, {1: ALICE}),
+                      AUDIO_PROFILE, allowed=lambda a: True)
+    reports: list[CallReport] = []
+
+    async def run() -> None:
+        reports.append(await call.run(math.inf))
+
+    with trio.fail_after(10):  # without stop() the call would run for ever
+        async with trio.open_nursery() as running:
+            running.start_soon(run)
+            await call.streaming.wait()
+            call.stop()
+    [report] = reports
+    assert report.sent > 0 and report.participants == [] and call.left
+    assert report.notices == ["could not leave the call at the server: the relay refused the "
+                              "call request: no such call (unknown_call)"]
+    assert CallReport.from_json(report.as_json()).as_json() == report.as_json()
 
 
 def test_server_answers_are_checked() -> None:

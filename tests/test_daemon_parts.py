@@ -100,7 +100,8 @@ def test_every_method_event_and_error_is_documented() -> None:
     for code in (value for name, value in vars(Codes).items() if name.isupper()):
         assert f"| {code} |" in docs, code
     for event in ("message", "sent", "reaction", "notice", "key_changed", "pin", "unpin",
-                  "secret", "group_update", CAUGHT_UP):
+                  "secret", "group_update", CAUGHT_UP, "call_ring", "call_joined", "call_left",
+                  "call_ended"):
         assert f"`{event}`" in docs, event
 
 
@@ -276,3 +277,59 @@ def test_social_file_events_print_as_the_cli_prints_them(capsys: pytest.CaptureF
         printer(as_json, "bob")(shown)
         assert capsys.readouterr().out == direct
         assert "notes.txt" in direct
+
+
+def test_rings_are_call_ring_events_that_print_as_the_cli_prints_them(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from client.cli import private as private_cli
+    from client.cli import social as social_cli
+    from client.core.calls import CallInfo
+    from client.daemon.events import (
+        received_from_params,
+        ring_event,
+        social_event,
+        social_event_from_params,
+    )
+    from client.private.received import Received
+    from client.social.state import SocialEvent
+    from e2e_proto.address import Address
+
+    call_id = bytes(range(16))
+    one = CallInfo(call_id, Address("alice", 2), 1, 8, True, None)
+    group = CallInfo(call_id, Address("alice", 2), 3, 50, False, "pals")
+    private_ring = Received("alice", 2, "alice", call_id, 1700, "call",
+                            "[is calling you; answer: e2e-chat call --answer]", call=one)
+    social_ring = SocialEvent(0, "call", "pals", "alice", 2, 1700,
+                              text="[started a call in pals; join it: ...]", call=group)
+    for ring, info, shown_as, printer in (
+            (private_ring, one, received_from_params, private_cli.printer),
+            (social_ring, group, lambda name, params: social_event_from_params(params),
+             lambda as_json: social_cli.printer(as_json, "bob"))):
+        event = ring_event(ring)
+        assert event is not None and event.name == "call_ring"
+        params = json.loads(json.dumps(event.params))  # as a subscriber reads it
+        assert (params["call_id"], params["group"], params["end_to_end"],
+                params["participants"], params["limit"], params["from"]) == (
+            call_id.hex(), info.group, info.e2e, info.participants, info.limit, "alice")
+        for as_json in (False, True):
+            printer(as_json)(ring)
+            direct = capsys.readouterr().out
+            printer(as_json)(shown_as("call_ring", params))
+            assert capsys.readouterr().out == direct and "alice" in direct
+    message = SocialEvent(5, "message", "pals", "alice", 2, 1700, 9, "hi")
+    assert ring_event(message) is None and social_event(message).name == "message"
+
+
+def test_a_call_report_prints_the_same_after_the_daemon_sends_it() -> None:
+    from client.cli.calls import format_report
+    from client.core.calls import CallReport, ParticipantReport
+    from e2e_proto.address import Address
+
+    report = CallReport(bytes(range(16)), 2, True, 4.0123, 200, [
+        ParticipantReport(1, Address("alice", 0), 180, 2, 0, 1, 3, 4, 1.25, 9.5),
+        ParticipantReport(7, None, 0, 0, 1, 0, 0, 0, None, None)], 1, ["alice.0 joined"])
+    sent = json.loads(json.dumps(report.as_json()))
+    assert CallReport.from_json(sent).as_json() == report.as_json()
+    assert format_report(CallReport.from_json(sent)) == format_report(report)
+    assert "alice.0" in format_report(report) and "notices: alice.0 joined" in (
+        format_report(report))

@@ -151,7 +151,8 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
         return await _chat(client, args.name or args.group)
     if command == "call":
         me = state.account or ""
-        return await call_command(client.session, args, SOCIAL, _call_plan(args),
+        return await call_command(client.session, args, SOCIAL,
+                                  call_plan(args.name, args.group),
                                   show_on_stderr(lambda event: format_event(event, me)))
     async with client.session() as session:
         return await _one_request(args, session)
@@ -372,22 +373,23 @@ def print_group_members(members: Sequence[str]) -> None:
         print(member)
 
 
-def _call_plan(args: argparse.Namespace
-               ) -> Callable[[SocialSession, list[CallInfo]], Awaitable[CallPlan]]:
-    """Join the call ringing here (``--answer``), the group's running call or NAME's call to
-    this account; else start one in the conversation."""
+def call_plan(name: str | None, group: str | None, call_id: bytes | None = None
+              ) -> Callable[[SocialSession, list[CallInfo]], Awaitable[CallPlan]]:
+    """With ``name``: join NAME's call to this account, else start one in the conversation;
+    with ``group``: join the group's running call, else start one; with neither: join the
+    call ringing here (``--answer``; ``call_id`` picks which)."""
 
     async def plan(session: SocialSession, ringing: list[CallInfo]) -> CallPlan:
-        if args.answer:
-            info = ringing_for_me(ringing)
-            return CallPlan(info, options={} if info.group else {"peer": info.caller.account})
-        if args.group is not None:
-            running = [c for c in ringing if c.group == args.group]
+        if group is not None:
+            running = [c for c in ringing if c.group == group]
             return CallPlan(running[-1] if running else None,
-                            lambda: session.call_start(args.group))
-        calling = [c for c in ringing if c.group is None and c.caller.account == args.name]
-        return CallPlan(calling[-1] if calling else None,
-                        lambda: session.call_start(args.name), {"peer": args.name})
+                            lambda: session.call_start(group))
+        if name is not None:
+            calling = [c for c in ringing if c.group is None and c.caller.account == name]
+            return CallPlan(calling[-1] if calling else None,
+                            lambda: session.call_start(name), {"peer": name})
+        info = ringing_for_me(ringing, call_id)
+        return CallPlan(info, options={} if info.group else {"peer": info.caller.account})
 
     return plan
 

@@ -42,6 +42,7 @@ from e2e_proto.errors import (
 from e2e_proto.primitives import RandomSource, system_random
 
 from .call_link import MediaLink
+from .connection import ConnectionLost
 from .errors import ClientError
 from .pushes import bounded_int
 
@@ -179,6 +180,15 @@ class ParticipantReport:
                 "reordered": self.reordered, "latency_p50_ms": self.p50_ms,
                 "latency_p99_ms": self.p99_ms}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ParticipantReport:
+        """Inverse of :meth:`as_json`."""
+        account = data["account"]
+        return cls(data["participant"], None if account is None else Address(
+            account, data["device"]), data["received"], data["lost"], data["failed"],
+            data["no_key"], data["duplicates"], data["reordered"], data["latency_p50_ms"],
+            data["latency_p99_ms"])
+
 
 @dataclass
 class CallReport:
@@ -200,19 +210,34 @@ class CallReport:
                 "rejoins": self.rejoins, "participants": [p.as_json() for p in self.participants],
                 "notices": self.notices}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallReport:
+        """Inverse of :meth:`as_json` (the seconds as rounded there)."""
+        return cls(bytes.fromhex(data["call_id"]), data["participant"], data["end_to_end"],
+                   data["seconds"], data["sent"],
+                   [ParticipantReport.from_json(p) for p in data["participants"]],
+                   data["rejoins"], list(data["notices"]))
+
+
+Watcher = Callable[[str, int, Address | None], None]
+"""Told who came and went: ``("joined", pid, address)``, or ``(why, pid, address)`` when
+``pid`` left, ``why`` being ``hung up`` or ``is gone`` (the server says) or ``left`` or
+``timed out`` (the unit says)."""
+
 
 class ActiveCall:
     """This device in one call: membership, keys, the media link and the received streams.
 
     ``allowed(address)`` says whether a device may get this device's key (end-to-end calls:
     a member of the call's conversation by this device's own records). ``wall_clock`` stamps
-    and times frames (seconds since the epoch).
+    and times frames (seconds since the epoch). ``watch``, if given, is told who joins and
+    leaves (:data:`Watcher`).
     """
 
     def __init__(self, transport: CallTransport, grant: Grant, profile: MediaProfile, *,
                  allowed: Callable[[Address], bool], random: RandomSource = system_random,
                  wall_clock: Callable[[], float] = time.time, level: int = DEFAULT_LEVEL,
-                 max_kbps: int = 0) -> None:
+                 max_kbps: int = 0, watch: Watcher | None = None) -> None:
         self.transport = transport
         self.grant = grant
         self.call_id = grant.call_id
@@ -223,6 +248,7 @@ class ActiveCall:
         self.wall_clock = wall_clock
         self.level = level
         self.max_kbps = max_kbps
+        self.watch = watch
         self.keys = CallKeys.fresh(grant.call_id, grant.participant, random)
         self.members: dict[int, Address] = dict(grant.participants)
         self.present = {p for p in grant.participants if p != grant.participant}
@@ -232,6 +258,9 @@ class ActiveCall:
         self.rejoins = 0
         self.ended = trio.Event()
         """Set when the server ends the call; :meth:`run` then returns."""
+        self.left = False
+        """Whether this device left the call (its time ran out, or :meth:`stop`) before the
+        call ended."""
         self.streaming = trio.Event()
         """Set once the first frame is sent (this device is in the unit and keyed)."""
         self._pending: dict[int, deque[bytes]] = {}
@@ -240,6 +269,7 @@ class ActiveCall:
         self._heard = 0.0
         self._link: MediaLink | None = None
         self._nursery: trio.Nursery | None = None
+        self._stay = trio.CancelScope()
         if not grant.e2e:
             self.take_server_keys(grant.keys)
 
@@ -252,6 +282,8 @@ class ActiveCall:
         self.members[pid] = address
         self.present.add(pid)
         self.notices.append(f"{address} joined")
+        if self.watch is not None:
+            self.watch("joined", pid, address)
         if self.e2e:
             await self._send_key(self.keys.ratchet(), [pid])
 
@@ -263,6 +295,8 @@ class ActiveCall:
         self.keys.forget(pid)
         address = self.members.get(pid)
         self.notices.append(f"{address or pid} {why}")
+        if self.watch is not None:
+            self.watch(why, pid, address)
         if self.e2e:
             await self._send_key(self.keys.renew(self.random), sorted(self.present))
 
@@ -299,8 +333,13 @@ class ActiveCall:
 
     # -- running ----------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """Stop streaming and leave now, as when the seconds run out (:meth:`run` returns)."""
+        self._stay.cancel()
+
     async def run(self, seconds: float) -> CallReport:
-        """Join the unit, stream for ``seconds`` (or until the call ends), leave; the report."""
+        """Join the unit, stream for ``seconds`` (or until the call ends or :meth:`stop`),
+        leave; the report. A failure to leave at the server is one of its notices."""
         peer = await _resolve(self.grant.sfu)
         self._link = MediaLink(peer, self.grant.participant, self.grant.packet_key,
                                self.max_kbps)
@@ -313,7 +352,8 @@ class ActiveCall:
                 if self.e2e:
                     await self._send_key(self.keys.own_key, sorted(self.present))
                 nursery.start_soon(self._keep_alive)
-                with trio.move_on_after(seconds):
+                self._stay.deadline = trio.current_time() + seconds
+                with self._stay:
                     async with trio.open_nursery() as streaming:
                         streaming.start_soon(self._stream)
                         await self.ended.wait()
@@ -323,7 +363,11 @@ class ActiveCall:
         finally:
             self._link.close()
         if not self.ended.is_set():
-            await self.transport.call_leave(self.call_id)
+            self.left = True
+            try:
+                await self.transport.call_leave(self.call_id)
+            except (ClientError, ConnectionLost) as exc:  # ended meanwhile, or the line broke
+                self.notices.append(f"could not leave the call at the server: {exc}")
         return self.report(trio.current_time() - started)
 
     async def _join_unit(self, token: bytes) -> None:
@@ -543,6 +587,13 @@ class CallBook:
         """Add ``call``; the notices that came for it before."""
         self.active[call.call_id] = call
         return self._early.pop(call.call_id, [])
+
+    async def run(self, call: ActiveCall, seconds: float) -> CallReport:
+        """Run the opened ``call`` for ``seconds`` (:meth:`ActiveCall.run`); forget it after."""
+        try:
+            return await call.run(seconds)
+        finally:
+            self.close(call.call_id)
 
     def close(self, call_id: bytes) -> None:
         """Forget a call that is over."""

@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from server.common.rate_limits import TokenBucket
 
 from .connections import CallContext, RpcClient
+from .hub import Subscription
 from .jsonrpc import Codes, encode, error_body, parse_line
 from .server import Daemon
 
@@ -114,8 +115,11 @@ class EventsEndpoint:
                 scope, receive, send)
             return
         daemon.clients += 1
-        subscription = daemon.hub.subscribe()
+        subscription: Subscription | None = None
         try:
+            rings = await daemon.ringing()  # asked first: they come before the queue
+            subscription = daemon.hub.subscribe()
+            subscription.push_events(rings)
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]})
             async with trio.open_nursery() as nursery:
@@ -130,7 +134,8 @@ class EventsEndpoint:
                 nursery.start_soon(_until_disconnect, receive, nursery.cancel_scope)
                 await subscription.run(deliver)
         finally:
-            subscription.close()
+            if subscription is not None:
+                subscription.close()
             daemon.clients -= 1
 
 

@@ -30,6 +30,7 @@ from ..social.errors import SocialError
 from .accounts import Account
 from .config import DaemonConfig
 from .connections import CallContext, LineClient
+from .events import Event, ring_event
 from .hub import EventHub
 from .jsonrpc import Call, Codes, RpcError, encode, error_body, result_body
 from .methods import TABLE
@@ -95,6 +96,20 @@ class Daemon:
             return await handler(account, checked)  # type: ignore[misc]
         except Exception as exc:  # every failure is an answer; the daemon keeps serving
             raise rpc_error(exc, account.server) from None
+
+    async def ringing(self) -> list[Event]:
+        """A ``call_ring`` event for each call ringing now on each connected account (a new
+        subscription's first events); none from a server that cannot say."""
+        rings: list[Event] = []
+        for account in self.accounts.values():
+            if account.live is None:
+                continue
+            try:
+                shown = await account.live.ringing_notices()
+            except ConnectionLost:
+                continue
+            rings += [ring for ring in map(ring_event, shown) if ring is not None]
+        return rings
 
     def info(self) -> dict[str, Any]:
         """What ``daemon_info`` returns."""

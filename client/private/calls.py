@@ -111,16 +111,21 @@ class Calls(SessionBase):
         the group ``group_id`` (whose devices may get this device's key); then leave.
 
         The session's receive loop must run meanwhile (it brings the call's notices).
-        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random).
+        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random,
+        watch).
         """
+        call = await self.open_call(grant, profile, peer=peer, group_id=group_id, **options)
+        return await self.call_book.run(call, seconds)
+
+    async def open_call(self, grant: Grant, profile: MediaProfile, *, peer: str | None = None,
+                        group_id: bytes | None = None, **options: Any) -> ActiveCall:
+        """The call of ``grant``, as :meth:`run_call` takes part in it, opened in the call book
+        (notices that came early applied) but not running: ``call_book.run`` runs it."""
         call = ActiveCall(self, grant, profile, allowed=self._call_allowed(peer, group_id),
                           **{"random": self.client.random, **options})
         for frame in self.call_book.open(call):
             await self._on_call_push(frame)
-        try:
-            return await call.run(seconds)
-        finally:
-            self.call_book.close(grant.call_id)
+        return call
 
     def _call_allowed(self, peer: str | None, group_id: bytes | None
                       ) -> Callable[[Address], bool]:
@@ -189,17 +194,20 @@ class Calls(SessionBase):
             log.warning("ignored a call notice: %s", exc)
         return None
 
+    def call_group_name(self, group_id: bytes) -> str:
+        """How a call's group is named here: its name, or the first 8 hex digits of its id
+        when this device does not hold it."""
+        held = self.groups.get(group_id)
+        return (None if held is None else held.state.name) or group_id.hex()[:8]
+
     def _ring(self, info: CallInfo) -> Received:
-        group = None
-        if isinstance(info.group, bytes):
-            held = self.groups.get(info.group)
-            name = None if held is None else held.state.name
-            group = name or info.group.hex()[:8]
+        group = self.call_group_name(info.group) if isinstance(info.group, bytes) else None
         where = (f"started a call in {group}; join it: e2e-chat call --group {group}"
                  if group is not None else "is calling you; answer: e2e-chat call --answer")
         peer = group_peer(info.group) if isinstance(info.group, bytes) else info.caller.account
         return Received(info.caller.account, info.caller.device_id, peer, info.call_id,
-                        int(self.client.clock() * 1000), "call", f"[{where}]", group=group)
+                        int(self.client.clock() * 1000), "call", f"[{where}]", group=group,
+                        call=info)
 
     async def _take_call_signal(self, call: ActiveCall, frame: dict[str, Any]) -> None:
         """Open a pairwise envelope carrying a participant's call key; give it to the call."""

@@ -114,7 +114,15 @@ class Calls(SessionBase):
                        peer: str | None = None, **options: Any) -> CallReport:
         """Take part in the call of ``grant`` for ``seconds`` (with the account ``peer``, for
         an end-to-end call), then leave. The session's receive loop must run meanwhile.
-        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random)."""
+        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random,
+        watch)."""
+        call = await self.open_call(grant, profile, peer=peer, **options)
+        return await self.call_book.run(call, seconds)
+
+    async def open_call(self, grant: Grant, profile: MediaProfile, *, peer: str | None = None,
+                        **options: Any) -> ActiveCall:
+        """The call of ``grant``, as :meth:`run_call` takes part in it, opened in the call book
+        (notices that came early applied) but not running: ``call_book.run`` runs it."""
         assert self.address is not None
         if grant.e2e:
             if peer is None:
@@ -124,10 +132,7 @@ class Calls(SessionBase):
                           **{"random": self.client.random, **options})
         for frame in self.call_book.open(call):
             await self._on_call_push(frame)
-        try:
-            return await call.run(seconds)
-        finally:
-            self.call_book.close(grant.call_id)
+        return call
 
     def _call_allowed(self, peer: str | None) -> Callable[[Address], bool]:
         assert self.address is not None
@@ -197,7 +202,7 @@ class Calls(SessionBase):
         if not info.e2e:
             text = text[:-1] + " (not end-to-end encrypted)]"
         return SocialEvent(0, "call", where, info.caller.account, info.caller.device_id,
-                           int(self.client.clock() * 1000), text=text)
+                           int(self.client.clock() * 1000), text=text, call=info)
 
     def _take_call_signal(self, call: ActiveCall, frame: dict[str, Any]) -> None:
         """Open a pairwise envelope carrying a participant's call key; give it to the call."""

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from e2e_proto.keys import IdentityKeyPair
 from storage.sqlite import add_missing_column
 
 from ..core.files import FileRecord
 from ..core.home_state import HomeState, SealedColumn
+
+if TYPE_CHECKING:
+    from ..core.calls import CallInfo
 
 STATE_FILE = "social.db"
 SECRET_TEXT = SealedColumn("secret_messages", "id", "text")
@@ -201,8 +204,8 @@ class SocialEvent:
     """Something that happened in a conversation, as shown to the user.
 
     ``kind``: ``message``, ``reaction`` (``emoji`` None when removed), ``pin``, ``unpin``,
-    ``secret``, ``group``, or ``notice`` (``warning`` says what could not be read). A message
-    announcing a file has its ``file``.
+    ``secret``, ``group``, ``call`` (a ring: ``call`` is the call it announces) or ``notice``
+    (``warning`` says what could not be read). A message announcing a file has its ``file``.
     """
 
     seq: int
@@ -217,6 +220,7 @@ class SocialEvent:
     secret: bool = False
     warning: str | None = None
     file: FileRecord | None = None
+    call: CallInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
