@@ -31,6 +31,13 @@ from .call_api import TOO_MANY_CALLS as TOO_MANY_CALLS
 from .call_api import UNKNOWN_CALL as UNKNOWN_CALL
 from .constants import AUTH_PREFIX, KEY_SIZE, MAX_DEVICES, SIGNATURE_SIZE
 from .errors import E2EProtoError, MalformedError
+
+# The codes of cross-transport requests are part of it too (docs/PROTOCOL.md §19.4).
+from .federation import ALREADY_LINKED as ALREADY_LINKED
+from .federation import CROSS_DISABLED as CROSS_DISABLED
+from .federation import LINK_REFUSED as LINK_REFUSED
+from .federation import NOT_LINKED as NOT_LINKED
+from .federation import PEER_UNAVAILABLE as PEER_UNAVAILABLE
 from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 from .primitives import hmac_sha256, sha512
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from .address import Address, is_valid_account, is_valid_device_id
+from .address import Address, is_valid_account, is_valid_device_id, is_valid_envelope_account
 from .constants import (
     ENVELOPE_VERSION,
     GROUP_MESSAGE_VERSION,
@@ -135,8 +135,8 @@ class Envelope(NamedTuple):
         if len(fields) != expected:
             raise MalformedError(f"{kind} envelope must have {expected} fields")
         s_acct, s_dev, r_acct, r_dev, header, nonce, ciphertext = fields[2:9]
-        if not (is_valid_account(s_acct) and is_valid_device_id(s_dev)
-                and is_valid_account(r_acct) and is_valid_device_id(r_dev)):
+        if not (is_valid_envelope_account(s_acct) and is_valid_device_id(s_dev)
+                and is_valid_envelope_account(r_acct) and is_valid_device_id(r_dev)):
             raise MalformedError("envelope addresses are invalid")
         if (type(header) is not bytes or type(nonce) is not bytes or len(nonce) != NONCE_SIZE
                 or type(ciphertext) is not bytes or len(ciphertext) < TAG_SIZE):

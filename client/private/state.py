@@ -25,6 +25,8 @@ from storage.sqlite import add_missing_column
 from ..core.home_state import HomeState, SealedColumn
 from ..core.sender_key_store import SqliteSenderKeyStore
 from .group_state import GroupStore
+from .profile_book import SCHEMA as PROFILE_SCHEMA
+from .profile_book import SEALED_PROFILE_COLUMNS, ProfileBook
 
 STATE_FILE = "state.db"
 MESSAGE_TEXT = SealedColumn("messages", "id", "text")
@@ -64,8 +66,8 @@ class ClientState(HomeState):
     """Everything a client keeps between runs, in ``HOME/state.db``."""
 
     state_file = STATE_FILE
-    schema = _SCHEMA
-    sealed_columns = (MESSAGE_TEXT,)
+    schema = _SCHEMA + PROFILE_SCHEMA
+    sealed_columns = (MESSAGE_TEXT, *SEALED_PROFILE_COLUMNS)
 
     def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
                  cost: tuple[int, int] = INTERACTIVE) -> None:
@@ -73,6 +75,8 @@ class ClientState(HomeState):
         super().__init__(home, passphrase, cost)
         self.sender_keys = SqliteSenderKeyStore(self.protocol)
         self.groups = GroupStore(self.db)
+        self.profiles = ProfileBook(self.protocol)
+        """Profiles and status updates (this account's and its contacts')."""
 
     def migrate(self) -> None:
         """A home made before messages could be held gets the column; one made before device

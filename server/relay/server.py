@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -29,6 +29,9 @@ from .connection import RelayConnection
 from .group_commit import GroupCommit
 from .linking import PendingLink
 from .store import RelayStore
+
+if TYPE_CHECKING:
+    from ..federation.relay import RelayFederation
 
 log = logging.getLogger("e2e.relay")
 
@@ -65,6 +68,8 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
                                            self.config.bundle_burst)
         """Prekey bundles per account (against one-time prekey draining)."""
+        self.federation: RelayFederation | None = None
+        """The link to the social server (:mod:`server.federation.relay`), when configured."""
 
     def account_connections(self, account: str) -> int:
         """Authenticated connections of all devices of ``account``."""

@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nacl.exceptions
 import nacl.pwhash
@@ -33,6 +33,9 @@ from ..common.rate_limits import TokenBuckets
 from .config import SocialConfig
 from .connection import SocialConnection
 from .store import SocialStore
+
+if TYPE_CHECKING:
+    from ..federation.social import SocialFederation
 
 
 class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
@@ -64,6 +67,8 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         self.bundle_fetches = TokenBuckets(self.config.bundles_per_minute / 60,
                                            self.config.bundle_burst)
         """Prekey bundles per account (against one-time prekey draining)."""
+        self.federation: SocialFederation | None = None
+        """The link to the relay (:mod:`server.federation.social`), when configured."""
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""
