@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from e2e_proto.address import is_foreign, qualify
 from e2e_proto.capabilities import PRIVATE, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
@@ -331,7 +332,10 @@ def verify_report(state: ClientState, name: str, accept: bool) -> VerifyReport:
     if own is None or other is None:
         raise ClientError(f"no verified keys for {name!r}")
     key_changed = state.key_changed(name)
-    number = format_safety_number(safety_number(state.account or "", own[0], name, other[0]))
+    me = state.account or ""
+    if is_foreign(name):  # across the transports both sides name both accounts in full
+        me = qualify(me, PRIVATE)
+    number = format_safety_number(safety_number(me, own[0], name, other[0]))
     return VerifyReport(key_changed, number, state.accept_key(name) if accept else None)
 
 

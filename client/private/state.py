@@ -17,11 +17,14 @@ from dataclasses import dataclass
 
 import msgpack
 
+from e2e_proto.address import is_foreign
 from e2e_proto.at_rest import INTERACTIVE
+from e2e_proto.cross_identity import SignedCrossDeviceList
 from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
 from storage.sqlite import add_missing_column
 
+from ..core.cross_outbox import CrossOutbox
 from ..core.home_state import HomeState, SealedColumn
 from ..core.sender_key_store import SqliteSenderKeyStore
 from .group_state import GroupStore
@@ -77,6 +80,8 @@ class ClientState(HomeState):
         self.groups = GroupStore(self.db)
         self.profiles = ProfileBook(self.protocol)
         """Profiles and status updates (this account's and its contacts')."""
+        self.cross_outbox = CrossOutbox(self.protocol)
+        """Sends to the other transport not taken yet (:mod:`client.core.cross_outbox`)."""
 
     def migrate(self) -> None:
         """A home made before messages could be held gets the column; one made before device
@@ -179,7 +184,8 @@ class ClientState(HomeState):
     # -- contacts -----------------------------------------------------------------------------
 
     def contact(self, account: str) -> tuple[Ed25519PublicKey, SignedDeviceList] | None:
-        """A contact's account key and last verified device list.
+        """A contact's account key and last verified device list (for an account of the other
+        transport, ``name@social``: its cross identity key and cross device list).
 
         Verified once when read from disk and then kept: every send reads two of them, and an
         Ed25519 verification costs more than the message's own encryption.
@@ -192,7 +198,8 @@ class ClientState(HomeState):
         if row is None:
             return None
         key = Ed25519PublicKey(row[0])
-        entry = self._contacts[account] = (key, SignedDeviceList.verify(key, row[1], row[2]))
+        kind = SignedCrossDeviceList if is_foreign(account) else SignedDeviceList
+        entry = self._contacts[account] = (key, kind.verify(key, row[1], row[2]))
         return entry
 
     def save_contact(self, account: str, key: Ed25519PublicKey, signed: SignedDeviceList,

@@ -138,7 +138,8 @@ async def cross_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
     assert own_record is not None
     own, foreign = split_send(frame.get("envelopes"), me, own_record.devices, qualified)
     try:
-        await _ask(conn, PEER_DELIVER, sender=me.account, sender_device=me.device_id,
+        await _ask(conn, PEER_DELIVER, sender=qualify(me.account, PRIVATE),
+                   sender_device=me.device_id,
                    account=name, client_id=client_id,
                    envelopes=[to_peer_view(e, PRIVATE).encode() for e in foreign])
     except RequestError as exc:

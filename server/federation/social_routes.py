@@ -206,7 +206,8 @@ async def cross_send(conn: SocialConnection, frame: dict[str, Any]) -> dict[str,
         raise RequestError(social_api.BAD_REQUEST, "client_id must be 16 bytes")
     own, foreign = split_send(frame.get("envelopes"), me, own_devices, qualified)
     try:
-        await _ask(conn, PEER_DELIVER, sender=me.account, sender_device=me.device_id,
+        await _ask(conn, PEER_DELIVER, sender=qualify(me.account, SOCIAL),
+                   sender_device=me.device_id,
                    account=name, client_id=client_id,
                    envelopes=[to_peer_view(e, SOCIAL).encode() for e in foreign])
     except RequestError as exc:

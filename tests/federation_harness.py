@@ -1,0 +1,84 @@
+"""Test harness: an in-process relay and social server joined by the server-to-server link,
+each on port 0 with its peer listener on a free port, and clients of both."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from client.private.session import PrivateClient
+from client.social.session import SocialClient
+from server.federation.options import PeerSetup
+from server.federation.relay import RelayFederation
+from server.federation.social import SocialFederation
+from server.relay.main import serve as serve_relay
+from server.relay.server import Relay
+from server.relay.sqlite_store import SqliteRelayStore
+from server.social.main import serve as serve_social
+from server.social.server import SocialServer
+from server.social.sqlite_store import SqliteSocialStore
+from tests import relay_harness, social_harness
+from tests.fault_support import free_port
+from tests.relay_harness import RunningRelay
+from tests.server_harness import start_server
+from tests.social_harness import FAST, RunningSocial
+
+
+@dataclass
+class Federated:
+    """A relay and a social server that know each other, and the cancel scopes of their
+    peer links."""
+
+    relay: RunningRelay
+    social: RunningSocial
+    key: bytes
+    relay_peer: trio.CancelScope
+    social_peer: trio.CancelScope
+
+    @property
+    def relay_server(self) -> Relay:
+        return self.relay.server
+
+    @property
+    def social_server(self) -> SocialServer:
+        return self.social.server
+
+    def private(self, home: Path) -> PrivateClient:
+        """A private client with its own home."""
+        return relay_harness.make_client(home, self.relay.port)
+
+    def social_client(self, home: Path) -> SocialClient:
+        """A social client with its own home."""
+        return social_harness.make_client(home, self.social.port)
+
+
+async def _run_peer(scope: trio.CancelScope, federation: RelayFederation | SocialFederation,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    with scope:
+        await federation.run(task_status=task_status)
+
+
+async def start_federated(nursery: trio.Nursery, folder: Path, record: bool = False
+                          ) -> Federated:
+    """Both servers on databases in ``folder``, linked with a fresh key (``record``: keep every
+    byte each receives from its clients)."""
+    key = secrets.token_bytes(32)
+    relay_port, social_port = free_port(), free_port()
+    relay_store = SqliteRelayStore(folder / "relay.db")
+    relay = Relay(relay_store)
+    relay.federation = RelayFederation(relay, PeerSetup(
+        ("127.0.0.1", relay_port), ("127.0.0.1", social_port), key))
+    social_store = SqliteSocialStore(folder / "social.db")
+    social = SocialServer(social_store, FAST)
+    social.federation = SocialFederation(social, PeerSetup(
+        ("127.0.0.1", social_port), ("127.0.0.1", relay_port), key))
+    scopes = trio.CancelScope(), trio.CancelScope()
+    await nursery.start(_run_peer, scopes[0], relay.federation)
+    await nursery.start(_run_peer, scopes[1], social.federation)
+    running_relay = await start_server(nursery, relay, relay_store, serve_relay, record=record)
+    running_social = await start_server(nursery, social, social_store, serve_social,
+                                        record=record)
+    return Federated(running_relay, running_social, key, *scopes)
