@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from client.core.errors import ClientError
 from client.cli.private import verify_report
 from tests import relay_harness, social_harness
 from tests.federation_harness import start_federated
