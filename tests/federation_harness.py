@@ -3,10 +3,15 @@ each on port 0 with its peer listener on a free port, and clients of both."""
 
 from __future__ import annotations
 
+import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import msgpack
 import trio
 
 from client.private.session import PrivateClient
@@ -37,6 +42,10 @@ class Federated:
     key: bytes
     relay_peer: trio.CancelScope
     social_peer: trio.CancelScope
+    relay_from_peer: bytearray = field(default_factory=bytearray)
+    """Every request the relay took from the social server, opened (with ``record``)."""
+    social_from_peer: bytearray = field(default_factory=bytearray)
+    """Every request the social server took from the relay, opened (with ``record``)."""
 
     @property
     def relay_server(self) -> Relay:
@@ -45,6 +54,13 @@ class Federated:
     @property
     def social_server(self) -> SocialServer:
         return self.social.server
+
+    async def shared(self) -> None:
+        """Wait until the relay handed the social server everything it queued."""
+        federation = self.relay_server.federation
+        assert federation is not None
+        with trio.fail_after(10):
+            await federation.drained.wait()
 
     def private(self, home: Path) -> PrivateClient:
         """A private client with its own home."""
@@ -76,9 +92,64 @@ async def start_federated(nursery: trio.Nursery, folder: Path, record: bool = Fa
     social.federation = SocialFederation(social, PeerSetup(
         ("127.0.0.1", social_port), ("127.0.0.1", relay_port), key))
     scopes = trio.CancelScope(), trio.CancelScope()
+    relay_from_peer, social_from_peer = bytearray(), bytearray()
+    if record:
+        _record_requests(relay.federation.routes, relay_from_peer)
+        _record_requests(social.federation.routes, social_from_peer)
     await nursery.start(_run_peer, scopes[0], relay.federation)
     await nursery.start(_run_peer, scopes[1], social.federation)
     running_relay = await start_server(nursery, relay, relay_store, serve_relay, record=record)
     running_social = await start_server(nursery, social, social_store, serve_social,
                                         record=record)
-    return Federated(running_relay, running_social, key, *scopes)
+    return Federated(running_relay, running_social, key, *scopes, relay_from_peer,
+                     social_from_peer)
+
+
+def _record_requests(routes: dict[str, Any], sink: bytearray) -> None:
+    """Keep a copy (msgpack) of every request the peer handlers are given."""
+    for kind, handler in list(routes.items()):
+        async def recording(frame: dict[str, Any], handler: Any = handler) -> dict[str, Any]:
+            sink.extend(msgpack.packb(frame))
+            return await handler(frame)  # type: ignore[no-any-return]
+        routes[kind] = recording
+
+
+SERVER_LOGGERS = ("e2e.relay", "e2e.social", "e2e.peer")
+
+
+class LogCopy(logging.Handler):
+    """Every record of the servers' loggers, formatted, at every level."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        """All the lines."""
+        return "\n".join(self.lines)
+
+
+@contextmanager
+def server_logs() -> Iterator[LogCopy]:
+    """A copy of what the servers log (every level) for the duration of the block."""
+    loggers = [logging.getLogger(name) for name in SERVER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    copy = LogCopy()
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(copy)
+    try:
+        yield copy
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(copy)
+            logger.setLevel(level)
+
+
+def database_bytes(path: Path) -> bytes:
+    """A database file and its WAL, as bytes (what a look at the disk finds)."""
+    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())

@@ -54,6 +54,8 @@ class RelayFederation:
         self.setup = setup
         self.peer = PeerClient(setup.key, PRIVATE, *setup.peer)
         self._wake = trio.Event()
+        self.drained = trio.Event()
+        """Set while nothing waits for the social server (a new item clears it)."""
         self.routes: dict[str, PeerHandler] = {
             PEER_DEVICES: self.devices, PEER_BUNDLES: self.bundles, PEER_DELIVER: self.deliver}
         """What the social server may ask (a type not here is refused ``unsupported``)."""
@@ -68,6 +70,8 @@ class RelayFederation:
 
     def wake_pump(self) -> None:
         """Something was queued: hand it over now."""
+        if self.drained.is_set():
+            self.drained = trio.Event()
         self._wake.set()
 
     async def pump(self) -> None:
@@ -83,6 +87,7 @@ class RelayFederation:
                 with trio.move_on_after(RETRY_INTERVAL):  # retry backoff, or new work
                     await self._wake.wait()
                 continue
+            self.drained.set()
             await self._wake.wait()
 
     async def _hand_over(self, item: PeerItem) -> None:
