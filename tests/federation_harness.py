@@ -114,7 +114,8 @@ def _record_requests(routes: dict[str, Any], sink: bytearray) -> None:
         routes[kind] = recording
 
 
-SERVER_LOGGERS = ("e2e.relay", "e2e.social", "e2e.peer")
+SERVER_LOGGERS = ("e2e.relay", "e2e.social")
+"""The servers' loggers (each server's side of the peer link logs under its own)."""
 
 
 class LogCopy(logging.Handler):
@@ -134,9 +135,10 @@ class LogCopy(logging.Handler):
 
 
 @contextmanager
-def server_logs() -> Iterator[LogCopy]:
-    """A copy of what the servers log (every level) for the duration of the block."""
-    loggers = [logging.getLogger(name) for name in SERVER_LOGGERS]
+def server_logs(*names: str) -> Iterator[LogCopy]:
+    """A copy of what the loggers ``names`` (and their children; by default both servers')
+    log at every level, for the duration of the block."""
+    loggers = [logging.getLogger(name) for name in names or SERVER_LOGGERS]
     levels = [logger.level for logger in loggers]
     copy = LogCopy()
     for logger in loggers:

@@ -21,6 +21,7 @@ from ..common.store_base import StoreUnavailableError
 from .channel import PeerChannel, PeerLinkError, accept, connect
 
 log = logging.getLogger("e2e.peer")
+"""Where the link logs when its server names no logger of its own."""
 
 PeerHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """``handler(frame) -> result fields``; refuses with :class:`RequestError`."""
@@ -49,8 +50,9 @@ class PeerClient:
     """This server's connection to the other one, opened on first use and after any failure."""
 
     def __init__(self, key: bytes, role: str, host: str, port: int,
-                 timeout: float = REQUEST_TIMEOUT) -> None:
+                 timeout: float = REQUEST_TIMEOUT, logger: logging.Logger = log) -> None:
         self._key = key
+        self.log = logger
         self.role = role
         self.host, self.port = host, port
         self.timeout = timeout
@@ -96,7 +98,7 @@ class PeerClient:
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
-            log.info("peer link to %s:%d up", self.host, self.port)
+            self.log.info("peer link to %s:%d up", self.host, self.port)
         return self._channel
 
     async def close(self) -> None:
@@ -120,27 +122,27 @@ def refusal(exc: PeerUnavailable | PeerRefused, codes: Container[str],
 
 
 async def serve_peer(routes: Mapping[str, PeerHandler], key: bytes, role: str, host: str,
-                     port: int,
+                     port: int, logger: logging.Logger = log,
                      task_status: trio.TaskStatus[list[trio.SocketListener]] = (
                          trio.TASK_STATUS_IGNORED)) -> None:
-    """Serve the other server's requests on ``host:port`` until cancelled; reports the
-    listeners when ready."""
+    """Serve the other server's requests on ``host:port`` until cancelled (logging to
+    ``logger``); reports the listeners when ready."""
     listeners = await trio.open_tcp_listeners(port, host=host)
 
     async def handler(stream: trio.abc.Stream) -> None:
         try:
             channel = await accept(stream, key, role)
         except PeerLinkError as exc:
-            log.warning("refused a peer connection: %s", exc)
+            logger.warning("refused a peer connection: %s", exc)
             await trio.aclose_forcefully(stream)
             return
-        log.info("peer link from the %s server up", channel.peer_role)
+        logger.info("peer link from the %s server up", channel.peer_role)
         try:
             while True:
                 frame = await channel.receive()
-                await channel.send(await _answer(routes, frame))
+                await channel.send(await _answer(routes, frame, logger))
         except PeerLinkError as exc:
-            log.info("peer link from the %s server closed: %s", channel.peer_role, exc)
+            logger.info("peer link from the %s server closed: %s", channel.peer_role, exc)
         finally:
             await channel.aclose()
 
@@ -149,7 +151,8 @@ async def serve_peer(routes: Mapping[str, PeerHandler], key: bytes, role: str, h
         task_status.started(listeners)
 
 
-async def _answer(routes: Mapping[str, PeerHandler], frame: dict[str, Any]) -> dict[str, Any]:
+async def _answer(routes: Mapping[str, PeerHandler], frame: dict[str, Any],
+                  logger: logging.Logger) -> dict[str, Any]:
     """The answer to one request (an error frame for a refusal or a failure of ours)."""
     request_id = frame.get("id")
     kind = frame.get("type")
@@ -159,14 +162,14 @@ async def _answer(routes: Mapping[str, PeerHandler], frame: dict[str, Any]) -> d
             raise RequestError(_UNSUPPORTED, "unknown peer request")
         result = await route(frame)
     except RequestError as exc:
-        log.info("peer request %s refused: %s", str(kind)[:32], exc.code)
+        logger.info("peer request %s refused: %s", str(kind)[:32], exc.code)
         return {"id": request_id, "error": {"code": exc.code, "message": str(exc),
                                             **exc.details}}
     except StoreUnavailableError as exc:
-        log.error("peer request %s failed in storage: %s", str(kind)[:32], exc)
+        logger.error("peer request %s failed in storage: %s", str(kind)[:32], exc)
         return {"id": request_id, "error": {"code": _UNAVAILABLE,
                                             "message": "storage unavailable; try again"}}
     except Exception:
-        log.exception("peer request %s failed", str(kind)[:32])
+        logger.exception("peer request %s failed", str(kind)[:32])
         return {"id": request_id, "error": {"code": _INTERNAL, "message": "internal error"}}
     return {"id": request_id, "ok": True, **result}

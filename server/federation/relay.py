@@ -40,7 +40,7 @@ from .sharing import outgoing_record, summary
 if TYPE_CHECKING:
     from ..relay.server import Relay
 
-log = logging.getLogger("e2e.peer")
+log = logging.getLogger("e2e.relay.peer")
 
 RETRY_INTERVAL = 2.0
 """Seconds between attempts to hand queued items to an unreachable social server."""
@@ -52,7 +52,7 @@ class RelayFederation:
     def __init__(self, relay: Relay, setup: PeerSetup) -> None:
         self.relay = relay
         self.setup = setup
-        self.peer = PeerClient(setup.key, PRIVATE, *setup.peer)
+        self.peer = PeerClient(setup.key, PRIVATE, *setup.peer, logger=log)
         self._wake = trio.Event()
         self.drained = trio.Event()
         """Set while nothing waits for the social server (a new item clears it)."""
@@ -64,7 +64,7 @@ class RelayFederation:
         """Serve the social server's requests and pump queued items, until cancelled."""
         async with trio.open_nursery() as nursery:
             await nursery.start(serve_peer, self.routes, self.setup.key, PRIVATE,
-                                *self.setup.listen)
+                                *self.setup.listen, log)
             nursery.start_soon(self.pump)
             task_status.started()
 

@@ -49,7 +49,7 @@ from .social_store import CrossIdentity, LinkTakenError, SocialLink
 if TYPE_CHECKING:
     from ..social.server import SocialServer
 
-log = logging.getLogger("e2e.peer")
+log = logging.getLogger("e2e.social.peer")
 
 
 def listed_devices(identity: CrossIdentity) -> dict[int, bytes]:
@@ -75,7 +75,7 @@ class SocialFederation:
     def __init__(self, server: SocialServer, setup: PeerSetup) -> None:
         self.server = server
         self.setup = setup
-        self.peer = PeerClient(setup.key, SOCIAL, *setup.peer)
+        self.peer = PeerClient(setup.key, SOCIAL, *setup.peer, logger=log)
         self.routes: dict[str, PeerHandler] = {
             PEER_LINK: self.link, PEER_SHARE: self.share, PEER_UNLINK: self.unlink,
             PEER_DEVICES: self.devices, PEER_BUNDLES: self.bundles, PEER_DELIVER: self.deliver}
@@ -83,7 +83,7 @@ class SocialFederation:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the relay's requests until cancelled."""
-        await serve_peer(self.routes, self.setup.key, SOCIAL, *self.setup.listen,
+        await serve_peer(self.routes, self.setup.key, SOCIAL, *self.setup.listen, log,
                          task_status=task_status)
 
     # -- account links -----------------------------------------------------------------------
