@@ -39,6 +39,7 @@ from .constants import (
     PEER_NONCE_SIZE,
     PEER_SESSION_INFO,
     PEER_WELCOME_PREFIX,
+    TAG_SIZE,
 )
 from .errors import InvalidSignatureError, LocalProtocolError, MalformedError
 from .primitives import aead_open, aead_seal, hkdf_sha256, hmac_sha256
@@ -151,8 +152,8 @@ class FrameOpener:
         """The next frame's plaintext; :class:`~e2e_proto.errors.DecryptionError` (or
         :class:`MalformedError` for a non-bytes value) when it is not the next frame sealed
         under this key. A failure changes nothing (the caller ends the connection)."""
-        if type(ciphertext) is not bytes:
-            raise MalformedError("a sealed peer frame is bytes")
+        if type(ciphertext) is not bytes or len(ciphertext) < TAG_SIZE:
+            raise MalformedError("a sealed peer frame is bytes, at least its tag")
         plaintext = aead_open(ciphertext, b"", frame_nonce(self._next), self._key)
         self._next += 1
         return plaintext
