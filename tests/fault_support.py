@@ -15,7 +15,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,16 +38,17 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m MODULE serve`` in a child process; ready once it logs that it listens."""
+    """``python -m MODULE serve`` (with ``extra`` options) in a child process; ready once it
+    logs that it listens."""
 
     module: str  # the server's entry point, e.g. ``server.relay.main``
     what: str  # how a failure to start names it
 
-    def __init__(self, db: Path, port: int) -> None:
+    def __init__(self, db: Path, port: int, extra: Sequence[str] = ()) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module, "serve", "--listen",
-             f"127.0.0.1:{port}", "--db", str(db)],
+             f"127.0.0.1:{port}", "--db", str(db), *extra],
             cwd=ROOT, stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
 from client.cli.private import verify_report
+from client.core.cross_outbox import CrossPending
 from client.core.errors import ClientError
 from client.private.session import PrivateClient
 from client.social.session import SocialClient
+from e2e_proto.federation import PEER_DELIVER
 from tests import relay_harness, social_harness
 from tests.federation_harness import Federated, start_federated
 
@@ -129,3 +132,39 @@ async def test_a_changed_cross_identity_holds_messages_until_accepted(nursery,
     report = verify_report(alice.state, "bob@social", accept=True)
     assert report.key_changed and report.released == 1
     assert [m.text for m in await relay_harness.drain(alice)] == ["it is me, bob"]
+
+
+async def test_a_send_whose_answer_is_lost_is_kept_once(nursery, tmp_path: Path) -> None:
+    """The social server stores a delivery but its answer never reaches the relay: the sender
+    keeps the message, sends it again (same payload id, same client_id), and bob sees it once;
+    the same the other way."""
+    fed = await start_federated(nursery, tmp_path)
+    alice, bob = await _opted_in(fed, tmp_path)
+    for federation in (fed.relay_server.federation, fed.social_server.federation):
+        assert federation is not None
+        federation.peer.timeout = 1.0
+        real = federation.routes[PEER_DELIVER]
+        hung = trio.Event()
+
+        async def stored_then_silent(frame: dict, real=real, hung=hung) -> dict:  # type: ignore[type-arg]
+            answer = await real(frame)
+            if not hung.is_set():
+                hung.set()
+                await trio.sleep_forever()  # the answer is lost (the link hangs)
+            return answer  # type: ignore[no-any-return]
+
+        federation.routes[PEER_DELIVER] = stored_then_silent
+    async with relay_harness.session_of(alice) as a:
+        with pytest.raises(CrossPending):
+            await a.send_text("bob@social", "once")
+    async with social_harness.session_of(bob) as b:
+        with pytest.raises(CrossPending):
+            await b.send_text("alice@private", "once too")
+    assert len(alice.state.cross_outbox.pending()) == 1
+    async with relay_harness.session_of(alice):  # a new session sends what was kept
+        pass
+    async with social_harness.session_of(bob):
+        pass
+    assert alice.state.cross_outbox.pending() == [] == bob.state.cross_outbox.pending()
+    assert [e.text for e in await social_harness.drain(bob)] == ["once"]
+    assert [m.text for m in await relay_harness.drain(alice)] == ["once too"]

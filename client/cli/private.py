@@ -29,6 +29,7 @@ from ..core.errors import ClientError
 from ..private.received import Received
 from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
+from . import between
 from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
 from .common import (
     chat,
@@ -160,6 +161,8 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
     if command == "call":
         return await call_command(client.session, args, PRIVATE, _call_plan(args),
                                   show_on_stderr(format_message))
+    if command in between.COMMANDS:
+        return await between.run_private(client, args)
     if command == "group":
         async with client.session() as session:
             await session.catch_up()

@@ -44,9 +44,12 @@ from .jsonrpc import Codes, RpcError
 from .methods import TABLE
 from .social_methods import stored_from_json
 
-NOT_FORWARDED = ("register", "login", "link", "call")
+NOT_FORWARDED = ("register", "login", "link", "call", "profile", "status", "link-account",
+                 "unlink-account", "sharing", "linked", "cross")
 """Commands that do not run through a daemon: those that make a home's account (a served home
-has one already), and ``call``, which streams media from this process."""
+has one already), ``call``, which streams media from this process, and those between the
+transports (profiles, status updates, account links, cross-transport opt-in), which the
+daemon's method table does not have yet."""
 
 Render = Callable[[argparse.Namespace, Any], None]
 

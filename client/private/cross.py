@@ -34,6 +34,15 @@ class Cross(SessionBase):
     async def send_cross_text(self, to: str, text: str) -> Received:
         """Send ``text`` to ``to`` (``name@social``); kept and retried by a later command
         (:class:`CrossPending`) when the social server cannot be reached now."""
+        message = self.queue_cross_text(to, text)
+        refused = await self.flush_cross()
+        if message.id in refused:
+            raise ClientError(refused[message.id])
+        return from_stored(message, outgoing=True)
+
+    def queue_cross_text(self, to: str, text: str) -> StoredMessage:
+        """Keep ``text`` for ``to`` in the cross outbox (and as sent, here), to go with the
+        next :meth:`flush_cross`."""
         assert self.address is not None
         payload = Payload.new("text", int(self.client.clock() * 1000), self.client.random,
                               text=text, to=to)
@@ -42,10 +51,7 @@ class Cross(SessionBase):
         with self.state.transaction():
             self.state.cross_outbox.add(payload.id, to, payload.encode())
             self.state.add_message(message, self.client.clock(), seen=True)
-        refused = await self.flush_cross()
-        if payload.id in refused:
-            raise ClientError(refused[payload.id])
-        return from_stored(message, outgoing=True)
+        return message
 
     async def flush_cross(self) -> dict[bytes, str]:
         """Send the kept messages, oldest first, until one cannot reach the social server

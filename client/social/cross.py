@@ -74,7 +74,7 @@ class Cross(SessionBase):
         holder = self.state.cross_identity()
         server_key = info.get("identity_key")
         if server_key is None or (holder is not None and holder.public_key.raw == server_key
-                                  and me.device_id not in await self._own_devices(info)):
+                                  and me.device_id not in await self.own_cross_devices(info)):
             if holder is None:
                 holder = IdentityKeyPair.generate(self.client.random)
                 with self.state.protocol.transaction():
@@ -86,7 +86,7 @@ class Cross(SessionBase):
         if holder is not None and holder.public_key.raw != server_key:
             raise ClientError("the social server lists another cross identity key for this "
                               "account than the one this device made; check your devices")
-        devices = await self._own_devices(info)
+        devices = await self.own_cross_devices(info)
         if me.device_id in devices:
             await self.request("cross_set", enabled=True)
             return CrossStatus("listed", device_key.raw, sorted(devices))
@@ -200,7 +200,12 @@ class Cross(SessionBase):
             raise ClientError("the social server sent another account's cross device list")
         return signed
 
-    async def _own_devices(self, info: dict[str, Any]) -> dict[int, Ed25519PublicKey]:
+    async def own_cross_devices(self, info: dict[str, Any] | None = None
+                                ) -> dict[int, Ed25519PublicKey]:
+        """This account's cross devices (verified; empty before this device made or joined
+        the identity). ``info``: a ``cross_get`` answer already at hand."""
+        if info is None:
+            info = await self.request("cross_get")
         if self.state.trusted_cross_key is None or info.get("identity_key") is None:
             return {}
         return dict((await self._own_list(info)).device_list.devices)
@@ -265,10 +270,8 @@ class Cross(SessionBase):
         the relay cannot be reached now (the message is kept, sent by a later command)."""
         assert self.address is not None
         me = self.address
-        ts = int(self.client.clock() * 1000)
-        payload = Payload.new("text", ts, self.client.random, text=text, to=to)
-        with self.state.protocol.transaction():
-            self.state.cross_outbox.add(payload.id, to, payload.encode())
+        payload = self.queue_cross_text(to, text)
+        ts = payload.ts
         sent = await self.flush_cross()
         if payload.id not in sent:
             raise ClientError(f"the message to {to} was refused")
@@ -279,6 +282,15 @@ class Cross(SessionBase):
                                                    ts, message_id, text, secret=True))
                 self.state.remember_message(message_id, to)
         return message_id
+
+    def queue_cross_text(self, to: str, text: str) -> Payload:
+        """Keep ``text`` for ``to`` in the cross outbox, to go with the next
+        :meth:`flush_cross`; its payload."""
+        payload = Payload.new("text", int(self.client.clock() * 1000), self.client.random,
+                              text=text, to=to)
+        with self.state.protocol.transaction():
+            self.state.cross_outbox.add(payload.id, to, payload.encode())
+        return payload
 
     async def flush_cross(self) -> dict[bytes, int]:
         """Send the kept messages in order; the ids sent (with the server's message id of the
