@@ -185,17 +185,17 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         print_messages(await session.search(args.text), with_conversation=True)
     elif command == "secret":
         print_secret(args.name, await session.make_secret(args.name))
+    elif command == "verify" and is_foreign(args.name):
+        await session.cross_device_list(args.name, refresh=True)
+        changed = session.state.cross_contacts.key_changed(args.name)
+        released = await session.accept_cross_key(args.name) if args.accept else None
+        print_cross_verify(args.name, changed, session.cross_safety_number(args.name), released)
     elif command == "verify":
         report = await session.device_report(args.name)
         print_verify(args.name, report, await session.accept_devices(args.name)
                      if args.accept else None)
     elif command in between.COMMANDS:
         await between.run_social(session, args)
-    elif command == "verify" and is_foreign(args.name):
-        await session.cross_device_list(args.name, refresh=True)
-        changed = session.state.cross_contacts.key_changed(args.name)
-        released = await session.accept_cross_key(args.name) if args.accept else None
-        print_cross_verify(args.name, changed, session.cross_safety_number(args.name), released)
     elif command == "devices":
         response = await session.request("get_devices", account=session.state.account or "")
         print_devices(response["devices"], session.state.device_id)

@@ -61,7 +61,7 @@ class DeviceLists(SessionBase):
             raise ClientError(f"the device list of {account!r} does not verify: {exc}") from None
         if signed.device_list.account != (account if foreign is None else foreign[0]):
             raise ClientError(f"the relay sent a device list of another account for {account!r}")
-        self._check_bindings(signed)
+        self._check_bindings(account, signed)
         highest = self.state.highest_version(account, key)
         if highest is not None and signed.device_list.version < highest:
             raise ClientError(f"refused the device list of {account!r}: version "
@@ -85,9 +85,9 @@ class DeviceLists(SessionBase):
                 self.state.protocol.delete_session(Address(account, device_id))
         return signed.device_list
 
-    def _check_bindings(self, signed: SignedDeviceList) -> None:
-        """Refuse a list naming a device key this client knows as another account's device."""
-        account = signed.device_list.account
+    def _check_bindings(self, account: str, signed: SignedDeviceList) -> None:
+        """Refuse a list of ``account`` naming a device key this client knows as another
+        account's device."""
         for device_id, key in signed.device_list.devices:
             owner = self.state.device_key_owner(key)
             if owner is not None and owner != account:

@@ -54,6 +54,7 @@ class RelayFederation:
         self.setup = setup
         self.peer = PeerClient(setup.key, PRIVATE, *setup.peer, logger=log)
         self._wake = trio.Event()
+        self._handing_over = trio.Lock()
         self.drained = trio.Event()
         """Set while nothing waits for the social server (a new item clears it)."""
         self.routes: dict[str, PeerHandler] = {
@@ -79,9 +80,7 @@ class RelayFederation:
         while True:
             self._wake = trio.Event()
             try:
-                while items := self.relay.store.federation.peer_items(20):
-                    for item in items:
-                        await self._hand_over(item)
+                await self.hand_over_queue()
             except (PeerUnavailable, StoreUnavailableError) as exc:
                 log.info("queued items for the social server wait: %s", exc)
                 with trio.move_on_after(RETRY_INTERVAL):  # retry backoff, or new work
@@ -89,6 +88,15 @@ class RelayFederation:
                 continue
             self.drained.set()
             await self._wake.wait()
+
+    async def hand_over_queue(self) -> None:
+        """Hand every queued item over now, in order (one caller at a time: the pump, or a
+        request that wants its item taken before it answers); :class:`PeerUnavailable` when
+        the social server cannot be reached."""
+        async with self._handing_over:
+            while items := self.relay.store.federation.peer_items(20):
+                for item in items:
+                    await self._hand_over(item)
 
     async def _hand_over(self, item: PeerItem) -> None:
         """Deliver one item and log it; a refusal is logged and the item dropped."""

@@ -34,6 +34,7 @@ from e2e_proto.federation import (
 from e2e_proto.social_api import CLIENT_ID_SIZE
 
 from ..common.requests import RequestError, Route, RouteTable
+from ..common.store_base import StoreUnavailableError
 from ..relay.fields import require_field
 from ..relay.store import Enqueue, Outgoing, QuotaExceededError
 from .envelopes import mismatch_details, split_send
@@ -86,6 +87,18 @@ async def _ask(conn: RelayConnection, kind: str, **fields: Any) -> dict[str, Any
         return await _federation(conn).peer.request(kind, **fields)
     except (PeerUnavailable, PeerRefused) as exc:
         raise refusal(exc, CODES, PEER_UNAVAILABLE) from None
+
+
+async def _hand_over_now(conn: RelayConnection) -> None:
+    """Hand what was just queued (a link's first record, a revocation) to the social server
+    before answering; when it cannot be reached now, the pump does it later."""
+    federation = conn.relay.federation
+    if federation is None:
+        return
+    try:
+        await federation.hand_over_queue()
+    except (PeerUnavailable, StoreUnavailableError):
+        federation.wake_pump()
 
 
 # -- cross-transport chats --------------------------------------------------------------------
@@ -196,6 +209,7 @@ async def link_account(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
     except LinkTakenError:
         raise RequestError(LINK_REFUSED, "that link id was used before") from None
     queue_share(conn.relay, link, build_record(conn.relay, link, profile, statuses))
+    await _hand_over_now(conn)
     return {"link_id": link.link_id, "social_account": statement.social_account}
 
 
@@ -222,8 +236,7 @@ async def unlink_account(conn: RelayConnection, frame: dict[str, Any]) -> dict[s
             SharingEntry(now, "unlinked", live.link_id, "sharing stopped", None),
             (UNLINK, item)):
         raise RequestError(NOT_LINKED, "this account is not linked")
-    if conn.relay.federation is not None:
-        conn.relay.federation.wake_pump()
+    await _hand_over_now(conn)
     return {}
 
 
