@@ -11,6 +11,9 @@ Envelope (a msgpack array, version first)::
     [1, "prekey",  ...the same nine fields...,
      initiator_identity_key, ephemeral_key, signed_prekey_id, one_time_prekey_id or nil]
 
+An account field is a local name or a foreign one (``name@private``, ``name@social``: an
+account of the other transport, :mod:`e2e_proto.address`).
+
 Group message (a msgpack array, version first; at most one frame's size)::
 
     [1, header, nonce, ciphertext, signature]

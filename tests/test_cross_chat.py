@@ -79,6 +79,19 @@ async def test_every_device_of_both_accounts_gets_each_message(nursery, tmp_path
     mine = await social_harness.drain(bob)
     assert [(e.sender, e.conversation, e.text) for e in mine] == [
         ("bob", "alice@private", "from bob's phone")]
+    # The phone is taken off: alice's client learns it from the refused send and resends to
+    # the devices listed now; the phone can no longer send across.
+    async with social_harness.session_of(bob) as b:
+        assert await b.cross_remove(1) == [0]
+        with pytest.raises(ClientError, match="last one"):
+            await b.cross_remove(0)
+    async with relay_harness.session_of(alice) as a:
+        await a.send_text("bob@social", "only to the first device")
+    assert [e.text for e in await social_harness.drain(bob)] == ["only to the first device"]
+    assert [e.warning is not None for e in await social_harness.drain(bob_phone)] == [True]
+    async with social_harness.session_of(bob_phone) as phone:
+        with pytest.raises(ClientError, match="not one of this account's cross-transport"):
+            await phone.send_text("alice@private", "still here?")
 
 
 async def test_whoever_did_not_opt_in_cannot_be_reached(nursery, tmp_path: Path) -> None:

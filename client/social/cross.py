@@ -73,23 +73,28 @@ class Cross(SessionBase):
         info = await self.request("cross_get")
         holder = self.state.cross_identity()
         server_key = info.get("identity_key")
-        if server_key is None or (holder is not None and holder.public_key.raw == server_key
-                                  and me.device_id not in await self.own_cross_devices(info)):
+        if server_key is None:
             if holder is None:
                 holder = IdentityKeyPair.generate(self.client.random)
                 with self.state.protocol.transaction():
                     self.state.keep_cross_identity(holder)
             listed = CrossDeviceList(me.account, 1, ((me.device_id, device_key),))
-            await self._publish(holder, listed, {me.device_id: device_key.raw})
+            await self._publish(holder, listed, {})
             await self.request("cross_set", enabled=True)
             return CrossStatus("made", device_key.raw, [me.device_id])
         if holder is not None and holder.public_key.raw != server_key:
             raise ClientError("the social server lists another cross identity key for this "
                               "account than the one this device made; check your devices")
         devices = await self.own_cross_devices(info)
-        if me.device_id in devices:
+        if me.device_id in devices or holder is not None:
+            if me.device_id not in devices:  # the holder took itself off: back on the list
+                assert holder is not None
+                current = await self._own_list(info)
+                listed = CrossDeviceList(me.account, current.device_list.version + 1, tuple(
+                    sorted({**devices, me.device_id: device_key}.items())))
+                await self._publish(holder, listed, self._signatures(info))
             await self.request("cross_set", enabled=True)
-            return CrossStatus("listed", device_key.raw, sorted(devices))
+            return CrossStatus("listed", device_key.raw, sorted({*devices, me.device_id}))
         key = Ed25519PublicKey(server_key)
         with self.state.protocol.transaction():
             self.state.set("cross_identity_key", key.raw)
