@@ -192,15 +192,14 @@ async def run_social(session: SocialSession, args: argparse.Namespace) -> None:
     elif command == "status":
         print_statuses([(a, s.text, s.posted_ms) for a, s in await session.statuses()])
     elif command == "linked":
-        answer = await session.request("linked")
-        linked, raw = answer.get("linked"), answer.get("record")
-        if not linked:
+        linked = await session.linked_account()
+        if linked is None:
             print("not linked to a private account")
             return
-        print(f"linked to {linked[0]}@{PRIVATE} since {_when(float(linked[2]) * 1000)}")
-        if raw is not None:
-            for line in record_lines(SharedRecord.decode(raw)):
-                print(f"  {line}")
+        private_account, linked_at, record = linked
+        print(f"linked to {private_account}@{PRIVATE} since {_when(linked_at * 1000)}")
+        for line in [] if record is None else record_lines(record):
+            print(f"  {line}")
     else:
         await _social_cross(session, args, account)
 
@@ -221,11 +220,9 @@ async def _social_cross(session: SocialSession, args: argparse.Namespace,
         devices = await session.cross_remove(args.device_id)
         print(f"device {args.device_id} taken off; devices: {', '.join(map(str, devices))}")
     else:
-        info = await session.request("cross_get")
-        devices = sorted(await session.own_cross_devices(info))
-        print_cross_status(SOCIAL, CrossStatus("listed", b"", devices),
-                           bool(info.get("enabled")), account)
-        for device_id, key, _ in info.get("joins") or []:
+        enabled, devices, joins = await session.cross_report()
+        print_cross_status(SOCIAL, CrossStatus("listed", b"", devices), enabled, account)
+        for device_id, key in joins:
             print(f"device {device_id} asks to join (key {key.hex()[:16]}...): "
                   f"'cross approve {device_id} KEY' after comparing its key")
 

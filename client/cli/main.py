@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("name", help="account name: lowercase letters, digits, _ . -")
     commands.add_parser("whoami", help="print this device's account and device id")
     send = commands.add_parser("send", help="send one message")
-    send.add_argument("name", help="recipient account")
+    send.add_argument("name", help="recipient account (NAME@social or NAME@private: an account "
+                      "of the other transport, end to end encrypted; see 'cross')")
     send.add_argument("text", help="message text")
     send_file = commands.add_parser(
         "send-file", help="send a file (at most 100 MiB), encrypted; social: end-to-end only "
@@ -182,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--group", metavar="NAME", help="chat in the group NAME instead")
     verify = commands.add_parser("verify", help="print the safety number shared with NAME "
                                  "(social: NAME's device keys and which are accepted)")
-    verify.add_argument("name", help="the other account")
+    verify.add_argument("name", help="the other account (NAME@social / NAME@private too)")
     verify.add_argument("--accept", action="store_true",
                         help="after checking with NAME in person: trust NAME's new account key "
                              "(social: NAME's devices as listed now); needed after a change, "

@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from e2e_proto import social_api as api
+from e2e_proto.account_link import SharedRecord
 from e2e_proto.address import Address, is_foreign, qualify, split_foreign
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 from e2e_proto.cross_identity import CrossDeviceList, SignedCrossDeviceList, cross_link_message
@@ -102,6 +103,30 @@ class Cross(SessionBase):
         ).sign(cross_link_message(key, me.account)))
         return CrossStatus("joined", device_key.raw, sorted(devices))
 
+    async def cross_report(self) -> tuple[bool, list[int], list[tuple[int, bytes]]]:
+        """Whether this account takes cross-transport chats, its verified cross devices, and
+        the devices asking to join (id, key)."""
+        info = await self.request("cross_get")
+        devices = sorted(await self.own_cross_devices(info))
+        joins = [(j[0], j[1]) for j in info.get("joins") or []
+                 if isinstance(j, list) and len(j) == 3 and type(j[0]) is int
+                 and type(j[1]) is bytes]
+        return bool(info.get("enabled")), devices, joins
+
+    async def linked_account(self) -> tuple[str, float, SharedRecord | None] | None:
+        """The private account linked to this one (its name, when linked) and the record it
+        last shared; None when not linked."""
+        answer = await self.request("linked")
+        linked, raw = answer.get("linked"), answer.get("record")
+        if linked is None:
+            return None
+        try:
+            account, _, linked_at = linked
+            return (str(account), float(linked_at),
+                    None if raw is None else SharedRecord.decode(raw))
+        except (ValueError, TypeError, E2EProtoError):
+            raise ClientError("the social server sent a malformed account link") from None
+
     async def cross_off(self) -> None:
         """Opt out: nobody of the private transport can reach this account any more."""
         await self.request("cross_set", enabled=False)
@@ -117,9 +142,13 @@ class Cross(SessionBase):
                               "(as 'cross on' printed it there)")
         info = await self.request("cross_get")
         current = await self._own_list(info)
-        join = next((j for j in info.get("joins") or [] if j[0] == device_id), None)
+        joins = info.get("joins")
+        join = next((j for j in joins if isinstance(j, list) and j and j[0] == device_id),
+                    None) if isinstance(joins, list) else None
         if join is None:
             raise ClientError(f"device {device_id} has not asked to join (run 'cross on' there)")
+        if len(join) != 3 or not all(type(v) is bytes for v in join[1:]):
+            raise ClientError("the social server sent a malformed request to join")
         _, key, signature = join
         if not key.hex().startswith(prefix):
             raise ClientError(f"device {device_id}'s key does not start with {prefix}: do not "
