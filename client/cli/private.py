@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from e2e_proto.address import is_foreign, qualify
 from e2e_proto.capabilities import PRIVATE, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
@@ -28,6 +29,7 @@ from ..core.errors import ClientError
 from ..private.received import Received
 from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
+from . import between
 from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
 from .common import (
     chat,
@@ -160,6 +162,8 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
         return await call_command(client.session, args, PRIVATE,
                                   call_plan(args.name, args.group),
                                   show_on_stderr(format_message))
+    if command in between.COMMANDS:
+        return await between.run_private(client, args)
     if command == "group":
         async with client.session() as session:
             await session.catch_up()
@@ -332,7 +336,10 @@ def verify_report(state: ClientState, name: str, accept: bool) -> VerifyReport:
     if own is None or other is None:
         raise ClientError(f"no verified keys for {name!r}")
     key_changed = state.key_changed(name)
-    number = format_safety_number(safety_number(state.account or "", own[0], name, other[0]))
+    me = state.account or ""
+    if is_foreign(name):  # across the transports both sides name both accounts in full
+        me = qualify(me, PRIVATE)
+    number = format_safety_number(safety_number(me, own[0], name, other[0]))
     return VerifyReport(key_changed, number, state.accept_key(name) if accept else None)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from e2e_proto.address import is_foreign
 from e2e_proto.capabilities import SOCIAL
 from e2e_proto.social_api import parse_message_id
 
@@ -27,6 +28,7 @@ from ..core.errors import ClientError
 from ..social.own_devices import OwnDevice
 from ..social.session import SocialClient, SocialSession
 from ..social.state import SocialEvent, SocialState, StoredMessage
+from . import between
 from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
 from .common import (
     chat,
@@ -186,10 +188,17 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         print_messages(await session.search(args.text), with_conversation=True)
     elif command == "secret":
         print_secret(args.name, await session.make_secret(args.name))
+    elif command == "verify" and is_foreign(args.name):
+        await session.cross_device_list(args.name, refresh=True)
+        changed = session.state.cross_contacts.key_changed(args.name)
+        released = await session.accept_cross_key(args.name) if args.accept else None
+        print_cross_verify(args.name, changed, session.cross_safety_number(args.name), released)
     elif command == "verify":
         report = await session.device_report(args.name)
         print_verify(args.name, report, await session.accept_devices(args.name)
                      if args.accept else None)
+    elif command in between.COMMANDS:
+        await between.run_social(session, args)
     elif command == "devices":
         print_devices(await session.own_devices())
     elif command == "unlink":
@@ -253,6 +262,20 @@ def print_verify(name: str, report: Sequence[tuple[int, bytes, str]],
         count, held = accepted
         shown = f"; {held} held message(s) are shown by the next recv" if held else ""
         print(f"accepted the {count} device(s) of {name}{shown}")
+
+
+def print_cross_verify(name: str, key_changed: bool, number: str,
+                       released: int | None) -> None:
+    """The output of ``verify NAME@private``: the safety number both sides see, and what
+    ``--accept`` released."""
+    if key_changed:
+        print(f"warning: the account key of {name} changed since you last talked",
+              file=sys.stderr)
+    print(f"safety number with {name}:")
+    print(number)
+    if released is not None:
+        shown = f"; {released} held message(s) are shown by the next recv" if released else ""
+        print(f"accepted {name}'s current account key{shown}")
 
 
 def print_devices(devices: Sequence[OwnDevice]) -> None:

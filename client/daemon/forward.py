@@ -52,9 +52,11 @@ from .jsonrpc import Codes, RpcError
 from .methods import TABLE
 from .social_methods import stored_from_json
 
-NOT_FORWARDED = ("register", "login", "logout", "link")
+NOT_FORWARDED = ("register", "login", "logout", "link", "profile", "status", "link-account",
+                 "unlink-account", "sharing", "linked", "cross")
 """Commands that do not run through a daemon: those that make or end a home's login (the
-daemon holds it)."""
+daemon holds it), and those between the transports (profiles, status updates, account links,
+cross-transport opt-in), which the daemon's method table does not have yet."""
 LEAVE_WAIT = 5.0
 """Seconds an interrupted ``call`` waits for the daemon to leave the call."""
 

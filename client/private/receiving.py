@@ -16,15 +16,22 @@ from typing import Any
 import trio
 
 from e2e_proto import call_api
-from e2e_proto.address import Address
+from e2e_proto.address import Address, is_foreign
 from e2e_proto.errors import DuplicateMessageError, RemoteProtocolError
 from e2e_proto.groups import GroupUpdate
 from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.media import MEDIA_KIND
-from e2e_proto.payload import GROUP_UPDATE_KIND, SENDER_KEY_KIND, Payload
+from e2e_proto.payload import (
+    GROUP_UPDATE_KIND,
+    PROFILE_KIND,
+    SENDER_KEY_KIND,
+    STATUS_KIND,
+    Payload,
+)
 from e2e_proto.wire import GroupEnvelope, decode_delivery
 
 from ..core.connection import ConnectionLost, ServerError
+from ..core.cross_outbox import CrossPending
 from ..core.errors import ClientError
 from ..core.pushes import bounded_int, bounded_str
 from .base import SessionBase
@@ -142,6 +149,9 @@ class Receiving(SessionBase):
                 notice = f"dropped a group update: {exc}"
             except DuplicateMessageError:
                 pass  # decrypted and stored in an earlier run; only the ack was lost
+            except CrossPending as exc:  # its sender's list cannot be fetched now: keep it
+                return _notice(f"a message from the other transport waits in the mailbox "
+                               f"until its sender can be checked ({exc})")
             except (RemoteProtocolError, ClientError, ValueError, TypeError,
                     OverflowError) as exc:
                 # Nothing was committed (the transaction rolled back); acknowledging drops a
@@ -189,7 +199,8 @@ class Receiving(SessionBase):
                     else _display_text(payload))
             peer = payload.fields.get("to") if sender.account == self.address.account else None
             peer = peer if isinstance(peer, str) else sender.account
-            if held and payload.kind in (GROUP_UPDATE_KIND, "device_sync"):
+            if held and payload.kind in (GROUP_UPDATE_KIND, "device_sync", PROFILE_KIND,
+                                         STATUS_KIND):
                 quiet = True  # acted on by no one until accepted; the user sees the notice
             elif payload.kind == "device_sync" and sender.account == self.address.account:
                 self._apply_device_sync(payload)
@@ -200,6 +211,10 @@ class Receiving(SessionBase):
                 text = self._take_group_update(sender, payload)
                 quiet = text is None
                 peer = group_peer(GroupUpdate.from_payload(payload).state.group_id)
+            elif payload.kind in (PROFILE_KIND, STATUS_KIND):
+                quiet = True  # kept in the profile book, not shown as a message
+                if not taken_before and not is_foreign(sender.account):
+                    self._take_profile_payload(sender.account, payload)
             message = StoredMessage(payload.id, sender.account, sender.device_id, peer,
                                     payload.ts, payload.kind,
                                     text if isinstance(text, str) else None)

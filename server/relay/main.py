@@ -5,6 +5,8 @@
                     [--registrations-per-hour 30]
                     [--blob-dir DIR] [--blob-quota-mib 1024] [--blob-ttl-days 30]
                     [--sfu HOST:PORT | --sfu-address HOST:PORT --sfu-key-file FILE]
+                    [--peer-listen HOST:PORT --peer-social HOST:PORT --peer-key-file FILE]
+    e2e-relay peer-keygen FILE      (the key the relay and the social server share)
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from collections.abc import Sequence
 
 import trio
 
+from ..calls.keyfile import write_key_file
 from ..calls.options import CallSetupError, add_call_arguments, call_setup
 from ..common import serving
+from ..federation.options import PeerSetupError, add_peer_arguments, peer_setup
+from ..federation.relay import RelayFederation
 from .config import DAY, MIB, RelayConfig
 from .server import Relay
 from .sqlite_store import SqliteRelayStore
@@ -41,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="MiB of envelopes kept per device mailbox (default 100)")
     serving.add_blob_arguments(serve)
     add_call_arguments(serve)
+    add_peer_arguments(serve, "social")
+    keygen = commands.add_parser("peer-keygen", help="write a new key for the link between "
+                                 "the relay and the social server")
+    keygen.add_argument("file", help="the key file to create (not overwritten)")
     return parser
 
 
@@ -57,28 +66,41 @@ async def serve(relay: Relay, host: str, port: int, tls: ssl.SSLContext | None =
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-relay``."""
     args = build_parser().parse_args(argv)
+    if args.command == "peer-keygen":
+        try:
+            write_key_file(args.file)
+        except OSError as exc:
+            print(f"e2e-relay: cannot create {args.file}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
+        return 0
     try:
         calls = call_setup(args)
-    except CallSetupError as exc:
+        peer = peer_setup(args)
+    except (CallSetupError, PeerSetupError) as exc:
         print(f"e2e-relay: {exc}", file=sys.stderr)
         return 2
 
     def make_relay(store: SqliteRelayStore) -> Relay:
-        return Relay(store, RelayConfig(
+        relay = Relay(store, RelayConfig(
             mailbox_ttl=args.ttl_days * DAY, mailbox_quota=args.quota,
             mailbox_quota_bytes=int(args.quota_mib * MIB),
             registrations_per_hour=args.registrations_per_hour,
             registration_burst=max(1, round(args.registrations_per_hour)),
             blobs=serving.blob_limits(args)), blob_dir=args.blob_dir, sfu=calls.grant)
+        if peer is not None:
+            relay.federation = RelayFederation(relay, peer)
+        return relay
 
     async def serve_with_calls(relay: Relay, host: str, port: int,
                                tls: ssl.SSLContext | None = None,
                                task_status: trio.TaskStatus[list[trio.SocketListener]] = (
                                    trio.TASK_STATUS_IGNORED)) -> None:
         log.info("%s", calls.describe())
+        peers = [] if relay.federation is None else [relay.federation.run]
         await serving.serve(relay, host, port, tls, task_status,
                             background=[relay.expire_forever, relay.blobs.expire_forever,
-                                        *calls.tasks])
+                                        *calls.tasks, *peers])
 
     return serving.run_serve_command("e2e-relay", args, log, SqliteRelayStore, make_relay,
                                      serve_with_calls)

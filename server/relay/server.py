@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -31,6 +31,9 @@ from .connection import RelayConnection
 from .group_commit import GroupCommit
 from .linking import PendingLink
 from .store import RelayStore
+
+if TYPE_CHECKING:
+    from ..federation.relay import RelayFederation
 
 log = logging.getLogger("e2e.relay")
 
@@ -74,6 +77,8 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
                                                config.registration_burst)
         """Accounts registered per source address."""
+        self.federation: RelayFederation | None = None
+        """The link to the social server (:mod:`server.federation.relay`), when configured."""
 
     def add_link(self, lookup: bytes, pending: PendingLink) -> str | None:
         """File a pending link under ``lookup``; None, or the cap that is full ("total",

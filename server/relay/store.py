@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 
 from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
+from ..federation.relay_store import RelayFederationStore
 
 
 class NameTakenError(Exception):
@@ -164,6 +165,9 @@ class RelayStore(Protocol):
 
     blobs: RelayBlobIndex
     """Blob metadata (the bytes are files: :mod:`server.common.blobs`)."""
+    federation: RelayFederationStore
+    """Account links, the sharing log, items for the social server and the accounts that
+    take cross-transport chats (:mod:`server.federation.relay_store`: nine methods)."""
 
     def create_account(self, account: str, account_key: bytes, list_version: int,
                        list_body: bytes, list_signature: bytes,
