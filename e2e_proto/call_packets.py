@@ -53,6 +53,7 @@ _EVENT = struct.Struct(">BI")
 _REJECT = struct.Struct(">BIB")
 _U32 = struct.Struct(">I")
 _TAG = CALL_PACKET_TAG_SIZE
+_WINDOW_MASK = (1 << CALL_REPLAY_WINDOW) - 1
 
 
 def type_byte(kind: int) -> int:
@@ -226,10 +227,17 @@ class ReplayWindow:
         return behind < CALL_REPLAY_WINDOW and not (self._seen >> behind) & 1
 
     def mark(self, counter: int) -> None:
-        """Record ``counter`` as accepted (it must be :meth:`fresh`)."""
+        """Record ``counter`` as accepted (it must be :meth:`fresh`).
+
+        A counter a window or more ahead restarts the window: the work and the memory stay
+        those of a 128-bit integer, whatever the jump (counters are u64 from the network).
+        """
         ahead = counter - self._highest
-        if ahead > 0:
-            self._seen = ((self._seen << ahead) | 1) & ((1 << CALL_REPLAY_WINDOW) - 1)
+        if ahead >= CALL_REPLAY_WINDOW:
+            self._seen = 1
+            self._highest = counter
+        elif ahead > 0:
+            self._seen = ((self._seen << ahead) | 1) & _WINDOW_MASK
             self._highest = counter
         else:
             self._seen |= 1 << -ahead

@@ -230,6 +230,20 @@ def test_a_link_accepts_only_fresh_tagged_datagrams_from_the_unit() -> None:
         link._sock.send(b"x")
 
 
+def test_a_link_survives_a_counter_far_ahead() -> None:
+    # Review finding 1: MediaLink.accept shifted its replay window by the jump, so a unit
+    # sending counter 2**64-1 crashed the client with MemoryError.
+    _, packet_key = issue_token(KEY, CALL, 1, ALICE, 2**40, 8)
+    link = MediaLink(("127.0.0.1", 9), 1, packet_key)
+    key = packets.PacketKey(packet_key)
+    ack = packets.KEEPALIVE_ACK
+    assert link.accept(packets.control_packet(key, ack, 1, 1)) == ack
+    assert link.accept(packets.control_packet(key, ack, 1, 2**64 - 1)) == ack
+    assert link.accept(packets.control_packet(key, ack, 1, 2**64 - 1)) is None
+    assert link.accept(packets.control_packet(key, ack, 1, 2**64 - 2)) == ack
+    link.close()
+
+
 def test_the_call_command_line() -> None:
     from client.cli.main import build_parser, main
 

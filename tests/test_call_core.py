@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import struct
+import tracemalloc
 import zlib
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -181,7 +183,7 @@ def test_datagram_bodies_round_trip_and_lies_are_malformed() -> None:
         packets.reject_body(reject + b"x")
 
 
-@given(st.lists(st.integers(0, 400), max_size=200))
+@given(st.lists(st.one_of(st.integers(0, 400), st.integers(0, 2**64 - 1)), max_size=200))
 def test_replay_window_accepts_each_counter_once(counters: list[int]) -> None:
     window = packets.ReplayWindow()
     accepted: set[int] = set()
@@ -192,6 +194,35 @@ def test_replay_window_accepts_each_counter_once(counters: list[int]) -> None:
         if expected:
             window.mark(counter)
             accepted.add(counter)
+
+
+def peak_allocation(work: Callable[[], object]) -> int:
+    """The most memory ``work`` held at once (bytes, as tracemalloc counts it)."""
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_counter_far_ahead_restarts_the_replay_window() -> None:
+    # Review finding 1: the window was shifted by the jump, so one datagram with counter 2**64-1
+    # made a 2**64-bit integer (MemoryError out of the unit) and 2**33 a 1 GiB one.
+    window = packets.ReplayWindow()
+    window.mark(1)
+
+    def jump() -> None:
+        for counter in (2**30, 2**64 - 1):
+            assert window.fresh(counter)
+            window.mark(counter)
+
+    assert peak_allocation(jump) < 4096
+    top = 2**64 - 1
+    assert not window.fresh(top) and not window.fresh(2**30) and not window.fresh(1)
+    assert window.fresh(top - 1) and window.fresh(top - 127) and not window.fresh(top - 128)
+    window.mark(top - 127)
+    assert not window.fresh(top - 127)
 
 
 # -- synthetic frames and statistics ----------------------------------------------------------

@@ -13,6 +13,7 @@ import socket
 from itertools import count
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -264,3 +265,45 @@ def test_no_datagram_makes_the_unit_raise(unit: Sfu, data: st.DataObject) -> Non
     assert unit.stats.forwarded == before or noise == valid
     alice.sock.close()
     bob.sock.close()
+
+
+def test_a_counter_far_ahead_neither_crashes_nor_stalls_the_unit(unit: Sfu) -> None:
+    # Review finding 1: one KEEPALIVE with counter 2**64-1 from an admitted participant raised
+    # MemoryError out of handle(), ending the unit (and a relay or social server running it).
+    mallory, bob = Raw(1), Raw(2)
+    joined(unit, mallory, bob)
+    unit.handle(packets.control_packet(mallory.key, packets.KEEPALIVE, 1, 2**64 - 1),
+                mallory.peer, 0.1)
+    assert mallory.types() == [packets.KEEPALIVE_ACK]
+    unit.handle(bob.media(), bob.peer, 0.2)
+    assert mallory.types() == [packets.FORWARD]
+    carol = Raw(3)  # a first JOIN with the largest counter
+    unit.handle(packets.join_packet(carol.key, 3, 2**64 - 1, 0, carol.token), carol.peer, 0.3)
+    assert carol.types() == [packets.WELCOME] and len(unit.rooms[CALL].participants) == 3
+
+
+async def test_serving_outlives_a_datagram_that_makes_handle_fail() -> None:
+    # Review finding 1 (last resort): an exception out of handle() ended serve(), and with it
+    # the server whose nursery runs the unit; now it is counted and the unit goes on.
+    unit = Sfu(KEY, SfuConfig(), wall_ms=lambda: NOW_MS)
+    unit.bind("127.0.0.1", 0)
+    handled: list[bytes] = []
+    second = trio.Event()
+
+    def failing_once(data: bytes, peer: tuple[str, int], now: float) -> None:
+        handled.append(data)
+        if len(handled) == 1:
+            raise RuntimeError("a bug a datagram found")
+        second.set()
+
+    unit.handle = failing_once  # type: ignore[method-assign]
+    sender = Raw(1)
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(unit.serve)
+        sender.sock.sendto(b"first", address)
+        sender.sock.sendto(b"second", address)
+        with trio.fail_after(10):
+            await second.wait()
+        nursery.cancel_scope.cancel()
+    assert handled == [b"first", b"second"] and unit.stats.errors == 1
+    sender.sock.close()

@@ -8,7 +8,9 @@ Invariants:
 * A datagram counts only once its participant is known by its source address, its counter is
   fresh and its tag verifies under that participant's packet key; a JOIN only with a token
   that verifies under the call key shared with the signalling server. Anything else is counted
-  in :class:`SfuStats` and dropped; nothing a datagram says can raise out of :meth:`Sfu.handle`.
+  in :class:`SfuStats` and dropped; nothing a datagram says can raise out of :meth:`Sfu.handle`
+  (and should a bug let something, :meth:`Sfu.serve` counts it in ``errors``, logs it and goes
+  on: the unit may run inside a relay or social server, which it must not end).
 * Each receiver has its own bounded queue and send budget: a receiver that asked for a lower
   rate (``max_kbps`` in its JOIN) or whose datagrams the socket cannot take at once waits in
   its own queue, and past ``queue_packets`` it loses its own frames (counted), never another
@@ -103,6 +105,8 @@ class SfuStats:
     call_full: int = 0
     send_errors: int = 0
     rejects: int = 0
+    errors: int = 0
+    """Datagrams whose handling raised (a bug): logged and dropped, the unit goes on."""
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name."""
@@ -242,7 +246,11 @@ class Sfu:
                     break
                 except OSError:  # an ICMP error for an earlier send: nothing to read
                     continue
-                self.handle(data, peer[:2], now)
+                try:
+                    self.handle(data, peer[:2], now)
+                except Exception:  # a bug must not end the server the unit runs inside
+                    self.stats.errors += 1
+                    log.exception("a datagram from %s made the unit fail; dropped", peer[:2])
             else:
                 await trio.lowlevel.checkpoint()
 
