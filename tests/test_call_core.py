@@ -273,6 +273,18 @@ def test_stream_stats_count_loss_duplicates_and_reordering(data: st.DataObject) 
         assert stats.lost == 0 and stats.latency(0.5) is None
 
 
+def test_a_sequence_number_far_ahead_restarts_the_stats_window() -> None:
+    # Review finding 6: the seen-bitmap was shifted by the jump, so a peer's frame with seq
+    # 2**32-1 after seq 0 built a 512 MiB integer and took about two seconds.
+    stats = StreamStats()
+    stats.frame(0, 0.0)
+    assert peak_allocation(lambda: stats.frame(2**32 - 1, 0.0)) < 4096
+    stats.frame(2**32 - 2, 0.0)  # just behind: reordered, not a duplicate
+    stats.frame(2**32 - 1, 0.0)
+    assert (stats.received, stats.unique, stats.duplicates, stats.reordered) == (4, 3, 1, 1)
+    assert stats.lost == 2**32 - 3
+
+
 def test_latency_percentiles_are_nearest_rank() -> None:
     stats = StreamStats()
     for seq in range(100):
