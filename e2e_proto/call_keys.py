@@ -8,8 +8,11 @@ after someone leaves everyone moves to a fresh base key of the next generation, 
 leaver never receives. Frames authenticate the call id (SFrame metadata), so a frame cannot be
 replayed into another call.
 
-Each receiver keyring keeps the keys of its sender's current and previous generation only
-(frames in flight across a change still open), so a keyring's size is bounded.
+Each receiver keyring keeps the keys of the newest generation it has seen of its sender and of
+the one before (frames in flight across a change still open); a key of an older generation is
+ignored, whatever order keys arrive in. A keyring therefore holds at most
+``KEPT_GENERATIONS`` x 256 KIDs (256 ratchet steps per generation, RFC 9605 §5.1 with R = 8),
+and a frame with an unknown KID scans at most that many.
 """
 
 from __future__ import annotations
@@ -80,13 +83,14 @@ class CallKey:
 class CallKeys:
     """One participant's media keys in one call: its sender key and the others' keyrings."""
 
-    __slots__ = ("call_id", "participant", "_receivers", "_sender")
+    __slots__ = ("call_id", "participant", "_newest", "_receivers", "_sender")
 
     def __init__(self, call_id: bytes, participant: int, sender: SenderContext) -> None:
         self.call_id = call_id
         self.participant = participant
         self._sender = sender
         self._receivers: dict[int, ReceiverKeyring] = {}
+        self._newest: dict[int, int] = {}  # participant -> the newest generation held of it
 
     @classmethod
     def fresh(cls, call_id: bytes, participant: int,
@@ -119,15 +123,21 @@ class CallKeys:
         self._sender = SenderContext(base_key, kid)
 
     def add(self, key: CallKey) -> None:
-        """Hold another participant's key; generations older than the one before go."""
+        """Hold another participant's key, if it is of the newest generation held of that
+        participant or the one before; a key of an older generation is ignored, and a newer
+        one drops the generations that fall behind."""
         if key.call_id != self.call_id or key.participant == self.participant:
             raise LocalProtocolError("a key of another call, or this participant's own")
+        generation, _ = split_sender_key_kid(key.kid)
+        newest = max(generation, self._newest.get(key.participant, generation))
+        oldest = newest - KEPT_GENERATIONS + 1
+        if generation < oldest:
+            return
         keyring = self._receivers.get(key.participant)
         if keyring is None:
             keyring = self._receivers[key.participant] = ReceiverKeyring()
         keyring.add(key.kid, key.base_key)
-        generation, _ = split_sender_key_kid(key.kid)
-        oldest = generation - KEPT_GENERATIONS + 1
+        self._newest[key.participant] = newest
         for kid in keyring.kids:
             if split_sender_key_kid(kid)[0] < oldest:
                 keyring.remove(kid)
@@ -135,6 +145,7 @@ class CallKeys:
     def forget(self, participant: int) -> None:
         """Drop a participant's keys (it left)."""
         self._receivers.pop(participant, None)
+        self._newest.pop(participant, None)
 
     def holds(self, participant: int) -> bool:
         """Whether a key of ``participant`` is held."""

@@ -41,7 +41,7 @@ from e2e_proto.errors import (
     UnknownKeyIdError,
 )
 from e2e_proto.payload import Payload
-from e2e_proto.sframe import split_sender_key_kid
+from e2e_proto.sframe import SenderContext, split_sender_key_kid
 
 CALL_KEY = bytes(range(32))
 CALL_ID = bytes(range(100, 116))
@@ -349,6 +349,31 @@ def test_receivers_keep_two_generations() -> None:
     kids = bob._receivers[1].kids
     assert sorted({split_sender_key_kid(k)[0] for k in kids}) == [3, 4]
     assert KEPT_GENERATIONS == 2
+
+
+def test_keys_older_than_the_kept_generations_are_ignored() -> None:
+    # Review finding 5: the oldest generation kept was reckoned from the key being added, not
+    # from the newest held, so keys sent newest first were all kept (300 -> 300 KIDs).
+    alice = CallKeys.fresh(CALL_ID, 1)
+    sent = []
+    for _ in range(300):
+        sent.append(alice.own_key)
+        alice.renew()
+    bob = CallKeys.fresh(CALL_ID, 2)
+    for key in reversed(sent):  # generation 299 first, 0 last
+        bob.add(key)
+    kids = bob._receivers[1].kids
+    assert [split_sender_key_kid(k)[0] for k in kids] == [298, 299]
+    with pytest.raises(UnknownKeyIdError):  # generation 0 was ignored
+        bob.decrypt(1, CallKeys(CALL_ID, 1, SenderContext(sent[0].base_key, sent[0].kid))
+                    .encrypt(b"old"))
+    newest = alice.own_key  # generation 300: 298 goes
+    bob.add(newest)
+    assert [split_sender_key_kid(k)[0] for k in bob._receivers[1].kids] == [299, 300]
+    assert bob.decrypt(1, alice.encrypt(b"now")) == b"now"
+    bob.forget(1)  # a participant that comes back starts again from generation 0
+    bob.add(sent[0])
+    assert bob._receivers[1].kids == (sent[0].kid,)
 
 
 def test_call_key_payload_round_trip_and_malformed_fields() -> None:
