@@ -307,3 +307,64 @@ async def test_serving_outlives_a_datagram_that_makes_handle_fail() -> None:
         nursery.cancel_scope.cancel()
     assert handled == [b"first", b"second"] and unit.stats.errors == 1
     sender.sock.close()
+
+
+@pytest.mark.parametrize("gone", ["left", "timed out"])
+def test_a_join_replayed_after_its_participant_went_admits_nobody(unit: Sfu, gone: str) -> None:
+    # Review finding 2: once a participant left or timed out, its JOIN (seen on the network)
+    # admitted a new participant at any source address within the token's minute: the whole
+    # call's media went there, and the others were told it joined.
+    alice, bob, victim = Raw(1), Raw(2), Raw(3)  # victim: a spoofed source address
+    captured = alice.join()
+    unit.handle(captured, alice.peer, 0.0)
+    joined(unit, bob)
+    alice.replies()
+    if gone == "left":
+        unit.handle(alice.control(packets.LEAVE), alice.peer, 1.0)
+    else:
+        unit.handle(bob.control(packets.KEEPALIVE), bob.peer, 5.5)
+        unit.tick(5.6)
+    assert set(unit.rooms[CALL].participants) == {2}
+    bob.replies()
+    unit.handle(captured, victim.peer, 6.0)
+    assert set(unit.rooms[CALL].participants) == {2} and unit.stats.replayed == 1
+    unit.handle(bob.media(), bob.peer, 6.1)
+    assert victim.replies() == [] and bob.replies() == []
+    unit.handle(bob.control(packets.LEAVE), bob.peer, 6.2)  # the call is forgotten ...
+    unit.handle(captured, victim.peer, 6.3)  # ... but not the tokens used in it
+    assert not unit.rooms and victim.replies() == [] and unit.stats.replayed == 2
+
+
+def test_a_token_replaced_by_a_newer_one_cannot_move_the_participant(unit: Sfu) -> None:
+    # Review finding 2: a token with the same expiry as the one that replaced it counted as
+    # "newer", so its captured JOIN moved the participant to any address.
+    alice, bob, victim = Raw(1), Raw(2), Raw(3)
+    captured = alice.join()
+    unit.handle(captured, alice.peer, 0.0)
+    joined(unit, bob)
+    renewed = Raw(1)  # the server's new token for alice: same expiry, another nonce
+    unit.handle(renewed.join(), alice.peer, 0.5)
+    assert unit.stats.rejoins == 1
+    unit.handle(captured, victim.peer, 1.0)
+    assert unit.rooms[CALL].participants[1].peer == alice.peer
+    assert unit.stats.replayed == 1 and victim.replies() == []
+
+
+def test_used_tokens_are_remembered_until_they_expire_within_a_bound() -> None:
+    wall = [NOW_MS]
+    unit = Sfu(KEY, SfuConfig(spent_tokens=3), wall_ms=lambda: wall[0])
+    unit.bind("127.0.0.1", 0)
+    try:
+        soon = [Raw(pid, expires=NOW_MS + 1_000) for pid in (1, 2)]
+        later = [Raw(pid, expires=NOW_MS + 60_000) for pid in (3, 4, 5)]
+        for participant in soon + later:
+            joined(unit, participant)
+            unit.handle(participant.control(packets.LEAVE), participant.peer, 0.1)
+        assert len(unit.spent) == 3  # the two oldest were forgotten first
+        wall[0] = NOW_MS + 60_000
+        unit.tick(0.2)
+        assert not unit.spent  # expired: their JOINs are refused as expired anyway
+        for participant in later:
+            participant.sock.close()
+    finally:
+        unit.close()
