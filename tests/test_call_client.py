@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from client.core.call_link import MediaLink
 from client.core.calls import (
+    JOIN_WAIT,
+    PENDING_BYTES,
     PENDING_FRAMES,
     ActiveCall,
     CallBook,
@@ -99,14 +101,14 @@ async def test_bad_tags_unknown_kids_unknown_senders_and_damage_are_counted() ->
     later.renew()
     later.renew()  # generation 2: no key held or reachable
     call._on_datagram(forward(2, frame(later, 0)))
-    call._on_datagram(forward(7, frame(bob, 1)))  # a participant nobody announced
+    call._on_datagram(forward(7, frame(bob, 1)))  # a participant nobody announced: ignored
     call._on_datagram(forward(2, b""))  # a FORWARD too short to carry anything
     call._on_datagram(b"\x28" + bytes(40))  # another version
     stats = call.streams[2]
     assert stats.failed == 3 and stats.received == 0
     report = call.report(1.0)
     rows = {row.participant: row for row in report.participants}
-    assert rows[2].no_key == 1 and rows[7].no_key == 1 and rows[7].address is None
+    assert rows[2].no_key == 1 and 7 not in rows and call.ignored == 1
     call._on_datagram(forward(2, good))
     assert stats.received == 1
     assert call._link is not None and call._link.dropped == 1
@@ -228,6 +230,73 @@ def test_a_link_accepts_only_fresh_tagged_datagrams_from_the_unit() -> None:
     link.close()
     with pytest.raises(OSError):
         link._sock.send(b"x")
+
+
+async def test_forwards_from_senders_not_in_the_call_are_ignored() -> None:
+    # Review finding 4: FORWARD is untagged, and any sender id up to 255 got a stream and 64
+    # waiting frames of up to 16 KiB (about 267 MB from anyone who can spoof the unit).
+    call, _ = receiving_call()
+    for sender in (1, 3, 7, 255):  # itself, and ids the server never announced
+        call._on_datagram(forward(sender, b"\x0f" + bytes(16_000)))
+    assert not call.streams and not call._pending and call.ignored == 4
+
+
+async def test_frames_waiting_for_keys_are_bounded_in_total() -> None:
+    # Review finding 4: the waiting frames were bounded per sender only.
+    members = {pid: Address(f"user{pid}", 0) for pid in range(1, 9)}
+    call = ActiveCall(Quiet(), grant(members), AUDIO_PROFILE, allowed=lambda a: True)
+    call._link = MediaLink(("127.0.0.1", 9), 1, grant().packet_key)
+    waiting = b"\x0f" + bytes(16_000)  # KID 15: no key held
+    for sender in range(2, 9):
+        for _ in range(PENDING_FRAMES):
+            call._on_datagram(forward(sender, waiting))
+    held = sum(len(f) for frames in call._pending.values() for f in frames)
+    assert PENDING_BYTES - len(waiting) < held <= PENDING_BYTES
+    refused = 7 * PENDING_FRAMES - held // len(waiting)
+    assert sum(stats.no_key for stats in call.streams.values()) == refused
+    report = call.report(1.0)
+    assert sum(row.no_key for row in report.participants) == 7 * PENDING_FRAMES
+
+
+async def test_only_a_reject_for_this_participant_asks_for_a_new_token() -> None:
+    # Review finding 4: REJECT is untagged and its pid was not read, so anyone could make the
+    # client ask its server for a new token with any datagram of type REJECT.
+    call, _ = receiving_call()
+    for datagram in (packets.reject_packet(2, packets.REJECT_NOT_ADMITTED),
+                     packets.reject_packet(1, packets.REJECT_TOKEN) + b"x", b"\x1c"):
+        call._on_datagram(datagram)
+    assert not call._rejoin_wanted.is_set()
+    call._on_datagram(packets.reject_packet(1, packets.REJECT_NOT_ADMITTED))
+    assert call._rejoin_wanted.is_set()
+
+
+class Refusing(Quiet):
+    """A transport whose server refuses every new token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rejoins = 0
+
+    async def call_rejoin(self, call_id: bytes) -> Grant:
+        self.rejoins += 1
+        raise ClientError("refused")
+
+
+async def test_rejoins_happen_at_most_once_per_join_wait(autojump_clock) -> None:
+    # Review finding 4: every REJECT cost a call_join at the server, back to back.
+    transport = Refusing()
+    call = ActiveCall(transport, grant(), AUDIO_PROFILE, allowed=lambda a: True)
+    call._link = MediaLink(("127.0.0.1", 9), 1, grant().packet_key)
+    reject = packets.reject_packet(1, packets.REJECT_NOT_ADMITTED)
+    seconds = 10
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call._keep_alive)
+        for _ in range(seconds * 100):
+            call._on_datagram(reject)
+            await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert seconds / JOIN_WAIT - 1 <= transport.rejoins <= seconds / JOIN_WAIT + 1
+    call._link.close()
 
 
 def test_a_link_survives_a_counter_far_ahead() -> None:

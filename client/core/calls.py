@@ -53,6 +53,8 @@ UNIT_SILENCE = 3.0
 """Seconds without a datagram from the unit after which this device joins it again."""
 PENDING_FRAMES = 64
 """Frames kept per sender while its key has not arrived (RFC 9605 §5: a receiver may wait)."""
+PENDING_BYTES = 4 * 1024 * 1024
+"""Bytes of frames kept waiting for keys, over all senders."""
 DEFAULT_LEVEL = 40
 """The synthetic audio level sent (0 loudest, 127 silence)."""
 
@@ -230,11 +232,15 @@ class ActiveCall:
         self.notices: list[str] = []
         self.sent = 0
         self.rejoins = 0
+        self.ignored = 0
+        """FORWARDs from a sender not in the call and REJECTs for another participant (both
+        are untagged: anyone who can send from the unit's address can make them)."""
         self.ended = trio.Event()
         """Set when the server ends the call; :meth:`run` then returns."""
         self.streaming = trio.Event()
         """Set once the first frame is sent (this device is in the unit and keyed)."""
         self._pending: dict[int, deque[bytes]] = {}
+        self._pending_bytes = 0
         self._welcomed = trio.Event()
         self._rejoin_wanted = trio.Event()
         self._heard = 0.0
@@ -347,12 +353,17 @@ class ActiveCall:
         self.notices.append("joined the forwarding unit again")
 
     async def _keep_alive(self) -> None:
+        """A KEEPALIVE every second; a rejoin when the unit asks or falls silent, at most one
+        per ``JOIN_WAIT`` (a REJECT is untagged, and each rejoin is a request to the server)."""
         assert self._link is not None
+        last_rejoin = trio.current_time() - JOIN_WAIT
         while True:
             with trio.move_on_after(KEEPALIVE_INTERVAL):
                 await self._rejoin_wanted.wait()
             if self._rejoin_wanted.is_set() or (
                     trio.current_time() - self._heard > UNIT_SILENCE):
+                await trio.sleep_until(last_rejoin + JOIN_WAIT)
+                last_rejoin = trio.current_time()
                 self._rejoin_wanted = trio.Event()
                 try:
                     await self._rejoin()
@@ -391,12 +402,22 @@ class ActiveCall:
                 sender, _, _ = packets.forward_head(data)
             except MalformedError:
                 return
+            if sender not in self.present:
+                self.ignored += 1
+                return
             self._media(sender, data[packets.MEDIA_HEAD_SIZE:])
         elif kind == packets.WELCOME:
             self._welcomed.set()
         elif kind == packets.EVENT:
             self._unit_event(data)
         elif kind == packets.REJECT:
+            try:
+                participant, _ = packets.reject_body(data)
+            except MalformedError:
+                return
+            if participant != self._link.participant:
+                self.ignored += 1
+                return
             self._rejoin_wanted.set()
 
     def _unit_event(self, data: bytes) -> None:
@@ -424,15 +445,26 @@ class ActiveCall:
         try:
             frame = self.keys.decrypt(sender, sframe)
         except UnknownKeyIdError:
-            pending = self._pending.setdefault(sender, deque(maxlen=PENDING_FRAMES))
-            if len(pending) == PENDING_FRAMES:
-                stats.no_key += 1  # the oldest waiting frame goes
-            pending.append(sframe)
+            self._hold(sender, stats, sframe)
             return
         except E2EProtoError:  # a bad tag or header: not from the key's holder
             stats.failed += 1
             return
         self._count(stats, frame)
+
+    def _hold(self, sender: int, stats: StreamStats, sframe: bytes) -> None:
+        """Keep a frame until its sender's key arrives: at most ``PENDING_FRAMES`` per sender
+        (the oldest goes) and ``PENDING_BYTES`` in all (past it the frame goes); what goes
+        counts as ``no_key``."""
+        pending = self._pending.setdefault(sender, deque())
+        if len(pending) == PENDING_FRAMES:
+            self._pending_bytes -= len(pending.popleft())
+            stats.no_key += 1
+        if self._pending_bytes + len(sframe) > PENDING_BYTES:
+            stats.no_key += 1
+            return
+        pending.append(sframe)
+        self._pending_bytes += len(sframe)
 
     def _count(self, stats: StreamStats, frame: bytes) -> None:
         try:
@@ -445,9 +477,10 @@ class ActiveCall:
     def _retry(self, sender: int) -> None:
         """A key of ``sender`` arrived: open the frames that waited for it."""
         pending = self._pending.pop(sender, None)
-        stats = self.streams.get(sender)
-        if not pending or stats is None:
+        if not pending:
             return
+        self._pending_bytes -= sum(len(sframe) for sframe in pending)
+        stats = self.streams[sender]  # made when its first frame came
         for sframe in pending:
             try:
                 self._count(stats, self.keys.decrypt(sender, sframe))
