@@ -119,8 +119,15 @@ class CallKeys:
         return self.own_key
 
     def set_own(self, kid: int, base_key: bytes) -> None:
-        """Send under ``base_key`` from now on (a server-keyed call: the server chose it)."""
-        self._sender = SenderContext(base_key, kid)
+        """Send under ``base_key`` from now on (a server-keyed call: the server chose it).
+
+        The CTR goes on from where it is, never back to 0, so a server that hands out a key
+        again (resent unchanged, or an earlier one) cannot make an AES-GCM nonce repeat; an
+        unchanged key keeps its context (no key derivation).
+        """
+        sender = self._sender
+        if kid != sender.kid or base_key != sender.base_key:
+            self._sender = SenderContext(base_key, kid, sender.counter)
 
     def add(self, key: CallKey) -> None:
         """Hold another participant's key, if it is of the newest generation held of that

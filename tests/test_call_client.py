@@ -27,6 +27,7 @@ from e2e_proto.address import Address
 from e2e_proto.call_keys import CallKey, CallKeys
 from e2e_proto.call_media import AUDIO_PROFILE, make_frame
 from e2e_proto.call_tokens import issue_token
+from e2e_proto.sframe import decode_header
 
 CALL = bytes(range(16))
 KEY = bytes(32)
@@ -297,6 +298,19 @@ async def test_rejoins_happen_at_most_once_per_join_wait(autojump_clock) -> None
         nursery.cancel_scope.cancel()
     assert seconds / JOIN_WAIT - 1 <= transport.rejoins <= seconds / JOIN_WAIT + 1
     call._link.close()
+
+
+async def test_server_keys_handed_out_again_never_repeat_a_nonce() -> None:
+    # Review finding 15: every call_keys push made a new sender context at CTR 0, so a server
+    # resending this device's unchanged key made it reuse AES-GCM nonces, visibly.
+    first, second = CallKey(CALL, 1, 0, bytes(range(32))), CallKey(CALL, 1, 1, bytes(32))
+    call = ActiveCall(Quiet(), grant(e2e=False), AUDIO_PROFILE, allowed=lambda a: True)
+    used = []
+    for own in (first, first, second, first):  # resent, changed, and an earlier one again
+        call.take_server_keys([own])
+        kid, ctr, _ = decode_header(call.keys.encrypt(b"frame"))
+        used.append((own.base_key, kid, ctr))
+    assert len(set(used)) == len(used)
 
 
 def test_a_link_survives_a_counter_far_ahead() -> None:
