@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from client.core.call_link import MediaLink
 from client.core.calls import (
     JOIN_WAIT,
+    MAX_NOTICES,
     PENDING_BYTES,
     PENDING_FRAMES,
     ActiveCall,
@@ -311,6 +312,20 @@ async def test_server_keys_handed_out_again_never_repeat_a_nonce() -> None:
         kid, ctr, _ = decode_header(call.keys.encrypt(b"frame"))
         used.append((own.base_key, kid, ctr))
     assert len(set(used)) == len(used)
+
+
+def test_a_calls_notices_are_bounded() -> None:
+    # Review finding 16: notices grew without bound (a refused key from a server or peer
+    # sending them without end, say).
+    call, _ = receiving_call()
+    for _ in range(1000):
+        call.on_key(MALLORY, bob_keys().own_key)
+    call.on_key(Address("bob", 1), bob_keys().own_key)
+    assert len(call.notices) == MAX_NOTICES
+    notices = call.report(1.0).notices
+    assert len(notices) == MAX_NOTICES + 1
+    assert notices[0] == f"({1001 - MAX_NOTICES} earlier notices not kept)"
+    assert notices[-1] == "refused a call key from bob.1"
 
 
 def test_a_link_survives_a_counter_far_ahead() -> None:

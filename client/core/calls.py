@@ -55,6 +55,8 @@ PENDING_FRAMES = 64
 """Frames kept per sender while its key has not arrived (RFC 9605 §5: a receiver may wait)."""
 PENDING_BYTES = 4 * 1024 * 1024
 """Bytes of frames kept waiting for keys, over all senders."""
+MAX_NOTICES = 100
+"""Notices a call keeps for its report (the latest; the others are only counted)."""
 DEFAULT_LEVEL = 40
 """The synthetic audio level sent (0 loudest, 127 silence)."""
 
@@ -229,7 +231,9 @@ class ActiveCall:
         self.members: dict[int, Address] = dict(grant.participants)
         self.present = {p for p in grant.participants if p != grant.participant}
         self.streams: dict[int, StreamStats] = {}
-        self.notices: list[str] = []
+        self.notices: deque[str] = deque(maxlen=MAX_NOTICES)
+        """The latest notices (someone joined or left, a key refused, ...), for the report."""
+        self.notices_dropped = 0
         self.sent = 0
         self.rejoins = 0
         self.ignored = 0
@@ -257,7 +261,7 @@ class ActiveCall:
             return
         self.members[pid] = address
         self.present.add(pid)
-        self.notices.append(f"{address} joined")
+        self.notice(f"{address} joined")
         if self.e2e:
             await self._send_key(self.keys.ratchet(), [pid])
 
@@ -268,7 +272,7 @@ class ActiveCall:
         self.present.discard(pid)
         self.keys.forget(pid)
         address = self.members.get(pid)
-        self.notices.append(f"{address or pid} {why}")
+        self.notice(f"{address or pid} {why}")
         if self.e2e:
             await self._send_key(self.keys.renew(self.random), sorted(self.present))
 
@@ -280,7 +284,7 @@ class ActiveCall:
         """
         if (not self.e2e or key.call_id != self.call_id or key.participant == self.keys.participant
                 or self.members.get(key.participant) != sender or not self.allowed(sender)):
-            self.notices.append(f"refused a call key from {sender}")
+            self.notice(f"refused a call key from {sender}")
             return
         self.keys.add(key)
         self._retry(key.participant)
@@ -294,6 +298,12 @@ class ActiveCall:
                 self.keys.add(key)
                 self._retry(key.participant)
 
+    def notice(self, text: str) -> None:
+        """Keep ``text`` for the report; past ``MAX_NOTICES`` the oldest goes (counted)."""
+        if len(self.notices) == MAX_NOTICES:
+            self.notices_dropped += 1
+        self.notices.append(text)
+
     async def _send_key(self, key: CallKey, pids: list[int]) -> None:
         targets = [self.members[p] for p in pids if p in self.members
                    and self.allowed(self.members[p])]
@@ -301,7 +311,7 @@ class ActiveCall:
             try:
                 await self.transport.call_send_key(key, targets)
             except ClientError as exc:
-                self.notices.append(f"could not send the call key: {exc}")
+                self.notice(f"could not send the call key: {exc}")
 
     # -- running ----------------------------------------------------------------------------
 
@@ -350,7 +360,7 @@ class ActiveCall:
         self._link.admit(await _resolve(grant.sfu), grant.participant, grant.packet_key)
         await self._join_unit(grant.token)
         self.rejoins += 1
-        self.notices.append("joined the forwarding unit again")
+        self.notice("joined the forwarding unit again")
 
     async def _keep_alive(self) -> None:
         """A KEEPALIVE every second; a rejoin when the unit asks or falls silent, at most one
@@ -368,7 +378,7 @@ class ActiveCall:
                 try:
                     await self._rejoin()
                 except ClientError as exc:
-                    self.notices.append(f"could not join the forwarding unit again: {exc}")
+                    self.notice(f"could not join the forwarding unit again: {exc}")
                 continue
             self._link.send_control(packets.KEEPALIVE)
 
@@ -500,8 +510,10 @@ class ActiveCall:
                 pid, self.members.get(pid), stats.unique, stats.lost, stats.failed,
                 stats.no_key + waiting, stats.duplicates, stats.reordered,
                 None if p50 is None else p50 * 1000, None if p99 is None else p99 * 1000))
+        dropped = ([f"({self.notices_dropped} earlier notices not kept)"]
+                   if self.notices_dropped else [])
         return CallReport(self.call_id, self.grant.participant, self.e2e, seconds, self.sent,
-                          rows, self.rejoins, list(self.notices))
+                          rows, self.rejoins, dropped + list(self.notices))
 
 
 async def _resolve(host_port: tuple[str, int]) -> tuple[str, int]:

@@ -219,4 +219,4 @@ class Calls(SessionBase):
                 payload = Payload.decode(self.cipher.decrypt(envelope))
             call.on_key(sender, CallKey.from_payload(payload))
         except (E2EProtoError, ClientError, ValueError, TypeError, ConnectionLost) as exc:
-            call.notices.append(f"could not read a call key from {sender}: {exc}")
+            call.notice(f"could not read a call key from {sender}: {exc}")

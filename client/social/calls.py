@@ -222,4 +222,4 @@ class Calls(SessionBase):
                     raise ClientError(f"{sender} is not an accepted device")
             call.on_key(sender, CallKey.from_payload(payload))
         except (E2EProtoError, ClientError, ValueError, TypeError) as exc:
-            call.notices.append(f"could not read a call key from {sender}: {exc}")
+            call.notice(f"could not read a call key from {sender}: {exc}")
