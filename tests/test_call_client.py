@@ -314,6 +314,17 @@ async def test_server_keys_handed_out_again_never_repeat_a_nonce() -> None:
     assert len(set(used)) == len(used)
 
 
+def test_an_end_to_end_call_takes_no_keys_from_the_server() -> None:
+    # Found while merging the two _on_call_push (not in the review): a social server's
+    # call_keys push reached take_server_keys in a secret (end-to-end) call too, so the server
+    # could make this device send under a key it knows, and slip in keys for the others.
+    call, _ = receiving_call()
+    own = call.keys.own_key
+    call.take_server_keys([CallKey(CALL, 1, 0, bytes(32)), CallKey(CALL, 2, 0, bytes(32))])
+    assert call.keys.own_key == own and not call.keys.holds(2)
+    assert call.notices[-1] == "refused call keys from the server: the call is end to end"
+
+
 def test_a_calls_notices_are_bounded() -> None:
     # Review finding 16: notices grew without bound (a refused key from a server or peer
     # sending them without end, say).

@@ -290,7 +290,14 @@ class ActiveCall:
         self._retry(key.participant)
 
     def take_server_keys(self, keys: tuple[CallKey, ...] | list[CallKey]) -> None:
-        """The server's keys (server-keyed calls): this device's own and everyone else's."""
+        """The server's keys (server-keyed calls): this device's own and everyone else's.
+
+        An end-to-end call takes none (a notice says so): its keys come only from the other
+        participants' devices, over pairwise sessions.
+        """
+        if self.e2e:
+            self.notice("refused call keys from the server: the call is end to end")
+            return
         for key in keys:
             if key.participant == self.keys.participant:
                 self.keys.set_own(key.kid, key.base_key)
