@@ -218,6 +218,38 @@ def test_notices_before_a_call_opens_are_held_within_bounds() -> None:
     assert not book.active
 
 
+async def test_one_router_serves_both_transports_call_notices() -> None:
+    book = CallBook()
+    signals: list[dict] = []
+
+    async def take_signal(call: ActiveCall, frame: dict) -> None:
+        signals.append(frame)
+
+    ring = {"type": "call_ring", "call_id": CALL, "from": ["bob", 0], "participants": 1,
+            "limit": 8, "e2e": True, "group_id": None}
+    info = await book.on_push(ring, 8, take_signal)
+    assert info is not None and info.caller == BOB
+    assert await book.on_push({**ring, "limit": "x"}, 8, take_signal) is None  # logged only
+    early = {"type": "call_signal", "call_id": CALL, "from": [2, "bob", 0], "envelope": b""}
+    await book.on_push(early, 8, take_signal)
+    await book.on_push({"type": "call_ended", "call_id": CALL}, 8, take_signal)
+    call, _ = receiving_call()
+    assert book.open(call) == [early] and not signals  # held until opened; "ended" was not
+    await book.on_push(early, 8, take_signal)
+    await book.on_push({"type": "call_joined", "call_id": CALL,
+                        "participant": [3, "carol", 0]}, 8, take_signal)
+    await book.on_push({"type": "call_left", "call_id": CALL, "participant": [2],
+                        "reason": "left"}, 8, take_signal)
+    for malformed in ({"type": "call_joined", "call_id": CALL, "participant": [0, "x", 0]},
+                      {"type": "call_left", "call_id": CALL, "participant": "2"},
+                      {"type": "call_keys", "call_id": CALL, "keys": [[1, 0]]}):
+        await book.on_push(malformed, 8, take_signal)
+    assert signals == [early] and call.present == {3}
+    assert list(call.notices)[-2:] == ["carol.0 joined", "bob.0 hung up"]
+    await book.on_push({"type": "call_ended", "call_id": CALL}, 8, take_signal)
+    assert call.ended.is_set()
+
+
 def test_a_link_accepts_only_fresh_tagged_datagrams_from_the_unit() -> None:
     _, packet_key = issue_token(KEY, CALL, 1, ALICE, 2**40, 8)
     link = MediaLink(("127.0.0.1", 9), 1, packet_key)

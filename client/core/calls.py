@@ -19,14 +19,16 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
 
+from e2e_proto import call_api
 from e2e_proto import call_packets as packets
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.call_keys import CallKey, CallKeys
@@ -45,6 +47,7 @@ from .call_link import MediaLink
 from .errors import ClientError
 from .pushes import bounded_int
 
+log = logging.getLogger("e2e.client")
 JOIN_ATTEMPTS = 5
 JOIN_WAIT = 1.0
 """Seconds to wait for the unit's WELCOME before sending JOIN again."""
@@ -583,8 +586,9 @@ MAX_EARLY_NOTICES = 64
 class CallBook:
     """The calls a session is in, and notices that arrived before their call was opened.
 
-    A key pushed right after the join answer can be read before the caller has opened the
-    call; it is held (at most 64 per call, for at most 8 calls) and handed over on opening.
+    Both transports' sessions hand their call notices to :meth:`on_push`. A key pushed right
+    after the join answer can be read before the caller has opened the call; it is held (at
+    most 64 per call, for at most 8 calls) and handed over on opening.
     """
 
     def __init__(self) -> None:
@@ -600,6 +604,47 @@ class CallBook:
         """Forget a call that is over."""
         self.active.pop(call_id, None)
         self._early.pop(call_id, None)
+
+    async def on_push(self, frame: dict[str, Any], cap: int,
+                      take_signal: Callable[[ActiveCall, dict[str, Any]], Awaitable[None]]
+                      ) -> CallInfo | None:
+        """Act on a call notice from the server; the call a ring offers (for the session to
+        show), or None.
+
+        ``cap`` is the transport's participant cap; ``take_signal`` opens a ``call_signal``
+        (a key in a pairwise envelope) for its call. A notice for a call not opened (yet) is
+        held; a malformed one is logged and ignored.
+        """
+        kind = frame.get("type")
+        try:
+            if kind == call_api.CALL_RING:
+                return parse_call_info(frame, cap)
+            call_id = frame.get("call_id")
+            call = self.active.get(call_id) if type(call_id) is bytes else None
+            if call is None:
+                if type(call_id) is bytes and kind != call_api.CALL_ENDED:
+                    self.hold(call_id, frame)
+                return None
+            if kind == call_api.CALL_JOINED:
+                pid, address = next(iter(roster([frame.get("participant")], 1).items()))
+                await call.on_joined(pid, address)
+            elif kind == call_api.CALL_LEFT:
+                entry = frame.get("participant")
+                pid = participant_id(entry[0] if isinstance(entry, list) and entry else None)
+                await call.on_left(pid, "hung up" if frame.get("reason") == call_api.LEFT
+                                   else "is gone")
+            elif kind == call_api.CALL_ENDED:
+                call.ended.set()
+            elif kind == call_api.CALL_KEYS:
+                raw = frame.get("keys")
+                if type(raw) is not list or len(raw) > cap:
+                    raise ClientError("malformed call keys")
+                call.take_server_keys([CallKey.from_wire(call.call_id, k) for k in raw])
+            elif kind == call_api.CALL_SIGNAL:
+                await take_signal(call, frame)
+        except (ClientError, MalformedError) as exc:
+            log.warning("ignored a call notice: %s", exc)
+        return None
 
     def hold(self, call_id: bytes, frame: dict[str, Any]) -> None:
         """Keep a notice for a call not opened (yet), within the bounds."""
