@@ -11,7 +11,7 @@ replayed into another call.
 Each receiver keyring keeps the keys of the newest generation it has seen of its sender and of
 the one before (frames in flight across a change still open); a key of an older generation is
 ignored, whatever order keys arrive in. A keyring therefore holds at most
-``KEPT_GENERATIONS`` x 256 KIDs (256 ratchet steps per generation, RFC 9605 §5.1 with R = 8),
+``CALL_KEPT_GENERATIONS`` x 256 KIDs (256 ratchet steps per generation, RFC 9605 §5.1 with R = 8),
 and a frame with an unknown KID scans at most that many.
 """
 
@@ -20,20 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import CALL_ID_SIZE, SFRAME_HASH_SIZE, SFRAME_MAX_VALUE, SFRAME_MIN_BASE_KEY_SIZE
+from .constants import (
+    CALL_ID_SIZE,
+    CALL_KEPT_GENERATIONS,
+    MAX_CALL_PARTICIPANT_ID,
+    SFRAME_HASH_SIZE,
+    SFRAME_MAX_VALUE,
+    SFRAME_MIN_BASE_KEY_SIZE,
+)
 from .errors import LocalProtocolError, MalformedError, UnknownKeyIdError
 from .payload import CALL_KEY_KIND, Payload
 from .primitives import RandomSource, system_random
 from .sframe import ReceiverKeyring, SenderContext, split_sender_key_kid
 
-KEPT_GENERATIONS = 2
-"""Generations of one sender's keys a receiver holds: the current one and the one before."""
-MAX_PARTICIPANT = 2**32 - 1
-
 
 def _valid(call_id: object, participant: object, kid: object, base_key: object) -> bool:
     return (type(call_id) is bytes and len(call_id) == CALL_ID_SIZE
-            and type(participant) is int and 1 <= participant <= MAX_PARTICIPANT
+            and type(participant) is int and 1 <= participant <= MAX_CALL_PARTICIPANT_ID
             and type(kid) is int and 0 <= kid <= SFRAME_MAX_VALUE
             and type(base_key) is bytes
             and SFRAME_MIN_BASE_KEY_SIZE <= len(base_key) <= SFRAME_HASH_SIZE)
@@ -137,7 +140,7 @@ class CallKeys:
             raise LocalProtocolError("a key of another call, or this participant's own")
         generation, _ = split_sender_key_kid(key.kid)
         newest = max(generation, self._newest.get(key.participant, generation))
-        oldest = newest - KEPT_GENERATIONS + 1
+        oldest = newest - CALL_KEPT_GENERATIONS + 1
         if generation < oldest:
             return
         keyring = self._receivers.get(key.participant)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from e2e_proto import call_packets as packets
 from e2e_proto.address import Address
-from e2e_proto.call_keys import KEPT_GENERATIONS, CallKey, CallKeys
+from e2e_proto.call_keys import CallKey, CallKeys
 from e2e_proto.call_media import (
     AUDIO_PROFILE,
     VIDEO_PROFILE,
@@ -31,6 +31,7 @@ from e2e_proto.call_media import (
     read_frame,
 )
 from e2e_proto.call_tokens import MAX_TOKEN_SIZE, issue_token, verify_token
+from e2e_proto.constants import CALL_KEPT_GENERATIONS
 from e2e_proto.errors import (
     CallTokenError,
     DecryptionError,
@@ -348,7 +349,7 @@ def test_receivers_keep_two_generations() -> None:
         bob.add(alice.renew())
     kids = bob._receivers[1].kids
     assert sorted({split_sender_key_kid(k)[0] for k in kids}) == [3, 4]
-    assert KEPT_GENERATIONS == 2
+    assert CALL_KEPT_GENERATIONS == 2
 
 
 def test_keys_older_than_the_kept_generations_are_ignored() -> None:

@@ -33,8 +33,13 @@ from e2e_proto import call_packets as packets
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.call_keys import CallKey, CallKeys
 from e2e_proto.call_media import MediaProfile, StreamStats, make_frame, read_frame
-from e2e_proto.call_tokens import MAX_PARTICIPANT_ID, MAX_TOKEN_SIZE, MIN_TOKEN_SIZE
-from e2e_proto.constants import CALL_ID_SIZE, CALL_KEY_SIZE, MAX_CALL_PARTICIPANTS
+from e2e_proto.call_tokens import MAX_TOKEN_SIZE, MIN_TOKEN_SIZE
+from e2e_proto.constants import (
+    CALL_ID_SIZE,
+    CALL_KEY_SIZE,
+    MAX_CALL_PARTICIPANT_ID,
+    MAX_CALL_PARTICIPANTS,
+)
 from e2e_proto.errors import (
     DecryptionError,
     E2EProtoError,
@@ -87,7 +92,7 @@ def roster(value: object, limit: int) -> dict[int, Address]:
 
 def participant_id(value: object) -> int:
     """A participant id from a server, checked; :class:`ClientError`."""
-    checked = bounded_int(value, 1, MAX_PARTICIPANT_ID)
+    checked = bounded_int(value, 1, MAX_CALL_PARTICIPANT_ID)
     if checked is None:
         raise ClientError("the server sent a malformed participant id")
     return checked
