@@ -171,14 +171,6 @@ def reject_packet(participant: int, reason: int) -> bytes:
     return _REJECT.pack(type_byte(REJECT), participant, reason)
 
 
-def welcome_body(data: bytes) -> list[int]:
-    """The participants of a verified WELCOME; :class:`MalformedError` when the count lies."""
-    count = data[HEAD_SIZE] if len(data) > MIN_SEALED_SIZE else -1
-    if count < 0 or len(data) != MIN_SEALED_SIZE + 1 + 4 * count:
-        raise MalformedError("a WELCOME's participant count does not match its length")
-    return [_U32.unpack_from(data, HEAD_SIZE + 1 + 4 * i)[0] for i in range(count)]
-
-
 def event_body(data: bytes) -> tuple[int, int]:
     """(event, subject) of a verified EVENT."""
     if len(data) != MIN_SEALED_SIZE + _EVENT.size:

@@ -158,19 +158,20 @@ def test_datagram_bodies_round_trip_and_lies_are_malformed() -> None:
     key = packets.PacketKey(CALL_KEY)
     join = packets.join_packet(key, 4, 0, 1234, b"token bytes")
     assert packets.join_body(join) == (1234, b"token bytes")
-    assert packets.welcome_body(packets.welcome_packet(key, 4, 1, [1, 2, 3])) == [1, 2, 3]
-    assert packets.welcome_body(packets.welcome_packet(key, 4, 1, [])) == []
+    for others in ([1, 2, 3], []):
+        welcome = packets.welcome_packet(key, 4, 1, others)
+        key.verify(welcome)
+        assert welcome[:-16] == (struct.pack(">BIQB", 0x19, 4, 1, len(others))
+                                 + b"".join(struct.pack(">I", pid) for pid in others))
     assert packets.event_body(packets.event_packet(key, 4, 2, packets.TIMED_OUT, 9)) == (
         packets.TIMED_OUT, 9)
     reject = packets.reject_packet(4, packets.REJECT_FULL)
     assert packets.packet_type(reject) == packets.REJECT
     assert packets.reject_body(reject) == (4, packets.REJECT_FULL)
-    lying = bytearray(packets.welcome_packet(key, 4, 1, [1, 2]))
-    lying[packets.HEAD_SIZE] = 5
-    for bad in (bytes(lying), packets.control_packet(key, packets.JOIN, 4, 0),
+    for bad in (packets.control_packet(key, packets.JOIN, 4, 0),
                 packets.control_packet(key, packets.MEDIA, 4, 0)):
         with pytest.raises(MalformedError):
-            {packets.WELCOME: packets.welcome_body, packets.JOIN: packets.join_body,
+            {packets.JOIN: packets.join_body,
              packets.MEDIA: packets.media_head}[packets.sealed_head(bad)[0]](bad)
     for short in (b"", b"\x12" * 28, b"\x22" + bytes(40)):
         with pytest.raises(MalformedError):
