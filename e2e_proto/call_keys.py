@@ -165,6 +165,11 @@ class CallKeys:
         """The SFrame ciphertext of ``frame`` under the current sender key."""
         return self._sender.encrypt(frame, self.call_id)
 
+    def encrypt_parts(self, frame: bytes) -> tuple[bytes, bytes]:
+        """:meth:`encrypt` as ``(SFrame header, ciphertext || tag)``, to go into a datagram
+        (:func:`~e2e_proto.call_packets.media_packet`) with one copy."""
+        return self._sender.encrypt_parts(frame, self.call_id)
+
     def decrypt(self, participant: int, sframe: bytes) -> bytes:
         """The frame inside ``participant``'s SFrame ciphertext.
 

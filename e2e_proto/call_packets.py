@@ -117,10 +117,15 @@ def join_packet(key: PacketKey, participant: int, counter: int, max_kbps: int,
 
 
 def media_packet(key: PacketKey, participant: int, counter: int, kind: int, level: int,
-                 sframe: bytes) -> bytes:
-    """MEDIA: one SFrame ciphertext of ``kind`` (AUDIO, VIDEO) at audio ``level`` (0-127)."""
+                 sframe: bytes, sframe_rest: bytes = b"") -> bytes:
+    """MEDIA: one SFrame ciphertext, ``sframe || sframe_rest``, of ``kind`` (AUDIO, VIDEO) at
+    audio ``level`` (0-127).
+
+    The ciphertext comes whole, or as the (header, ciphertext) of ``CallKeys.encrypt_parts``:
+    then the frame is copied into the datagram without first being copied behind its header.
+    """
     return key.seal(_MEDIA_HEAD.pack(type_byte(MEDIA), participant, counter, kind, level)
-                    + sframe)
+                    + sframe + sframe_rest)
 
 
 def control_packet(key: PacketKey, kind: int, participant: int, counter: int) -> bytes:

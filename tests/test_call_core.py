@@ -122,6 +122,7 @@ def test_sealed_datagrams_carry_an_independent_tag() -> None:
     datagram = packets.media_packet(key, 9, 12, packets.VIDEO, 30, b"sframe bytes")
     unsealed = struct.pack(">BIQBB", 0x12, 9, 12, packets.VIDEO, 30) + b"sframe bytes"
     assert datagram == unsealed + pyca_hmac_sha256(key_bytes, unsealed)[:16]
+    assert packets.media_packet(key, 9, 12, packets.VIDEO, 30, b"sframe", b" bytes") == datagram
     key.verify(datagram)
     assert packets.sealed_head(datagram) == (packets.MEDIA, 9, 12)
     assert packets.media_head(datagram) == (packets.VIDEO, 30)

@@ -407,7 +407,8 @@ class ActiveCall:
         while True:
             frame = make_frame(profile.kind, seq, int(self.wall_clock() * 1e6),
                                profile.size_of(seq, self.random), self.random)
-            link.send_media(profile.kind, self.level, keys.encrypt(frame))
+            header, sealed = keys.encrypt_parts(frame)
+            link.send_media(profile.kind, self.level, header, sealed)
             self.sent += 1
             seq += 1
             self.streaming.set()
