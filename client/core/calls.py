@@ -15,6 +15,9 @@ Invariants:
   stay. A key is taken only from the device the server says holds that participant id.
 * Server-keyed (social, not end to end): the keys are the server's, and the call says so.
 * Every field of the server's answers and notices is checked before use, with bounds.
+* The unit's untagged datagrams steer nothing beyond their bounds: a FORWARD counts only for a
+  sender in the call, a REJECT only for this participant (and rejoins come at most once per
+  ``JOIN_WAIT``); frames waiting for keys and notices are bounded too.
 """
 
 from __future__ import annotations
