@@ -131,6 +131,8 @@ CALL_PACKET_TAG_SIZE = 16  # HMAC-SHA256 truncated to 128 bits, on every partici
 MAX_CALL_DATAGRAM = 16 * 1024  # largest datagram either side sends or accepts
 CALL_REPLAY_WINDOW = 128  # packet counters a forwarding unit accepts behind the highest one
 MAX_CALL_PARTICIPANTS = 255  # a hard bound on any call, above both transports' caps
+MAX_CALL_PARTICIPANT_ID = 2**32 - 1  # a participant id (pid) is a u32 >= 1
+CALL_KEPT_GENERATIONS = 2  # a receiver holds a sender's newest key generation and the one before
 CALL_FRAME_HEADER_SIZE = 16  # a synthetic media frame: kind, flags, seq, sent-at (see call_media)
 CALL_FRAME_CHECKSUM_SIZE = 4  # CRC-32 of everything before it
 
