@@ -11,6 +11,7 @@ import sqlite3
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,14 @@ import trio
 import trustme
 from starlette.applications import Starlette
 
-from client.business.agents import check_agent_name, hash_password, password_matches
+from client.business import agents as agents_module
+from client.business.agents import (
+    Agents,
+    LoginRefused,
+    check_agent_name,
+    hash_password,
+    password_matches,
+)
 from client.business.analytics import ANALYTICS_FIELDS, daily_figures
 from client.business.changes import Changes
 from client.business.config import InboxConfig
@@ -235,6 +243,69 @@ async def test_brute_forced_logins_are_rate_limited(inbox: Running) -> None:
     # Per name too: another address guessing ann's password is limited as well.
     assert await inbox.client().log_in("ann", PASSWORD) == 429
     assert await inbox.client().log_in("bob", PASSWORD) == 429  # same address (127.0.0.1)
+
+
+async def test_login_limits_survive_attempts_on_many_other_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the limits are under test: password checks are instant here.
+    monkeypatch.setattr(agents_module, "hash_password", lambda password: b"dummy")
+    monkeypatch.setattr(agents_module, "password_matches", lambda stored, password: False)
+    store = InboxStore(tmp_path / "inbox")
+    agents = Agents(store, InboxConfig(login_burst=3, login_rate_per_second=1e-9),
+                    clock=lambda: 1000.0)
+
+    async def refusal(name: str, address: str) -> LoginRefused:
+        with pytest.raises(LoginRefused) as refused:
+            await agents.log_in(name, "a guessed password", address)
+        return refused.value
+
+    for _ in range(3):
+        assert not (await refusal("ann", "192.0.2.1")).limited
+    assert (await refusal("ann", "192.0.2.2")).limited  # ann's name has no attempts left
+    for i in range(5000):  # an attacker's other names, from as many addresses
+        assert not (await refusal(f"name{i}", f"10.0.{i // 256}.{i % 256}")).limited
+    assert (await refusal("ann", "192.0.2.3")).limited  # still: forgetting never resets a limit
+    store.close()
+
+
+async def test_at_most_two_password_checks_run_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each Argon2id check takes 64 MiB: logins arriving at once must not all run together.
+    changed, release = threading.Condition(), threading.Event()
+    running, peak = [0], [0]
+
+    def slow_check(stored: bytes, password: str) -> bool:
+        with changed:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            changed.notify_all()
+        release.wait(30)
+        with changed:
+            running[0] -= 1
+        return False
+
+    monkeypatch.setattr(agents_module, "password_matches", slow_check)
+    store = InboxStore(tmp_path / "inbox")
+    for name in ("ann", "bob"):
+        store.set_agent(name, hash_password(PASSWORD, FAST_PASSWORD), 0.0)
+    agents = Agents(store, InboxConfig(), clock=lambda: 1000.0)
+
+    async def guess(i: int) -> None:
+        with pytest.raises(LoginRefused):
+            await agents.log_in(("ann", "bob")[i % 2], "a guessed password", f"10.0.0.{i}")
+
+    def two_running() -> None:
+        with changed:
+            assert changed.wait_for(lambda: running[0] >= 2, 30)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(8):
+            nursery.start_soon(guess, i)
+        await trio.testing.wait_all_tasks_blocked()  # every guess waits: for a check or a turn
+        await trio.to_thread.run_sync(two_running, limiter=trio.CapacityLimiter(1))
+        release.set()
+    assert peak[0] == 2
+    store.close()
 
 
 async def test_another_host_header_is_refused(inbox: Running) -> None:
