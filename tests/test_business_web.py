@@ -389,6 +389,24 @@ async def test_files_are_served_safely_and_only_from_the_files_folder(inbox: Run
     assert f'src="/files/{svg}"'.encode() not in page
 
 
+async def test_ids_beyond_sqlite_integers_are_not_found(inbox: Running) -> None:
+    customer_message(inbox.store, PRIVATE, "carol", "hello")
+    client = inbox.client()
+    assert await client.log_in() == 303
+    _, _, page = await client.call("GET", "/conversations/1")
+    token = csrf_of(page)
+    for huge in (2**63 - 1, 2**63, 10**40):  # the largest SQLite integer, and past it
+        for path in (f"/conversations/{huge}", f"/fragments/thread/{huge}", f"/files/{huge}"):
+            assert (await client.call("GET", path))[0] == 404, path
+        for action in ("reply", "assign", "close", "reopen"):
+            status, _, _ = await client.call("POST", f"/conversations/{huge}/{action}",
+                                             {"csrf": token, "text": "x", "agent": ""})
+            assert status == 404, (huge, action)
+    for open_id in (str(2**63), "10" * 20, "%C2%B2", "-1"):  # "²" is a digit to str.isdigit
+        status, _, listed = await client.call("GET", f"/fragments/list?open={open_id}")
+        assert status == 200 and b"carol" in listed, open_id
+
+
 async def test_assign_close_reopen_and_unread(inbox: Running) -> None:
     customer_message(inbox.store, PRIVATE, "carol", "one", at=10.0)
     customer_message(inbox.store, SOCIAL, "dave", "two", at=20.0)

@@ -59,6 +59,8 @@ from .store import LIST_FILTERS, Conversation, InboxStore
 
 HERE = Path(__file__).resolve().parent
 TRANSPORT_LABELS = {PRIVATE: "Private", SOCIAL: "Social"}
+MAX_ROW_ID = 2**63 - 1
+"""The largest SQLite integer: a larger id in a path or query names nothing (not an error)."""
 _URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
 
 
@@ -130,7 +132,8 @@ class Inbox:
                     show, signed_in(request.scope).agent, self.config.list_conversations)}
 
     def _conversation(self, request: Request) -> Conversation | None:
-        return self.store.conversation(int(request.path_params["conversation"]))
+        conversation = _row_id(request.path_params["conversation"])
+        return None if conversation is None else self.store.conversation(conversation)
 
     def _thread(self, conversation: Conversation) -> dict[str, Any]:
         self.store.mark_read(conversation.id)
@@ -161,7 +164,7 @@ class Inbox:
     async def list_fragment(self, request: Request) -> Response:
         """The list alone (for live updates)."""
         return self.page(request, "_list.html",
-                         **self._list(request, _int(request.query_params.get("open"))))
+                         **self._list(request, _row_id(request.query_params.get("open"))))
 
     async def thread_fragment(self, request: Request) -> Response:
         """A conversation's messages alone (for live updates)."""
@@ -181,7 +184,8 @@ class Inbox:
 
     async def download(self, request: Request) -> Response:
         """A message's file (:mod:`.downloads`)."""
-        message = self.store.message(int(request.path_params["message"]))
+        message_id = _row_id(request.path_params["message"])
+        message = None if message_id is None else self.store.message(message_id)
         path = None if message is None or message.file is None else saved_file(
             self.store.home, message.file)
         if message is None or message.file is None or path is None:
@@ -308,8 +312,11 @@ class Inbox:
             self.streams -= 1
 
 
-def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() and len(text) < 19 else None
+def _row_id(value: int | str | None) -> int | None:
+    """``value`` as a row id (digits, at most :data:`MAX_ROW_ID`), or None."""
+    if isinstance(value, str):
+        value = int(value) if value.isascii() and value.isdigit() and len(value) < 20 else None
+    return value if value is not None and 0 <= value <= MAX_ROW_ID else None
 
 
 def _back(conversation: Conversation) -> Response:
