@@ -22,6 +22,7 @@ import pytest
 import trio
 import trustme
 from starlette.applications import Starlette
+from starlette.types import Message
 
 from client.business import agents as agents_module
 from client.business.agents import (
@@ -463,6 +464,51 @@ async def test_live_update_stream_says_only_that_something_changed(inbox: Runnin
     lines = [await trio.to_thread.run_sync(response.readline) for _ in range(2)]
     assert lines == [b"event: changed\n", b"data: 1\n"]
     connection.close()
+
+
+async def test_live_streams_are_capped_even_when_asked_for_at_once(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    store = InboxStore(tmp_path / "inbox")
+    store.set_agent("ann", hash_password(PASSWORD, FAST_PASSWORD), 0.0)
+    store.add_session("the-cookie", "ann", "the-csrf", 1000.0)
+    app = build_app(store, {}, Changes(), InboxConfig(max_event_streams=2),
+                    clock=lambda: 1000.0)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": "/events", "raw_path": b"/events",
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 8080),
+             "headers": [(b"host", b"127.0.0.1"), (b"cookie", b"inbox_session=the-cookie")]}
+    statuses: dict[int, int] = {}
+
+    async def receive() -> Message:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def ask(request: int, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        async def stuck_at_the_headers(message: Message) -> None:
+            # A browser that has not taken the headers yet: the stream has not begun.
+            if message["type"] == "http.response.start":
+                statuses[request] = message["status"]
+                if message["status"] == 200:
+                    await trio.sleep_forever()
+
+        with trio.CancelScope() as scope_of_request:
+            task_status.started(scope_of_request)
+            await app(dict(scope), receive, stuck_at_the_headers)
+
+    requests = [await nursery.start(ask, i) for i in range(3)]
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(statuses.values()) == [200, 200, 503]
+    for request, status in statuses.items():  # both pages go away before their streams began
+        if status == 200:
+            requests[request].cancel()
+    await trio.testing.wait_all_tasks_blocked()
+    for i in (3, 4):
+        await nursery.start(ask, i)
+    await trio.testing.wait_all_tasks_blocked()
+    assert (statuses[3], statuses[4]) == (200, 200)  # their places were given back
+    nursery.cancel_scope.cancel()
+    store.close()
 
 
 async def test_analytics_report_only_the_allow_list(inbox: Running) -> None:

@@ -37,6 +37,7 @@ from starlette.responses import (
 )
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
@@ -288,28 +289,42 @@ class Inbox:
 
     async def events(self, request: Request) -> Response:
         """Server-sent events: ``changed`` (with the store's version) whenever it changes, a
-        comment every ``keepalive_seconds``; the stream ends when the session does."""
+        comment every ``keepalive_seconds``; the stream ends when the session does. A stream
+        holds its place among ``max_event_streams`` from this check until it ends."""
         if self.streams >= self.config.max_event_streams:
             return PlainTextResponse("too many live pages", 503)
-        return StreamingResponse(self._stream(signed_in(request.scope).token),
-                                 media_type="text/event-stream")
+        self.streams += 1
+        return _CountedStream(self, self._stream(signed_in(request.scope).token),
+                              media_type="text/event-stream")
 
     async def _stream(self, token: str) -> AsyncIterator[bytes]:
-        self.streams += 1
+        seen = self.changes.version
+        yield b"retry: 3000\n\n"
+        while True:
+            changed = False
+            with trio.move_on_after(self.config.keepalive_seconds):
+                seen = await self.changes.wait(seen)
+                changed = True
+            if self.agents.session(token) is None:
+                return  # logged out (or expired): the page's next request is refused
+            yield f"event: changed\ndata: {seen}\n\n".encode() if changed else \
+                b": keepalive\n\n"
+
+
+class _CountedStream(StreamingResponse):
+    """A live-update stream that gives its place back (``inbox.streams``) when it ends, however
+    it ends: even before its first byte (Starlette calls a route's response at once, with no
+    checkpoint in between)."""
+
+    def __init__(self, inbox: Inbox, content: AsyncIterator[bytes], media_type: str) -> None:
+        super().__init__(content, media_type=media_type)
+        self.inbox = inbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            seen = self.changes.version
-            yield b"retry: 3000\n\n"
-            while True:
-                changed = False
-                with trio.move_on_after(self.config.keepalive_seconds):
-                    seen = await self.changes.wait(seen)
-                    changed = True
-                if self.agents.session(token) is None:
-                    return  # logged out (or expired): the page's next request is refused
-                yield f"event: changed\ndata: {seen}\n\n".encode() if changed else \
-                    b": keepalive\n\n"
+            await super().__call__(scope, receive, send)
         finally:
-            self.streams -= 1
+            self.inbox.streams -= 1
 
 
 def _row_id(value: int | str | None) -> int | None:
