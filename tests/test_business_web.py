@@ -35,9 +35,10 @@ from client.business.agents import (
 from client.business.analytics import ANALYTICS_FIELDS, daily_figures
 from client.business.changes import Changes
 from client.business.config import InboxConfig
-from client.business.serving import allowed_hosts, check_bind, hypercorn_config, serve_http
+from client.business.serving import allowed_hosts, hypercorn_config, serve_http
 from client.business.store import Attachment, InboxStore
 from client.business.web import build_app, linkify
+from client.core.binding import check_bind
 from client.core.errors import ClientError
 from e2e_proto.at_rest import MINIMUM
 from e2e_proto.capabilities import PRIVATE, SOCIAL
@@ -602,12 +603,12 @@ def test_agent_names_and_passwords() -> None:
 
 
 def test_binding_beyond_loopback_needs_tls(tmp_path: Path) -> None:
-    check_bind("127.0.0.1", tls=False)
-    check_bind("::1", tls=False)
-    check_bind("0.0.0.0", tls=True)
-    for host in ("0.0.0.0", "192.0.2.1", "inbox.example"):
+    for host in ("127.0.0.1", "::1", "localhost", "127.8.9.10"):
+        check_bind(host, False, "the inbox", "")
+    check_bind("0.0.0.0", True, "the inbox", "")
+    for host in ("0.0.0.0", "192.0.2.1", "inbox.example", "::"):
         with pytest.raises(ClientError, match="TLS"):
-            check_bind(host, tls=False)
+            check_bind(host, False, "the inbox", "")
     assert allowed_hosts("127.0.0.1") == ("127.0.0.1", "localhost", "::1")
     assert allowed_hosts("0.0.0.0", ["Inbox.Example"]) == ("0.0.0.0", "inbox.example")
     done = subprocess.run([sys.executable, "-m", "client.business.main", "--home",
