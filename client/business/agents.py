@@ -22,7 +22,7 @@ import nacl.exceptions
 import nacl.pwhash
 import trio
 
-from server.common.rate_limits import TokenBuckets
+from shared.rate_limits import TokenBuckets
 
 from ..core.errors import ClientError
 from .config import PASSWORD_COST, InboxConfig

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.common.rate_limits import TokenBucket
+from shared.rate_limits import TokenBucket
 
 from .hub import Subscription
 from .jsonrpc import (

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server.common.rate_limits import TokenBuckets
+from shared.rate_limits import TokenBuckets
 
 from .connections import CallContext, RpcClient
 from .jsonrpc import Codes, encode, error_body, parse_line
