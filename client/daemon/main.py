@@ -30,16 +30,17 @@ from .server import Daemon, serve
 
 
 def add_arguments(parser: argparse.ArgumentParser, host_port: object) -> None:
-    """The ``daemon`` command's options (``host_port`` parses ``HOST:PORT``)."""
+    """The ``daemon`` command's options (``host_port`` parses ``HOST:PORT``, port 0 meaning any
+    free port, which the daemon logs)."""
     defaults = DaemonConfig()
     parser.add_argument("--tcp", type=host_port, metavar="HOST:PORT",
                         help="also serve newline-delimited JSON-RPC on TCP, on a loopback "
-                             "address (clients call auth with the token in HOME/daemon.token "
-                             "first)")
+                             "address (port 0: any free port, logged); clients call auth with "
+                             "the token in HOME/daemon.token first")
     parser.add_argument("--http", type=host_port, metavar="HOST:PORT",
-                        help="also serve HTTP, on a loopback address: POST /rpc, GET /events "
-                             "(server-sent events), with Authorization: Bearer TOKEN from "
-                             "HOME/daemon.token")
+                        help="also serve HTTP, on a loopback address (port 0: any free port, "
+                             "logged): POST /rpc, GET /events (server-sent events), with "
+                             "Authorization: Bearer TOKEN from HOME/daemon.token")
     parser.add_argument("--max-queued", type=int, default=defaults.max_queued_events,
                         metavar="N", help="events kept until a subscriber acks them; at N, "
                         "new messages wait on the server (default "
