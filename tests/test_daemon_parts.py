@@ -3,6 +3,7 @@ queue (sealed at rest, deduplicated by key, acked by id) and the hub's subscript
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 from pathlib import Path
@@ -15,11 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from client.daemon.config import DaemonConfig
+from client.daemon.connections import RpcClient
 from client.daemon.events import Event
 from client.daemon.hub import CAUGHT_UP, EventHub
 from client.daemon.jsonrpc import Codes, LineBuffer, LineTooLong, RpcError, parse_line
 from client.daemon.methods import METHODS, TABLE
 from client.daemon.queue import EventQueue
+from client.daemon.server import Daemon
 from client.daemon.table import check_params
 from e2e_proto.at_rest import MINIMUM
 
@@ -175,6 +178,38 @@ async def test_subscriptions_window_caught_up_and_room(tmp_path: Path) -> None:
         assert [n["params"].get("text") for n in got] == ["3", "4", "5", None]
         nursery.cancel_scope.cancel()
     hub.queue.close()
+
+
+def test_auth_is_refused_by_a_daemon_without_a_token(tmp_path: Path) -> None:
+    config = DaemonConfig()
+    daemon = Daemon(tmp_path, EventHub(_queue(tmp_path), config), {}, config, token=None)
+    client = RpcClient(daemon, authenticated=False)
+    for token in ("", "anything"):
+        with pytest.raises(RpcError) as refused:
+            client.authenticate(token)
+        assert refused.value.code == Codes.UNAUTHORIZED and not client.authenticated
+    daemon.hub.queue.close()
+
+
+async def test_http_clients_are_rate_limited_per_host_not_per_connection(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    from client.daemon.http import serve_http
+
+    config = DaemonConfig(requests_per_second=1e-9, request_burst=2)
+    daemon = Daemon(tmp_path, EventHub(_queue(tmp_path), config), {}, config, token="secret")
+    port = await nursery.start(serve_http, daemon, "127.0.0.1", 0)
+
+    def post() -> int:
+        web = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # a new source port
+        web.request("POST", "/rpc", b'{"jsonrpc":"2.0","id":1,"method":"daemon_info"}',
+                    {"Authorization": "Bearer secret", "Content-Type": "application/json"})
+        status = web.getresponse().status
+        web.close()
+        return status
+
+    assert [await trio.to_thread.run_sync(post) for _ in range(4)] == [200, 200, 429, 429]
+    nursery.cancel_scope.cancel()
+    daemon.hub.queue.close()
 
 
 async def test_key_change_is_an_event_and_accepting_queues_the_held_messages(

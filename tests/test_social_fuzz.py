@@ -29,10 +29,10 @@ from e2e_proto import call_api
 from e2e_proto import social_api as api
 from e2e_proto.wire import FrameDecoder, encode_frame
 from server.calls.registry import SfuGrant
-from server.social.accounts import token_hash
 from server.social.routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from server.social.server import SocialServer
 from server.social.sqlite_store import SqliteSocialStore
+from shared.tokens import token_hash
 from tests.fuzz_support import (
     EXAMPLES,
     error_codes,

@@ -27,11 +27,16 @@ from .common import PROG
 from .private import run_private
 
 
-def _host_port(text: str) -> tuple[str, int]:
+def _host_port(text: str, lowest_port: int = 1) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+    if not sep or not host or not port.isdigit() or not lowest_port <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` to serve on; port 0 is any free port (logged once bound)."""
+    return _host_port(text, lowest_port=0)
 
 
 def _seconds(text: str) -> float:
@@ -271,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = commands.add_parser(
         "daemon", help="serve this home to bots and scripts over JSON-RPC (HOME/daemon.sock; "
         "docs/JSONRPC.md); while it runs, the other commands on this home go through it")
-    add_daemon_arguments(daemon, _host_port)
+    add_daemon_arguments(daemon, _listen_address)
     return parser
 
 

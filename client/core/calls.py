@@ -401,7 +401,7 @@ class ActiveCall:
             try:
                 await self.transport.call_leave(self.call_id)
             except (ClientError, ConnectionLost) as exc:  # ended meanwhile, or the line broke
-                self.notices.append(f"could not leave the call at the server: {exc}")
+                self.notice(f"could not leave the call at the server: {exc}")
         return self.report(trio.current_time() - started)
 
     async def _join_unit(self, token: bytes) -> None:

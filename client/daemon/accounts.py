@@ -20,20 +20,18 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import trio
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
-from e2e_proto.errors import E2EProtoError
 
 from ..cli.calls import PlanMaker
-from ..cli.common import first_leaf
 from ..cli.private import call_plan as private_call_plan
 from ..cli.social import call_plan as social_call_plan
 from ..core.calls import ActiveCall
-from ..core.connection import ConnectionLost, ServerError
-from ..core.errors import ClientError
+from ..core.connection import ConnectionLost
+from ..core.live_account import LiveAccount
 from ..private.received import Received
 from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
@@ -50,69 +48,52 @@ SessionT = TypeVar("SessionT", PrivateSession, SocialSession)
 ClientT = TypeVar("ClientT", PrivateClient, SocialClient)
 
 
-class Account(abc.ABC, Generic[ClientT, SessionT]):
+class Account(LiveAccount[ClientT, SessionT]):
     """One transport's account of the home: its client, its live session, its events."""
 
-    transport: ClassVar[str]
     server: ClassVar[str]
     """How a refusal names the server (``the relay refused: ...``)."""
     plan_call: ClassVar[Callable[..., PlanMaker]]
     """The ``call`` command's choice of what to join or start (``call_plan`` of the CLI)."""
+    logger = log
 
     def __init__(self, client: ClientT, hub: EventHub, config: DaemonConfig) -> None:
-        self.client = client
+        super().__init__(client, config.reconnect_start, config.reconnect_max)
         self.hub = hub
         self.config = config
-        self.live: SessionT | None = None
         self.paused = False
         """Whether taking from the server is paused because the queue is full."""
-        self.last_error: str | None = None
         self.calls = CallRunner(self.transport, self.server, hub, config)
-        self._lock = trio.Lock()
-        self._receiving: trio.CancelScope | None = None
-        self._call_nursery: trio.Nursery | None = None
         self._connected = trio.Event()
-        """Set while the live session is up."""
-
-    @property
-    def account(self) -> str:
-        """The account name."""
-        return self.client.state.account or ""
+        """Set while a live session is up (a call waits for it)."""
+        self._call_nursery: trio.Nursery | None = None
+        self._receiving: trio.CancelScope | None = None
 
     @property
     def device_id(self) -> int:
         """This device's id on the transport."""
         return self.client.state.device_id
 
-    async def run(self) -> None:
-        """Receive into the queue until cancelled, reconnecting with backoff after a loss and
-        pausing while the queue is full; the calls running on a session end with it."""
-        delay = self.config.reconnect_start
-        while True:
-            while self.hub.full:
-                self.paused = True
-                await self.hub.room.wait()
-            self.paused = False
-            try:
-                async with self.client.session() as session:
-                    self.live, self.last_error = session, None
-                    self._connected.set()
-                    delay = self.config.reconnect_start
-                    async with trio.open_nursery() as self._call_nursery:
-                        with trio.CancelScope() as self._receiving:
-                            await session.receive(self.take, math.inf)
-                        self._call_nursery.cancel_scope.cancel()
-                    continue  # cancelled by take(): the queue is full
-            except* (ConnectionLost, ClientError, ServerError, OSError, E2EProtoError) as group:
-                error = first_leaf(group)
-                self.last_error = str(error)
-                log.warning("%s: %s; reconnecting in %g s", self.transport, error, delay)
-            finally:
-                self.live, self._receiving, self._call_nursery = None, None, None
-                if self._connected.is_set():
-                    self._connected = trio.Event()
-            await trio.sleep(delay)  # reconnection backoff
-            delay = min(delay * 2, self.config.reconnect_max)
+    async def before_connecting(self) -> None:
+        """Wait while the queue is full (paused: new messages wait on the server)."""
+        while self.hub.full:
+            self.paused = True
+            await self.hub.room.wait()
+        self.paused = False
+
+    async def receive(self, session: SessionT) -> None:
+        """Receive into the queue until the session is lost, or until :meth:`take` finds the
+        queue full (then return, to wait for room); the calls running on the session end with
+        it."""
+        self._connected.set()
+        try:
+            async with trio.open_nursery() as self._call_nursery:
+                with trio.CancelScope() as self._receiving:
+                    await session.receive(self.take, math.inf)
+                self._call_nursery.cancel_scope.cancel()
+        finally:
+            self._receiving, self._call_nursery = None, None
+            self._connected = trio.Event()
 
     def take(self, item: Any) -> None:
         """Queue what the session shows (before it is marked shown); pause when full. A ring
@@ -134,17 +115,6 @@ class Account(abc.ABC, Generic[ClientT, SessionT]):
         """Queue what an acceptance released (held messages, now unseen) at once, rather than
         on the next reconnection; ``session`` downloads their files."""
         await session.show_unseen(self.take)
-
-    @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[SessionT]:
-        """A session for one method call: the live one, or a connection of its own while the
-        live one is down; calls on one account run one at a time."""
-        async with self._lock:
-            if self.live is not None:
-                yield self.live
-            else:
-                async with self.client.session() as session:
-                    yield session  # type: ignore[misc]
 
     @contextlib.asynccontextmanager
     async def call_session(self) -> AsyncIterator[SessionT]:

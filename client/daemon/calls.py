@@ -142,7 +142,7 @@ class CallRunner:
             if line is None:
                 log.error("a call failed", exc_info=exc)
             reason, error = FAILED, line or "internal error: see the daemon's log"
-            entry.call.notices.append(f"the call failed: {error}")
+            entry.call.notice(f"the call failed: {error}")
             await _leave_quietly(session, entry.call.call_id)
         finally:
             self._finish(entry, reason, error)

@@ -195,7 +195,8 @@ async def serve_unix(daemon: Daemon, path: Path,
 
 async def serve_tcp(daemon: Daemon, host: str, port: int,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve newline-delimited JSON-RPC on TCP; clients must ``auth`` first."""
+    """Serve newline-delimited JSON-RPC on TCP (port 0: any free port, given to
+    ``task_status``); clients must ``auth`` first."""
     listeners = await trio.open_tcp_listeners(port, host=host)
 
     async def handle(stream: trio.SocketStream) -> None:

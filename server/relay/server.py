@@ -19,12 +19,12 @@ import trio
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
+from shared.rate_limits import TokenBuckets
 
 from ..calls.registry import CallRegistry, SfuGrant
 from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
 from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
-from ..common.rate_limits import TokenBuckets
 from ..common.slots import Slots
 from .config import RelayConfig
 from .connection import RelayConnection

@@ -25,12 +25,12 @@ import trio
 
 from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
+from shared.rate_limits import TokenBuckets
 
 from ..calls.registry import CallRegistry, SfuGrant
 from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
 from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
-from ..common.rate_limits import TokenBuckets
 from .config import SocialConfig
 from .connection import SocialConnection
 from .logins import LoginFailures
