@@ -144,6 +144,27 @@ def test_malformed_headers(header: bytes) -> None:
         decode_header(header)
 
 
+_BIN16_GROUP = b"\xc5\x00\x10" + GROUP  # a non-shortest bin: 19 bytes instead of 18
+_U32_CHAIN = b"\xce\x63\x99\xff\xd0"  # 1671036880, the shortest form of this chain id
+
+
+@pytest.mark.parametrize(("header", "accepted"), [
+    (b"\x93" + _BIN16_GROUP + _U32_CHAIN + b"\x01", True),  # 26 bytes
+    (b"\x93\xc4\x10" + GROUP + b"\xcf" + bytes(4) + _U32_CHAIN[1:] + b"\x01", True),  # uint 64
+    (b"\x93" + _BIN16_GROUP + _U32_CHAIN + b"\xce\x00\x00\x00\x01", False),  # 30 bytes
+    (b"\xdc\x00\x03\xc4\x10" + GROUP + _U32_CHAIN + b"\xce\x00\x00\x00\x01", False),  # 31
+])
+def test_non_shortest_headers_are_accepted_only_within_the_size_cap(header: bytes,
+                                                                     accepted: bool) -> None:
+    """PROTOCOL.md §13.2: any msgpack form, but the 29-byte cap is checked first."""
+    assert accepted == (len(header) <= MAX_GROUP_HEADER_SIZE)
+    if accepted:
+        assert decode_header(header) == (GROUP, 1671036880, 1)
+    else:
+        with pytest.raises(MalformedError):
+            decode_header(header)
+
+
 def test_signature_covers_prefix_header_nonce_ciphertext() -> None:
     own, _ = pair()
     message = own.encrypt(b"signed")
