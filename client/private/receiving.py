@@ -84,6 +84,15 @@ class Receiving(SessionBase):
                     return
             raise ConnectionLost("the relay closed the connection")
 
+    async def catch_up(self) -> None:
+        """Take in everything queued for this device (group updates included) before a group
+        command: every push is handled as :meth:`receive` handles it, but what arrives is
+        stored, not shown; the next ``recv`` shows it."""
+        async for frame in self.connection.pushes:
+            if await self._on_push(None, frame):
+                return
+        raise ConnectionLost("the relay closed the connection")
+
     async def show_unseen(self, handler: MessageHandler) -> None:
         """Show the messages stored but not shown yet (those of an earlier run, or released by
         accepting a key change), each marked shown after ``handler`` returns."""
@@ -94,11 +103,17 @@ class Receiving(SessionBase):
         """``received`` with its file when it announces one (downloaded if not yet)."""
         return await self._with_file(received) if received.kind == MEDIA_KIND else received
 
-    async def _on_push(self, handler: MessageHandler, frame: dict[str, Any]) -> bool:
-        """Act on one push from the relay; True when it says the backlog is drained."""
+    async def _on_push(self, handler: MessageHandler | None, frame: dict[str, Any]) -> bool:
+        """Act on one push from the relay; True when it says the backlog is drained.
+
+        Without a ``handler``, a delivery is stored and acknowledged but not shown (nor are
+        notices and rings): the next :meth:`receive` shows what is new.
+        """
         kind = frame.get("type")
         if kind == "deliver":
             received = await self._process(frame.get("seq"), frame.get("envelope"))
+            if handler is None:
+                return False
             if received is not None:
                 await self._show(handler, await self._with_any_file(received))
             while self.notices:
@@ -110,7 +125,7 @@ class Receiving(SessionBase):
             await self._top_up(frame.get("count"))
         elif kind in call_api.PUSHES:
             ring = await self._on_call_push(frame)
-            if ring is not None:
+            if ring is not None and handler is not None:
                 await self._show(handler, ring)
         elif kind == "error":
             raise ConnectionLost(f"the relay closed the connection: "
