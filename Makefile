@@ -39,7 +39,7 @@ fuzz: $(STAMP)
 faults: $(STAMP)
 	E2E_FAULT_KILLS=10 E2E_FAULT_MESSAGES=40 $(BIN)/pytest tests/test_faults.py \
 		tests/test_relay_kill.py tests/test_relay_limits.py \
-		tests/test_private_e2e.py tests/test_social_faults.py \
+		tests/test_private_e2e.py tests/test_social_faults.py tests/test_cross_faults.py \
 		-k "kill or fault or killed or restart"
 
 load: $(STAMP)

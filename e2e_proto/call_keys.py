@@ -8,8 +8,11 @@ after someone leaves everyone moves to a fresh base key of the next generation, 
 leaver never receives. Frames authenticate the call id (SFrame metadata), so a frame cannot be
 replayed into another call.
 
-Each receiver keyring keeps the keys of its sender's current and previous generation only
-(frames in flight across a change still open), so a keyring's size is bounded.
+Each receiver keyring keeps the keys of the newest generation it has seen of its sender and of
+the one before (frames in flight across a change still open); a key of an older generation is
+ignored, whatever order keys arrive in. A keyring therefore holds at most
+``CALL_KEPT_GENERATIONS`` x 256 KIDs (256 ratchet steps per generation, RFC 9605 §5.1 with R = 8),
+and a frame with an unknown KID scans at most that many.
 """
 
 from __future__ import annotations
@@ -17,20 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import CALL_ID_SIZE, SFRAME_HASH_SIZE, SFRAME_MAX_VALUE, SFRAME_MIN_BASE_KEY_SIZE
+from .constants import (
+    CALL_ID_SIZE,
+    CALL_KEPT_GENERATIONS,
+    MAX_CALL_PARTICIPANT_ID,
+    SFRAME_HASH_SIZE,
+    SFRAME_MAX_VALUE,
+    SFRAME_MIN_BASE_KEY_SIZE,
+)
 from .errors import LocalProtocolError, MalformedError, UnknownKeyIdError
 from .payload import CALL_KEY_KIND, Payload
 from .primitives import RandomSource, system_random
 from .sframe import ReceiverKeyring, SenderContext, split_sender_key_kid
 
-KEPT_GENERATIONS = 2
-"""Generations of one sender's keys a receiver holds: the current one and the one before."""
-MAX_PARTICIPANT = 2**32 - 1
-
 
 def _valid(call_id: object, participant: object, kid: object, base_key: object) -> bool:
     return (type(call_id) is bytes and len(call_id) == CALL_ID_SIZE
-            and type(participant) is int and 1 <= participant <= MAX_PARTICIPANT
+            and type(participant) is int and 1 <= participant <= MAX_CALL_PARTICIPANT_ID
             and type(kid) is int and 0 <= kid <= SFRAME_MAX_VALUE
             and type(base_key) is bytes
             and SFRAME_MIN_BASE_KEY_SIZE <= len(base_key) <= SFRAME_HASH_SIZE)
@@ -80,13 +86,14 @@ class CallKey:
 class CallKeys:
     """One participant's media keys in one call: its sender key and the others' keyrings."""
 
-    __slots__ = ("call_id", "participant", "_receivers", "_sender")
+    __slots__ = ("call_id", "participant", "_newest", "_receivers", "_sender")
 
     def __init__(self, call_id: bytes, participant: int, sender: SenderContext) -> None:
         self.call_id = call_id
         self.participant = participant
         self._sender = sender
         self._receivers: dict[int, ReceiverKeyring] = {}
+        self._newest: dict[int, int] = {}  # participant -> the newest generation held of it
 
     @classmethod
     def fresh(cls, call_id: bytes, participant: int,
@@ -115,19 +122,32 @@ class CallKeys:
         return self.own_key
 
     def set_own(self, kid: int, base_key: bytes) -> None:
-        """Send under ``base_key`` from now on (a server-keyed call: the server chose it)."""
-        self._sender = SenderContext(base_key, kid)
+        """Send under ``base_key`` from now on (a server-keyed call: the server chose it).
+
+        The CTR goes on from where it is, never back to 0, so a server that hands out a key
+        again (resent unchanged, or an earlier one) cannot make an AES-GCM nonce repeat; an
+        unchanged key keeps its context (no key derivation).
+        """
+        sender = self._sender
+        if kid != sender.kid or base_key != sender.base_key:
+            self._sender = SenderContext(base_key, kid, sender.counter)
 
     def add(self, key: CallKey) -> None:
-        """Hold another participant's key; generations older than the one before go."""
+        """Hold another participant's key, if it is of the newest generation held of that
+        participant or the one before; a key of an older generation is ignored, and a newer
+        one drops the generations that fall behind."""
         if key.call_id != self.call_id or key.participant == self.participant:
             raise LocalProtocolError("a key of another call, or this participant's own")
+        generation, _ = split_sender_key_kid(key.kid)
+        newest = max(generation, self._newest.get(key.participant, generation))
+        oldest = newest - CALL_KEPT_GENERATIONS + 1
+        if generation < oldest:
+            return
         keyring = self._receivers.get(key.participant)
         if keyring is None:
             keyring = self._receivers[key.participant] = ReceiverKeyring()
         keyring.add(key.kid, key.base_key)
-        generation, _ = split_sender_key_kid(key.kid)
-        oldest = generation - KEPT_GENERATIONS + 1
+        self._newest[key.participant] = newest
         for kid in keyring.kids:
             if split_sender_key_kid(kid)[0] < oldest:
                 keyring.remove(kid)
@@ -135,6 +155,7 @@ class CallKeys:
     def forget(self, participant: int) -> None:
         """Drop a participant's keys (it left)."""
         self._receivers.pop(participant, None)
+        self._newest.pop(participant, None)
 
     def holds(self, participant: int) -> bool:
         """Whether a key of ``participant`` is held."""
@@ -143,6 +164,11 @@ class CallKeys:
     def encrypt(self, frame: bytes) -> bytes:
         """The SFrame ciphertext of ``frame`` under the current sender key."""
         return self._sender.encrypt(frame, self.call_id)
+
+    def encrypt_parts(self, frame: bytes) -> tuple[bytes, bytes]:
+        """:meth:`encrypt` as ``(SFrame header, ciphertext || tag)``, to go into a datagram
+        (:func:`~e2e_proto.call_packets.media_packet`) with one copy."""
+        return self._sender.encrypt_parts(frame, self.call_id)
 
     def decrypt(self, participant: int, sframe: bytes) -> bytes:
         """The frame inside ``participant``'s SFrame ciphertext.

@@ -36,6 +36,7 @@ MAX_SEQ = 2**32 - 1
 MAX_LATENCY_SAMPLES = 1_000_000
 """Latencies a :class:`StreamStats` keeps (about 9 hours of 30 fps); later frames count only."""
 _SEEN_WINDOW = 1024
+_SEEN_MASK = (1 << _SEEN_WINDOW) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +125,11 @@ class StreamStats:
         if self._first is None:
             self._first = seq
         behind = self._highest - seq
-        if behind < 0:
-            self._seen = ((self._seen << -behind) | 1) & ((1 << _SEEN_WINDOW) - 1)
+        if behind <= -_SEEN_WINDOW:  # a window or more ahead: start it afresh, whatever the jump
+            self._seen = 1
+            self._highest = seq
+        elif behind < 0:
+            self._seen = ((self._seen << -behind) | 1) & _SEEN_MASK
             self._highest = seq
         elif behind >= _SEEN_WINDOW or (self._seen >> behind) & 1:
             self.duplicates += 1  # or too old to tell: not counted as received

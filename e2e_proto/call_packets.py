@@ -53,6 +53,7 @@ _EVENT = struct.Struct(">BI")
 _REJECT = struct.Struct(">BIB")
 _U32 = struct.Struct(">I")
 _TAG = CALL_PACKET_TAG_SIZE
+_WINDOW_MASK = (1 << CALL_REPLAY_WINDOW) - 1
 
 
 def type_byte(kind: int) -> int:
@@ -116,10 +117,15 @@ def join_packet(key: PacketKey, participant: int, counter: int, max_kbps: int,
 
 
 def media_packet(key: PacketKey, participant: int, counter: int, kind: int, level: int,
-                 sframe: bytes) -> bytes:
-    """MEDIA: one SFrame ciphertext of ``kind`` (AUDIO, VIDEO) at audio ``level`` (0-127)."""
+                 sframe: bytes, sframe_rest: bytes = b"") -> bytes:
+    """MEDIA: one SFrame ciphertext, ``sframe || sframe_rest``, of ``kind`` (AUDIO, VIDEO) at
+    audio ``level`` (0-127).
+
+    The ciphertext comes whole, or as the (header, ciphertext) of ``CallKeys.encrypt_parts``:
+    then the frame is copied into the datagram without first being copied behind its header.
+    """
     return key.seal(_MEDIA_HEAD.pack(type_byte(MEDIA), participant, counter, kind, level)
-                    + sframe)
+                    + sframe + sframe_rest)
 
 
 def control_packet(key: PacketKey, kind: int, participant: int, counter: int) -> bytes:
@@ -170,14 +176,6 @@ def reject_packet(participant: int, reason: int) -> bytes:
     return _REJECT.pack(type_byte(REJECT), participant, reason)
 
 
-def welcome_body(data: bytes) -> list[int]:
-    """The participants of a verified WELCOME; :class:`MalformedError` when the count lies."""
-    count = data[HEAD_SIZE] if len(data) > MIN_SEALED_SIZE else -1
-    if count < 0 or len(data) != MIN_SEALED_SIZE + 1 + 4 * count:
-        raise MalformedError("a WELCOME's participant count does not match its length")
-    return [_U32.unpack_from(data, HEAD_SIZE + 1 + 4 * i)[0] for i in range(count)]
-
-
 def event_body(data: bytes) -> tuple[int, int]:
     """(event, subject) of a verified EVENT."""
     if len(data) != MIN_SEALED_SIZE + _EVENT.size:
@@ -226,10 +224,17 @@ class ReplayWindow:
         return behind < CALL_REPLAY_WINDOW and not (self._seen >> behind) & 1
 
     def mark(self, counter: int) -> None:
-        """Record ``counter`` as accepted (it must be :meth:`fresh`)."""
+        """Record ``counter`` as accepted (it must be :meth:`fresh`).
+
+        A counter a window or more ahead restarts the window: the work and the memory stay
+        those of a 128-bit integer, whatever the jump (counters are u64 from the network).
+        """
         ahead = counter - self._highest
-        if ahead > 0:
-            self._seen = ((self._seen << ahead) | 1) & ((1 << CALL_REPLAY_WINDOW) - 1)
+        if ahead >= CALL_REPLAY_WINDOW:
+            self._seen = 1
+            self._highest = counter
+        elif ahead > 0:
+            self._seen = ((self._seen << ahead) | 1) & _WINDOW_MASK
             self._highest = counter
         else:
             self._seen |= 1 << -ahead

@@ -32,6 +32,7 @@ from .constants import (
     CALL_TOKEN_TAG_SIZE,
     CALL_TOKEN_VERSION,
     MAX_ACCOUNT_LENGTH,
+    MAX_CALL_PARTICIPANT_ID,
     MAX_CALL_PARTICIPANTS,
 )
 from .errors import CallTokenError, ExpiredCallTokenError, LocalProtocolError
@@ -40,7 +41,6 @@ from .primitives import RandomSource, hmac_sha256, system_random
 _FIXED = struct.Struct(">B16sIIQH16sB")
 MIN_TOKEN_SIZE = _FIXED.size + 1 + CALL_TOKEN_TAG_SIZE
 MAX_TOKEN_SIZE = _FIXED.size + MAX_ACCOUNT_LENGTH + CALL_TOKEN_TAG_SIZE
-MAX_PARTICIPANT_ID = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ def issue_token(call_key: bytes, call_id: bytes, participant: int, address: Addr
     check_call_key(call_key)
     if type(call_id) is not bytes or len(call_id) != CALL_ID_SIZE:
         raise LocalProtocolError(f"a call id is {CALL_ID_SIZE} bytes")
-    if type(participant) is not int or not 1 <= participant <= MAX_PARTICIPANT_ID:
+    if type(participant) is not int or not 1 <= participant <= MAX_CALL_PARTICIPANT_ID:
         raise LocalProtocolError("a participant id is in 1 .. 2**32-1")
     if type(expires_ms) is not int or not 0 <= expires_ms < 2**64:
         raise LocalProtocolError("a token's expiry is a u64 of milliseconds")

@@ -1,4 +1,4 @@
-"""Constants with protocol meaning (DESIGN §2–§8, §13–§15). Changing one breaks interop."""
+"""Constants with protocol meaning (DESIGN §2–§8, §13–§16). Changing one breaks interop."""
 
 from __future__ import annotations
 
@@ -131,5 +131,35 @@ CALL_PACKET_TAG_SIZE = 16  # HMAC-SHA256 truncated to 128 bits, on every partici
 MAX_CALL_DATAGRAM = 16 * 1024  # largest datagram either side sends or accepts
 CALL_REPLAY_WINDOW = 128  # packet counters a forwarding unit accepts behind the highest one
 MAX_CALL_PARTICIPANTS = 255  # a hard bound on any call, above both transports' caps
+MAX_CALL_PARTICIPANT_ID = 2**32 - 1  # a participant id (pid) is a u32 >= 1
+CALL_KEPT_GENERATIONS = 2  # a receiver holds a sender's newest key generation and the one before
 CALL_FRAME_HEADER_SIZE = 16  # a synthetic media frame: kind, flags, seq, sent-at (see call_media)
 CALL_FRAME_CHECKSUM_SIZE = 4  # CRC-32 of everything before it
+
+# Profiles and status updates (DESIGN §16; docs/PROTOCOL.md §19.1), both transports.
+MAX_PROFILE_NAME_LENGTH = 64  # characters of a display name
+MAX_PROFILE_ABOUT_LENGTH = 500  # characters of a profile's "about" text
+MAX_STATUS_TEXT_LENGTH = 700  # characters of one status update
+STATUS_TTL_MS = DAY * 1000  # a status update is shown for 24 hours after it was posted
+MAX_STATUSES = 30  # live status updates kept (and shared) per account, newest first
+MAX_PROFILE_VERSION = 2**63 - 1
+
+# Between the transports (DESIGN §16; docs/PROTOCOL.md §19): domain-separation strings.
+CROSS_DEVICE_LIST_PREFIX = b"e2e-proto/cross-device-list/v1"
+CROSS_DEVICE_LINK_PREFIX = b"e2e-proto/cross-device-link/v1"
+ACCOUNT_LINK_VERSION = 1
+ACCOUNT_LINK_PRIVATE_PREFIX = b"e2e-proto/account-link/private/v1"  # the private AIK signs
+ACCOUNT_LINK_SOCIAL_PREFIX = b"e2e-proto/account-link/social/v1"  # the social device key signs
+ACCOUNT_UNLINK_PREFIX = b"e2e-proto/account-unlink/v1"
+LINK_ID_SIZE = 16
+LINK_STATEMENT_MAX_AGE_MS = 10 * 60 * 1000
+"""A link statement is accepted within ten minutes of the time it names (either way)."""
+MAX_SHARED_DEVICE_NAME_LENGTH = 64  # characters of a device name (the relay's limit)
+
+# The server-to-server link (DESIGN §16; docs/PROTOCOL.md §19.3).
+PEER_KEY_SIZE = 32  # the key both servers read from their --peer-key-file
+PEER_NONCE_SIZE = 32
+PEER_HELLO_PREFIX = b"e2e-proto/peer-hello/v1"
+PEER_WELCOME_PREFIX = b"e2e-proto/peer-welcome/v1"
+PEER_SESSION_INFO = b"e2e-proto/peer-session/v1"
+MAX_PEER_FRAMES = 2**64 - 1  # sealed frames one direction of one connection may carry

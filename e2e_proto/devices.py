@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 import msgpack
 
@@ -53,7 +54,7 @@ class StaleDeviceListError(RemoteProtocolError):
 
 
 def _check(account: str, version: int, devices: tuple[tuple[int, Ed25519PublicKey], ...],
-           error: type[Exception]) -> None:
+           error: type[Exception], requires_primary: bool = True) -> None:
     if not is_valid_account(account):
         raise error(f"invalid account name {describe(account)}")
     if type(version) is not int or not 0 <= version < _U64_LIMIT:
@@ -63,8 +64,9 @@ def _check(account: str, version: int, devices: tuple[tuple[int, Ed25519PublicKe
         raise error("device ids must be distinct u32 values in ascending order")
     if len({key for _, key in devices}) != len(devices):
         raise error("two devices of a list cannot share an identity key")
-    if not ids or ids[0] != PRIMARY_DEVICE_ID:
-        raise error("a device list must contain the primary device 0")
+    if not ids or (requires_primary and ids[0] != PRIMARY_DEVICE_ID):
+        raise error("a device list must contain the primary device 0" if requires_primary
+                    else "a device list must name at least one device")
     if len(ids) > MAX_DEVICES:
         raise TooManyDevicesError(
             f"an account has at most {MAX_DEVICES - 1} linked devices besides the primary")
@@ -72,14 +74,24 @@ def _check(account: str, version: int, devices: tuple[tuple[int, Ed25519PublicKe
 
 @dataclass(frozen=True, slots=True)
 class DeviceList:
-    """An account's devices at one version: ``(device_id, device identity key)`` pairs."""
+    """An account's devices at one version: ``(device_id, device identity key)`` pairs.
+
+    The class attributes say which kind of list it is (a subclass changes them: the social
+    side's cross-transport list, :mod:`e2e_proto.cross_identity`): the prefix its signature
+    covers, the prefix of its devices' link signatures, and whether device 0 is its primary
+    (which then signs no link message).
+    """
 
     account: str
     version: int
     devices: tuple[tuple[int, Ed25519PublicKey], ...]
+    prefix: ClassVar[bytes] = DEVICE_LIST_PREFIX
+    link_prefix: ClassVar[bytes] = DEVICE_LINK_PREFIX
+    requires_primary: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        _check(self.account, self.version, self.devices, LocalProtocolError)
+        _check(self.account, self.version, self.devices, LocalProtocolError,
+               self.requires_primary)
 
     def body(self) -> bytes:
         """The msgpack part: ``[account, version, [[device_id, dik_pub], ...]]``."""
@@ -88,11 +100,15 @@ class DeviceList:
 
     def signed_bytes(self) -> bytes:
         """The exact bytes the AIK signs."""
-        return DEVICE_LIST_PREFIX + self.body()
+        return self.prefix + self.body()
 
     def sign(self, account_identity: IdentityKeyPair) -> SignedDeviceList:
         """Sign with the account identity key."""
         return SignedDeviceList(self, self.body(), account_identity.sign(self.signed_bytes()))
+
+    def link_message(self, account_key: Ed25519PublicKey) -> bytes:
+        """The bytes each linked device of this list signs (:func:`link_message`)."""
+        return link_message(account_key, self.account, self.link_prefix)
 
     @property
     def device_ids(self) -> list[int]:
@@ -111,10 +127,12 @@ class SignedDeviceList:
     device_list: DeviceList
     body: bytes
     signature: bytes
+    list_type: ClassVar[type[DeviceList]] = DeviceList
+    """The kind of list :meth:`verify` reads."""
 
     @classmethod
     def verify(cls, account_key: Ed25519PublicKey, body: bytes,
-               signature: bytes) -> SignedDeviceList:
+               signature: bytes) -> Self:
         """Check the AIK signature over ``body``, then parse it strictly.
 
         Raises :class:`InvalidSignatureError`, :class:`MalformedError` (also for a device key
@@ -123,11 +141,12 @@ class SignedDeviceList:
         """
         if type(body) is not bytes:
             raise MalformedError("device list body must be bytes")
-        account_key.verify(DEVICE_LIST_PREFIX + body, signature)
+        kind = cls.list_type
+        account_key.verify(kind.prefix + body, signature)
         try:
             account, version, entries = DEVICE_LIST_LIMITS.unpack(body)
             devices = tuple((i, Ed25519PublicKey(key)) for i, key in entries)
-            _check(account, version, devices, MalformedError)
+            _check(account, version, devices, MalformedError, kind.requires_primary)
         except TooManyDevicesError:
             raise
         except (ValueError, TypeError, msgpack.UnpackException, InvalidKeyError):
@@ -135,7 +154,7 @@ class SignedDeviceList:
         if any(key.raw == account_key.raw for _, key in devices):
             raise MalformedError("a device key equals the account key (the AIK and every "
                                  "DIK must differ)")
-        return cls(DeviceList(account, version, devices), body, signature)
+        return cls(kind(account, version, devices), body, signature)
 
     def check_links(self, account_key: Ed25519PublicKey, signatures: Mapping[int, bytes]) -> None:
         """Every linked device must have signed :func:`link_message` for this account and key.
@@ -146,9 +165,10 @@ class SignedDeviceList:
         account it joined. :class:`MalformedError` for a missing signature,
         :class:`InvalidSignatureError` for one that does not verify.
         """
-        message = link_message(account_key, self.device_list.account)
-        for device_id, key in self.device_list.devices:
-            if device_id == PRIMARY_DEVICE_ID:
+        device_list = self.device_list
+        message = device_list.link_message(account_key)
+        for device_id, key in device_list.devices:
+            if device_list.requires_primary and device_id == PRIMARY_DEVICE_ID:
                 continue
             signature = signatures.get(device_id)
             if signature is None:
@@ -165,6 +185,7 @@ class SignedDeviceList:
                 f"device list version {ours} is older than the known version {theirs}")
 
 
-def link_message(account_key: Ed25519PublicKey, account: str) -> bytes:
+def link_message(account_key: Ed25519PublicKey, account: str,
+                 prefix: bytes = DEVICE_LINK_PREFIX) -> bytes:
     """The bytes a linked device signs with its DIK to prove it belongs to the account."""
-    return DEVICE_LINK_PREFIX + account_key.raw + account.encode()
+    return prefix + account_key.raw + account.encode()

@@ -23,9 +23,13 @@ GROUP_UPDATE_KIND = "group_update"
 """A signed group state (:class:`e2e_proto.groups.GroupUpdate` gives its fields)."""
 CALL_KEY_KIND = "call_key"
 """A call participant's SFrame base key (:class:`e2e_proto.call_keys.CallKey` gives its fields)."""
+PROFILE_KIND = "profile"
+"""A profile (:class:`e2e_proto.profiles.ProfileUpdate` gives its fields)."""
+STATUS_KIND = "status"
+"""A status update (:class:`e2e_proto.profiles.StatusUpdate` gives its fields)."""
 KNOWN_KINDS = frozenset(
     {"text", "reaction", "receipt", SENDER_KEY_KIND, GROUP_UPDATE_KIND, "media", "device_sync",
-     CALL_KEY_KIND}
+     CALL_KEY_KIND, PROFILE_KIND, STATUS_KIND}
 )
 _RESERVED = frozenset({"id", "ts", "kind"})
 MAX_KIND_LENGTH = 32

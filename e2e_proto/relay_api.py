@@ -42,6 +42,13 @@ from .constants import (
     SIGNATURE_SIZE,
 )
 from .errors import E2EProtoError, MalformedError
+
+# The codes of cross-transport requests are part of it too (docs/PROTOCOL.md §19.4).
+from .federation import ALREADY_LINKED as ALREADY_LINKED
+from .federation import CROSS_DISABLED as CROSS_DISABLED
+from .federation import LINK_REFUSED as LINK_REFUSED
+from .federation import NOT_LINKED as NOT_LINKED
+from .federation import PEER_UNAVAILABLE as PEER_UNAVAILABLE
 from .keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
 from .primitives import hmac_sha256, sha512
 from .unpack import UnpackLimits

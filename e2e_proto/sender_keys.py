@@ -284,7 +284,12 @@ def _random_chain_id(random: RandomSource) -> int:
 
 class SenderChain:
     """One chain of a sender as a receiver holds it: the next iteration, the chain key there,
-    the signing key and the skipped message keys (by iteration, oldest first)."""
+    the signing key and the skipped message keys (by iteration, oldest first).
+
+    ``skipped`` is replaced when it changes, never changed in place, so whoever kept the
+    mapping it had (a store that wrote it) can tell by identity whether it changed since: an
+    in-order message leaves it as it was.
+    """
 
     __slots__ = ("chain_id", "iteration", "chain_key", "signing_pub", "skipped")
 
@@ -301,12 +306,24 @@ class SenderChain:
         self.chain_key = chain_key
         self.iteration = iteration
         if keys:
-            skipped = self.skipped
+            skipped = dict(self.skipped)
             skipped.update(keys)  # every new key is newer than every kept one
             excess = len(skipped) - MAX_SENDER_KEY_SKIPPED
             if excess > 0:
                 for old in list(islice(skipped, excess)):
                     del skipped[old]
+            self.skipped = skipped
+
+    def _use_skipped(self, iteration: int) -> None:
+        """Commit: the skipped key of ``iteration`` was used."""
+        skipped = dict(self.skipped)
+        del skipped[iteration]
+        self.skipped = skipped
+
+    def skipped_to_bytes(self) -> bytes:
+        """The skipped keys alone, for a store that keeps them apart from the chain:
+        msgpack ``[[iteration, message_key], ...]``, oldest first."""
+        return _packb([[i, k] for i, k in self.skipped.items()])
 
 
 class SenderKeyRecord:
@@ -389,7 +406,7 @@ class SenderKeyRecord:
             if message_key is None:
                 raise DuplicateMessageError("group message already received (or key evicted)")
             plaintext = _open(ciphertext, header, nonce, message_key)
-            del chain.skipped[iteration]
+            chain._use_skipped(iteration)
             return plaintext
         keys, chain_key = _skip_keys(chain.chain_key, current, iteration)
         message_key, next_key = _hmac_pair(chain_key, MESSAGE_KEY_SEED, CHAIN_KEY_SEED)
@@ -397,31 +414,42 @@ class SenderKeyRecord:
         chain._advance(next_key, iteration + 1, keys)
         return plaintext
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, *, skipped: bool = True) -> bytes:
         """Versioned msgpack: ``[1, group_id, chains]``, oldest chain first, each chain
         ``[chain_id, iteration, chain_key, signing_pub, [[iteration, message_key], ...]]`` with
-        its skipped keys oldest first."""
+        its skipped keys oldest first. ``skipped=False`` leaves every chain's list empty, for a
+        store that keeps them apart (:meth:`SenderChain.skipped_to_bytes`)."""
         return _packb([STATE_VERSION, self.group_id, [
             [c.chain_id, c.iteration, c.chain_key, c.signing_pub.raw,
-             [[i, k] for i, k in c.skipped.items()]]
+             [[i, k] for i, k in c.skipped.items()] if skipped else []]
             for c in self.chains.values()]])
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> SenderKeyRecord:
-        """Inverse of :meth:`to_bytes`; :class:`MalformedError` on anything inconsistent,
-        including more chains or skipped keys than are ever kept."""
+    def from_bytes(cls, data: bytes, skipped: Mapping[int, bytes] | None = None
+                   ) -> SenderKeyRecord:
+        """Inverse of :meth:`to_bytes`; ``skipped`` gives the skipped keys kept apart, by chain
+        id (:meth:`SenderChain.skipped_to_bytes`). :class:`MalformedError` on anything
+        inconsistent, including more chains or skipped keys than are ever kept, and skipped
+        keys given apart for a chain the record does not hold or holds with skipped keys."""
         fields = _unpack_state(data, "sender key record")
+        apart = {} if skipped is None else skipped
         try:
             _, group_id, chain_fields = fields
             record = cls(group_id)
             if type(chain_fields) is not list or len(chain_fields) > MAX_SENDER_KEY_CHAINS:
                 raise ValueError("too many chains")
-            for chain_id, iteration, chain_key, signing_pub, skipped in chain_fields:
+            for chain_id, iteration, chain_key, signing_pub, inline in chain_fields:
                 if not _is_u32(chain_id) or chain_id in record.chains or not _is_u32(iteration):
                     raise ValueError("bad chain id or iteration")
+                if chain_id in apart:
+                    if inline != []:
+                        raise ValueError("skipped keys both in the chain and apart")
+                    inline = _unpack_skipped(apart[chain_id])
                 record.chains[chain_id] = SenderChain(
                     chain_id, iteration, _key(chain_key), Ed25519PublicKey(signing_pub),
-                    _skipped_keys(skipped, iteration))
+                    _skipped_keys(inline, iteration))
+            if not apart.keys() <= record.chains.keys():
+                raise ValueError("skipped keys of a chain the record does not hold")
         except (ValueError, TypeError, LocalProtocolError, InvalidKeyError):
             raise MalformedError("sender key record has wrong fields") from None
         return record
@@ -439,6 +467,15 @@ def _skipped_keys(pairs: object, iteration: int) -> dict[int, bytes]:
         keys[index] = _key(key)
         previous = index
     return keys
+
+
+def _unpack_skipped(data: bytes) -> object:
+    """The ``[[iteration, key], ...]`` list of :meth:`SenderChain.skipped_to_bytes` (checked by
+    :func:`_skipped_keys`)."""
+    try:
+        return msgpack.unpackb(data)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        raise ValueError("skipped keys are not valid msgpack") from None
 
 
 def _unpack_state(data: bytes, what: str) -> list[Any]:

@@ -55,10 +55,6 @@ class SessionCipher:
         self.local = local
         self.random = random
 
-    def has_session(self, remote: Address) -> bool:
-        """Whether a session with ``remote`` exists."""
-        return self.store.load_session(remote) is not None
-
     def encrypt(self, remote: Address, plaintext: bytes) -> Envelope:
         """Encrypt ``plaintext`` for ``remote``; :class:`NoSessionError` without a session."""
         record = self.store.load_session(remote)

@@ -222,6 +222,12 @@ class SenderContext:
         Raises :class:`CounterExhaustedError` (changing nothing) once all 2**64 CTR values of
         this key are used: ratchet or switch to a new base key.
         """
+        header, sealed = self.encrypt_parts(frame, metadata)
+        return header + sealed
+
+    def encrypt_parts(self, frame: bytes, metadata: bytes = b"") -> tuple[bytes, bytes]:
+        """:meth:`encrypt`'s result in two pieces, ``(header, ciphertext || tag)``, for a caller
+        that copies them into a datagram anyway: the frame is then copied once, not twice."""
         ctr = self._counter
         if ctr > SFRAME_MAX_VALUE:
             raise CounterExhaustedError("every SFrame counter value of this key is used")
@@ -231,7 +237,7 @@ class SenderContext:
         nonce = (keys.salt ^ ctr).to_bytes(SFRAME_NONCE_SIZE, "big")
         sealed = primitives.aes256gcm_seal(frame, header + metadata, nonce, keys.key)
         self._counter = ctr + 1
-        return header + sealed
+        return header, sealed
 
     def ratchet(self) -> None:
         """Step the base key forward (§5.1): same generation, ratchet step + 1 (mod 256).

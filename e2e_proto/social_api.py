@@ -31,6 +31,13 @@ from .call_api import TOO_MANY_CALLS as TOO_MANY_CALLS
 from .call_api import UNKNOWN_CALL as UNKNOWN_CALL
 from .capabilities import CAPABILITIES, SOCIAL
 from .constants import MAX_ACCOUNT_LENGTH, MAX_FRAME_SIZE
+
+# The codes of cross-transport requests are part of it too (docs/PROTOCOL.md §19.4).
+from .federation import ALREADY_LINKED as ALREADY_LINKED
+from .federation import CROSS_DISABLED as CROSS_DISABLED
+from .federation import LINK_REFUSED as LINK_REFUSED
+from .federation import NOT_LINKED as NOT_LINKED
+from .federation import PEER_UNAVAILABLE as PEER_UNAVAILABLE
 from .unpack import UnpackLimits
 
 CLIENT_ID_SIZE = 16
@@ -62,6 +69,7 @@ DEVICE_MISMATCH = "device_mismatch"
 NO_PREKEYS = "no_prekeys"
 KEY_CHANGED = "key_changed"
 UNAVAILABLE = "unavailable"  # the server cannot read or write its storage now
+STALE_DEVICE_LIST = "stale_device_list"  # a cross device list not newer than the stored one
 # The blob store's codes (:mod:`e2e_proto.blob_api`), answered here too.
 BLOB_ERROR_CODES = (
     UNKNOWN_BLOB, BLOB_TAKEN, BLOB_TOO_LARGE, BLOB_QUOTA_EXCEEDED, BLOB_OFFSET, BLOB_INCOMPLETE,

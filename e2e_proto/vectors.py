@@ -1,8 +1,9 @@
 """Protocol test vectors: ``python -m e2e_proto.vectors generate|check [--dir DIR]``.
 
 ``generate`` writes ``x3dh.json``, ``ratchet.json``, ``fingerprint.json``, ``envelope.json``,
-``device_list.json`` (DESIGN §11), ``sender_key.json`` and ``group_update.json`` (§13) from
-fixed seeds. ``check``
+``device_list.json`` (DESIGN §11), ``sender_key.json``, ``group_update.json`` (§13) and
+``between.json`` (§16: account links, shared records, cross device lists, the server-to-server
+handshake) from fixed seeds. ``check``
 re-derives every value in those files from the private inputs the files themselves list, with
 this implementation, and reports each mismatch. Another implementation checks itself by doing
 what ``check`` does.
@@ -18,7 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from . import errors, primitives
+from .account_link import (
+    PRIVATE_SIDE,
+    SOCIAL_SIDE,
+    LinkRevocation,
+    LinkStatement,
+    SharedAccount,
+    SharedDevice,
+    SharedProfile,
+    SharedRecord,
+    SharedStatus,
+    SignedLinkStatement,
+)
 from .address import Address
+from .constants import ACCOUNT_LINK_PRIVATE_PREFIX, ACCOUNT_LINK_SOCIAL_PREFIX
+from .cross_identity import CrossDeviceList, SignedCrossDeviceList, cross_link_message
 from .devices import DeviceList, SignedDeviceList, link_message
 from .fingerprint import safety_number
 from .groups import GroupState, GroupUpdate, member_devices_digest
@@ -30,6 +45,7 @@ from .keys import (
     SignedPreKey,
     X25519PrivateKey,
 )
+from .peer_link import Handshake
 from .ratchet import RatchetMessage, RatchetState, kdf_ck
 from .sender_keys import OwnSenderKey, SenderKeyRecord
 from .wire import Envelope, FrameDecoder, PreKeyHeader, encode_frame
@@ -638,6 +654,132 @@ def check_envelope(data: Json) -> Iterator[str]:
             yield f"malformed {case['name']!r}: was accepted"
 
 
+# -- Between the transports (DESIGN §16): account links, shared records, cross device lists,
+# -- the server-to-server handshake and sealed frames -------------------------------------------
+
+_LINK_CASES = [("alice", "bob", 0, 1_700_000_000_000), ("a.b-c", "zed_9", 7, 0),
+               ("x" * 64, "y" * 64, 2**32 - 1, 2**63 - 1)]
+_SHARED_CASES: list[Json] = [
+    {"private_account": "alice", "linked_ms": 1_700_000_000_000, "display_name": "",
+     "about": "", "statuses": [], "devices": [["primary", None]]},
+    {"private_account": "alice", "linked_ms": 1_700_000_000_000,
+     "display_name": "Alice Liddell", "about": "line one\nline two ☃",
+     "statuses": [["late for a very important date", 1_700_000_100_000],
+                  ["🐇", 1_700_000_000_001]],
+     "devices": [["primary", 1_700_000_200_000], ["laptop", None], ["phone ☎", 0]]},
+]
+
+
+def _link_derive(case: Json) -> Json:
+    """Both signatures of a link statement and a revocation from each side, from the seeds."""
+    aik = IdentityKeyPair(_b(case["private_aik_seed"]))
+    social = IdentityKeyPair(_b(case["social_device_seed"]))
+    statement = LinkStatement(case["private_account"], aik.public_key, case["social_account"],
+                              case["social_device"], social.public_key, _b(case["link_id"]),
+                              case["issued_ms"])
+    signed = statement.sign(aik, social)
+    SignedLinkStatement.verify(signed.body, signed.private_signature, signed.social_signature)
+    revocations = []
+    for side, key in ((PRIVATE_SIDE, aik), (SOCIAL_SIDE, social)):
+        revocation = LinkRevocation(statement.link_id, case["issued_ms"] // 2, side)
+        signature = revocation.sign(key)
+        LinkRevocation.verify(statement, revocation.body(), signature)
+        revocations.append({"side": side, "revoked_ms": revocation.revoked_ms,
+                            "body": revocation.body().hex(),
+                            "signed_bytes": revocation.signed_bytes().hex(),
+                            "signature": signature.hex()})
+    return {**case, "private_aik_public": aik.public_key.raw.hex(),
+            "social_device_public": social.public_key.raw.hex(), "body": signed.body.hex(),
+            "private_signed_bytes": (ACCOUNT_LINK_PRIVATE_PREFIX + signed.body).hex(),
+            "private_signature": signed.private_signature.hex(),
+            "social_signed_bytes": (ACCOUNT_LINK_SOCIAL_PREFIX + signed.body).hex(),
+            "social_signature": signed.social_signature.hex(), "revocations": revocations}
+
+
+def _shared_derive(case: Json) -> Json:
+    record = SharedRecord(SharedAccount(case["private_account"], case["linked_ms"]),
+                          SharedProfile(case["display_name"], case["about"]),
+                          tuple(SharedStatus(t, p) for t, p in case["statuses"]),
+                          tuple(SharedDevice(n, seen) for n, seen in case["devices"]))
+    if SharedRecord.decode(record.encode()) != record:
+        raise AssertionError("a shared record does not decode to its fields")
+    return {**case, "encoded": record.encode().hex()}
+
+
+def _cross_list_derive(case: Json) -> Json:
+    key = IdentityKeyPair(_b(case["identity_seed"]))
+    devices = [(d["device_id"], IdentityKeyPair(_b(d["dik_seed"]))) for d in case["devices"]]
+    listed = CrossDeviceList(case["account"], case["version"],
+                             tuple((i, dik.public_key) for i, dik in devices))
+    signed = listed.sign(key)
+    links = {i: dik.sign(cross_link_message(key.public_key, case["account"]))
+             for i, dik in devices}
+    SignedCrossDeviceList.verify(key.public_key, signed.body, signed.signature).check_links(
+        key.public_key, links)
+    return {**case, "identity_public": key.public_key.raw.hex(),
+            "devices": [{**d, "dik_public": dik.public_key.raw.hex()}
+                        for d, (_, dik) in zip(case["devices"], devices, strict=True)],
+            "signed_bytes": listed.signed_bytes().hex(), "signature": signed.signature.hex(),
+            "link_signatures": [{"device_id": i, "signature": links[i].hex()}
+                                for i, _ in devices]}
+
+
+def _peer_derive(case: Json) -> Json:
+    handshake = Handshake(_b(case["key"]), case["connector"], case["acceptor"],
+                          _b(case["acceptor_nonce"]), _b(case["connector_nonce"]))
+    connector_key, acceptor_key = handshake.session_keys()
+    sealers = {"connector": handshake.channel(True)[0], "acceptor": handshake.channel(False)[0]}
+    openers = {"connector": handshake.channel(False)[1], "acceptor": handshake.channel(True)[1]}
+    frames = []
+    for frame in case["frames"]:
+        sealed = sealers[frame["from"]].seal(_b(frame["plaintext"]))
+        if openers[frame["from"]].open(sealed) != _b(frame["plaintext"]):
+            raise AssertionError("a sealed peer frame does not open")
+        frames.append({**frame, "ciphertext": sealed.hex()})
+    return {**case, "transcript": handshake.transcript().hex(), "hello": handshake.hello().hex(),
+            "welcome": handshake.welcome().hex(), "connector_key": connector_key.hex(),
+            "acceptor_key": acceptor_key.hex(), "frames": frames}
+
+
+def generate_between() -> Json:
+    """between.json: link statements and revocations, shared records, cross device lists and
+    server-to-server handshakes with sealed frames."""
+    rng = DeterministicRandom("e2e-proto vectors between the transports")
+    links = [_link_derive({
+        "private_account": private, "private_aik_seed": rng(32).hex(), "social_account": social,
+        "social_device": device, "social_device_seed": rng(32).hex(), "link_id": rng(16).hex(),
+        "issued_ms": issued}) for private, social, device, issued in _LINK_CASES]
+    lists = [_cross_list_derive({
+        "account": account, "identity_seed": rng(32).hex(), "version": version,
+        "devices": [{"device_id": i, "dik_seed": rng(32).hex()} for i in ids]})
+        for account, version, ids in (("bob", 1, [3]), ("carol", 4, [0, 2, 7, 9, 2**32 - 1]))]
+    peers = []
+    for connector, acceptor in (("private", "social"), ("social", "private")):
+        peers.append(_peer_derive({
+            "key": rng(32).hex(), "connector": connector, "acceptor": acceptor,
+            "acceptor_nonce": rng(32).hex(), "connector_nonce": rng(32).hex(),
+            "frames": [{"from": side, "plaintext": rng(size).hex()}
+                       for side, size in (("connector", 40), ("connector", 0),
+                                          ("acceptor", 300), ("connector", 7))]}))
+    return {"protocol": "E2EProto Between v1", "link_statements": links,
+            "shared_records": [_shared_derive(case) for case in _SHARED_CASES],
+            "cross_device_lists": lists, "peer_handshakes": peers}
+
+
+def check_between(data: Json) -> Iterator[str]:
+    """Re-derive every signature, encoding, MAC, key and sealed frame of between.json."""
+    for name, derive in (("link_statements", _link_derive), ("shared_records", _shared_derive),
+                         ("cross_device_lists", _cross_list_derive),
+                         ("peer_handshakes", _peer_derive)):
+        for index, case in enumerate(data[name]):
+            try:
+                derived = derive(case)
+            except (AssertionError, errors.E2EProtoError) as exc:
+                yield f"{name} {index}: {exc!r}"
+                continue
+            yield from _diff(f"{name} {index}", case, derived)
+
+
 def _diff(what: str, expected: Json, derived: Json) -> Iterator[str]:
     for name, value in derived.items():
         if expected.get(name) != value:
@@ -648,13 +790,13 @@ GENERATORS: dict[str, Callable[[], Json]] = {
     "x3dh.json": generate_x3dh, "ratchet.json": generate_ratchet,
     "fingerprint.json": generate_fingerprint, "envelope.json": generate_envelope,
     "device_list.json": generate_device_list, "sender_key.json": generate_sender_key,
-    "group_update.json": generate_group_update,
+    "group_update.json": generate_group_update, "between.json": generate_between,
 }
 CHECKERS: dict[str, Callable[[Json], Iterator[str]]] = {
     "x3dh.json": check_x3dh, "ratchet.json": check_ratchet,
     "fingerprint.json": check_fingerprint, "envelope.json": check_envelope,
     "device_list.json": check_device_list, "sender_key.json": check_sender_key,
-    "group_update.json": check_group_update,
+    "group_update.json": check_group_update, "between.json": check_between,
 }
 
 

@@ -11,6 +11,9 @@ Envelope (a msgpack array, version first)::
     [1, "prekey",  ...the same nine fields...,
      initiator_identity_key, ephemeral_key, signed_prekey_id, one_time_prekey_id or nil]
 
+An account field is a local name or a foreign one (``name@private``, ``name@social``: an
+account of the other transport, :mod:`e2e_proto.address`).
+
 Group message (a msgpack array, version first; at most one frame's size)::
 
     [1, header, nonce, ciphertext, signature]
@@ -35,7 +38,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from .address import Address, is_valid_account, is_valid_device_id
+from .address import Address, is_valid_account, is_valid_device_id, is_valid_envelope_account
 from .constants import (
     ENVELOPE_VERSION,
     GROUP_MESSAGE_VERSION,
@@ -156,8 +159,8 @@ class Envelope(NamedTuple):
         if len(fields) != expected:
             raise MalformedError(f"{kind} envelope must have {expected} fields")
         s_acct, s_dev, r_acct, r_dev, header, nonce, ciphertext = fields[2:9]
-        if not (is_valid_account(s_acct) and is_valid_device_id(s_dev)
-                and is_valid_account(r_acct) and is_valid_device_id(r_dev)):
+        if not (is_valid_envelope_account(s_acct) and is_valid_device_id(s_dev)
+                and is_valid_envelope_account(r_acct) and is_valid_device_id(r_dev)):
             raise MalformedError("envelope addresses are invalid")
         if (type(header) is not bytes or type(nonce) is not bytes or len(nonce) != NONCE_SIZE
                 or type(ciphertext) is not bytes or len(ciphertext) < TAG_SIZE):

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -50,7 +51,7 @@ class Daemon:
             raise SystemExit("the daemon closed the connection")
         return json.loads(line)
 
-    def events(self):
+    def events(self) -> Iterator[dict]:
         """Every notification, forever."""
         while True:
             yield self.pending.pop(0) if self.pending else self.read()

@@ -1,7 +1,8 @@
 """SQLite files as every store here opens them: mode 0600, WAL, synchronous=FULL.
 
-The one place that opens a database file, runs an immediate transaction and adds a column an
-older file lacks, for the client's protocol store and both servers' stores alike.
+The one place that opens a database file, runs an immediate transaction, adds a column an
+older file lacks and deletes for good, for the client's protocol store and both servers'
+stores alike.
 """
 
 from __future__ import annotations
@@ -52,3 +53,16 @@ def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+@contextlib.contextmanager
+def secure_deletion(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Within the block, what is deleted or replaced is overwritten with zeros in the file
+    (``PRAGMA secure_delete``); afterwards the WAL is checkpointed and truncated, so that no
+    old copy of a page survives in it either. For data a server promised to forget."""
+    db.execute("PRAGMA secure_delete = ON")
+    try:
+        yield db
+    finally:
+        db.execute("PRAGMA secure_delete = OFF")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

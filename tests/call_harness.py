@@ -1,16 +1,23 @@
 """Test harness for calls: an in-process forwarding unit (recording what it receives), servers
-that name it, and "phones": sessions whose receive loop runs while the test places calls."""
+that name it, "phones": sessions whose receive loop runs while the test places calls, and
+:class:`Logged` child processes (a unit, a server, ``e2e-chat call``) whose stderr is waited on."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import math
+import os
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from client.core.calls import ActiveCall, CallReport, Grant
@@ -25,6 +32,7 @@ from server.relay.sqlite_store import SqliteRelayStore
 from server.social.main import serve as social_serve
 from server.social.server import SocialServer
 from server.social.sqlite_store import SqliteSocialStore
+from tests.fault_support import ROOT
 from tests.server_harness import RunningServer, start_server
 from tests.social_harness import FAST
 
@@ -158,3 +166,42 @@ async def run_open_call(session: Any, call: ActiveCall, seconds: float) -> CallR
         return await call.run(seconds)
     finally:
         session.call_book.close(call.call_id)
+
+
+class Logged:
+    """A child process whose stderr lines are collected (and waited for)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env=env)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for(self, text: str | Callable[[str], bool], timeout: float = 30.0) -> None:
+        """Wait (bounded) until a stderr line contains ``text`` (or satisfies it)."""
+        check = text if callable(text) else (lambda line: text in line)
+        with self._changed:
+            if not self._changed.wait_for(lambda: any(check(line) for line in self.lines),
+                                          timeout):
+                self.kill()
+                pytest.fail(f"no {text!r} from {self.process.args}: " + "".join(self.lines))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def output(self, timeout: float = 60.0) -> str:
+        """Stdout once the process has ended on its own (exit code 0 required)."""
+        stdout, _ = self.process.communicate(timeout=timeout)
+        assert self.process.returncode == 0, "".join(self.lines)
+        return stdout

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -34,27 +34,36 @@ def store_url(db: StoreLocation) -> str:
     return db if isinstance(db, str) else f"sqlite:{db}"
 
 
+Prepare = Callable[[Relay, trio.Nursery], Awaitable[None]]
+"""Called with a new relay, before it serves, and a nursery that lives as long as its store."""
+
+
 async def start_relay(nursery: trio.Nursery, db: StoreLocation,
                       config: RelayConfig | None = None, port: int = 0, record: bool = False,
                       tls: ssl.SSLContext | None = None, blob_dir: Path | None = None,
-                      sfu: SfuGrant | None = None) -> RunningRelay:
+                      sfu: SfuGrant | None = None, prepare: Prepare | None = None
+                      ) -> RunningRelay:
     """Start a relay on ``db`` in ``nursery``; optionally record every received byte. Its
     blobs go to ``blob_dir`` (default: beside an SQLite file, or a fresh folder); calls are
-    refused unless it names a forwarding unit (``sfu``)."""
+    refused unless it names a forwarding unit (``sfu``); ``prepare`` may add to it (a link to
+    a social server) before it serves."""
     return await nursery.start(_run_relay, store_url(db), config, port, record, tls, blob_dir,
-                               sfu)
+                               sfu, prepare)
 
 
 async def _run_relay(location: str, config: RelayConfig | None, port: int, record: bool,
                      tls: ssl.SSLContext | None, blob_dir: Path | None, sfu: SfuGrant | None,
+                     prepare: Prepare | None,
                      task_status: trio.TaskStatus[RunningRelay] = trio.TASK_STATUS_IGNORED
                      ) -> None:
     """Serve a relay on the store at ``location``; the store outlives the server (its hub and
     connections end first)."""
     async with open_backend(location) as (store, hub), trio.open_nursery() as inner:
-        task_status.started(await start_server(
-            inner, Relay(store, config, hub=hub, blob_dir=blob_dir, sfu=sfu), store, serve,
-            port, tls, record, closing=lambda: None))
+        relay = Relay(store, config, hub=hub, blob_dir=blob_dir, sfu=sfu)
+        if prepare is not None:
+            await prepare(relay, inner)
+        task_status.started(await start_server(inner, relay, store, serve, port, tls, record,
+                                               closing=lambda: None))
 
 
 def make_client(home: Path, port: int, tls: ssl.SSLContext | None = None) -> PrivateClient:

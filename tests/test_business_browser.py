@@ -104,7 +104,11 @@ def test_agent_sees_both_transports_replies_and_gets_live_updates(
     image = page.locator("#messages img.attachment")
     expect(image).to_have_count(1)
     expect(image).to_have_attribute("alt", "teapot.png")
-    assert page.evaluate("document.querySelector('#messages img.attachment').naturalWidth") == 160
+    # Shown inline: the image loads as a 160-pixel-wide PNG (its element is there before its
+    # bytes are, so this waits for them; a broken image never gets there).
+    page.wait_for_function(
+        "document.querySelector('#messages img.attachment')?.naturalWidth === 160",
+        timeout=ARRIVAL_MS)
     expect(page.locator("#messages .text", has_text="this one")).to_be_visible()
     download = page.locator("#messages a.download")
     expect(download).to_have_text("order.csv")

@@ -11,6 +11,7 @@ import sqlite3
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +22,23 @@ import pytest
 import trio
 import trustme
 from starlette.applications import Starlette
+from starlette.types import Message
 
-from client.business.agents import check_agent_name, hash_password, password_matches
+from client.business import agents as agents_module
+from client.business.agents import (
+    Agents,
+    LoginRefused,
+    check_agent_name,
+    hash_password,
+    password_matches,
+)
 from client.business.analytics import ANALYTICS_FIELDS, daily_figures
 from client.business.changes import Changes
 from client.business.config import InboxConfig
-from client.business.serving import allowed_hosts, check_bind, hypercorn_config, serve_http
+from client.business.serving import allowed_hosts, hypercorn_config, serve_http
 from client.business.store import Attachment, InboxStore
 from client.business.web import build_app, linkify
+from client.core.binding import check_bind
 from client.core.errors import ClientError
 from e2e_proto.at_rest import MINIMUM
 from e2e_proto.capabilities import PRIVATE, SOCIAL
@@ -237,6 +247,69 @@ async def test_brute_forced_logins_are_rate_limited(inbox: Running) -> None:
     assert await inbox.client().log_in("bob", PASSWORD) == 429  # same address (127.0.0.1)
 
 
+async def test_login_limits_survive_attempts_on_many_other_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the limits are under test: password checks are instant here.
+    monkeypatch.setattr(agents_module, "hash_password", lambda password: b"dummy")
+    monkeypatch.setattr(agents_module, "password_matches", lambda stored, password: False)
+    store = InboxStore(tmp_path / "inbox")
+    agents = Agents(store, InboxConfig(login_burst=3, login_rate_per_second=1e-9),
+                    clock=lambda: 1000.0)
+
+    async def refusal(name: str, address: str) -> LoginRefused:
+        with pytest.raises(LoginRefused) as refused:
+            await agents.log_in(name, "a guessed password", address)
+        return refused.value
+
+    for _ in range(3):
+        assert not (await refusal("ann", "192.0.2.1")).limited
+    assert (await refusal("ann", "192.0.2.2")).limited  # ann's name has no attempts left
+    for i in range(5000):  # an attacker's other names, from as many addresses
+        assert not (await refusal(f"name{i}", f"10.0.{i // 256}.{i % 256}")).limited
+    assert (await refusal("ann", "192.0.2.3")).limited  # still: forgetting never resets a limit
+    store.close()
+
+
+async def test_at_most_two_password_checks_run_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each Argon2id check takes 64 MiB: logins arriving at once must not all run together.
+    changed, release = threading.Condition(), threading.Event()
+    running, peak = [0], [0]
+
+    def slow_check(stored: bytes, password: str) -> bool:
+        with changed:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            changed.notify_all()
+        release.wait(30)
+        with changed:
+            running[0] -= 1
+        return False
+
+    monkeypatch.setattr(agents_module, "password_matches", slow_check)
+    store = InboxStore(tmp_path / "inbox")
+    for name in ("ann", "bob"):
+        store.set_agent(name, hash_password(PASSWORD, FAST_PASSWORD), 0.0)
+    agents = Agents(store, InboxConfig(), clock=lambda: 1000.0)
+
+    async def guess(i: int) -> None:
+        with pytest.raises(LoginRefused):
+            await agents.log_in(("ann", "bob")[i % 2], "a guessed password", f"10.0.0.{i}")
+
+    def two_running() -> None:
+        with changed:
+            assert changed.wait_for(lambda: running[0] >= 2, 30)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(8):
+            nursery.start_soon(guess, i)
+        await trio.testing.wait_all_tasks_blocked()  # every guess waits: for a check or a turn
+        await trio.to_thread.run_sync(two_running, limiter=trio.CapacityLimiter(1))
+        release.set()
+    assert peak[0] == 2
+    store.close()
+
+
 async def test_another_host_header_is_refused(inbox: Running) -> None:
     client = inbox.client()
     assert await client.log_in() == 303
@@ -318,6 +391,24 @@ async def test_files_are_served_safely_and_only_from_the_files_folder(inbox: Run
     assert f'src="/files/{svg}"'.encode() not in page
 
 
+async def test_ids_beyond_sqlite_integers_are_not_found(inbox: Running) -> None:
+    customer_message(inbox.store, PRIVATE, "carol", "hello")
+    client = inbox.client()
+    assert await client.log_in() == 303
+    _, _, page = await client.call("GET", "/conversations/1")
+    token = csrf_of(page)
+    for huge in (2**63 - 1, 2**63, 10**40):  # the largest SQLite integer, and past it
+        for path in (f"/conversations/{huge}", f"/fragments/thread/{huge}", f"/files/{huge}"):
+            assert (await client.call("GET", path))[0] == 404, path
+        for action in ("reply", "assign", "close", "reopen"):
+            status, _, _ = await client.call("POST", f"/conversations/{huge}/{action}",
+                                             {"csrf": token, "text": "x", "agent": ""})
+            assert status == 404, (huge, action)
+    for open_id in (str(2**63), "10" * 20, "%C2%B2", "-1"):  # "²" is a digit to str.isdigit
+        status, _, listed = await client.call("GET", f"/fragments/list?open={open_id}")
+        assert status == 200 and b"carol" in listed, open_id
+
+
 async def test_assign_close_reopen_and_unread(inbox: Running) -> None:
     customer_message(inbox.store, PRIVATE, "carol", "one", at=10.0)
     customer_message(inbox.store, SOCIAL, "dave", "two", at=20.0)
@@ -374,6 +465,51 @@ async def test_live_update_stream_says_only_that_something_changed(inbox: Runnin
     lines = [await trio.to_thread.run_sync(response.readline) for _ in range(2)]
     assert lines == [b"event: changed\n", b"data: 1\n"]
     connection.close()
+
+
+async def test_live_streams_are_capped_even_when_asked_for_at_once(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    store = InboxStore(tmp_path / "inbox")
+    store.set_agent("ann", hash_password(PASSWORD, FAST_PASSWORD), 0.0)
+    store.add_session("the-cookie", "ann", "the-csrf", 1000.0)
+    app = build_app(store, {}, Changes(), InboxConfig(max_event_streams=2),
+                    clock=lambda: 1000.0)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": "/events", "raw_path": b"/events",
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 8080),
+             "headers": [(b"host", b"127.0.0.1"), (b"cookie", b"inbox_session=the-cookie")]}
+    statuses: dict[int, int] = {}
+
+    async def receive() -> Message:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def ask(request: int, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        async def stuck_at_the_headers(message: Message) -> None:
+            # A browser that has not taken the headers yet: the stream has not begun.
+            if message["type"] == "http.response.start":
+                statuses[request] = message["status"]
+                if message["status"] == 200:
+                    await trio.sleep_forever()
+
+        with trio.CancelScope() as scope_of_request:
+            task_status.started(scope_of_request)
+            await app(dict(scope), receive, stuck_at_the_headers)
+
+    requests = [await nursery.start(ask, i) for i in range(3)]
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(statuses.values()) == [200, 200, 503]
+    for request, status in statuses.items():  # both pages go away before their streams began
+        if status == 200:
+            requests[request].cancel()
+    await trio.testing.wait_all_tasks_blocked()
+    for i in (3, 4):
+        await nursery.start(ask, i)
+    await trio.testing.wait_all_tasks_blocked()
+    assert (statuses[3], statuses[4]) == (200, 200)  # their places were given back
+    nursery.cancel_scope.cancel()
+    store.close()
 
 
 async def test_analytics_report_only_the_allow_list(inbox: Running) -> None:
@@ -467,12 +603,12 @@ def test_agent_names_and_passwords() -> None:
 
 
 def test_binding_beyond_loopback_needs_tls(tmp_path: Path) -> None:
-    check_bind("127.0.0.1", tls=False)
-    check_bind("::1", tls=False)
-    check_bind("0.0.0.0", tls=True)
-    for host in ("0.0.0.0", "192.0.2.1", "inbox.example"):
+    for host in ("127.0.0.1", "::1", "localhost", "127.8.9.10"):
+        check_bind(host, False, "the inbox", "")
+    check_bind("0.0.0.0", True, "the inbox", "")
+    for host in ("0.0.0.0", "192.0.2.1", "inbox.example", "::"):
         with pytest.raises(ClientError, match="TLS"):
-            check_bind(host, tls=False)
+            check_bind(host, False, "the inbox", "")
     assert allowed_hosts("127.0.0.1") == ("127.0.0.1", "localhost", "::1")
     assert allowed_hosts("0.0.0.0", ["Inbox.Example"]) == ("0.0.0.0", "inbox.example")
     done = subprocess.run([sys.executable, "-m", "client.business.main", "--home",

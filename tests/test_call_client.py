@@ -4,6 +4,9 @@ their key, which keys it takes, and the checks on everything a server says about
 
 from __future__ import annotations
 
+import math
+import time
+
 import pytest
 import trio
 from hypothesis import given, settings
@@ -11,9 +14,13 @@ from hypothesis import strategies as st
 
 from client.core.call_link import MediaLink
 from client.core.calls import (
+    JOIN_WAIT,
+    MAX_NOTICES,
+    PENDING_BYTES,
     PENDING_FRAMES,
     ActiveCall,
     CallBook,
+    CallReport,
     Grant,
     check_room,
     parse_call_info,
@@ -25,6 +32,8 @@ from e2e_proto.address import Address
 from e2e_proto.call_keys import CallKey, CallKeys
 from e2e_proto.call_media import AUDIO_PROFILE, make_frame
 from e2e_proto.call_tokens import issue_token
+from e2e_proto.sframe import decode_header
+from tests.call_harness import CALL_KEY, start_sfu
 
 CALL = bytes(range(16))
 KEY = bytes(32)
@@ -99,14 +108,14 @@ async def test_bad_tags_unknown_kids_unknown_senders_and_damage_are_counted() ->
     later.renew()
     later.renew()  # generation 2: no key held or reachable
     call._on_datagram(forward(2, frame(later, 0)))
-    call._on_datagram(forward(7, frame(bob, 1)))  # a participant nobody announced
+    call._on_datagram(forward(7, frame(bob, 1)))  # a participant nobody announced: ignored
     call._on_datagram(forward(2, b""))  # a FORWARD too short to carry anything
     call._on_datagram(b"\x28" + bytes(40))  # another version
     stats = call.streams[2]
     assert stats.failed == 3 and stats.received == 0
     report = call.report(1.0)
     rows = {row.participant: row for row in report.participants}
-    assert rows[2].no_key == 1 and rows[7].no_key == 1 and rows[7].address is None
+    assert rows[2].no_key == 1 and 7 not in rows and call.ignored == 1
     call._on_datagram(forward(2, good))
     assert stats.received == 1
     assert call._link is not None and call._link.dropped == 1
@@ -164,6 +173,49 @@ async def test_keys_go_only_to_allowed_devices_ratcheted_on_join_renewed_on_leav
     assert targets == [Address("carol", 0)]  # not mallory, not bob
 
 
+async def test_the_watcher_hears_each_join_and_leave_once() -> None:
+    heard: list[tuple[str, int, Address | None]] = []
+    call = ActiveCall(Quiet(), grant({1: ALICE, 2: BOB}), AUDIO_PROFILE,
+                      allowed=lambda a: True, watch=lambda *change: heard.append(change))
+    await call.on_joined(3, Address("carol", 0))
+    await call.on_joined(3, Address("carol", 0))  # the server and the unit both say so
+    await call.on_joined(1, ALICE)  # this device
+    await call.on_left(2, "hung up")
+    await call.on_left(2, "timed out")
+    assert heard == [("joined", 3, Address("carol", 0)), ("hung up", 2, BOB)]
+
+
+class RefusingLeave(Quiet):
+    """A transport whose server refuses the leave (the call ended meanwhile)."""
+
+    async def call_leave(self, call_id: bytes) -> None:
+        raise ClientError("the relay refused the call request: no such call (unknown_call)")
+
+
+async def test_stop_ends_a_call_and_a_refused_leave_is_a_notice(nursery: trio.Nursery) -> None:
+    unit = await start_sfu(nursery)
+    token, packet_key = issue_token(CALL_KEY, CALL, 1, ALICE, int(time.time() * 1000) + 60_000,
+                                    8)
+    call = ActiveCall(RefusingLeave(), Grant(CALL, 1, (unit.grant.host, unit.grant.port), token,
+                                             packet_key, 8, True, {1: ALICE}),
+                      AUDIO_PROFILE, allowed=lambda a: True)
+    reports: list[CallReport] = []
+
+    async def run() -> None:
+        reports.append(await call.run(math.inf))
+
+    with trio.fail_after(10):  # without stop() the call would run for ever
+        async with trio.open_nursery() as running:
+            running.start_soon(run)
+            await call.streaming.wait()
+            call.stop()
+    [report] = reports
+    assert report.sent > 0 and report.participants == [] and call.left
+    assert report.notices == ["could not leave the call at the server: the relay refused the "
+                              "call request: no such call (unknown_call)"]
+    assert CallReport.from_json(report.as_json()).as_json() == report.as_json()
+
+
 def test_server_answers_are_checked() -> None:
     token, packet_key = issue_token(KEY, CALL, 1, ALICE, 2**40, 8)
     good = {"call_id": CALL, "participant": 1, "sfu": "127.0.0.1:7600", "token": token,
@@ -214,6 +266,38 @@ def test_notices_before_a_call_opens_are_held_within_bounds() -> None:
     assert not book.active
 
 
+async def test_one_router_serves_both_transports_call_notices() -> None:
+    book = CallBook()
+    signals: list[dict] = []
+
+    async def take_signal(call: ActiveCall, frame: dict) -> None:
+        signals.append(frame)
+
+    ring = {"type": "call_ring", "call_id": CALL, "from": ["bob", 0], "participants": 1,
+            "limit": 8, "e2e": True, "group_id": None}
+    info = await book.on_push(ring, 8, take_signal)
+    assert info is not None and info.caller == BOB
+    assert await book.on_push({**ring, "limit": "x"}, 8, take_signal) is None  # logged only
+    early = {"type": "call_signal", "call_id": CALL, "from": [2, "bob", 0], "envelope": b""}
+    await book.on_push(early, 8, take_signal)
+    await book.on_push({"type": "call_ended", "call_id": CALL}, 8, take_signal)
+    call, _ = receiving_call()
+    assert book.open(call) == [early] and not signals  # held until opened; "ended" was not
+    await book.on_push(early, 8, take_signal)
+    await book.on_push({"type": "call_joined", "call_id": CALL,
+                        "participant": [3, "carol", 0]}, 8, take_signal)
+    await book.on_push({"type": "call_left", "call_id": CALL, "participant": [2],
+                        "reason": "left"}, 8, take_signal)
+    for malformed in ({"type": "call_joined", "call_id": CALL, "participant": [0, "x", 0]},
+                      {"type": "call_left", "call_id": CALL, "participant": "2"},
+                      {"type": "call_keys", "call_id": CALL, "keys": [[1, 0]]}):
+        await book.on_push(malformed, 8, take_signal)
+    assert signals == [early] and call.present == {3}
+    assert list(call.notices)[-2:] == ["carol.0 joined", "bob.0 hung up"]
+    await book.on_push({"type": "call_ended", "call_id": CALL}, 8, take_signal)
+    assert call.ended.is_set()
+
+
 def test_a_link_accepts_only_fresh_tagged_datagrams_from_the_unit() -> None:
     _, packet_key = issue_token(KEY, CALL, 1, ALICE, 2**40, 8)
     link = MediaLink(("127.0.0.1", 9), 1, packet_key)
@@ -228,6 +312,125 @@ def test_a_link_accepts_only_fresh_tagged_datagrams_from_the_unit() -> None:
     link.close()
     with pytest.raises(OSError):
         link._sock.send(b"x")
+
+
+async def test_forwards_from_senders_not_in_the_call_are_ignored() -> None:
+    # Review finding 4: FORWARD is untagged, and any sender id up to 255 got a stream and 64
+    # waiting frames of up to 16 KiB (about 267 MB from anyone who can spoof the unit).
+    call, _ = receiving_call()
+    for sender in (1, 3, 7, 255):  # itself, and ids the server never announced
+        call._on_datagram(forward(sender, b"\x0f" + bytes(16_000)))
+    assert not call.streams and not call._pending and call.ignored == 4
+
+
+async def test_frames_waiting_for_keys_are_bounded_in_total() -> None:
+    # Review finding 4: the waiting frames were bounded per sender only.
+    members = {pid: Address(f"user{pid}", 0) for pid in range(1, 9)}
+    call = ActiveCall(Quiet(), grant(members), AUDIO_PROFILE, allowed=lambda a: True)
+    call._link = MediaLink(("127.0.0.1", 9), 1, grant().packet_key)
+    waiting = b"\x0f" + bytes(16_000)  # KID 15: no key held
+    for sender in range(2, 9):
+        for _ in range(PENDING_FRAMES):
+            call._on_datagram(forward(sender, waiting))
+    held = sum(len(f) for frames in call._pending.values() for f in frames)
+    assert PENDING_BYTES - len(waiting) < held <= PENDING_BYTES
+    refused = 7 * PENDING_FRAMES - held // len(waiting)
+    assert sum(stats.no_key for stats in call.streams.values()) == refused
+    report = call.report(1.0)
+    assert sum(row.no_key for row in report.participants) == 7 * PENDING_FRAMES
+
+
+async def test_only_a_reject_for_this_participant_asks_for_a_new_token() -> None:
+    # Review finding 4: REJECT is untagged and its pid was not read, so anyone could make the
+    # client ask its server for a new token with any datagram of type REJECT.
+    call, _ = receiving_call()
+    for datagram in (packets.reject_packet(2, packets.REJECT_NOT_ADMITTED),
+                     packets.reject_packet(1, packets.REJECT_TOKEN) + b"x", b"\x1c"):
+        call._on_datagram(datagram)
+    assert not call._rejoin_wanted.is_set()
+    call._on_datagram(packets.reject_packet(1, packets.REJECT_NOT_ADMITTED))
+    assert call._rejoin_wanted.is_set()
+
+
+class Refusing(Quiet):
+    """A transport whose server refuses every new token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rejoins = 0
+
+    async def call_rejoin(self, call_id: bytes) -> Grant:
+        self.rejoins += 1
+        raise ClientError("refused")
+
+
+async def test_rejoins_happen_at_most_once_per_join_wait(autojump_clock) -> None:
+    # Review finding 4: every REJECT cost a call_join at the server, back to back.
+    transport = Refusing()
+    call = ActiveCall(transport, grant(), AUDIO_PROFILE, allowed=lambda a: True)
+    call._link = MediaLink(("127.0.0.1", 9), 1, grant().packet_key)
+    reject = packets.reject_packet(1, packets.REJECT_NOT_ADMITTED)
+    seconds = 10
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call._keep_alive)
+        for _ in range(seconds * 100):
+            call._on_datagram(reject)
+            await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert seconds / JOIN_WAIT - 1 <= transport.rejoins <= seconds / JOIN_WAIT + 1
+    call._link.close()
+
+
+async def test_server_keys_handed_out_again_never_repeat_a_nonce() -> None:
+    # Review finding 15: every call_keys push made a new sender context at CTR 0, so a server
+    # resending this device's unchanged key made it reuse AES-GCM nonces, visibly.
+    first, second = CallKey(CALL, 1, 0, bytes(range(32))), CallKey(CALL, 1, 1, bytes(32))
+    call = ActiveCall(Quiet(), grant(e2e=False), AUDIO_PROFILE, allowed=lambda a: True)
+    used = []
+    for own in (first, first, second, first):  # resent, changed, and an earlier one again
+        call.take_server_keys([own])
+        kid, ctr, _ = decode_header(call.keys.encrypt(b"frame"))
+        used.append((own.base_key, kid, ctr))
+    assert len(set(used)) == len(used)
+
+
+def test_an_end_to_end_call_takes_no_keys_from_the_server() -> None:
+    # Found while merging the two _on_call_push (not in the review): a social server's
+    # call_keys push reached take_server_keys in a secret (end-to-end) call too, so the server
+    # could make this device send under a key it knows, and slip in keys for the others.
+    call, _ = receiving_call()
+    own = call.keys.own_key
+    call.take_server_keys([CallKey(CALL, 1, 0, bytes(32)), CallKey(CALL, 2, 0, bytes(32))])
+    assert call.keys.own_key == own and not call.keys.holds(2)
+    assert call.notices[-1] == "refused call keys from the server: the call is end to end"
+
+
+def test_a_calls_notices_are_bounded() -> None:
+    # Review finding 16: notices grew without bound (a refused key from a server or peer
+    # sending them without end, say).
+    call, _ = receiving_call()
+    for _ in range(1000):
+        call.on_key(MALLORY, bob_keys().own_key)
+    call.on_key(Address("bob", 1), bob_keys().own_key)
+    assert len(call.notices) == MAX_NOTICES
+    notices = call.report(1.0).notices
+    assert len(notices) == MAX_NOTICES + 1
+    assert notices[0] == f"({1001 - MAX_NOTICES} earlier notices not kept)"
+    assert notices[-1] == "refused a call key from bob.1"
+
+
+def test_a_link_survives_a_counter_far_ahead() -> None:
+    # Review finding 1: MediaLink.accept shifted its replay window by the jump, so a unit
+    # sending counter 2**64-1 crashed the client with MemoryError.
+    _, packet_key = issue_token(KEY, CALL, 1, ALICE, 2**40, 8)
+    link = MediaLink(("127.0.0.1", 9), 1, packet_key)
+    key = packets.PacketKey(packet_key)
+    ack = packets.KEEPALIVE_ACK
+    assert link.accept(packets.control_packet(key, ack, 1, 1)) == ack
+    assert link.accept(packets.control_packet(key, ack, 1, 2**64 - 1)) == ack
+    assert link.accept(packets.control_packet(key, ack, 1, 2**64 - 1)) is None
+    assert link.accept(packets.control_packet(key, ack, 1, 2**64 - 2)) == ack
+    link.close()
 
 
 def test_the_call_command_line() -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import struct
+import tracemalloc
 import zlib
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 
 from e2e_proto import call_packets as packets
 from e2e_proto.address import Address
-from e2e_proto.call_keys import KEPT_GENERATIONS, CallKey, CallKeys
+from e2e_proto.call_keys import CallKey, CallKeys
 from e2e_proto.call_media import (
     AUDIO_PROFILE,
     VIDEO_PROFILE,
@@ -29,6 +31,7 @@ from e2e_proto.call_media import (
     read_frame,
 )
 from e2e_proto.call_tokens import MAX_TOKEN_SIZE, issue_token, verify_token
+from e2e_proto.constants import CALL_KEPT_GENERATIONS
 from e2e_proto.errors import (
     CallTokenError,
     DecryptionError,
@@ -39,7 +42,7 @@ from e2e_proto.errors import (
     UnknownKeyIdError,
 )
 from e2e_proto.payload import Payload
-from e2e_proto.sframe import split_sender_key_kid
+from e2e_proto.sframe import SenderContext, split_sender_key_kid
 
 CALL_KEY = bytes(range(32))
 CALL_ID = bytes(range(100, 116))
@@ -119,6 +122,7 @@ def test_sealed_datagrams_carry_an_independent_tag() -> None:
     datagram = packets.media_packet(key, 9, 12, packets.VIDEO, 30, b"sframe bytes")
     unsealed = struct.pack(">BIQBB", 0x12, 9, 12, packets.VIDEO, 30) + b"sframe bytes"
     assert datagram == unsealed + pyca_hmac_sha256(key_bytes, unsealed)[:16]
+    assert packets.media_packet(key, 9, 12, packets.VIDEO, 30, b"sframe", b" bytes") == datagram
     key.verify(datagram)
     assert packets.sealed_head(datagram) == (packets.MEDIA, 9, 12)
     assert packets.media_head(datagram) == (packets.VIDEO, 30)
@@ -155,19 +159,20 @@ def test_datagram_bodies_round_trip_and_lies_are_malformed() -> None:
     key = packets.PacketKey(CALL_KEY)
     join = packets.join_packet(key, 4, 0, 1234, b"token bytes")
     assert packets.join_body(join) == (1234, b"token bytes")
-    assert packets.welcome_body(packets.welcome_packet(key, 4, 1, [1, 2, 3])) == [1, 2, 3]
-    assert packets.welcome_body(packets.welcome_packet(key, 4, 1, [])) == []
+    for others in ([1, 2, 3], []):
+        welcome = packets.welcome_packet(key, 4, 1, others)
+        key.verify(welcome)
+        assert welcome[:-16] == (struct.pack(">BIQB", 0x19, 4, 1, len(others))
+                                 + b"".join(struct.pack(">I", pid) for pid in others))
     assert packets.event_body(packets.event_packet(key, 4, 2, packets.TIMED_OUT, 9)) == (
         packets.TIMED_OUT, 9)
     reject = packets.reject_packet(4, packets.REJECT_FULL)
     assert packets.packet_type(reject) == packets.REJECT
     assert packets.reject_body(reject) == (4, packets.REJECT_FULL)
-    lying = bytearray(packets.welcome_packet(key, 4, 1, [1, 2]))
-    lying[packets.HEAD_SIZE] = 5
-    for bad in (bytes(lying), packets.control_packet(key, packets.JOIN, 4, 0),
+    for bad in (packets.control_packet(key, packets.JOIN, 4, 0),
                 packets.control_packet(key, packets.MEDIA, 4, 0)):
         with pytest.raises(MalformedError):
-            {packets.WELCOME: packets.welcome_body, packets.JOIN: packets.join_body,
+            {packets.JOIN: packets.join_body,
              packets.MEDIA: packets.media_head}[packets.sealed_head(bad)[0]](bad)
     for short in (b"", b"\x12" * 28, b"\x22" + bytes(40)):
         with pytest.raises(MalformedError):
@@ -181,7 +186,7 @@ def test_datagram_bodies_round_trip_and_lies_are_malformed() -> None:
         packets.reject_body(reject + b"x")
 
 
-@given(st.lists(st.integers(0, 400), max_size=200))
+@given(st.lists(st.one_of(st.integers(0, 400), st.integers(0, 2**64 - 1)), max_size=200))
 def test_replay_window_accepts_each_counter_once(counters: list[int]) -> None:
     window = packets.ReplayWindow()
     accepted: set[int] = set()
@@ -192,6 +197,35 @@ def test_replay_window_accepts_each_counter_once(counters: list[int]) -> None:
         if expected:
             window.mark(counter)
             accepted.add(counter)
+
+
+def peak_allocation(work: Callable[[], object]) -> int:
+    """The most memory ``work`` held at once (bytes, as tracemalloc counts it)."""
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_counter_far_ahead_restarts_the_replay_window() -> None:
+    # Review finding 1: the window was shifted by the jump, so one datagram with counter 2**64-1
+    # made a 2**64-bit integer (MemoryError out of the unit) and 2**33 a 1 GiB one.
+    window = packets.ReplayWindow()
+    window.mark(1)
+
+    def jump() -> None:
+        for counter in (2**30, 2**64 - 1):
+            assert window.fresh(counter)
+            window.mark(counter)
+
+    assert peak_allocation(jump) < 4096
+    top = 2**64 - 1
+    assert not window.fresh(top) and not window.fresh(2**30) and not window.fresh(1)
+    assert window.fresh(top - 1) and window.fresh(top - 127) and not window.fresh(top - 128)
+    window.mark(top - 127)
+    assert not window.fresh(top - 127)
 
 
 # -- synthetic frames and statistics ----------------------------------------------------------
@@ -240,6 +274,18 @@ def test_stream_stats_count_loss_duplicates_and_reordering(data: st.DataObject) 
         assert stats.reordered == late
     else:
         assert stats.lost == 0 and stats.latency(0.5) is None
+
+
+def test_a_sequence_number_far_ahead_restarts_the_stats_window() -> None:
+    # Review finding 6: the seen-bitmap was shifted by the jump, so a peer's frame with seq
+    # 2**32-1 after seq 0 built a 512 MiB integer and took about two seconds.
+    stats = StreamStats()
+    stats.frame(0, 0.0)
+    assert peak_allocation(lambda: stats.frame(2**32 - 1, 0.0)) < 4096
+    stats.frame(2**32 - 2, 0.0)  # just behind: reordered, not a duplicate
+    stats.frame(2**32 - 1, 0.0)
+    assert (stats.received, stats.unique, stats.duplicates, stats.reordered) == (4, 3, 1, 1)
+    assert stats.lost == 2**32 - 3
 
 
 def test_latency_percentiles_are_nearest_rank() -> None:
@@ -305,7 +351,32 @@ def test_receivers_keep_two_generations() -> None:
         bob.add(alice.renew())
     kids = bob._receivers[1].kids
     assert sorted({split_sender_key_kid(k)[0] for k in kids}) == [3, 4]
-    assert KEPT_GENERATIONS == 2
+    assert CALL_KEPT_GENERATIONS == 2
+
+
+def test_keys_older_than_the_kept_generations_are_ignored() -> None:
+    # Review finding 5: the oldest generation kept was reckoned from the key being added, not
+    # from the newest held, so keys sent newest first were all kept (300 -> 300 KIDs).
+    alice = CallKeys.fresh(CALL_ID, 1)
+    sent = []
+    for _ in range(300):
+        sent.append(alice.own_key)
+        alice.renew()
+    bob = CallKeys.fresh(CALL_ID, 2)
+    for key in reversed(sent):  # generation 299 first, 0 last
+        bob.add(key)
+    kids = bob._receivers[1].kids
+    assert [split_sender_key_kid(k)[0] for k in kids] == [298, 299]
+    with pytest.raises(UnknownKeyIdError):  # generation 0 was ignored
+        bob.decrypt(1, CallKeys(CALL_ID, 1, SenderContext(sent[0].base_key, sent[0].kid))
+                    .encrypt(b"old"))
+    newest = alice.own_key  # generation 300: 298 goes
+    bob.add(newest)
+    assert [split_sender_key_kid(k)[0] for k in bob._receivers[1].kids] == [299, 300]
+    assert bob.decrypt(1, alice.encrypt(b"now")) == b"now"
+    bob.forget(1)  # a participant that comes back starts again from generation 0
+    bob.add(sent[0])
+    assert bob._receivers[1].kids == (sent[0].kid,)
 
 
 def test_call_key_payload_round_trip_and_malformed_fields() -> None:

@@ -7,56 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.call_harness import Logged
 from tests.fault_support import ROOT, free_port
-
-
-class Logged:
-    """A child process whose stderr lines are collected (and waited for)."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, env=env)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-
-    def wait_for(self, text: str | Callable[[str], bool], timeout: float = 30.0) -> None:
-        """Wait (bounded) until a stderr line contains ``text`` (or satisfies it)."""
-        check = text if callable(text) else (lambda line: text in line)
-        with self._changed:
-            if not self._changed.wait_for(lambda: any(check(line) for line in self.lines),
-                                          timeout):
-                self.kill()
-                pytest.fail(f"no {text!r} from {self.process.args}: " + "".join(self.lines))
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def output(self, timeout: float = 60.0) -> str:
-        """Stdout once the process has ended on its own (exit code 0 required)."""
-        stdout, _ = self.process.communicate(timeout=timeout)
-        assert self.process.returncode == 0, "".join(self.lines)
-        return stdout
 
 
 def chat(home: Path, *args: str, server: list[str], timeout: float = 60.0

@@ -121,6 +121,23 @@ async def test_a_prekeys_low_push_out_of_range_is_ignored(nursery, tmp_path: Pat
     assert len(alice.state.protocol.one_time_prekey_ids()) <= 2 * ONE_TIME_PREKEY_TARGET
 
 
+@pytest.mark.parametrize("count", [{"count": -200_000}, {"count": "5"}, {"count": 3.5},
+                                   {"count": None}, {"count": [1]}, {}])
+async def test_catch_up_checks_a_prekeys_low_push_as_receive_does(nursery, tmp_path: Path,
+                                                                  count: dict) -> None:
+    """A group command's catch-up neither crashes on a bad count nor obeys one (finding 11)."""
+    relay, alice, _ = await relay_with_alice_and_bob(nursery, tmp_path)
+    before = await relay.store.one_time_prekey_count("alice", 0)
+    async with alice.session() as session:
+        await session.catch_up()  # this connection's backlog, up to its queue_empty
+        for push in ({"type": "prekeys_low", **count}, {"type": "prekeys_low", "count": 5},
+                     {"type": "queue_empty"}):
+            await relay.server.notify(Address("alice", 0), push)
+        await session.catch_up()
+    after = await relay.store.one_time_prekey_count("alice", 0)
+    assert after == before + ONE_TIME_PREKEY_TARGET - 5
+
+
 @pytest.mark.parametrize("device_id", [2**40, 0, -1, "1", None])
 async def test_a_link_approval_with_a_bad_device_id_is_refused(nursery, tmp_path: Path,
                                                                device_id: object) -> None:

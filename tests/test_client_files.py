@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client.core.errors import ClientError
-from client.core.files import FileStore, private_folder, reserve_name
+from client.core.files import FileStore, Outgoing, private_folder, reserve_name
 from client.core.protocol_store import SqliteProtocolStore
 from client.private.state import ClientState
 from e2e_proto.at_rest import MINIMUM
@@ -89,6 +89,7 @@ def test_file_rows_a_home_stored_in_the_clear_are_sealed_when_opened(tmp_path: P
     canary = secrets.token_hex(8)
     store = SqliteProtocolStore(tmp_path / "state.db", "pass", MINIMUM)
     FileStore(store, tmp_path)
+    store.connection.execute("DELETE FROM file_keys_bound")  # as made before keys were bound
     store.connection.execute(
         "INSERT INTO files (message, blob_id, key, header, size, mime, name, caption, path) "
         "VALUES ('0a', ?, ?, ?, 1, 'text/plain', ?, ?, ?)",
@@ -101,3 +102,62 @@ def test_file_rows_a_home_stored_in_the_clear_are_sealed_when_opened(tmp_path: P
     assert record is not None and record.media.name == canary + ".txt"
     assert (record.media.caption, record.path) == ("caption " + canary, f"/files/{canary}.txt")
     assert canary.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+
+
+def _two_files_and_two_sends(files: FileStore, folder: Path) -> None:
+    for name, key in (("0a", b"A" * 32), ("0b", b"B" * 32)):
+        blob_id = key[:1] * 32
+        files.add(name, MediaPayload(blob_id, key, bytes(24), 5, "text/plain"))
+        (folder / blob_id.hex()).write_bytes(b"blob")
+        files.add_outgoing(Outgoing(f"/sent/{name}", blob_id, key, bytes(24), 5, bytes(32),
+                                    folder / blob_id.hex()))
+
+
+def _keys(files: FileStore) -> list[bytes]:
+    sent = [files.outgoing(f"/sent/{name}") for name in ("0a", "0b")]
+    got = [files.get(name) for name in ("0a", "0b")]
+    return [r.media.key for r in got if r] + [o.key for o in sent if o]
+
+
+def test_a_sealed_media_key_moved_to_another_row_does_not_open(tmp_path: Path) -> None:
+    """Each media key is sealed with its row as the place, like a sealed text (finding 18)."""
+    store = SqliteProtocolStore(tmp_path / "state.db", "a passphrase", MINIMUM)
+    files = FileStore(store, tmp_path)
+    _two_files_and_two_sends(files, files.outgoing_folder)
+    assert _keys(files) == [b"A" * 32, b"B" * 32] * 2
+    db = store.connection
+    db.execute("UPDATE files SET key = (SELECT key FROM files WHERE message = '0b') "
+               "WHERE message = '0a'")
+    db.execute("UPDATE outgoing_files SET key = (SELECT key FROM outgoing_files WHERE "
+               "source = '/sent/0a') WHERE source = '/sent/0b'")
+    with pytest.raises(E2EProtoError):
+        files.get("0a")
+    with pytest.raises(E2EProtoError):
+        files.outgoing("/sent/0b")
+    assert files.get("0b").media.key == b"B" * 32  # type: ignore[union-attr]
+    assert files.outgoing("/sent/0a").key == b"A" * 32  # type: ignore[union-attr]
+
+
+def test_media_keys_sealed_before_they_were_bound_to_their_row_are_bound_on_opening(
+        tmp_path: Path) -> None:
+    store = SqliteProtocolStore(tmp_path / "state.db", "pass", MINIMUM)
+    files = FileStore(store, tmp_path)
+    _two_files_and_two_sends(files, files.outgoing_folder)
+    db = store.connection
+    for table, row in (("files", "message"), ("outgoing_files", "source")):  # as sealed before
+        for (name,) in db.execute(f"SELECT {row} FROM {table}").fetchall():
+            opened = files.get(name).media.key if table == "files" else files.outgoing(name).key
+            db.execute(f"UPDATE {table} SET key = ? WHERE {row} = ?",
+                       (store.seal(opened, "media_key"), name))
+    db.execute("DELETE FROM file_keys_bound")
+    store.close()
+    state = ClientState(tmp_path, "pass", MINIMUM)
+    assert _keys(state.files) == [b"A" * 32, b"B" * 32] * 2
+    for (stored,) in state.db.execute("SELECT key FROM files UNION ALL "
+                                      "SELECT key FROM outgoing_files").fetchall():
+        with pytest.raises(E2EProtoError):
+            state.protocol.unseal(stored, "media_key")
+    state.close()
+    again = ClientState(tmp_path, "pass", MINIMUM)  # bound once: opening again changes nothing
+    assert _keys(again.files) == [b"A" * 32, b"B" * 32] * 2
+    again.close()

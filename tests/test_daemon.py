@@ -279,6 +279,34 @@ def test_tcp_needs_the_token(relay: int, homes: tuple[Path, Path]) -> None:
         daemon.kill()
 
 
+@pytest.mark.parametrize("option", ["--tcp", "--http"])
+def test_tcp_and_http_are_served_only_on_loopback(relay: int, homes: tuple[Path, Path],
+                                                  option: str) -> None:
+    # Neither has TLS: the bearer token and every message would cross the network in the clear.
+    refused = subprocess.run(
+        [sys.executable, "-m", "client.cli.main", "--home", str(homes[1]), "--relay",
+         f"127.0.0.1:{relay}", "daemon", option, f"0.0.0.0:{free_port()}"], cwd=ROOT,
+        capture_output=True, text=True, timeout=TIMEOUT)
+    assert refused.returncode == 1
+    assert refused.stderr == (f"e2e-chat: the daemon serves 0.0.0.0 only with TLS: it has none, "
+                              f"so bind {option} to 127.0.0.1 (a TLS proxy there can serve "
+                              "other machines)\n")
+    assert not (homes[1] / "daemon.token").exists()
+
+
+def test_port_0_serves_on_any_free_port_and_logs_it(relay: int,
+                                                   homes: tuple[Path, Path]) -> None:
+    daemon = DaemonProcess(homes[1], relay, "--tcp", "127.0.0.1:0")
+    try:
+        (port,) = (int(line.rsplit(":", 1)[1]) for line in daemon.lines
+                   if "listening on tcp 127.0.0.1:" in line)
+        client = LineRpc(socket.create_connection(("127.0.0.1", port)))
+        assert client.call("auth", token=(homes[1] / "daemon.token").read_text().strip()) == {}
+        assert client.call("whoami") == {"account": "bob", "device": 0}
+    finally:
+        daemon.kill()
+
+
 def test_http_rpc_and_server_sent_events(relay: int, homes: tuple[Path, Path]) -> None:
     import http.client
 

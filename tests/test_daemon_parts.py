@@ -3,6 +3,7 @@ queue (sealed at rest, deduplicated by key, acked by id) and the hub's subscript
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 from pathlib import Path
@@ -15,11 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from client.daemon.config import DaemonConfig
+from client.daemon.connections import RpcClient
 from client.daemon.events import Event
 from client.daemon.hub import CAUGHT_UP, EventHub
 from client.daemon.jsonrpc import Codes, LineBuffer, LineTooLong, RpcError, parse_line
 from client.daemon.methods import METHODS, TABLE
 from client.daemon.queue import EventQueue
+from client.daemon.server import Daemon
 from client.daemon.table import check_params
 from e2e_proto.at_rest import MINIMUM
 
@@ -100,7 +103,8 @@ def test_every_method_event_and_error_is_documented() -> None:
     for code in (value for name, value in vars(Codes).items() if name.isupper()):
         assert f"| {code} |" in docs, code
     for event in ("message", "sent", "reaction", "notice", "key_changed", "pin", "unpin",
-                  "secret", "group_update", CAUGHT_UP):
+                  "secret", "group_update", CAUGHT_UP, "call_ring", "call_joined", "call_left",
+                  "call_ended"):
         assert f"`{event}`" in docs, event
 
 
@@ -174,6 +178,38 @@ async def test_subscriptions_window_caught_up_and_room(tmp_path: Path) -> None:
         assert [n["params"].get("text") for n in got] == ["3", "4", "5", None]
         nursery.cancel_scope.cancel()
     hub.queue.close()
+
+
+def test_auth_is_refused_by_a_daemon_without_a_token(tmp_path: Path) -> None:
+    config = DaemonConfig()
+    daemon = Daemon(tmp_path, EventHub(_queue(tmp_path), config), {}, config, token=None)
+    client = RpcClient(daemon, authenticated=False)
+    for token in ("", "anything"):
+        with pytest.raises(RpcError) as refused:
+            client.authenticate(token)
+        assert refused.value.code == Codes.UNAUTHORIZED and not client.authenticated
+    daemon.hub.queue.close()
+
+
+async def test_http_clients_are_rate_limited_per_host_not_per_connection(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    from client.daemon.http import serve_http
+
+    config = DaemonConfig(requests_per_second=1e-9, request_burst=2)
+    daemon = Daemon(tmp_path, EventHub(_queue(tmp_path), config), {}, config, token="secret")
+    port = await nursery.start(serve_http, daemon, "127.0.0.1", 0)
+
+    def post() -> int:
+        web = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # a new source port
+        web.request("POST", "/rpc", b'{"jsonrpc":"2.0","id":1,"method":"daemon_info"}',
+                    {"Authorization": "Bearer secret", "Content-Type": "application/json"})
+        status = web.getresponse().status
+        web.close()
+        return status
+
+    assert [await trio.to_thread.run_sync(post) for _ in range(4)] == [200, 200, 429, 429]
+    nursery.cancel_scope.cancel()
+    daemon.hub.queue.close()
 
 
 async def test_key_change_is_an_event_and_accepting_queues_the_held_messages(
@@ -276,3 +312,59 @@ def test_social_file_events_print_as_the_cli_prints_them(capsys: pytest.CaptureF
         printer(as_json, "bob")(shown)
         assert capsys.readouterr().out == direct
         assert "notes.txt" in direct
+
+
+def test_rings_are_call_ring_events_that_print_as_the_cli_prints_them(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from client.cli import private as private_cli
+    from client.cli import social as social_cli
+    from client.core.calls import CallInfo
+    from client.daemon.events import (
+        received_from_params,
+        ring_event,
+        social_event,
+        social_event_from_params,
+    )
+    from client.private.received import Received
+    from client.social.state import SocialEvent
+    from e2e_proto.address import Address
+
+    call_id = bytes(range(16))
+    one = CallInfo(call_id, Address("alice", 2), 1, 8, True, None)
+    group = CallInfo(call_id, Address("alice", 2), 3, 50, False, "pals")
+    private_ring = Received("alice", 2, "alice", call_id, 1700, "call",
+                            "[is calling you; answer: e2e-chat call --answer]", call=one)
+    social_ring = SocialEvent(0, "call", "pals", "alice", 2, 1700,
+                              text="[started a call in pals; join it: ...]", call=group)
+    for ring, info, shown_as, printer in (
+            (private_ring, one, received_from_params, private_cli.printer),
+            (social_ring, group, lambda name, params: social_event_from_params(params),
+             lambda as_json: social_cli.printer(as_json, "bob"))):
+        event = ring_event(ring)
+        assert event is not None and event.name == "call_ring"
+        params = json.loads(json.dumps(event.params))  # as a subscriber reads it
+        assert (params["call_id"], params["group"], params["end_to_end"],
+                params["participants"], params["limit"], params["from"]) == (
+            call_id.hex(), info.group, info.e2e, info.participants, info.limit, "alice")
+        for as_json in (False, True):
+            printer(as_json)(ring)
+            direct = capsys.readouterr().out
+            printer(as_json)(shown_as("call_ring", params))
+            assert capsys.readouterr().out == direct and "alice" in direct
+    message = SocialEvent(5, "message", "pals", "alice", 2, 1700, 9, "hi")
+    assert ring_event(message) is None and social_event(message).name == "message"
+
+
+def test_a_call_report_prints_the_same_after_the_daemon_sends_it() -> None:
+    from client.cli.calls import format_report
+    from client.core.calls import CallReport, ParticipantReport
+    from e2e_proto.address import Address
+
+    report = CallReport(bytes(range(16)), 2, True, 4.0123, 200, [
+        ParticipantReport(1, Address("alice", 0), 180, 2, 0, 1, 3, 4, 1.25, 9.5),
+        ParticipantReport(7, None, 0, 0, 1, 0, 0, 0, None, None)], 1, ["alice.0 joined"])
+    sent = json.loads(json.dumps(report.as_json()))
+    assert CallReport.from_json(sent).as_json() == report.as_json()
+    assert format_report(CallReport.from_json(sent)) == format_report(report)
+    assert "alice.0" in format_report(report) and "notices: alice.0 joined" in (
+        format_report(report))

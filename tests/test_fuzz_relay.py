@@ -110,6 +110,15 @@ _typical: dict[str, st.SearchStrategy[Any]] = {
     "data": st.just(EMPTY_BLOB) | st.binary(max_size=40),
     "length": st.integers(-1, 40) | st.just(2**20),
     "call_id": st.binary(min_size=15, max_size=17),
+    "enabled": st.booleans(), "client_id": st.binary(min_size=15, max_size=17),
+    "statement": st.binary(max_size=120),
+    "private_signature": st.binary(min_size=63, max_size=65),
+    "social_signature": st.binary(min_size=63, max_size=65),
+    "profile": st.none() | st.dictionaries(st.sampled_from(["name", "about", "version"]),
+                                           st.text(max_size=10) | ints, max_size=3),
+    "statuses": st.lists(st.dictionaries(st.sampled_from(["text", "posted", "expires"]),
+                                         st.text(max_size=10) | ints, max_size=3), max_size=3),
+    "revocation": st.binary(max_size=120), "limit": st.integers(-1, 101),
 }
 """A typical value for every field a route reads: a route or field added later must add one."""
 assert set(_typical) == set(FIELDS)

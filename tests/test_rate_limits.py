@@ -1,10 +1,10 @@
-"""Token buckets (server/common/rate_limits.py) on trio's virtual clock."""
+"""Token buckets (shared/rate_limits.py) on trio's virtual clock."""
 
 from __future__ import annotations
 
 import math
 
-from server.common.rate_limits import TokenBucket, TokenBuckets
+from shared.rate_limits import TokenBucket, TokenBuckets
 
 
 async def test_a_bucket_refills_says_when_and_takes_back(mock_clock) -> None:

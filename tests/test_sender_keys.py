@@ -144,6 +144,27 @@ def test_malformed_headers(header: bytes) -> None:
         decode_header(header)
 
 
+_BIN16_GROUP = b"\xc5\x00\x10" + GROUP  # a non-shortest bin: 19 bytes instead of 18
+_U32_CHAIN = b"\xce\x63\x99\xff\xd0"  # 1671036880, the shortest form of this chain id
+
+
+@pytest.mark.parametrize(("header", "accepted"), [
+    (b"\x93" + _BIN16_GROUP + _U32_CHAIN + b"\x01", True),  # 26 bytes
+    (b"\x93\xc4\x10" + GROUP + b"\xcf" + bytes(4) + _U32_CHAIN[1:] + b"\x01", True),  # uint 64
+    (b"\x93" + _BIN16_GROUP + _U32_CHAIN + b"\xce\x00\x00\x00\x01", False),  # 30 bytes
+    (b"\xdc\x00\x03\xc4\x10" + GROUP + _U32_CHAIN + b"\xce\x00\x00\x00\x01", False),  # 31
+])
+def test_non_shortest_headers_are_accepted_only_within_the_size_cap(header: bytes,
+                                                                     accepted: bool) -> None:
+    """PROTOCOL.md §13.2: any msgpack form, but the 29-byte cap is checked first."""
+    assert accepted == (len(header) <= MAX_GROUP_HEADER_SIZE)
+    if accepted:
+        assert decode_header(header) == (GROUP, 1671036880, 1)
+    else:
+        with pytest.raises(MalformedError):
+            decode_header(header)
+
+
 def test_signature_covers_prefix_header_nonce_ciphertext() -> None:
     own, _ = pair()
     message = own.encrypt(b"signed")
@@ -577,6 +598,45 @@ def test_record_round_trip_mid_conversation() -> None:
     assert list(copy.chains) == [own.chain_id, rotated.chain_id]
     assert [copy.decrypt(m) for m in messages[:4]] == [b"m0", b"m1", b"m2", b"m3"]
     assert copy.decrypt(rotated.encrypt(b"r")) == b"r"
+
+
+def test_record_round_trip_with_the_skipped_keys_apart() -> None:
+    """A store may keep each chain's skipped keys apart from the chains (PROTOCOL §13.6)."""
+    own, record = pair()
+    rotated = own.rotate()
+    record.process(rotated.distribution())
+    messages = [own.encrypt(b"m%d" % i) for i in range(5)]
+    record.decrypt(messages[4])
+    apart = {i: c.skipped_to_bytes() for i, c in record.chains.items() if c.skipped}
+    assert list(apart) == [own.chain_id]
+    assert msgpack.unpackb(record.to_bytes(skipped=False))[2][0][4] == []
+    copy = SenderKeyRecord.from_bytes(record.to_bytes(skipped=False), apart)
+    assert copy.to_bytes() == record.to_bytes()
+    assert [copy.decrypt(m) for m in messages[:4]] == [b"m0", b"m1", b"m2", b"m3"]
+    chains = record.to_bytes(skipped=False)
+    for bad in ({**apart, 7: apart[own.chain_id]}, {own.chain_id: b"\xc1"},
+                {own.chain_id: msgpack.packb([[9, bytes(32)]])}):  # not behind the chain
+        with pytest.raises(MalformedError):
+            SenderKeyRecord.from_bytes(chains, bad)
+    with pytest.raises(MalformedError):  # both in the chain and apart
+        SenderKeyRecord.from_bytes(record.to_bytes(), apart)
+
+
+def test_skipped_keys_are_replaced_never_changed_in_place() -> None:
+    """What lets a store tell by identity whether a chain's skipped keys changed."""
+    own, record = pair()
+    messages = [own.encrypt(b"m%d" % i) for i in range(6)]
+    chain = record.chains[own.chain_id]
+    empty = chain.skipped
+    record.decrypt(messages[3])
+    three = chain.skipped
+    assert empty == {} and sorted(three) == [0, 1, 2]
+    record.decrypt(messages[4])  # in order: the same mapping
+    assert chain.skipped is three
+    refused(record, messages[3], DuplicateMessageError)
+    assert chain.skipped is three
+    record.decrypt(messages[1])
+    assert sorted(chain.skipped) == [0, 2] and sorted(three) == [0, 1, 2]
 
 
 def record_fields() -> list[Any]:

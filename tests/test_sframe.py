@@ -127,6 +127,8 @@ def test_sframe_vectors(case: dict[str, Any]) -> None:
 
     sealed = SenderContext(base_key, kid, counter=ctr).encrypt(frame, metadata)
     assert sealed == bytes.fromhex(case["ct"])
+    header, ciphertext = SenderContext(base_key, kid, counter=ctr).encrypt_parts(frame, metadata)
+    assert header + ciphertext == sealed and header == encode_header(kid, ctr)
     header_length = decode_header(sealed)[2]
     assert sealed[:header_length] + metadata == bytes.fromhex(case["aad"])
 

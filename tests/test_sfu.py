@@ -10,9 +10,11 @@ participant's socket when ``handle`` returns.
 from __future__ import annotations
 
 import socket
+import struct
 from itertools import count
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -69,6 +71,13 @@ class Raw:
         return [packets.packet_type(d) for d in self.replies()]
 
 
+def welcome_pids(welcome: bytes) -> list[int]:
+    """The pids a WELCOME lists, read by its layout in docs/PROTOCOL.md §18.4."""
+    count = welcome[13]
+    assert len(welcome) == 13 + 1 + 4 * count + 16
+    return list(struct.unpack_from(f">{count}I", welcome, 14))
+
+
 @pytest.fixture
 def unit():
     sfu = Sfu(KEY, SfuConfig(queue_packets=8), wall_ms=lambda: NOW_MS)
@@ -90,9 +99,9 @@ def test_admission_and_forwarding(unit: Sfu) -> None:
     [welcome] = alice.replies()
     alice.key.verify(welcome)
     assert packets.sealed_head(welcome)[:2] == (packets.WELCOME, 1)
-    assert packets.welcome_body(welcome) == []
+    assert welcome_pids(welcome) == []
     unit.handle(bob.join(), bob.peer, 0.0)
-    assert packets.welcome_body(bob.replies()[0]) == [1]
+    assert welcome_pids(bob.replies()[0]) == [1]
     [event] = alice.replies()
     assert packets.event_body(event) == (packets.JOINED, 2)
     media = alice.media()
@@ -264,3 +273,106 @@ def test_no_datagram_makes_the_unit_raise(unit: Sfu, data: st.DataObject) -> Non
     assert unit.stats.forwarded == before or noise == valid
     alice.sock.close()
     bob.sock.close()
+
+
+def test_a_counter_far_ahead_neither_crashes_nor_stalls_the_unit(unit: Sfu) -> None:
+    # Review finding 1: one KEEPALIVE with counter 2**64-1 from an admitted participant raised
+    # MemoryError out of handle(), ending the unit (and a relay or social server running it).
+    mallory, bob = Raw(1), Raw(2)
+    joined(unit, mallory, bob)
+    unit.handle(packets.control_packet(mallory.key, packets.KEEPALIVE, 1, 2**64 - 1),
+                mallory.peer, 0.1)
+    assert mallory.types() == [packets.KEEPALIVE_ACK]
+    unit.handle(bob.media(), bob.peer, 0.2)
+    assert mallory.types() == [packets.FORWARD]
+    carol = Raw(3)  # a first JOIN with the largest counter
+    unit.handle(packets.join_packet(carol.key, 3, 2**64 - 1, 0, carol.token), carol.peer, 0.3)
+    assert carol.types() == [packets.WELCOME] and len(unit.rooms[CALL].participants) == 3
+
+
+async def test_serving_outlives_a_datagram_that_makes_handle_fail() -> None:
+    # Review finding 1 (last resort): an exception out of handle() ended serve(), and with it
+    # the server whose nursery runs the unit; now it is counted and the unit goes on.
+    unit = Sfu(KEY, SfuConfig(), wall_ms=lambda: NOW_MS)
+    unit.bind("127.0.0.1", 0)
+    handled: list[bytes] = []
+    second = trio.Event()
+
+    def failing_once(data: bytes, peer: tuple[str, int], now: float) -> None:
+        handled.append(data)
+        if len(handled) == 1:
+            raise RuntimeError("a bug a datagram found")
+        second.set()
+
+    unit.handle = failing_once  # type: ignore[method-assign]
+    sender = Raw(1)
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(unit.serve)
+        sender.sock.sendto(b"first", address)
+        sender.sock.sendto(b"second", address)
+        with trio.fail_after(10):
+            await second.wait()
+        nursery.cancel_scope.cancel()
+    assert handled == [b"first", b"second"] and unit.stats.errors == 1
+    sender.sock.close()
+
+
+@pytest.mark.parametrize("gone", ["left", "timed out"])
+def test_a_join_replayed_after_its_participant_went_admits_nobody(unit: Sfu, gone: str) -> None:
+    # Review finding 2: once a participant left or timed out, its JOIN (seen on the network)
+    # admitted a new participant at any source address within the token's minute: the whole
+    # call's media went there, and the others were told it joined.
+    alice, bob, victim = Raw(1), Raw(2), Raw(3)  # victim: a spoofed source address
+    captured = alice.join()
+    unit.handle(captured, alice.peer, 0.0)
+    joined(unit, bob)
+    alice.replies()
+    if gone == "left":
+        unit.handle(alice.control(packets.LEAVE), alice.peer, 1.0)
+    else:
+        unit.handle(bob.control(packets.KEEPALIVE), bob.peer, 5.5)
+        unit.tick(5.6)
+    assert set(unit.rooms[CALL].participants) == {2}
+    bob.replies()
+    unit.handle(captured, victim.peer, 6.0)
+    assert set(unit.rooms[CALL].participants) == {2} and unit.stats.replayed == 1
+    unit.handle(bob.media(), bob.peer, 6.1)
+    assert victim.replies() == [] and bob.replies() == []
+    unit.handle(bob.control(packets.LEAVE), bob.peer, 6.2)  # the call is forgotten ...
+    unit.handle(captured, victim.peer, 6.3)  # ... but not the tokens used in it
+    assert not unit.rooms and victim.replies() == [] and unit.stats.replayed == 2
+
+
+def test_a_token_replaced_by_a_newer_one_cannot_move_the_participant(unit: Sfu) -> None:
+    # Review finding 2: a token with the same expiry as the one that replaced it counted as
+    # "newer", so its captured JOIN moved the participant to any address.
+    alice, bob, victim = Raw(1), Raw(2), Raw(3)
+    captured = alice.join()
+    unit.handle(captured, alice.peer, 0.0)
+    joined(unit, bob)
+    renewed = Raw(1)  # the server's new token for alice: same expiry, another nonce
+    unit.handle(renewed.join(), alice.peer, 0.5)
+    assert unit.stats.rejoins == 1
+    unit.handle(captured, victim.peer, 1.0)
+    assert unit.rooms[CALL].participants[1].peer == alice.peer
+    assert unit.stats.replayed == 1 and victim.replies() == []
+
+
+def test_used_tokens_are_remembered_until_they_expire_within_a_bound() -> None:
+    wall = [NOW_MS]
+    unit = Sfu(KEY, SfuConfig(spent_tokens=3), wall_ms=lambda: wall[0])
+    unit.bind("127.0.0.1", 0)
+    try:
+        soon = [Raw(pid, expires=NOW_MS + 1_000) for pid in (1, 2)]
+        later = [Raw(pid, expires=NOW_MS + 60_000) for pid in (3, 4, 5)]
+        for participant in soon + later:
+            joined(unit, participant)
+            unit.handle(participant.control(packets.LEAVE), participant.peer, 0.1)
+        assert len(unit.spent) == 3  # the two oldest were forgotten first
+        wall[0] = NOW_MS + 60_000
+        unit.tick(0.2)
+        assert not unit.spent  # expired: their JOINs are refused as expired anyway
+        for participant in later:
+            participant.sock.close()
+    finally:
+        unit.close()

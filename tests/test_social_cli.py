@@ -193,3 +193,45 @@ async def test_reconnecting_catches_a_lost_connection_inside_a_group(
     await cli_common.reconnecting(client.session, 30, work)
     assert len(calls) == 2
     assert "the connection broke; reconnecting in" in capsys.readouterr().err
+
+
+def test_cli_social_devices_unlink_and_logout(social_port: int, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11.9: a login can be listed, revoked from another device, and logged out."""
+    monkeypatch.setenv("E2E_PASSWORD", PASSWORD)
+    monkeypatch.setenv("E2E_SOCIAL", f"127.0.0.1:{social_port}")
+
+    def run(home: str, *argv: str) -> tuple[int, str, str]:
+        code = main(["--home", str(tmp_path / home), "--transport", "social", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert run("phone", "register", "alice")[0] == 0
+    assert run("laptop", "login", "alice")[0] == 0
+    assert run("tablet", "login", "alice")[0] == 0
+    code, out, _ = run("phone", "devices")
+    lines = out.splitlines()
+    assert code == 0 and [line.split()[0] for line in lines] == ["0", "1", "2"]
+    assert lines[0].endswith("(this device)") and "(this device)" not in lines[1]
+    assert all("logged in" in line and "expires" in line for line in lines)
+    # The phone revokes the laptop: the laptop's next command says so in one line.
+    assert run("phone", "unlink", "1") == (0, "revoked device 1: its login no longer works\n",
+                                           "")
+    code, _, err = run("laptop", "send", "alice", "hi")
+    assert code == 1 and err.count("\n") == 1 and "login alice" in err
+    # The tablet logs out: its token is gone here and at the server.
+    code, out, _ = run("tablet", "logout")
+    assert code == 0 and out.startswith("logged out")
+    code, _, err = run("tablet", "send", "alice", "hi")
+    assert code == 1 and "not logged in" in err
+    code, out, _ = run("phone", "devices")
+    assert [line.split()[0] for line in out.splitlines()] == ["0"]
+    assert run("tablet", "login", "alice")[0] == 0  # back, as a new device
+    assert run("tablet", "whoami")[1].strip() == "alice (device 3)"
+
+
+def test_logout_is_for_the_social_transport(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--home", str(tmp_path / "private"), "logout"])
+    assert code == 1 and "social transport" in capsys.readouterr().err

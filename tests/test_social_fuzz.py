@@ -29,10 +29,10 @@ from e2e_proto import call_api
 from e2e_proto import social_api as api
 from e2e_proto.wire import FrameDecoder, encode_frame
 from server.calls.registry import SfuGrant
-from server.social.accounts import token_hash
 from server.social.routes import AUTHENTICATED_ROUTES, PUBLIC_ROUTES
 from server.social.server import SocialServer
 from server.social.sqlite_store import SqliteSocialStore
+from shared.tokens import token_hash
 from tests.fuzz_support import (
     EXAMPLES,
     error_codes,
@@ -82,6 +82,13 @@ SHAPES: dict[str, list[str]] = {
     "upload_finish": ["blob_id"], "download": ["blob_id", "offset", "length"],
     "call_start": ["conversation"], "call_join": ["call_id"], "call_leave": ["call_id"],
     "call_end": ["call_id"], "call_list": [], "call_signal": ["call_id", "envelopes"],
+    "profile_set": ["name", "about", "avatar"], "profile_get": ["account"],
+    "status_post": ["text"], "status_list": [],
+    "cross_publish": ["identity_key", "device_list", "device_list_signature",
+                      "link_signatures"],
+    "cross_join": ["identity_key", "signature"], "cross_get": [], "cross_set": ["enabled"],
+    "cross_devices": ["account"], "cross_bundles": ["account", "device_ids"],
+    "cross_send": ["to", "envelopes", "client_id"], "linked": [],
 }
 """The fields each request type reads, so that well-formed requests reach deep into handlers."""
 assert set(SHAPES) == set(REQUEST_TYPES)
@@ -104,6 +111,12 @@ _typical: dict[str, st.SearchStrategy[Any]] = {
     "data": st.binary(max_size=40), "length": st.integers(-1, 40) | st.just(2**20),
     "call_id": st.binary(min_size=15, max_size=17),
     "envelopes": st.lists(st.binary(max_size=120), max_size=3),
+    "about": texts, "avatar": st.none() | values,
+    "device_list": st.binary(max_size=80), "device_list_signature": st.binary(max_size=65),
+    "link_signatures": st.lists(st.lists(ids | st.binary(max_size=65), max_size=2), max_size=3),
+    "signature": st.binary(min_size=63, max_size=65), "enabled": st.booleans(),
+    "to": st.sampled_from(["other@private", "fuzz@private", "other@social", "other"]),
+    "client_id": st.binary(min_size=15, max_size=17),
 }
 field_values = {field: st.one_of(typical, typical, typical, values)  # mostly the right type
                 for field, typical in _typical.items()}

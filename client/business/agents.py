@@ -1,19 +1,20 @@
 """Agents: their names, Argon2id passwords, logins (rate-limited) and sessions.
 
 A password is kept only as libsodium's Argon2id string (``nacl.pwhash.argon2id.str``: salt and
-cost inside), checked off the event loop; a login for an unknown name spends the same work on a
-dummy hash, so the answer's timing does not say which names exist. Attempts are limited per
-client address and, separately, per agent name (token buckets, a bounded number of keys). A
-login makes a session: a random cookie token (stored hashed, :mod:`.store`) and a random CSRF
-token for the session's forms; it ends at logout, after ``session_idle_seconds`` unused or
-``session_max_seconds`` after the login, and when the agent's password changes.
+cost inside), checked off the event loop, at most :data:`PASSWORD_CHECKS` at once (each takes
+64 MiB); a login for an unknown name spends the same work on a dummy hash, so the answer's
+timing does not say which names exist. Attempts are limited per client address and, separately,
+per agent name (token buckets, forgotten only once full again: trying many other names or
+addresses never resets a limit). A login makes a session: a random cookie token (stored hashed,
+:mod:`.store`) and a random CSRF token for the session's forms; it ends at logout, after
+``session_idle_seconds`` unused or ``session_max_seconds`` after the login, and when the
+agent's password changes.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import nacl.exceptions
 import nacl.pwhash
 import trio
 
-from server.common.rate_limits import TokenBucket
+from shared.rate_limits import TokenBuckets
 
 from ..core.errors import ClientError
 from .config import PASSWORD_COST, InboxConfig
@@ -33,6 +34,8 @@ _AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 TOKEN_BYTES = 32
 TOUCH_SECONDS = 30.0
 """A session's last use is written at most this often (not on every request)."""
+PASSWORD_CHECKS = 2
+"""Argon2id computations (64 MiB each) run at once; more logins wait their turn."""
 
 
 def check_agent_name(name: str) -> str:
@@ -60,24 +63,6 @@ def password_matches(stored: bytes, password: str) -> bool:
         return False
 
 
-class RateLimits:
-    """A :class:`TokenBucket` per key, for at most ``max_keys`` keys (the oldest forgotten)."""
-
-    def __init__(self, rate: float, burst: int, max_keys: int) -> None:
-        self.rate, self.burst, self.max_keys = rate, burst, max_keys
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def take(self, key: str) -> bool:
-        """Spend one of ``key``'s attempts; False when it has none left."""
-        bucket = self._buckets.pop(key, None)
-        if bucket is None:
-            bucket = TokenBucket(self.rate, self.burst)
-            while len(self._buckets) >= self.max_keys:
-                self._buckets.popitem(last=False)
-        self._buckets[key] = bucket
-        return bucket.take()
-
-
 @dataclass(frozen=True, slots=True)
 class Login:
     """A session made by a login: the cookie's token and the session's CSRF token."""
@@ -103,10 +88,9 @@ class Agents:
         self.store = store
         self.config = config
         self.clock = clock
-        self._by_address = RateLimits(config.login_rate_per_second, config.login_burst,
-                                      config.max_rate_keys)
-        self._by_name = RateLimits(config.login_rate_per_second, config.login_burst,
-                                   config.max_rate_keys)
+        self._by_address = TokenBuckets[str](config.login_rate_per_second, config.login_burst)
+        self._by_name = TokenBuckets[str](config.login_rate_per_second, config.login_burst)
+        self._password_checks = trio.CapacityLimiter(PASSWORD_CHECKS)
         self._dummy: bytes | None = None
 
     async def log_in(self, name: str, password: str, address: str) -> Login:
@@ -117,10 +101,13 @@ class Agents:
         stored = self.store.password_hash(name) if _AGENT_NAME.fullmatch(name) else None
         if stored is None:
             if self._dummy is None:
-                self._dummy = await trio.to_thread.run_sync(hash_password, "x" * 16)
+                self._dummy = await trio.to_thread.run_sync(
+                    hash_password, "x" * 16, limiter=self._password_checks)
             stored, name = self._dummy, ""
         password = password[:MAX_PASSWORD_CHARS]
-        if not await trio.to_thread.run_sync(password_matches, stored, password) or not name:
+        matches = await trio.to_thread.run_sync(password_matches, stored, password,
+                                                limiter=self._password_checks)
+        if not matches or not name:
             raise LoginRefused("wrong agent name or password")
         login = Login(name, secrets.token_urlsafe(TOKEN_BYTES), secrets.token_urlsafe(TOKEN_BYTES))
         self.store.add_session(login.token, name, login.csrf, self.clock())

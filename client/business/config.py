@@ -27,8 +27,6 @@ class InboxConfig:
     """Login attempts a client address (and, separately, an agent name) regains a second."""
     login_burst: int = 5
     """Login attempts a client address (or an agent name) may make at once."""
-    max_rate_keys: int = 4096
-    """Client addresses and names whose login rate is remembered; past it the oldest go."""
     max_form_bytes: int = 64 * 1024
     """The largest form body taken (a reply, a login); a larger one is refused (413)."""
     max_reply_chars: int = 4096

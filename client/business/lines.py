@@ -15,23 +15,18 @@ only secret conversations are, and one that became secret stays so.
 from __future__ import annotations
 
 import abc
-import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, ClassVar, Generic, TypeVar
-
-import trio
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
-from e2e_proto.errors import E2EProtoError
 from e2e_proto.media import MEDIA_KIND
 
 from ..cli.common import first_leaf
-from ..core.connection import ConnectionLost, ServerError
-from ..core.errors import ClientError
 from ..core.files import FileRecord
+from ..core.live_account import LOST, LiveAccount
 from ..private.received import Received
 from ..private.session import PrivateClient, PrivateSession
 from ..social.session import SocialClient, SocialSession
@@ -43,8 +38,6 @@ log = logging.getLogger("e2e.business")
 
 RECONNECT_START, RECONNECT_MAX = 0.5, 10.0
 """Seconds before the first reconnection, and the most between two."""
-LOST = (ConnectionLost, ClientError, ServerError, OSError, E2EProtoError)
-"""What ends a line's session and means reconnecting (or refusing one reply)."""
 
 ClientT = TypeVar("ClientT", PrivateClient, SocialClient)
 SessionT = TypeVar("SessionT", PrivateSession, SocialSession)
@@ -62,61 +55,21 @@ def attachment(record: FileRecord | None) -> Attachment | None:
     return Attachment(media.name, media.mime, media.size, record.path, record.error)
 
 
-class Line(abc.ABC, Generic[ClientT, SessionT]):
+class Line(LiveAccount[ClientT, SessionT]):
     """One transport's account of the business, kept connected (see the module docstring)."""
 
-    transport: ClassVar[str]
+    logger = log
 
     def __init__(self, client: ClientT, store: InboxStore, changes: Changes,
                  clock: Callable[[], float] = time.time) -> None:
-        self.client = client
+        super().__init__(client, RECONNECT_START, RECONNECT_MAX)
         self.store = store
         self.changes = changes
         self.clock = clock
-        self.live: SessionT | None = None
-        self.last_error: str | None = None
-        self._lock = trio.Lock()
 
-    @property
-    def account(self) -> str:
-        """The business's account name on this transport."""
-        return self.client.state.account or ""
-
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Receive into the store until cancelled, reconnecting with backoff after a loss;
-        started once the first session is up (or failed)."""
-        delay = RECONNECT_START
-        started = False
-        while True:
-            try:
-                async with self.client.session() as session:
-                    self.live, self.last_error = session, None
-                    delay = RECONNECT_START
-                    if not started:
-                        started = True
-                        task_status.started()
-                    await session.receive(self.take, math.inf)
-            except* LOST as group:
-                self.last_error = str(group.exceptions[0])
-                log.warning("%s: %s; reconnecting in %g s", self.transport, self.last_error,
-                            delay)
-            finally:
-                self.live = None
-            if not started:
-                started = True
-                task_status.started()
-            await trio.sleep(delay)  # reconnection backoff
-            delay = min(delay * 2, RECONNECT_MAX)
-
-    @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[SessionT]:
-        """The live session, or one of its own while it is down; one call at a time."""
-        async with self._lock:
-            if self.live is not None:
-                yield self.live
-            else:
-                async with self.client.session() as session:
-                    yield session  # type: ignore[misc]
+    async def receive(self, session: SessionT) -> None:
+        """Record what the session shows into the store until it is lost."""
+        await session.receive(self.take, math.inf)
 
     async def reply(self, peer: str, text: str, author: str) -> int:
         """Send ``text`` to ``peer`` as written by the agent ``author``; the conversation's id.

@@ -32,6 +32,7 @@ from e2e_proto.errors import E2EProtoError
 
 from ..cli import main as chat_main
 from ..cli.common import tls_from_args
+from ..core.binding import check_bind
 from ..core.errors import ClientError
 from ..private.session import PrivateClient
 from ..private.state import ClientState
@@ -41,7 +42,7 @@ from .agents import check_agent_name, hash_password
 from .changes import Changes
 from .config import InboxConfig
 from .lines import Line, PrivateLine, SocialLine
-from .serving import allowed_hosts, check_bind, hypercorn_config, serve_http
+from .serving import allowed_hosts, hypercorn_config, serve_http
 from .store import InboxStore
 from .web import build_app
 
@@ -185,7 +186,8 @@ async def _serve(args: argparse.Namespace, store: InboxStore,
 def _run_serve(args: argparse.Namespace) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ClientError("give both --tls-cert and --tls-key")
-    check_bind(args.http[0], args.tls_cert is not None)
+    check_bind(args.http[0], args.tls_cert is not None, "the inbox",
+               "give --tls-cert and --tls-key (or bind to 127.0.0.1)")
     store = InboxStore(args.home, _passphrase())
     changes = Changes()
     lines: dict[str, Line[Any, Any]] = {}

@@ -1,14 +1,14 @@
 """Serving the inbox: Hypercorn's trio worker on one address, beside the business's lines.
 
 The inbox binds to a loopback address unless it has a certificate: ``--http 0.0.0.0:...``
-without ``--tls-cert``/``--tls-key`` is refused (:func:`check_bind`), since agents' passwords
-and customers' messages would cross the network in the clear. The ``Host`` names a request may
-carry are the bound address's (and ``localhost`` for a loopback one) plus any given.
+without ``--tls-cert``/``--tls-key`` is refused (:func:`client.core.binding.check_bind`), since
+agents' passwords and customers' messages would cross the network in the clear. The ``Host``
+names a request may carry are the bound address's (and ``localhost`` for a loopback one) plus
+any given.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Sequence
 
@@ -17,26 +17,9 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from starlette.types import ASGIApp
 
-from ..core.errors import ClientError
+from ..core.binding import is_loopback
 
 log = logging.getLogger("e2e.business")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(host: str, tls: bool) -> None:
-    """Refuse (:class:`ClientError`) to serve a non-loopback address without TLS."""
-    if not tls and not is_loopback(host):
-        raise ClientError(f"the inbox serves {host} only with TLS: give --tls-cert and "
-                          "--tls-key (or bind to 127.0.0.1)")
 
 
 def allowed_hosts(host: str, extra: Sequence[str] = ()) -> tuple[str, ...]:

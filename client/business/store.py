@@ -12,7 +12,6 @@ a session is stored by the SHA-256 of its cookie only, so the file never holds a
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2e_proto.at_rest import INTERACTIVE
+from shared.tokens import token_hash
 
 from ..core.protocol_store import SqliteProtocolStore
 from ..core.sealed_columns import SealedColumn, seal_clear_texts, seal_text, unseal_text
@@ -104,11 +104,6 @@ class AgentSession:
     csrf: str
     created_at: float
     seen_at: float
-
-
-def token_hash(token: str) -> bytes:
-    """How a session cookie is stored: its SHA-256."""
-    return hashlib.sha256(token.encode()).digest()
 
 
 class InboxStore:
@@ -279,22 +274,23 @@ class InboxStore:
     def add_session(self, token: str, agent: str, csrf: str, at: float) -> None:
         """Remember a login by its cookie ``token`` (stored hashed)."""
         self.db.execute("INSERT INTO agent_sessions VALUES (?, ?, ?, ?, ?)",
-                        (token_hash(token), agent, csrf, at, at))
+                        (token_hash(token.encode()), agent, csrf, at, at))
 
     def session(self, token: str) -> AgentSession | None:
         """The login a cookie names, if it is still on."""
         row = self.db.execute("SELECT agent, csrf, created_at, seen_at FROM agent_sessions "
-                              "WHERE token_hash = ?", (token_hash(token),)).fetchone()
+                              "WHERE token_hash = ?", (token_hash(token.encode()),)).fetchone()
         return None if row is None else AgentSession(str(row[0]), str(row[1]), row[2], row[3])
 
     def touch_session(self, token: str, at: float) -> None:
         """Record that a session was used."""
         self.db.execute("UPDATE agent_sessions SET seen_at = ? WHERE token_hash = ?",
-                        (at, token_hash(token)))
+                        (at, token_hash(token.encode())))
 
     def end_session(self, token: str) -> None:
         """Forget a login: its cookie opens nothing any more."""
-        self.db.execute("DELETE FROM agent_sessions WHERE token_hash = ?", (token_hash(token),))
+        self.db.execute("DELETE FROM agent_sessions WHERE token_hash = ?",
+                        (token_hash(token.encode()),))
 
     def end_stale_sessions(self, idle_before: float, created_before: float) -> None:
         """Forget sessions unused since ``idle_before`` or made before ``created_before``."""

@@ -37,6 +37,7 @@ from starlette.responses import (
 )
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
@@ -59,6 +60,8 @@ from .store import LIST_FILTERS, Conversation, InboxStore
 
 HERE = Path(__file__).resolve().parent
 TRANSPORT_LABELS = {PRIVATE: "Private", SOCIAL: "Social"}
+MAX_ROW_ID = 2**63 - 1
+"""The largest SQLite integer: a larger id in a path or query names nothing (not an error)."""
 _URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
 
 
@@ -130,7 +133,8 @@ class Inbox:
                     show, signed_in(request.scope).agent, self.config.list_conversations)}
 
     def _conversation(self, request: Request) -> Conversation | None:
-        return self.store.conversation(int(request.path_params["conversation"]))
+        conversation = _row_id(request.path_params["conversation"])
+        return None if conversation is None else self.store.conversation(conversation)
 
     def _thread(self, conversation: Conversation) -> dict[str, Any]:
         self.store.mark_read(conversation.id)
@@ -161,7 +165,7 @@ class Inbox:
     async def list_fragment(self, request: Request) -> Response:
         """The list alone (for live updates)."""
         return self.page(request, "_list.html",
-                         **self._list(request, _int(request.query_params.get("open"))))
+                         **self._list(request, _row_id(request.query_params.get("open"))))
 
     async def thread_fragment(self, request: Request) -> Response:
         """A conversation's messages alone (for live updates)."""
@@ -181,7 +185,8 @@ class Inbox:
 
     async def download(self, request: Request) -> Response:
         """A message's file (:mod:`.downloads`)."""
-        message = self.store.message(int(request.path_params["message"]))
+        message_id = _row_id(request.path_params["message"])
+        message = None if message_id is None else self.store.message(message_id)
         path = None if message is None or message.file is None else saved_file(
             self.store.home, message.file)
         if message is None or message.file is None or path is None:
@@ -284,32 +289,49 @@ class Inbox:
 
     async def events(self, request: Request) -> Response:
         """Server-sent events: ``changed`` (with the store's version) whenever it changes, a
-        comment every ``keepalive_seconds``; the stream ends when the session does."""
+        comment every ``keepalive_seconds``; the stream ends when the session does. A stream
+        holds its place among ``max_event_streams`` from this check until it ends."""
         if self.streams >= self.config.max_event_streams:
             return PlainTextResponse("too many live pages", 503)
-        return StreamingResponse(self._stream(signed_in(request.scope).token),
-                                 media_type="text/event-stream")
+        self.streams += 1
+        return _CountedStream(self, self._stream(signed_in(request.scope).token),
+                              media_type="text/event-stream")
 
     async def _stream(self, token: str) -> AsyncIterator[bytes]:
-        self.streams += 1
+        seen = self.changes.version
+        yield b"retry: 3000\n\n"
+        while True:
+            changed = False
+            with trio.move_on_after(self.config.keepalive_seconds):
+                seen = await self.changes.wait(seen)
+                changed = True
+            if self.agents.session(token) is None:
+                return  # logged out (or expired): the page's next request is refused
+            yield f"event: changed\ndata: {seen}\n\n".encode() if changed else \
+                b": keepalive\n\n"
+
+
+class _CountedStream(StreamingResponse):
+    """A live-update stream that gives its place back (``inbox.streams``) when it ends, however
+    it ends: even before its first byte (Starlette calls a route's response at once, with no
+    checkpoint in between)."""
+
+    def __init__(self, inbox: Inbox, content: AsyncIterator[bytes], media_type: str) -> None:
+        super().__init__(content, media_type=media_type)
+        self.inbox = inbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            seen = self.changes.version
-            yield b"retry: 3000\n\n"
-            while True:
-                changed = False
-                with trio.move_on_after(self.config.keepalive_seconds):
-                    seen = await self.changes.wait(seen)
-                    changed = True
-                if self.agents.session(token) is None:
-                    return  # logged out (or expired): the page's next request is refused
-                yield f"event: changed\ndata: {seen}\n\n".encode() if changed else \
-                    b": keepalive\n\n"
+            await super().__call__(scope, receive, send)
         finally:
-            self.streams -= 1
+            self.inbox.streams -= 1
 
 
-def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() and len(text) < 19 else None
+def _row_id(value: int | str | None) -> int | None:
+    """``value`` as a row id (digits, at most :data:`MAX_ROW_ID`), or None."""
+    if isinstance(value, str):
+        value = int(value) if value.isascii() and value.isdigit() and len(value) < 20 else None
+    return value if value is not None and 0 <= value <= MAX_ROW_ID else None
 
 
 def _back(conversation: Conversation) -> Response:

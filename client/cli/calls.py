@@ -58,11 +58,26 @@ class CallPlan:
     start: Callable[[], Awaitable[Grant]] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    async def enter(self, session: CallSession) -> Grant:
+        """Join the chosen call, or start one."""
+        if self.info is not None:
+            return await session.call_join(self.info)
+        assert self.start is not None
+        return await self.start()
 
 
-def ringing_for_me(calls: list[CallInfo]) -> CallInfo:
-    """The newest call that rings here, not joined (one-to-one first); :class:`ClientError`."""
+PlanMaker = Callable[[Any, list[CallInfo]], Awaitable[CallPlan]]
+"""Chooses, on a session and the calls ringing for it, what a call command does."""
+
+
+def ringing_for_me(calls: list[CallInfo], call_id: bytes | None = None) -> CallInfo:
+    """The call ``call_id`` if it rings here, else the newest call that does (one-to-one
+    first); not one this device is in. :class:`ClientError` when there is none."""
     calls = [c for c in calls if not c.joined]
+    if call_id is not None:
+        calls = [c for c in calls if c.call_id == call_id]
+        if not calls:
+            raise ClientError(f"no call {call_id.hex()} is ringing for you")
     if not calls:
         raise ClientError("no call is ringing for you")
     one_to_one = [c for c in calls if c.group is None]
@@ -70,20 +85,16 @@ def ringing_for_me(calls: list[CallInfo]) -> CallInfo:
 
 
 async def call_command(open_session: Callable[[], AbstractAsyncContextManager[CallSession]],
-                       args: argparse.Namespace, transport: str,
-                       plan: Callable[[Any, list[CallInfo]], Awaitable[CallPlan]],
+                       args: argparse.Namespace, transport: str, plan: PlanMaker,
                        show: Callable[[Any], None]) -> int:
     """Run the ``call`` command on a session of ``open_session``; the exit code."""
     profile = VIDEO_PROFILE if args.video else AUDIO_PROFILE
     async with open_session() as session:
         chosen = await plan(session, await session.calls_ringing())
-        if chosen.info is not None:
-            grant = await session.call_join(chosen.info)
-        else:
-            assert chosen.start is not None
-            grant = await chosen.start()
+        grant = await chosen.enter(session)
         if not args.json:
-            print(describe(grant, transport, profile, args.seconds), flush=True)
+            print(describe(grant.call_id, grant.e2e, len(grant.participants), transport,
+                           profile, args.seconds), flush=True)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session.receive, show, math.inf)
             report = await session.run_call(grant, profile, args.seconds, **chosen.options)
@@ -92,13 +103,14 @@ async def call_command(open_session: Callable[[], AbstractAsyncContextManager[Ca
     return 0
 
 
-def describe(grant: Grant, transport: str, profile: MediaProfile, seconds: float) -> str:
-    """The line printed when the call starts."""
+def describe(call_id: bytes, e2e: bool, participants: int, transport: str,
+             profile: MediaProfile, seconds: float) -> str:
+    """The line printed when the call starts (``participants`` in it at the join)."""
     what = "video" if profile is VIDEO_PROFILE else "audio"
-    protection = ("end-to-end encrypted (SFrame, AES_256_GCM_SHA512_128)" if grant.e2e else
+    protection = ("end-to-end encrypted (SFrame, AES_256_GCM_SHA512_128)" if e2e else
                   "NOT end-to-end encrypted: the server holds the keys (SFrame under its keys)")
-    return (f"call {grant.call_id.hex()[:8]} on the {transport} transport: {protection}; "
-            f"{what} for {seconds:g} s; {len(grant.participants)} in the call")
+    return (f"call {call_id.hex()[:8]} on the {transport} transport: {protection}; "
+            f"{what} for {seconds:g} s; {participants} in the call")
 
 
 def format_report(report: CallReport) -> str:

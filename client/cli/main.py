@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
@@ -26,11 +27,16 @@ from .common import PROG
 from .private import run_private
 
 
-def _host_port(text: str) -> tuple[str, int]:
+def _host_port(text: str, lowest_port: int = 1) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+    if not sep or not host or not port.isdigit() or not lowest_port <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` to serve on; port 0 is any free port (logged once bound)."""
+    return _host_port(text, lowest_port=0)
 
 
 def _seconds(text: str) -> float:
@@ -83,6 +89,57 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
                              "development only")
 
 
+def _between_commands(commands: Any) -> None:
+    """Profiles, status updates, account links and chats with the other transport."""
+    profile = commands.add_parser("profile", help="your profile (private: end to end to your "
+                                  "contacts; social: kept by the server)")
+    profile_commands = profile.add_subparsers(dest="profile_command", required=True,
+                                              metavar="ACTION")
+    profile_set = profile_commands.add_parser("set", help="change your display name, about "
+                                              "text or avatar (what is not given stays)")
+    profile_set.add_argument("--name", help="display name (at most 64 characters)")
+    profile_set.add_argument("--about", help="about text (at most 500 characters)")
+    profile_set.add_argument("--avatar", metavar="PATH", help="a picture file")
+    profile_show = profile_commands.add_parser("show", help="show a profile (yours by "
+                                               "default)")
+    profile_show.add_argument("name", nargs="?", help="the account")
+    status = commands.add_parser("status", help="status updates, shown for 24 hours")
+    status_commands = status.add_subparsers(dest="status_command", required=True,
+                                            metavar="ACTION")
+    status_post = status_commands.add_parser("post", help="post a status update")
+    status_post.add_argument("text", help="the update (at most 700 characters)")
+    status_commands.add_parser("list", help="the live updates of you and your contacts")
+    link_account = commands.add_parser(
+        "link-account", help="private primary: link this account to a social account (its "
+        "logged-in device in --social-home signs too); shares only the allow-list: account "
+        "name, display name, about, status updates, device names and last seen")
+    link_account.add_argument("--social-home", type=Path, required=True, metavar="DIR",
+                              help="the home of a logged-in device of the social account")
+    commands.add_parser("unlink-account", help="private primary: end the account link; the "
+                        "social server deletes what it received")
+    commands.add_parser("sharing", help="private: what the account link shared with the "
+                        "social server, and when")
+    commands.add_parser("linked", help="social: the private account linked to this one, and "
+                        "what it shared")
+    cross = commands.add_parser(
+        "cross", help="chats with the other transport (NAME@private / NAME@social), end to "
+        "end encrypted: opt in or out; social: a cross identity on up to five devices")
+    cross_commands = cross.add_subparsers(dest="cross_command", required=True,
+                                          metavar="ACTION")
+    cross_commands.add_parser("on", help="take chats with the other transport (social: "
+                              "make this account's cross identity, or ask to join it)")
+    cross_commands.add_parser("off", help="stop taking them (nobody of the other transport "
+                              "can reach you)")
+    cross_commands.add_parser("status", help="whether they are on (social: which devices)")
+    approve = cross_commands.add_parser("approve", help="social, on the device holding the "
+                                        "cross identity: add a device that asked to join")
+    approve.add_argument("device_id", type=int, metavar="ID", help="the device's id")
+    approve.add_argument("key", help="the start of the key it printed (16+ hex digits)")
+    remove = cross_commands.add_parser("remove", help="social, on the device holding the "
+                                       "cross identity: take a device off")
+    remove.add_argument("device_id", type=int, metavar="ID", help="the device's id")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``e2e-chat``."""
     parser = argparse.ArgumentParser(
@@ -106,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("name", help="account name: lowercase letters, digits, _ . -")
     commands.add_parser("whoami", help="print this device's account and device id")
     send = commands.add_parser("send", help="send one message")
-    send.add_argument("name", help="recipient account")
+    send.add_argument("name", help="recipient account (NAME@social or NAME@private: an account "
+                      "of the other transport, end to end encrypted; see 'cross')")
     send.add_argument("text", help="message text")
     send_file = commands.add_parser(
         "send-file", help="send a file (at most 100 MiB), encrypted; social: end-to-end only "
@@ -130,14 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--group", metavar="NAME", help="chat in the group NAME instead")
     verify = commands.add_parser("verify", help="print the safety number shared with NAME "
                                  "(social: NAME's device keys and which are accepted)")
-    verify.add_argument("name", help="the other account")
+    verify.add_argument("name", help="the other account (NAME@social / NAME@private too)")
     verify.add_argument("--accept", action="store_true",
                         help="after checking with NAME in person: trust NAME's new account key "
                              "(social: NAME's devices as listed now); needed after a change, "
                              "and messages from NAME (social: its new devices) are held until "
                              "then")
-    commands.add_parser("devices", help="list this account's devices (id, name, linked at, "
-                        "last seen)")
+    commands.add_parser("devices", help="list this account's devices (private: id, name, linked "
+                        "at, last seen; social: id, key, logged in, last seen, token expiry)")
     link = commands.add_parser("link", help="on a new device: ask to join account NAME; "
                                "prints a link code for the primary to approve")
     link.add_argument("name", help="the account to join")
@@ -148,11 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     approve = commands.add_parser("approve", help="on the primary: link the device showing "
                                   "CODE (at most four linked devices)")
     approve.add_argument("code", help="the link code, XXXX-XXXX-XXXX-XXXX")
-    unlink = commands.add_parser("unlink", help="on the primary: remove linked device ID")
+    unlink = commands.add_parser("unlink", help="on the primary: remove linked device ID "
+                                 "(social: revoke device ID's login, from any device)")
     unlink.add_argument("device_id", type=int, metavar="ID", help="the device id to remove")
     login = commands.add_parser("login", help="social: log this device in (password from a "
                                 "prompt or env E2E_PASSWORD)")
     login.add_argument("name", help="account name")
+    commands.add_parser("logout", help="social: revoke this device's login at the server (log "
+                        "in again with 'login NAME')")
     for name, what in (("react", "react to a message with one emoji (private: a text "
                                  "reaction, end-to-end encrypted)"),
                        ("unreact", "remove your reaction to a message"),
@@ -211,10 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--revoke", action="store_true", help="no longer an admin")
         if action == "send-file":
             _file_options(sub)
+    _between_commands(commands)
     daemon = commands.add_parser(
         "daemon", help="serve this home to bots and scripts over JSON-RPC (HOME/daemon.sock; "
         "docs/JSONRPC.md); while it runs, the other commands on this home go through it")
-    add_daemon_arguments(daemon, _host_port)
+    add_daemon_arguments(daemon, _listen_address)
     return parser
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from e2e_proto.address import is_foreign, qualify
 from e2e_proto.capabilities import PRIVATE, require
 from e2e_proto.fingerprint import format_safety_number, safety_number
 
@@ -28,6 +29,7 @@ from ..core.errors import ClientError
 from ..private.received import Received
 from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
+from . import between
 from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
 from .common import (
     chat,
@@ -87,7 +89,7 @@ def check_command(command: str) -> None:
         require(PRIVATE, "pinning")
     if command in ("history", "search"):
         require(PRIVATE, "server_history")
-    if command in ("login", "secret"):
+    if command in ("login", "logout", "secret"):
         raise ClientError(f"'{command}' is for the social transport (--transport social); "
                           "the private transport is always end-to-end encrypted, with "
                           "one account per device home")
@@ -157,8 +159,11 @@ async def _run(args: argparse.Namespace, state: ClientState) -> int:
     if command == "chat":
         return await _chat(client, args.name)
     if command == "call":
-        return await call_command(client.session, args, PRIVATE, _call_plan(args),
+        return await call_command(client.session, args, PRIVATE,
+                                  call_plan(args.name, args.group),
                                   show_on_stderr(format_message))
+    if command in between.COMMANDS:
+        return await between.run_private(client, args)
     if command == "group":
         async with client.session() as session:
             await session.catch_up()
@@ -261,26 +266,26 @@ def print_group_members(members: Sequence[str], admins: Sequence[str]) -> None:
         print(f"{member} (admin)" if member in marked else member)
 
 
-def _call_plan(args: argparse.Namespace
-               ) -> Callable[[PrivateSession, list[CallInfo]], Awaitable[CallPlan]]:
-    """Join the call ringing here (``--answer``), the group's running call, or NAME's call to
-    this account; else start one."""
+def call_plan(name: str | None, group: str | None, call_id: bytes | None = None
+              ) -> Callable[[PrivateSession, list[CallInfo]], Awaitable[CallPlan]]:
+    """With ``name``: join NAME's call to this account, else start one; with ``group``: join
+    the group's running call, else start one; with neither: join the call ringing here
+    (``--answer``; ``call_id`` picks which)."""
 
     async def plan(session: PrivateSession, ringing: list[CallInfo]) -> CallPlan:
-        if args.answer:
-            info = ringing_for_me(ringing)
-            options = ({"group_id": info.group} if isinstance(info.group, bytes)
-                       else {"peer": info.caller.account})
-            return CallPlan(info, options=options)
-        if args.group is not None:
-            group_id = session.find_group(args.group).state.group_id
+        if group is not None:
+            group_id = session.find_group(group).state.group_id
             running = [c for c in ringing if c.group == group_id]
             return CallPlan(running[-1] if running else None,
-                            lambda: session.call_start(group=args.group),
-                            {"group_id": group_id})
-        calling = [c for c in ringing if c.group is None and c.caller.account == args.name]
-        return CallPlan(calling[-1] if calling else None,
-                        lambda: session.call_start(args.name), {"peer": args.name})
+                            lambda: session.call_start(group=group), {"group_id": group_id})
+        if name is not None:
+            calling = [c for c in ringing if c.group is None and c.caller.account == name]
+            return CallPlan(calling[-1] if calling else None,
+                            lambda: session.call_start(name), {"peer": name})
+        info = ringing_for_me(ringing, call_id)
+        options = ({"group_id": info.group} if isinstance(info.group, bytes)
+                   else {"peer": info.caller.account})
+        return CallPlan(info, options=options)
 
     return plan
 
@@ -331,7 +336,10 @@ def verify_report(state: ClientState, name: str, accept: bool) -> VerifyReport:
     if own is None or other is None:
         raise ClientError(f"no verified keys for {name!r}")
     key_changed = state.key_changed(name)
-    number = format_safety_number(safety_number(state.account or "", own[0], name, other[0]))
+    me = state.account or ""
+    if is_foreign(name):  # across the transports both sides name both accounts in full
+        me = qualify(me, PRIVATE)
+    number = format_safety_number(safety_number(me, own[0], name, other[0]))
     return VerifyReport(key_changed, number, state.accept_key(name) if accept else None)
 
 

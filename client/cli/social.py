@@ -9,6 +9,7 @@ prompt. Message ids are the server's, printed as decimal strings.
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import json
 import os
@@ -18,13 +19,16 @@ from typing import Any
 
 import trio
 
+from e2e_proto.address import is_foreign
 from e2e_proto.capabilities import SOCIAL
 from e2e_proto.social_api import parse_message_id
 
 from ..core.calls import CallInfo
 from ..core.errors import ClientError
+from ..social.own_devices import OwnDevice
 from ..social.session import SocialClient, SocialSession
 from ..social.state import SocialEvent, SocialState, StoredMessage
+from . import between
 from .calls import CallPlan, call_command, ringing_for_me, show_on_stderr
 from .common import (
     chat,
@@ -149,7 +153,8 @@ async def _run(args: argparse.Namespace, client: SocialClient) -> int:
         return await _chat(client, args.name or args.group)
     if command == "call":
         me = state.account or ""
-        return await call_command(client.session, args, SOCIAL, _call_plan(args),
+        return await call_command(client.session, args, SOCIAL,
+                                  call_plan(args.name, args.group),
                                   show_on_stderr(lambda event: format_event(event, me)))
     async with client.session() as session:
         return await _one_request(args, session)
@@ -183,13 +188,24 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
         print_messages(await session.search(args.text), with_conversation=True)
     elif command == "secret":
         print_secret(args.name, await session.make_secret(args.name))
+    elif command == "verify" and is_foreign(args.name):
+        await session.cross_device_list(args.name, refresh=True)
+        changed = session.state.cross_contacts.key_changed(args.name)
+        released = await session.accept_cross_key(args.name) if args.accept else None
+        print_cross_verify(args.name, changed, session.cross_safety_number(args.name), released)
     elif command == "verify":
         report = await session.device_report(args.name)
         print_verify(args.name, report, await session.accept_devices(args.name)
                      if args.accept else None)
+    elif command in between.COMMANDS:
+        await between.run_social(session, args)
     elif command == "devices":
-        response = await session.request("get_devices", account=session.state.account or "")
-        print_devices(response["devices"], session.state.device_id)
+        print_devices(await session.own_devices())
+    elif command == "unlink":
+        print_revoked(await session.revoke_device(args.device_id), session.state.device_id)
+    elif command == "logout":
+        await session.logout()
+        print_logged_out(session.state.account or "")
     else:
         raise unavailable(command)
     return 0
@@ -248,12 +264,47 @@ def print_verify(name: str, report: Sequence[tuple[int, bytes, str]],
         print(f"accepted the {count} device(s) of {name}{shown}")
 
 
-def print_devices(devices: Sequence[Sequence[Any]], this_device: int) -> None:
-    """The output of ``devices``: ``[id, key or None]`` rows."""
-    for device_id, key in devices:
-        this = "  (this device)" if device_id == this_device else ""
-        shown = "no key yet" if key is None else f"key {key[:8].hex()}"
-        print(f"{device_id}  {shown}{this}")
+def print_cross_verify(name: str, key_changed: bool, number: str,
+                       released: int | None) -> None:
+    """The output of ``verify NAME@private``: the safety number both sides see, and what
+    ``--accept`` released."""
+    if key_changed:
+        print(f"warning: the account key of {name} changed since you last talked",
+              file=sys.stderr)
+    print(f"safety number with {name}:")
+    print(number)
+    if released is not None:
+        shown = f"; {released} held message(s) are shown by the next recv" if released else ""
+        print(f"accepted {name}'s current account key{shown}")
+
+
+def print_devices(devices: Sequence[OwnDevice]) -> None:
+    """The output of ``devices``: one device a line, its key, login, last sight and expiry."""
+    for device in devices:
+        this = "  (this device)" if device.current else ""
+        shown = "no key yet" if device.key is None else f"key {device.key[:8].hex()}"
+        print(f"{device.device_id}  {shown}  logged in {_when(device.created)}  last seen "
+              f"{_when(device.last_seen)}  expires {_when(device.expires)}{this}")
+
+
+def print_revoked(device_id: int, this_device: int | None) -> None:
+    """The output of ``unlink ID`` on the social transport."""
+    if device_id == this_device:
+        print(f"revoked device {device_id} (this device): logged out")
+    else:
+        print(f"revoked device {device_id}: its login no longer works")
+
+
+def print_logged_out(account: str) -> None:
+    """The output of ``logout``."""
+    print(f"logged out: this device's login was revoked; run 'e2e-chat --transport social "
+          f"login {account}' to come back as a new device")
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "unknown"
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
 
 
 async def _send_file(session: SocialSession, args: argparse.Namespace) -> None:
@@ -345,22 +396,23 @@ def print_group_members(members: Sequence[str]) -> None:
         print(member)
 
 
-def _call_plan(args: argparse.Namespace
-               ) -> Callable[[SocialSession, list[CallInfo]], Awaitable[CallPlan]]:
-    """Join the call ringing here (``--answer``), the group's running call or NAME's call to
-    this account; else start one in the conversation."""
+def call_plan(name: str | None, group: str | None, call_id: bytes | None = None
+              ) -> Callable[[SocialSession, list[CallInfo]], Awaitable[CallPlan]]:
+    """With ``name``: join NAME's call to this account, else start one in the conversation;
+    with ``group``: join the group's running call, else start one; with neither: join the
+    call ringing here (``--answer``; ``call_id`` picks which)."""
 
     async def plan(session: SocialSession, ringing: list[CallInfo]) -> CallPlan:
-        if args.answer:
-            info = ringing_for_me(ringing)
-            return CallPlan(info, options={} if info.group else {"peer": info.caller.account})
-        if args.group is not None:
-            running = [c for c in ringing if c.group == args.group]
+        if group is not None:
+            running = [c for c in ringing if c.group == group]
             return CallPlan(running[-1] if running else None,
-                            lambda: session.call_start(args.group))
-        calling = [c for c in ringing if c.group is None and c.caller.account == args.name]
-        return CallPlan(calling[-1] if calling else None,
-                        lambda: session.call_start(args.name), {"peer": args.name})
+                            lambda: session.call_start(group))
+        if name is not None:
+            calling = [c for c in ringing if c.group is None and c.caller.account == name]
+            return CallPlan(calling[-1] if calling else None,
+                            lambda: session.call_start(name), {"peer": name})
+        info = ringing_for_me(ringing, call_id)
+        return CallPlan(info, options={} if info.group else {"peer": info.caller.account})
 
     return plan
 

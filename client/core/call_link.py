@@ -69,10 +69,10 @@ class MediaLink:
         self._send(packets.join_packet(self.key, self.participant, self._next(),
                                        self.max_kbps, token))
 
-    def send_media(self, kind: int, level: int, sframe: bytes) -> None:
-        """One SFrame ciphertext."""
+    def send_media(self, kind: int, level: int, sframe: bytes, sframe_rest: bytes = b"") -> None:
+        """One SFrame ciphertext, ``sframe || sframe_rest`` (see ``media_packet``)."""
         self._send(packets.media_packet(self.key, self.participant, self._next(), kind, level,
-                                        sframe))
+                                        sframe, sframe_rest))
 
     def send_control(self, kind: int) -> None:
         """KEEPALIVE or LEAVE."""

@@ -15,24 +15,34 @@ Invariants:
   stay. A key is taken only from the device the server says holds that participant id.
 * Server-keyed (social, not end to end): the keys are the server's, and the call says so.
 * Every field of the server's answers and notices is checked before use, with bounds.
+* The unit's untagged datagrams steer nothing beyond their bounds: a FORWARD counts only for a
+  sender in the call, a REJECT only for this participant (and rejoins come at most once per
+  ``JOIN_WAIT``); frames waiting for keys and notices are bounded too.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
 
+from e2e_proto import call_api
 from e2e_proto import call_packets as packets
 from e2e_proto.address import Address, is_valid_account, is_valid_device_id
 from e2e_proto.call_keys import CallKey, CallKeys
 from e2e_proto.call_media import MediaProfile, StreamStats, make_frame, read_frame
-from e2e_proto.call_tokens import MAX_PARTICIPANT_ID, MAX_TOKEN_SIZE, MIN_TOKEN_SIZE
-from e2e_proto.constants import CALL_ID_SIZE, CALL_KEY_SIZE, MAX_CALL_PARTICIPANTS
+from e2e_proto.call_tokens import MAX_TOKEN_SIZE, MIN_TOKEN_SIZE
+from e2e_proto.constants import (
+    CALL_ID_SIZE,
+    CALL_KEY_SIZE,
+    MAX_CALL_PARTICIPANT_ID,
+    MAX_CALL_PARTICIPANTS,
+)
 from e2e_proto.errors import (
     DecryptionError,
     E2EProtoError,
@@ -42,9 +52,11 @@ from e2e_proto.errors import (
 from e2e_proto.primitives import RandomSource, system_random
 
 from .call_link import MediaLink
+from .connection import ConnectionLost
 from .errors import ClientError
 from .pushes import bounded_int
 
+log = logging.getLogger("e2e.client")
 JOIN_ATTEMPTS = 5
 JOIN_WAIT = 1.0
 """Seconds to wait for the unit's WELCOME before sending JOIN again."""
@@ -53,6 +65,10 @@ UNIT_SILENCE = 3.0
 """Seconds without a datagram from the unit after which this device joins it again."""
 PENDING_FRAMES = 64
 """Frames kept per sender while its key has not arrived (RFC 9605 §5: a receiver may wait)."""
+PENDING_BYTES = 4 * 1024 * 1024
+"""Bytes of frames kept waiting for keys, over all senders."""
+MAX_NOTICES = 100
+"""Notices a call keeps for its report (the latest; the others are only counted)."""
 DEFAULT_LEVEL = 40
 """The synthetic audio level sent (0 loudest, 127 silence)."""
 
@@ -80,7 +96,7 @@ def roster(value: object, limit: int) -> dict[int, Address]:
 
 def participant_id(value: object) -> int:
     """A participant id from a server, checked; :class:`ClientError`."""
-    checked = bounded_int(value, 1, MAX_PARTICIPANT_ID)
+    checked = bounded_int(value, 1, MAX_CALL_PARTICIPANT_ID)
     if checked is None:
         raise ClientError("the server sent a malformed participant id")
     return checked
@@ -179,6 +195,15 @@ class ParticipantReport:
                 "reordered": self.reordered, "latency_p50_ms": self.p50_ms,
                 "latency_p99_ms": self.p99_ms}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ParticipantReport:
+        """Inverse of :meth:`as_json`."""
+        account = data["account"]
+        return cls(data["participant"], None if account is None else Address(
+            account, data["device"]), data["received"], data["lost"], data["failed"],
+            data["no_key"], data["duplicates"], data["reordered"], data["latency_p50_ms"],
+            data["latency_p99_ms"])
+
 
 @dataclass
 class CallReport:
@@ -200,19 +225,34 @@ class CallReport:
                 "rejoins": self.rejoins, "participants": [p.as_json() for p in self.participants],
                 "notices": self.notices}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallReport:
+        """Inverse of :meth:`as_json` (the seconds as rounded there)."""
+        return cls(bytes.fromhex(data["call_id"]), data["participant"], data["end_to_end"],
+                   data["seconds"], data["sent"],
+                   [ParticipantReport.from_json(p) for p in data["participants"]],
+                   data["rejoins"], list(data["notices"]))
+
+
+Watcher = Callable[[str, int, Address | None], None]
+"""Told who came and went: ``("joined", pid, address)``, or ``(why, pid, address)`` when
+``pid`` left, ``why`` being ``hung up`` or ``is gone`` (the server says) or ``left`` or
+``timed out`` (the unit says)."""
+
 
 class ActiveCall:
     """This device in one call: membership, keys, the media link and the received streams.
 
     ``allowed(address)`` says whether a device may get this device's key (end-to-end calls:
     a member of the call's conversation by this device's own records). ``wall_clock`` stamps
-    and times frames (seconds since the epoch).
+    and times frames (seconds since the epoch). ``watch``, if given, is told who joins and
+    leaves (:data:`Watcher`).
     """
 
     def __init__(self, transport: CallTransport, grant: Grant, profile: MediaProfile, *,
                  allowed: Callable[[Address], bool], random: RandomSource = system_random,
                  wall_clock: Callable[[], float] = time.time, level: int = DEFAULT_LEVEL,
-                 max_kbps: int = 0) -> None:
+                 max_kbps: int = 0, watch: Watcher | None = None) -> None:
         self.transport = transport
         self.grant = grant
         self.call_id = grant.call_id
@@ -223,23 +263,34 @@ class ActiveCall:
         self.wall_clock = wall_clock
         self.level = level
         self.max_kbps = max_kbps
+        self.watch = watch
         self.keys = CallKeys.fresh(grant.call_id, grant.participant, random)
         self.members: dict[int, Address] = dict(grant.participants)
         self.present = {p for p in grant.participants if p != grant.participant}
         self.streams: dict[int, StreamStats] = {}
-        self.notices: list[str] = []
+        self.notices: deque[str] = deque(maxlen=MAX_NOTICES)
+        """The latest notices (someone joined or left, a key refused, ...), for the report."""
+        self.notices_dropped = 0
         self.sent = 0
         self.rejoins = 0
+        self.ignored = 0
+        """FORWARDs from a sender not in the call and REJECTs for another participant (both
+        are untagged: anyone who can send from the unit's address can make them)."""
         self.ended = trio.Event()
         """Set when the server ends the call; :meth:`run` then returns."""
+        self.left = False
+        """Whether this device left the call (its time ran out, or :meth:`stop`) before the
+        call ended."""
         self.streaming = trio.Event()
         """Set once the first frame is sent (this device is in the unit and keyed)."""
         self._pending: dict[int, deque[bytes]] = {}
+        self._pending_bytes = 0
         self._welcomed = trio.Event()
         self._rejoin_wanted = trio.Event()
         self._heard = 0.0
         self._link: MediaLink | None = None
         self._nursery: trio.Nursery | None = None
+        self._stay = trio.CancelScope()
         if not grant.e2e:
             self.take_server_keys(grant.keys)
 
@@ -251,7 +302,9 @@ class ActiveCall:
             return
         self.members[pid] = address
         self.present.add(pid)
-        self.notices.append(f"{address} joined")
+        self.notice(f"{address} joined")
+        if self.watch is not None:
+            self.watch("joined", pid, address)
         if self.e2e:
             await self._send_key(self.keys.ratchet(), [pid])
 
@@ -262,7 +315,9 @@ class ActiveCall:
         self.present.discard(pid)
         self.keys.forget(pid)
         address = self.members.get(pid)
-        self.notices.append(f"{address or pid} {why}")
+        self.notice(f"{address or pid} {why}")
+        if self.watch is not None:
+            self.watch(why, pid, address)
         if self.e2e:
             await self._send_key(self.keys.renew(self.random), sorted(self.present))
 
@@ -274,19 +329,32 @@ class ActiveCall:
         """
         if (not self.e2e or key.call_id != self.call_id or key.participant == self.keys.participant
                 or self.members.get(key.participant) != sender or not self.allowed(sender)):
-            self.notices.append(f"refused a call key from {sender}")
+            self.notice(f"refused a call key from {sender}")
             return
         self.keys.add(key)
         self._retry(key.participant)
 
     def take_server_keys(self, keys: tuple[CallKey, ...] | list[CallKey]) -> None:
-        """The server's keys (server-keyed calls): this device's own and everyone else's."""
+        """The server's keys (server-keyed calls): this device's own and everyone else's.
+
+        An end-to-end call takes none (a notice says so): its keys come only from the other
+        participants' devices, over pairwise sessions.
+        """
+        if self.e2e:
+            self.notice("refused call keys from the server: the call is end to end")
+            return
         for key in keys:
             if key.participant == self.keys.participant:
                 self.keys.set_own(key.kid, key.base_key)
             elif key.participant in self.members:
                 self.keys.add(key)
                 self._retry(key.participant)
+
+    def notice(self, text: str) -> None:
+        """Keep ``text`` for the report; past ``MAX_NOTICES`` the oldest goes (counted)."""
+        if len(self.notices) == MAX_NOTICES:
+            self.notices_dropped += 1
+        self.notices.append(text)
 
     async def _send_key(self, key: CallKey, pids: list[int]) -> None:
         targets = [self.members[p] for p in pids if p in self.members
@@ -295,12 +363,17 @@ class ActiveCall:
             try:
                 await self.transport.call_send_key(key, targets)
             except ClientError as exc:
-                self.notices.append(f"could not send the call key: {exc}")
+                self.notice(f"could not send the call key: {exc}")
 
     # -- running ----------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """Stop streaming and leave now, as when the seconds run out (:meth:`run` returns)."""
+        self._stay.cancel()
+
     async def run(self, seconds: float) -> CallReport:
-        """Join the unit, stream for ``seconds`` (or until the call ends), leave; the report."""
+        """Join the unit, stream for ``seconds`` (or until the call ends or :meth:`stop`),
+        leave; the report. A failure to leave at the server is one of its notices."""
         peer = await _resolve(self.grant.sfu)
         self._link = MediaLink(peer, self.grant.participant, self.grant.packet_key,
                                self.max_kbps)
@@ -313,7 +386,8 @@ class ActiveCall:
                 if self.e2e:
                     await self._send_key(self.keys.own_key, sorted(self.present))
                 nursery.start_soon(self._keep_alive)
-                with trio.move_on_after(seconds):
+                self._stay.deadline = trio.current_time() + seconds
+                with self._stay:
                     async with trio.open_nursery() as streaming:
                         streaming.start_soon(self._stream)
                         await self.ended.wait()
@@ -323,7 +397,11 @@ class ActiveCall:
         finally:
             self._link.close()
         if not self.ended.is_set():
-            await self.transport.call_leave(self.call_id)
+            self.left = True
+            try:
+                await self.transport.call_leave(self.call_id)
+            except (ClientError, ConnectionLost) as exc:  # ended meanwhile, or the line broke
+                self.notice(f"could not leave the call at the server: {exc}")
         return self.report(trio.current_time() - started)
 
     async def _join_unit(self, token: bytes) -> None:
@@ -344,20 +422,25 @@ class ActiveCall:
         self._link.admit(await _resolve(grant.sfu), grant.participant, grant.packet_key)
         await self._join_unit(grant.token)
         self.rejoins += 1
-        self.notices.append("joined the forwarding unit again")
+        self.notice("joined the forwarding unit again")
 
     async def _keep_alive(self) -> None:
+        """A KEEPALIVE every second; a rejoin when the unit asks or falls silent, at most one
+        per ``JOIN_WAIT`` (a REJECT is untagged, and each rejoin is a request to the server)."""
         assert self._link is not None
+        last_rejoin = trio.current_time() - JOIN_WAIT
         while True:
             with trio.move_on_after(KEEPALIVE_INTERVAL):
                 await self._rejoin_wanted.wait()
             if self._rejoin_wanted.is_set() or (
                     trio.current_time() - self._heard > UNIT_SILENCE):
+                await trio.sleep_until(last_rejoin + JOIN_WAIT)
+                last_rejoin = trio.current_time()
                 self._rejoin_wanted = trio.Event()
                 try:
                     await self._rejoin()
                 except ClientError as exc:
-                    self.notices.append(f"could not join the forwarding unit again: {exc}")
+                    self.notice(f"could not join the forwarding unit again: {exc}")
                 continue
             self._link.send_control(packets.KEEPALIVE)
 
@@ -371,7 +454,8 @@ class ActiveCall:
         while True:
             frame = make_frame(profile.kind, seq, int(self.wall_clock() * 1e6),
                                profile.size_of(seq, self.random), self.random)
-            link.send_media(profile.kind, self.level, keys.encrypt(frame))
+            header, sealed = keys.encrypt_parts(frame)
+            link.send_media(profile.kind, self.level, header, sealed)
             self.sent += 1
             seq += 1
             self.streaming.set()
@@ -391,12 +475,22 @@ class ActiveCall:
                 sender, _, _ = packets.forward_head(data)
             except MalformedError:
                 return
+            if sender not in self.present:
+                self.ignored += 1
+                return
             self._media(sender, data[packets.MEDIA_HEAD_SIZE:])
         elif kind == packets.WELCOME:
             self._welcomed.set()
         elif kind == packets.EVENT:
             self._unit_event(data)
         elif kind == packets.REJECT:
+            try:
+                participant, _ = packets.reject_body(data)
+            except MalformedError:
+                return
+            if participant != self._link.participant:
+                self.ignored += 1
+                return
             self._rejoin_wanted.set()
 
     def _unit_event(self, data: bytes) -> None:
@@ -424,15 +518,26 @@ class ActiveCall:
         try:
             frame = self.keys.decrypt(sender, sframe)
         except UnknownKeyIdError:
-            pending = self._pending.setdefault(sender, deque(maxlen=PENDING_FRAMES))
-            if len(pending) == PENDING_FRAMES:
-                stats.no_key += 1  # the oldest waiting frame goes
-            pending.append(sframe)
+            self._hold(sender, stats, sframe)
             return
         except E2EProtoError:  # a bad tag or header: not from the key's holder
             stats.failed += 1
             return
         self._count(stats, frame)
+
+    def _hold(self, sender: int, stats: StreamStats, sframe: bytes) -> None:
+        """Keep a frame until its sender's key arrives: at most ``PENDING_FRAMES`` per sender
+        (the oldest goes) and ``PENDING_BYTES`` in all (past it the frame goes); what goes
+        counts as ``no_key``."""
+        pending = self._pending.setdefault(sender, deque())
+        if len(pending) == PENDING_FRAMES:
+            self._pending_bytes -= len(pending.popleft())
+            stats.no_key += 1
+        if self._pending_bytes + len(sframe) > PENDING_BYTES:
+            stats.no_key += 1
+            return
+        pending.append(sframe)
+        self._pending_bytes += len(sframe)
 
     def _count(self, stats: StreamStats, frame: bytes) -> None:
         try:
@@ -445,9 +550,10 @@ class ActiveCall:
     def _retry(self, sender: int) -> None:
         """A key of ``sender`` arrived: open the frames that waited for it."""
         pending = self._pending.pop(sender, None)
-        stats = self.streams.get(sender)
-        if not pending or stats is None:
+        if not pending:
             return
+        self._pending_bytes -= sum(len(sframe) for sframe in pending)
+        stats = self.streams[sender]  # made when its first frame came
         for sframe in pending:
             try:
                 self._count(stats, self.keys.decrypt(sender, sframe))
@@ -467,8 +573,10 @@ class ActiveCall:
                 pid, self.members.get(pid), stats.unique, stats.lost, stats.failed,
                 stats.no_key + waiting, stats.duplicates, stats.reordered,
                 None if p50 is None else p50 * 1000, None if p99 is None else p99 * 1000))
+        dropped = ([f"({self.notices_dropped} earlier notices not kept)"]
+                   if self.notices_dropped else [])
         return CallReport(self.call_id, self.grant.participant, self.e2e, seconds, self.sent,
-                          rows, self.rejoins, list(self.notices))
+                          rows, self.rejoins, dropped + list(self.notices))
 
 
 async def _resolve(host_port: tuple[str, int]) -> tuple[str, int]:
@@ -531,8 +639,9 @@ MAX_EARLY_NOTICES = 64
 class CallBook:
     """The calls a session is in, and notices that arrived before their call was opened.
 
-    A key pushed right after the join answer can be read before the caller has opened the
-    call; it is held (at most 64 per call, for at most 8 calls) and handed over on opening.
+    Both transports' sessions hand their call notices to :meth:`on_push`. A key pushed right
+    after the join answer can be read before the caller has opened the call; it is held (at
+    most 64 per call, for at most 8 calls) and handed over on opening.
     """
 
     def __init__(self) -> None:
@@ -544,10 +653,58 @@ class CallBook:
         self.active[call.call_id] = call
         return self._early.pop(call.call_id, [])
 
+    async def run(self, call: ActiveCall, seconds: float) -> CallReport:
+        """Run the opened ``call`` for ``seconds`` (:meth:`ActiveCall.run`); forget it after."""
+        try:
+            return await call.run(seconds)
+        finally:
+            self.close(call.call_id)
+
     def close(self, call_id: bytes) -> None:
         """Forget a call that is over."""
         self.active.pop(call_id, None)
         self._early.pop(call_id, None)
+
+    async def on_push(self, frame: dict[str, Any], cap: int,
+                      take_signal: Callable[[ActiveCall, dict[str, Any]], Awaitable[None]]
+                      ) -> CallInfo | None:
+        """Act on a call notice from the server; the call a ring offers (for the session to
+        show), or None.
+
+        ``cap`` is the transport's participant cap; ``take_signal`` opens a ``call_signal``
+        (a key in a pairwise envelope) for its call. A notice for a call not opened (yet) is
+        held; a malformed one is logged and ignored.
+        """
+        kind = frame.get("type")
+        try:
+            if kind == call_api.CALL_RING:
+                return parse_call_info(frame, cap)
+            call_id = frame.get("call_id")
+            call = self.active.get(call_id) if type(call_id) is bytes else None
+            if call is None:
+                if type(call_id) is bytes and kind != call_api.CALL_ENDED:
+                    self.hold(call_id, frame)
+                return None
+            if kind == call_api.CALL_JOINED:
+                pid, address = next(iter(roster([frame.get("participant")], 1).items()))
+                await call.on_joined(pid, address)
+            elif kind == call_api.CALL_LEFT:
+                entry = frame.get("participant")
+                pid = participant_id(entry[0] if isinstance(entry, list) and entry else None)
+                await call.on_left(pid, "hung up" if frame.get("reason") == call_api.LEFT
+                                   else "is gone")
+            elif kind == call_api.CALL_ENDED:
+                call.ended.set()
+            elif kind == call_api.CALL_KEYS:
+                raw = frame.get("keys")
+                if type(raw) is not list or len(raw) > cap:
+                    raise ClientError("malformed call keys")
+                call.take_server_keys([CallKey.from_wire(call.call_id, k) for k in raw])
+            elif kind == call_api.CALL_SIGNAL:
+                await take_signal(call, frame)
+        except (ClientError, MalformedError) as exc:
+            log.warning("ignored a call notice: %s", exc)
+        return None
 
     def hold(self, call_id: bytes, frame: dict[str, Any]) -> None:
         """Keep a notice for a call not opened (yet), within the bounds."""

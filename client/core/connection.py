@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -209,20 +209,28 @@ async def open_connection(host: str, port: int, tls: ssl.SSLContext | None = Non
             raise ConnectionLost(f"TLS with {host}:{port} failed: {reason}") from None
     connection = Connection(stream, request_timeout)
     try:
+        async with reader_running(connection.read_loop):
+            yield connection
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+@contextlib.asynccontextmanager
+async def reader_running(read_loop: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Run ``read_loop`` (a reader that never raises) beside the body, cancelled when the body
+    ends; the body's exception comes out as itself, not in an exception group, so callers catch
+    :class:`ServerError` and :class:`ConnectionLost` directly."""
+    try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(connection.read_loop)
+            nursery.start_soon(read_loop)
             try:
-                yield connection
+                yield
             finally:
                 nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The reader never raises, so a group holds the body's one exception: re-raise it
-        # as itself, so callers can catch ServerError and ConnectionLost directly.
+    except BaseExceptionGroup as group:  # the reader never raises: the body's one exception
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
-    finally:
-        await trio.aclose_forcefully(stream)
 
 
 StateT = TypeVar("StateT")

@@ -12,6 +12,11 @@ This module owns both tables (in the home's one database, beside the messages th
   a new blob). Its key is sealed; its ``source`` (the path being sent) is not, as a resumed
   send looks it up by it, and the row goes once the file is sent.
 
+Every sealed key is bound to its row (the place ``files/<message>/key`` or
+``outgoing_files/<source>/key``, as :mod:`.sealed_columns` binds texts), so a key copied to
+another row does not open. Keys an older home sealed under the one place ``media_key`` are
+sealed again under their rows' places when it is opened, once (``file_keys_bound`` records it).
+
 Received files are saved in ``HOME/files/`` only (mode 0700; files 0600), under a name made by
 :func:`~e2e_proto.media.safe_file_name` and made unique there (``name (1).ext``, ...): a name
 from a message never becomes a path.
@@ -26,18 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from e2e_proto.at_rest import WrongPassphraseError
 from e2e_proto.constants import MAX_SAFE_FILE_NAME_BYTES
 from e2e_proto.media import MediaPayload, safe_file_name
 
 from .errors import ClientError
-from .sealed_columns import SealedColumn, seal_text, unseal_text
+from .sealed_columns import SealedColumn, seal_text, sealed_place, unseal_text
 
 if TYPE_CHECKING:
     from .protocol_store import SqliteProtocolStore
 
 FILES_FOLDER = "files"
 OUTGOING_FOLDER = "outgoing"
-_KEY_PLACE = "media_key"
+_UNBOUND_KEY_PLACE = "media_key"  # where an older home sealed every key (see _bind_keys)
 _MAX_DUPLICATES = 10_000
 _MAX_EXTENSION = 16  # characters after the last dot kept after a " (n)" (as safe_file_name)
 FILE_NAME = SealedColumn("files", "message", "name")
@@ -46,6 +52,9 @@ FILE_PATH = SealedColumn("files", "message", "path")
 FILE_ERROR = SealedColumn("files", "message", "error")
 SEALED_FILE_COLUMNS = (FILE_NAME, FILE_CAPTION, FILE_PATH, FILE_ERROR)
 """The ``files`` columns sealed at rest with a passphrase (they name or describe the file)."""
+FILE_KEY = SealedColumn("files", "message", "key")
+OUTGOING_KEY = SealedColumn("outgoing_files", "source", "key")
+"""The media key columns: bytes, sealed with a passphrase like the texts, bound to their row."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -55,6 +64,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS outgoing_files (
     source TEXT PRIMARY KEY, blob_id BLOB NOT NULL, key BLOB NOT NULL, header BLOB NOT NULL,
     size INTEGER NOT NULL, sha256 BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS file_keys_bound (id INTEGER PRIMARY KEY CHECK (id = 0));
 """
 
 
@@ -109,6 +119,35 @@ class FileStore:
         self._db = protocol.connection
         self._db.executescript(SCHEMA)
         self.home = home
+        self._bind_keys()
+
+    def _bind_keys(self) -> None:
+        """Seal again, under its row's place, every key an older home sealed under the one
+        place ``media_key``; once per home (a key that does not open is left as it is, to fail
+        when its file is used, as it would have). A home without a passphrase seals nothing."""
+        if self._db.execute("SELECT 1 FROM file_keys_bound").fetchone() is not None:
+            return
+        store = self._protocol
+        with store.transaction():
+            for column in (FILE_KEY, OUTGOING_KEY) if store.sealed else ():
+                table, row_column, key_column = column
+                rebound = []
+                for row, stored in self._db.execute(
+                        f"SELECT {row_column}, {key_column} FROM {table}").fetchall():
+                    try:
+                        key = store.unseal(stored, _UNBOUND_KEY_PLACE)
+                    except WrongPassphraseError:
+                        continue
+                    rebound.append((self._seal_key(column, row, key), row))
+                self._db.executemany(
+                    f"UPDATE {table} SET {key_column} = ? WHERE {row_column} = ?", rebound)
+            self._db.execute("INSERT INTO file_keys_bound VALUES (0)")
+
+    def _seal_key(self, column: SealedColumn, row: str, key: bytes) -> bytes:
+        return self._protocol.seal(key, sealed_place(column, row))
+
+    def _unseal_key(self, column: SealedColumn, row: str, stored: bytes) -> bytes:
+        return self._protocol.unseal(stored, sealed_place(column, row))
 
     @property
     def folder(self) -> Path:
@@ -129,8 +168,8 @@ class FileStore:
         self._db.execute(
             f"INSERT OR IGNORE INTO files ({_FILE_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-            (message, media.blob_id, store.seal(media.key, _KEY_PLACE), media.header,
-             media.size, media.mime, seal_text(store, FILE_NAME, message, media.name),
+            (message, media.blob_id, self._seal_key(FILE_KEY, message, media.key),
+             media.header, media.size, media.mime, seal_text(store, FILE_NAME, message, media.name),
              seal_text(store, FILE_CAPTION, message, media.caption), media.sha256,
              seal_text(store, FILE_PATH, message, path)))
 
@@ -138,8 +177,8 @@ class FileStore:
         (message, blob_id, key, header, size, mime, name, caption, sha256, path, saved,
          error) = row
         store = self._protocol
-        media = MediaPayload(blob_id, store.unseal(key, _KEY_PLACE), header, size, mime,
-                             unseal_text(store, FILE_NAME, message, name),
+        media = MediaPayload(blob_id, self._unseal_key(FILE_KEY, message, key), header, size,
+                             mime, unseal_text(store, FILE_NAME, message, name),
                              unseal_text(store, FILE_CAPTION, message, caption), sha256)
         return FileRecord(message, media, unseal_text(store, FILE_PATH, message, path), saved,
                           unseal_text(store, FILE_ERROR, message, error))
@@ -192,8 +231,8 @@ class FileStore:
         if row is None:
             return None
         blob_id, key, header, size, sha256 = row
-        found = Outgoing(source, blob_id, self._protocol.unseal(key, _KEY_PLACE), header, size,
-                         sha256, self.outgoing_folder / blob_id.hex())
+        found = Outgoing(source, blob_id, self._unseal_key(OUTGOING_KEY, source, key), header,
+                         size, sha256, self.outgoing_folder / blob_id.hex())
         if not found.blob.is_file():
             self.forget_outgoing(found)
             return None
@@ -203,8 +242,8 @@ class FileStore:
         """Remember an encrypted file until it is sent."""
         self._db.execute("INSERT OR REPLACE INTO outgoing_files VALUES (?, ?, ?, ?, ?, ?)",
                          (outgoing.source, outgoing.blob_id,
-                          self._protocol.seal(outgoing.key, _KEY_PLACE), outgoing.header,
-                          outgoing.size, outgoing.sha256))
+                          self._seal_key(OUTGOING_KEY, outgoing.source, outgoing.key),
+                          outgoing.header, outgoing.size, outgoing.sha256))
 
     def forget_outgoing(self, outgoing: Outgoing) -> None:
         """Forget a file that was sent (or whose blob is gone) and remove its blob."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from e2e_proto.address import Address
@@ -85,6 +85,7 @@ class SqliteProtocolStore:
                 os.chmod(side, 0o600)
         self._identity: IdentityKeyPair | None = None
         self._sessions: dict[Address, SessionRecord] = {}
+        self._rollback_hooks: list[Callable[[], None]] = []
 
     def _unlock(self, passphrase: str | None, cost: tuple[int, int],
                 random: RandomSource) -> AtRestKey | None:
@@ -264,15 +265,23 @@ class SqliteProtocolStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Group writes (of this store and of the caller, on :attr:`connection`) atomically.
 
-        On an exception everything is rolled back and the decoded-session cache is dropped, so
-        memory never runs ahead of the file. Transactions do not nest.
+        On an exception everything is rolled back and the decoded-session cache is dropped (and
+        every cache registered with :meth:`on_rollback`), so memory never runs ahead of the
+        file. Transactions do not nest.
         """
         try:
             with immediate_transaction(self._db) as db:
                 yield db
         except BaseException:
             self._sessions.clear()
+            for forget in self._rollback_hooks:
+                forget()
             raise
+
+    def on_rollback(self, forget: Callable[[], None]) -> None:
+        """Call ``forget`` whenever a :meth:`transaction` rolls back: another store on this
+        file that keeps decoded rows in memory (as this one keeps sessions) drops them."""
+        self._rollback_hooks.append(forget)
 
     @property
     def connection(self) -> sqlite3.Connection:

@@ -28,7 +28,7 @@ def seal_text(protocol: SqliteProtocolStore, column: SealedColumn, row: object,
     """``text`` of ``column`` in the row named ``row``, as stored: sealed with a passphrase."""
     if text is None or not protocol.sealed:
         return text
-    return protocol.seal(text.encode(), _place(column, row))
+    return protocol.seal(text.encode(), sealed_place(column, row))
 
 
 def unseal_text(protocol: SqliteProtocolStore, column: SealedColumn, row: object,
@@ -36,7 +36,7 @@ def unseal_text(protocol: SqliteProtocolStore, column: SealedColumn, row: object
     """Inverse of :func:`seal_text`."""
     if stored is None or not protocol.sealed:
         return stored  # type: ignore[return-value]
-    return protocol.unseal(stored, _place(column, row)).decode()  # type: ignore[arg-type]
+    return protocol.unseal(stored, sealed_place(column, row)).decode()  # type: ignore[arg-type]
 
 
 def seal_clear_texts(protocol: SqliteProtocolStore, columns: tuple[SealedColumn, ...]) -> None:
@@ -54,7 +54,7 @@ def seal_clear_texts(protocol: SqliteProtocolStore, columns: tuple[SealedColumn,
                            [(seal_text(protocol, column, row, text), row) for row, text in rows])
 
 
-def _place(column: SealedColumn, row: object) -> str:
+def sealed_place(column: SealedColumn, row: object) -> str:
     """Where a sealed text lives: ``table/row/column``, the row as hex when it is bytes."""
     name = row.hex() if isinstance(row, bytes) else str(row)
     return f"{column.table}/{name}/{column.column}"

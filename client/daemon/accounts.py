@@ -7,7 +7,9 @@ shown; the library has already committed it to the home and acknowledged it to t
 no message is lost at any point. When the queue is full the session is closed and stays closed
 until subscribers make room: new messages wait on the server (its TTL and quota apply). Method
 calls run one at a time per account (:meth:`Account.session`), on the live session, or on a
-connection of their own while the live one is down.
+connection of their own while the live one is down. A ring is a live ``call_ring`` event, not
+queued; the calls the daemon takes part in (:mod:`.calls`) run on the live session and end
+with it.
 """
 
 from __future__ import annotations
@@ -16,24 +18,28 @@ import abc
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import trio
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
-from e2e_proto.errors import E2EProtoError
 
-from ..core.connection import ConnectionLost, ServerError
-from ..core.errors import ClientError
+from ..cli.calls import PlanMaker
+from ..cli.private import call_plan as private_call_plan
+from ..cli.social import call_plan as social_call_plan
+from ..core.calls import ActiveCall
+from ..core.connection import ConnectionLost
+from ..core.live_account import LiveAccount
 from ..private.received import Received
 from ..private.session import PrivateClient, PrivateSession
 from ..private.state import ClientState
 from ..social.session import SocialClient, SocialSession
 from ..social.state import SocialEvent, SocialState
+from .calls import CallRunner, DaemonCall
 from .config import DaemonConfig
-from .events import Event, key_changed_event, private_event, social_event
+from .events import Event, key_changed_event, private_event, ring_event, social_event
 from .hub import EventHub
 
 log = logging.getLogger("e2e.daemon")
@@ -42,61 +48,60 @@ SessionT = TypeVar("SessionT", PrivateSession, SocialSession)
 ClientT = TypeVar("ClientT", PrivateClient, SocialClient)
 
 
-class Account(abc.ABC, Generic[ClientT, SessionT]):
+class Account(LiveAccount[ClientT, SessionT]):
     """One transport's account of the home: its client, its live session, its events."""
 
-    transport: ClassVar[str]
     server: ClassVar[str]
     """How a refusal names the server (``the relay refused: ...``)."""
+    plan_call: ClassVar[Callable[..., PlanMaker]]
+    """The ``call`` command's choice of what to join or start (``call_plan`` of the CLI)."""
+    logger = log
 
     def __init__(self, client: ClientT, hub: EventHub, config: DaemonConfig) -> None:
-        self.client = client
+        super().__init__(client, config.reconnect_start, config.reconnect_max)
         self.hub = hub
         self.config = config
-        self.live: SessionT | None = None
         self.paused = False
         """Whether taking from the server is paused because the queue is full."""
-        self.last_error: str | None = None
-        self._lock = trio.Lock()
+        self.calls = CallRunner(self.transport, self.server, hub, config)
+        self._connected = trio.Event()
+        """Set while a live session is up (a call waits for it)."""
+        self._call_nursery: trio.Nursery | None = None
         self._receiving: trio.CancelScope | None = None
-
-    @property
-    def account(self) -> str:
-        """The account name."""
-        return self.client.state.account or ""
 
     @property
     def device_id(self) -> int:
         """This device's id on the transport."""
         return self.client.state.device_id
 
-    async def run(self) -> None:
-        """Receive into the queue until cancelled, reconnecting with backoff after a loss and
-        pausing while the queue is full."""
-        delay = self.config.reconnect_start
-        while True:
-            while self.hub.full:
-                self.paused = True
-                await self.hub.room.wait()
-            self.paused = False
-            try:
-                async with self.client.session() as session:
-                    self.live, self.last_error = session, None
-                    delay = self.config.reconnect_start
-                    with trio.CancelScope() as self._receiving:
-                        await session.receive(self.take, math.inf)
-                    continue  # cancelled by take(): the queue is full
-            except* (ConnectionLost, ClientError, ServerError, OSError, E2EProtoError) as group:
-                error = group.exceptions[0]
-                self.last_error = str(error)
-                log.warning("%s: %s; reconnecting in %g s", self.transport, error, delay)
-            finally:
-                self.live, self._receiving = None, None
-            await trio.sleep(delay)  # reconnection backoff
-            delay = min(delay * 2, self.config.reconnect_max)
+    async def before_connecting(self) -> None:
+        """Wait while the queue is full (paused: new messages wait on the server)."""
+        while self.hub.full:
+            self.paused = True
+            await self.hub.room.wait()
+        self.paused = False
+
+    async def receive(self, session: SessionT) -> None:
+        """Receive into the queue until the session is lost, or until :meth:`take` finds the
+        queue full (then return, to wait for room); the calls running on the session end with
+        it."""
+        self._connected.set()
+        try:
+            async with trio.open_nursery() as self._call_nursery:
+                with trio.CancelScope() as self._receiving:
+                    await session.receive(self.take, math.inf)
+                self._call_nursery.cancel_scope.cancel()
+        finally:
+            self._receiving, self._call_nursery = None, None
+            self._connected = trio.Event()
 
     def take(self, item: Any) -> None:
-        """Queue what the session shows (before it is marked shown); pause when full."""
+        """Queue what the session shows (before it is marked shown); pause when full. A ring
+        goes to the subscriptions connected now."""
+        ring = ring_event(item)
+        if ring is not None:
+            self.hub.broadcast(ring)
+            return
         for event in self.events_of(item):
             self.hub.publish(event)
         if self.hub.full and self._receiving is not None:
@@ -112,21 +117,31 @@ class Account(abc.ABC, Generic[ClientT, SessionT]):
         await session.show_unseen(self.take)
 
     @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[SessionT]:
-        """A session for one method call: the live one, or a connection of its own while the
-        live one is down; calls on one account run one at a time."""
+    async def call_session(self) -> AsyncIterator[SessionT]:
+        """The live session, for placing a call (one method call at a time, as
+        :meth:`session`); while it is down, waiting ``call_connect_wait`` seconds for it, then
+        :class:`ConnectionLost`: a call runs on it."""
+        with trio.move_on_after(self.config.call_connect_wait):
+            await self._connected.wait()
         async with self._lock:
-            if self.live is not None:
-                yield self.live
-            else:
-                async with self.client.session() as session:
-                    yield session  # type: ignore[misc]
+            if self.live is None:
+                raise ConnectionLost(f"the daemon is not connected to the {self.server} now "
+                                     f"({self.last_error or 'connecting'}): a call runs on "
+                                     "that connection; try again when it is back")
+            yield self.live
+
+    def start_call(self, session: SessionT, call: ActiveCall, seconds: float) -> DaemonCall:
+        """Run ``call``, opened on the live ``session``, until it is over or the session ends;
+        :class:`ConnectionLost` when ``session`` is not the live one any more."""
+        if session is not self.live or self._call_nursery is None:
+            raise ConnectionLost(f"the daemon's connection to the {self.server} ended")
+        return self.calls.start(self._call_nursery, session, call, seconds)
 
     def info(self) -> dict[str, Any]:
         """What ``daemon_info`` says about this account."""
         return {"account": self.account, "device": self.device_id,
                 "connected": self.live is not None, "paused": self.paused,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "calls": len(self.calls.running)}
 
 
 class PrivateAccount(Account[PrivateClient, PrivateSession]):
@@ -134,6 +149,7 @@ class PrivateAccount(Account[PrivateClient, PrivateSession]):
 
     transport = PRIVATE
     server = "relay"
+    plan_call = staticmethod(private_call_plan)
 
     def events_of(self, item: Received) -> list[Event]:
         """A message's event; after a notice, the contacts' unaccepted key changes too."""
@@ -174,6 +190,7 @@ class SocialAccount(Account[SocialClient, SocialSession]):
 
     transport = SOCIAL
     server = "social server"
+    plan_call = staticmethod(social_call_plan)
 
     def events_of(self, item: SocialEvent) -> list[Event]:
         """The event of what the social session shows."""

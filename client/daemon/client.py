@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from ..core.connection import ConnectionLost
+from ..core.connection import ConnectionLost, reader_running
 from .jsonrpc import LineBuffer, LineTooLong, RpcError, encode
 
 MAX_ANSWER_BYTES = 64 << 20
@@ -87,15 +87,7 @@ async def open_daemon(socket: Path, wait: float = 10.0) -> AsyncIterator[DaemonC
         raise ConnectionLost(f"the daemon serving {socket.parent} does not answer on {socket}")
     client = DaemonClient(stream)
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.read_loop)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:  # the reader never raises: the body's one exception
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        async with reader_running(client.read_loop):
+            yield client
     finally:
         await trio.aclose_forcefully(stream)

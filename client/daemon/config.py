@@ -45,3 +45,14 @@ class DaemonConfig:
     """The longest wait between reconnection attempts, in seconds."""
     max_http_body: int = 1 << 20
     """The largest HTTP request body, in bytes."""
+    max_calls: int = 4
+    """Calls one account of the daemon takes part in at once (a server lets an account start
+    4 at once); one more is refused."""
+    max_call_seconds: float = 3600.0
+    """The longest a call runs in the daemon, in seconds: the default (and largest) ``seconds``
+    of ``call_start`` and ``call_join``."""
+    call_connect_wait: float = 10.0
+    """Seconds ``call_start`` and ``call_join`` wait for the daemon's connection to the server
+    while it is (re)connecting: a call runs on it."""
+    kept_call_reports: int = 16
+    """Calls that are over whose outcome ``call_stats`` still reads (the newest, per account)."""

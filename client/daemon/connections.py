@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.common.rate_limits import TokenBucket
+from shared.rate_limits import TokenBucket
 
 from .hub import Subscription
 from .jsonrpc import (
@@ -50,9 +50,13 @@ class RpcClient:
         self.authenticated = authenticated
 
     def authenticate(self, token: str) -> None:
-        """Accept the client if ``token`` is the daemon's bearer token (-32002 otherwise)."""
+        """Accept the client if ``token`` is the daemon's bearer token (-32002 otherwise, and
+        always when the daemon has none)."""
         expected = self.daemon.token
-        if expected is not None and not hmac.compare_digest(token.encode(), expected.encode()):
+        if expected is None:
+            raise RpcError(Codes.UNAUTHORIZED, "unauthorized: this daemon has no token (it "
+                           "serves neither TCP nor HTTP)")
+        if not hmac.compare_digest(token.encode(), expected.encode()):
             raise RpcError(Codes.UNAUTHORIZED, "unauthorized: wrong token")
         self.authenticated = True
 

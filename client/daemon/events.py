@@ -7,6 +7,9 @@ functions the direct CLI uses. Names: ``message`` (a file message too, and a pri
 message, with its ``group``), ``sent`` (this account's own messages, from this device through
 the daemon or from another device), ``reaction``, ``pin``, ``unpin``, ``secret``,
 ``group_update``, ``key_changed`` and ``notice``; any other payload kind keeps its own name.
+Calls have live events (never queued): ``call_ring`` (a ring, as ``recv`` shows it, with the
+call's fields), and ``call_joined``, ``call_left`` and ``call_ended`` for the calls the daemon
+takes part in (:mod:`.calls`).
 
 A message announcing a file carries the file's fields as ``recv --json`` shows them (``path``,
 ``size``, ``mime``, ``sha256``, ``name``, ``error``) and its ``caption``; never its key.
@@ -22,6 +25,7 @@ from e2e_proto.capabilities import PRIVATE, SOCIAL
 from e2e_proto.media import MEDIA_KIND, MediaPayload
 
 from ..cli.common import file_json
+from ..core.calls import CallInfo
 from ..core.files import FileRecord
 from ..private.received import Received
 from ..social.state import SocialEvent
@@ -139,3 +143,31 @@ def social_event_from_params(params: dict[str, Any]) -> SocialEvent:
                        None if notice else params["text"], params["emoji"],
                        bool(params["secret"]), params["text"] if notice else None,
                        file_from_params(params, str(message)))
+
+
+def ring_event(item: Received | SocialEvent) -> Event | None:
+    """The live ``call_ring`` event of a ring a client shows (None for anything else): the
+    ring's fields as a message event's (``kind`` "call", ``text`` what ``recv`` prints) and the
+    call's (:func:`call_info_params`)."""
+    info = item.call
+    if info is None:
+        return None
+    if isinstance(item, Received):
+        base, group = private_event(item), item.group
+    else:
+        base, group = social_event(item), info.group if isinstance(info.group, str) else None
+    return Event(base.key, "call_ring", {**base.params, **call_info_params(info, group)})
+
+
+def call_info_params(info: CallInfo, group: str | None) -> dict[str, Any]:
+    """A call's fields in a ``call_ring`` event and a ``call_list`` entry (``group``: how the
+    group is named here, None for a one-to-one call)."""
+    return {"call_id": info.call_id.hex(), "group": group, "end_to_end": info.e2e,
+            "participants": info.participants, "limit": info.limit}
+
+
+def call_event(name: str, transport: str, call_id: bytes, **params: Any) -> Event:
+    """A live event about a call the daemon takes part in (``call_joined``, ``call_left``,
+    ``call_ended``)."""
+    return Event(f"{transport}:{name}:{call_id.hex()}", name,
+                 {"transport": transport, "call_id": call_id.hex(), **params})

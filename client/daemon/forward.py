@@ -5,14 +5,18 @@ ACTION`` is ``group_ACTION``, a dash is an underscore: ``send-file`` is ``send_f
 parameters are the command's arguments, by their names, a file's path made absolute) and
 prints the result through the direct CLI's own output functions, so the output, the exit code
 and the one-line errors are the same as without a daemon. ``recv`` and ``chat`` subscribe and
-acknowledge what they print. ``register``, ``login`` and ``link`` make a home's account and do
-not run through a daemon. A transport the daemon does not serve for the home is not forwarded:
-the command runs directly (its state file is not the daemon's).
+acknowledge what they print (and print the rings, live events, as they come). ``call`` has the
+daemon join or start the call and stream (``call_start``, ``call_join``), waits for the outcome
+(``call_stats`` with ``wait``) and prints what the direct command prints; messages arriving
+meanwhile stay queued. ``register``, ``login`` and ``link`` make a home's account and do not run
+through a daemon. A transport the daemon does not serve for the home is not forwarded: the
+command runs directly (its state file is not the daemon's).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -22,10 +26,12 @@ from typing import Any
 
 import trio
 
+from e2e_proto.call_media import AUDIO_PROFILE, VIDEO_PROFILE
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
 from ..cli import private as private_cli
 from ..cli import social as social_cli
+from ..cli.calls import describe, format_report
 from ..cli.common import (
     PROG,
     only_leaf,
@@ -34,8 +40,10 @@ from ..cli.common import (
     print_whoami,
     user_error_line,
 )
+from ..core.calls import CallReport
 from ..core.connection import ConnectionLost
 from ..core.errors import ClientError
+from ..social.own_devices import OwnDevice
 from .client import DaemonClient, open_daemon
 from .events import received_from_params, social_event_from_params
 from .home import socket_path
@@ -44,9 +52,13 @@ from .jsonrpc import Codes, RpcError
 from .methods import TABLE
 from .social_methods import stored_from_json
 
-NOT_FORWARDED = ("register", "login", "link", "call")
-"""Commands that do not run through a daemon: those that make a home's account (a served home
-has one already), and ``call``, which streams media from this process."""
+NOT_FORWARDED = ("register", "login", "logout", "link", "profile", "status", "link-account",
+                 "unlink-account", "sharing", "linked", "cross")
+"""Commands that do not run through a daemon: those that make or end a home's login (the
+daemon holds it), and those between the transports (profiles, status updates, account links,
+cross-transport opt-in), which the daemon's method table does not have yet."""
+LEAVE_WAIT = 5.0
+"""Seconds an interrupted ``call`` waits for the daemon to leave the call."""
 
 Render = Callable[[argparse.Namespace, Any], None]
 
@@ -77,8 +89,10 @@ def _social_verify(args: argparse.Namespace, result: Any) -> None:
 
 
 def _social_devices(args: argparse.Namespace, result: Any) -> None:
-    social_cli.print_devices([[d["id"], None if d["key"] is None else bytes.fromhex(d["key"])]
-                              for d in result["devices"]], result["this_device"])
+    social_cli.print_devices([OwnDevice(d["id"], None if d["key"] is None
+                                        else bytes.fromhex(d["key"]), d["created"],
+                                        d["last_seen"], d["expires"], d["current"])
+                              for d in result["devices"]])
 
 
 def _fetched(args: argparse.Namespace, result: Any) -> None:
@@ -158,6 +172,7 @@ RENDER: dict[tuple[str, str], Render] = {
                                                                      result["changed"]),
     (SOCIAL, "verify"): _social_verify,
     (SOCIAL, "devices"): _social_devices,
+    (SOCIAL, "unlink"): lambda args, result: social_cli.print_revoked(result["device_id"], None),
 }
 """How each forwarded call's result is printed: the direct CLI's output functions."""
 
@@ -214,6 +229,8 @@ async def _forward(args: argparse.Namespace, socket: Path) -> int:
             await _receive(daemon, args, args.wait)
         elif args.command == "chat":
             await _chat(daemon, args)
+        elif args.command == "call":
+            await _call_through(daemon, args)
         else:
             method = method_of(args)
             result = await _call(daemon, method, params_of(args, method))
@@ -261,9 +278,13 @@ async def _receive(daemon: DaemonClient, args: argparse.Namespace, wait: float |
                     return
                 continue
             event_id = params.get("event_id")
+            if params.get("transport") != transport:
+                continue
+            if name == "call_ring":  # live, as the direct recv shows a call ringing
+                show(name, params)
+                continue
             # This device's own sends (no event id) and key changes are not what recv prints.
-            if (params.get("transport") != transport or event_id is None
-                    or name == "key_changed"):
+            if event_id is None or name == "key_changed":
                 continue
             show(name, params)
             await daemon.call("ack", ids=[event_id])
@@ -289,3 +310,37 @@ async def _chat(daemon: DaemonClient, args: argparse.Namespace) -> None:
             if line.strip():
                 await _call(daemon, method, {"name": name, "text": line.rstrip("\n"),
                                              "transport": args.transport})
+
+
+async def _call_through(daemon: DaemonClient, args: argparse.Namespace) -> None:
+    """``call``: the daemon joins or starts the call and streams; printed here as the direct
+    command prints it: the call's line at the start, the figures at the end. Interrupted, the
+    daemon leaves the call."""
+    params: dict[str, Any] = {"seconds": args.seconds, "video": args.video,
+                              "transport": args.transport}
+    if args.answer:
+        method = "call_join"
+    else:
+        method = "call_start"
+        params.update({"name": args.name} if args.name is not None else {"group": args.group})
+    placed = await _call(daemon, method, params)
+    call = {"call_id": placed["call_id"], "transport": args.transport}
+    if not args.json:
+        print(describe(bytes.fromhex(placed["call_id"]), placed["end_to_end"],
+                       len(placed["participants"]), args.transport,
+                       VIDEO_PROFILE if args.video else AUDIO_PROFILE, args.seconds),
+              flush=True)
+    try:
+        outcome = await daemon.call("call_stats", wait=True, **call)
+    except BaseException:
+        with trio.CancelScope(shield=True), trio.move_on_after(LEAVE_WAIT):
+            try:
+                await daemon.call("call_leave", **call)
+            except (RpcError, ConnectionLost):
+                pass  # over already, or the daemon is gone
+        raise
+    if outcome["error"] is not None:
+        raise ClientError(outcome["error"])
+    report = outcome["report"]
+    print(json.dumps(report) if args.json else format_report(CallReport.from_json(report)),
+          flush=True)

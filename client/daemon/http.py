@@ -5,8 +5,8 @@ notification); ``GET /events`` is a subscription as server-sent events (``id:`` 
 ``ack``, ``event:`` its name, ``data:`` its parameters), ending when the client goes away or
 stops reading for ``write_timeout`` seconds; ``GET /check`` answers 200 while the daemon runs.
 Every route but ``/check`` needs ``Authorization: Bearer TOKEN`` (``HOME/daemon.token``). A body
-is capped at ``max_http_body`` bytes, and each client (address and port) is rate-limited like a
-socket client.
+is capped at ``max_http_body`` bytes, and each client host is rate-limited as one socket client
+is (by its address alone: every connection has a new port).
 """
 
 from __future__ import annotations
@@ -25,16 +25,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server.common.rate_limits import TokenBucket
+from shared.rate_limits import TokenBuckets
 
 from .connections import CallContext, RpcClient
+from .hub import Subscription
 from .jsonrpc import Codes, encode, error_body, parse_line
 from .server import Daemon
 
 log = logging.getLogger("e2e.daemon")
-
-MAX_BUCKETS = 1024
-"""HTTP clients whose rate is remembered; past this the oldest are forgotten."""
 
 
 def _authorized(daemon: Daemon, headers: Any) -> bool:
@@ -53,7 +51,8 @@ class RpcEndpoint:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self._buckets: dict[object, TokenBucket] = {}
+        self._rates = TokenBuckets[str](daemon.config.requests_per_second,
+                                        daemon.config.request_burst)
 
     async def handle(self, request: Request) -> Response:
         """Answer one request or batch."""
@@ -69,9 +68,11 @@ class RpcEndpoint:
                                 f"{config.max_http_body} bytes", 413)
         parsed = parse_line(bytes(body), config.max_batch)
         answers = list(parsed.errors)
-        if parsed.calls and not self._bucket(request).take(len(parsed.calls)):
+        host = request.client.host if request.client else ""
+        if parsed.calls and not self._rates.take(host, len(parsed.calls)):
             return _refusal(Codes.RATE_LIMITED, "rate limited: at most "
-                            f"{config.requests_per_second:g} requests a second", 429)
+                            f"{config.requests_per_second:g} requests a second from one host",
+                            429)
         context = CallContext(self.daemon, RpcClient(self.daemon, authenticated=True))
         for call in parsed.calls:
             answer = await self.daemon.answer(context, call)
@@ -81,17 +82,6 @@ class RpcEndpoint:
             return Response(status_code=204)
         return Response(encode(answers if parsed.batch else answers[0]),
                         media_type="application/json")
-
-    def _bucket(self, request: Request) -> TokenBucket:
-        key = (request.client.host, request.client.port) if request.client else None
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= MAX_BUCKETS:
-                self._buckets.pop(next(iter(self._buckets)))
-            config = self.daemon.config
-            bucket = self._buckets[key] = TokenBucket(config.requests_per_second,
-                                                      config.request_burst)
-        return bucket
 
 
 class EventsEndpoint:
@@ -114,8 +104,11 @@ class EventsEndpoint:
                 scope, receive, send)
             return
         daemon.clients += 1
-        subscription = daemon.hub.subscribe()
+        subscription: Subscription | None = None
         try:
+            rings = await daemon.ringing()  # asked first: they come before the queue
+            subscription = daemon.hub.subscribe()
+            subscription.push_events(rings)
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]})
             async with trio.open_nursery() as nursery:
@@ -130,7 +123,8 @@ class EventsEndpoint:
                 nursery.start_soon(_until_disconnect, receive, nursery.cancel_scope)
                 await subscription.run(deliver)
         finally:
-            subscription.close()
+            if subscription is not None:
+                subscription.close()
             daemon.clients -= 1
 
 

@@ -53,9 +53,9 @@ class EventHub:
         return event_id
 
     def broadcast(self, event: Event) -> None:
-        """Send an event of this daemon's own doing (``sent``) to the subscriptions connected
-        now, without queueing it: the caller has the method's answer already. It has no
-        ``event_id`` and needs no ``ack``."""
+        """Send a live event to the subscriptions connected now, without queueing it: one of
+        this daemon's own doing (``sent``: the caller has the method's answer already) or one
+        that is about now (calls). It has no ``event_id`` and needs no ``ack``."""
         for subscription in self.subscriptions:
             subscription.push_live(notification_body(event.name, event.params))
 
@@ -111,6 +111,11 @@ class Subscription:
         """Send a live-only notification next (the oldest are dropped past ``window``)."""
         self._live.append(notification)
         self._wakeup.set()
+
+    def push_events(self, events: Iterable[Event]) -> None:
+        """Send live events next, before anything queued when the subscription is new."""
+        for event in events:
+            self.push_live(notification_body(event.name, event.params))
 
     async def run(self, deliver: Deliver) -> None:
         """Send events (as notifications) through ``deliver`` until cancelled.

@@ -2,7 +2,8 @@
 
 :func:`run_daemon` takes the home (refusing a second daemon on it), opens its event queue and
 every account the home has (private and social), and serves JSON-RPC on ``HOME/daemon.sock``,
-and on TCP and HTTP when asked (with the bearer token of ``HOME/daemon.token``). It logs to
+and on TCP and HTTP when asked (with the bearer token of ``HOME/daemon.token``; loopback
+addresses only, as neither has TLS: :func:`~client.core.binding.check_bind`). It logs to
 stderr, and stops on SIGTERM or SIGINT; the exit code is 0 then, 1 with one line for a user's
 error.
 """
@@ -18,6 +19,7 @@ import sys
 import trio
 
 from ..cli.common import PROG, tls_from_args
+from ..core.binding import check_bind
 from ..core.errors import ClientError
 from .accounts import Account, open_accounts
 from .config import DaemonConfig
@@ -28,14 +30,17 @@ from .server import Daemon, serve
 
 
 def add_arguments(parser: argparse.ArgumentParser, host_port: object) -> None:
-    """The ``daemon`` command's options (``host_port`` parses ``HOST:PORT``)."""
+    """The ``daemon`` command's options (``host_port`` parses ``HOST:PORT``, port 0 meaning any
+    free port, which the daemon logs)."""
     defaults = DaemonConfig()
     parser.add_argument("--tcp", type=host_port, metavar="HOST:PORT",
-                        help="also serve newline-delimited JSON-RPC on TCP (clients call auth "
-                             "with the token in HOME/daemon.token first)")
+                        help="also serve newline-delimited JSON-RPC on TCP, on a loopback "
+                             "address (port 0: any free port, logged); clients call auth with "
+                             "the token in HOME/daemon.token first")
     parser.add_argument("--http", type=host_port, metavar="HOST:PORT",
-                        help="also serve HTTP: POST /rpc, GET /events (server-sent events), "
-                             "with Authorization: Bearer TOKEN from HOME/daemon.token")
+                        help="also serve HTTP, on a loopback address (port 0: any free port, "
+                             "logged): POST /rpc, GET /events (server-sent events), with "
+                             "Authorization: Bearer TOKEN from HOME/daemon.token")
     parser.add_argument("--max-queued", type=int, default=defaults.max_queued_events,
                         metavar="N", help="events kept until a subscriber acks them; at N, "
                         "new messages wait on the server (default "
@@ -66,6 +71,10 @@ def run_daemon(args: argparse.Namespace) -> int:
     queue: EventQueue | None = None
     accounts: dict[str, Account] = {}  # type: ignore[type-arg]
     try:
+        for option, address in (("--tcp", args.tcp), ("--http", args.http)):
+            if address is not None:
+                check_bind(address[0], False, "the daemon", f"it has none, so bind {option} "
+                           "to 127.0.0.1 (a TLS proxy there can serve other machines)")
         locks.acquire()
         unix = socket_path(home)
         passphrase = os.environ.get("E2E_PASSPHRASE") or None

@@ -12,10 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
+from . import calls
 from . import private_methods as private
 from . import social_methods as social
 from .jsonrpc import Codes, RpcError
-from .table import BOOLEAN, EVENT_IDS, INTEGER, NAME, PATH, STRING, STRINGS, Method, Param
+from .table import (
+    BOOLEAN,
+    CALL_ID,
+    EVENT_IDS,
+    INTEGER,
+    NAME,
+    PATH,
+    SECONDS,
+    STRING,
+    STRINGS,
+    Method,
+    Param,
+)
 
 if TYPE_CHECKING:
     from .connections import CallContext
@@ -25,7 +38,9 @@ async def _subscribe(context: CallContext, params: dict[str, Any]) -> dict[str, 
     if not context.client.can_subscribe:
         raise RpcError(Codes.METHOD_NOT_FOUND, "subscribe is not available here: over HTTP, "
                        "GET /events is the subscription")
+    rings = await context.daemon.ringing()  # asked first: they come before the queue
     subscription = context.client.subscribe()
+    subscription.push_events(rings)
     return {"subscription": subscription.id,
             "queued": context.daemon.hub.queue.pending_count}
 
@@ -61,6 +76,13 @@ FILE = (Param("path", PATH, "the file to send, as the daemon sees it (client mod
         Param("mime", NAME, "its MIME type (default: guessed from the file name)",
               required=False))
 FILE_FIELDS = "path, size, mime, sha256, name, error"
+STREAM = (Param("seconds", SECONDS, "how long to stream (default and at most: the daemon's "
+                "max_call_seconds, 3600)", required=False),
+          Param("video", BOOLEAN, "video-like frames instead of audio-like ones",
+                required=False))
+CALL = Param("call_id", CALL_ID, "the call's id, as call_start, call_list and events show it")
+PLACED = "{call_id, started, participant, end_to_end, participants, seconds, video}"
+OUTCOME = "{call_id, running, reason, error, report}"
 
 METHODS: tuple[Method, ...] = (
     Method("subscribe", "Start receiving events as notifications on this connection: every "
@@ -110,14 +132,16 @@ METHODS: tuple[Method, ...] = (
            (NAME_PARAM, ACCEPT), on={PRIVATE: private.verify, SOCIAL: social.verify},
            command="verify"),
     Method("devices", "This account's devices.", "private: {devices: [{id, name, linked_at, "
-           "last_seen}], this_device}; social: {devices: [{id, key}], this_device}",
+           "last_seen}], this_device}; social: {devices: [{id, key, created, last_seen, "
+           "expires, current}], this_device}",
            on={PRIVATE: private.devices, SOCIAL: social.devices}, command="devices"),
     Method("approve", "On the primary: link the device showing a link code (private).",
            "{device_id}", (Param("code", NAME, "the link code, XXXX-XXXX-XXXX-XXXX"),),
            on={PRIVATE: private.approve}, command="approve"),
-    Method("unlink", "On the primary: remove a linked device (private).", "{device_id}",
+    Method("unlink", "Private, on the primary: remove a linked device; social: revoke a "
+           "device's login.", "{device_id}",
            (Param("device_id", INTEGER, "the device id to remove"),),
-           on={PRIVATE: private.unlink}, command="unlink"),
+           on={PRIVATE: private.unlink, SOCIAL: social.unlink}, command="unlink"),
     Method("send_file", "Send a file: encrypted once, uploaded (a call again after a lost "
            "connection resumes the upload), announced to the account (social: or group).",
            f"private: {{id, ts, {FILE_FIELDS}}}; social: {{id, end_to_end, {FILE_FIELDS}}}",
@@ -155,6 +179,31 @@ METHODS: tuple[Method, ...] = (
            "as send_file).", f"private: {{id, ts, {FILE_FIELDS}}}; social: as send_file",
            (GROUP, *FILE), on={PRIVATE: private.group_send_file, SOCIAL: social.send_file},
            command="group"),
+    Method("call_start", "Call an account (joining its call to you if it is calling) or a "
+           "group (joining its running call if there is one); the daemon streams until "
+           "call_leave, call_end or seconds.", PLACED,
+           (Param("name", NAME, "the account to call", required=False),
+            Param("group", NAME, "the group to call (instead of name)", required=False),
+            *STREAM), on={PRIVATE: calls.call_start, SOCIAL: calls.call_start},
+           command="call"),
+    Method("call_join", "Join a call that rings here (as call --answer without call_id); the "
+           "daemon streams until call_leave, call_end or seconds.", PLACED,
+           (Param("call_id", CALL_ID, "the call to join (default: the newest ringing, one to "
+                  "one first)", required=False), *STREAM),
+           on={PRIVATE: calls.call_join, SOCIAL: calls.call_join}, command="call"),
+    Method("call_list", "The calls this account may join or is in, oldest first.",
+           "{calls: [{call_id, from, device, group, end_to_end, participants, limit, joined, "
+           "running}]}", on={PRIVATE: calls.call_list, SOCIAL: calls.call_list},
+           command="call"),
+    Method("call_stats", "What arrived in a call of the daemon so far (wait: once over).",
+           OUTCOME, (CALL, Param("wait", BOOLEAN, "answer once the call is over",
+                                 required=False)),
+           on={PRIVATE: calls.call_stats, SOCIAL: calls.call_stats}, command="call"),
+    Method("call_leave", "Leave a call the daemon is in; its outcome.", OUTCOME, (CALL,),
+           on={PRIVATE: calls.call_leave, SOCIAL: calls.call_leave}, command="call"),
+    Method("call_end", "End a call for everybody (as the server allows); its outcome.",
+           OUTCOME, (CALL,), on={PRIVATE: calls.call_end, SOCIAL: calls.call_end},
+           command="call"),
 )
 
 TABLE: dict[str, Method] = {method.name: method for method in METHODS}

@@ -95,9 +95,3 @@ class EventQueue(HomeState):
                               "LIMIT 1 OFFSET ?", (self.kept_keys,)).fetchone()
         if row is not None:
             self.db.execute("DELETE FROM events WHERE acked = 1 AND id <= ?", (row[0],))
-
-    def last_id(self) -> int:
-        """The highest id ever given (0 for none)."""
-        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return 0 if row is None else int(row[0])
-

@@ -30,6 +30,7 @@ from ..social.errors import SocialError
 from .accounts import Account
 from .config import DaemonConfig
 from .connections import CallContext, LineClient
+from .events import Event, ring_event
 from .hub import EventHub
 from .jsonrpc import Call, Codes, RpcError, encode, error_body, result_body
 from .methods import TABLE
@@ -95,6 +96,20 @@ class Daemon:
             return await handler(account, checked)  # type: ignore[misc]
         except Exception as exc:  # every failure is an answer; the daemon keeps serving
             raise rpc_error(exc, account.server) from None
+
+    async def ringing(self) -> list[Event]:
+        """A ``call_ring`` event for each call ringing now on each connected account (a new
+        subscription's first events); none from a server that cannot say."""
+        rings: list[Event] = []
+        for account in self.accounts.values():
+            if account.live is None:
+                continue
+            try:
+                shown = await account.live.ringing_notices()
+            except ConnectionLost:
+                continue
+            rings += [ring for ring in map(ring_event, shown) if ring is not None]
+        return rings
 
     def info(self) -> dict[str, Any]:
         """What ``daemon_info`` returns."""
@@ -180,7 +195,8 @@ async def serve_unix(daemon: Daemon, path: Path,
 
 async def serve_tcp(daemon: Daemon, host: str, port: int,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve newline-delimited JSON-RPC on TCP; clients must ``auth`` first."""
+    """Serve newline-delimited JSON-RPC on TCP (port 0: any free port, given to
+    ``task_status``); clients must ``auth`` first."""
     listeners = await trio.open_tcp_listeners(port, host=host)
 
     async def handle(stream: trio.SocketStream) -> None:

@@ -10,7 +10,6 @@ from ..cli.common import file_json
 from ..cli.social import group_members as members_of
 from ..cli.social import message_id_arg, no_admins
 from ..social.media import media_text
-from ..social.session import SocialSession
 from ..social.state import StoredMessage
 from .accounts import SocialAccount
 from .events import social_sent_event
@@ -169,16 +168,20 @@ async def verify(account: SocialAccount, params: dict[str, Any]) -> dict[str, An
 
 
 async def devices(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
-    """This account's devices: ``{devices: [{id, key}], this_device}`` (key null: none yet)."""
+    """This account's devices: ``{devices: [{id, key, created, last_seen, expires, current}],
+    this_device}`` (key null: none published yet; times float seconds or null)."""
     async with account.session() as session:
-        rows = await _own_devices(session)
-    return {"devices": [{"id": device_id, "key": None if key is None else key.hex()}
-                        for device_id, key in rows], "this_device": account.device_id}
+        rows = await session.own_devices()
+    return {"devices": [{"id": d.device_id, "key": None if d.key is None else d.key.hex(),
+                         "created": d.created, "last_seen": d.last_seen, "expires": d.expires,
+                         "current": d.current} for d in rows],
+            "this_device": account.device_id}
 
 
-async def _own_devices(session: SocialSession) -> list[tuple[int, bytes | None]]:
-    response = await session.request("get_devices", account=session.state.account or "")
-    return [(device_id, key) for device_id, key in response["devices"]]
+async def unlink(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
+    """Revoke another device's login: ``{device_id}``."""
+    async with account.session() as session:
+        return {"device_id": await session.revoke_device(params["device_id"])}
 
 
 def stored_json(messages: list[StoredMessage]) -> list[dict[str, Any]]:

@@ -10,7 +10,9 @@ method takes an optional ``transport`` parameter.
 
 from __future__ import annotations
 
+import math
 import os
+import string
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -54,6 +56,11 @@ PATH = Kind("absolute path of at most 4096 characters",
             lambda v: isinstance(v, str) and 0 < len(v) <= 4096 and "\0" not in v
             and os.path.isabs(v))
 TRANSPORT = Kind('"private" or "social"', lambda v: v in (PRIVATE, SOCIAL))
+SECONDS = Kind("number of seconds, 0 or more",
+               lambda v: (type(v) is int and 0 <= v < 2**63)
+               or (type(v) is float and math.isfinite(v) and v >= 0))
+CALL_ID = Kind("call id of 32 hex digits", lambda v: isinstance(v, str) and len(v) == 32
+               and all(c in string.hexdigits for c in v))
 
 
 class Param(NamedTuple):

@@ -11,7 +11,6 @@ them (the receive loop must run while a call does).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,6 @@ from ..core.calls import (
     check_room,
     parse_call_info,
     parse_grant,
-    participant_id,
     roster,
 )
 from ..core.connection import ConnectionLost, ServerError
@@ -41,7 +39,6 @@ from .base import SessionBase
 from .group_state import group_peer
 from .received import Received
 
-log = logging.getLogger("e2e.client")
 CAP = CAPABILITIES[PRIVATE].group_call_participants
 
 
@@ -111,16 +108,21 @@ class Calls(SessionBase):
         the group ``group_id`` (whose devices may get this device's key); then leave.
 
         The session's receive loop must run meanwhile (it brings the call's notices).
-        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random).
+        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random,
+        watch).
         """
+        call = await self.open_call(grant, profile, peer=peer, group_id=group_id, **options)
+        return await self.call_book.run(call, seconds)
+
+    async def open_call(self, grant: Grant, profile: MediaProfile, *, peer: str | None = None,
+                        group_id: bytes | None = None, **options: Any) -> ActiveCall:
+        """The call of ``grant``, as :meth:`run_call` takes part in it, opened in the call book
+        (notices that came early applied) but not running: ``call_book.run`` runs it."""
         call = ActiveCall(self, grant, profile, allowed=self._call_allowed(peer, group_id),
                           **{"random": self.client.random, **options})
         for frame in self.call_book.open(call):
             await self._on_call_push(frame)
-        try:
-            return await call.run(seconds)
-        finally:
-            self.call_book.close(grant.call_id)
+        return call
 
     def _call_allowed(self, peer: str | None, group_id: bytes | None
                       ) -> Callable[[Address], bool]:
@@ -162,44 +164,24 @@ class Calls(SessionBase):
     # -- notices ------------------------------------------------------------------------------
 
     async def _on_call_push(self, frame: dict[str, Any]) -> Received | None:
-        """Act on a call notice; what to show (a ring), or None."""
-        kind = frame.get("type")
-        try:
-            if kind == call_api.CALL_RING:
-                return self._ring(parse_call_info(frame, CAP))
-            call_id = frame.get("call_id")
-            call = self.call_book.active.get(call_id) if type(call_id) is bytes else None
-            if call is None:
-                if type(call_id) is bytes and kind != call_api.CALL_ENDED:
-                    self.call_book.hold(call_id, frame)
-                return None
-            if kind == call_api.CALL_JOINED:
-                pid, address = next(iter(roster([frame.get("participant")], 1).items()))
-                await call.on_joined(pid, address)
-            elif kind == call_api.CALL_LEFT:
-                entry = frame.get("participant")
-                pid = participant_id(entry[0] if isinstance(entry, list) and entry else None)
-                await call.on_left(pid, "hung up" if frame.get("reason") == call_api.LEFT
-                                   else "is gone")
-            elif kind == call_api.CALL_ENDED:
-                call.ended.set()
-            elif kind == call_api.CALL_SIGNAL:
-                await self._take_call_signal(call, frame)
-        except ClientError as exc:
-            log.warning("ignored a call notice: %s", exc)
-        return None
+        """Act on a call notice (:meth:`CallBook.on_push`); a ring to show, or None."""
+        info = await self.call_book.on_push(frame, CAP, self._take_call_signal)
+        return None if info is None else self._ring(info)
+
+    def call_group_name(self, group_id: bytes) -> str:
+        """How a call's group is named here: its name, or the first 8 hex digits of its id
+        when this device does not hold it."""
+        held = self.groups.get(group_id)
+        return (None if held is None else held.state.name) or group_id.hex()[:8]
 
     def _ring(self, info: CallInfo) -> Received:
-        group = None
-        if isinstance(info.group, bytes):
-            held = self.groups.get(info.group)
-            name = None if held is None else held.state.name
-            group = name or info.group.hex()[:8]
+        group = self.call_group_name(info.group) if isinstance(info.group, bytes) else None
         where = (f"started a call in {group}; join it: e2e-chat call --group {group}"
                  if group is not None else "is calling you; answer: e2e-chat call --answer")
         peer = group_peer(info.group) if isinstance(info.group, bytes) else info.caller.account
         return Received(info.caller.account, info.caller.device_id, peer, info.call_id,
-                        int(self.client.clock() * 1000), "call", f"[{where}]", group=group)
+                        int(self.client.clock() * 1000), "call", f"[{where}]", group=group,
+                        call=info)
 
     async def _take_call_signal(self, call: ActiveCall, frame: dict[str, Any]) -> None:
         """Open a pairwise envelope carrying a participant's call key; give it to the call."""
@@ -219,4 +201,4 @@ class Calls(SessionBase):
                 payload = Payload.decode(self.cipher.decrypt(envelope))
             call.on_key(sender, CallKey.from_payload(payload))
         except (E2EProtoError, ClientError, ValueError, TypeError, ConnectionLost) as exc:
-            call.notices.append(f"could not read a call key from {sender}: {exc}")
+            call.notice(f"could not read a call key from {sender}: {exc}")

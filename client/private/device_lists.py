@@ -2,9 +2,12 @@
 
 A list must be signed by the account key, carry each linked device's own link signature for
 that account, and may not roll back to an older version under the same key; a device key this
-client already knows as another account's is refused. A changed account key is remembered until
-the user accepts it, and nothing is sent to the account until then. Sessions with devices no
-longer listed are deleted.
+client already knows as another account's is refused. An account of the social transport
+(``name@social``) is trusted the same way, through its cross identity key and signed cross
+device list (:mod:`e2e_proto.cross_identity`), fetched by the relay from the social server: the
+relay and the social server are trusted alike, that is not at all. A changed account key is
+remembered until the user accepts it, and nothing is sent to the account until then. Sessions
+with devices no longer listed are deleted.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from e2e_proto import relay_api as api
-from e2e_proto.address import Address
+from e2e_proto.address import Address, split_foreign
+from e2e_proto.cross_identity import SignedCrossDeviceList
 from e2e_proto.devices import DeviceList, SignedDeviceList
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
 
 from ..core.connection import ServerError
+from ..core.cross_outbox import CrossPending
 from ..core.errors import ClientError
 from .base import SessionBase
 
@@ -36,23 +41,27 @@ class DeviceLists(SessionBase):
         known = self.state.contact(account)
         if known is not None and not refresh:
             return known[1].device_list
+        foreign = split_foreign(account)
         try:
-            response = await self.connection.request("get_devices", account=account)
+            response = await self.connection.request(
+                "get_devices" if foreign is None else "cross_devices", account=account)
         except ServerError as exc:
             if exc.code == api.UNKNOWN_ACCOUNT:
                 raise ClientError(f"unknown user {account!r}") from None
+            if foreign is not None:
+                raise cross_refusal(exc) from None
             raise
+        kind = SignedDeviceList if foreign is None else SignedCrossDeviceList
         try:
             key = Ed25519PublicKey(response["account_key"])
-            signed = SignedDeviceList.verify(key, response["device_list"],
-                                             response["device_list_signature"])
+            signed = kind.verify(key, response["device_list"], response["device_list_signature"])
             signed.check_links(key, api.link_signatures_from_wire(
                 response.get("link_signatures", [])))
         except (KeyError, E2EProtoError) as exc:
             raise ClientError(f"the device list of {account!r} does not verify: {exc}") from None
-        if signed.device_list.account != account:
+        if signed.device_list.account != (account if foreign is None else foreign[0]):
             raise ClientError(f"the relay sent a device list of another account for {account!r}")
-        self._check_bindings(signed)
+        self._check_bindings(account, signed)
         highest = self.state.highest_version(account, key)
         if highest is not None and signed.device_list.version < highest:
             raise ClientError(f"refused the device list of {account!r}: version "
@@ -76,9 +85,9 @@ class DeviceLists(SessionBase):
                 self.state.protocol.delete_session(Address(account, device_id))
         return signed.device_list
 
-    def _check_bindings(self, signed: SignedDeviceList) -> None:
-        """Refuse a list naming a device key this client knows as another account's device."""
-        account = signed.device_list.account
+    def _check_bindings(self, account: str, signed: SignedDeviceList) -> None:
+        """Refuse a list of ``account`` naming a device key this client knows as another
+        account's device."""
         for device_id, key in signed.device_list.devices:
             owner = self.state.device_key_owner(key)
             if owner is not None and owner != account:
@@ -125,3 +134,11 @@ class DeviceLists(SessionBase):
         assert self.address is not None
         response = await self.connection.request("get_devices", account=self.address.account)
         return list(response.get("device_info", []))
+
+
+def cross_refusal(error: ServerError) -> ClientError:
+    """A refused cross-transport request as the user's error: :class:`CrossPending` when the
+    other server (or the relay's link to it) is down, so the send is kept and retried."""
+    if error.code in (api.PEER_UNAVAILABLE, api.UNAVAILABLE):
+        return CrossPending(f"the social server cannot be reached now ({error})")
+    return ClientError(str(error))

@@ -41,7 +41,7 @@ from e2e_proto.payload import Payload
 from e2e_proto.sender_keys import SenderKeyDistribution, decode_header
 from e2e_proto.wire import GroupEnvelope, encode_group_message
 
-from ..core.connection import ConnectionLost, ServerError
+from ..core.connection import ServerError
 from ..core.errors import ClientError
 from .base import SessionBase
 from .group_state import GroupStore, StoredGroup, group_peer
@@ -213,21 +213,6 @@ class Groups(SessionBase):
         for group in self.groups.all():
             if group.undelivered:
                 await self._deliver_update(group.update, removed=[])
-
-    async def catch_up(self) -> None:
-        """Take in everything queued for this device (group updates included) before a group
-        command; what arrives is stored and shown by the next ``recv``."""
-        async for frame in self.connection.pushes:
-            kind = frame.get("type")
-            if kind == "deliver":
-                await self._process(frame.get("seq"), frame.get("envelope"))
-            elif kind == "queue_empty":
-                return
-            elif kind == "prekeys_low":
-                await self._top_up(int(frame.get("count", 0)))
-            elif kind == "error":
-                break
-        raise ConnectionLost("the relay closed the connection")
 
     # -- sending ---------------------------------------------------------------------------
 

@@ -15,8 +15,9 @@ import logging
 from typing import Any
 
 from e2e_proto import relay_api as api
-from e2e_proto.address import Address
+from e2e_proto.address import Address, split_foreign
 from e2e_proto.constants import MAX_DEVICE_ID, MAX_LINKED_DEVICES
+from e2e_proto.cross_identity import SignedCrossDeviceList
 from e2e_proto.devices import DeviceList, SignedDeviceList, TooManyDevicesError, link_message
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import (
@@ -222,8 +223,12 @@ class Linking(SessionBase):
             try:
                 account, key_raw, body, signature = entry
                 key = Ed25519PublicKey(key_raw)
-                signed = SignedDeviceList.verify(key, body, signature)
-                self._check_bindings(signed)
+                foreign = split_foreign(account)
+                kind = SignedDeviceList if foreign is None else SignedCrossDeviceList
+                signed = kind.verify(key, body, signature)
+                if signed.device_list.account != (account if foreign is None else foreign[0]):
+                    raise ValueError
+                self._check_bindings(account, signed)
                 known = self.state.contact(account)
                 if known is None or (known[0] == key and
                                      signed.device_list.version > known[1].device_list.version):

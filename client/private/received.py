@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..core.files import FileRecord
 from .state import StoredMessage
+
+if TYPE_CHECKING:
+    from ..core.calls import CallInfo
 
 
 @dataclass(frozen=True, slots=True)
 class Received:
     """A message as shown to the user; ``warning`` is set for a notice instead of a message.
 
-    A ``media`` message has its ``file`` (``text`` is its caption).
+    A ``media`` message has its ``file`` (``text`` is its caption); a ring (kind ``call``,
+    ``id`` the call's id) has the ``call`` it announces.
     """
 
     sender: str
@@ -27,6 +32,7 @@ class Received:
     file: FileRecord | None = None
     group: str | None = None
     """The group's name, for a group message."""
+    call: CallInfo | None = None
 
 
 def from_stored(message: StoredMessage, outgoing: bool, group: str | None = None) -> Received:

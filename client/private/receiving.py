@@ -16,15 +16,22 @@ from typing import Any
 import trio
 
 from e2e_proto import call_api
-from e2e_proto.address import Address
+from e2e_proto.address import Address, is_foreign
 from e2e_proto.errors import DuplicateMessageError, RemoteProtocolError
 from e2e_proto.groups import GroupUpdate
 from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.media import MEDIA_KIND
-from e2e_proto.payload import GROUP_UPDATE_KIND, SENDER_KEY_KIND, Payload
+from e2e_proto.payload import (
+    GROUP_UPDATE_KIND,
+    PROFILE_KIND,
+    SENDER_KEY_KIND,
+    STATUS_KIND,
+    Payload,
+)
 from e2e_proto.wire import GroupEnvelope, decode_delivery
 
 from ..core.connection import ConnectionLost, ServerError
+from ..core.cross_outbox import CrossPending
 from ..core.errors import ClientError
 from ..core.pushes import bounded_int, bounded_str
 from .base import SessionBase
@@ -77,6 +84,15 @@ class Receiving(SessionBase):
                     return
             raise ConnectionLost("the relay closed the connection")
 
+    async def catch_up(self) -> None:
+        """Take in everything queued for this device (group updates included) before a group
+        command: every push is handled as :meth:`receive` handles it, but what arrives is
+        stored, not shown; the next ``recv`` shows it."""
+        async for frame in self.connection.pushes:
+            if await self._on_push(None, frame):
+                return
+        raise ConnectionLost("the relay closed the connection")
+
     async def show_unseen(self, handler: MessageHandler) -> None:
         """Show the messages stored but not shown yet (those of an earlier run, or released by
         accepting a key change), each marked shown after ``handler`` returns."""
@@ -87,11 +103,17 @@ class Receiving(SessionBase):
         """``received`` with its file when it announces one (downloaded if not yet)."""
         return await self._with_file(received) if received.kind == MEDIA_KIND else received
 
-    async def _on_push(self, handler: MessageHandler, frame: dict[str, Any]) -> bool:
-        """Act on one push from the relay; True when it says the backlog is drained."""
+    async def _on_push(self, handler: MessageHandler | None, frame: dict[str, Any]) -> bool:
+        """Act on one push from the relay; True when it says the backlog is drained.
+
+        Without a ``handler``, a delivery is stored and acknowledged but not shown (nor are
+        notices and rings): the next :meth:`receive` shows what is new.
+        """
         kind = frame.get("type")
         if kind == "deliver":
             received = await self._process(frame.get("seq"), frame.get("envelope"))
+            if handler is None:
+                return False
             if received is not None:
                 await self._show(handler, await self._with_any_file(received))
             while self.notices:
@@ -103,7 +125,7 @@ class Receiving(SessionBase):
             await self._top_up(frame.get("count"))
         elif kind in call_api.PUSHES:
             ring = await self._on_call_push(frame)
-            if ring is not None:
+            if ring is not None and handler is not None:
                 await self._show(handler, ring)
         elif kind == "error":
             raise ConnectionLost(f"the relay closed the connection: "
@@ -142,6 +164,9 @@ class Receiving(SessionBase):
                 notice = f"dropped a group update: {exc}"
             except DuplicateMessageError:
                 pass  # decrypted and stored in an earlier run; only the ack was lost
+            except CrossPending as exc:  # its sender's list cannot be fetched now: keep it
+                return _notice(f"a message from the other transport waits in the mailbox "
+                               f"until its sender can be checked ({exc})")
             except (RemoteProtocolError, ClientError, ValueError, TypeError,
                     OverflowError) as exc:
                 # Nothing was committed (the transaction rolled back); acknowledging drops a
@@ -189,7 +214,8 @@ class Receiving(SessionBase):
                     else _display_text(payload))
             peer = payload.fields.get("to") if sender.account == self.address.account else None
             peer = peer if isinstance(peer, str) else sender.account
-            if held and payload.kind in (GROUP_UPDATE_KIND, "device_sync"):
+            if held and payload.kind in (GROUP_UPDATE_KIND, "device_sync", PROFILE_KIND,
+                                         STATUS_KIND):
                 quiet = True  # acted on by no one until accepted; the user sees the notice
             elif payload.kind == "device_sync" and sender.account == self.address.account:
                 self._apply_device_sync(payload)
@@ -200,6 +226,10 @@ class Receiving(SessionBase):
                 text = self._take_group_update(sender, payload)
                 quiet = text is None
                 peer = group_peer(GroupUpdate.from_payload(payload).state.group_id)
+            elif payload.kind in (PROFILE_KIND, STATUS_KIND):
+                quiet = True  # kept in the profile book, not shown as a message
+                if not taken_before and not is_foreign(sender.account):
+                    self._take_profile_payload(sender.account, payload)
             message = StoredMessage(payload.id, sender.account, sender.device_id, peer,
                                     payload.ts, payload.kind,
                                     text if isinstance(text, str) else None)

@@ -1,22 +1,27 @@
 """Sending: a payload encrypted for every current device of the recipient and of this account.
 
 Every advanced sending chain is committed before anything leaves; when the relay answers that
-the device lists changed, they are fetched and verified again and the send is retried once.
+the device lists changed, they are fetched and verified again and the send is retried once. A
+payload for an account of the other transport (``name@social``) goes the same way as a
+``cross_send`` (its payload id as the idempotency key); :mod:`.cross` keeps it until it is
+taken.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from e2e_proto import relay_api as api
-from e2e_proto.address import Address
+from e2e_proto.address import Address, is_foreign
 from e2e_proto.payload import Payload
 
 from ..core.bundles import start_sessions
 from ..core.connection import ServerError
 from ..core.errors import ClientError
 from .base import SessionBase
+from .device_lists import cross_refusal
 from .received import Received, from_stored
 from .state import StoredMessage
 
@@ -35,8 +40,14 @@ class Sending(SessionBase):
                 missing.setdefault(address.account, []).append(address.device_id)
         for account, device_ids in missing.items():
             listed = (await self.device_list(account)).devices
-            response = await self.connection.request("fetch_bundles", account=account,
-                                                     device_ids=device_ids)
+            try:
+                response = await self.connection.request(
+                    "cross_bundles" if is_foreign(account) else "fetch_bundles",
+                    account=account, device_ids=device_ids)
+            except ServerError as exc:
+                if is_foreign(account):
+                    raise cross_refusal(exc) from None
+                raise
             start_sessions(self.state.protocol, account, device_ids, response.get("bundles"),
                            dict(listed), self.client.random)
 
@@ -52,8 +63,11 @@ class Sending(SessionBase):
             target=message.id, emoji=emoji or "", to=message.peer))
 
     async def send_text(self, to: str, text: str) -> Received:
-        """Send ``text`` to every device of ``to`` and to this account's other devices."""
+        """Send ``text`` to every device of ``to`` and to this account's other devices (an
+        account of the other transport through the cross outbox: :mod:`.cross`)."""
         assert self.address is not None
+        if is_foreign(to):
+            return await self.send_cross_text(to, text)
         payload = Payload.new("text", int(self.client.clock() * 1000), self.client.random,
                               text=text, to=to)
         await self.send_payload(to, payload)
@@ -70,7 +84,12 @@ class Sending(SessionBase):
         changed, the lists are fetched and verified again, missing sessions are made, and the
         send is retried once.
         """
-        extra = {"blobs": list(blobs)} if blobs else {}
+        extra: dict[str, Any] = {"blobs": list(blobs)} if blobs else {}
+        kind = "send"
+        if is_foreign(to):  # across the transports: no blob crosses; resends are one message
+            if blobs:
+                raise ClientError("files do not go to the other transport")
+            kind, extra = "cross_send", {"client_id": payload.id}
         plaintext = payload.encode()
         for attempt in range(2):
             targets = await self._targets(to, refresh=attempt > 0)
@@ -81,7 +100,7 @@ class Sending(SessionBase):
             with self.state.transaction():
                 envelopes = [cipher.encrypt(address, plaintext).encode() for address in targets]
             try:
-                await self.connection.request("send", to=to, envelopes=envelopes, **extra)
+                await self.connection.request(kind, to=to, envelopes=envelopes, **extra)
                 return
             except ServerError as exc:
                 if exc.code == api.DEVICE_MISMATCH and attempt == 0:
@@ -89,4 +108,6 @@ class Sending(SessionBase):
                     continue
                 if exc.code == api.UNKNOWN_ACCOUNT:
                     raise ClientError(f"unknown user {to!r}") from None
+                if kind == "cross_send":
+                    raise cross_refusal(exc) from None
                 raise ClientError(f"the relay refused the message: {exc}") from None

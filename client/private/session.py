@@ -7,7 +7,8 @@ and are deduplicated by payload id, so a crash at any point neither loses nor re
 
 The session is one class per concept, composed here: :mod:`.prekeys`, :mod:`.linking`,
 :mod:`.device_lists`, :mod:`.sending`, :mod:`.receiving`, :mod:`.groups`, :mod:`.media`
-(files) and :mod:`.calls`; this module adds registering and authenticating.
+(files), :mod:`.calls`, :mod:`.profiles`, :mod:`.cross` (chats with the social transport) and
+:mod:`.account_link`; this module adds registering and authenticating.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from e2e_proto.keys import IdentityKeyPair
 
 from ..core.connection import ConnectionLost, ServerClient, ServerError
 from ..core.errors import ClientError
+from .account_link import AccountLink
 from .calls import Calls
+from .cross import Cross
 from .device_lists import DeviceLists
 from .groups import Groups
 from .linking import Linking
 from .media import Media
 from .prekeys import Prekeys
+from .profiles import Profiles
 from .receiving import Receiving
 from .sending import Sending
 from .state import ClientState
@@ -68,10 +72,12 @@ class PrivateClient(ServerClient[ClientState]):
                 await session.ensure_prekeys()
             except ServerError as exc:  # e.g. the relay's storage is read-only: read anyway
                 log.warning("could not publish prekeys: %s", exc)
+            await session.flush_cross_quietly()  # messages to the other transport kept before
             yield session
 
 
-class PrivateSession(Prekeys, Linking, DeviceLists, Sending, Receiving, Groups, Media, Calls):
+class PrivateSession(Prekeys, Linking, DeviceLists, Sending, Receiving, Groups, Media, Calls,
+                     Profiles, Cross, AccountLink):
     """One relay connection of a :class:`PrivateClient`: every part's methods on one object."""
 
     async def register(self, account: str) -> None:

@@ -17,14 +17,19 @@ from dataclasses import dataclass
 
 import msgpack
 
+from e2e_proto.address import is_foreign
 from e2e_proto.at_rest import INTERACTIVE
+from e2e_proto.cross_identity import SignedCrossDeviceList
 from e2e_proto.devices import SignedDeviceList
 from e2e_proto.keys import Ed25519PublicKey, IdentityKeyPair
 from storage.sqlite import add_missing_column
 
+from ..core.cross_outbox import CrossOutbox
 from ..core.home_state import HomeState, SealedColumn
 from ..core.sender_key_store import SqliteSenderKeyStore
 from .group_state import GroupStore
+from .profile_book import SCHEMA as PROFILE_SCHEMA
+from .profile_book import SEALED_PROFILE_COLUMNS, ProfileBook
 
 STATE_FILE = "state.db"
 MESSAGE_TEXT = SealedColumn("messages", "id", "text")
@@ -64,8 +69,8 @@ class ClientState(HomeState):
     """Everything a client keeps between runs, in ``HOME/state.db``."""
 
     state_file = STATE_FILE
-    schema = _SCHEMA
-    sealed_columns = (MESSAGE_TEXT,)
+    schema = _SCHEMA + PROFILE_SCHEMA
+    sealed_columns = (MESSAGE_TEXT, *SEALED_PROFILE_COLUMNS)
 
     def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
                  cost: tuple[int, int] = INTERACTIVE) -> None:
@@ -73,6 +78,10 @@ class ClientState(HomeState):
         super().__init__(home, passphrase, cost)
         self.sender_keys = SqliteSenderKeyStore(self.protocol)
         self.groups = GroupStore(self.db)
+        self.profiles = ProfileBook(self.protocol)
+        """Profiles and status updates (this account's and its contacts')."""
+        self.cross_outbox = CrossOutbox(self.protocol)
+        """Sends to the other transport not taken yet (:mod:`client.core.cross_outbox`)."""
 
     def migrate(self) -> None:
         """A home made before messages could be held gets the column; one made before device
@@ -175,7 +184,8 @@ class ClientState(HomeState):
     # -- contacts -----------------------------------------------------------------------------
 
     def contact(self, account: str) -> tuple[Ed25519PublicKey, SignedDeviceList] | None:
-        """A contact's account key and last verified device list.
+        """A contact's account key and last verified device list (for an account of the other
+        transport, ``name@social``: its cross identity key and cross device list).
 
         Verified once when read from disk and then kept: every send reads two of them, and an
         Ed25519 verification costs more than the message's own encryption.
@@ -188,7 +198,8 @@ class ClientState(HomeState):
         if row is None:
             return None
         key = Ed25519PublicKey(row[0])
-        entry = self._contacts[account] = (key, SignedDeviceList.verify(key, row[1], row[2]))
+        kind = SignedCrossDeviceList if is_foreign(account) else SignedDeviceList
+        entry = self._contacts[account] = (key, kind.verify(key, row[1], row[2]))
         return entry
 
     def save_contact(self, account: str, key: Ed25519PublicKey, signed: SignedDeviceList,

@@ -10,7 +10,6 @@ server makes and hands out the keys, and the call says it is not end to end.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from e2e_proto.address import Address
 from e2e_proto.call_keys import CallKey
 from e2e_proto.call_media import MediaProfile
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
-from e2e_proto.errors import E2EProtoError, MalformedError
+from e2e_proto.errors import E2EProtoError
 from e2e_proto.payload import Payload
 from e2e_proto.session import SessionCipher
 from e2e_proto.wire import Envelope
@@ -32,7 +31,6 @@ from ..core.calls import (
     check_room,
     parse_call_info,
     parse_grant,
-    participant_id,
     roster,
 )
 from ..core.connection import ServerError
@@ -41,7 +39,6 @@ from .base import SessionBase
 from .checks import check_name
 from .state import SocialEvent
 
-log = logging.getLogger("e2e.client")
 CAP = CAPABILITIES[SOCIAL].group_call_participants
 
 
@@ -114,7 +111,15 @@ class Calls(SessionBase):
                        peer: str | None = None, **options: Any) -> CallReport:
         """Take part in the call of ``grant`` for ``seconds`` (with the account ``peer``, for
         an end-to-end call), then leave. The session's receive loop must run meanwhile.
-        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random)."""
+        ``options`` go to :class:`~client.core.calls.ActiveCall` (level, max_kbps, random,
+        watch)."""
+        call = await self.open_call(grant, profile, peer=peer, **options)
+        return await self.call_book.run(call, seconds)
+
+    async def open_call(self, grant: Grant, profile: MediaProfile, *, peer: str | None = None,
+                        **options: Any) -> ActiveCall:
+        """The call of ``grant``, as :meth:`run_call` takes part in it, opened in the call book
+        (notices that came early applied) but not running: ``call_book.run`` runs it."""
         assert self.address is not None
         if grant.e2e:
             if peer is None:
@@ -124,10 +129,7 @@ class Calls(SessionBase):
                           **{"random": self.client.random, **options})
         for frame in self.call_book.open(call):
             await self._on_call_push(frame)
-        try:
-            return await call.run(seconds)
-        finally:
-            self.call_book.close(grant.call_id)
+        return call
 
     def _call_allowed(self, peer: str | None) -> Callable[[Address], bool]:
         assert self.address is not None
@@ -154,37 +156,9 @@ class Calls(SessionBase):
     # -- notices ------------------------------------------------------------------------------
 
     async def _on_call_push(self, frame: dict[str, Any]) -> SocialEvent | None:
-        """Act on a call notice; what to show (a ring), or None."""
-        kind = frame.get("type")
-        try:
-            if kind == call_api.CALL_RING:
-                return self._ring(parse_call_info(frame, CAP))
-            call_id = frame.get("call_id")
-            call = self.call_book.active.get(call_id) if type(call_id) is bytes else None
-            if call is None:
-                if type(call_id) is bytes and kind != call_api.CALL_ENDED:
-                    self.call_book.hold(call_id, frame)
-                return None
-            if kind == call_api.CALL_JOINED:
-                pid, address = next(iter(roster([frame.get("participant")], 1).items()))
-                await call.on_joined(pid, address)
-            elif kind == call_api.CALL_LEFT:
-                entry = frame.get("participant")
-                pid = participant_id(entry[0] if isinstance(entry, list) and entry else None)
-                await call.on_left(pid, "hung up" if frame.get("reason") == call_api.LEFT
-                                   else "is gone")
-            elif kind == call_api.CALL_ENDED:
-                call.ended.set()
-            elif kind == call_api.CALL_KEYS:
-                raw = frame.get("keys")
-                if type(raw) is not list or len(raw) > CAP:
-                    raise ClientError("malformed call keys")
-                call.take_server_keys([CallKey.from_wire(call.call_id, k) for k in raw])
-            elif kind == call_api.CALL_SIGNAL:
-                self._take_call_signal(call, frame)
-        except (ClientError, MalformedError) as exc:
-            log.warning("ignored a call notice: %s", exc)
-        return None
+        """Act on a call notice (:meth:`CallBook.on_push`); a ring to show, or None."""
+        info = await self.call_book.on_push(frame, CAP, self._take_call_signal)
+        return None if info is None else self._ring(info)
 
     def _ring(self, info: CallInfo) -> SocialEvent:
         if info.group is not None:
@@ -197,9 +171,9 @@ class Calls(SessionBase):
         if not info.e2e:
             text = text[:-1] + " (not end-to-end encrypted)]"
         return SocialEvent(0, "call", where, info.caller.account, info.caller.device_id,
-                           int(self.client.clock() * 1000), text=text)
+                           int(self.client.clock() * 1000), text=text, call=info)
 
-    def _take_call_signal(self, call: ActiveCall, frame: dict[str, Any]) -> None:
+    async def _take_call_signal(self, call: ActiveCall, frame: dict[str, Any]) -> None:
         """Open a pairwise envelope carrying a participant's call key; give it to the call."""
         assert self.address is not None
         entry = frame.get("from")
@@ -222,4 +196,4 @@ class Calls(SessionBase):
                     raise ClientError(f"{sender} is not an accepted device")
             call.on_key(sender, CallKey.from_payload(payload))
         except (E2EProtoError, ClientError, ValueError, TypeError) as exc:
-            call.notices.append(f"could not read a call key from {sender}: {exc}")
+            call.notice(f"could not read a call key from {sender}: {exc}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from e2e_proto import social_api as api
+from e2e_proto.address import is_foreign
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
 
 from ..core.errors import ClientError
@@ -68,6 +69,8 @@ class Conversations(SessionBase):
         not given) cannot store the message twice.
         """
         check_text(text)
+        if is_foreign(name):  # an account of the private transport: end to end, always
+            return await self.send_cross_text(name, text)
         client_id = client_id or self.client.random(api.CLIENT_ID_SIZE)
         info = await self.conversation(name)
         if self.state.is_secret(name):

@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from e2e_proto import call_api
-from e2e_proto.address import Address, is_valid_account, is_valid_device_id
+from e2e_proto.address import Address, is_foreign, is_valid_account, is_valid_device_id
 from e2e_proto.errors import DuplicateMessageError, E2EProtoError, RemoteProtocolError
 from e2e_proto.media import MEDIA_KIND, MediaPayload
 from e2e_proto.payload import Payload
@@ -93,7 +93,9 @@ class Receiving(SessionBase):
                             str(frame["from"]), device, ts, message, frame.get("text"),
                             frame.get("emoji"), bool(frame.get("secret")))
         mine = (event.sender, event.device) == tuple(self.address)
-        if event.kind == "message" and event.secret and not mine:
+        if event.kind == "message" and is_foreign(event.conversation) and not mine:
+            event = await self._decrypt_cross(event, frame.get("envelope"))
+        elif event.kind == "message" and event.secret and not mine:
             try:  # both members' devices are pinned at the first secret message
                 await self.pin_on_first_use(*sorted(
                     {a for a in (self.address.account, event.conversation, event.sender)

@@ -4,7 +4,8 @@
 :meth:`SocialClient.session` yields a logged-in :class:`SocialSession` on one connection. The
 session is one class per concept, composed here: :mod:`.conversations`, :mod:`.secret`,
 :mod:`.device_pins`, :mod:`.reactions` (and pins), :mod:`.history` (and search),
-:mod:`.receiving`, :mod:`.media` (files) and :mod:`.calls`; this module adds registering,
+:mod:`.receiving`, :mod:`.media` (files), :mod:`.calls`, :mod:`.profiles` and :mod:`.cross`
+(chats with the private transport); this module adds registering,
 logging in and publishing prekeys. The capability table (DESIGN §9) is checked before anything
 is sent.
 """
@@ -25,10 +26,13 @@ from ..core.signed_prekeys import signed_prekey_to_publish
 from .calls import Calls
 from .checks import check_name
 from .conversations import Conversations
+from .cross import Cross
 from .device_pins import DevicePins
 from .errors import SocialError, refused
 from .history import History
 from .media import Media
+from .own_devices import OwnDevices
+from .profiles import Profiles
 from .reactions import Reactions
 from .receiving import Receiving
 from .secret import Secret
@@ -59,11 +63,12 @@ class SocialClient(ServerClient[SocialState]):
                     raise
                 # The server cannot write now (disk full, read-only): reading and receiving
                 # still work, and the keys are published on the next connection.
+            await session.flush_cross_quietly()  # messages to the other transport kept before
             yield session
 
 
-class SocialSession(Conversations, Secret, DevicePins, Reactions, History, Receiving, Media,
-                    Calls):
+class SocialSession(Conversations, Secret, DevicePins, OwnDevices, Reactions, History,
+                    Receiving, Media, Calls, Profiles, Cross):
     """One connection of a :class:`SocialClient`: every part's methods on one object."""
 
     async def register(self, account: str, password: str) -> int:

@@ -14,14 +14,21 @@ the server lists later is used (and its messages shown) only once the user accep
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from e2e_proto.at_rest import INTERACTIVE
 from e2e_proto.keys import IdentityKeyPair
 from storage.sqlite import add_missing_column
 
+from ..core.cross_outbox import CrossOutbox
 from ..core.files import FileRecord
 from ..core.home_state import HomeState, SealedColumn
+from .cross_contacts import CrossContacts
+
+if TYPE_CHECKING:
+    from ..core.calls import CallInfo
 
 STATE_FILE = "social.db"
 SECRET_TEXT = SealedColumn("secret_messages", "id", "text")
@@ -52,6 +59,14 @@ class SocialState(HomeState):
     state_file = STATE_FILE
     schema = _SCHEMA
     sealed_columns = (SECRET_TEXT, EVENT_TEXT, EVENT_EMOJI)
+
+    def __init__(self, home: str | os.PathLike[str], passphrase: str | None = None,
+                 cost: tuple[int, int] = INTERACTIVE) -> None:
+        super().__init__(home, passphrase, cost)
+        self.cross_outbox = CrossOutbox(self.protocol)
+        """Sends to the other transport not taken yet (:mod:`client.core.cross_outbox`)."""
+        self.cross_contacts = CrossContacts(self.db)
+        """The private accounts this device chats with, as verified (:mod:`.cross_contacts`)."""
 
     def migrate(self) -> None:
         """A home made before events could be held gets the column."""
@@ -88,6 +103,24 @@ class SocialState(HomeState):
         if not self.protocol.has_identity():
             self.protocol.set_identity_key_pair(IdentityKeyPair.generate())
         return self.protocol.identity_key_pair()
+
+    def cross_identity(self) -> IdentityKeyPair | None:
+        """The account's cross identity key, on the device that made it (sealed at rest)."""
+        sealed = self.get("cross_identity_seed")
+        if sealed is None:
+            return None
+        return IdentityKeyPair(self.protocol.unseal(sealed, "cross_identity"))
+
+    def keep_cross_identity(self, identity: IdentityKeyPair) -> None:
+        """Keep the cross identity key this device made."""
+        self.set("cross_identity_seed", self.protocol.seal(identity.seed, "cross_identity"))
+        self.set("cross_identity_key", identity.public_key.raw)
+
+    @property
+    def trusted_cross_key(self) -> bytes | None:
+        """The cross identity key this device made or joined: the one it trusts for its own
+        account's cross device list."""
+        return self.get("cross_identity_key")  # type: ignore[no-any-return]
 
     def save_secret(self, message: SocialEvent) -> bool:
         """Keep a secret message's plaintext; False when it was kept already."""
@@ -201,8 +234,8 @@ class SocialEvent:
     """Something that happened in a conversation, as shown to the user.
 
     ``kind``: ``message``, ``reaction`` (``emoji`` None when removed), ``pin``, ``unpin``,
-    ``secret``, ``group``, or ``notice`` (``warning`` says what could not be read). A message
-    announcing a file has its ``file``.
+    ``secret``, ``group``, ``call`` (a ring: ``call`` is the call it announces) or ``notice``
+    (``warning`` says what could not be read). A message announcing a file has its ``file``.
     """
 
     seq: int
@@ -217,6 +250,7 @@ class SocialEvent:
     secret: bool = False
     warning: str | None = None
     file: FileRecord | None = None
+    call: CallInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)

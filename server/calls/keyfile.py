@@ -17,8 +17,13 @@ class KeyFileError(Exception):
     """The key file cannot be read or does not hold a key."""
 
 
-def read_key_file(path: str | os.PathLike[str]) -> bytes:
-    """The call key in ``path``; :class:`KeyFileError` with a one-line reason otherwise."""
+def read_key_file(path: str | os.PathLike[str],
+                  maker: str = "'e2e-sfu keygen FILE'") -> bytes:
+    """The call key in ``path``; :class:`KeyFileError` with a one-line reason otherwise.
+
+    ``maker`` names the command that makes such a file (the peer key of :mod:`server.federation`
+    is a file of the same form).
+    """
     try:
         text = Path(path).read_text(encoding="ascii", errors="replace").strip()
     except OSError as exc:
@@ -29,8 +34,7 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
         key = b""
     if len(key) != CALL_KEY_SIZE:
         raise KeyFileError(f"the key file {path} must hold {CALL_KEY_SIZE} bytes as "
-                           f"{2 * CALL_KEY_SIZE} hexadecimal digits ('e2e-sfu keygen FILE' "
-                           "makes one)")
+                           f"{2 * CALL_KEY_SIZE} hexadecimal digits ({maker} makes one)")
     return key
 
 

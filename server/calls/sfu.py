@@ -8,7 +8,9 @@ Invariants:
 * A datagram counts only once its participant is known by its source address, its counter is
   fresh and its tag verifies under that participant's packet key; a JOIN only with a token
   that verifies under the call key shared with the signalling server. Anything else is counted
-  in :class:`SfuStats` and dropped; nothing a datagram says can raise out of :meth:`Sfu.handle`.
+  in :class:`SfuStats` and dropped; nothing a datagram says can raise out of :meth:`Sfu.handle`
+  (and should a bug let something, :meth:`Sfu.serve` counts it in ``errors``, logs it and goes
+  on: the unit may run inside a relay or social server, which it must not end).
 * Each receiver has its own bounded queue and send budget: a receiver that asked for a lower
   rate (``max_kbps`` in its JOIN) or whose datagrams the socket cannot take at once waits in
   its own queue, and past ``queue_packets`` it loses its own frames (counted), never another
@@ -74,6 +76,9 @@ class SfuConfig:
     """A rate-limited receiver's budget holds this many seconds of its rate (at least 16 KiB)."""
     rejects_per_second: float = 200.0
     """REJECT answers to unknown addresses, over all of them."""
+    spent_tokens: int = 100_000
+    """Used-up tokens remembered (until they expire) so that their JOINs are not admitted
+    again; past this many the oldest is forgotten first."""
 
 
 @dataclass(slots=True)
@@ -103,6 +108,8 @@ class SfuStats:
     call_full: int = 0
     send_errors: int = 0
     rejects: int = 0
+    errors: int = 0
+    """Datagrams whose handling raised (a bug): logged and dropped, the unit goes on."""
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name."""
@@ -168,6 +175,11 @@ class Sfu:
         self.wall_ms = wall_ms
         self.stats = SfuStats()
         self.rooms: dict[bytes, Room] = {}
+        self.spent: dict[bytes, int] = {}
+        """Nonce -> expiry (Unix ms) of each token whose participant was removed or took a
+        newer token, in that order: a JOIN with one is a replay. Forgotten, oldest first, once
+        expired (its JOIN is refused as expired from then on); at most ``config.spent_tokens``
+        are held, and past that the oldest goes first."""
         self._by_peer: dict[tuple[str, int], Participant] = {}
         self._waiting: set[Participant] = set()
         self._wake_pacer = trio.Event()
@@ -242,7 +254,11 @@ class Sfu:
                     break
                 except OSError:  # an ICMP error for an earlier send: nothing to read
                     continue
-                self.handle(data, peer[:2], now)
+                try:
+                    self.handle(data, peer[:2], now)
+                except Exception:  # a bug must not end the server the unit runs inside
+                    self.stats.errors += 1
+                    log.exception("a datagram from %s made the unit fail; dropped", peer[:2])
             else:
                 await trio.lowlevel.checkpoint()
 
@@ -353,6 +369,9 @@ class Sfu:
         except PacketAuthenticationError:
             self.stats.bad_tag += 1
             return
+        if token.nonce in self.spent:  # its participant went, or has a newer token
+            self.stats.replayed += 1
+            return
         room = self.rooms.get(token.call_id)
         existing = None if room is None else room.participants.get(pid)
         if existing is not None:
@@ -396,6 +415,7 @@ class Sfu:
             self.stats.replayed += 1  # an older token than the one admitted: a replay
             return
         else:
+            self._use_up(participant)
             participant.key = key
             participant.token_nonce = token.nonce
             participant.token_expires = token.expires_ms
@@ -415,6 +435,13 @@ class Sfu:
         others = [p for p in participant.room.participants if p != participant.pid]
         self._send(packets.welcome_packet(participant.key, participant.pid,
                                           participant.next_counter(), others), peer)
+
+    def _use_up(self, participant: Participant) -> None:
+        """Remember the participant's token as used up: its JOIN admits nobody again."""
+        spent = self.spent
+        while spent and len(spent) >= self.config.spent_tokens:
+            del spent[next(iter(spent))]
+        spent[participant.token_nonce] = participant.token_expires
 
     def _set_rate(self, participant: Participant, max_kbps: int, now: float) -> None:
         participant.rate = max_kbps * 125.0  # kbit/s to bytes/s
@@ -514,7 +541,8 @@ class Sfu:
     # -- membership --------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Remove participants silent for too long; choose each call's loudest senders."""
+        """Remove participants silent for too long; choose each call's loudest senders; forget
+        used-up tokens that have expired."""
         timeout = self.config.participant_timeout
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
@@ -530,12 +558,16 @@ class Sfu:
                 room.selected = frozenset(p.pid for p in loudest[:last_n])
             else:
                 room.selected = None
+        now_ms, spent = self.wall_ms(), self.spent
+        while spent and spent[first := next(iter(spent))] <= now_ms:  # oldest first
+            del spent[first]
 
     def _remove(self, participant: Participant, event: int) -> None:
         room = participant.room
         if room.participants.get(participant.pid) is not participant:
             return
         del room.participants[participant.pid]
+        self._use_up(participant)
         if self._by_peer.get(participant.peer) is participant:
             del self._by_peer[participant.peer]
         participant.queue.clear()

@@ -1,2 +1,2 @@
 """What both servers share as code, never as state: framing connections, request tables,
-rate limits, serving, request fields and the storage base."""
+serving, request fields and the storage base (their rate limits are in :mod:`shared`)."""

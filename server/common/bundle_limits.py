@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from e2e_proto.address import Address
+from shared.rate_limits import TokenBuckets
 
-from .rate_limits import TokenBuckets
 from .requests import retry_later
 
 HOUR = 3600.0

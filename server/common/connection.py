@@ -27,8 +27,8 @@ from e2e_proto.constants import MAX_FRAME_SIZE
 from e2e_proto.errors import FrameTooLargeError, RemoteProtocolError, describe
 from e2e_proto.unpack import FRAME_LIMITS, UnpackLimits
 from e2e_proto.wire import FrameDecoder, encode_frame
+from shared.rate_limits import TokenBucket
 
-from .rate_limits import TokenBucket
 from .requests import ErrorCodes, Handler, RequestError, RouteTable
 from .slots import Slots, source_of
 from .store_base import StoreUnavailableError

@@ -6,7 +6,9 @@
                     [--registrations-per-hour 30]
                     [--blob-dir DIR] [--blob-quota-mib 1024] [--blob-ttl-days 30]
                     [--sfu HOST:PORT | --sfu-address HOST:PORT --sfu-key-file FILE]
+                    [--peer-listen HOST:PORT --peer-social HOST:PORT --peer-key-file FILE]
     e2e-relay serve --listen 127.0.0.1:7401 --store redis://127.0.0.1:6379/0 --blob-dir DIR
+    e2e-relay peer-keygen FILE      (the key the relay and the social server share)
 
 Several relays may serve one user base on one Redis (``--store redis://...``, DESIGN §17); they
 share one ``--blob-dir`` (a folder every node can reach), which a Redis store requires.
@@ -23,8 +25,11 @@ from collections.abc import AsyncIterator, Sequence
 
 import trio
 
+from ..calls.keyfile import write_key_file
 from ..calls.options import CallSetupError, add_call_arguments, call_setup
 from ..common import serving
+from ..federation.options import PeerSetupError, add_peer_arguments, peer_setup
+from ..federation.relay import RelayFederation
 from .backends import is_redis, open_backend, store_location
 from .config import DAY, MIB, RelayConfig
 from .server import Relay
@@ -54,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="MiB of envelopes kept per device mailbox (default 100)")
     serving.add_blob_arguments(serve)
     add_call_arguments(serve)
+    add_peer_arguments(serve, "social")
+    keygen = commands.add_parser("peer-keygen", help="write a new key for the link between "
+                                 "the relay and the social server")
+    keygen.add_argument("file", help="the key file to create (not overwritten)")
     return parser
 
 
@@ -71,6 +80,14 @@ async def serve(relay: Relay, host: str, port: int, tls: ssl.SSLContext | None =
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``e2e-relay``."""
     args = build_parser().parse_args(argv)
+    if args.command == "peer-keygen":
+        try:
+            write_key_file(args.file)
+        except OSError as exc:
+            print(f"e2e-relay: cannot create {args.file}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
+        return 0
     location = args.store or f"sqlite:{args.db or DEFAULT_DB}"
     if is_redis(location) and args.blob_dir is None:
         print("e2e-relay: a relay on Redis needs --blob-dir DIR, a folder that every relay "
@@ -78,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         calls = call_setup(args)
-    except CallSetupError as exc:
+        peer = peer_setup(args)
+    except (CallSetupError, PeerSetupError) as exc:
         print(f"e2e-relay: {exc}", file=sys.stderr)
         return 2
     config = RelayConfig(
@@ -91,16 +109,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     @contextlib.asynccontextmanager
     async def open_relay() -> AsyncIterator[Relay]:
         async with open_backend(location) as (store, hub):
-            yield Relay(store, config, hub=hub, blob_dir=args.blob_dir, sfu=calls.grant)
+            relay = Relay(store, config, hub=hub, blob_dir=args.blob_dir, sfu=calls.grant)
+            if peer is not None:
+                relay.federation = RelayFederation(relay, peer)
+            yield relay
 
     async def serve_with_calls(relay: Relay, host: str, port: int,
                                tls: ssl.SSLContext | None = None,
                                task_status: trio.TaskStatus[list[trio.SocketListener]] = (
                                    trio.TASK_STATUS_IGNORED)) -> None:
         log.info("%s", calls.describe())
+        peers = [] if relay.federation is None else [relay.federation.run]
         await serving.serve(relay, host, port, tls, task_status,
                             background=[relay.hub.run, relay.expire_forever,
-                                        relay.blobs.expire_forever, *calls.tasks])
+                                        relay.blobs.expire_forever, *calls.tasks, *peers])
 
     return serving.run_serve_command("e2e-relay", args, log, open_relay, serve_with_calls,
                                      location)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..common import blob_requests
 from ..common.requests import Route, RouteTable
+from ..federation import relay_routes
 from . import accounts, blobs, calls, directory, groups, linking, messages
 
 _GET_DEVICES = Route(directory.get_devices, ("account",))
@@ -51,5 +52,7 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "call_end": Route(calls.call_end, ("call_id",)),
     "call_list": Route(calls.call_list),
     "call_signal": Route(calls.call_signal, ("call_id", "envelopes")),
+    **relay_routes.ROUTES,
 }
-"""Requests of an authenticated device."""
+"""Requests of an authenticated device (with those about the other transport,
+:mod:`server.federation.relay_routes`)."""

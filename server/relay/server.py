@@ -22,24 +22,27 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
+from shared.rate_limits import TokenBuckets
 
 from ..calls.registry import Call, CallRegistry, SfuGrant
 from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
 from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
-from ..common.rate_limits import TokenBuckets
 from ..common.slots import Slots
 from ..common.store_base import StoreUnavailableError
 from .config import RelayConfig
 from .connection import RelayConnection
 from .hub import DISPLACED, MAIL, PUSH, UNLINKED, DeviceEvent, Hub, LocalHub
 from .store import LINK_IN_USE, PendingLink, RelayStore
+
+if TYPE_CHECKING:
+    from ..federation.relay import RelayFederation
 
 log = logging.getLogger("e2e.relay")
 
@@ -91,6 +94,8 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
                                                config.registration_burst)
         """Accounts registered per source address."""
+        self.federation: RelayFederation | None = None
+        """The link to the social server (:mod:`server.federation.relay`), when configured."""
 
     def account_connections(self, account: str) -> int:
         """Authenticated connections of all devices of ``account`` on this node."""

@@ -23,6 +23,7 @@ from storage.sqlite import add_missing_column, immediate_transaction, open_priva
 
 from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
+from ..federation.relay_store import SqliteRelayFederation
 from .group_commit import GroupCommit
 from .store import (
     ACCOUNT_CACHE_SIZE,
@@ -151,6 +152,7 @@ class SqliteRelayStore:
         self._migrate()
         self._db.executescript(_USAGE_TRIGGERS)
         self.blobs = SqliteRelayBlobs(self._db)
+        self.federation = SqliteRelayFederation(self._db)
         self._accounts: dict[str, AccountRecord] = {}  # read on every request: kept decoded
         self._groups: dict[bytes, GroupRoute] = {}  # read on every group send: kept decoded
         self._links: dict[bytes, PendingLink] = {}

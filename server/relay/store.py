@@ -20,6 +20,7 @@ from typing import NamedTuple, Protocol
 
 from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
+from ..federation.relay_store import RelayFederationStore
 
 ACCOUNT_CACHE_SIZE = 100_000
 """Decoded accounts a store keeps in memory at most (they are read on every request)."""
@@ -207,6 +208,9 @@ class RelayStore(Protocol):
     blobs: RelayBlobIndex
     """Blob metadata and grants (the bytes are files under ``--blob-dir``, which the nodes of a
     Redis store share: :mod:`server.common.blobs`)."""
+    federation: RelayFederationStore
+    """Account links, the sharing log, items for the social server and the accounts that
+    take cross-transport chats (:mod:`server.federation.relay_store`)."""
 
     async def create_account(self, account: str, account_key: bytes, list_version: int,
                              list_body: bytes, list_signature: bytes,

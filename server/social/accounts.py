@@ -4,13 +4,13 @@ back-off for failed passwords), ``auth`` (resume a session with its token), ``lo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from e2e_proto import social_api as api
 from e2e_proto.address import is_valid_device_id
+from shared.tokens import token_hash
 
 from ..common.requests import RequestError, retry_later
 from ..common.store_base import StoreUnavailableError
@@ -20,11 +20,6 @@ from .store import NameTakenError
 if TYPE_CHECKING:
     from .connection import SocialConnection
 log = logging.getLogger("e2e.social")
-
-
-def token_hash(token: bytes) -> bytes:
-    """What the server keeps of a session token: its SHA-256."""
-    return hashlib.sha256(token).digest()
 
 
 def new_device(conn: SocialConnection, account: str) -> dict[str, Any]:

@@ -58,9 +58,11 @@ class SocialConnection(FrameConnection):
         return self.server.blobs
 
     async def may_download(self, blob_id: bytes) -> bool:
-        """Whether a message announcing ``blob_id`` was sent in a conversation of this account."""
+        """Whether a message announcing ``blob_id`` was sent in a conversation of this account,
+        or it is an account's avatar (which every account may fetch)."""
         assert self.address is not None
-        return self.store.may_download(blob_id, self.address.account)
+        return (self.store.may_download(blob_id, self.address.account)
+                or self.store.profiles.is_avatar(blob_id))
 
     async def detach(self) -> None:
         """Forget this connection at its server, and the calls it was in."""

@@ -13,7 +13,8 @@ refill, and no longer than that after they stop).
 
 from __future__ import annotations
 
-from ..common.rate_limits import TokenBuckets
+from shared.rate_limits import TokenBuckets
+
 from .config import SocialConfig
 
 HOUR = 3600.0

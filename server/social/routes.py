@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..common import blob_requests
 from ..common.requests import Route, RouteTable
-from . import accounts, calls, conversations, directory, history, messages, reactions
+from ..federation import social_routes
+from . import accounts, calls, conversations, directory, history, messages, profiles, reactions
 
 _PING = Route(messages.ping)
 
@@ -56,5 +57,11 @@ AUTHENTICATED_ROUTES: RouteTable = {
     "call_end": Route(calls.call_end, ("call_id",)),
     "call_list": Route(calls.call_list),
     "call_signal": Route(calls.call_signal, ("call_id", "envelopes")),
+    "profile_set": Route(profiles.profile_set, ("name", "about", "avatar")),
+    "profile_get": Route(profiles.profile_get, ("account",)),
+    "status_post": Route(profiles.status_post, ("text",)),
+    "status_list": Route(profiles.status_list),
+    **social_routes.ROUTES,
 }
-"""Requests of a logged-in device."""
+"""Requests of a logged-in device (with those about the other transport,
+:mod:`server.federation.social_routes`)."""

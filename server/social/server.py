@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nacl.exceptions
 import nacl.pwhash
@@ -25,16 +25,19 @@ import trio
 
 from e2e_proto import social_api as api
 from e2e_proto.capabilities import CAPABILITIES, SOCIAL
+from shared.rate_limits import TokenBuckets
 
 from ..calls.registry import CallRegistry, SfuGrant
 from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
 from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
-from ..common.rate_limits import TokenBuckets
 from .config import SocialConfig
 from .connection import SocialConnection
 from .logins import LoginFailures
 from .store import SocialStore
+
+if TYPE_CHECKING:
+    from ..federation.social import SocialFederation
 
 
 class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
@@ -71,6 +74,8 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         """Accounts registered per source address."""
         self.login_failures = LoginFailures(config)
         """Failed logins per account, per source address and per both."""
+        self.federation: SocialFederation | None = None
+        """The link to the relay (:mod:`server.federation.social`), when configured."""
 
     async def handle_stream(self, stream: trio.abc.Stream, peer: str = "?") -> None:
         """Serve one client connection until it closes; never raises for the client's bytes."""

@@ -17,6 +17,8 @@ from storage.sqlite import immediate_transaction, open_private_database
 
 from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
+from ..federation.social_store import SqliteSocialFederation
+from .profile_store import SqliteSocialProfiles
 from .store import (
     DIRECT,
     GROUP,
@@ -105,6 +107,8 @@ class SqliteSocialStore:
         self._db.executescript(_SCHEMA)
         self._migrate()
         self.blobs = SqliteBlobIndex(self._db)
+        self.profiles = SqliteSocialProfiles(self._db)
+        self.federation = SqliteSocialFederation(self._db)
         for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
             if side.exists():

@@ -18,6 +18,8 @@ from typing import NamedTuple, Protocol
 
 from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
+from ..federation.social_store import SocialFederationStore
+from .profile_store import SocialProfileStore
 
 DIRECT = "direct"
 GROUP = "group"
@@ -126,6 +128,11 @@ class SocialStore(Protocol):
     """Blob metadata (the bytes are files: :mod:`server.common.blobs`). A blob may be
     downloaded by the members of every conversation a message announcing it was sent in
     (:meth:`may_download`), for as long as its TTL: history keeps it for devices to come."""
+    profiles: SocialProfileStore
+    """Profiles and status updates (:mod:`server.social.profile_store`)."""
+    federation: SocialFederationStore
+    """Cross identities, account links and shared records (:mod:`server.federation.
+    social_store`)."""
 
     def close(self) -> None:
         """Release the store."""
