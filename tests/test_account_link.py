@@ -48,8 +48,9 @@ async def _link(alice: PrivateClient, bob: SocialClient) -> bytes:
                                     bob.state.identity())
 
 
-async def test_link_share_read_the_log_and_unlink(nursery, tmp_path: Path) -> None:
-    fed = await start_federated(nursery, tmp_path)
+async def test_link_share_read_the_log_and_unlink(nursery, tmp_path: Path,
+                                                  relay_db: Path | str) -> None:
+    fed = await start_federated(nursery, tmp_path, db=relay_db)
     alice, bob = await _accounts(fed, tmp_path)
     async with relay_harness.session_of(alice) as a:
         await a.set_profile(PROFILE_NAME, ABOUT)  # before the link: shared when it is made
@@ -166,8 +167,9 @@ async def test_a_link_by_someone_else_is_refused(nursery, tmp_path: Path) -> Non
         assert await fed.relay.store.federation.live_link(account) is None
 
 
-async def test_replayed_revocations_and_statements_are_refused(nursery, tmp_path: Path) -> None:
-    fed = await start_federated(nursery, tmp_path)
+async def test_replayed_revocations_and_statements_are_refused(nursery, tmp_path: Path,
+                                                               relay_db: Path | str) -> None:
+    fed = await start_federated(nursery, tmp_path, db=relay_db)
     alice, bob = await _accounts(fed, tmp_path)
     first = await _link(alice, bob)
     stored = await fed.relay.store.federation.live_link("alice")

@@ -1,5 +1,6 @@
 """Chats across the transports, end to end encrypted: private and social accounts, in-process
-servers joined by the server-to-server link."""
+servers joined by the server-to-server link (the first two tests with the relay on each of its
+stores)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ async def _opted_in(fed: Federated, tmp_path: Path, private: str = "alice",
     return alice, bob
 
 
-async def test_a_private_and_a_social_account_chat_end_to_end(nursery, tmp_path: Path) -> None:
-    fed = await start_federated(nursery, tmp_path)
+async def test_a_private_and_a_social_account_chat_end_to_end(nursery, tmp_path: Path,
+                                                              relay_db: Path | str) -> None:
+    fed = await start_federated(nursery, tmp_path, db=relay_db)
     alice, bob = await _opted_in(fed, tmp_path)
     async with relay_harness.session_of(alice) as a:
         await a.send_text("bob@social", "hello bob")
@@ -51,8 +53,9 @@ async def test_a_private_and_a_social_account_chat_end_to_end(nursery, tmp_path:
     assert len(bobs_number.replace(" ", "")) == 60
 
 
-async def test_every_device_of_both_accounts_gets_each_message(nursery, tmp_path: Path) -> None:
-    fed = await start_federated(nursery, tmp_path)
+async def test_every_device_of_both_accounts_gets_each_message(nursery, tmp_path: Path,
+                                                               relay_db: Path | str) -> None:
+    fed = await start_federated(nursery, tmp_path, db=relay_db)
     alice, bob = await _opted_in(fed, tmp_path)
     alice_laptop = fed.private(tmp_path / "alice-laptop")
     await relay_harness.link(alice, alice_laptop, "alice", "laptop")

@@ -5,7 +5,9 @@ Each test runs once per store (the ``relay_db`` fixture: an SQLite file, or a re
 encoding. Covered: accounts and device lists, link signatures, prekeys and bundles, mailboxes
 (order, acknowledgement, both quotas and the usage counters behind them, dedupe, ``skip_full``,
 expiry), pending links and their cap per account, group routing copies and their version
-compare, blob records, quotas, grants and expiry. Many request-level tests (tests/test_relay.py,
+compare, blob records, quotas, grants and expiry, and what the relay keeps for the other
+transport (account links, sharing logs, the queue for the social server, cross-transport
+opt-ins). Many request-level tests (tests/test_relay.py,
 tests/test_relay_limits.py, tests/test_multidevice_e2e.py, tests/test_private_e2e.py,
 tests/test_blob_store.py, tests/test_groups_e2e.py, tests/test_relay_groups.py) run against
 both stores as well.
@@ -21,6 +23,13 @@ import trio
 
 from server.common.blob_index import BlobQuotaError, BlobRecord, BlobTakenError
 from server.common.store_base import Bundle
+from server.federation.relay_store import (
+    SHARE,
+    UNLINK,
+    LinkTakenError,
+    SharingEntry,
+    StoredLink,
+)
 from server.relay.backends import open_backend
 from server.relay.store import (
     LINK_IN_USE,
@@ -519,6 +528,124 @@ async def test_blob_grants_and_the_last_fetch(store: RelayStore) -> None:
     assert await blobs.mark_fetched(BLOB[0], "bob", 0) is None
     await blobs.begin_blob(BLOB[0], "alice", 10, NOW, 1000, 5)  # the id may come back
     assert not await blobs.may_download(BLOB[0], "bob", 0)
+
+
+# -- what the relay keeps for the other transport ---------------------------------------------
+
+
+LINK = {i: bytes([0x70 + i]) * 16 for i in range(4)}
+
+
+def stored_link(link: int, account: str = "alice", at: float = NOW) -> StoredLink:
+    return StoredLink(LINK[link], account, b"statement %d" % link, b"P" * 64, b"Q" * 64, at)
+
+
+def entry(kind: str, link: int, record: bytes | None = None, at: float = NOW) -> SharingEntry:
+    return SharingEntry(at, kind, LINK[link], f"{kind} {link}", record)
+
+
+async def test_an_account_has_one_live_link_and_a_link_id_is_spent_once(
+        store: RelayStore) -> None:
+    links = store.federation
+    assert await links.live_link("alice") is None
+    await links.add_link(stored_link(0), entry("linked", 0))
+    assert await links.live_link("alice") == stored_link(0)
+    with pytest.raises(LinkTakenError):  # a second live link
+        await links.add_link(stored_link(1), entry("linked", 1))
+    with pytest.raises(LinkTakenError):  # the same id for another account
+        await links.add_link(stored_link(0, "bob"), entry("linked", 0))
+    assert await links.live_link("bob") is None
+    unlink = (UNLINK, b"revocation 0")
+    assert not await links.revoke_link("alice", LINK[1], NOW + 1, entry("unlinked", 1), unlink)
+    assert not await links.revoke_link("bob", LINK[0], NOW + 1, entry("unlinked", 0), unlink)
+    assert await links.live_link("alice") == stored_link(0)
+    assert await links.sharing_log("alice", 10) == [entry("linked", 0)]
+    assert await links.peer_items(10) == []
+    assert await links.revoke_link("alice", LINK[0], NOW + 1, entry("unlinked", 0), unlink)
+    assert await links.live_link("alice") is None
+    assert not await links.revoke_link("alice", LINK[0], NOW + 2, entry("unlinked", 0), unlink)
+    with pytest.raises(LinkTakenError):  # a revoked link's id is never accepted again
+        await links.add_link(stored_link(0), entry("linked", 0))
+    await links.add_link(stored_link(1, at=NOW + 3), entry("linked", 1))
+    assert await links.live_link("alice") == stored_link(1, at=NOW + 3)
+    assert [e.kind for e in await links.sharing_log("alice", 10)] == ["linked", "unlinked",
+                                                                      "linked"]
+
+
+async def test_the_queue_for_the_social_server_keeps_order_and_the_newest_share(
+        store: RelayStore) -> None:
+    links = store.federation
+    await links.queue_for_peer("alice", SHARE, LINK[0], b"record a1")
+    await links.queue_for_peer("bob", UNLINK, LINK[1], b"revocation b")
+    await links.queue_for_peer("carol", SHARE, LINK[2], b"record c1")
+    await links.queue_for_peer("alice", SHARE, LINK[0], b"record a2")  # replaces a1
+    items = await links.peer_items(10)
+    assert [(i.account, i.kind, i.link_id, i.body) for i in items] == [
+        ("bob", UNLINK, LINK[1], b"revocation b"), ("carol", SHARE, LINK[2], b"record c1"),
+        ("alice", SHARE, LINK[0], b"record a2")]
+    assert items[0].seq < items[1].seq < items[2].seq
+    assert await links.peer_items(2) == items[:2]
+    await links.peer_item_done(items[1].seq, entry("shared", 2, b"record c1"))
+    await links.peer_item_done(items[0].seq, None)
+    assert await links.peer_items(10) == items[2:]
+    assert await links.sharing_log("carol", 10) == [entry("shared", 2, b"record c1")]
+    assert await links.sharing_log("bob", 10) == []
+    await links.peer_item_done(items[0].seq, entry("shared", 1, b"again"))  # gone: no log
+    assert await links.sharing_log("bob", 10) == []
+    await links.peer_item_done(items[2].seq, entry("shared", 0, b"record a2"))
+    await links.queue_for_peer("alice", SHARE, LINK[0], b"record a3")  # a new one, after it
+    assert [i.body for i in await links.peer_items(10)] == [b"record a3"]
+
+
+async def test_unlinking_drops_queued_shares_queues_the_revocation_and_forgets_records(
+        store: RelayStore) -> None:
+    links = store.federation
+    for account, link in (("alice", 0), ("bob", 1)):
+        await links.add_link(stored_link(link, account), entry("linked", link))
+        await links.queue_for_peer(account, SHARE, LINK[link], b"record %d" % link)
+    for item in await links.peer_items(10):
+        await links.peer_item_done(item.seq, entry("shared", item.link_id[0] - 0x70,
+                                                   item.body))
+    await links.queue_for_peer("alice", SHARE, LINK[0], b"second record")
+    in_flight = await links.peer_items(10)  # read by the pump before the unlink
+    await links.queue_for_peer("bob", SHARE, LINK[1], b"bob's second")
+    assert await links.revoke_link("alice", LINK[0], NOW + 5, entry("unlinked", 0),
+                                   (UNLINK, b"revocation"))
+    queued = await links.peer_items(10)
+    assert [(i.account, i.kind, i.body) for i in queued] == [
+        ("bob", SHARE, b"bob's second"), ("alice", UNLINK, b"revocation")]
+    await links.peer_item_done(in_flight[0].seq, entry("shared", 0, b"second record"))
+    log = await links.sharing_log("alice", 10)
+    assert [(e.kind, e.summary, e.record) for e in log] == [
+        ("linked", "linked 0", None), ("shared", "shared 0", None),
+        ("unlinked", "unlinked 0", None)]
+    assert await links.sharing_log("bob", 10) == [entry("linked", 1),
+                                                  entry("shared", 1, b"record 1")]
+
+
+async def test_the_sharing_log_gives_the_newest_entries_oldest_first(store: RelayStore) -> None:
+    links = store.federation
+    await links.add_link(stored_link(0), entry("linked", 0, at=NOW))
+    for n in range(1, 6):
+        await links.queue_for_peer("alice", SHARE, LINK[0], b"record %d" % n)
+        (item,) = await links.peer_items(10)
+        await links.peer_item_done(item.seq, entry("shared", 0, item.body, at=NOW + n))
+    newest = await links.sharing_log("alice", 3)
+    assert [(e.at, e.record) for e in newest] == [(NOW + 3, b"record 3"), (NOW + 4, b"record 4"),
+                                                  (NOW + 5, b"record 5")]
+    assert len(await links.sharing_log("alice", 100)) == 6
+    assert await links.sharing_log("bob", 100) == []
+
+
+async def test_cross_transport_chats_are_off_until_turned_on(store: RelayStore) -> None:
+    links = store.federation
+    assert not await links.cross_enabled("alice")
+    await links.set_cross_enabled("alice", True)
+    await links.set_cross_enabled("alice", True)
+    assert await links.cross_enabled("alice") and not await links.cross_enabled("bob")
+    await links.set_cross_enabled("alice", False)
+    await links.set_cross_enabled("bob", False)
+    assert not await links.cross_enabled("alice") and not await links.cross_enabled("bob")
 
 
 # -- Redis only: what expires by itself ---------------------------------------------------------

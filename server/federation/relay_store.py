@@ -8,7 +8,9 @@ account takes cross-transport chats. No message, envelope or key is kept here: c
 envelopes pass through the relay's normal mailboxes. The interface is asynchronous, as
 :class:`~server.relay.store.RelayStore` is. Every method that changes state has made it durable
 before it returns; a shared record that is replaced, delivered or revoked is overwritten in the
-file (:func:`storage.sqlite.secure_deletion`).
+file (:func:`storage.sqlite.secure_deletion`). The Redis store implements the same methods
+(:mod:`server.relay.redis_federation`); ``tests/test_relay_store.py`` runs one contract against
+both.
 """
 
 from __future__ import annotations

@@ -39,6 +39,21 @@ key                             type    holds
                                         (fetched); ``#`` = granted devices that have not fetched
 ``e2e:call:ID``                 string  the node that runs a call (hex id); refreshed while the
                                         call runs, so it expires soon after its node stops
+``e2e:fed:link:ID``             hash    an account link (hex link id), kept after it ends (its id
+                                        is never accepted again): ``account``, ``body``,
+                                        ``private_signature``, ``social_signature``, ``linked``,
+                                        ``revoked`` (once it ended)
+``e2e:fed:live:A``              string  the link id of account A's live link
+``e2e:fed:log:A``               list    A's sharing log, oldest first: ``SEQ:ID:`` (the entry's
+                                        seq, its hex link id) + msgpack ``[at, kind, summary]``
+``e2e:fed:record:ID``           hash    the records logged for a link (hex id): ``SEQ`` = the
+                                        shared record; deleted when the link ends
+``e2e:fed:outbox``              zset    items waiting for the social server: member = score = SEQ
+``e2e:fed:item:SEQ``            hash    one queued item: ``account``, ``kind`` (share, unlink),
+                                        ``link`` (the link id), ``body``
+``e2e:fed:shares``              hash    link id -> SEQ of its queued share (one at most)
+``e2e:fed:seq``                 string  the last SEQ given to a log entry or a queued item
+``e2e:fed:cross``               set     the accounts that take cross-transport chats
 ==============================  ======  ==========================================================
 
 Channels: ``e2e:to:A:N`` carries events for device ``A.N`` (its nodes subscribe while they serve
@@ -65,6 +80,15 @@ BLOBS_COMPLETE = "e2e:blobs:complete"
 GRANTS = "e2e:grant:"
 PRESENCE = "e2e:presence:"
 CALL = "e2e:call:"
+FED_LINK = "e2e:fed:link:"
+FED_LIVE = "e2e:fed:live:"
+FED_LOG = "e2e:fed:log:"
+FED_RECORD = "e2e:fed:record:"
+FED_OUTBOX = "e2e:fed:outbox"
+FED_ITEM = "e2e:fed:item:"
+FED_SHARES = "e2e:fed:shares"
+FED_SEQ = "e2e:fed:seq"
+FED_CROSS = "e2e:fed:cross"
 DEVICE_CHANNEL = "e2e:to:"
 LINK_CHANNEL = "e2e:linked:"
 ACCOUNTS_CHANNEL = "e2e:accounts"
@@ -156,3 +180,23 @@ def address_of_channel(channel: str) -> Address:
     """The device a :func:`device_channel` name is for."""
     account, _, device = channel[len(DEVICE_CHANNEL):].rpartition(":")
     return Address(account, int(device))
+
+
+def fed_link_key(link_id: bytes) -> str:
+    """The hash of an account link."""
+    return FED_LINK + link_id.hex()
+
+
+def fed_live_key(account: str) -> str:
+    """The link id of ``account``'s live link."""
+    return FED_LIVE + account
+
+
+def fed_log_key(account: str) -> str:
+    """The list of ``account``'s sharing log."""
+    return FED_LOG + account
+
+
+def fed_record_key(link_id: bytes) -> str:
+    """The hash of the records logged for a link."""
+    return FED_RECORD + link_id.hex()

@@ -421,8 +421,129 @@ end
 return 0
 """
 
+_FEDERATION = """
+local function log(seq_key, list, records, hex_link, entry, record)
+  -- append a sharing log entry for the link hex_link to list, with its record ('' none)
+  local seq = string.format('%d', redis.call('INCR', seq_key))
+  redis.call('RPUSH', list, seq .. ':' .. hex_link .. ':' .. entry)
+  if record ~= '' then
+    redis.call('HSET', records, seq, record)
+  end
+end
+local function drop_share(shares, outbox, item_prefix, link)
+  -- forget the queued share of link, if any
+  local queued = redis.call('HGET', shares, link)
+  if queued then
+    redis.call('ZREM', outbox, queued)
+    redis.call('DEL', item_prefix .. queued)
+    redis.call('HDEL', shares, link)
+  end
+end
+local function queue(seq_key, outbox, item_prefix, account, kind, link, body)
+  -- queue an item for the social server; its seq
+  local seq = string.format('%d', redis.call('INCR', seq_key))
+  redis.call('HSET', item_prefix .. seq, 'account', account, 'kind', kind, 'link', link,
+             'body', body)
+  redis.call('ZADD', outbox, seq, seq)
+  return seq
+end
+"""
+
+ADD_FEDERATION_LINK = _FEDERATION + """
+-- KEYS[1] the link, KEYS[2] the account's live link id, KEYS[3] seq counter, KEYS[4] the
+-- account's sharing log, KEYS[5] the link's records
+-- ARGV[1..6] account, statement body, private signature, social signature, linked at, link id;
+-- ARGV[7] link id (hex), ARGV[8] log entry, ARGV[9] its record ('' none)
+-- Returns 1, or 0 (nothing changed) when the account has a live link or the id was used.
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'account', ARGV[1], 'body', ARGV[2], 'private_signature', ARGV[3],
+           'social_signature', ARGV[4], 'linked', ARGV[5])
+redis.call('SET', KEYS[2], ARGV[6])
+log(KEYS[3], KEYS[4], KEYS[5], ARGV[7], ARGV[8], ARGV[9])
+return 1
+"""
+
+REVOKE_FEDERATION_LINK = _FEDERATION + """
+-- KEYS[1] the account's live link id, KEYS[2] the link, KEYS[3] its records, KEYS[4] queued
+-- shares, KEYS[5] the outbox, KEYS[6] seq counter, KEYS[7] the account's sharing log
+-- ARGV[1] link id, ARGV[2] now, ARGV[3] link id (hex), ARGV[4] item prefix, ARGV[5] account,
+-- ARGV[6] kind and ARGV[7] body of the item to queue, ARGV[8] log entry.
+-- Returns 1, or 0 (nothing changed) when ARGV[1] is not the account's live link.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[2], 'revoked', ARGV[2])
+drop_share(KEYS[4], KEYS[5], ARGV[4], ARGV[1])
+queue(KEYS[6], KEYS[5], ARGV[4], ARGV[5], ARGV[6], ARGV[1], ARGV[7])
+redis.call('DEL', KEYS[3])
+log(KEYS[6], KEYS[7], KEYS[3], ARGV[3], ARGV[8], '')
+return 1
+"""
+
+QUEUE_FEDERATION_ITEM = _FEDERATION + """
+-- KEYS[1] queued shares, KEYS[2] the outbox, KEYS[3] seq counter
+-- ARGV[1] item prefix, ARGV[2] account, ARGV[3] kind, ARGV[4] link id, ARGV[5] body,
+-- ARGV[6] '1': a share (it replaces the link's queued share)
+if ARGV[6] == '1' then
+  drop_share(KEYS[1], KEYS[2], ARGV[1], ARGV[4])
+end
+local seq = queue(KEYS[3], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[4], seq)
+end
+"""
+
+FEDERATION_ITEMS = """
+-- KEYS[1] the outbox; ARGV[1] at most this many, ARGV[2] item prefix
+-- returns seq, account, kind, link id, body per item, oldest first
+local out = {}
+for _, seq in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
+  local item = redis.call('HMGET', ARGV[2] .. seq, 'account', 'kind', 'link', 'body')
+  out[#out + 1] = {seq, item[1], item[2], item[3], item[4]}
+end
+return out
+"""
+
+FEDERATION_ITEM_DONE = _FEDERATION + """
+-- KEYS[1] the outbox, KEYS[2] queued shares, KEYS[3] seq counter, KEYS[4] the records of the
+-- entry's link; ARGV[1] the item's seq, ARGV[2] item prefix, ARGV[3] sharing log prefix,
+-- ARGV[4] '1' with a log entry: ARGV[5] its link id (hex), ARGV[6] the entry, ARGV[7] its
+-- record ('' none). Removes the item and logs the entry in its account's log; an item that
+-- is gone already (dropped by an unlink) logs nothing.
+local key = ARGV[2] .. ARGV[1]
+local item = redis.call('HMGET', key, 'account', 'link')
+if not item[1] then
+  return 0
+end
+redis.call('DEL', key)
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[2], item[2]) == ARGV[1] then
+  redis.call('HDEL', KEYS[2], item[2])
+end
+if ARGV[4] == '1' then
+  log(KEYS[3], ARGV[3] .. item[1], KEYS[4], ARGV[5], ARGV[6], ARGV[7])
+end
+return 1
+"""
+
+SHARING_LOG = """
+-- KEYS[1] an account's sharing log; ARGV[1] its newest this many, ARGV[2] records prefix
+-- returns entry, record (false: none) pairs, oldest first
+local out = {}
+for _, entry in ipairs(redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)) do
+  local seq, link = string.match(entry, '^(%d+):(%x+):')
+  out[#out + 1] = entry
+  out[#out + 1] = redis.call('HGET', ARGV[2] .. link, seq)
+end
+return out
+"""
+
 ALL = (CREATE_ACCOUNT, REPLACE_DEVICE_LIST, DEVICE_INFO, SET_DEVICE_FIELD, LINK_SIGNATURES,
        STORE_PREKEYS, TAKE_BUNDLE, ENQUEUE, CLAIM, ACKNOWLEDGE, EXPIRE, OFFER_LINK, TAKE_LINK,
        WITHDRAW_LINK, PUT_GROUP, BEGIN_BLOB, COMPLETE_BLOB, DELETE_BLOB, EXPIRE_BLOBS,
-       GRANT_BLOBS, MARK_FETCHED)
+       GRANT_BLOBS, MARK_FETCHED, ADD_FEDERATION_LINK, REVOKE_FEDERATION_LINK,
+       QUEUE_FEDERATION_ITEM, FEDERATION_ITEMS, FEDERATION_ITEM_DONE, SHARING_LOG)
 """Every script, as a node loads them when it starts."""

@@ -1,15 +1,17 @@
 """The relay's Redis store: :class:`~server.relay.store.RelayStore` shared by several nodes.
 
 All relay state lives in one Redis (layout: :mod:`server.relay.redis_keys`): accounts, device
-lists, link signatures, prekeys, mailboxes with their usage, pending links, group routing copies
-and blob metadata (:mod:`server.relay.redis_blobs`; the bytes are files under ``--blob-dir``,
-which the nodes share), so that any node can serve any device. Every change
-of more than one key is one Lua script (:mod:`server.relay.redis_scripts`), atomic in Redis; a
-send is acknowledged only after Redis answered, which with ``appendonly yes`` and
-``appendfsync always`` is after its fsync. The insert script also publishes "new mail" on each
-recipient's channel, so the nodes serving them hear of it without another round trip
-(:mod:`server.relay.redis_hub`), except for a device whose newest connection is on the calling
-node (``e2e:presence``), which that node wakes itself.
+lists, link signatures, prekeys, mailboxes with their usage, pending links, group routing copies,
+blob metadata (:mod:`server.relay.redis_blobs`; the bytes are files under ``--blob-dir``,
+which the nodes share) and what the relay keeps for the other transport (account links, sharing
+logs, items for the social server: :mod:`server.relay.redis_federation`), so that any node can
+serve any device. Every change of more than one key is one Lua script
+(:mod:`server.relay.redis_scripts`), atomic in Redis; a send is acknowledged only after Redis
+answered, which with ``appendonly yes`` and ``appendfsync always`` is after its fsync. The
+insert script also publishes "new mail" on each recipient's channel, so the nodes serving them
+hear of it without another round trip (:mod:`server.relay.redis_hub`), except for a device
+whose newest connection is on the calling node (``e2e:presence``), which that node wakes
+itself.
 
 Accounts are read on every request, so each node keeps decoded copies, but only while its hub
 hears the channel on which the device-list script announces every change (``e2e:accounts``):
@@ -51,6 +53,7 @@ from .group_commit import GroupCommit
 from .hub import MAIL
 from .redis_blobs import RedisRelayBlobs
 from .redis_errors import unavailable
+from .redis_federation import RedisRelayFederation
 from .store import (
     ACCOUNT_CACHE_SIZE,
     AccountRecord,
@@ -124,6 +127,7 @@ class RedisRelayStore:
         self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | None] = GroupCommit(
             self._mailbox_round)
         self.blobs = RedisRelayBlobs(client)
+        self.federation = RedisRelayFederation(client)
 
     async def load_scripts(self) -> None:
         """Load the scripts into Redis now (a restarted Redis gets them again on first use)."""
