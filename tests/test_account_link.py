@@ -23,7 +23,14 @@ from e2e_proto.account_link import (
     SharedStatus,
 )
 from e2e_proto.keys import IdentityKeyPair
+from server.federation.options import PeerSetup
+from server.federation.peer import PeerUnavailable
+from server.federation.relay import HAND_OVER_CLAIM, HandedOverElsewhere, RelayFederation
+from server.federation.relay_store import SHARE
+from server.relay.backends import open_backend
+from server.relay.server import Relay
 from tests import relay_harness, social_harness
+from tests.fault_support import free_port
 from tests.federation_harness import Federated, database_bytes, start_federated
 
 PROFILE_NAME = "Alice Liddell"
@@ -204,6 +211,28 @@ async def test_replayed_revocations_and_statements_are_refused(nursery, tmp_path
             await a.connection.request("link_account", statement=stored.body,
                                        private_signature=stored.private_signature,
                                        social_signature=stored.social_signature)
+
+
+async def test_one_relay_node_at_a_time_hands_the_queue_over(tmp_path: Path,
+                                                              relay_db: Path | str) -> None:
+    """Nodes on one store take turns: while another holds the claim, the queue is left alone
+    (the pump retries later); a failed hand-over keeps the item and gives the claim back."""
+    async with open_backend(relay_harness.store_url(relay_db)) as (store, hub):
+        relay = Relay(store, hub=hub, blob_dir=tmp_path / "blobs")
+        nowhere = ("127.0.0.1", free_port())  # no social server listens there
+        federation = RelayFederation(relay, PeerSetup(nowhere, nowhere, bytes(32)))
+        record = SharedRecord(SharedAccount("alice", 0), SharedProfile("", ""), (), ())
+        await store.federation.queue_for_peer("alice", SHARE, bytes(16), record.encode())
+        queued = await store.federation.peer_items(10)
+        assert await store.federation.claim_hand_over(b"another node", HAND_OVER_CLAIM)
+        with pytest.raises(HandedOverElsewhere):
+            await federation.hand_over_queue()
+        assert await store.federation.peer_items(10) == queued
+        await store.federation.release_hand_over(b"another node")
+        with pytest.raises(PeerUnavailable):
+            await federation.hand_over_queue()
+        assert await store.federation.peer_items(10) == queued
+        assert await store.federation.claim_hand_over(b"another node", HAND_OVER_CLAIM)
 
 
 def test_the_shared_record_is_exactly_the_allow_list() -> None:

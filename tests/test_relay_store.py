@@ -7,7 +7,7 @@ encoding. Covered: accounts and device lists, link signatures, prekeys and bundl
 expiry), pending links and their cap per account, group routing copies and their version
 compare, blob records, quotas, grants and expiry, and what the relay keeps for the other
 transport (account links, sharing logs, the queue for the social server, cross-transport
-opt-ins). Many request-level tests (tests/test_relay.py,
+opt-ins, the hand-over claim). Many request-level tests (tests/test_relay.py,
 tests/test_relay_limits.py, tests/test_multidevice_e2e.py, tests/test_private_e2e.py,
 tests/test_blob_store.py, tests/test_groups_e2e.py, tests/test_relay_groups.py) run against
 both stores as well.
@@ -646,6 +646,23 @@ async def test_cross_transport_chats_are_off_until_turned_on(store: RelayStore) 
     await links.set_cross_enabled("alice", False)
     await links.set_cross_enabled("bob", False)
     assert not await links.cross_enabled("alice") and not await links.cross_enabled("bob")
+
+
+async def test_one_holder_hands_the_queue_over_at_a_time(store: RelayStore) -> None:
+    links = store.federation
+    first, second = b"first node", b"second node"
+    assert await links.claim_hand_over(first, 600.0)
+    assert not await links.claim_hand_over(second, 600.0)
+    assert await links.claim_hand_over(first, 600.0)  # renewed
+    await links.release_hand_over(second)  # not its claim: nothing changes
+    assert not await links.claim_hand_over(second, 600.0)
+    await links.release_hand_over(first)
+    assert await links.claim_hand_over(second, 0.05)
+    assert not await links.claim_hand_over(first, 600.0)
+    with trio.fail_after(5):
+        while not await links.claim_hand_over(first, 600.0):
+            await trio.sleep(0.02)  # waiting for the store's clock to pass the claim's TTL
+    assert not await links.claim_hand_over(second, 600.0)
 
 
 # -- Redis only: what expires by itself ---------------------------------------------------------

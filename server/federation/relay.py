@@ -1,5 +1,6 @@
 """The relay's side of the server-to-server link: what it answers the social server, and the
-pump that hands the social server shares and revocations in order.
+pump that hands the social server shares and revocations in order (when several relay nodes
+share one Redis store, one node at a time: the one that holds the store's hand-over claim).
 
 The social server may ask for an opted-in private account's signed device list and prekey
 bundles (to start sessions) and hand over envelopes from its users' devices, which go into the
@@ -10,6 +11,7 @@ a contact, a key it does not publish to anyone, or group membership.
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -33,7 +35,14 @@ from ..common.store_base import StoreUnavailableError
 from ..relay.store import AccountRecord, DeviceGoneError, Enqueue, Outgoing, QuotaExceededError
 from .envelopes import check_delivery
 from .options import PeerSetup
-from .peer import PeerClient, PeerHandler, PeerRefused, PeerUnavailable, serve_peer
+from .peer import (
+    REQUEST_TIMEOUT,
+    PeerClient,
+    PeerHandler,
+    PeerRefused,
+    PeerUnavailable,
+    serve_peer,
+)
 from .relay_store import SHARE, PeerItem, SharingEntry
 from .sharing import outgoing_record, summary
 
@@ -43,7 +52,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("e2e.relay.peer")
 
 RETRY_INTERVAL = 2.0
-"""Seconds between attempts to hand queued items to an unreachable social server."""
+"""Seconds between attempts to hand queued items to an unreachable social server (or while
+another relay node hands them over)."""
+HAND_OVER_CLAIM = 2 * REQUEST_TIMEOUT
+"""Seconds a relay node's claim to hand the queued items over lasts (renewed before each item):
+longer than one item's hand-over, so that only one node of a shared store hands them over."""
+IDLE_CHECK = 60.0
+"""Seconds between looks at an empty queue: a relay node that stopped while it held items (on a
+store several nodes share) leaves them to the others."""
+HOLDER_SIZE = 16
+
+
+class HandedOverElsewhere(Exception):
+    """Another relay node on the same store hands the queued items over now."""
 
 
 class RelayFederation:
@@ -55,6 +76,7 @@ class RelayFederation:
         self.peer = PeerClient(setup.key, PRIVATE, *setup.peer, logger=log)
         self._wake = trio.Event()
         self._handing_over = trio.Lock()
+        self._holder = secrets.token_bytes(HOLDER_SIZE)  # names this node's hand-over claim
         self.drained = trio.Event()
         """Set while nothing waits for the social server (a new item clears it)."""
         self.routes: dict[str, PeerHandler] = {
@@ -81,22 +103,45 @@ class RelayFederation:
             self._wake = trio.Event()
             try:
                 await self.hand_over_queue()
-            except (PeerUnavailable, StoreUnavailableError) as exc:
+            except (PeerUnavailable, StoreUnavailableError, HandedOverElsewhere) as exc:
                 log.info("queued items for the social server wait: %s", exc)
                 with trio.move_on_after(RETRY_INTERVAL):  # retry backoff, or new work
                     await self._wake.wait()
                 continue
             self.drained.set()
-            await self._wake.wait()
+            with trio.move_on_after(IDLE_CHECK):  # new work, or items another node left
+                await self._wake.wait()
 
     async def hand_over_queue(self) -> None:
         """Hand every queued item over now, in order (one caller at a time: the pump, or a
-        request that wants its item taken before it answers); :class:`PeerUnavailable` when
-        the social server cannot be reached."""
+        request that wants its item taken before it answers, and one relay node at a time);
+        :class:`PeerUnavailable` when the social server cannot be reached,
+        :class:`HandedOverElsewhere` while another node hands them over."""
+        store = self.relay.store.federation
         async with self._handing_over:
-            while items := await self.relay.store.federation.peer_items(20):
-                for item in items:
-                    await self._hand_over(item)
+            try:
+                while True:
+                    await self._claim()
+                    items = await store.peer_items(20)
+                    if not items:
+                        return
+                    for item in items:
+                        await self._claim()  # renewed: no other node hands over meanwhile
+                        await self._hand_over(item)
+            finally:
+                with trio.move_on_after(RETRY_INTERVAL) as cleanup:
+                    cleanup.shield = True
+                    try:
+                        await store.release_hand_over(self._holder)
+                    except StoreUnavailableError:
+                        pass  # the claim expires
+
+    async def _claim(self) -> None:
+        """Claim (or renew the claim) to hand the queued items over, or
+        :class:`HandedOverElsewhere`."""
+        if not await self.relay.store.federation.claim_hand_over(self._holder,
+                                                                 HAND_OVER_CLAIM):
+            raise HandedOverElsewhere("another relay node hands the queued items over")
 
     async def _hand_over(self, item: PeerItem) -> None:
         """Deliver one item and log it; a refusal is logged and the item dropped."""

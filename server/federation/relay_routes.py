@@ -40,7 +40,7 @@ from ..relay.messages import enqueue
 from ..relay.store import Outgoing, QuotaExceededError
 from .envelopes import mismatch_details, split_send
 from .peer import PeerRefused, PeerUnavailable, refusal
-from .relay import RelayFederation, unlink_item
+from .relay import HandedOverElsewhere, RelayFederation, unlink_item
 from .relay_store import UNLINK, LinkTakenError, SharingEntry, StoredLink
 from .sharing import build_record, queue_share, shared_profile
 
@@ -98,7 +98,7 @@ async def _hand_over_now(conn: RelayConnection) -> None:
         return
     try:
         await federation.hand_over_queue()
-    except (PeerUnavailable, StoreUnavailableError):
+    except (PeerUnavailable, StoreUnavailableError, HandedOverElsewhere):
         federation.wake_pump()
 
 

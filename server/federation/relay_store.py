@@ -4,11 +4,13 @@
 Five things, no more: each account's account links (the live one and the revoked ones, whose
 ids are never accepted again), its sharing log (what the social server received and when), the
 items waiting to go to the social server (shares and revocations, in order), and whether the
-account takes cross-transport chats. No message, envelope or key is kept here: cross-transport
-envelopes pass through the relay's normal mailboxes. The interface is asynchronous, as
-:class:`~server.relay.store.RelayStore` is. Every method that changes state has made it durable
-before it returns; a shared record that is replaced, delivered or revoked is overwritten in the
-file (:func:`storage.sqlite.secure_deletion`). The Redis store implements the same methods
+account takes cross-transport chats; besides, who hands the queued items over now (one holder
+at a time, so that relay nodes sharing one store hand them over in order and once). No message,
+envelope or key is kept here: cross-transport envelopes pass through the relay's normal
+mailboxes. The interface is asynchronous, as :class:`~server.relay.store.RelayStore` is. Every
+method that changes state has made it durable before it returns; a shared record that is
+replaced, delivered or revoked is overwritten in the file
+(:func:`storage.sqlite.secure_deletion`). The Redis store implements the same methods
 (:mod:`server.relay.redis_federation`); ``tests/test_relay_store.py`` runs one contract against
 both.
 """
@@ -16,6 +18,7 @@ both.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -138,13 +141,24 @@ class RelayFederationStore(Protocol):
         """Whether ``account`` opted in to cross-transport chats."""
         ...
 
+    async def claim_hand_over(self, holder: bytes, ttl: float) -> bool:
+        """Whether ``holder`` may hand queued items to the social server for the next ``ttl``
+        seconds: True (and its claim renewed) unless another holder's claim is live."""
+        ...
+
+    async def release_hand_over(self, holder: bytes) -> None:
+        """End ``holder``'s claim (another holder's is left alone)."""
+        ...
+
 
 class SqliteRelayFederation:
-    """:class:`RelayFederationStore` in the relay's SQLite file (its own tables)."""
+    """:class:`RelayFederationStore` in the relay's SQLite file (its own tables); the hand-over
+    claim in memory (one relay process uses the file)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         db.executescript(SCHEMA)
+        self._claim: tuple[bytes, float] | None = None  # holder, until (time.monotonic)
 
     @storage
     async def live_link(self, account: str) -> StoredLink | None:
@@ -229,6 +243,19 @@ class SqliteRelayFederation:
         """Whether ``account`` opted in."""
         return self._db.execute("SELECT 1 FROM cross_accounts WHERE account = ?",
                                 (account,)).fetchone() is not None
+
+    async def claim_hand_over(self, holder: bytes, ttl: float) -> bool:
+        """Whether ``holder`` may hand queued items over for the next ``ttl`` seconds."""
+        now = time.monotonic()
+        if self._claim is not None and self._claim[0] != holder and self._claim[1] > now:
+            return False
+        self._claim = holder, now + ttl
+        return True
+
+    async def release_hand_over(self, holder: bytes) -> None:
+        """End ``holder``'s claim."""
+        if self._claim is not None and self._claim[0] == holder:
+            self._claim = None
 
     @staticmethod
     def _log(db: sqlite3.Connection, account: str, entry: SharingEntry) -> None:

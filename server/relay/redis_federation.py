@@ -4,8 +4,9 @@ RelayFederationStore` for the nodes that share one Redis.
 Invariant, as :class:`~server.federation.relay_store.SqliteRelayFederation` keeps it: account
 links (a link id is never accepted twice, an account has one live link at most), each account's
 sharing log (a record only while its link lives), the items waiting for the social server in the
-order queued (a link's newer share replaces its queued one), and the accounts that take
-cross-transport chats. Every change of more than one key is one script
+order queued (a link's newer share replaces its queued one), the accounts that take
+cross-transport chats, and one hand-over claim, so that the nodes hand the items over one at a
+time, in order and once. Every change of more than one key is one script
 (:mod:`server.relay.redis_scripts`). Layout: :mod:`server.relay.redis_keys`.
 
 The records of a link that ends are deleted from Redis at once; so that no old copy stays in
@@ -48,6 +49,8 @@ class RedisRelayFederation:
         self._items = client.register_script(scripts.FEDERATION_ITEMS)
         self._item_done = client.register_script(scripts.FEDERATION_ITEM_DONE)
         self._sharing_log = client.register_script(scripts.SHARING_LOG)
+        self._claim = client.register_script(scripts.CLAIM_HAND_OVER)
+        self._release = client.register_script(scripts.RELEASE_HAND_OVER)
 
     @unavailable
     async def live_link(self, account: str) -> StoredLink | None:
@@ -138,3 +141,14 @@ class RedisRelayFederation:
     async def cross_enabled(self, account: str) -> bool:
         """Whether ``account`` opted in."""
         return await self.client.sismember(keys.FED_CROSS, account)
+
+    @unavailable
+    async def claim_hand_over(self, holder: bytes, ttl: float) -> bool:
+        """Whether ``holder`` may hand queued items over for the next ``ttl`` seconds (Redis's
+        clock; no other node's claim lives)."""
+        return bool(await self._claim([keys.FED_HAND_OVER], [holder, max(1, int(ttl * 1000))]))
+
+    @unavailable
+    async def release_hand_over(self, holder: bytes) -> None:
+        """End ``holder``'s claim."""
+        await self._release([keys.FED_HAND_OVER], [holder])

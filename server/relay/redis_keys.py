@@ -54,6 +54,8 @@ key                             type    holds
 ``e2e:fed:shares``              hash    link id -> SEQ of its queued share (one at most)
 ``e2e:fed:seq``                 string  the last SEQ given to a log entry or a queued item
 ``e2e:fed:cross``               set     the accounts that take cross-transport chats
+``e2e:fed:handover``            string  who hands queued items over now (one node's token);
+                                        expires unless renewed
 ==============================  ======  ==========================================================
 
 Channels: ``e2e:to:A:N`` carries events for device ``A.N`` (its nodes subscribe while they serve
@@ -89,6 +91,7 @@ FED_ITEM = "e2e:fed:item:"
 FED_SHARES = "e2e:fed:shares"
 FED_SEQ = "e2e:fed:seq"
 FED_CROSS = "e2e:fed:cross"
+FED_HAND_OVER = "e2e:fed:handover"
 DEVICE_CHANNEL = "e2e:to:"
 LINK_CHANNEL = "e2e:linked:"
 ACCOUNTS_CHANNEL = "e2e:accounts"

@@ -541,9 +541,28 @@ end
 return out
 """
 
+CLAIM_HAND_OVER = """
+-- KEYS[1] the hand-over claim; ARGV[1] the holder, ARGV[2] for this many ms.
+-- Returns 1 (claimed or renewed), or 0 while another holder's claim lives.
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+RELEASE_HAND_OVER = """
+-- KEYS[1] the hand-over claim; ARGV[1] the holder: end its claim (not another's)
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+"""
+
 ALL = (CREATE_ACCOUNT, REPLACE_DEVICE_LIST, DEVICE_INFO, SET_DEVICE_FIELD, LINK_SIGNATURES,
        STORE_PREKEYS, TAKE_BUNDLE, ENQUEUE, CLAIM, ACKNOWLEDGE, EXPIRE, OFFER_LINK, TAKE_LINK,
        WITHDRAW_LINK, PUT_GROUP, BEGIN_BLOB, COMPLETE_BLOB, DELETE_BLOB, EXPIRE_BLOBS,
        GRANT_BLOBS, MARK_FETCHED, ADD_FEDERATION_LINK, REVOKE_FEDERATION_LINK,
-       QUEUE_FEDERATION_ITEM, FEDERATION_ITEMS, FEDERATION_ITEM_DONE, SHARING_LOG)
+       QUEUE_FEDERATION_ITEM, FEDERATION_ITEMS, FEDERATION_ITEM_DONE, SHARING_LOG,
+       CLAIM_HAND_OVER, RELEASE_HAND_OVER)
 """Every script, as a node loads them when it starts."""
