@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 MIN_VERSION = 7
@@ -48,11 +49,14 @@ def redis_server_binary() -> str:
 
 
 class LocalRedis:
-    """``redis-server`` as a child process in ``folder`` on 127.0.0.1:``port`` (started here)."""
+    """``redis-server`` as a child process in ``folder`` on 127.0.0.1:``port`` (started here),
+    with ``options`` added to its command line."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, options: Sequence[str] = ()
+                 ) -> None:
         self.folder = folder
         self.port = port or free_port()
+        self.options = list(options)
         self.binary = redis_server_binary()
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -68,7 +72,8 @@ class LocalRedis:
             self.process = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                  "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
-                 "--save", "", "--daemonize", "no"], stdout=log, stderr=subprocess.STDOUT)
+                 "--save", "", "--daemonize", "no", *self.options], stdout=log,
+                stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while not self._answers_ping():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -89,6 +94,12 @@ class LocalRedis:
             return self._inline(b"PING").startswith(b"+PONG")
         except OSError:
             return False
+
+    def append_only_bytes(self) -> bytes:
+        """What its append-only files hold now, as bytes (what a look at the disk finds)."""
+        folder = self.folder / "appendonlydir"
+        return b"".join(path.read_bytes() for path in sorted(folder.iterdir())
+                        if path.is_file()) if folder.exists() else b""
 
     def flush(self) -> None:
         """Delete every key of every database."""
