@@ -107,6 +107,21 @@ async def start_federated(nursery: trio.Nursery, folder: Path, record: bool = Fa
                      social_from_peer)
 
 
+async def opted_in(folder: Path, relay_port: int, social_port: int, private: str = "alice",
+                   social: str = "bob") -> tuple[PrivateClient, SocialClient]:
+    """``private`` registered at the relay on ``relay_port`` and ``social`` at the social server
+    on ``social_port``, each in its home in ``folder``, both taking cross-transport chats."""
+    alice = relay_harness.make_client(folder / private, relay_port)
+    bob = social_harness.make_client(folder / social, social_port)
+    await relay_harness.register(alice, private)
+    await social_harness.register(bob, social)
+    async with relay_harness.session_of(alice) as a:
+        await a.cross_set(True)
+    async with social_harness.session_of(bob) as b:
+        assert (await b.cross_on()).outcome == "made"
+    return alice, bob
+
+
 def _record_requests(routes: dict[str, Any], sink: bytearray) -> None:
     """Keep a copy (msgpack) of every request the peer handlers are given."""
     for kind, handler in list(routes.items()):

@@ -16,20 +16,11 @@ from client.private.session import PrivateClient
 from client.social.session import SocialClient
 from e2e_proto.federation import PEER_DELIVER
 from tests import relay_harness, social_harness
-from tests.federation_harness import Federated, start_federated
+from tests.federation_harness import Federated, opted_in, start_federated
 
 
-async def _opted_in(fed: Federated, tmp_path: Path, private: str = "alice",
-                    social: str = "bob") -> tuple[PrivateClient, SocialClient]:
-    alice = fed.private(tmp_path / private)
-    bob = fed.social_client(tmp_path / social)
-    await relay_harness.register(alice, private)
-    await social_harness.register(bob, social)
-    async with relay_harness.session_of(alice) as a:
-        await a.cross_set(True)
-    async with social_harness.session_of(bob) as b:
-        assert (await b.cross_on()).outcome == "made"
-    return alice, bob
+async def _opted_in(fed: Federated, tmp_path: Path) -> tuple[PrivateClient, SocialClient]:
+    return await opted_in(tmp_path, fed.relay.port, fed.social.port)
 
 
 async def test_a_private_and_a_social_account_chat_end_to_end(nursery, tmp_path: Path,

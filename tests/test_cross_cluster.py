@@ -19,12 +19,12 @@ import pytest
 import trio
 
 from client.private.received import Received
-from client.private.session import PrivateClient
 from client.social.session import SocialClient
 from server.calls.keyfile import write_key_file
 from storage.redis_server import LocalRedis
 from tests import relay_harness, social_harness
 from tests.fault_support import RelayProcess, ServerProcess, SocialProcess, free_port
+from tests.federation_harness import opted_in
 
 PROFILE_NAME = "Alice of the cluster"
 DEADLINE = 30.0
@@ -68,21 +68,9 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
     running.close()
 
 
-async def _opted_in(servers: Servers, tmp_path: Path) -> tuple[PrivateClient, SocialClient]:
-    alice = relay_harness.make_client(tmp_path / "alice", servers.ports["a"])
-    bob = social_harness.make_client(tmp_path / "bob", servers.ports["social"])
-    await relay_harness.register(alice, "alice")
-    await social_harness.register(bob, "bob")
-    async with relay_harness.session_of(alice) as a:
-        await a.cross_set(True)
-    async with social_harness.session_of(bob) as b:
-        await b.cross_on()
-    return alice, bob
-
-
 async def test_a_cross_chat_and_an_account_link_on_two_relay_nodes(servers: Servers,
                                                                    tmp_path: Path) -> None:
-    alice, bob = await _opted_in(servers, tmp_path)
+    alice, bob = await opted_in(tmp_path, servers.ports["a"], servers.ports["social"])
     async with relay_harness.session_of(alice) as a:
         await a.send_text("bob@social", "from node a")
     assert [e.text for e in await social_harness.drain(bob)] == ["from node a"]

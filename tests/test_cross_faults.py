@@ -15,8 +15,8 @@ from client.core.cross_outbox import CrossPending
 from client.private.received import Received
 from client.social.state import SocialEvent
 from server.calls.keyfile import write_key_file
-from tests import relay_harness, social_harness
 from tests.fault_support import RelayProcess, ServerProcess, SocialProcess, free_port, reconnecting
+from tests.federation_harness import opted_in
 from tests.link_proxy import LinkProxy
 
 MESSAGES = int(os.environ.get("E2E_FAULT_MESSAGES", "36"))
@@ -60,14 +60,7 @@ async def test_kills_and_a_cut_link_lose_and_duplicate_nothing(nursery, tmp_path
 async def _conversation(tmp_path: Path, relay_port: int, social_port: int,
                         running: dict[str, ServerProcess], start: Any, relay_process: Any,
                         social_process: Any, to_social: LinkProxy, to_relay: LinkProxy) -> None:
-    alice = relay_harness.make_client(tmp_path / "alice", relay_port)
-    bob = social_harness.make_client(tmp_path / "bob", social_port)
-    await relay_harness.register(alice, "alice")
-    await social_harness.register(bob, "bob")
-    async with relay_harness.session_of(alice) as a:
-        await a.cross_set(True)
-    async with social_harness.session_of(bob) as b:
-        await b.cross_on()
+    alice, bob = await opted_in(tmp_path, relay_port, social_port)
     to_bob: list[SocialEvent] = []
     to_alice: list[Received] = []
 
