@@ -32,6 +32,7 @@ from e2e_proto.address import Address
 from e2e_proto.call_keys import CallKey, CallKeys
 from e2e_proto.call_media import AUDIO_PROFILE, make_frame
 from e2e_proto.call_tokens import issue_token
+from e2e_proto.constants import MAX_CALL_PARTICIPANTS
 from e2e_proto.sframe import decode_header
 from tests.call_harness import CALL_KEY, start_sfu
 
@@ -233,6 +234,27 @@ def test_server_answers_are_checked() -> None:
             parse_grant({**good, **bad}, 8)
     keyed = parse_grant({**good, "e2e": False, "keys": [[1, 0, bytes(32)]]}, 8)
     assert keyed.keys == (CallKey(CALL, 1, 0, bytes(32)),)
+    assert parse_grant(good, 8, end_to_end=True).e2e
+    with pytest.raises(ClientError, match="without end-to-end encryption"):
+        parse_grant({**good, "e2e": False, "keys": [[1, 0, bytes(32)]]}, 8, end_to_end=True)
+
+
+async def test_joins_beyond_the_limit_and_names_beyond_the_bound_are_not_kept() -> None:
+    transport = Quiet()
+    call = ActiveCall(transport, grant({1: ALICE, 2: BOB}), AUDIO_PROFILE,
+                      allowed=lambda a: True)
+    for pid in range(3, 20):  # the grant's limit is 8: this device, bob and six more
+        await call.on_joined(pid, Address(f"p{pid}", 0))
+    assert call.present == {2, *range(3, 9)} and call.ignored == 11
+    assert len(transport.keys) == 6 and "already has its 8 participants" in call.notices[-1]
+    for round_ in range(MAX_CALL_PARTICIPANTS):  # a server announcing join/leave for ever
+        pid = 100 + round_
+        await call.on_left(8)
+        await call.on_joined(pid, Address(f"q{round_}", 0))
+        await call.on_left(pid)
+        await call.on_joined(8, Address("p8", 0))
+    assert len(call.members) == MAX_CALL_PARTICIPANTS
+    assert {1, 2, *range(3, 9)} <= set(call.members)  # present ones and this device stay
 
 
 def test_call_listings_are_checked_and_full_calls_refused_here() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -26,6 +27,7 @@ from e2e_proto.call_media import AUDIO_PROFILE, VIDEO_PROFILE
 from e2e_proto.errors import MalformedError, UnknownKeyIdError
 from e2e_proto.primitives import system_random
 from e2e_proto.sframe import decode_header, split_sender_key_kid
+from server.calls.registry import CallRegistry
 from server.calls.sfu import SfuConfig
 from tests.call_harness import (
     open_call,
@@ -172,6 +174,22 @@ async def test_the_ninth_participant_is_refused_by_the_relay_and_the_client(
         with pytest.raises(ClientError, match="the call is full"):
             await sessions[8].call_join(early)  # the client tells the relay's refusal clearly
         assert len(relay.server.calls.get(grant.call_id).participants) == 8
+
+
+async def test_a_relay_offering_a_call_it_keys_itself_is_refused(
+        nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unit = await start_sfu(nursery)
+    relay = await start_relay_with_calls(nursery, tmp_path / "relay.db", unit.grant)
+    alice, bob = await _clients(tmp_path, relay.port, "alice", "bob")
+    honest = CallRegistry.token
+
+    def downgraded(self: CallRegistry, call: Any, participant: Any) -> dict[str, Any]:
+        return {**honest(self, call, participant), "e2e": False, "keys": []}
+
+    monkeypatch.setattr(CallRegistry, "token", downgraded)  # a relay turned hostile
+    async with alice.session() as session:
+        with pytest.raises(ClientError, match="without end-to-end encryption"):
+            await session.call_start("bob")
 
 
 async def test_no_frame_content_or_key_reaches_the_unit_or_the_relay_in_clear(

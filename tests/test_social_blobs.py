@@ -101,3 +101,22 @@ async def test_secret_message_announces_its_blobs(nursery, tmp_path: Path) -> No
     assert social.store.may_download(blob_id, "bob")
     assert not social.store.may_download(blob_id, "carol")
     assert social.store.media([1, 2, 3]) == {}  # no media fields in the clear when secret
+
+
+async def test_a_message_announces_at_most_its_bound_of_blobs_media_included(
+        nursery, tmp_path: Path) -> None:
+    social, alice, _ = await social_with_alice_and_bob(nursery, tmp_path)
+    blobs = [_blob(100, seed) for seed in range(blob_api.MAX_BLOBS_PER_MESSAGE + 1)]
+    async with session_of(alice) as a:
+        for data, blob_id in blobs:
+            await _upload(a.connection.request, data, blob_id)
+        listed = [blob_id for _, blob_id in blobs[:-1]]
+        refused = await _refused(api.BAD_REQUEST, a.connection.request(
+            "send", conversation="bob", blobs=listed, media=_media(blobs[-1][1], 100)))
+        assert "at most 16 blobs" in str(refused)
+        sent = await a.connection.request("send", conversation="bob", blobs=listed[:-1],
+                                          media=_media(blobs[-1][1], 100))
+        page = await a.connection.request("history", conversation="bob")
+    assert [m["id"] for m in page["messages"]] == [sent["message"]]  # the refusal: none
+    assert social.server.store.may_download(blobs[-1][1], "bob")
+    assert not social.server.store.may_download(listed[-1], "bob")

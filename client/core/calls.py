@@ -125,9 +125,10 @@ class Grant:
     """The server's keys for everyone (server-keyed calls only)."""
 
 
-def parse_grant(answer: dict[str, Any], cap: int) -> Grant:
+def parse_grant(answer: dict[str, Any], cap: int, *, end_to_end: bool = False) -> Grant:
     """The :class:`Grant` in a join answer, every field checked; ``cap`` is the transport's
-    participant cap (a call claiming more is refused). :class:`ClientError` when malformed."""
+    participant cap (a call claiming more is refused). :class:`ClientError` when malformed, and
+    when ``end_to_end`` (the private transport) and the server offers a call it keys itself."""
     call_id, token, key = answer.get("call_id"), answer.get("token"), answer.get("packet_key")
     sfu = _host_port(answer.get("sfu"))
     limit = bounded_int(answer.get("limit"), 1, MAX_CALL_PARTICIPANTS)
@@ -140,6 +141,9 @@ def parse_grant(answer: dict[str, Any], cap: int) -> Grant:
     if limit > cap:
         raise ClientError(f"the server allows {limit} participants; this transport has at "
                           f"most {cap}")
+    if end_to_end and not e2e:
+        raise ClientError("the server offered a call without end-to-end encryption; refused "
+                          "(calls on this transport are always end to end)")
     participants = roster(answer.get("participants"), cap)
     keys: tuple[CallKey, ...] = ()
     if not e2e:
@@ -275,7 +279,8 @@ class ActiveCall:
         self.rejoins = 0
         self.ignored = 0
         """FORWARDs from a sender not in the call and REJECTs for another participant (both
-        are untagged: anyone who can send from the unit's address can make them)."""
+        are untagged: anyone who can send from the unit's address can make them), and joins
+        announced beyond the call's limit."""
         self.ended = trio.Event()
         """Set when the server ends the call; :meth:`run` then returns."""
         self.left = False
@@ -300,13 +305,28 @@ class ActiveCall:
         """The server says ``address`` joined as ``pid``: step the key, give it the key."""
         if pid == self.grant.participant or pid in self.present:
             return
-        self.members[pid] = address
+        if len(self.present) + 1 >= self.grant.limit:
+            self.ignored += 1
+            self.notice(f"ignored {address} joining: the call already has its "
+                        f"{self.grant.limit} participants")
+            return
+        self._remember(pid, address)
         self.present.add(pid)
         self.notice(f"{address} joined")
         if self.watch is not None:
             self.watch("joined", pid, address)
         if self.e2e:
             await self._send_key(self.keys.ratchet(), [pid])
+
+    def _remember(self, pid: int, address: Address) -> None:
+        """Keep ``address`` as ``pid``'s, within :data:`MAX_CALL_PARTICIPANTS` entries: the
+        oldest participant who has gone makes room (its name only labels the report)."""
+        if pid not in self.members and len(self.members) >= MAX_CALL_PARTICIPANTS:
+            gone = next((p for p in self.members
+                         if p not in self.present and p != self.grant.participant), None)
+            if gone is not None:
+                del self.members[gone]
+        self.members[pid] = address
 
     async def on_left(self, pid: int, why: str = "left") -> None:
         """``pid`` left (or timed out): forget its key; a new key for those who stay."""

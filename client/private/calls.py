@@ -53,7 +53,11 @@ class Calls(SessionBase):
             assert name is not None
             await self.device_list(name)  # an unknown account fails here, with its reason
             fields = {"to": name}
-        return parse_grant(await self._call_request(call_api.CALL_START, **fields), CAP)
+        return await self._granted(call_api.CALL_START, **fields)
+
+    async def _granted(self, kind: str, **fields: Any) -> Grant:
+        """The relay's answer to a start or join: a grant for an end-to-end call only."""
+        return parse_grant(await self._call_request(kind, **fields), CAP, end_to_end=True)
 
     async def calls_ringing(self) -> list[CallInfo]:
         """The running calls this account may join, oldest first."""
@@ -74,12 +78,11 @@ class Calls(SessionBase):
     async def call_join(self, info: CallInfo) -> Grant:
         """Join the call ``info`` describes (refused here when it is full already)."""
         check_room(info, CAP, PRIVATE)
-        return parse_grant(await self._call_request(call_api.CALL_JOIN, call_id=info.call_id),
-                           CAP)
+        return await self._granted(call_api.CALL_JOIN, call_id=info.call_id)
 
     async def call_rejoin(self, call_id: bytes) -> Grant:
         """Join again (a new token for the forwarding unit)."""
-        return parse_grant(await self._call_request(call_api.CALL_JOIN, call_id=call_id), CAP)
+        return await self._granted(call_api.CALL_JOIN, call_id=call_id)
 
     async def call_leave(self, call_id: bytes) -> None:
         """Leave the call."""

@@ -9,6 +9,7 @@ import msgpack
 
 from e2e_proto import social_api as api
 from e2e_proto.address import Address
+from e2e_proto.blob_api import MAX_BLOBS_PER_MESSAGE
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.media import MediaPayload
 from e2e_proto.wire import Envelope
@@ -45,7 +46,10 @@ async def send(conn: SocialConnection, frame: dict[str, Any]) -> dict[str, Any]:
                                "text (run 'secret' first to encrypt it)")
         media = media_field(frame)
         if media is not None and media.blob_id not in blob_ids:
-            blob_ids.append(media.blob_id)
+            if len(blob_ids) >= MAX_BLOBS_PER_MESSAGE:
+                raise RequestError(api.BAD_REQUEST, "a message announces at most "
+                                   f"{MAX_BLOBS_PER_MESSAGE} blobs, its media's included")
+            blob_ids = [*blob_ids, media.blob_id]  # the request's own list is left as it came
         if text is not None or media is None:
             check_text(conn, text)
     await own_complete_blobs(conn, blob_ids)
