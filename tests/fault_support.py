@@ -7,6 +7,7 @@ server's store, and frames that never complete or trickle in (slow loris).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -14,7 +15,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -88,6 +89,26 @@ class SocialProcess(ServerProcess):
 
     module = "server.social.main"
     what = "social server"
+
+
+@contextlib.contextmanager
+def linked_servers(directory: Path, key_file: Path) -> Iterator[tuple[int, int]]:
+    """A relay and a social server process joined by the server-to-server link (both keyed by
+    ``key_file``), their databases in ``directory``; yields their client ports."""
+    relay_port, social_port, relay_peer, social_peer = (free_port() for _ in range(4))
+    relay = RelayProcess(directory / "relay.db", relay_port, [
+        "--peer-listen", f"127.0.0.1:{relay_peer}", "--peer-social",
+        f"127.0.0.1:{social_peer}", "--peer-key-file", str(key_file)])
+    try:
+        social = SocialProcess(directory / "social.db", social_port, [
+            "--peer-listen", f"127.0.0.1:{social_peer}", "--peer-relay",
+            f"127.0.0.1:{relay_peer}", "--peer-key-file", str(key_file)])
+        try:
+            yield relay_port, social_port
+        finally:
+            social.kill()
+    finally:
+        relay.kill()
 
 
 SessionT = TypeVar("SessionT")

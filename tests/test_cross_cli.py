@@ -11,7 +11,7 @@ import pytest
 
 from client.cli.main import main
 from server.relay.main import main as relay_main
-from tests.fault_support import RelayProcess, SocialProcess, free_port
+from tests.fault_support import linked_servers
 from tests.social_harness import PASSWORD
 
 Chat = Callable[..., tuple[int, str, str]]
@@ -22,20 +22,8 @@ def servers(tmp_path: Path) -> Iterator[tuple[int, int]]:
     key = tmp_path / "peer.key"
     assert relay_main(["peer-keygen", str(key)]) == 0
     assert relay_main(["peer-keygen", str(key)]) == 1  # never over an existing key
-    relay_port, social_port, relay_peer, social_peer = (free_port() for _ in range(4))
-    relay = RelayProcess(tmp_path / "relay.db", relay_port, [
-        "--peer-listen", f"127.0.0.1:{relay_peer}", "--peer-social",
-        f"127.0.0.1:{social_peer}", "--peer-key-file", str(key)])
-    try:
-        social = SocialProcess(tmp_path / "social.db", social_port, [
-            "--peer-listen", f"127.0.0.1:{social_peer}", "--peer-relay",
-            f"127.0.0.1:{relay_peer}", "--peer-key-file", str(key)])
-    except BaseException:
-        relay.kill()
-        raise
-    yield relay_port, social_port
-    social.kill()
-    relay.kill()
+    with linked_servers(tmp_path, key) as ports:
+        yield ports
 
 
 @pytest.fixture

@@ -368,3 +368,101 @@ def test_a_call_report_prints_the_same_after_the_daemon_sends_it() -> None:
     assert format_report(CallReport.from_json(sent)) == format_report(report)
     assert "alice.0" in format_report(report) and "notices: alice.0 joined" in (
         format_report(report))
+
+
+def _as_read(result: Any) -> Any:
+    """``result`` as a client of the daemon reads it."""
+    return json.loads(json.dumps(result))
+
+
+def test_results_between_the_transports_print_as_the_cli_prints_them(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    from functools import partial
+
+    from client.cli import between as cli
+    from client.daemon import between_methods as between
+    from client.daemon.forward import RENDER
+    from client.private.account_link import SharingLogEntry, SharingReport
+    from client.social.cross import CrossStatus
+    from client.social.profiles import ShownProfile
+    from e2e_proto.account_link import (
+        SharedAccount,
+        SharedDevice,
+        SharedProfile,
+        SharedRecord,
+        SharedStatus,
+    )
+    from e2e_proto.capabilities import PRIVATE, SOCIAL
+    from e2e_proto.profiles import Profile
+
+    def same(direct: Any, transport: str, method: str, result: dict[str, Any]) -> str:
+        direct()
+        printed = capsys.readouterr().out
+        RENDER[(transport, method)](argparse.Namespace(transport=transport), _as_read(result))
+        assert capsys.readouterr().out == printed, (method, result)
+        return printed
+
+    record = SharedRecord(SharedAccount("alice", 1_700_000_000_000),
+                          SharedProfile("Alice", "curious"),
+                          (SharedStatus("out", 1_700_000_100_000),),
+                          (SharedDevice("phone", None), SharedDevice("", 1_700_000_200_000)))
+    for avatar in (None, _file("k", "/home/files/me.png"), _file("k", None, "no such blob")):
+        shown = ShownProfile("alice", Profile("Alice", "about"), avatar)
+        for end_to_end in (True, False):
+            same(partial(cli.print_profile, shown, end_to_end), PRIVATE, "profile_show",
+                 between.profile_json(shown, end_to_end))
+    statuses = [("alice", "hi", 1_700_000_000_000), ("bob", "yo", 1_690_000_000_000)]
+    for listed in (statuses, []):
+        same(partial(cli.print_statuses, listed), SOCIAL, "status_list",
+             {"statuses": between.statuses_json(listed)})
+    report = SharingReport([SharingLogEntry(1_700_000_000.5, "linked", b"\x07" * 16, "linked",
+                                            None),
+                            SharingLogEntry(1_700_000_001.0, "shared", b"\x07" * 16, "shared",
+                                            record)],
+                           (b"\x07" * 16, "bob", 1_700_000_000.5), True)
+    for log in (report, SharingReport([], None, False)):
+        assert "display name" in same(partial(cli.print_sharing, log), PRIVATE, "sharing",
+                                      between.sharing_json(log)) or log.linked is None
+    same(partial(cli.print_linked_account, "alice", "bob", report), PRIVATE, "link_account",
+         {"account": "alice", "social_account": "bob", "sharing": between.sharing_json(report)})
+    for linked in (None, ("alice", 1_700_000_000.0, None), ("alice", 1_700_000_000.0, record)):
+        assert between.linked_from_json(_as_read(between.linked_json(linked))) == linked
+        same(partial(cli.print_linked, linked), SOCIAL, "linked", between.linked_json(linked))
+    joined = CrossStatus("joined", b"\x01" * 32, [0])
+    same(partial(cli.print_cross_status, SOCIAL, joined, cli.cross_on_enabled(joined), "bob"),
+         SOCIAL, "cross_on", {"account": "bob", "enabled": False, "outcome": "joined",
+                              "device_key": "01" * 32, "devices": [0]})
+    same(partial(cli.print_cross_status, PRIVATE, None, True, "alice"), PRIVATE, "cross_on",
+         {"account": "alice", "enabled": True, "notices": []})
+    same(partial(cli.print_cross_report, "bob", True, [0, 2], [(3, b"\x02" * 32)]), SOCIAL,
+         "cross_status", {"account": "bob", "enabled": True, "devices": [0, 2],
+                          "joins": [{"device_id": 3, "key": "02" * 32}]})
+    same(partial(cli.print_cross_devices, 3, [0, 3], False), SOCIAL, "cross_remove",
+         {"device_id": 3, "devices": [0, 3]})
+
+
+async def test_a_private_method_answers_the_notices_the_cli_prints(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    from client.daemon import between_methods
+    from client.daemon.accounts import PrivateAccount
+    from tests.relay_harness import register_under_a_new_key, relay_with_alice_and_bob, session_of
+
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path)
+    async with session_of(alice) as session:
+        await session.send_text("bob", "hi")  # bob is a contact: profiles go to it
+    await register_under_a_new_key(relay, "bob", tmp_path / "bob-new")
+    async with session_of(alice) as session:
+        await session.device_list("bob", refresh=True)  # the new key: held until accepted
+    config = DaemonConfig()
+    hub = EventHub(_queue(tmp_path / "alice"), config)
+    account = PrivateAccount(alice, hub, config)
+    await nursery.start(account.run)
+    assert account.live is not None
+    account.live.notices.append("an earlier notice")  # not this call's: it stays
+    result = await between_methods.private_status_post(account, {"text": "new phone"})
+    assert result["notices"] == ["not sent to bob: the account key of 'bob' changed: check the "
+                                 "safety number with 'e2e-chat verify bob', then accept it with "
+                                 "'e2e-chat verify bob --accept'"]
+    assert account.live.notices == ["an earlier notice"]  # this call's answered, not queued
+    hub.queue.close()

@@ -42,6 +42,8 @@ from .common import (
     run_with_state,
     tls_from_args,
 )
+from .private import VerifyReport
+from .private import print_verify as print_verify_number
 
 
 def read_password(prompt: str = "password: ") -> str:
@@ -189,10 +191,7 @@ async def _one_request(args: argparse.Namespace, session: SocialSession) -> int:
     elif command == "secret":
         print_secret(args.name, await session.make_secret(args.name))
     elif command == "verify" and is_foreign(args.name):
-        await session.cross_device_list(args.name, refresh=True)
-        changed = session.state.cross_contacts.key_changed(args.name)
-        released = await session.accept_cross_key(args.name) if args.accept else None
-        print_cross_verify(args.name, changed, session.cross_safety_number(args.name), released)
+        print_verify_number(args.name, await cross_verify(session, args.name, args.accept))
     elif command == "verify":
         report = await session.device_report(args.name)
         print_verify(args.name, report, await session.accept_devices(args.name)
@@ -264,18 +263,15 @@ def print_verify(name: str, report: Sequence[tuple[int, bytes, str]],
         print(f"accepted the {count} device(s) of {name}{shown}")
 
 
-def print_cross_verify(name: str, key_changed: bool, number: str,
-                       released: int | None) -> None:
-    """The output of ``verify NAME@private``: the safety number both sides see, and what
-    ``--accept`` released."""
-    if key_changed:
-        print(f"warning: the account key of {name} changed since you last talked",
-              file=sys.stderr)
-    print(f"safety number with {name}:")
-    print(number)
-    if released is not None:
-        shown = f"; {released} held message(s) are shown by the next recv" if released else ""
-        print(f"accepted {name}'s current account key{shown}")
+async def cross_verify(session: SocialSession, name: str, accept: bool) -> VerifyReport:
+    """``verify NAME@private``: NAME's key and device list fetched and checked again; whether
+    its key changed (not accepted before), the safety number both sides see (printed as the
+    private transport's ``verify`` prints it), and with ``accept`` how many held messages the
+    acceptance released."""
+    await session.cross_device_list(name, refresh=True)
+    changed = session.state.cross_contacts.key_changed(name)
+    released = await session.accept_cross_key(name) if accept else None
+    return VerifyReport(changed, session.cross_safety_number(name), released)
 
 
 def print_devices(devices: Sequence[OwnDevice]) -> None:

@@ -18,7 +18,7 @@ import abc
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -68,6 +68,9 @@ class Account(LiveAccount[ClientT, SessionT]):
         """Set while a live session is up (a call waits for it)."""
         self._call_nursery: trio.Nursery | None = None
         self._receiving: trio.CancelScope | None = None
+        self.siblings: Mapping[str, Account[Any, Any]] = {}
+        """The home's accounts by transport, this one included (:func:`open_accounts` sets
+        them): a command needing both transports (``link-account``) finds the other here."""
 
     @property
     def device_id(self) -> int:
@@ -225,4 +228,6 @@ def open_accounts(home: Any, passphrase: str | None, relay: tuple[str, int],
     for each in opened:
         if not any(a.client.state is each for a in accounts.values()):
             each.close()
+    for account in accounts.values():
+        account.siblings = accounts
     return accounts

@@ -8,9 +8,11 @@ and the one-line errors are the same as without a daemon. ``recv`` and ``chat`` 
 acknowledge what they print (and print the rings, live events, as they come). ``call`` has the
 daemon join or start the call and stream (``call_start``, ``call_join``), waits for the outcome
 (``call_stats`` with ``wait``) and prints what the direct command prints; messages arriving
-meanwhile stay queued. ``register``, ``login`` and ``link`` make a home's account and do not run
-through a daemon. A transport the daemon does not serve for the home is not forwarded: the
-command runs directly (its state file is not the daemon's).
+meanwhile stay queued. The commands between the transports are calls too (``profile set`` is
+``profile_set``, ``cross on`` is ``cross_on``, ``link-account`` is ``link_account``: the daemon
+signs with its home's social login). ``register``, ``login``, ``logout`` and ``link`` do not run
+through a daemon (:data:`NOT_FORWARDED`). A transport the daemon does not serve for the home is
+not forwarded: the command runs directly (its state file is not the daemon's).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import trio
 from e2e_proto.call_media import AUDIO_PROFILE, VIDEO_PROFILE
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
+from ..cli import between as between_cli
 from ..cli import private as private_cli
 from ..cli import social as social_cli
 from ..cli.calls import describe, format_report
@@ -44,6 +47,7 @@ from ..core.calls import CallReport
 from ..core.connection import ConnectionLost
 from ..core.errors import ClientError
 from ..social.own_devices import OwnDevice
+from . import between_methods as between
 from .client import DaemonClient, open_daemon
 from .events import received_from_params, social_event_from_params
 from .home import socket_path
@@ -51,12 +55,13 @@ from .hub import CAUGHT_UP
 from .jsonrpc import Codes, RpcError
 from .methods import TABLE
 from .social_methods import stored_from_json
+from .table import PATH
 
-NOT_FORWARDED = ("register", "login", "logout", "link", "profile", "status", "link-account",
-                 "unlink-account", "sharing", "linked", "cross")
-"""Commands that do not run through a daemon: those that make or end a home's login (the
-daemon holds it), and those between the transports (profiles, status updates, account links,
-cross-transport opt-in), which the daemon's method table does not have yet."""
+NOT_FORWARDED = ("register", "login", "logout", "link")
+"""Commands that do not run through a daemon: those that make or end a home's login
+(``register``, ``login`` and ``link`` make the account or device the daemon serves, ``logout``
+revokes the login its connection holds). The daemon opens a home's accounts when it starts
+and holds their logins while it runs, so these run before it starts or after it stops."""
 LEAVE_WAIT = 5.0
 """Seconds an interrupted ``call`` waits for the daemon to leave the call."""
 
@@ -82,6 +87,9 @@ def _private_devices(args: argparse.Namespace, result: Any) -> None:
 
 
 def _social_verify(args: argparse.Namespace, result: Any) -> None:
+    if "safety_number" in result:  # NAME@private: as the private transport's verify
+        _private_verify(args, result)
+        return
     accepted = result["accepted"]
     social_cli.print_verify(
         args.name, [(d["id"], bytes.fromhex(d["key"]), d["status"]) for d in result["devices"]],
@@ -113,7 +121,45 @@ def _social_file_sent(args: argparse.Namespace, result: Any) -> None:
                                result["end_to_end"])
 
 
+def _profile(args: argparse.Namespace, result: Any) -> None:
+    between_cli.print_profile(between.profile_from_json(result), result["end_to_end"])
+
+
+def _cross(args: argparse.Namespace, result: Any) -> None:
+    if "joins" in result:  # social cross status
+        between_cli.print_cross_report(result["account"], result["enabled"], result["devices"],
+                                       [(j["device_id"], bytes.fromhex(j["key"]))
+                                        for j in result["joins"]])
+    else:
+        between_cli.print_cross_status(args.transport, between.cross_status_from_json(result),
+                                       result["enabled"], result["account"])
+
+
+_BETWEEN: dict[str, Render] = {
+    "profile_set": _profile,
+    "profile_show": _profile,
+    "status_list": lambda args, result: between_cli.print_statuses(
+        between.statuses_from_json(result["statuses"])),
+    "link_account": lambda args, result: between_cli.print_linked_account(
+        result["account"], result["social_account"], between.sharing_from_json(
+            result["sharing"])),
+    "unlink_account": lambda args, result: between_cli.print_unlinked_account(
+        result["social_account"]),
+    "sharing": lambda args, result: between_cli.print_sharing(between.sharing_from_json(result)),
+    "linked": lambda args, result: between_cli.print_linked(between.linked_from_json(result)),
+    "cross_on": _cross,
+    "cross_off": _cross,
+    "cross_status": _cross,
+    "cross_approve": lambda args, result: between_cli.print_cross_devices(
+        result["device_id"], result["devices"], True),
+    "cross_remove": lambda args, result: between_cli.print_cross_devices(
+        result["device_id"], result["devices"], False),
+}
+"""How the results of the commands between the transports print, on either transport."""
+
 RENDER: dict[tuple[str, str], Render] = {
+    **{(transport, method): render for method, render in _BETWEEN.items()
+       for transport in (PRIVATE, SOCIAL)},
     (PRIVATE, "whoami"): _whoami,
     (PRIVATE, "send"): _nothing,
     (PRIVATE, "react"): _nothing,
@@ -182,21 +228,22 @@ class NotServed(Exception):
 
 
 def method_of(args: argparse.Namespace) -> str:
-    """The method a command line calls: the command, or ``group_ACTION`` (a dash is an
-    underscore)."""
-    command = f"group_{args.group_command}" if args.command == "group" else str(args.command)
+    """The method a command line calls: the command, or ``COMMAND_ACTION`` for a command with
+    actions (``group``, ``profile``, ``status``, ``cross``); a dash is an underscore."""
+    action = getattr(args, f"{args.command}_command", None)
+    command = str(args.command) if action is None else f"{args.command}_{action}"
     return command.replace("-", "_")
 
 
 def params_of(args: argparse.Namespace, method: str) -> dict[str, Any]:
-    """The call's parameters: the command's arguments named in the method's schema."""
+    """The call's parameters: the command's arguments named in the method's schema (a path
+    made absolute: the daemon's working directory is not this command's)."""
+    params: dict[str, Any] = {"transport": args.transport}
     entry = TABLE.get(method)
-    params = {} if entry is None else {
-        param.name: getattr(args, param.name) for param in entry.params
-        if getattr(args, param.name, None) is not None}
-    if "path" in params:  # the daemon's working directory is not this command's
-        params["path"] = os.path.abspath(params["path"])
-    params["transport"] = args.transport
+    for param in () if entry is None else entry.params:
+        value = getattr(args, param.name, None)
+        if value is not None:
+            params[param.name] = os.path.abspath(value) if param.kind is PATH else value
     return params
 
 
@@ -235,6 +282,8 @@ async def _forward(args: argparse.Namespace, socket: Path) -> int:
             method = method_of(args)
             result = await _call(daemon, method, params_of(args, method))
             RENDER.get((args.transport, method), _nothing)(args, result)
+            if isinstance(result, dict):  # a private command's warnings, after its output
+                between_cli.print_notices(result.get("notices", ()))
     return 0
 
 

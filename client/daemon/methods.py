@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 
+from . import between_methods as between
 from . import calls
 from . import private_methods as private
 from . import social_methods as social
@@ -83,6 +84,9 @@ STREAM = (Param("seconds", SECONDS, "how long to stream (default and at most: th
 CALL = Param("call_id", CALL_ID, "the call's id, as call_start, call_list and events show it")
 PLACED = "{call_id, started, participant, end_to_end, participants, seconds, video}"
 OUTCOME = "{call_id, running, reason, error, report}"
+PROFILE = "{account, name, about, avatar, end_to_end} (private: and notices)"
+CROSS = "{account, enabled, ...} (private: and notices)"
+CROSS_DEVICE = Param("device_id", INTEGER, "the device's id")
 
 METHODS: tuple[Method, ...] = (
     Method("subscribe", "Start receiving events as notifications on this connection: every "
@@ -179,6 +183,60 @@ METHODS: tuple[Method, ...] = (
            "as send_file).", f"private: {{id, ts, {FILE_FIELDS}}}; social: as send_file",
            (GROUP, *FILE), on={PRIVATE: private.group_send_file, SOCIAL: social.send_file},
            command="group"),
+    Method("profile_set", "Change your profile; what is not given stays (private: sent end to "
+           "end to every contact; social: kept by the server).", PROFILE,
+           (Param("name", STRING, "display name (at most 64 characters)", required=False),
+            Param("about", STRING, "about text (at most 500 characters)", required=False),
+            Param("avatar", PATH, "a picture file, as the daemon sees it (client mode sends the "
+                  "caller's path made absolute)", required=False)),
+           on={PRIVATE: between.private_profile_set, SOCIAL: between.social_profile_set},
+           command="profile"),
+    Method("profile_show", "A profile: yours, or an account's.", PROFILE,
+           (Param("name", NAME, "the account (default: yours)", required=False),),
+           on={PRIVATE: between.private_profile_show, SOCIAL: between.social_profile_show},
+           command="profile"),
+    Method("status_post", "Post a status update, shown for 24 hours (private: to every "
+           "contact, end to end).", "{posted_ms}",
+           (Param("text", STRING, "the update (at most 700 characters)"),),
+           on={PRIVATE: between.private_status_post, SOCIAL: between.social_status_post},
+           command="status"),
+    Method("status_list", "The live status updates of you and your contacts, newest first.",
+           "{statuses: [{account, text, posted_ms}]}",
+           on={PRIVATE: between.private_status_list, SOCIAL: between.social_status_list},
+           command="status"),
+    Method("link_account", "Private, on the primary: link the account to the home's social "
+           "account (the daemon must hold both; both keys sign).",
+           "{account, social_account, sharing}",
+           (Param("social_home", PATH, "the home of the social login that signs: the daemon's "
+                  "own (the default; any other is code 1)", required=False),),
+           on={PRIVATE: between.link_account}, command="link-account"),
+    Method("unlink_account", "Private, on the primary: end the account link.",
+           "{social_account}", on={PRIVATE: between.unlink_account},
+           command="unlink-account"),
+    Method("sharing", "Private: what the account link shared with the social server, and "
+           "when.", "{linked, cross, entries}", on={PRIVATE: between.sharing},
+           command="sharing"),
+    Method("linked", "Social: the private account linked to this one, and what it shared.",
+           "{linked}", on={SOCIAL: between.linked}, command="linked"),
+    Method("cross_on", "Take chats with the other transport (social: make the cross "
+           "identity, or ask to join it).", CROSS,
+           on={PRIVATE: between.private_cross_on, SOCIAL: between.social_cross_on},
+           command="cross"),
+    Method("cross_off", "Stop taking chats with the other transport.", CROSS,
+           on={PRIVATE: between.private_cross_off, SOCIAL: between.social_cross_off},
+           command="cross"),
+    Method("cross_status", "Whether chats with the other transport are on (social: which "
+           "devices take part, which ask to join).", CROSS,
+           on={PRIVATE: between.private_cross_status, SOCIAL: between.social_cross_status},
+           command="cross"),
+    Method("cross_approve", "Social, on the device holding the cross identity: add a device "
+           "that asked to join.", "{device_id, devices}",
+           (CROSS_DEVICE, Param("key", NAME, "the start of the key it printed (16+ hex "
+                                "digits)")),
+           on={SOCIAL: between.cross_approve}, command="cross approve"),
+    Method("cross_remove", "Social, on the device holding the cross identity: take a device "
+           "off.", "{device_id, devices}", (CROSS_DEVICE,),
+           on={SOCIAL: between.cross_remove}, command="cross remove"),
     Method("call_start", "Call an account (joining its call to you if it is calling) or a "
            "group (joining its running call if there is one); the daemon streams until "
            "call_leave, call_end or seconds.", PLACED,

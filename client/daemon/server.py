@@ -22,6 +22,7 @@ import trio
 
 from e2e_proto.capabilities import PRIVATE, UnsupportedFeatureError
 
+from ..cli import between
 from ..cli.common import first_leaf, user_error_line
 from ..cli.private import check_command
 from ..cli.social import unavailable
@@ -142,7 +143,9 @@ class Daemon:
 
 def _refuse(transport: str, method: Method) -> None:
     """Refuse a method the transport does not have, as its ``e2e-chat`` command would."""
-    command = method.command or method.name
+    command, _, action = (method.command or method.name).partition(" ")
+    if command in between.COMMANDS:
+        between.check_transport(transport, command, action or None)
     if transport == PRIVATE:
         check_command(command)
         raise RpcError(Codes.UNSUPPORTED, f"'{command}' is not available on the private "

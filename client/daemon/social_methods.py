@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from e2e_proto.address import is_foreign
+
 from ..cli.common import file_json
+from ..cli.social import cross_verify, message_id_arg, no_admins
 from ..cli.social import group_members as members_of
-from ..cli.social import message_id_arg, no_admins
 from ..social.media import media_text
 from ..social.state import StoredMessage
 from .accounts import SocialAccount
@@ -25,7 +27,7 @@ async def send(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]
     name, text = params["name"], params["text"]
     async with account.session() as session:
         message_id = await session.send_text(name, text)
-        secret = session.state.is_secret(name)
+        secret = is_foreign(name) or session.state.is_secret(name)  # across: end to end
     ts = int(account.client.clock() * 1000)
     account.hub.broadcast(social_sent_event(name, account.account, account.device_id,
                                             message_id, ts, text, secret))
@@ -155,7 +157,11 @@ async def secret(account: SocialAccount, params: dict[str, Any]) -> dict[str, An
 
 async def verify(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:
     """``name``'s devices, their keys and status; ``accept`` accepts them as listed now:
-    ``{devices: [{id, key, status}], accepted: {devices, released} | null}``."""
+    ``{devices: [{id, key, status}], accepted: {devices, released} | null}``. An account of
+    the private transport (``NAME@private``): as the private transport's ``verify``,
+    ``{key_changed, safety_number, released}``."""
+    if is_foreign(params["name"]):
+        return await _cross_verify(account, params["name"], bool(params["accept"]))
     async with account.session() as session:
         report = await session.device_report(params["name"])
         accepted = (await session.accept_devices(params["name"])) if params["accept"] else None
@@ -165,6 +171,17 @@ async def verify(account: SocialAccount, params: dict[str, Any]) -> dict[str, An
                         for device_id, key, status in report],
             "accepted": None if accepted is None else {"devices": accepted[0],
                                                        "released": accepted[1]}}
+
+
+async def _cross_verify(account: SocialAccount, name: str, accept: bool) -> dict[str, Any]:
+    """``verify NAME@private``: the safety number both sides see (the CLI's
+    :func:`~client.cli.social.cross_verify`)."""
+    async with account.session() as session:
+        report = await cross_verify(session, name, accept)
+        if report.released:
+            await account.queue_released(session)
+    return {"key_changed": report.key_changed, "safety_number": report.safety_number,
+            "released": report.released}
 
 
 async def devices(account: SocialAccount, params: dict[str, Any]) -> dict[str, Any]:

@@ -84,7 +84,8 @@ class Method:
     """One entry of the method table.
 
     ``command`` is the ``e2e-chat`` command the method stands for (its refusal on a transport
-    without a handler is that command's); ``result`` documents what a call returns.
+    without a handler is that command's; with its action when the refusal names it: ``cross
+    approve``); ``result`` documents what a call returns.
     """
 
     name: str
