@@ -363,9 +363,11 @@ class FrameConnection(abc.ABC):
         while True:
             self.wakeup = trio.Event()
             batch = await self._pending(last)
-            for item in batch:
-                await self.send(self._delivery_frame(item))
-                last = item.seq
+            if batch:  # one write for the whole batch
+                data = b"".join([encode_frame(self._delivery_frame(item)) for item in batch])
+                async with self._send_lock:
+                    await self.stream.send_all(data)
+                last = batch[-1].seq
             if len(batch) >= self.limits.delivery_batch:
                 continue
             if not announced:

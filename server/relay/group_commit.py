@@ -3,10 +3,12 @@ one Redis pipeline).
 
 Every send and acknowledgement must be on disk before the relay answers, and each commit costs
 an fsync (SQLite), each command a round trip and its client's bookkeeping (Redis). The first
-caller of a round becomes the leader: it yields once, so that every request already readable on
-other connections adds its call, then runs them all in one round and wakes the others. Each
-call still succeeds or fails on its own. While a round is out (a Redis pipeline is awaited),
-the next one gathers.
+caller of a round becomes the leader: it yields to the scheduler, so that every request already
+readable on other connections adds its call, and yields again while the round still grows (at
+most ``MAX_GATHER_TICKS`` times: under load the requests of one scheduler pass arrive in the
+next, and a round that takes them too saves a commit each; alone, a call waits one pass, as
+before); then it runs them all in one round and wakes the others. Each call still succeeds or
+fails on its own. While a round is out (a Redis pipeline is awaited), the next one gathers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import trio
+
+MAX_GATHER_TICKS = 4
+"""Scheduler passes a leader waits at most for its round to fill (measured on the relay
+benchmark at 16 pairs: one pass gave 0.67x the bare relay, two 0.74x, three 0.87x; latency
+gains a few tens of microseconds per pass)."""
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -39,6 +46,16 @@ class GroupCommit(Generic[ItemT, ResultT]):
         self.rounds = 0
         self.items = 0
 
+    async def _gather(self) -> None:
+        """Yield to the scheduler until a pass adds nothing to the round (at most
+        ``MAX_GATHER_TICKS`` passes)."""
+        size = len(self._round)
+        for _ in range(MAX_GATHER_TICKS):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            if len(self._round) == size:
+                return
+            size = len(self._round)
+
     async def run(self, item: ItemT) -> ResultT:
         """Run ``item`` in the next round; its result, or raises the error that undid it."""
         waiting: _Waiting[ItemT, ResultT] = _Waiting(item)
@@ -46,7 +63,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
         if len(self._round) == 1:
             # Shielded: a leader cancelled half way would strand the others of its round.
             with trio.CancelScope(shield=True):
-                await trio.lowlevel.cancel_shielded_checkpoint()  # let this round fill up
+                await self._gather()
                 batch, self._round = self._round, []
                 outcomes: Sequence[ResultT | Exception]
                 try:
