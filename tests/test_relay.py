@@ -295,3 +295,15 @@ async def test_a_malformed_frame_right_after_authentication_ends_the_connection(
     assert frames[0] == {"id": 1, "ok": True, "account": "carol", "device_id": 0}
     assert frames[-1]["error"]["code"] == api.BAD_REQUEST
     assert "internal error" not in caplog.text
+
+
+async def test_a_backlog_longer_than_a_batch_and_a_write_arrives_whole_in_order(
+        nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
+    texts = [f"{n:04d} " + "x" * 2000 for n in range(250)]  # 2 batches and a half, ~500 KB
+    async with session_of(alice) as a:
+        for text in texts:
+            await a.send_text("bob", text)
+    got = await drain(bob)
+    assert [r.text for r in got] == texts
+    assert await relay.store.pending("bob", 0, 0, 10) == []  # every one acknowledged

@@ -79,6 +79,9 @@ class ConnectionLimits:
         return FRAME_LIMITS
 
 
+DELIVERY_WRITE_SIZE = 64 * 1024
+"""Delivery frames are written together up to about this many bytes per write."""
+
 _WAITING = {"total": "wait", "address": "from this address wait"}
 """How a refusal names the full cap of :attr:`ConnectionRegistry.unauthenticated`."""
 
@@ -215,8 +218,7 @@ class FrameConnection(abc.ABC):
 
     async def send(self, frame: dict[str, Any]) -> None:
         """Write one frame (frames from concurrent tasks never interleave)."""
-        async with self._send_lock:
-            await self.stream.send_all(encode_frame(frame))
+        await self._write(encode_frame(frame))
 
     @abc.abstractmethod
     async def detach(self) -> None:
@@ -352,6 +354,27 @@ class FrameConnection(abc.ABC):
                                f"unknown request type {describe(kind)}")
         return route.handler
 
+    async def _send_batch(self, batch: Sequence[Sequenced]) -> None:
+        """Write the delivery frames of ``batch`` in order, as few writes of at most about
+        ``DELIVERY_WRITE_SIZE`` bytes (one per message would cost a system call and a lock
+        each; one for a whole batch of large envelopes would hold megabytes per connection)."""
+        frames: list[bytes] = []
+        size = 0
+        for item in batch:
+            frame = encode_frame(self._delivery_frame(item))
+            frames.append(frame)
+            size += len(frame)
+            if size >= DELIVERY_WRITE_SIZE:
+                await self._write(b"".join(frames))
+                frames.clear()
+                size = 0
+        if frames:
+            await self._write(b"".join(frames))
+
+    async def _write(self, data: bytes) -> None:
+        async with self._send_lock:
+            await self.stream.send_all(data)
+
     async def _deliver_loop(self) -> None:
         """Push the deliveries after the cursor in order; announce once a drained backlog.
 
@@ -363,10 +386,8 @@ class FrameConnection(abc.ABC):
         while True:
             self.wakeup = trio.Event()
             batch = await self._pending(last)
-            if batch:  # one write for the whole batch
-                data = b"".join([encode_frame(self._delivery_frame(item)) for item in batch])
-                async with self._send_lock:
-                    await self.stream.send_all(data)
+            if batch:
+                await self._send_batch(batch)
                 last = batch[-1].seq
             if len(batch) >= self.limits.delivery_batch:
                 continue
