@@ -15,6 +15,7 @@ from client.core.errors import ClientError
 from client.private.session import PrivateClient
 from client.social.session import SocialClient
 from e2e_proto.federation import PEER_DELIVER
+from server.common.requests import RequestError
 from tests import relay_harness, social_harness
 from tests.federation_harness import Federated, opted_in, start_federated
 
@@ -86,6 +87,23 @@ async def test_every_device_of_both_accounts_gets_each_message(nursery, tmp_path
     async with social_harness.session_of(bob_phone) as phone:
         with pytest.raises(ClientError, match="not one of this account's cross-transport"):
             await phone.send_text("alice@private", "still here?")
+
+
+async def test_the_relay_refuses_a_malformed_bundle_request_from_the_social_server(
+        nursery, tmp_path: Path) -> None:
+    """device_ids that are not device ids (here lists, which cannot even be compared as set
+    members) are refused as bad_request, not an internal error."""
+    fed = await start_federated(nursery, tmp_path)
+    await _opted_in(fed, tmp_path)
+    federation = fed.relay_server.federation
+    assert federation is not None
+    for wanted in ([[0]], [0, 0], [7], "0"):
+        with pytest.raises(RequestError) as refused:
+            await federation.bundles({"account": "alice", "requester": "bob@social",
+                                      "device_ids": wanted})
+        assert refused.value.code == "bad_request", wanted
+    assert len((await federation.bundles({"account": "alice", "requester": "bob@social",
+                                          "device_ids": [0]}))["bundles"]) == 1
 
 
 async def test_whoever_did_not_opt_in_cannot_be_reached(nursery, tmp_path: Path) -> None:

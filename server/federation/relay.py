@@ -194,8 +194,8 @@ class RelayFederation:
         wanted = frame.get("device_ids")
         if (requester is None or requester[1] != SOCIAL or type(wanted) is not list
                 or not 0 < len(wanted) <= len(record.devices)
-                or len(set(wanted)) != len(wanted) or not all(
-                    is_valid_device_id(i) and i in record.devices for i in wanted)):
+                or not all(is_valid_device_id(i) and i in record.devices for i in wanted)
+                or len(set(wanted)) != len(wanted)):
             raise RequestError(api.BAD_REQUEST, "device_ids must list distinct devices of the "
                                "account, for a named social requester")
         one_time = self.relay.bundle_limits.admit(

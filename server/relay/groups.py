@@ -28,12 +28,13 @@ from e2e_proto.errors import (
 from e2e_proto.groups import GroupState, GroupUpdate, apply_update, member_devices_digest
 from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.sender_keys import decode_header
-from e2e_proto.wire import Envelope, GroupEnvelope, decode_group_message
+from e2e_proto.wire import GroupEnvelope, decode_group_message
 
+from ..common.fields import check_size
 from ..common.requests import RequestError
 from .blobs import announced_blobs, grant
 from .fields import require_field
-from .messages import check_envelope_size, enqueue
+from .messages import enqueue, envelopes_field
 from .store import GroupRoute, Outgoing, StaleGroupError
 
 if TYPE_CHECKING:
@@ -149,7 +150,8 @@ async def group_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
     if header_group != group_id:
         raise RequestError(api.BAD_REQUEST, "the message's header names another group")
     delivery = GroupEnvelope(me, message).encode()  # stored once per device: bounded as one
-    check_envelope_size(conn, len(delivery), "a group envelope")
+    check_size(len(delivery), conn.relay.config.max_envelope_size, api.MESSAGE_TOO_LARGE,
+               "a group envelope")
     devices = await _member_devices(conn, route.members)
     if len(digest) != KEY_SIZE or digest != member_devices_digest(devices):
         raise RequestError(api.DEVICE_MISMATCH, "the member devices changed",
@@ -173,22 +175,13 @@ async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
     assert conn.address is not None
     me = conn.address
     route = await _route(conn, _group_id(frame))
-    raw = require_field(frame, "envelopes", list)
-    limit = (len(route.members) + 1) * MAX_DEVICES
-    if len(raw) > limit:
-        raise RequestError(api.BAD_REQUEST, f"at most {limit} envelopes for this group")
+    decoded = envelopes_field(conn, frame, (len(route.members) + 1) * MAX_DEVICES)
     allowed = {*route.members, me.account}
     store = conn.relay.store
     outgoing, addressed, stale = [], set(), []
-    for data in raw:
-        if type(data) is bytes:
-            check_envelope_size(conn, len(data))
-        try:
-            envelope = Envelope.decode(data)  # type: ignore[arg-type]
-        except E2EProtoError as exc:
-            raise RequestError(api.BAD_REQUEST, f"envelope refused: {exc}") from None
+    for envelope, data in decoded:
         recipient = envelope.recipient
-        if envelope.sender != me or recipient == me or recipient in addressed:
+        if recipient == me or recipient in addressed:
             raise RequestError(api.BAD_REQUEST, "envelopes are from this device, each for "
                                "another device, once")
         addressed.add(recipient)
