@@ -299,7 +299,9 @@ async def test_a_group_write_leaves_out_mailboxes_over_either_quota(tmp_path: Pa
                     quota_bytes, skip_full=True)  # bob.7 is no device (unlinked meanwhile)
     after = Enqueue([Outgoing("bob", 1, bytes(700))], ("alice", 0), 2.0, quota, quota_bytes,
                     skip_full=True)  # in the same commit: bob.1's 400 bytes count already
-    assert store.write_mailboxes([group, after]) == [None, None]
+    # Each write names the positions it left out: bob.0 (bytes), carol.0 (count), bob.7 (gone);
+    # then bob.1, whose 400 bytes from the first write leave no room for 700 more.
+    assert store.write_mailboxes([group, after]) == [(0, 2, 3), (0,)]
     assert [len(d.envelope) for d in await store.pending("bob", 0, 0, 10)] == [700]  # bytes
     assert [len(d.envelope) for d in await store.pending("bob", 1, 0, 10)] == [400]
     assert [len(d.envelope) for d in await store.pending("carol", 0, 0, 10)] == [10, 10]  # count

@@ -15,7 +15,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from e2e_proto import relay_api as api
-from e2e_proto.address import Address
 from e2e_proto.constants import GROUP_ID_SIZE, KEY_SIZE, MAX_DEVICES
 from e2e_proto.errors import (
     E2EProtoError,
@@ -32,9 +31,9 @@ from e2e_proto.wire import GroupEnvelope, decode_group_message
 
 from ..common.fields import check_size
 from ..common.requests import RequestError
-from .blobs import announced_blobs, grant
+from .blobs import announced_blobs
 from .fields import require_field
-from .messages import enqueue, envelopes_field
+from .messages import enqueue, envelopes_field, store_mail
 from .store import GroupRoute, Outgoing, StaleGroupError
 
 if TYPE_CHECKING:
@@ -124,11 +123,11 @@ async def group_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
 
     The sender names the routing copy's version and the digest of the devices it distributed
     its sender key to; either differing refuses the send (``stale_group``, ``device_mismatch``
-    with the relay's ``devices``), so no device gets a message it holds no key for. The blob
-    ids in ``blobs`` (a file the message announces) are granted to every device it is for, as
-    a ``send`` grants them. The group envelope is stored once per device, so it is bounded as
-    one envelope (``message_too_large``) and counts against each device's quotas of messages
-    and bytes; a device whose mailbox either would pass is left out.
+    with the relay's ``devices``), so no device gets a message it holds no key for. The group
+    envelope is stored once per device, so it is bounded as one envelope (``message_too_large``)
+    and counts against each device's quotas of messages and bytes; a device whose mailbox
+    either would pass is left out, and named in the answer's ``skipped``. The blob ids in
+    ``blobs`` (a file the message announces) are granted to every device it is stored for.
     """
     assert conn.address is not None
     me = conn.address
@@ -158,11 +157,9 @@ async def group_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
                            devices=[[a, ids] for a, ids in devices.items()])
     outgoing = [Outgoing(account, device_id, delivery) for account, ids in devices.items()
                 for device_id in ids if (account, device_id) != me]
-    addressed = [Address(item.account, item.device_id) for item in outgoing]
-    await grant(conn, blob_ids, addressed)
-    await conn.relay.store.enqueue(enqueue(conn, outgoing, skip_full=True))
-    conn.relay.mail_stored(addressed)
-    return {"devices": len(outgoing)}
+    skipped = await store_mail(conn.relay, enqueue(conn, outgoing, skip_full=True,
+                                                   blobs=blob_ids))
+    return {"devices": len(outgoing) - len(skipped), "skipped": [list(a) for a in skipped]}
 
 
 async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +167,8 @@ async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
 
     What a ``send`` per member would do, in one request: each envelope is from this device and
     for a current device of a member, at most the largest envelope (``message_too_large``); a
-    device whose mailbox would pass its quota of messages or bytes is left out.
+    device whose mailbox would pass its quota of messages or bytes is left out, and named in
+    the answer's ``skipped``.
     """
     assert conn.address is not None
     me = conn.address
@@ -194,6 +192,5 @@ async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
     if stale:
         raise RequestError(api.DEVICE_MISMATCH, "envelopes for devices that are not current "
                            "devices of the group's members", missing=[], stale=stale[:100])
-    await conn.relay.store.enqueue(enqueue(conn, outgoing, skip_full=True))
-    conn.relay.mail_stored(addressed)
-    return {"stored": len(outgoing)}
+    skipped = await store_mail(conn.relay, enqueue(conn, outgoing, skip_full=True))
+    return {"stored": len(outgoing) - len(skipped), "skipped": [list(a) for a in skipped]}

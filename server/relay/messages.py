@@ -10,12 +10,13 @@ from e2e_proto.address import Address
 
 from ..common.fields import SentEnvelope, sent_envelopes
 from ..common.requests import RequestError
-from .blobs import announced_blobs, grant
+from .blobs import announced_blobs
 from .fields import account_field, require_field
 from .store import Acknowledge, DeviceGoneError, Enqueue, Outgoing, QuotaExceededError
 
 if TYPE_CHECKING:
     from .connection import RelayConnection
+    from .server import Relay
 
 
 async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
@@ -43,16 +44,7 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
                            "the send must cover exactly the current devices",
                            missing=[list(a) for a in missing],
                            stale=[list(a) for a in stale])
-    await grant(conn, blob_ids, addressed)
-    try:
-        await conn.relay.store.enqueue(enqueue(conn, outgoing))
-    except QuotaExceededError as exc:
-        raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
-    except DeviceGoneError as exc:  # unlinked while this send waited for its commit
-        raise RequestError(api.DEVICE_MISMATCH,
-                           "the send must cover exactly the current devices", missing=[],
-                           stale=[[exc.account, exc.device_id]]) from None
-    conn.relay.mail_stored(addressed)
+    await store_mail(conn.relay, enqueue(conn, outgoing, blobs=blob_ids))
     return {"stored": len(outgoing)}
 
 
@@ -67,14 +59,36 @@ def envelopes_field(conn: RelayConnection, frame: dict[str, Any], most: int
                           too_large=api.MESSAGE_TOO_LARGE)
 
 
-def enqueue(conn: RelayConnection, outgoing: list[Outgoing], skip_full: bool = False
-            ) -> Enqueue:
+def enqueue(conn: RelayConnection, outgoing: list[Outgoing], skip_full: bool = False,
+            blobs: list[bytes] | None = None) -> Enqueue:
     """Store ``outgoing`` from this device within the relay's mailbox quotas (messages and
-    bytes per device); with ``skip_full`` a full mailbox is left out instead of refusing all."""
+    bytes per device), granting ``blobs`` to the devices it is stored for; with ``skip_full``
+    a full mailbox is left out instead of refusing all."""
     assert conn.address is not None
     config = conn.relay.config
     return Enqueue(outgoing, (conn.address.account, conn.address.device_id), conn.relay.clock(),
-                   config.mailbox_quota, config.mailbox_quota_bytes, skip_full)
+                   config.mailbox_quota, config.mailbox_quota_bytes, skip_full, blobs or ())
+
+
+async def store_mail(relay: Relay, write: Enqueue) -> list[Address]:
+    """Store ``write`` (and grant its blobs) and wake the devices it stored mail for; the
+    devices it left out (only with ``skip_full``: a full mailbox, a device unlinked meanwhile).
+
+    A send refused whole stores and grants nothing: ``quota_exceeded``, or ``device_mismatch``
+    naming as ``stale`` a recipient unlinked while the send waited for its commit.
+    """
+    try:
+        skipped = await relay.store.enqueue(write)
+    except QuotaExceededError as exc:
+        raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
+    except DeviceGoneError as exc:
+        raise RequestError(api.DEVICE_MISMATCH,
+                           "the send must cover exactly the current devices", missing=[],
+                           stale=[[exc.account, exc.device_id]]) from None
+    addresses = [Address(m.account, m.device_id) for m in write.messages]
+    left_out = set(skipped)
+    relay.mail_stored(a for i, a in enumerate(addresses) if i not in left_out)
+    return [addresses[i] for i in skipped]
 
 
 async def ack(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
