@@ -86,6 +86,10 @@ MAX_SEARCH_RESULTS = 100
 MAX_GROUP_MEMBERS = CAPABILITIES[SOCIAL].max_group_members
 TOKEN_SIZE = 32
 MAX_ONE_TIME_PREKEYS_PER_REQUEST = 200
+MAX_SECRET_ENVELOPES = 2**14
+"""The most envelopes one secret ``send`` carries (one per device of its members, who have no
+device limit; an envelope is at least 62 bytes, so at most 16,912 fit in a frame): the
+longest list a request frame may hold."""
 
 
 def _largest_unauthenticated_requests() -> list[dict[str, Any]]:
@@ -117,11 +121,9 @@ def request_limits(max_one_time_prekeys: int = MAX_ONE_TIME_PREKEYS_PER_REQUEST
         # (message_too_large, with the limit) and keep the connection, so only the frame
         # bounds them here (a str or bin costs its wire size once).
         max_str_len=MAX_FRAME_SIZE, max_bin_len=MAX_FRAME_SIZE,
-        # The longest list: a secret send's envelopes, one per device of the two accounts,
-        # which have no device limit; an envelope is at least 62 bytes, so at most 16,912 fit
-        # in a frame. Members (250, group_too_large above), one-time prekeys and device ids
-        # are fewer.
-        max_array_len=2**14,
+        # The longest list: a secret send's envelopes (MAX_SECRET_ENVELOPES). Members (250,
+        # group_too_large above), one-time prekeys and device ids are fewer.
+        max_array_len=MAX_SECRET_ENVELOPES,
         max_map_len=32,  # the most keys: 6 (send); room for fields a newer client adds
         # The most containers: publish_prekeys: the frame's map, the one_time_prekeys list,
         # its [id, key] pairs and the signed prekey.

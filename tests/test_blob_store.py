@@ -22,6 +22,7 @@ from e2e_proto.wire import encode_frame
 from server.common.blobs import BlobLimits, default_blob_dir
 from server.relay.config import RelayConfig
 from tests.relay_harness import (
+    drain,
     link,
     make_client,
     register,
@@ -144,6 +145,26 @@ async def test_deleted_after_every_granted_device_fetched_it(nursery, tmp_path: 
             "download", blob_id=blob_id, offset=0))
         await _refused(blob_api.UNKNOWN_BLOB, laptop.connection.request(
             "download_done", blob_id=blob_id))
+
+
+async def test_a_refused_send_grants_nothing(nursery, tmp_path: Path, relay_db) -> None:
+    """The grant is stored with the message: a send refused for a full mailbox leaves no
+    device able to fetch the blob it announced; the same send once there is room does."""
+    relay, alice, bob = await relay_with_alice_and_bob(
+        nursery, tmp_path, RelayConfig(mailbox_quota=1), db=relay_db)
+    data, blob_id = _blob(1000)
+    async with session_of(alice) as a:
+        await a.send_text("bob", "fills bob's mailbox")
+        await _upload(a.connection, data, blob_id)
+        await _refused(api.QUOTA_EXCEEDED, _grant(a, "bob", [blob_id]))
+        assert not await relay.store.blobs.may_download(blob_id, "bob", 0)
+    async with session_of(bob) as b:
+        await _refused(blob_api.UNKNOWN_BLOB, b.connection.request(
+            "download", blob_id=blob_id, offset=0))
+    await drain(bob)
+    async with session_of(alice) as a:
+        await _grant(a, "bob", [blob_id])
+    assert await relay.store.blobs.may_download(blob_id, "bob", 0)
 
 
 async def test_upload_resumes_where_the_server_file_ends(nursery, tmp_path: Path) -> None:

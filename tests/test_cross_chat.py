@@ -5,6 +5,7 @@ stores)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -14,7 +15,9 @@ from client.core.cross_outbox import CrossPending
 from client.core.errors import ClientError
 from client.private.session import PrivateClient
 from client.social.session import SocialClient
+from e2e_proto.devices import DeviceList
 from e2e_proto.federation import PEER_DELIVER
+from server.common.requests import RequestError
 from tests import relay_harness, social_harness
 from tests.federation_harness import Federated, opted_in, start_federated
 
@@ -86,6 +89,59 @@ async def test_every_device_of_both_accounts_gets_each_message(nursery, tmp_path
     async with social_harness.session_of(bob_phone) as phone:
         with pytest.raises(ClientError, match="not one of this account's cross-transport"):
             await phone.send_text("alice@private", "still here?")
+
+
+async def test_a_device_unlinked_during_a_cross_send_is_a_device_mismatch(
+        nursery, tmp_path: Path, relay_db: Path | str) -> None:
+    """The relay stores the copies for the sender's other devices after the social server took
+    the send: one unlinked meanwhile is refused as ``device_mismatch`` (as a send's), so the
+    client sends again to the devices listed now, and bob sees the message once."""
+    fed = await start_federated(nursery, tmp_path, db=relay_db)
+    alice, bob = await _opted_in(fed, tmp_path)
+    laptop = fed.private(tmp_path / "alice-laptop")
+    await relay_harness.link(alice, laptop, "alice", "laptop")
+    federation, store = fed.relay_server.federation, fed.relay_server.store
+    assert federation is not None
+    deliver = federation.peer.request
+    refusals: list[str] = []
+
+    async with relay_harness.session_of(alice) as a:
+        aik = a._require_primary()
+        listed = await a.device_list("alice", refresh=True)
+        without = DeviceList("alice", listed.version + 1,
+                             tuple((i, key) for i, key in listed.devices if i != 1)).sign(aik)
+
+        async def laptop_unlinked_meanwhile(kind: str, **fields: Any) -> dict[str, Any]:
+            answer = await deliver(kind, **fields)
+            if kind == PEER_DELIVER and not refusals:
+                refusals.append(kind)
+                await store.replace_device_list(
+                    "alice", without.device_list.version, without.body, without.signature,
+                    {i: key.raw for i, key in without.device_list.devices}, [], 0.0)
+            return answer
+
+        federation.peer.request = laptop_unlinked_meanwhile  # type: ignore[method-assign]
+        await a.send_text("bob@social", "while the laptop goes")
+        assert (await a.device_list("alice")).device_ids == [0]
+    assert refusals == [PEER_DELIVER]
+    assert [e.text for e in await social_harness.drain(bob)] == ["while the laptop goes"]
+
+
+async def test_the_relay_refuses_a_malformed_bundle_request_from_the_social_server(
+        nursery, tmp_path: Path) -> None:
+    """device_ids that are not device ids (here lists, which cannot even be compared as set
+    members) are refused as bad_request, not an internal error."""
+    fed = await start_federated(nursery, tmp_path)
+    await _opted_in(fed, tmp_path)
+    federation = fed.relay_server.federation
+    assert federation is not None
+    for wanted in ([[0]], [0, 0], [7], "0"):
+        with pytest.raises(RequestError) as refused:
+            await federation.bundles({"account": "alice", "requester": "bob@social",
+                                      "device_ids": wanted})
+        assert refused.value.code == "bad_request", wanted
+    assert len((await federation.bundles({"account": "alice", "requester": "bob@social",
+                                          "device_ids": [0]}))["bundles"]) == 1
 
 
 async def test_whoever_did_not_opt_in_cannot_be_reached(nursery, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The checks both servers make on cross-transport envelopes, and the peer options."""
+"""The checks every server makes on the envelopes a request carries (``sent_envelopes``), those
+both servers make on cross-transport envelopes, and the peer options."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from e2e_proto.address import Address
 from e2e_proto.federation import to_peer_view
 from e2e_proto.ratchet import RatchetMessage
 from e2e_proto.wire import Envelope
+from server.common.fields import sent_envelopes
 from server.common.requests import RequestError
 from server.federation.envelopes import check_delivery, mismatch_details, split_send
 from server.relay.main import main as relay_main
@@ -20,6 +22,35 @@ ME = Address("alice", 1)
 
 def _envelope(sender: Address, recipient: Address, size: int = 16) -> bytes:
     return Envelope(sender, recipient, RatchetMessage(b"h", bytes(24), bytes(size))).encode()
+
+
+def test_a_requests_envelopes_are_counted_sized_decoded_and_from_the_sender(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one loop of send, group_deliver, call_signal, the social send and the cross-transport
+    checks: the list's length first (nothing is decoded past the bound), then each envelope's
+    type, size (its own code, with ``limit``), form and sender."""
+    decoded: list[bytes] = []
+    decode = Envelope.decode
+    monkeypatch.setattr(Envelope, "decode", lambda data: decoded.append(data) or decode(data))
+    good = [_envelope(ME, Address("bob", d)) for d in range(3)]
+    got = sent_envelopes(good, ME, 3, 100, code="bad", too_large="big")
+    assert [(e.recipient, data) for e, data in got] == [
+        (Address("bob", d), data) for d, data in enumerate(good)]
+    large = _envelope(ME, Address("bob", 3), size=200)
+    for raw, code, read in (
+            ([*good, good[0]], "bad", 0),  # one too many: none is read
+            ([large] * 4, "bad", 0),
+            ("envelopes", "bad", 0), (None, "bad", 0),
+            ([good[0], large], "big", 1),  # sized before it is read
+            ([good[0], "text"], "bad", 1),
+            ([b"not an envelope"], "bad", 1),
+            ([_envelope(Address("eve", 0), Address("bob", 0))], "bad", 1)):
+        decoded.clear()
+        with pytest.raises(RequestError) as refused:
+            sent_envelopes(raw, ME, 3, 100, code="bad", too_large="big")
+        assert (refused.value.code, len(decoded)) == (code, read), raw
+        if code == "big":
+            assert refused.value.details == {"limit": 100}
 
 
 def test_a_cross_send_covers_this_accounts_other_devices_exactly() -> None:

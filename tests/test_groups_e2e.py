@@ -23,6 +23,7 @@ from e2e_proto.groups import GroupUpdate
 from e2e_proto.media import MEDIA_KIND
 from e2e_proto.payload import Payload
 from e2e_proto.wire import GroupEnvelope, decode_delivery, encode_group_message
+from server.relay.config import RelayConfig
 from server.relay.store import GroupRoute
 from tests.relay_harness import (
     RunningRelay,
@@ -36,9 +37,10 @@ from tests.relay_harness import (
 
 
 async def _people(nursery: trio.Nursery, tmp_path: Path, *names: str,
-                  db: Path | str | None = None) -> tuple[RunningRelay, dict[str, PrivateClient]]:
+                  db: Path | str | None = None, config: RelayConfig | None = None
+                  ) -> tuple[RunningRelay, dict[str, PrivateClient]]:
     """A relay on ``db`` (default: an SQLite file) and ``names`` registered on it."""
-    relay = await start_relay(nursery, db or tmp_path / "relay.db",
+    relay = await start_relay(nursery, db or tmp_path / "relay.db", config,
                               blob_dir=tmp_path / "relay-blobs")
     clients = {}
     for name in names:
@@ -80,6 +82,35 @@ async def test_create_send_and_receive(nursery, tmp_path: Path, relay_db) -> Non
     assert _lines(await drain(c["carol"])) == ["[friends] bob: hi from bob"]
     # One ciphertext per message: the relay stored the same group message for both.
     assert await drain(c["bob"]) == []
+
+
+async def test_a_device_left_out_for_a_full_mailbox_gets_the_sender_key_again(
+        nursery, tmp_path: Path, relay_db) -> None:
+    """bob's mailbox is full when alice first sends to the group: the relay leaves him out of
+    her sender key's delivery and of the message, and says so. alice records only the devices
+    that stored the key and is told bob missed the message, so once bob collected his mail her
+    next message brings the key again and he reads it."""
+    relay, c = await _people(nursery, tmp_path, "alice", "bob", "carol", db=relay_db,
+                             config=RelayConfig(mailbox_quota=3))
+    async with session_of(c["alice"]) as a:
+        state = await a.group_create("club", ["bob", "carol"])  # bob: 1 message of 3
+        await a.send_text("bob", "one")
+        await a.send_text("bob", "two")  # bob: full
+        await a.group_send_text("club", "missed")
+        own = a.state.sender_keys.load_own_sender_key(state.group_id)
+        assert own is not None
+        assert a.groups.shared(state.group_id, own.chain_id) == {Address("carol", 0)}
+        assert [n for n in a.notices if "bob.0 did not get" in n]
+    assert _lines(await drain(c["bob"])) == [
+        "[club] alice: [created the group with bob, carol]", "alice: one", "alice: two"]
+    assert _lines(await drain(c["carol"])) == [
+        "[club] alice: [created the group with bob, carol]", "[club] alice: missed"]
+    async with session_of(c["alice"]) as a:
+        await a.group_send_text("club", "found")
+        assert a.groups.shared(state.group_id, own.chain_id) == {Address("carol", 0),
+                                                                 Address("bob", 0)}
+    assert _lines(await drain(c["bob"])) == ["[club] alice: found"]
+    assert _lines(await drain(c["carol"])) == ["[club] alice: found"]
 
 
 async def test_removed_member_cannot_read_later_messages(nursery, tmp_path: Path, relay_db) -> None:

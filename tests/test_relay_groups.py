@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from e2e_proto.keys import IdentityKeyPair
 from e2e_proto.payload import Payload
 from e2e_proto.sender_keys import OwnSenderKey
 from e2e_proto.wire import encode_group_message
+from server.relay.config import RelayConfig
+from server.relay.store import Enqueue, Outgoing
 from tests.relay_harness import make_client, register, session_of, start_relay
 
 
@@ -98,3 +101,47 @@ async def test_group_requests_refuse_bad_input(nursery, tmp_path: Path, relay_db
         assert (await _refused(a, "group_deliver", group_id=state.group_id,
                                envelopes=[b"x"] * 20)).code == api.BAD_REQUEST
         assert (await relay.store.pending("carol", 0, 0, 10)) == []
+
+
+async def test_a_full_mailbox_is_left_out_named_not_woken_and_granted_nothing(
+        nursery, tmp_path: Path, relay_db) -> None:
+    """group_send and group_deliver leave out a device whose mailbox is full: the answer names
+    it in ``skipped`` and counts only the others, only they are woken, and only they may
+    download the blob the message announces."""
+    relay = await start_relay(nursery, relay_db, RelayConfig(mailbox_quota=2),
+                              blob_dir=tmp_path / "blobs")
+    clients = {n: make_client(tmp_path / n, relay.port) for n in ("alice", "bob", "carol")}
+    for name, client in clients.items():
+        await register(client, name)
+    state = GroupState.create("g", "alice", ["bob", "carol"])
+    routing = GroupUpdate.sign(state, Address("alice", 0),
+                               clients["alice"].state.protocol.identity_key_pair(), routing=True)
+    await relay.store.enqueue(Enqueue([Outgoing("bob", 0, b"one"), Outgoing("bob", 0, b"two")],
+                                      ("carol", 0), 0.0, 10, 10**6))  # bob's mailbox: full
+    woken: list[Address] = []
+    relay.server.mail_stored = woken.extend  # type: ignore[method-assign]
+    data = b"a file" * 100
+    blob_id = hashlib.sha256(data).digest()
+    async with session_of(clients["alice"]) as a:
+        await a.connection.request("group_put", routing=routing.body,
+                                   signature=routing.signature)
+        await a.connection.request("upload_begin", blob_id=blob_id, size=len(data))
+        await a.connection.request("upload_chunk", blob_id=blob_id, offset=0, data=data)
+        await a.connection.request("upload_finish", blob_id=blob_id)
+        message = OwnSenderKey.create(state.group_id).encrypt(b"x" * 16)
+        answer = await a.connection.request(
+            "group_send", group_id=state.group_id, version=1, message=encode_group_message(
+                message), devices_digest=member_devices_digest(
+                {"alice": [0], "bob": [0], "carol": [0]}), blobs=[blob_id])
+        assert (answer["devices"], answer["skipped"]) == (1, [["bob", 0]])
+        assert woken == [Address("carol", 0)]
+        assert [await relay.store.blobs.may_download(blob_id, name, 0)
+                for name in ("bob", "carol")] == [False, True]
+        await a._ensure_sessions([Address("bob", 0), Address("carol", 0)])
+        woken.clear()
+        answer = await a.connection.request("group_deliver", group_id=state.group_id, envelopes=[
+            a.cipher.encrypt(Address(name, 0), b"p" * 16).encode() for name in ("bob", "carol")])
+        assert (answer["stored"], answer["skipped"]) == (1, [["bob", 0]])
+        assert woken == [Address("carol", 0)]
+    assert [d.envelope for d in await relay.store.pending("bob", 0, 0, 10)] == [b"one", b"two"]
+    assert len(await relay.store.pending("carol", 0, 0, 10)) == 2

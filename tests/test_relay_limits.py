@@ -191,6 +191,28 @@ async def test_an_envelope_over_max_envelope_size_is_refused(nursery, tmp_path: 
     assert len(await relay.store.pending("bob", 0, 0, 10)) == 2
 
 
+async def test_a_send_is_bounded_before_any_envelope_is_read(nursery, tmp_path: Path) -> None:
+    """One more envelope than a send can need (MAX_SEND_ENVELOPES) is refused before any is
+    decoded or even sized: too many oversized envelopes are bad_request, not
+    message_too_large."""
+    relay, alice, _ = await relay_with_alice_and_bob(nursery, tmp_path,
+                                                     RelayConfig(max_envelope_size=2000))
+    async with session_of(alice) as a:
+        await a.send_text("bob", "make a session")
+        template = a.cipher.encrypt(Address("bob", 0), b"x").encode()
+        oversized = _with_ciphertext_size(template, 2001)
+        with pytest.raises(ServerError) as caught:
+            await a.connection.request("send", to="bob", envelopes=[oversized] * (
+                api.MAX_SEND_ENVELOPES + 1))
+        assert caught.value.code == api.BAD_REQUEST
+        assert f"at most {api.MAX_SEND_ENVELOPES}" in str(caught.value)
+        with pytest.raises(ServerError) as caught:  # the bound is exact: these are read
+            await a.connection.request("send", to="bob", envelopes=[oversized] * (
+                api.MAX_SEND_ENVELOPES))
+        assert caught.value.code == api.MESSAGE_TOO_LARGE
+    assert len(await relay.store.pending("bob", 0, 0, 10)) == 1
+
+
 async def test_the_mailbox_byte_quota_refuses_and_frees_on_ack(nursery, tmp_path: Path) -> None:
     relay, alice, bob = await relay_with_alice_and_bob(
         nursery, tmp_path, RelayConfig(mailbox_quota_bytes=10_000))
@@ -277,7 +299,9 @@ async def test_a_group_write_leaves_out_mailboxes_over_either_quota(tmp_path: Pa
                     quota_bytes, skip_full=True)  # bob.7 is no device (unlinked meanwhile)
     after = Enqueue([Outgoing("bob", 1, bytes(700))], ("alice", 0), 2.0, quota, quota_bytes,
                     skip_full=True)  # in the same commit: bob.1's 400 bytes count already
-    assert store.write_mailboxes([group, after]) == [None, None]
+    # Each write names the positions it left out: bob.0 (bytes), carol.0 (count), bob.7 (gone);
+    # then bob.1, whose 400 bytes from the first write leave no room for 700 more.
+    assert store.write_mailboxes([group, after]) == [(0, 2, 3), (0,)]
     assert [len(d.envelope) for d in await store.pending("bob", 0, 0, 10)] == [700]  # bytes
     assert [len(d.envelope) for d in await store.pending("bob", 1, 0, 10)] == [400]
     assert [len(d.envelope) for d in await store.pending("carol", 0, 0, 10)] == [10, 10]  # count
@@ -438,6 +462,29 @@ async def test_frames_before_authentication_are_small(nursery, tmp_path: Path,
     fields, _ = _register_fields((await peer.read())[0]["nonce"], "bob")
     assert (await peer.request("register", **fields))["ok"]
     assert (await peer.request("ping", pad=bytes(100_000)))["ok"]
+    store.close()
+
+
+async def test_a_link_offers_prekeys_are_bounded_before_any_is_read(
+        nursery, tmp_path: Path, autojump_clock) -> None:
+    """link_request's one-time prekeys: more than MAX_ONE_TIME_PREKEYS_PER_REQUEST are refused
+    for their number, before one is read (these are not even pairs: as many pairs would pass
+    the frame's container limit)."""
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    relay = Relay(store)
+    aik = await _registered(nursery, relay, "alice")
+    offer = _link_offer("alice", aik)
+    too_many = api.MAX_ONE_TIME_PREKEYS_PER_REQUEST + 1
+    peer = await connect(nursery, relay, "192.0.2.9:1")
+    await peer.read()
+    refused = await peer.request("link_request", **{
+        **offer, "one_time_prekeys": list(range(too_many))})
+    assert refused["error"]["code"] == api.BAD_REQUEST
+    assert f"at most {api.MAX_ONE_TIME_PREKEYS_PER_REQUEST}" in refused["error"]["message"]
+    assert await store.pending_link(offer["lookup"]) is None
+    answer = await peer.request("link_request", **{**offer, "one_time_prekeys": [
+        [i, X25519PrivateKey.generate().public_key.raw] for i in range(too_many - 1)]})
+    assert answer.get("ok"), answer
     store.close()
 
 

@@ -80,10 +80,11 @@ async def make_account(store: RelayStore, name: str = "bob", devices: tuple[int,
 
 
 def send(*envelopes: tuple[str, int, bytes], quota: int = 100,
-         quota_bytes: int = NO_BYTE_LIMIT, now: float = NOW, skip_full: bool = False
-         ) -> Enqueue:
-    return Enqueue([Outgoing(*e) for e in envelopes], ("alice", 0), now, quota, quota_bytes,
-                   skip_full)
+         quota_bytes: int = NO_BYTE_LIMIT, now: float = NOW, skip_full: bool = False,
+         blobs: tuple[bytes, ...] = ()) -> Enqueue:
+    write = Enqueue([Outgoing(*e) for e in envelopes], ("alice", 0), now, quota, quota_bytes,
+                    skip_full)
+    return write._replace(blobs=blobs) if blobs else write
 
 
 async def stored(store: RelayStore, account: str = "bob", device_id: int = 0) -> list[bytes]:
@@ -305,20 +306,49 @@ async def test_usage_counters_follow_every_insert_and_delete(store: RelayStore) 
 
 async def test_a_group_write_leaves_out_full_and_removed_devices(store: RelayStore) -> None:
     await make_account(store, linked=(1, 2))
-    await store.enqueue(send(("bob", 0, b"a" * 70)))  # bob.0: 70 of 100 bytes
+    assert await store.enqueue(send(("bob", 0, b"a" * 70))) == ()  # bob.0: 70 of 100 bytes
     await store.enqueue(send(("bob", 1, b"one"), ("bob", 1, b"two")))  # bob.1: 2 of 2 messages
-    copies = [("bob", i, b"g" * 40) for i in (0, 1, 2)] + [("bob", 7, b"g" * 40)]
-    with pytest.raises(QuotaExceededError):  # a send: refused whole, at its first refusal
+    copies = [("bob", 7, b"g" * 40)] + [("bob", i, b"g" * 40) for i in (0, 1, 2)]
+    with pytest.raises(DeviceGoneError):  # a send: refused whole, at its first refusal
         await store.enqueue(send(*copies, quota=2, quota_bytes=100))
-    with pytest.raises(DeviceGoneError):
-        await store.enqueue(send(*copies[2:], quota=2, quota_bytes=100))
+    with pytest.raises(QuotaExceededError):
+        await store.enqueue(send(*copies[1:], quota=2, quota_bytes=100))
     assert await stored(store, "bob", 2) == []
-    await store.enqueue(send(*copies, quota=2, quota_bytes=100, skip_full=True))
+    skipped = await store.enqueue(send(*copies, quota=2, quota_bytes=100, skip_full=True))
+    assert skipped == (0, 1, 2)  # the positions left out: gone, bytes, messages
     assert await stored(store, "bob", 0) == [b"a" * 70]  # bytes: left out
     assert await stored(store, "bob", 1) == [b"one", b"two"]  # messages: left out
     assert await stored(store, "bob", 2) == [b"g" * 40]
-    await store.enqueue(send(("bob", 2, b"g" * 40), quota=1, quota_bytes=100, skip_full=True))
+    again = send(("bob", 2, b"g" * 40), ("bob", 1, b"g" * 40), quota=1, quota_bytes=100,
+                 skip_full=True)
+    assert await store.enqueue(again) == (1,)  # bob.2 has it already: stored, not skipped
     assert await stored(store, "bob", 2) == [b"g" * 40]  # stored already: not twice
+    assert await store.enqueue(send(("bob", 2, b"h"), skip_full=True)) == ()
+
+
+async def test_blobs_are_granted_with_the_mail_to_the_devices_it_is_stored_for(
+        store: RelayStore) -> None:
+    """A send's blobs are granted in the step that stores it: a refused send grants nothing, a
+    group write only to the devices it stored the message for (or held it already)."""
+    await make_account(store, linked=(1, 2))
+    await make_account(store, "carol")
+    await store.enqueue(send(("bob", 1, b"full")))
+    may = store.blobs.may_download
+    with pytest.raises(QuotaExceededError):
+        await store.enqueue(send(("bob", 0, b"m"), ("bob", 1, b"m"), quota=1, blobs=(BLOB[0],)))
+    with pytest.raises(DeviceGoneError):
+        await store.enqueue(send(("bob", 0, b"m"), ("bob", 7, b"m"), blobs=(BLOB[0],)))
+    assert not any([await may(BLOB[0], "bob", d) for d in (0, 1, 7)])
+    await store.enqueue(send(("carol", 0, b"c")))
+    group = send(("bob", 0, b"g"), ("bob", 1, b"g"), ("bob", 7, b"g"), ("carol", 0, b"c"),
+                 quota=1, skip_full=True, blobs=(BLOB[0], BLOB[1]))
+    assert await store.enqueue(group) == (1, 2)
+    assert [await may(b, "bob", 0) for b in BLOB[:2]] == [True, True]
+    assert [await may(b, "carol", 0) for b in BLOB[:2]] == [True, True]  # held it already
+    assert not any([await may(b, a, d) for b in BLOB[:2] for a, d in (("bob", 1), ("bob", 7),
+                                                                      ("bob", 2))])
+    await store.enqueue(send(("bob", 2, b"d")))  # no blobs: none granted
+    assert not await may(BLOB[0], "bob", 2)
 
 
 async def test_a_send_to_a_removed_device_stores_nothing(store: RelayStore) -> None:
@@ -510,10 +540,12 @@ async def test_many_blobs_expire(store: RelayStore) -> None:
 
 async def test_blob_grants_and_the_last_fetch(store: RelayStore) -> None:
     blobs = store.blobs
+    await make_account(store, linked=(1,))
+    await make_account(store, "carol")
     await blobs.begin_blob(BLOB[0], "alice", 10, NOW, 1000, 5)
     await blobs.complete_blob(BLOB[0])
-    await blobs.grant_blobs([BLOB[0]], [("bob", 0), ("bob", 1)])
-    await blobs.grant_blobs([BLOB[0]], [("bob", 1), ("carol", 0)])  # granted once each
+    await store.enqueue(send(("bob", 0, b"1"), ("bob", 1, b"1"), blobs=(BLOB[0],)))
+    await store.enqueue(send(("bob", 1, b"2"), ("carol", 0, b"2"), blobs=(BLOB[0],)))  # once
     assert [await blobs.may_download(BLOB[0], *d) for d in
             (("bob", 0), ("bob", 1), ("carol", 0), ("carol", 1), ("alice", 0))] == [
         True, True, True, False, False]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
@@ -246,11 +247,10 @@ class Groups(SessionBase):
             with self.state.transaction():
                 message = self.group_cipher.encrypt(group.group_id, plaintext)
             try:
-                await self.connection.request(
+                answer = await self.connection.request(
                     "group_send", group_id=group.group_id, version=group.version,
                     devices_digest=member_devices_digest(devices),
                     message=encode_group_message(message), **extra)
-                return
             except ServerError as exc:
                 if exc.code == api.DEVICE_MISMATCH and attempt < 2:
                     await self._refresh_differing(devices, exc.details.get("devices"))
@@ -260,6 +260,13 @@ class Groups(SessionBase):
                                       f"{exc.details.get('version')}, yours {group.version}): "
                                       "run 'recv' to take the change, then send again") from None
                 raise ClientError(f"the relay refused the group message: {exc}") from None
+            targets = [Address(a, d) for a, ids in devices.items() for d in ids
+                       if Address(a, d) != self.address]
+            for device in sorted(skipped_devices(answer, targets)):
+                self.notices.append(f"{device.account}.{device.device_id} did not get this "
+                                    f"message of {group.name!r}: its mailbox at the relay is "
+                                    "full")
+            return
 
     async def _refresh_differing(self, devices: dict[str, list[int]], relay_view: object
                                  ) -> None:
@@ -339,18 +346,25 @@ class Groups(SessionBase):
 
     async def _deliver_batch(self, group_id: bytes, envelopes: list[bytes],
                              targets: list[Address], chain_id: int | None) -> None:
+        """Store one batch through ``group_deliver``; with ``chain_id``, record the devices
+        the relay stored it for as holding that sender key (one it left out for a full
+        mailbox gets the key again before the next message)."""
         try:
-            await self.connection.request("group_deliver", group_id=group_id,
-                                          envelopes=envelopes)
+            answer = await self.connection.request("group_deliver", group_id=group_id,
+                                                   envelopes=envelopes)
         except ServerError as exc:
             if exc.code == api.DEVICE_MISMATCH:  # a device went away: refresh, send again
                 for account in sorted({a for a, _ in exc.details.get("stale", [])
                                        if isinstance(a, str)}):
                     await self.device_list(account, refresh=True)
             raise ClientError(f"the relay refused the group delivery: {exc}") from None
+        skipped = skipped_devices(answer, targets)
+        if skipped:
+            log.info("the relay left out %d device(s) with a full mailbox", len(skipped))
         if chain_id is not None:
             with self.state.transaction():
-                self.groups.add_shared(group_id, chain_id, targets)
+                self.groups.add_shared(group_id, chain_id,
+                                       [t for t in targets if t not in skipped])
 
     # -- receiving (inside the caller's transaction) ----------------------------------------
 
@@ -427,6 +441,21 @@ class Groups(SessionBase):
             text = payload.fields.get("text") if payload.kind == "text" else None
         return StoredMessage(payload.id, sender.account, sender.device_id, group_peer(group_id),
                              payload.ts, payload.kind, text if isinstance(text, str) else None)
+
+
+def skipped_devices(answer: dict[str, Any], targets: Sequence[Address]) -> set[Address]:
+    """The ``targets`` a ``group_send`` or ``group_deliver`` answer names in ``skipped`` (left
+    out for a full mailbox). An answer whose ``skipped`` is not a list of at most one
+    ``[account, device id]`` per target counts all of them as left out: what this device
+    records as delivered is never more than the relay said it stored."""
+    skipped = answer.get("skipped", [])
+    if type(skipped) is not list or len(skipped) > len(targets) or not all(
+            type(entry) is list and len(entry) == 2 and type(entry[0]) is str
+            and type(entry[1]) is int for entry in skipped):
+        log.warning("the relay's answer names the devices it left out wrongly")
+        return set(targets)
+    named = {tuple(entry) for entry in skipped}
+    return {t for t in targets if (t.account, t.device_id) in named}
 
 
 def describe_change(old: GroupState | None, new: GroupState, author: str) -> str:

@@ -15,9 +15,8 @@ from typing import Any, Protocol
 
 from e2e_proto import call_api as api
 from e2e_proto.address import Address
-from e2e_proto.errors import E2EProtoError
-from e2e_proto.wire import Envelope
 
+from ..common.fields import sent_envelopes
 from ..common.requests import RequestError
 from .registry import Call, CallParticipant, CallRefused, CallRegistry, NotParticipantError
 
@@ -135,20 +134,12 @@ def signal(conn: CallConnection, call: Call, frame: dict[str, Any]) -> dict[str,
     sender = call.participant_of(me)
     if sender is None:
         raise refused(NotParticipantError("you are not in this call"))
-    raw = frame.get("envelopes")
-    if type(raw) is not list or len(raw) > call.limit:
-        raise RequestError(BAD_REQUEST, f"envelopes must be a list of at most {call.limit}")
     outgoing: list[tuple[CallParticipant, bytes]] = []
-    for data in raw:
-        if type(data) is not bytes or len(data) > api.MAX_CALL_SIGNAL_BYTES:
-            raise RequestError(BAD_REQUEST, "envelopes are bytes, at most "
-                               f"{api.MAX_CALL_SIGNAL_BYTES} each")
-        try:
-            envelope = Envelope.decode(data)
-        except E2EProtoError as exc:
-            raise RequestError(BAD_REQUEST, f"envelope refused: {exc}") from None
+    for envelope, data in sent_envelopes(frame.get("envelopes"), me, call.limit,
+                                         api.MAX_CALL_SIGNAL_BYTES, code=BAD_REQUEST,
+                                         too_large=BAD_REQUEST):
         recipient = call.participant_of(envelope.recipient)
-        if envelope.sender != me or recipient is None or recipient is sender:
+        if recipient is None or recipient is sender:
             raise RequestError(BAD_REQUEST, "envelopes are from this device, each for another "
                                "device in the call")
         outgoing.append((recipient, data))

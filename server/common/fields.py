@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2e_proto.address import is_valid_device_id
+from e2e_proto.address import Address, is_valid_device_id
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
+from e2e_proto.wire import Envelope
 
 from .requests import RequestError
 
 SignedPreKeyFields = tuple[int, bytes, bytes]
 """``(spk_id, spk, signature)`` of a published signed prekey."""
+SentEnvelope = tuple[Envelope, bytes]
+"""A pairwise envelope a request carries: decoded, and its bytes as they came (to store)."""
 
 
 def require(frame: dict[str, Any], name: str, kind: type, *, code: str) -> Any:
@@ -51,3 +54,32 @@ def published_prekeys(frame: dict[str, Any], identity: Ed25519PublicKey, limit: 
     except (ValueError, TypeError, E2EProtoError):
         raise RequestError(code, "one-time prekeys must be [u32 id, 32-byte key] pairs") from None
     return spk, opks
+
+
+def check_size(size: int, limit: int, code: str, what: str = "an envelope") -> None:
+    """Refuse ``what`` of ``size`` bytes when it is over ``limit`` (``code``, with ``limit``)."""
+    if size > limit:
+        raise RequestError(code, f"{what} has at most {limit} bytes (got {size})", limit=limit)
+
+
+def sent_envelopes(raw: object, sender: Address, most: int, largest: int, *, code: str,
+                   too_large: str) -> list[SentEnvelope]:
+    """A request's ``envelopes``, each decoded with its bytes: a list of at most ``most``
+    (checked before any is read), each bytes of at most ``largest`` (``too_large``, with
+    ``limit``) that decodes as an envelope from ``sender``; anything else is refused with
+    ``code``. What each recipient must be is the caller's check."""
+    if type(raw) is not list or len(raw) > most:
+        raise RequestError(code, f"envelopes must be a list of at most {most}")
+    decoded = []
+    for data in raw:
+        if type(data) is not bytes:
+            raise RequestError(code, "an envelope is bytes")
+        check_size(len(data), largest, too_large)
+        try:
+            envelope = Envelope.decode(data)
+        except E2EProtoError as exc:
+            raise RequestError(code, f"envelope refused: {exc}") from None
+        if envelope.sender != sender:
+            raise RequestError(code, "an envelope's sender is not the sending device")
+        decoded.append((envelope, data))
+    return decoded

@@ -20,25 +20,19 @@ from e2e_proto.federation import MAX_CROSS_ENVELOPES, check_from_peer
 from e2e_proto.social_api import MAX_ENVELOPE_BYTES
 from e2e_proto.wire import Envelope
 
+from ..common.fields import SentEnvelope, sent_envelopes
 from ..common.requests import RequestError
 
 Stored = tuple[str, int, bytes]
 """``(account, device_id, envelope bytes)``: one envelope to keep for one local device."""
 
 
-def _decode(raw: object) -> list[tuple[Envelope, bytes]]:
-    if type(raw) is not list or not 0 < len(raw) <= MAX_CROSS_ENVELOPES:
+def _decode(raw: object, sender: Address) -> list[SentEnvelope]:
+    decoded = sent_envelopes(raw, sender, MAX_CROSS_ENVELOPES, MAX_ENVELOPE_BYTES,
+                             code=api.BAD_REQUEST, too_large=api.BAD_REQUEST)
+    if not decoded:
         raise RequestError(api.BAD_REQUEST, f"envelopes must be a list of 1 to "
                            f"{MAX_CROSS_ENVELOPES}")
-    decoded = []
-    for data in raw:
-        if type(data) is not bytes or len(data) > MAX_ENVELOPE_BYTES:
-            raise RequestError(api.BAD_REQUEST, f"an envelope is bytes, at most "
-                               f"{MAX_ENVELOPE_BYTES} of them across the transports")
-        try:
-            decoded.append((Envelope.decode(data), data))
-        except E2EProtoError as exc:
-            raise RequestError(api.BAD_REQUEST, f"envelope refused: {exc}") from None
     return decoded
 
 
@@ -60,9 +54,7 @@ def split_send(raw: object, me: Address, own_devices: Collection[int],
     (``name@transport``; the other server checks which of its devices they reach)."""
     own: list[Stored] = []
     others: list[Envelope] = []
-    for envelope, data in _decode(raw):
-        if envelope.sender != me:
-            raise RequestError(api.BAD_REQUEST, "envelope sender is not this device")
+    for envelope, data in _decode(raw, me):
         if envelope.recipient.account == foreign:
             others.append(envelope)
         elif envelope.recipient.account == me.account:
@@ -84,14 +76,14 @@ def check_delivery(raw: object, sender: Address, recipient: str, devices: Collec
     """The other server's envelopes from the foreign device ``sender`` to the local account
     ``recipient``, which must reach exactly ``devices`` (this transport is ``local``)."""
     stored: list[Stored] = []
-    for envelope, data in _decode(raw):
+    for envelope, data in _decode(raw, sender):
         try:
             check_from_peer(envelope, local)
         except E2EProtoError as exc:
             raise RequestError(api.BAD_REQUEST, str(exc)) from None
-        if envelope.sender != sender or envelope.recipient.account != recipient:
-            raise RequestError(api.BAD_REQUEST, "an envelope's sender or recipient is not "
-                               "the delivery's")
+        if envelope.recipient.account != recipient:
+            raise RequestError(api.BAD_REQUEST, "an envelope's recipient is not the "
+                               "delivery's")
         stored.append((*envelope.recipient, data))
     _check_cover([Address(a, d) for a, d, _ in stored], {Address(recipient, d) for d in devices})
     return stored

@@ -32,7 +32,8 @@ from e2e_proto.federation import (
 
 from ..common.requests import RequestError
 from ..common.store_base import StoreUnavailableError
-from ..relay.store import AccountRecord, DeviceGoneError, Enqueue, Outgoing, QuotaExceededError
+from ..relay.messages import store_mail
+from ..relay.store import AccountRecord, Enqueue, Outgoing
 from .envelopes import check_delivery
 from .options import PeerSetup
 from .peer import (
@@ -194,8 +195,8 @@ class RelayFederation:
         wanted = frame.get("device_ids")
         if (requester is None or requester[1] != SOCIAL or type(wanted) is not list
                 or not 0 < len(wanted) <= len(record.devices)
-                or len(set(wanted)) != len(wanted) or not all(
-                    is_valid_device_id(i) and i in record.devices for i in wanted)):
+                or not all(is_valid_device_id(i) and i in record.devices for i in wanted)
+                or len(set(wanted)) != len(wanted)):
             raise RequestError(api.BAD_REQUEST, "device_ids must list distinct devices of the "
                                "account, for a named social requester")
         one_time = self.relay.bundle_limits.admit(
@@ -222,17 +223,9 @@ class RelayFederation:
         assert isinstance(sender, str) and isinstance(device, int)
         stored = check_delivery(frame.get("envelopes"), Address(sender, device), account,
                                 record.devices, PRIVATE)
-        try:
-            await self.relay.store.enqueue(Enqueue(
-                [Outgoing(*s) for s in stored], (sender, device), self.relay.clock(),
-                self.relay.config.mailbox_quota, self.relay.config.mailbox_quota_bytes))
-        except QuotaExceededError as exc:
-            raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
-        except DeviceGoneError as exc:  # unlinked while the delivery waited for its commit
-            raise RequestError(api.DEVICE_MISMATCH, "the send must cover exactly the current "
-                               "devices", missing=[], stale=[[exc.account, exc.device_id]]
-                               ) from None
-        self.relay.mail_stored(Address(recipient, device_id) for recipient, device_id, _ in stored)
+        await store_mail(self.relay, Enqueue(
+            [Outgoing(*s) for s in stored], (sender, device), self.relay.clock(),
+            self.relay.config.mailbox_quota, self.relay.config.mailbox_quota_bytes))
         return {"stored": len(stored)}
 
 

@@ -36,8 +36,8 @@ from e2e_proto.social_api import CLIENT_ID_SIZE
 from ..common.requests import RequestError, Route, RouteTable
 from ..common.store_base import StoreUnavailableError
 from ..relay.fields import require_field
-from ..relay.messages import enqueue
-from ..relay.store import Outgoing, QuotaExceededError
+from ..relay.messages import enqueue, store_mail
+from ..relay.store import Outgoing
 from .envelopes import mismatch_details, split_send
 from .peer import PeerRefused, PeerUnavailable, refusal
 from .relay import HandedOverElsewhere, RelayFederation, unlink_item
@@ -161,12 +161,8 @@ async def cross_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
             raise RequestError(api.DEVICE_MISMATCH, str(exc),
                                **mismatch_details(exc.details, qualified, name)) from None
         raise
-    if own:
-        try:
-            await conn.relay.store.enqueue(enqueue(conn, [Outgoing(*o) for o in own]))
-        except QuotaExceededError as exc:
-            raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
-        conn.relay.mail_stored(Address(account, device_id) for account, device_id, _ in own)
+    if own:  # (a device unlinked meanwhile: device_mismatch, as for a send)
+        await store_mail(conn.relay, enqueue(conn, [Outgoing(*o) for o in own]))
     return {"stored": len(own) + len(foreign)}
 
 

@@ -15,7 +15,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from e2e_proto import relay_api as api
-from e2e_proto.address import Address
 from e2e_proto.constants import GROUP_ID_SIZE, KEY_SIZE, MAX_DEVICES
 from e2e_proto.errors import (
     E2EProtoError,
@@ -28,12 +27,13 @@ from e2e_proto.errors import (
 from e2e_proto.groups import GroupState, GroupUpdate, apply_update, member_devices_digest
 from e2e_proto.keys import Ed25519PublicKey
 from e2e_proto.sender_keys import decode_header
-from e2e_proto.wire import Envelope, GroupEnvelope, decode_group_message
+from e2e_proto.wire import GroupEnvelope, decode_group_message
 
+from ..common.fields import check_size
 from ..common.requests import RequestError
-from .blobs import announced_blobs, grant
+from .blobs import announced_blobs
 from .fields import require_field
-from .messages import check_envelope_size, enqueue
+from .messages import enqueue, envelopes_field, store_mail
 from .store import GroupRoute, Outgoing, StaleGroupError
 
 if TYPE_CHECKING:
@@ -123,11 +123,11 @@ async def group_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
 
     The sender names the routing copy's version and the digest of the devices it distributed
     its sender key to; either differing refuses the send (``stale_group``, ``device_mismatch``
-    with the relay's ``devices``), so no device gets a message it holds no key for. The blob
-    ids in ``blobs`` (a file the message announces) are granted to every device it is for, as
-    a ``send`` grants them. The group envelope is stored once per device, so it is bounded as
-    one envelope (``message_too_large``) and counts against each device's quotas of messages
-    and bytes; a device whose mailbox either would pass is left out.
+    with the relay's ``devices``), so no device gets a message it holds no key for. The group
+    envelope is stored once per device, so it is bounded as one envelope (``message_too_large``)
+    and counts against each device's quotas of messages and bytes; a device whose mailbox
+    either would pass is left out, and named in the answer's ``skipped``. The blob ids in
+    ``blobs`` (a file the message announces) are granted to every device it is stored for.
     """
     assert conn.address is not None
     me = conn.address
@@ -149,18 +149,17 @@ async def group_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
     if header_group != group_id:
         raise RequestError(api.BAD_REQUEST, "the message's header names another group")
     delivery = GroupEnvelope(me, message).encode()  # stored once per device: bounded as one
-    check_envelope_size(conn, len(delivery), "a group envelope")
+    check_size(len(delivery), conn.relay.config.max_envelope_size, api.MESSAGE_TOO_LARGE,
+               "a group envelope")
     devices = await _member_devices(conn, route.members)
     if len(digest) != KEY_SIZE or digest != member_devices_digest(devices):
         raise RequestError(api.DEVICE_MISMATCH, "the member devices changed",
                            devices=[[a, ids] for a, ids in devices.items()])
     outgoing = [Outgoing(account, device_id, delivery) for account, ids in devices.items()
                 for device_id in ids if (account, device_id) != me]
-    addressed = [Address(item.account, item.device_id) for item in outgoing]
-    await grant(conn, blob_ids, addressed)
-    await conn.relay.store.enqueue(enqueue(conn, outgoing, skip_full=True))
-    conn.relay.mail_stored(addressed)
-    return {"devices": len(outgoing)}
+    skipped = await store_mail(conn.relay, enqueue(conn, outgoing, skip_full=True,
+                                                   blobs=blob_ids))
+    return {"devices": len(outgoing) - len(skipped), "skipped": [list(a) for a in skipped]}
 
 
 async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
@@ -168,27 +167,19 @@ async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
 
     What a ``send`` per member would do, in one request: each envelope is from this device and
     for a current device of a member, at most the largest envelope (``message_too_large``); a
-    device whose mailbox would pass its quota of messages or bytes is left out.
+    device whose mailbox would pass its quota of messages or bytes is left out, and named in
+    the answer's ``skipped``.
     """
     assert conn.address is not None
     me = conn.address
     route = await _route(conn, _group_id(frame))
-    raw = require_field(frame, "envelopes", list)
-    limit = (len(route.members) + 1) * MAX_DEVICES
-    if len(raw) > limit:
-        raise RequestError(api.BAD_REQUEST, f"at most {limit} envelopes for this group")
+    decoded = envelopes_field(conn, frame, (len(route.members) + 1) * MAX_DEVICES)
     allowed = {*route.members, me.account}
     store = conn.relay.store
     outgoing, addressed, stale = [], set(), []
-    for data in raw:
-        if type(data) is bytes:
-            check_envelope_size(conn, len(data))
-        try:
-            envelope = Envelope.decode(data)  # type: ignore[arg-type]
-        except E2EProtoError as exc:
-            raise RequestError(api.BAD_REQUEST, f"envelope refused: {exc}") from None
+    for envelope, data in decoded:
         recipient = envelope.recipient
-        if envelope.sender != me or recipient == me or recipient in addressed:
+        if recipient == me or recipient in addressed:
             raise RequestError(api.BAD_REQUEST, "envelopes are from this device, each for "
                                "another device, once")
         addressed.add(recipient)
@@ -201,6 +192,5 @@ async def group_deliver(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
     if stale:
         raise RequestError(api.DEVICE_MISMATCH, "envelopes for devices that are not current "
                            "devices of the group's members", missing=[], stale=stale[:100])
-    await conn.relay.store.enqueue(enqueue(conn, outgoing, skip_full=True))
-    conn.relay.mail_stored(addressed)
-    return {"stored": len(outgoing)}
+    skipped = await store_mail(conn.relay, enqueue(conn, outgoing, skip_full=True))
+    return {"stored": len(outgoing) - len(skipped), "skipped": [list(a) for a in skipped]}

@@ -7,11 +7,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from e2e_proto import relay_api as api
-from e2e_proto.address import Address, is_valid_device_id
+from e2e_proto.address import Address
 from e2e_proto.devices import SignedDeviceList, TooManyDevicesError, link_message
 from e2e_proto.errors import E2EProtoError
-from e2e_proto.keys import Ed25519PublicKey, PreKeyBundle, X25519PublicKey
+from e2e_proto.keys import Ed25519PublicKey
 
+from ..common.fields import published_prekeys
 from ..common.requests import RequestError
 from ..common.store_base import StoreUnavailableError
 from .fields import account_field, require_field
@@ -46,17 +47,15 @@ async def link_request(conn: RelayConnection, frame: dict[str, Any]) -> dict[str
         identity = Ed25519PublicKey(require_field(frame, "identity_key", bytes))
         identity.verify(link_message(Ed25519PublicKey(record.account_key), account),
                         require_field(frame, "link_signature", bytes))
-        spk_id, spk_pub, spk_signature = frame.get("signed_prekey")  # type: ignore[misc]
-        PreKeyBundle(identity, spk_id, X25519PublicKey(spk_pub), spk_signature).verify()
-        opks = [(i, X25519PublicKey(key).raw) for i, key in frame.get("one_time_prekeys", [])
-                if is_valid_device_id(i)]
     except (ValueError, TypeError, E2EProtoError):
-        raise RequestError(api.BAD_REQUEST, "the new device's key, link signature or "
-                           "prekeys do not verify") from None
-    if len(opks) > api.MAX_ONE_TIME_PREKEYS_PER_REQUEST:
-        raise RequestError(api.BAD_REQUEST, "too many one-time prekeys")
-    link = PendingLink(account, identity.raw, name, tag, frame["link_signature"],
-                       (spk_id, spk_pub, spk_signature), opks, conn.nonce)
+        raise RequestError(api.BAD_REQUEST, "the new device's key or link signature does not "
+                           "verify") from None
+    spk, opks = published_prekeys(frame, identity, api.MAX_ONE_TIME_PREKEYS_PER_REQUEST,
+                                  code=api.BAD_REQUEST)  # (bounded before any key is read)
+    if spk is None:
+        raise RequestError(api.BAD_REQUEST, "a new device offers its signed prekey")
+    link = PendingLink(account, identity.raw, name, tag, frame["link_signature"], spk, opks,
+                       conn.nonce)
     refused = await conn.relay.offer_link(lookup, link, conn)
     if refused == LINK_IN_USE:
         raise RequestError(api.BAD_REQUEST, "that link code is in use; make a new one")

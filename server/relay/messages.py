@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
-from e2e_proto.errors import E2EProtoError
-from e2e_proto.wire import Envelope
 
+from ..common.fields import SentEnvelope, sent_envelopes
 from ..common.requests import RequestError
-from .blobs import announced_blobs, grant
+from .blobs import announced_blobs
 from .fields import account_field, require_field
 from .store import Acknowledge, DeviceGoneError, Enqueue, Outgoing, QuotaExceededError
 
 if TYPE_CHECKING:
     from .connection import RelayConnection
+    from .server import Relay
 
 
 async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +25,7 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     assert conn.address is not None
     me = conn.address
     to = account_field(frame, "to")
-    raw = require_field(frame, "envelopes", list)
+    decoded = envelopes_field(conn, frame, api.MAX_SEND_ENVELOPES)
     blob_ids = await announced_blobs(conn, frame)
     recipient = await conn.relay.store.account(to)
     if recipient is None:
@@ -35,17 +35,7 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     expected = {Address(to, d) for d in recipient.devices}
     expected |= {Address(me.account, d) for d in own.devices}
     expected.discard(me)  # a device never sends to itself (a note to conn goes to the others)
-    outgoing = []
-    for data in raw:
-        if type(data) is bytes:
-            check_envelope_size(conn, len(data))
-        try:
-            envelope = Envelope.decode(data)  # type: ignore[arg-type]
-        except E2EProtoError as exc:
-            raise RequestError(api.BAD_REQUEST, f"envelope refused: {exc}") from None
-        if envelope.sender != me:
-            raise RequestError(api.BAD_REQUEST, "envelope sender is not this device")
-        outgoing.append(Outgoing(*envelope.recipient, data))
+    outgoing = [Outgoing(*envelope.recipient, data) for envelope, data in decoded]
     addressed = {Address(m.account, m.device_id) for m in outgoing}
     if len(addressed) != len(outgoing) or addressed != expected:
         missing = sorted(expected - addressed)
@@ -54,36 +44,51 @@ async def send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
                            "the send must cover exactly the current devices",
                            missing=[list(a) for a in missing],
                            stale=[list(a) for a in stale])
-    await grant(conn, blob_ids, addressed)
-    try:
-        await conn.relay.store.enqueue(enqueue(conn, outgoing))
-    except QuotaExceededError as exc:
-        raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
-    except DeviceGoneError as exc:  # unlinked while this send waited for its commit
-        raise RequestError(api.DEVICE_MISMATCH,
-                           "the send must cover exactly the current devices", missing=[],
-                           stale=[[exc.account, exc.device_id]]) from None
-    conn.relay.mail_stored(addressed)
+    await store_mail(conn.relay, enqueue(conn, outgoing, blobs=blob_ids))
     return {"stored": len(outgoing)}
 
 
-def check_envelope_size(conn: RelayConnection, size: int, what: str = "an envelope") -> None:
-    """Refuse an envelope of ``size`` bytes over the relay's largest (``message_too_large``,
-    with ``limit``): what one device's mailbox stores per message, from any request."""
-    limit = conn.relay.config.max_envelope_size
-    if size > limit:
-        raise RequestError(api.MESSAGE_TOO_LARGE, f"{what} has at most {limit} bytes (got "
-                           f"{size})", limit=limit)
+def envelopes_field(conn: RelayConnection, frame: dict[str, Any], most: int
+                    ) -> list[SentEnvelope]:
+    """The request's ``envelopes``: at most ``most`` (``bad_request``, before any is read),
+    each from this device and at most the relay's largest envelope (``message_too_large``):
+    what one device's mailbox stores per message, from any request."""
+    assert conn.address is not None
+    return sent_envelopes(frame.get("envelopes"), conn.address, most,
+                          conn.relay.config.max_envelope_size, code=api.BAD_REQUEST,
+                          too_large=api.MESSAGE_TOO_LARGE)
 
 
-def enqueue(conn: RelayConnection, outgoing: list[Outgoing], skip_full: bool = False
-            ) -> Enqueue:
+def enqueue(conn: RelayConnection, outgoing: list[Outgoing], skip_full: bool = False,
+            blobs: list[bytes] | None = None) -> Enqueue:
     """Store ``outgoing`` from this device within the relay's mailbox quotas (messages and
-    bytes per device); with ``skip_full`` a full mailbox is left out instead of refusing all."""
+    bytes per device), granting ``blobs`` to the devices it is stored for; with ``skip_full``
+    a full mailbox is left out instead of refusing all."""
     assert conn.address is not None
     config = conn.relay.config
     return Enqueue(outgoing, (conn.address.account, conn.address.device_id), conn.relay.clock(),
-                   config.mailbox_quota, config.mailbox_quota_bytes, skip_full)
+                   config.mailbox_quota, config.mailbox_quota_bytes, skip_full, blobs or ())
+
+
+async def store_mail(relay: Relay, write: Enqueue) -> list[Address]:
+    """Store ``write`` (and grant its blobs) and wake the devices it stored mail for; the
+    devices it left out (only with ``skip_full``: a full mailbox, a device unlinked meanwhile).
+
+    A send refused whole stores and grants nothing: ``quota_exceeded``, or ``device_mismatch``
+    naming as ``stale`` a recipient unlinked while the send waited for its commit.
+    """
+    try:
+        skipped = await relay.store.enqueue(write)
+    except QuotaExceededError as exc:
+        raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
+    except DeviceGoneError as exc:
+        raise RequestError(api.DEVICE_MISMATCH,
+                           "the send must cover exactly the current devices", missing=[],
+                           stale=[[exc.account, exc.device_id]]) from None
+    addresses = [Address(m.account, m.device_id) for m in write.messages]
+    left_out = set(skipped)
+    relay.mail_stored(a for i, a in enumerate(addresses) if i not in left_out)
+    return [addresses[i] for i in skipped]
 
 
 async def ack(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:

@@ -5,14 +5,13 @@ Invariant, as :class:`~server.common.blob_index.SqliteBlobIndex` keeps it: a rec
 (owner, declared size, begin time, complete or not), never its bytes (a file under
 ``--blob-dir``, which the nodes share); an owner's usage (bytes of its blobs, unfinished uploads)
 counted by the scripts that add and forget blobs, so a quota check costs no scan; who may fetch
-each blob and whether it did. Every change of more than one key is one script
-(:mod:`server.relay.redis_scripts`), so two nodes never race a quota or a last fetch. Layout:
-:mod:`server.relay.redis_keys`.
+each blob and whether it did (granted by the script that stores the message announcing it:
+:meth:`~server.relay.redis_store.RedisRelayStore.enqueue`). Every change of more than one
+key is one script (:mod:`server.relay.redis_scripts`), so two nodes never race a quota or a
+last fetch. Layout: :mod:`server.relay.redis_keys`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import coredis
 
@@ -36,7 +35,6 @@ class RedisRelayBlobs:
         self._complete = client.register_script(scripts.COMPLETE_BLOB)
         self._delete = client.register_script(scripts.DELETE_BLOB)
         self._expire = client.register_script(scripts.EXPIRE_BLOBS)
-        self._grant = client.register_script(scripts.GRANT_BLOBS)
         self._mark_fetched = client.register_script(scripts.MARK_FETCHED)
 
     @unavailable
@@ -94,14 +92,6 @@ class RedisRelayBlobs:
             forgotten += [bytes.fromhex(blob_id.decode()) for blob_id in due]
             if len(due) < EXPIRE_BATCH:
                 return forgotten
-
-    @unavailable
-    async def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]
-                          ) -> None:
-        """Let each of ``devices`` download each blob."""
-        if blob_ids and devices:
-            await self._grant([keys.grants_key(b) for b in blob_ids],
-                              [keys.device_part(*device) for device in devices])
 
     @unavailable
     async def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:

@@ -165,20 +165,35 @@ return {device[1], device[2], device[3], device[4], taken[1] or false,
         redis.call('ZCARD', KEYS[2])}
 """
 
-ENQUEUE = """
--- KEYS[1] expiry index, then per message: device hash, mailbox, presence
+_GRANT = """
+local function grant(grants, device)
+  -- let device (A:N) download the blob of the hash grants (field A:N: '0' granted, '1'
+  -- fetched; field '#': how many granted devices have not fetched it); granted once
+  if redis.call('HSETNX', grants, device, '0') == 1 then
+    redis.call('HINCRBY', grants, '#', 1)
+  end
+end
+"""
+
+ENQUEUE = _GRANT + """
+-- KEYS[1] expiry index, then per message: device hash, mailbox, presence; then the grant hash
+-- of each blob the message announces (ARGV[7] of them)
 -- ARGV[1] quota (messages), ARGV[2] quota (bytes), ARGV[3] now, ARGV[4] the "mail" event
 -- payload, ARGV[5] the calling node, ARGV[6] '1': leave out full mailboxes and removed devices
--- (a group message), '0': refuse the whole send; then per message: envelope, expiry entry
--- prefix (A:N:), event channel. An envelope already in its mailbox is not stored again (and
--- not refused: a retried send). "New mail" is published unless the device's newest connection
--- is on the calling node, which wakes it itself.
--- Returns {'ok'}, or {'gone', j} / {'count', j} / {'bytes', j} for the j-th message when the
--- whole send is refused (nothing stored).
+-- (a group message), '0': refuse the whole send; ARGV[7] how many grant hashes; then per
+-- message: envelope, expiry entry prefix (A:N:), event channel. An envelope already in its
+-- mailbox is not stored again (and not refused: a retried send). "New mail" is published
+-- unless the device's newest connection is on the calling node, which wakes it itself. Every
+-- device whose message is stored (or was already) is granted every blob.
+-- Returns {'ok', j...} with the j of each message left out (ascending), or {'gone', j} /
+-- {'count', j} / {'bytes', j} for the j-th message when the whole send is refused (nothing
+-- stored or granted).
 local quota, quota_bytes, skip = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[6] == '1'
-local fresh = {}
-for j = 1, (#KEYS - 1) / 3 do
-  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 4]
+local blobs = tonumber(ARGV[7])
+local messages = (#KEYS - 1 - blobs) / 3
+local kept, skipped = {}, {'ok'}
+for j = 1, messages do
+  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 5]
   local refusal = false
   if redis.call('EXISTS', device) == 0 then
     refusal = 'gone'
@@ -187,27 +202,32 @@ for j = 1, (#KEYS - 1) / 3 do
       refusal = 'count'
     elseif tonumber(redis.call('HGET', device, 'bytes')) + #envelope > quota_bytes then
       refusal = 'bytes'
-    else
-      fresh[#fresh + 1] = j
     end
   end
-  if refusal and not skip then
+  if not refusal then
+    kept[#kept + 1] = j
+  elseif skip then
+    skipped[#skipped + 1] = j
+  else
     return {refusal, j}
   end
 end
-for _, j in ipairs(fresh) do
-  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 4]
-  if not redis.call('ZSCORE', mailbox, envelope) then  -- not an earlier message of this send
+for _, j in ipairs(kept) do
+  local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 5]
+  if not redis.call('ZSCORE', mailbox, envelope) then  -- new (not a retry, nor a repeat)
     local seq = redis.call('HINCRBY', device, 'seq', 1)
     redis.call('ZADD', mailbox, seq, envelope)
     redis.call('HINCRBY', device, 'bytes', #envelope)
-    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[3 * j + 5] .. string.format('%d', seq))
+    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[3 * j + 6] .. string.format('%d', seq))
     if redis.call('GET', KEYS[3 * j + 1]) ~= ARGV[5] then
-      redis.call('PUBLISH', ARGV[3 * j + 6], ARGV[4])
+      redis.call('PUBLISH', ARGV[3 * j + 7], ARGV[4])
     end
   end
+  for b = 1, blobs do
+    grant(KEYS[3 * messages + 1 + b], string.sub(ARGV[3 * j + 6], 1, -2))
+  end
 end
-return {'ok'}
+return skipped
 """
 
 CLAIM = """
@@ -392,18 +412,6 @@ end
 return due
 """
 
-GRANT_BLOBS = """
--- KEYS the grant hashes of blobs (field A:N: '0' granted, '1' fetched; field '#': how many
--- granted devices have not fetched it); ARGV the devices (A:N)
-for _, grants in ipairs(KEYS) do
-  for _, device in ipairs(ARGV) do
-    if redis.call('HSETNX', grants, device, '0') == 1 then
-      redis.call('HINCRBY', grants, '#', 1)
-    end
-  end
-end
-"""
-
 MARK_FETCHED = """
 -- KEYS[1] a blob's grants; ARGV[1] the device (A:N). Returns -1 (not granted to it), else 1
 -- when every granted device has fetched the blob now, 0 when not.
@@ -562,7 +570,7 @@ end
 ALL = (CREATE_ACCOUNT, REPLACE_DEVICE_LIST, DEVICE_INFO, SET_DEVICE_FIELD, LINK_SIGNATURES,
        STORE_PREKEYS, TAKE_BUNDLE, ENQUEUE, CLAIM, ACKNOWLEDGE, EXPIRE, OFFER_LINK, TAKE_LINK,
        WITHDRAW_LINK, PUT_GROUP, BEGIN_BLOB, COMPLETE_BLOB, DELETE_BLOB, EXPIRE_BLOBS,
-       GRANT_BLOBS, MARK_FETCHED, ADD_FEDERATION_LINK, REVOKE_FEDERATION_LINK,
+       MARK_FETCHED, ADD_FEDERATION_LINK, REVOKE_FEDERATION_LINK,
        QUEUE_FEDERATION_ITEM, FEDERATION_ITEMS, FEDERATION_ITEM_DONE, SHARING_LOG,
        CLAIM_HAND_OVER, RELEASE_HAND_OVER)
 """Every script, as a node loads them when it starts."""

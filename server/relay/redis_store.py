@@ -68,6 +68,7 @@ from .store import (
     NewDevice,
     PendingLink,
     QuotaExceededError,
+    Skipped,
     StaleGroupError,
     StaleListError,
 )
@@ -124,8 +125,8 @@ class RedisRelayStore:
         self._offer_link = client.register_script(scripts.OFFER_LINK)
         self._take_link = client.register_script(scripts.TAKE_LINK)
         self._withdraw_link = client.register_script(scripts.WITHDRAW_LINK)
-        self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | None] = GroupCommit(
-            self._mailbox_round)
+        self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | Skipped | None] = (
+            GroupCommit(self._mailbox_round))
         self.blobs = RedisRelayBlobs(client)
         self.federation = RedisRelayFederation(client)
 
@@ -259,9 +260,10 @@ class RedisRelayStore:
         return Bundle(device_id, identity, int(spk_id), spk, signature, opk_id, opk), left
 
     @unavailable
-    async def enqueue(self, write: Enqueue) -> None:
-        """Store one send, all or nothing, and publish "new mail" to its recipients."""
-        await self._mailboxes.run(write)
+    async def enqueue(self, write: Enqueue) -> Skipped:
+        """Store one send, all or nothing (with ``skip_full``: all that fit), grant its blobs
+        and publish "new mail" to its recipients, in one script; the messages left out."""
+        return await self._mailboxes.run(write)  # type: ignore[return-value]
 
     @unavailable
     async def acknowledge(self, write: Acknowledge) -> None:
@@ -276,7 +278,7 @@ class RedisRelayStore:
             MailboxRead(account, device_id, after_seq, limit))
 
     async def _mailbox_round(self, calls: Sequence[MailboxCall]
-                             ) -> list[list[Delivery] | Exception | None]:
+                             ) -> list[list[Delivery] | Skipped | Exception | None]:
         """One pipeline of the round's mailbox reads and writes, in order (writes are scripts,
         sent whole with EVAL: a Redis that restarted has none loaded, and a pipeline has no
         second try)."""
@@ -286,7 +288,7 @@ class RedisRelayStore:
                                    offset=0, count=call.limit, withscores=True)
                        if isinstance(call, MailboxRead) else pipe.eval(*self._script_call(call))
                        for call in calls]
-        outcomes: list[list[Delivery] | Exception | None] = []
+        outcomes: list[list[Delivery] | Skipped | Exception | None] = []
         for call, reply in zip(calls, replies, strict=True):
             try:
                 result = await reply
@@ -296,7 +298,7 @@ class RedisRelayStore:
             if isinstance(call, MailboxRead):
                 outcomes.append([Delivery(int(seq), envelope) for envelope, seq in result])
             else:
-                outcomes.append(self._refusal(call, result) if isinstance(call, Enqueue)
+                outcomes.append(self._outcome(call, result) if isinstance(call, Enqueue)
                                 else None)
         return outcomes
 
@@ -309,20 +311,22 @@ class RedisRelayStore:
                 keys.EXPIRY], [keys.device_part(account, device_id) + ":", *write.seqs]
         script_keys = [keys.EXPIRY]
         args: list[Any] = [write.quota, write.quota_bytes, repr(write.now), MAIL_EVENT,
-                           self.node, "1" if write.skip_full else "0"]
+                           self.node, "1" if write.skip_full else "0", len(write.blobs)]
         for message in write.messages:
             address = Address(message.account, message.device_id)
             script_keys += [keys.device_key(*address), keys.mailbox_key(*address),
                             keys.presence_key(address)]
             args += [message.envelope, keys.device_part(*address) + ":",
                      keys.device_channel(address)]
+        script_keys += [keys.grants_key(blob_id) for blob_id in write.blobs]
         return scripts.ENQUEUE, script_keys, args
 
     @staticmethod
-    def _refusal(write: Enqueue, result: Any) -> Exception | None:
-        """None for a stored send, else the error the insert script reported."""
+    def _outcome(write: Enqueue, result: Any) -> Skipped | Exception:
+        """The positions of the messages the insert script left out, or the error that
+        refused the whole send."""
         if result[0] == b"ok":
-            return None
+            return tuple(j - 1 for j in result[1:])
         refused = write.messages[result[1] - 1]
         if result[0] == b"gone":
             return DeviceGoneError(refused.account, refused.device_id)

@@ -167,10 +167,6 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
             except StoreUnavailableError as exc:
                 log.warning("could not withdraw a link offer: %s", exc)
 
-    def connections_of(self, address: Address) -> int:
-        """How many connections ``address`` has open on this node."""
-        return len(self._online.get(address, ()))
-
     # -- events for devices, wherever they are connected ---------------------------------------
 
     def mail_stored(self, addresses: Iterable[Address]) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
+from itertools import compress
 from pathlib import Path
 
 import msgpack
@@ -42,6 +43,7 @@ from .store import (
     Outgoing,
     PendingLink,
     QuotaExceededError,
+    Skipped,
     StaleGroupError,
     StaleListError,
 )
@@ -78,22 +80,14 @@ GROUP_CACHE_SIZE = 10_000
 
 class SqliteRelayBlobs(SqliteBlobIndex):
     """:class:`~server.relay.store.RelayBlobIndex`: the ``blobs`` table and ``blob_grants``,
-    one row per (blob, device) it was sent to, with whether that device fetched it."""
+    one row per (blob, device) it was sent to, with whether that device fetched it (written by
+    the mailbox write that stores the message: :func:`_grant`)."""
 
     schema = SqliteBlobIndex.schema + """
 CREATE TABLE IF NOT EXISTS blob_grants (
     blob_id BLOB NOT NULL, account TEXT NOT NULL, device INTEGER NOT NULL,
     fetched INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (blob_id, account, device));
 """
-
-    @storage
-    async def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]
-                          ) -> None:
-        """Let each of ``devices`` download each blob."""
-        with immediate_transaction(self._db) as db:
-            db.executemany("INSERT OR IGNORE INTO blob_grants (blob_id, account, device) "
-                           "VALUES (?, ?, ?)",
-                           [(b, a, d) for b in blob_ids for a, d in devices])
 
     @storage
     async def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
@@ -115,6 +109,15 @@ CREATE TABLE IF NOT EXISTS blob_grants (
     def _forget(self, db: sqlite3.Connection, blob_ids: Sequence[bytes]) -> None:
         super()._forget(db, blob_ids)
         db.executemany("DELETE FROM blob_grants WHERE blob_id = ?", [(b,) for b in blob_ids])
+
+
+def _grant(db: sqlite3.Connection, blob_ids: Sequence[bytes], stored: Sequence[Outgoing]
+           ) -> None:
+    """Let the recipient of each ``stored`` message download each blob (in the caller's
+    transaction: the one that stores the messages)."""
+    db.executemany("INSERT OR IGNORE INTO blob_grants (blob_id, account, device) "
+                   "VALUES (?, ?, ?)",
+                   [(b, m.account, m.device_id) for b in blob_ids for m in stored])
 
 
 # A device's mail_count and mail_bytes are its mailbox's size, kept by these triggers in the
@@ -157,7 +160,8 @@ class SqliteRelayStore:
         self._groups: dict[bytes, GroupRoute] = {}  # read on every group send: kept decoded
         self._links: dict[bytes, PendingLink] = {}
         self._links_of: Counter[str] = Counter()  # pending links per account
-        self.group_commit: GroupCommit[MailboxWrite, None] = GroupCommit(self._commit_round)
+        self.group_commit: GroupCommit[MailboxWrite, Skipped | None] = GroupCommit(
+            self._commit_round)
 
     def _migrate(self) -> None:
         """Bring a database made by an earlier version up to this schema."""
@@ -310,21 +314,26 @@ class SqliteRelayStore:
                 return None
             return bundle, self._one_time_prekey_count(account, device_id)
 
-    async def enqueue(self, write: Enqueue) -> None:
-        """Store one send durably (in the next group commit), all or nothing."""
-        await self.group_commit.run(write)
+    async def enqueue(self, write: Enqueue) -> Skipped:
+        """Store one send durably (in the next group commit), all or nothing (with
+        ``skip_full``: all that fit); the messages left out."""
+        return await self.group_commit.run(write) or ()
 
     async def acknowledge(self, write: Acknowledge) -> None:
         """Delete a device's messages (in the next group commit)."""
         await self.group_commit.run(write)
 
-    async def _commit_round(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
+    async def _commit_round(self, writes: Sequence[MailboxWrite]
+                            ) -> list[Skipped | Exception | None]:
         return self.write_mailboxes(writes)
 
     @storage
-    def write_mailboxes(self, writes: Sequence[MailboxWrite]) -> list[Exception | None]:
-        """Apply many sends and acknowledgements in one transaction: one fsync for all."""
-        results: list[Exception | None] = []
+    def write_mailboxes(self, writes: Sequence[MailboxWrite]
+                        ) -> list[Skipped | Exception | None]:
+        """Apply many sends and acknowledgements in one transaction: one fsync for all. Per
+        write: None (applied whole), the error that refused it (nothing applied), or the
+        positions of the messages a ``skip_full`` write left out."""
+        results: list[Skipped | Exception | None] = []
         with self._transaction() as db:
             for write in writes:
                 if isinstance(write, Acknowledge):
@@ -334,8 +343,11 @@ class SqliteRelayStore:
                     results.append(None)
                     continue
                 messages = write.messages
+                skipped: Skipped = ()
                 if write.skip_full:
-                    messages = [m for m in messages if self._refusal(db, m, write) is None]
+                    fits = [self._refusal(db, m, write) is None for m in messages]
+                    skipped = tuple(i for i, fit in enumerate(fits) if not fit)
+                    messages = list(compress(messages, fits))
                 else:
                     full = next((r for m in messages
                                  if (r := self._refusal(db, m, write)) is not None), None)
@@ -347,7 +359,9 @@ class SqliteRelayStore:
                     "stored_at, envelope, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(m.account, m.device_id, *write.sender, write.now, m.envelope,
                       _digest(m.envelope)) for m in messages])
-                results.append(None)
+                if write.blobs:
+                    _grant(db, write.blobs, messages)
+                results.append(skipped or None)
         return results
 
     @staticmethod

@@ -113,11 +113,15 @@ class Enqueue(NamedTuple):
     of envelopes. With ``skip_full`` (a group message) a device whose mailbox is full (its
     ``quota`` of messages, or an envelope that would take it past ``quota_bytes``), or that was
     unlinked meanwhile, is left out instead, and the others are stored: one member cannot block
-    a group.
+    a group. The store reports which messages it left out.
+
+    ``blobs`` (the blob ids the message announces) are granted, in the same atomic step, to
+    every device whose message is stored, and to no other: a refused send grants nothing.
 
     An envelope byte-identical to one still in the recipient's mailbox is that message again
     (its ratchet header and nonce make every message's bytes unique): it is not stored twice,
-    even into a full mailbox, so a send retried after an unclear failure is idempotent.
+    even into a full mailbox, so a send retried after an unclear failure is idempotent (and
+    counts as stored).
     """
 
     messages: Sequence[Outgoing]
@@ -126,6 +130,12 @@ class Enqueue(NamedTuple):
     quota: int
     quota_bytes: int
     skip_full: bool = False
+    blobs: Sequence[bytes] = ()
+
+
+Skipped = tuple[int, ...]
+"""The positions in :attr:`Enqueue.messages` of the messages a ``skip_full`` write left out,
+ascending (empty when it stored them all)."""
 
 
 class Acknowledge(NamedTuple):
@@ -179,14 +189,10 @@ LINKS_OF_ACCOUNT = "account"
 class RelayBlobIndex(BlobIndex, Protocol):
     """The relay's record of its blobs, and which devices may fetch each (DESIGN §14).
 
-    A blob is granted to the recipient devices of the ``send`` that announces it; it is deleted
-    once every granted device said it fetched it, or when its TTL passes.
+    A blob is granted to the devices for which the ``send`` (or ``group_send``) that announces
+    it is stored, by the store's :meth:`RelayStore.enqueue` (:attr:`Enqueue.blobs`); it is
+    deleted once every granted device said it fetched it, or when its TTL passes.
     """
-
-    async def grant_blobs(self, blob_ids: Sequence[bytes], devices: Sequence[tuple[str, int]]
-                          ) -> None:
-        """Let each of ``devices`` (account, device id) download each blob."""
-        ...
 
     async def may_download(self, blob_id: bytes, account: str, device_id: int) -> bool:
         """Whether the blob was granted to that device."""
@@ -268,14 +274,16 @@ class RelayStore(Protocol):
         prekey."""
         ...
 
-    async def enqueue(self, write: Enqueue) -> None:
-        """Store one send durably, all or nothing (or, with ``skip_full``, all that fit).
+    async def enqueue(self, write: Enqueue) -> Skipped:
+        """Store one send durably, all or nothing (or, with ``skip_full``, all that fit), and
+        grant its ``blobs`` to the devices it stored it for, in the same atomic step; the
+        messages left out (none without ``skip_full``).
 
         :class:`QuotaExceededError` for a full mailbox, :class:`DeviceGoneError` for a recipient
-        removed from its account meanwhile; either stores nothing. The quota is checked in the
-        same atomic step that inserts, against the device's usage counters (messages and bytes
-        stored, kept by every insert and delete). Nothing is visible, and the caller must
-        answer nothing, before this returns.
+        removed from its account meanwhile; either stores and grants nothing. The quota is
+        checked in the same atomic step that inserts, against the device's usage counters
+        (messages and bytes stored, kept by every insert and delete). Nothing is visible, and
+        the caller must answer nothing, before this returns.
         """
         ...
 

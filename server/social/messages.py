@@ -12,9 +12,9 @@ from e2e_proto.address import Address
 from e2e_proto.blob_api import MAX_BLOBS_PER_MESSAGE
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.media import MediaPayload
-from e2e_proto.wire import Envelope
 
 from ..common.blob_requests import blob_ids_field, own_complete_blobs
+from ..common.fields import sent_envelopes
 from ..common.requests import RequestError
 from .conversations import conversation_field, resolve
 from .fields import name_field, positive_field
@@ -117,21 +117,9 @@ def check_envelopes(conn: SocialConnection, conversation: Conversation,
     expected = {Address(member, d.device_id) for member in conversation.members
                 for d in conn.store.devices(member) if d.identity_key is not None}
     expected.discard(me)
-    found: list[tuple[str, int, bytes]] = []
-    for data in raw:
-        if type(data) is not bytes:
-            raise RequestError(api.BAD_REQUEST, "envelopes must be bytes")
-        if len(data) > api.MAX_ENVELOPE_BYTES:
-            raise RequestError(api.MESSAGE_TOO_LARGE, "an envelope has at most "
-                               f"{api.MAX_ENVELOPE_BYTES} bytes",
-                               limit=api.MAX_ENVELOPE_BYTES)
-        try:
-            envelope = Envelope.decode(data)
-        except E2EProtoError as exc:
-            raise RequestError(api.BAD_REQUEST, f"envelope refused: {exc}") from None
-        if envelope.sender != me:
-            raise RequestError(api.BAD_REQUEST, "envelope sender is not this device")
-        found.append((*envelope.recipient, data))
+    found = [(*envelope.recipient, data) for envelope, data in sent_envelopes(
+        raw, me, api.MAX_SECRET_ENVELOPES, api.MAX_ENVELOPE_BYTES, code=api.BAD_REQUEST,
+        too_large=api.MESSAGE_TOO_LARGE)]
     addressed = {Address(a, d) for a, d, _ in found}
     if len(addressed) != len(found) or addressed != expected:
         raise RequestError(api.DEVICE_MISMATCH,
