@@ -130,11 +130,10 @@ class Hub(Protocol):
         ...
 
 
-class LocalHub:
-    """:class:`Hub` for one relay process: every event is for this process's connections."""
+class BoundHub:
+    """What every hub does the same way: it is bound to the relay it reports to."""
 
-    def __init__(self) -> None:
-        self._listener: Listener | None = None
+    _listener: Listener | None = None
 
     def bind(self, listener: Listener) -> None:
         """Report what is heard to ``listener``."""
@@ -145,6 +144,10 @@ class LocalHub:
         """The relay this hub reports to."""
         assert self._listener is not None, "bind() the hub to its relay first"
         return self._listener
+
+
+class LocalHub(BoundHub):
+    """:class:`Hub` for one relay process: every event is for this process's connections."""
 
     async def run(self) -> None:
         """Nothing to hear from: every event starts in this process."""

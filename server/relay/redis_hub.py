@@ -45,7 +45,7 @@ from e2e_proto.address import Address
 from ..common.store_base import StoreUnavailableError
 from . import redis_keys as keys
 from . import redis_scripts as scripts
-from .hub import DISPLACED, MAIL, PUSH, DeviceEvent, Listener
+from .hub import DISPLACED, MAIL, PUSH, BoundHub, DeviceEvent
 from .store import AccountRecord
 
 log = logging.getLogger("e2e.relay")
@@ -84,7 +84,7 @@ class AccountCopies(Protocol):
         ...
 
 
-class RedisHub:
+class RedisHub(BoundHub):
     """:class:`~server.relay.hub.Hub` over Redis pub/sub; ``node`` names this process."""
 
     def __init__(self, client: coredis.Redis[bytes], accounts: AccountCopies, node: bytes
@@ -93,22 +93,11 @@ class RedisHub:
         self.accounts = accounts
         self.node = node
         self._claim = client.register_script(scripts.CLAIM)
-        self._listener: Listener | None = None
         self._pubsub: PubSub[bytes] | None = None
         self._listening = trio.Event()
         self._errands, self._errands_due = trio.open_memory_channel[Errand](ERRANDS)
         self._calls: set[bytes] = set()
         """The calls this node runs."""
-
-    def bind(self, listener: Listener) -> None:
-        """Report what is heard to ``listener``."""
-        self._listener = listener
-
-    @property
-    def listener(self) -> Listener:
-        """The relay this hub reports to."""
-        assert self._listener is not None, "bind() the hub to its relay first"
-        return self._listener
 
     async def run(self) -> None:
         """Listen and run errands until cancelled."""
