@@ -78,7 +78,7 @@ async def store_mail(relay: Relay, write: Enqueue) -> list[Address]:
     naming as ``stale`` a recipient unlinked while the send waited for its commit.
     """
     try:
-        skipped = await relay.store.enqueue(write)
+        skipped = (await relay.store.enqueue(write)).skipped
     except QuotaExceededError as exc:
         raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
     except DeviceGoneError as exc:
