@@ -154,35 +154,53 @@ async def test_a_hand_off_of_mail_the_loop_has_just_read_is_not_pushed_again(
         await the_next_is_a_new_one(relay.server, bob)
 
 
+class HeldMail:
+    """Holds the "new mail" events a node hears for its connections (those ``picked``) until
+    :meth:`release` lets it hear them, in order."""
+
+    def __init__(self, relay: Relay, picked: Callable[[DeviceEvent], bool]) -> None:
+        self.relay, self.picked = relay, picked
+        self.hear: Callable[[Address, DeviceEvent], None] = relay.hear
+        self.held: list[tuple[Address, DeviceEvent]] = []
+        self._arrived = trio.Event()
+        relay.hear = self._holding  # type: ignore[method-assign]
+
+    def _holding(self, address: Address, event: DeviceEvent) -> None:
+        if event.kind == MAIL and self.picked(event):
+            self.held.append((address, event))
+            self._arrived.set()
+        else:
+            self.hear(address, event)
+
+    async def wait_for(self, count: int) -> None:
+        """Until ``count`` events are held (some come from another node, through Redis)."""
+        with trio.fail_after(10):
+            while len(self.held) < count:
+                self._arrived = trio.Event()
+                await self._arrived.wait()
+
+    def release(self) -> None:
+        """Hear what was held, all at once (before any connection's loop runs), and from now
+        on hear every event."""
+        self.relay.hear = self.hear  # type: ignore[method-assign]
+        for address, event in self.held:
+            self.hear(address, event)
+
+
 async def test_mail_from_another_node_woken_with_a_hand_off_is_read_not_skipped(
         nursery: trio.Nursery, tmp_path: Path, redis_server: LocalRedis) -> None:
     """bob's node hands off its own message, and hears of the next one, stored by another node,
     in the same moment (both wakes before bob's loop looks): the loop reads and pushes both."""
     here, there = await relays_with_bob(nursery, tmp_path, redis_server, nodes=2)
     reads = count_reads(here)
-    held: list[tuple[Address, DeviceEvent]] = []
-    both = trio.Event()
-    hear: Callable[[Address, DeviceEvent], None] = here.server.hear
-
-    def holding(address: Address, event: DeviceEvent) -> None:
-        if event.kind != MAIL:
-            hear(address, event)
-            return
-        held.append((address, event))
-        if len(held) == 2:
-            both.set()
-
     async with session_of(make_client(tmp_path / "bob", here.port)) as bob:
         await until_queue_empty(bob)
-        here.server.hear = holding  # type: ignore[method-assign]
+        mail = HeldMail(here.server, lambda event: True)
         await store_mail(here.server, to_bob(b"from here"))
         await store_mail(there.server, to_bob(b"from there"))
-        with trio.fail_after(10):
-            await both.wait()  # the other node's "new mail" came through Redis
-        here.server.hear = hear  # type: ignore[method-assign]
-        assert [event.detail is None for _, event in held] == [False, True]
-        for address, event in held:  # both, before the loop runs
-            hear(address, event)
+        await mail.wait_for(2)
+        assert [event.detail is None for _, event in mail.held] == [False, True]
+        mail.release()
         in_order_once(await deliveries(bob, 2), [b"from here", b"from there"])
         assert len(reads) == 2  # the backlog's, then the other node's message
         await store_mail(here.server, to_bob(b"here again"))  # handed off again
@@ -197,29 +215,15 @@ async def test_a_hand_off_past_mail_from_another_node_not_heard_of_yet_reads_ins
     does not follow bob's cursor; the loop reads, and pushes both in order."""
     here, there = await relays_with_bob(nursery, tmp_path, redis_server, nodes=2)
     reads = count_reads(here)
-    late: list[tuple[Address, DeviceEvent]] = []
-    heard = trio.Event()
-    hear: Callable[[Address, DeviceEvent], None] = here.server.hear
-
-    def holding_news(address: Address, event: DeviceEvent) -> None:
-        if event.kind == MAIL and event.detail is None:
-            late.append((address, event))
-            heard.set()
-        else:
-            hear(address, event)
-
     async with session_of(make_client(tmp_path / "bob", here.port)) as bob:
         await until_queue_empty(bob)
-        here.server.hear = holding_news  # type: ignore[method-assign]
+        news = HeldMail(here.server, lambda event: event.detail is None)
         await store_mail(there.server, to_bob(b"from there"))
-        with trio.fail_after(10):
-            await heard.wait()
+        await news.wait_for(1)
         await store_mail(here.server, to_bob(b"from here"))
         in_order_once(await deliveries(bob, 2), [b"from there", b"from here"])
         assert len(reads) == 2
-        here.server.hear = hear  # type: ignore[method-assign]
-        for address, event in late:  # heard at last: one more read, which finds nothing
-            hear(address, event)
+        news.release()  # heard at last: one more read, which finds nothing
         await the_next_is_a_new_one(here.server, bob)
 
 
