@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from e2e_proto.address import Address
 from server.common.blob_index import BlobQuotaError, BlobRecord, BlobTakenError
 from server.common.store_base import Bundle
 from server.federation.relay_store import (
@@ -30,7 +31,9 @@ from server.federation.relay_store import (
     SharingEntry,
     StoredLink,
 )
+from server.relay import redis_keys
 from server.relay.backends import open_backend
+from server.relay.hub import PUSH, DeviceEvent
 from server.relay.redis_store import RedisRelayStore
 from server.relay.store import (
     LINK_IN_USE,
@@ -728,3 +731,58 @@ async def test_redis_link_offers_expire_and_stop_counting(redis_server: LocalRed
             while await store.pending_link(b"\x01" * 16) is not None:
                 await trio.sleep(0.02)  # waiting for Redis's clock to pass the TTL
         assert await store.offer_link(b"\x02" * 16, offer(), 600.0, 1) is None
+
+
+async def test_redis_forgets_a_removed_devices_presence(redis_server: LocalRedis) -> None:
+    redis_server.flush()
+    async with open_backend(redis_server.url()) as (store, _hub):
+        await make_account(store, "bob", linked=(1,))
+        presence = redis_keys.presence_key(Address("bob", 1))
+        await store.client.set(presence, b"node-one")  # type: ignore[attr-defined]
+        await store.replace_device_list("bob", 3, b"list-3", b"S" * 64, {0: KEY[0]}, [], NOW)
+        assert await store.client.exists([presence]) == 0  # type: ignore[attr-defined]
+
+
+class _Hearing:
+    """A relay as its hub sees it: serves bob.0, and fails on the first event it hears."""
+
+    def __init__(self) -> None:
+        self.heard: list[DeviceEvent] = []
+
+    def hear(self, address: Address, event: DeviceEvent) -> None:
+        self.heard.append(event)
+        if len(self.heard) == 1:
+            raise RuntimeError("a bug acting on one event")
+
+    def hear_link(self, lookup: bytes, device_id: int) -> None:
+        return None
+
+    def hear_all_mail(self) -> None:
+        return None
+
+    def served(self) -> list[Address]:
+        return [Address("bob", 0)]
+
+    def serves(self, address: Address) -> bool:
+        return address == Address("bob", 0)
+
+    def links_waiting(self) -> list[bytes]:
+        return []
+
+
+async def test_redis_hub_outlives_a_failure_acting_on_one_event(
+        redis_server: LocalRedis) -> None:
+    redis_server.flush()
+    listener = _Hearing()
+    async with open_backend(redis_server.url()) as (_store, hub):
+        hub.bind(listener)  # type: ignore[arg-type]
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hub.run)
+                await hub._listening.wait()  # type: ignore[attr-defined]
+                for n in range(2):
+                    await hub.tell(Address("bob", 0), DeviceEvent(PUSH, {"n": n}))
+                while len(listener.heard) < 2:
+                    await trio.sleep(0.01)  # published: arrives when Redis delivers it
+                nursery.cancel_scope.cancel()
+    assert [event.detail for event in listener.heard] == [{"n": 0}, {"n": 1}]

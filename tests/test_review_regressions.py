@@ -7,15 +7,20 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from client.core.errors import ClientError
 from client.private.state import ClientState
 from client.social.state import SocialState
+from e2e_proto.address import Address
 from e2e_proto.at_rest import MINIMUM, AtRestKey, WrongPassphraseError
 from e2e_proto.devices import DeviceList
 from e2e_proto.errors import LocalProtocolError
 from e2e_proto.keys import IdentityKeyPair
+from server.relay.connection import RelayConnection
 from server.relay.group_commit import GroupCommit
+from server.relay.hub import DISPLACED, PUSH, UNLINKED, DeviceEvent
+from server.relay.server import Relay
 from server.relay.sqlite_store import SqliteRelayStore
 from server.relay.store import Acknowledge, DeviceGoneError, Enqueue, Outgoing
 from server.social.sqlite_store import SqliteSocialStore
@@ -151,3 +156,16 @@ async def test_send_to_a_device_unlinked_meanwhile_is_not_stored(tmp_path: Path)
     assert isinstance(errors[0], DeviceGoneError) and errors[1] is None
     assert [d.envelope for d in await store.pending("bob", 0, 0, 10)] == [b"z"]
     store.close()
+
+
+async def test_events_for_a_connection_that_is_ending_are_dropped(tmp_path: Path) -> None:
+    relay = Relay(SqliteRelayStore(tmp_path / "relay.db"), blob_dir=tmp_path / "blobs")
+    ours, _theirs = trio.testing.memory_stream_pair()
+    connection = RelayConnection(relay, ours, "peer")
+    bob = Address("bob", 1)
+    connection.address = bob
+    relay.attach(bob, connection)
+    relay.hear(bob, DeviceEvent(DISPLACED, b"another node"))  # its outbox closes; still attached
+    relay.hear(bob, DeviceEvent(PUSH, {"type": "prekeys_low", "count": 1}))  # raised before
+    relay.hear(bob, DeviceEvent(UNLINKED))
+    relay.push_to_accounts(["bob"], {"type": "call_ended", "call_id": bytes(16)})

@@ -58,11 +58,15 @@ class RelayConnection(FrameConnection):
         return await self.relay.store.blobs.may_download(blob_id, *self.address)
 
     def push(self, frame: dict[str, Any]) -> None:
-        """Queue a push frame; a client too slow to read loses notices, never the relay."""
+        """Queue a push frame; a client too slow to read loses notices, never the relay, and a
+        connection that is ending (displaced or unlinked: its outbox is closed, its last pushes
+        still being written) takes no more."""
         try:
             self._outbox_send.send_nowait(frame)
         except trio.WouldBlock:  # a client too slow to read its notices loses notices only
             log.warning("dropped a notice to %s: outbox full", self.address)
+        except trio.ClosedResourceError:
+            log.debug("dropped a notice to %s: the connection is ending", self.address)
 
     async def detach(self) -> None:
         """Forget this connection, the calls it was in and the link offer it made."""

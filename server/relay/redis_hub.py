@@ -56,6 +56,9 @@ LISTEN_TIMEOUT = 5.0
 reconnects) before it is refused as ``unavailable``."""
 RECONNECT_DELAY = (0.05, 2.0)
 """The first and the longest wait between attempts to reconnect the subscriber."""
+SUBSCRIBE_CHUNK = 1000
+"""Channels per SUBSCRIBE when a node (re)subscribes for every device it serves: coredis waits
+about a second for all of one command's acknowledgements, which tens of thousands miss."""
 _LOST = (RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 """What a command on a lost (or closing) Redis connection raises."""
 ERRANDS = 10_000
@@ -118,7 +121,8 @@ class RedisHub(BoundHub):
                     wanted += [keys.device_channel(a) for a in self.listener.served()]
                     wanted += [keys.link_channel(lookup)
                                for lookup in self.listener.links_waiting()]
-                    await pubsub.subscribe(*wanted)
+                    for start in range(0, len(wanted), SUBSCRIBE_CHUNK):
+                        await pubsub.subscribe(*wanted[start:start + SUBSCRIBE_CHUNK])
                     self.accounts.cache_accounts(True)
                     self._pubsub = pubsub
                     self._listening.set()
@@ -292,7 +296,10 @@ class RedisHub(BoundHub):
             return
         if event.kind == DISPLACED and event.detail == self.node:
             return  # this node's own newer connection
-        self.listener.hear(address, event)
+        try:
+            self.listener.hear(address, event)
+        except Exception:  # a bug of ours for one device must not stop this node's listening
+            log.exception("could not act on %s for %s", event.kind, address)
 
 
 def _encode(event: DeviceEvent) -> Any:

@@ -123,10 +123,11 @@ def mailbox_key(account: str, device_id: int) -> str:
 
 
 def account_prefixes(account: str) -> list[str]:
-    """What a script appends a device id to for the device's hash, prekeys and mailbox, and
-    its expiry entries' prefix: ``e2e:dev:A:``, ``e2e:opk:A:``, ``e2e:mbox:A:``, ``A:``."""
+    """What a script appends a device id to for the device's hash, prekeys, mailbox, its
+    expiry entries' prefix and its presence: ``e2e:dev:A:``, ``e2e:opk:A:``, ``e2e:mbox:A:``,
+    ``A:``, ``e2e:presence:A:``."""
     return [DEVICE + account + ":", PREKEYS + account + ":", MAILBOX + account + ":",
-            account + ":"]
+            account + ":", PRESENCE + account + ":"]
 
 
 def presence_key(address: Address) -> str:

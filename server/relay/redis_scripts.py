@@ -33,9 +33,10 @@ return 1
 REPLACE_DEVICE_LIST = """
 -- KEYS[1] account hash, KEYS[2] expiry index
 -- ARGV[1..5] list version, body, signature, its highest device id, now
--- ARGV[6..9] prefixes: device hash, prekeys, mailbox (each e2e:...:A:), expiry entry (A:)
--- ARGV[10] channel of device-list changes, ARGV[11] account name
--- ARGV[12] n, then n pairs: device id, identity key (the new list)
+-- ARGV[6..10] prefixes: device hash, prekeys, mailbox (each e2e:...:A:), expiry entry (A:),
+-- presence (e2e:presence:A:)
+-- ARGV[11] channel of device-list changes, ARGV[12] account name
+-- ARGV[13] n, then n pairs: device id, identity key (the new list)
 -- then per added device: id, identity key, name, spk id, spk, spk signature, link signature,
 --      k, and k pairs: prekey id, prekey member
 local version = redis.call('HGET', KEYS[1], 'version')
@@ -43,8 +44,8 @@ if not version or tonumber(version) >= tonumber(ARGV[1]) then
   return {'stale'}
 end
 local listed = {}
-local i = 13
-for _ = 1, tonumber(ARGV[12]) do
+local i = 14
+for _ = 1, tonumber(ARGV[13]) do
   listed[ARGV[i]] = ARGV[i + 1]
   i = i + 2
 end
@@ -64,7 +65,7 @@ for _, id in ipairs(removed) do
   for j = 2, #stored, 2 do
     redis.call('ZREM', KEYS[2], ARGV[9] .. id .. ':' .. string.format('%d', tonumber(stored[j])))
   end
-  redis.call('DEL', mailbox, ARGV[6] .. id, ARGV[7] .. id)
+  redis.call('DEL', mailbox, ARGV[6] .. id, ARGV[7] .. id, ARGV[10] .. id)
   redis.call('HDEL', KEYS[1], 'd' .. id)
 end
 local highest = math.max(tonumber(redis.call('HGET', KEYS[1], 'max')), tonumber(ARGV[4]))
@@ -84,7 +85,7 @@ while i <= #ARGV do
     i = i + 2
   end
 end
-redis.call('PUBLISH', ARGV[10], ARGV[11])
+redis.call('PUBLISH', ARGV[11], ARGV[12])
 table.insert(removed, 1, 'ok')
 return removed
 """
