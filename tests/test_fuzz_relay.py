@@ -149,7 +149,7 @@ async def _scenario(folder: Path, register: bool, inputs: list[bytes]) -> None:
     store = SqliteRelayStore(folder / "relay.db")
     await store.create_account(OTHER.account, bytes(32), 1, b"list", bytes(64), {0: bytes(32)},
                                0.0)
-    await store.put_group(GROUP)
+    await store.put_group(GROUP, FUZZ.account, 1)
     relay = Relay(store, RelayConfig(auth_timeout=5, frame_timeout=5),
                   sfu=SfuGrant("127.0.0.1", 9, bytes(32)))
     with contextlib.closing(store), error_log("e2e.relay") as errors:

@@ -232,8 +232,9 @@ async def test_forged_membership_changes_change_nothing(nursery, tmp_path: Path)
     assert any("not an admin" in (m.warning or "") for m in got)
     assert c["carol"].state.groups.get(state.group_id).state == state
     # The relay's routing copy is not trusted: one rewritten to add mallory moves nothing.
-    await relay.store.put_group(GroupRoute(state.group_id, state.version + 1,
-                                     (*state.members, "mallory"), state.admins, b"", b""))
+    rewritten = GroupRoute(state.group_id, state.version + 1, (*state.members, "mallory"),
+                           state.admins, b"", b"")
+    await relay.store.put_group(rewritten, "alice", 1)
     async with session_of(c["bob"]) as b:
         with pytest.raises(ClientError, match="changed at the relay"):
             await b.group_send_text("friends", "who is here?")
@@ -356,3 +357,24 @@ async def test_a_file_to_a_group(nursery, tmp_path: Path, relay_db) -> None:
         assert saved == tmp_path / name / "files" / "plan.pdf"
         assert saved.read_bytes() == source.read_bytes()
         assert relay.server.blobs.folder.stored() == ([] if name == "carol" else [blob_id])
+
+
+async def test_the_last_member_leaving_tells_its_other_devices(
+        nursery, tmp_path: Path, relay_db) -> None:
+    """When the last member leaves, the relay deletes the routing copy (and ``group_deliver``
+    knows the group no more): the leaving device tells its account's other devices by ``send``.
+    """
+    relay, c = await _people(nursery, tmp_path, "alice", "bob", db=relay_db)
+    laptop = make_client(tmp_path / "bob-laptop", relay.port)
+    await link(c["bob"], laptop, "bob", "laptop")
+    await drain(laptop)
+    async with session_of(c["alice"]) as a:
+        state = await a.group_create("friends", ["bob"])
+        await a.group_leave("friends")
+    await drain(c["bob"])
+    async with session_of(c["bob"]) as b:
+        final = await b.group_leave("friends")
+    assert final.members == () and await relay.store.group(state.group_id) is None
+    assert not c["bob"].state.groups.get(state.group_id).undelivered
+    assert _lines(await drain(laptop))[-1] == "[friends] bob: [left]"
+    assert laptop.state.groups.get(state.group_id).state == final

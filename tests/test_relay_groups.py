@@ -145,3 +145,43 @@ async def test_a_full_mailbox_is_left_out_named_not_woken_and_granted_nothing(
         assert woken == [Address("carol", 0)]
     assert [d.envelope for d in await relay.store.pending("bob", 0, 0, 10)] == [b"one", b"two"]
     assert len(await relay.store.pending("carol", 0, 0, 10)) == 2
+
+
+async def test_an_account_creates_at_most_max_groups_per_account(
+        nursery, tmp_path: Path, relay_db) -> None:
+    """Past its limit a new group is refused ``quota_exceeded`` (with the ``limit``) and not
+    stored; an update of its groups is not refused; a group whose last member left is deleted
+    and no longer counts, so its creator may make another."""
+    relay = await start_relay(nursery, relay_db, RelayConfig(max_groups_per_account=2))
+    clients = {n: make_client(tmp_path / n, relay.port) for n in ("alice", "bob")}
+    for name, client in clients.items():
+        await register(client, name)
+    dik = {n: c.state.protocol.identity_key_pair() for n, c in clients.items()}
+
+    async def put(session: PrivateSession, state: GroupState) -> dict[str, Any]:
+        account = session.address.account
+        routing = GroupUpdate.sign(state, Address(account, 0), dik[account], routing=True)
+        return await session.connection.request("group_put", routing=routing.body,
+                                                signature=routing.signature)
+
+    mine, ours, third = (GroupState.create("g", "alice", members) for members in
+                         ([], ["bob"], ["bob"]))
+    async with session_of(clients["alice"]) as a, session_of(clients["bob"]) as b:
+        await put(a, mine)
+        await put(a, ours)
+        routing = GroupUpdate.sign(third, Address("alice", 0), dik["alice"], routing=True)
+        refused = await _refused(a, "group_put", routing=routing.body,
+                                 signature=routing.signature)
+        assert refused.code == api.QUOTA_EXCEEDED and refused.details["limit"] == 2
+        assert await relay.store.group(third.group_id) is None
+        assert (await put(a, mine.renamed("h")))["version"] == 2  # an update is not refused
+        alice_left = ours.without_member("alice")  # bob remains, and becomes admin
+        await put(a, alice_left)
+        assert (await _refused(a, "group_put", routing=routing.body,
+                               signature=routing.signature)).code == api.QUOTA_EXCEEDED
+        assert (await put(b, alice_left.without_member("bob")))["version"] == 3
+        assert await relay.store.group(ours.group_id) is None  # its last member left
+        unknown = await _refused(b, "group_send", group_id=ours.group_id, version=3,
+                                 devices_digest=bytes(32), message=b"x")
+        assert unknown.code == api.UNKNOWN_GROUP
+        assert (await put(a, third))["version"] == 1  # alice's place is free again

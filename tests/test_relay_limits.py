@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,17 @@ from e2e_proto.keys import IdentityKeyPair, SignedPreKey, X25519PrivateKey
 from e2e_proto.sender_keys import OwnSenderKey, SenderKeyMessage
 from e2e_proto.wire import Envelope, GroupEnvelope, encode_frame, encode_group_message
 from server.relay.config import RelayConfig
+from server.relay.main import build_parser, relay_config
 from server.relay.server import Relay
 from server.relay.sqlite_store import SqliteRelayStore
-from server.relay.store import Acknowledge, Enqueue, Outgoing, QuotaExceededError
+from server.relay.store import (
+    Acknowledge,
+    Enqueue,
+    GroupLimitError,
+    GroupRoute,
+    Outgoing,
+    QuotaExceededError,
+)
 from tests.fault_support import (
     RelayProcess,
     answers_to_a_stalled_frame,
@@ -267,6 +276,26 @@ async def test_an_older_relay_database_gets_its_mailbox_usage_counted(tmp_path: 
     store = SqliteRelayStore(tmp_path / "relay.db")
     again = Enqueue([Outgoing("bob", 0, bytes(400))], ("alice", 0), 1.0, 10, 1000)
     assert isinstance(store.write_mailboxes([again])[0], QuotaExceededError)
+    store.close()
+
+
+async def test_an_older_relay_database_keeps_its_groups_counted_for_no_one(
+        tmp_path: Path) -> None:
+    """A database made before groups had a creator: its copies stay, can be updated and
+    deleted, and count against no account's limit; new ones count."""
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    old = GroupRoute(b"\x01" * 16, 1, ("alice",), ("alice",), b"body", bytes(64))
+    await store.put_group(old, "alice", 1)
+    store._db.executescript("DROP INDEX groups_by_creator; ALTER TABLE groups DROP COLUMN "
+                            "creator;")
+    store.close()
+    store = SqliteRelayStore(tmp_path / "relay.db")
+    assert await store.group(old.group_id) == old
+    await store.put_group(replace(old, group_id=b"\x02" * 16), "alice", 1)  # old: no one's
+    with pytest.raises(GroupLimitError):
+        await store.put_group(replace(old, group_id=b"\x03" * 16), "alice", 1)
+    await store.put_group(GroupRoute(old.group_id, 2, (), (), b"left", bytes(64)), "alice", 1)
+    assert await store.group(old.group_id) is None
     store.close()
 
 
@@ -620,3 +649,12 @@ async def test_the_registration_limit_is_an_option_of_serve(tmp_path: Path) -> N
             await register(make_client(tmp_path / "bob", port), "bob")
     finally:
         relay.kill()
+
+
+def test_serve_options_set_the_relay_limits() -> None:
+    """``e2e-relay serve --max-groups`` (and the mailbox quota) reach the relay's config; left
+    out, each is RelayConfig's default."""
+    parser = build_parser()
+    assert relay_config(parser.parse_args(["serve"])) == RelayConfig()
+    config = relay_config(parser.parse_args(["serve", "--max-groups", "7", "--quota", "5"]))
+    assert (config.max_groups_per_account, config.mailbox_quota) == (7, 5)

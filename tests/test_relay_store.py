@@ -42,6 +42,7 @@ from server.relay.store import (
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
+    GroupLimitError,
     GroupRoute,
     NameTakenError,
     NewDevice,
@@ -464,32 +465,37 @@ async def test_link_offers_per_account_are_capped(store: RelayStore) -> None:
 # -- group routing copies -----------------------------------------------------------------------
 
 
-def route(version: int, members: tuple[str, ...] = ("alice", "bob")) -> GroupRoute:
-    return GroupRoute(b"\x42" * 16, version, members, members[:1], b"body-%d" % version,
-                      b"S" * 64)
+def route(version: int, members: tuple[str, ...] = ("alice", "bob"),
+          group_id: bytes = b"\x42" * 16) -> GroupRoute:
+    return GroupRoute(group_id, version, members, members[:1], b"body-%d" % version, b"S" * 64)
+
+
+async def put(store: RelayStore, route: GroupRoute, account: str = "alice",
+              limit: int = 1000) -> None:
+    await store.put_group(route, account, limit)
 
 
 async def test_group_routing_copies_only_move_forward(store: RelayStore) -> None:
     assert await store.group(b"\x42" * 16) is None
-    await store.put_group(route(1))
+    await put(store, route(1))
     assert await store.group(b"\x42" * 16) == route(1)
-    await store.put_group(route(5, ("alice", "bob", "carol")))
+    await put(store, route(5, ("alice", "bob", "carol")))
     assert await store.group(b"\x42" * 16) == route(5, ("alice", "bob", "carol"))
     for stale in (5, 4, 0):
         with pytest.raises(StaleGroupError):
-            await store.put_group(route(stale))
+            await put(store, route(stale))
     assert await store.group(b"\x42" * 16) == route(5, ("alice", "bob", "carol"))
     assert await store.group(b"\x43" * 16) is None
 
 
 async def test_concurrent_group_writes_store_exactly_one(store: RelayStore) -> None:
     """Two admins write version 2 at once: the compare and the write are one step."""
-    await store.put_group(route(1))
+    await put(store, route(1))
     outcomes: list[str] = []
 
     async def write(members: tuple[str, ...]) -> None:
         try:
-            await store.put_group(route(2, members))
+            await put(store, route(2, members))
             outcomes.append("stored")
         except StaleGroupError:
             outcomes.append("stale")
@@ -786,3 +792,64 @@ async def test_redis_hub_outlives_a_failure_acting_on_one_event(
                     await trio.sleep(0.01)  # published: arrives when Redis delivers it
                 nursery.cancel_scope.cancel()
     assert [event.detail for event in listener.heard] == [{"n": 0}, {"n": 1}]
+
+
+async def test_an_account_creates_at_most_its_limit_of_groups(store: RelayStore) -> None:
+    """Only a new group id counts, for the account that puts it first; past the limit it is
+    refused and nothing is stored, while updates of its groups (by anyone) still pass."""
+    ids = [bytes([0x50 + i]) * 16 for i in range(4)]
+    for group_id in ids[:3]:
+        await put(store, route(1, group_id=group_id), "alice", 3)
+    with pytest.raises(GroupLimitError) as refused:
+        await put(store, route(1, group_id=ids[3]), "alice", 3)
+    assert refused.value.limit == 3
+    assert await store.group(ids[3]) is None
+    await put(store, route(2, ("alice", "carol"), ids[0]), "alice", 3)  # an update passes
+    await put(store, route(3, group_id=ids[1]), "bob", 3)  # another admin's update: alice's
+    assert (await store.group(ids[0])) == route(2, ("alice", "carol"), ids[0])
+    for group_id in ids[1:3]:
+        await put(store, route(9, group_id=group_id), "bob", 2)  # counts for bob: nothing
+    await put(store, route(1, group_id=ids[3]), "bob", 3)  # bob's own first group
+    with pytest.raises(GroupLimitError):
+        await put(store, route(1, group_id=b"\x60" * 16), "alice", 3)
+    with pytest.raises(StaleGroupError):  # a stale copy is stale, whatever the count
+        await put(store, route(1, group_id=ids[0]), "alice", 3)
+
+
+async def test_a_group_whose_last_member_left_is_deleted_and_frees_a_place(
+        store: RelayStore) -> None:
+    ids = [bytes([0x70 + i]) * 16 for i in range(3)]
+    for group_id in ids[:2]:
+        await put(store, route(1, group_id=group_id), "alice", 2)
+    await put(store, route(2, ("bob",), ids[0]), "alice", 2)  # alice left: bob remains
+    with pytest.raises(GroupLimitError):
+        await put(store, route(1, group_id=ids[2]), "alice", 2)
+    with pytest.raises(StaleGroupError):  # an empty copy is compared like any other
+        await put(store, route(2, (), ids[0]), "bob", 2)
+    await put(store, route(3, (), ids[0]), "bob", 2)  # the last member, bob, left
+    assert await store.group(ids[0]) is None
+    await put(store, route(1, group_id=ids[2]), "alice", 2)  # alice's place is free again
+    assert await store.group(ids[2]) == route(1, group_id=ids[2])
+    with pytest.raises(GroupLimitError):
+        await put(store, route(1, group_id=ids[0]), "alice", 2)
+    await put(store, route(1, (), b"\x7f" * 16), "alice", 2)  # nothing to keep: not counted
+    assert await store.group(b"\x7f" * 16) is None
+
+
+async def test_concurrent_new_groups_stop_at_the_limit(store: RelayStore) -> None:
+    """Many new groups of one account at once: the count and the write are one step."""
+    outcomes: list[str] = []
+
+    async def create(group_id: bytes) -> None:
+        try:
+            await put(store, route(1, group_id=group_id), "alice", 3)
+            outcomes.append("stored")
+        except GroupLimitError:
+            outcomes.append("refused")
+
+    async with trio.open_nursery() as nursery:
+        for i in range(8):
+            nursery.start_soon(create, bytes([0x80 + i]) * 16)
+    assert sorted(outcomes) == ["refused"] * 5 + ["stored"] * 3
+    assert sum([await store.group(bytes([0x80 + i]) * 16) is not None
+                for i in range(8)]) == 3

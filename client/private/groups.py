@@ -196,14 +196,18 @@ class Groups(SessionBase):
 
     async def _deliver_update(self, update: GroupUpdate, removed: Iterable[str]) -> None:
         """Send ``update`` to every member device (this account's others too) and to
-        ``removed`` accounts, then mark it delivered."""
+        ``removed`` accounts, then mark it delivered (with no member left, the relay deleted
+        the group: this account's other devices get it by ``send``)."""
         assert self.address is not None
         state = update.state
         payload = update.to_payload(int(self.client.clock() * 1000), self.client.random)
         devices = await self._member_devices({*state.members, self.address.account})
         targets = [Address(a, d) for a, ids in devices.items() for d in ids
                    if Address(a, d) != self.address]
-        await self._deliver_pairwise(state.group_id, payload.encode(), targets)
+        if state.members:
+            await self._deliver_pairwise(state.group_id, payload.encode(), targets)
+        elif targets:  # the last member left: the relay deleted the group, so no group_deliver
+            await self.send_payload(self.address.account, payload)
         for account in removed:
             await self.send_payload(account, payload)
         with self.state.transaction():

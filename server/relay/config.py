@@ -56,6 +56,9 @@ class RelayConfig(ConnectionLimits):
     """Waiting new devices per source address: a single address cannot fill an account's."""
     max_group_members: int = CAPABILITIES[PRIVATE].max_group_members
     """Members of a group's routing copy (the capability table's 1024)."""
+    max_groups_per_account: int = 1000
+    """Group routing copies one account may have created that are still stored (a copy goes
+    away when its last member leaves); counted in the store, for every node."""
     max_call_participants: int = CAPABILITIES[PRIVATE].group_call_participants
     """Devices in one call (the capability table's 8)."""
     max_calls: int = 10_000

@@ -34,7 +34,7 @@ from ..common.requests import RequestError
 from .blobs import announced_blobs
 from .fields import require_field
 from .messages import enqueue, envelopes_field, store_mail
-from .store import GroupRoute, Outgoing, StaleGroupError
+from .store import GroupLimitError, GroupRoute, Outgoing, StaleGroupError
 
 if TYPE_CHECKING:
     from .connection import RelayConnection
@@ -68,7 +68,11 @@ async def _member_devices(conn: RelayConnection, members: tuple[str, ...]
 
 
 async def group_put(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
-    """Store a newer routing copy, signed by this device for an admin (or a leaving member)."""
+    """Store a newer routing copy, signed by this device for an admin (or a leaving member).
+
+    A new group counts for this account until its last member leaves (then the relay deletes
+    the copy): past ``max_groups_per_account`` a new one is refused ``quota_exceeded``.
+    """
     assert conn.address is not None
     me = conn.address
     limit = conn.relay.config.max_group_members
@@ -108,7 +112,9 @@ async def group_put(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, A
     try:
         await conn.relay.store.put_group(GroupRoute(
             state.group_id, state.version, state.members, state.admins, update.body,
-            update.signature))
+            update.signature), me.account, conn.relay.config.max_groups_per_account)
+    except GroupLimitError as exc:
+        raise RequestError(api.QUOTA_EXCEEDED, str(exc), limit=exc.limit) from None
     except StaleGroupError:  # another admin's copy was stored meanwhile
         latest = await conn.relay.store.group(state.group_id)
         raise RequestError(api.STALE_GROUP, "the group changed meanwhile",

@@ -2,7 +2,7 @@
 
     e2e-relay serve --listen 127.0.0.1:7400 [--store sqlite:relay.db | --db relay.db]
                     [--tls-cert FILE --tls-key FILE]
-                    [--ttl-days 30] [--quota 10000] [--quota-mib 100]
+                    [--ttl-days 30] [--quota 10000] [--quota-mib 100] [--max-groups 1000]
                     [--registrations-per-hour 30]
                     [--blob-dir DIR] [--blob-quota-mib 1024] [--blob-ttl-days 30]
                     [--sfu HOST:PORT | --sfu-address HOST:PORT --sfu-key-file FILE]
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="messages kept per device mailbox (default 10000)")
     serve.add_argument("--quota-mib", type=float, default=100.0,
                        help="MiB of envelopes kept per device mailbox (default 100)")
+    serve.add_argument("--max-groups", type=int, default=RelayConfig().max_groups_per_account,
+                       help="group routing copies an account may have created that still have "
+                       "members (default %(default)s)")
     serving.add_blob_arguments(serve)
     add_call_arguments(serve)
     add_peer_arguments(serve, "social")
@@ -75,6 +78,16 @@ async def serve(relay: Relay, host: str, port: int, tls: ssl.SSLContext | None =
     await serving.serve(relay, host, port, tls, task_status,
                         background=[relay.hub.run, relay.expire_forever,
                                     relay.blobs.expire_forever])
+
+
+def relay_config(args: argparse.Namespace) -> RelayConfig:
+    """The limits ``e2e-relay serve``'s options set (the others keep their defaults)."""
+    return RelayConfig(
+        mailbox_ttl=args.ttl_days * DAY, mailbox_quota=args.quota,
+        mailbox_quota_bytes=int(args.quota_mib * MIB), max_groups_per_account=args.max_groups,
+        registrations_per_hour=args.registrations_per_hour,
+        registration_burst=max(1, round(args.registrations_per_hour)),
+        blobs=serving.blob_limits(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,12 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CallSetupError, PeerSetupError) as exc:
         print(f"e2e-relay: {exc}", file=sys.stderr)
         return 2
-    config = RelayConfig(
-        mailbox_ttl=args.ttl_days * DAY, mailbox_quota=args.quota,
-        mailbox_quota_bytes=int(args.quota_mib * MIB),
-        registrations_per_hour=args.registrations_per_hour,
-        registration_burst=max(1, round(args.registrations_per_hour)),
-        blobs=serving.blob_limits(args))
+    config = relay_config(args)
 
     @contextlib.asynccontextmanager
     async def open_relay() -> AsyncIterator[Relay]:

@@ -27,7 +27,10 @@ key                             type    holds
 ``e2e:presence:A:N``            string  the node of the device's newest connection (a node that
                                         stores mail for it wakes it itself, without publishing)
 ``e2e:group:ID``                hash    a group's routing copy (hex id): ``version``, ``members``
-                                        and ``admins`` (msgpack lists), ``body``, ``signature``
+                                        and ``admins`` (msgpack lists), ``body``, ``signature``,
+                                        ``creator`` (the account that first put it)
+``e2e:groupsof:A``              set     the hex ids of the routing copies account A created
+                                        that are stored (at most ``max_groups_per_account``)
 ``e2e:blob:ID``                 hash    a blob's record (hex id): ``owner``, ``size``,
                                         ``created``, ``complete`` ('0' or '1'); its bytes are a
                                         file under ``--blob-dir``, which the nodes share
@@ -75,6 +78,7 @@ EXPIRY = "e2e:expiry"
 LINK = "e2e:link:"
 LINKS_OF = "e2e:links:"
 GROUP = "e2e:group:"
+GROUPS_OF = "e2e:groupsof:"
 BLOB = "e2e:blob:"
 BLOB_USAGE = "e2e:blobuse:"
 BLOBS_PENDING = "e2e:blobs:pending"
@@ -158,6 +162,11 @@ def links_of_key(account: str) -> str:
 def group_key(group_id: bytes) -> str:
     """The hash of a group's routing copy."""
     return GROUP + group_id.hex()
+
+
+def groups_of_key(account: str) -> str:
+    """The set of the routing copies ``account`` created."""
+    return GROUPS_OF + account
 
 
 def blob_key(blob_id: bytes) -> str:

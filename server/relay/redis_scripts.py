@@ -325,11 +325,32 @@ end
 """
 
 PUT_GROUP = """
--- KEYS[1] the group's routing copy; ARGV version, members, admins, body, signature.
--- Returns 1 when stored, 0 when its version is not newer than the stored one (nothing changed).
-local stored = redis.call('HGET', KEYS[1], 'version')
-if stored and tonumber(stored) >= tonumber(ARGV[1]) then
+-- KEYS[1] the group's routing copy, KEYS[2] the groups the putting account created (set of hex
+-- ids); ARGV version, members, admins, body, signature, member count, the putting account, the
+-- most groups an account may have created, the group id (hex), prefix of creators' sets.
+-- Returns 1 when stored (or, with no members, deleted), 0 when its version is not newer than
+-- the stored one, -1 when the group is new and the account created that many (0 and -1 change
+-- nothing). A new group's creator is the account that puts it; a copy with no members is
+-- deleted and leaves its creator's set.
+local stored = redis.call('HMGET', KEYS[1], 'version', 'creator')
+if stored[1] and tonumber(stored[1]) >= tonumber(ARGV[1]) then
   return 0
+end
+if ARGV[6] == '0' then
+  if stored[1] then
+    redis.call('DEL', KEYS[1])
+    if stored[2] then
+      redis.call('SREM', ARGV[10] .. stored[2], ARGV[9])
+    end
+  end
+  return 1
+end
+if not stored[1] then
+  if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[8]) then
+    return -1
+  end
+  redis.call('SADD', KEYS[2], ARGV[9])
+  redis.call('HSET', KEYS[1], 'creator', ARGV[7])
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'members', ARGV[2], 'admins', ARGV[3],
            'body', ARGV[4], 'signature', ARGV[5])

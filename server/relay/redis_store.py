@@ -63,6 +63,7 @@ from .store import (
     DeviceInfo,
     Enqueue,
     Enqueued,
+    GroupLimitError,
     GroupRoute,
     MailboxWrite,
     NameTakenError,
@@ -360,13 +361,20 @@ class RedisRelayStore:
                           fields[b"signature"])
 
     @unavailable
-    async def put_group(self, route: GroupRoute) -> None:
-        """Store a routing copy; :class:`StaleGroupError` unless its version is newer (one
-        script compares and writes)."""
-        if not await self._put_group([keys.group_key(route.group_id)], [
-                route.version, msgpack.packb(list(route.members)),
-                msgpack.packb(list(route.admins)), route.body, route.signature]):
+    async def put_group(self, route: GroupRoute, account: str, limit: int) -> None:
+        """Store a routing copy (:class:`StaleGroupError` unless its version is newer); a new
+        one counts for ``account`` (:class:`GroupLimitError` past ``limit``), one with no
+        members deletes the stored copy. One script compares, counts and writes, for every
+        node."""
+        outcome = await self._put_group(
+            [keys.group_key(route.group_id), keys.groups_of_key(account)],
+            [route.version, msgpack.packb(list(route.members)), msgpack.packb(list(route.admins)),
+             route.body, route.signature, len(route.members), account, limit,
+             route.group_id.hex(), keys.GROUPS_OF])
+        if outcome == 0:
             raise StaleGroupError(route.group_id.hex())
+        if outcome == -1:
+            raise GroupLimitError(account, limit)
 
     @unavailable
     async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float,

@@ -37,6 +37,7 @@ from .store import (
     DeviceInfo,
     Enqueue,
     Enqueued,
+    GroupLimitError,
     GroupRoute,
     MailboxWrite,
     NameTakenError,
@@ -74,8 +75,10 @@ CREATE INDEX IF NOT EXISTS mailbox_by_device ON mailbox (account, device, seq);
 CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
 CREATE TABLE IF NOT EXISTS groups (
     group_id BLOB PRIMARY KEY, version INTEGER NOT NULL, members BLOB NOT NULL,
-    admins BLOB NOT NULL, body BLOB NOT NULL, signature BLOB NOT NULL);
+    admins BLOB NOT NULL, body BLOB NOT NULL, signature BLOB NOT NULL, creator TEXT);
 """
+# After the migration: a file made before ``creator`` gains the column first.
+_GROUPS_BY_CREATOR = "CREATE INDEX IF NOT EXISTS groups_by_creator ON groups (creator)"
 GROUP_CACHE_SIZE = 10_000
 
 
@@ -169,6 +172,8 @@ class SqliteRelayStore:
         add_missing_column(self._db, "devices", "link_signature BLOB")
         add_missing_column(self._db, "mailbox", "digest BLOB")  # older mail has none
         self._db.execute(_DIGEST_INDEX)
+        add_missing_column(self._db, "groups", "creator TEXT")  # older copies count for no one
+        self._db.execute(_GROUPS_BY_CREATOR)
         with self._transaction() as db:  # the byte quota's usage columns: count what is stored
             add_missing_column(db, "devices", "mail_count INTEGER NOT NULL DEFAULT 0")
             if add_missing_column(db, "devices", "mail_bytes INTEGER NOT NULL DEFAULT 0"):
@@ -422,17 +427,30 @@ class SqliteRelayStore:
         return route
 
     @storage
-    async def put_group(self, route: GroupRoute) -> None:
-        """Store a routing copy; :class:`StaleGroupError` unless its version is newer."""
+    async def put_group(self, route: GroupRoute, account: str, limit: int) -> None:
+        """Store a routing copy (:class:`StaleGroupError` unless its version is newer); a new
+        one counts for ``account`` (:class:`GroupLimitError` past ``limit``), one with no
+        members deletes the stored copy. Counted in the transaction that writes."""
         with self._transaction() as db:
             row = db.execute("SELECT version FROM groups WHERE group_id = ?",
                              (route.group_id,)).fetchone()
             if row is not None and row[0] >= route.version:
                 raise StaleGroupError(route.group_id.hex())
             self._groups.pop(route.group_id, None)
-            db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?, ?, ?, ?, ?)",
-                       (route.group_id, route.version, msgpack.packb(list(route.members)),
-                        msgpack.packb(list(route.admins)), route.body, route.signature))
+            if not route.members:
+                db.execute("DELETE FROM groups WHERE group_id = ?", (route.group_id,))
+                return
+            fields = (route.version, msgpack.packb(list(route.members)),
+                      msgpack.packb(list(route.admins)), route.body, route.signature)
+            if row is not None:
+                db.execute("UPDATE groups SET version = ?, members = ?, admins = ?, body = ?, "
+                           "signature = ? WHERE group_id = ?", (*fields, route.group_id))
+                return
+            if db.execute("SELECT COUNT(*) FROM groups WHERE creator = ?",
+                          (account,)).fetchone()[0] >= limit:
+                raise GroupLimitError(account, limit)
+            db.execute("INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (route.group_id, *fields, account))
 
     async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float,
                          per_account: int) -> str | None:

@@ -57,6 +57,15 @@ class StaleGroupError(Exception):
     """A group routing copy not newer than the stored one."""
 
 
+class GroupLimitError(Exception):
+    """An account that created ``limit`` routing copies, still stored, puts a new group."""
+
+    def __init__(self, account: str, limit: int) -> None:
+        super().__init__(f"{account} has created {limit} groups on this relay, the most it may "
+                         "have; a group goes away when its last member leaves")
+        self.limit = limit
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
     """An account's key and its current signed device list."""
@@ -320,9 +329,15 @@ class RelayStore(Protocol):
         """The routing copy of a group."""
         ...
 
-    async def put_group(self, route: GroupRoute) -> None:
-        """Store a routing copy; :class:`StaleGroupError` unless its version is newer than the
-        stored one (compared and written atomically)."""
+    async def put_group(self, route: GroupRoute, account: str, limit: int) -> None:
+        """Store a routing copy, put by ``account``; compared, counted and written atomically.
+
+        :class:`StaleGroupError` unless its version is newer than the stored one. A new group
+        id makes ``account`` its creator; :class:`GroupLimitError` when the creator has
+        ``limit`` routing copies stored already (an update of a stored copy is never refused
+        for it). A copy with no members is not kept: the stored one is deleted and no longer
+        counts for its creator. A refusal changes nothing.
+        """
         ...
 
     async def offer_link(self, lookup: bytes, link: PendingLink, ttl: float,
