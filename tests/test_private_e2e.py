@@ -13,6 +13,7 @@ from client.core.errors import ClientError
 from client.private.received import Received
 from e2e_proto.fingerprint import safety_number
 from server.relay.config import RelayConfig
+from server.relay.store import Enqueue, Outgoing
 from tests.relay_harness import (
     drain,
     make_client,
@@ -147,6 +148,28 @@ async def test_redelivery_after_lost_ack_is_not_shown_twice(nursery, tmp_path: P
     assert await drain(bob) == []  # redelivered, recognised, acknowledged, not shown again
     assert (await relay.store.pending("bob", 0, 0, 10)) == []
     assert [m.text for m in bob.state.messages("alice")] == ["once"]
+
+
+async def test_a_redelivery_behind_a_newer_ratchet_chain_is_recognised(
+        nursery, tmp_path: Path, relay_db) -> None:
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
+    async with session_of(alice) as a:
+        await a.send_text("bob", "first")
+    [(_, first)] = await relay.store.pending("bob", 0, 0, 10)  # kept, to deliver it again
+    assert [m.text for m in await drain(bob)] == ["first"]
+    for n in range(3):  # each exchange moves both sides to new ratchet chains
+        async with session_of(bob) as b:
+            await b.send_text("alice", f"reply {n}")
+        await drain(alice)
+        async with session_of(alice) as a:
+            await a.send_text("bob", f"then {n}")
+        assert [m.text for m in await drain(bob)] == [f"then {n}"]
+    await relay.store.enqueue(Enqueue([Outgoing("bob", 0, first)], ("alice", 0),
+                                      1_700_000_000.0, 100, 10**9))  # the lost ack's redelivery
+    assert await drain(bob) == []  # recognised without decrypting: no "cannot be read" notice
+    assert await relay.store.pending("bob", 0, 0, 10) == []
+    assert [m.text for m in bob.state.messages("alice")] == [
+        "first", "reply 0", "then 0", "reply 1", "then 1", "reply 2", "then 2"]
 
 
 async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path, relay_db) -> None:

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import trio
 
@@ -52,7 +52,7 @@ from e2e_proto.errors import (
 from e2e_proto.primitives import RandomSource, system_random
 
 from .call_link import MediaLink
-from .connection import ConnectionLost
+from .connection import Connection, ConnectionLost, ServerError
 from .errors import ClientError
 from .pushes import bounded_int
 
@@ -156,6 +156,35 @@ def parse_grant(answer: dict[str, Any], cap: int, *, end_to_end: bool = False) -
             raise ClientError("the server's call keys are malformed") from None
     return Grant(call_id, participant_id(answer.get("participant")), sfu, token, key, limit,
                  e2e, participants, keys)
+
+
+class CallRequests:
+    """The call requests a session makes the same way on both transports (leaving, ending) and
+    its server's refusals as one-line errors; a session class names its transport, its server
+    and the transport's participant cap."""
+
+    connection: Connection
+    call_transport: ClassVar[str]
+    call_server: ClassVar[str]
+    call_cap: ClassVar[int]
+
+    async def call_leave(self, call_id: bytes) -> None:
+        """Leave the call."""
+        await self._call_request(call_api.CALL_LEAVE, call_id=call_id)
+
+    async def call_end(self, call_id: bytes) -> None:
+        """End the call for everybody (the caller; either side of a one-to-one call)."""
+        await self._call_request(call_api.CALL_END, call_id=call_id)
+
+    async def _call_request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        try:
+            return await self.connection.request(kind, **fields)
+        except ServerError as exc:
+            if exc.code == call_api.CALL_FULL:
+                raise ClientError(f"the call is full: a call on the {self.call_transport} "
+                                  f"transport has at most {self.call_cap} participants") from None
+            raise ClientError(f"{self.call_server} refused the call request: {exc} "
+                              f"({exc.code})") from None
 
 
 class CallTransport(Protocol):

@@ -27,6 +27,7 @@ from ..core.calls import (
     ActiveCall,
     CallInfo,
     CallReport,
+    CallRequests,
     Grant,
     check_room,
     parse_call_info,
@@ -42,8 +43,12 @@ from .received import Received
 CAP = CAPABILITIES[PRIVATE].group_call_participants
 
 
-class Calls(SessionBase):
+class Calls(SessionBase, CallRequests):
     """Starting, joining and running calls; call notices and keys from the relay."""
+
+    call_transport = "private"
+    call_server = "the relay"
+    call_cap = CAP
 
     async def call_start(self, name: str | None = None, group: str | None = None) -> Grant:
         """Start a call with the account ``name`` or in the group ``group``, and join it."""
@@ -83,24 +88,6 @@ class Calls(SessionBase):
     async def call_rejoin(self, call_id: bytes) -> Grant:
         """Join again (a new token for the forwarding unit)."""
         return await self._granted(call_api.CALL_JOIN, call_id=call_id)
-
-    async def call_leave(self, call_id: bytes) -> None:
-        """Leave the call."""
-        await self._call_request(call_api.CALL_LEAVE, call_id=call_id)
-
-    async def call_end(self, call_id: bytes) -> None:
-        """End the call for everybody (the caller; either side of a one-to-one call)."""
-        await self._call_request(call_api.CALL_END, call_id=call_id)
-
-    async def _call_request(self, kind: str, **fields: Any) -> dict[str, Any]:
-        try:
-            return await self.connection.request(kind, **fields)
-        except ServerError as exc:
-            if exc.code == call_api.CALL_FULL:
-                raise ClientError(f"the call is full: a call on the private transport has at "
-                                  f"most {CAP} participants") from None
-            raise ClientError(f"the relay refused the call request: {exc} ({exc.code})"
-                              ) from None
 
     # -- running a call ---------------------------------------------------------------------
 

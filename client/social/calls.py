@@ -27,13 +27,13 @@ from ..core.calls import (
     ActiveCall,
     CallInfo,
     CallReport,
+    CallRequests,
     Grant,
     check_room,
     parse_call_info,
     parse_grant,
     roster,
 )
-from ..core.connection import ServerError
 from ..core.errors import ClientError
 from .base import SessionBase
 from .checks import check_name
@@ -42,8 +42,12 @@ from .state import SocialEvent
 CAP = CAPABILITIES[SOCIAL].group_call_participants
 
 
-class Calls(SessionBase):
+class Calls(SessionBase, CallRequests):
     """Starting, joining and running calls; call notices and keys from the social server."""
+
+    call_transport = "social"
+    call_server = "the social server"
+    call_cap = CAP
 
     async def call_start(self, name: str) -> Grant:
         """Start a call in the conversation with the account or group ``name``, and join it."""
@@ -86,24 +90,6 @@ class Calls(SessionBase):
     async def call_rejoin(self, call_id: bytes) -> Grant:
         """Join again (a new token for the forwarding unit)."""
         return parse_grant(await self._call_request(call_api.CALL_JOIN, call_id=call_id), CAP)
-
-    async def call_leave(self, call_id: bytes) -> None:
-        """Leave the call."""
-        await self._call_request(call_api.CALL_LEAVE, call_id=call_id)
-
-    async def call_end(self, call_id: bytes) -> None:
-        """End the call for everybody (the caller; either side of a one-to-one call)."""
-        await self._call_request(call_api.CALL_END, call_id=call_id)
-
-    async def _call_request(self, kind: str, **fields: Any) -> dict[str, Any]:
-        try:
-            return await self.connection.request(kind, **fields)
-        except ServerError as exc:
-            if exc.code == call_api.CALL_FULL:
-                raise ClientError(f"the call is full: a call on the social transport has at "
-                                  f"most {CAP} participants") from None
-            raise ClientError(f"the social server refused the call request: {exc} "
-                              f"({exc.code})") from None
 
     # -- running a call ---------------------------------------------------------------------
 

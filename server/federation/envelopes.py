@@ -14,7 +14,7 @@ from collections.abc import Collection
 from typing import Any
 
 from e2e_proto import relay_api as api
-from e2e_proto.address import Address
+from e2e_proto.address import Address, split_foreign
 from e2e_proto.errors import E2EProtoError
 from e2e_proto.federation import MAX_CROSS_ENVELOPES, check_from_peer
 from e2e_proto.social_api import MAX_ENVELOPE_BYTES
@@ -98,3 +98,15 @@ def mismatch_details(details: dict[str, Any], qualified: str, name: str) -> dict
         return [[qualified if e[0] == name else e[0], e[1]] for e in entries[:MAX_CROSS_ENVELOPES]
                 if type(e) is list and len(e) == 2]
     return {"missing": rename(details.get("missing")), "stale": rename(details.get("stale"))}
+
+
+def foreign_name_field(frame: dict[str, Any], field: str, transport: str) -> tuple[str, str]:
+    """``(name@transport, name)`` of a request field naming an account of the other
+    ``transport``; ``bad_request`` for anything else."""
+    value = frame.get(field)
+    foreign = split_foreign(value)
+    if foreign is None or foreign[1] != transport:
+        raise RequestError(api.BAD_REQUEST, f"field {field!r} must name a {transport} account "
+                           f"(name@{transport})")
+    assert isinstance(value, str)
+    return value, foreign[0]

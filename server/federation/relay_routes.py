@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from e2e_proto import relay_api as api
 from e2e_proto.account_link import PRIVATE_SIDE, LinkRevocation, SignedLinkStatement
-from e2e_proto.address import Address, is_valid_device_id, qualify, split_foreign
+from e2e_proto.address import Address, is_valid_device_id, qualify
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 from e2e_proto.constants import MAX_DEVICES
 from e2e_proto.errors import E2EProtoError
@@ -38,7 +38,7 @@ from ..common.store_base import StoreUnavailableError
 from ..relay.fields import require_field
 from ..relay.messages import enqueue, store_mail
 from ..relay.store import Outgoing
-from .envelopes import mismatch_details, split_send
+from .envelopes import foreign_name_field, mismatch_details, split_send
 from .peer import PeerRefused, PeerUnavailable, refusal
 from .relay import HandedOverElsewhere, RelayFederation, unlink_item
 from .relay_store import UNLINK, LinkTakenError, SharingEntry, StoredLink
@@ -68,17 +68,6 @@ async def _opted_in(conn: RelayConnection) -> str:
         raise RequestError(CROSS_DISABLED, "cross-transport chats are off for this account; "
                            "turn them on with 'e2e-chat cross on'")
     return account
-
-
-def _social_name(frame: dict[str, Any], field: str) -> tuple[str, str]:
-    """``(name@social, name)`` of a request field naming a social account."""
-    value = frame.get(field)
-    foreign = split_foreign(value)
-    if foreign is None or foreign[1] != SOCIAL:
-        raise RequestError(api.BAD_REQUEST, f"field {field!r} must name a social account "
-                           "(name@social)")
-    assert isinstance(value, str)
-    return value, foreign[0]
 
 
 async def _ask(conn: RelayConnection, kind: str, **fields: Any) -> dict[str, Any]:
@@ -117,7 +106,7 @@ async def cross_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
     """A social account's cross identity key, signed cross device list and link signatures
     (the fields of ``get_devices``)."""
     me = await _opted_in(conn)
-    qualified, name = _social_name(frame, "account")
+    qualified, name = foreign_name_field(frame, "account", SOCIAL)
     answer = await _ask(conn, PEER_DEVICES, account=name, requester=qualify(me, PRIVATE))
     return {"account": qualified, **{k: answer.get(k) for k in (
         "account_key", "device_list", "device_list_signature", "link_signatures")}}
@@ -126,7 +115,7 @@ async def cross_devices(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
 async def cross_bundles(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """Prekey bundles of a social account's cross devices (each one-time prekey once)."""
     me = await _opted_in(conn)
-    qualified, name = _social_name(frame, "account")
+    qualified, name = foreign_name_field(frame, "account", SOCIAL)
     wanted = frame.get("device_ids")
     if (type(wanted) is not list or not 0 < len(wanted) <= MAX_DEVICES
             or not all(is_valid_device_id(i) for i in wanted)):
@@ -144,7 +133,7 @@ async def cross_send(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, 
     assert conn.address is not None
     me = conn.address
     await _opted_in(conn)
-    qualified, name = _social_name(frame, "to")
+    qualified, name = foreign_name_field(frame, "to", SOCIAL)
     client_id = require_field(frame, "client_id", bytes)
     if len(client_id) != CLIENT_ID_SIZE:
         raise RequestError(api.BAD_REQUEST, f"client_id must be {CLIENT_ID_SIZE} bytes")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from e2e_proto import relay_api, social_api
-from e2e_proto.address import Address, is_valid_device_id, qualify, split_foreign
+from e2e_proto.address import Address, is_valid_device_id, qualify
 from e2e_proto.capabilities import PRIVATE, SOCIAL
 from e2e_proto.constants import MAX_DEVICES, SIGNATURE_SIZE
 from e2e_proto.cross_identity import SignedCrossDeviceList, cross_link_message
@@ -29,7 +29,7 @@ from e2e_proto.keys import Ed25519PublicKey
 
 from ..common.requests import RequestError, Route, RouteTable
 from ..social.fields import require_field
-from .envelopes import mismatch_details, split_send
+from .envelopes import foreign_name_field, mismatch_details, split_send
 from .peer import PeerRefused, PeerUnavailable, refusal
 from .social import listed_devices, store_cross_message
 from .social_store import CrossIdentity, CrossJoin, StaleCrossListError
@@ -59,17 +59,6 @@ def _my_identity(conn: SocialConnection, enabled: bool = True) -> CrossIdentity:
         raise RequestError(CROSS_DISABLED, "cross-transport chats are off for this account; "
                            "turn them on with 'e2e-chat --transport social cross on'")
     return identity
-
-
-def _private_name(frame: dict[str, Any], field: str) -> tuple[str, str]:
-    """``(name@private, name)`` of a request field naming a private account."""
-    value = frame.get(field)
-    foreign = split_foreign(value)
-    if foreign is None or foreign[1] != PRIVATE:
-        raise RequestError(social_api.BAD_REQUEST, f"field {field!r} must name a private "
-                           "account (name@private)")
-    assert isinstance(value, str)
-    return value, foreign[0]
 
 
 async def _ask(conn: SocialConnection, kind: str, **fields: Any) -> dict[str, Any]:
@@ -165,7 +154,7 @@ async def cross_devices(conn: SocialConnection, frame: dict[str, Any]) -> dict[s
     """A private account's key, signed device list and link signatures, from the relay."""
     assert conn.address is not None
     _my_identity(conn)
-    qualified, name = _private_name(frame, "account")
+    qualified, name = foreign_name_field(frame, "account", PRIVATE)
     answer = await _ask(conn, PEER_DEVICES, account=name,
                         requester=qualify(conn.address.account, SOCIAL))
     return {"account": qualified, **{k: answer.get(k) for k in (
@@ -176,7 +165,7 @@ async def cross_bundles(conn: SocialConnection, frame: dict[str, Any]) -> dict[s
     """Prekey bundles of a private account's devices, from the relay."""
     assert conn.address is not None
     _my_identity(conn)
-    qualified, name = _private_name(frame, "account")
+    qualified, name = foreign_name_field(frame, "account", PRIVATE)
     wanted = frame.get("device_ids")
     if (type(wanted) is not list or not 0 < len(wanted) <= MAX_DEVICES
             or not all(is_valid_device_id(i) for i in wanted)):
@@ -201,7 +190,7 @@ async def cross_send(conn: SocialConnection, frame: dict[str, Any]) -> dict[str,
     if me.device_id not in own_devices:
         raise RequestError(CROSS_DISABLED, "this device is not one of this account's "
                            "cross-transport devices (run 'cross on' here and approve it)")
-    qualified, name = _private_name(frame, "to")
+    qualified, name = foreign_name_field(frame, "to", PRIVATE)
     client_id = require_field(frame, "client_id", bytes)
     if len(client_id) != social_api.CLIENT_ID_SIZE:
         raise RequestError(social_api.BAD_REQUEST, "client_id must be 16 bytes")
