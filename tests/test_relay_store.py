@@ -34,6 +34,7 @@ from server.federation.relay_store import (
 from server.relay import redis_keys
 from server.relay.backends import open_backend
 from server.relay.hub import PUSH, DeviceEvent
+from server.relay.redis_store import RedisRelayStore
 from server.relay.store import (
     LINK_IN_USE,
     LINKS_OF_ACCOUNT,
@@ -245,6 +246,23 @@ async def test_mail_is_delivered_in_order_after_a_cursor_and_acknowledged(
     assert await stored(store) == [b"later"]
 
 
+async def test_enqueue_names_the_seq_of_each_new_message_where_they_are_contiguous(
+        store: RelayStore) -> None:
+    """Redis numbers each device's messages one by one and says which seq each new message got
+    (a retried one, stored already, gets none); SQLite's seqs are global: it names none."""
+    await make_account(store, linked=(1,))
+    first = await store.enqueue(send(("bob", 0, b"a"), ("bob", 1, b"b")))
+    again = await store.enqueue(send(("bob", 0, b"a"), ("bob", 1, b"c")))  # "a" retried
+    seq = {d.envelope: d.seq for i in (0, 1) for d in await store.pending("bob", i, 0, 10)}
+    if isinstance(store, RedisRelayStore):
+        assert first.seqs == ((0, seq[b"a"]), (1, seq[b"b"]))
+        assert again.seqs == ((1, seq[b"c"]),) and seq[b"c"] == seq[b"b"] + 1
+    else:
+        assert first.seqs == again.seqs == ()
+    assert first.skipped == again.skipped == ()
+    assert await stored(store) == [b"a"]  # the retry was not stored twice
+
+
 async def test_message_quota_refuses_the_whole_send(store: RelayStore) -> None:
     await make_account(store, linked=(1,))
     await store.enqueue(send(("bob", 0, b"a"), ("bob", 1, b"a1"), quota=2))
@@ -310,7 +328,7 @@ async def test_usage_counters_follow_every_insert_and_delete(store: RelayStore) 
 
 async def test_a_group_write_leaves_out_full_and_removed_devices(store: RelayStore) -> None:
     await make_account(store, linked=(1, 2))
-    assert await store.enqueue(send(("bob", 0, b"a" * 70))) == ()  # bob.0: 70 of 100 bytes
+    assert (await store.enqueue(send(("bob", 0, b"a" * 70)))).skipped == ()  # 70 of 100 bytes
     await store.enqueue(send(("bob", 1, b"one"), ("bob", 1, b"two")))  # bob.1: 2 of 2 messages
     copies = [("bob", 7, b"g" * 40)] + [("bob", i, b"g" * 40) for i in (0, 1, 2)]
     with pytest.raises(DeviceGoneError):  # a send: refused whole, at its first refusal
@@ -318,16 +336,17 @@ async def test_a_group_write_leaves_out_full_and_removed_devices(store: RelaySto
     with pytest.raises(QuotaExceededError):
         await store.enqueue(send(*copies[1:], quota=2, quota_bytes=100))
     assert await stored(store, "bob", 2) == []
-    skipped = await store.enqueue(send(*copies, quota=2, quota_bytes=100, skip_full=True))
-    assert skipped == (0, 1, 2)  # the positions left out: gone, bytes, messages
+    stored_copies = await store.enqueue(send(*copies, quota=2, quota_bytes=100,
+                                             skip_full=True))
+    assert stored_copies.skipped == (0, 1, 2)  # the positions left out: gone, bytes, messages
     assert await stored(store, "bob", 0) == [b"a" * 70]  # bytes: left out
     assert await stored(store, "bob", 1) == [b"one", b"two"]  # messages: left out
     assert await stored(store, "bob", 2) == [b"g" * 40]
     again = send(("bob", 2, b"g" * 40), ("bob", 1, b"g" * 40), quota=1, quota_bytes=100,
                  skip_full=True)
-    assert await store.enqueue(again) == (1,)  # bob.2 has it already: stored, not skipped
+    assert (await store.enqueue(again)).skipped == (1,)  # bob.2 has it already: stored, not skipped
     assert await stored(store, "bob", 2) == [b"g" * 40]  # stored already: not twice
-    assert await store.enqueue(send(("bob", 2, b"h"), skip_full=True)) == ()
+    assert (await store.enqueue(send(("bob", 2, b"h"), skip_full=True))).skipped == ()
 
 
 async def test_blobs_are_granted_with_the_mail_to_the_devices_it_is_stored_for(
@@ -346,7 +365,7 @@ async def test_blobs_are_granted_with_the_mail_to_the_devices_it_is_stored_for(
     await store.enqueue(send(("carol", 0, b"c")))
     group = send(("bob", 0, b"g"), ("bob", 1, b"g"), ("bob", 7, b"g"), ("carol", 0, b"c"),
                  quota=1, skip_full=True, blobs=(BLOB[0], BLOB[1]))
-    assert await store.enqueue(group) == (1, 2)
+    assert (await store.enqueue(group)).skipped == (1, 2)
     assert [await may(b, "bob", 0) for b in BLOB[:2]] == [True, True]
     assert [await may(b, "carol", 0) for b in BLOB[:2]] == [True, True]  # held it already
     assert not any([await may(b, a, d) for b in BLOB[:2] for a, d in (("bob", 1), ("bob", 7),

@@ -79,6 +79,10 @@ class ConnectionLimits:
         return FRAME_LIMITS
 
 
+HANDED_DELIVERIES = 64
+"""Deliveries handed to a connection (:meth:`FrameConnection.wake`) that it keeps until its
+delivery loop takes them; past it, it drops them all and reads the store instead."""
+
 DELIVERY_WRITE_SIZE = 64 * 1024
 """Delivery frames are written together up to about this many bytes per write."""
 
@@ -146,7 +150,9 @@ class FrameConnection(abc.ABC):
         """When the incomplete frame in the decoder must be complete (inf: none is)."""
         self.address: Address | None = None
         self.bucket = TokenBucket(config.requests_per_second, config.request_burst)
-        self.wakeup = trio.Event()
+        self._wakeup = trio.Event()
+        self._handed: list[Sequenced] | None = None
+        """Deliveries handed by :meth:`wake` since the loop last looked (None: it must read)."""
         self._send_lock = trio.Lock()
         self._closing = False
         self._farewell: tuple[str, str] | None = None  # (code, message) of end()
@@ -199,6 +205,17 @@ class FrameConnection(abc.ABC):
         self._closing = True
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    def wake(self, handed: Sequenced | None = None) -> None:
+        """New deliveries may be waiting: wake the delivery loop. ``handed`` is one just stored
+        (durably), which the loop may push without reading the store if it continues the
+        deliveries; None (deliveries it was not handed) makes it read."""
+        buffered = self._handed
+        if handed is None or buffered is None or len(buffered) >= HANDED_DELIVERIES:
+            self._handed = None
+        else:
+            buffered.append(handed)
+        self._wakeup.set()
 
     def end_after_answer(self) -> None:
         """End this connection once the request being handled is answered."""
@@ -379,19 +396,44 @@ class FrameConnection(abc.ABC):
         """Push the deliveries after the cursor in order; announce once a drained backlog.
 
         A batch shorter than ``delivery_batch`` held everything stored before it was read;
-        whatever is stored later sets ``wakeup``, which is renewed before each read.
+        whatever is stored later calls :meth:`wake`, whose event and hand-offs are renewed
+        before each read. Deliveries handed over since then are pushed without reading when
+        they are exactly the next seqs after the cursor, one by one (:meth:`_handed_after`);
+        any other wake, or a gap, makes the loop read.
         """
         last = self._first_cursor()
         announced = False
         while True:
-            self.wakeup = trio.Event()
-            batch = await self._pending(last)
+            self._wakeup = trio.Event()
+            batch = self._handed_after(last)
+            self._handed = []
+            full = False
+            if batch is None:
+                batch = await self._pending(last)
+                full = len(batch) >= self.limits.delivery_batch
             if batch:
                 await self._send_batch(batch)
                 last = batch[-1].seq
-            if len(batch) >= self.limits.delivery_batch:
+            if full:
+                self._handed = None  # more is stored: read on
                 continue
             if not announced:
                 await self.send({"type": "queue_empty"})
                 announced = True
-            await self.wakeup.wait()
+            await self._wakeup.wait()
+
+    def _handed_after(self, last: int) -> list[Sequenced] | None:
+        """The handed deliveries, if those after ``last`` are exactly ``last`` + 1, + 2, ...
+        in order (the ones up to ``last`` were read already); None when the store must be read
+        instead (a wake without a hand-off, too many, a gap, or out of order)."""
+        handed = self._handed
+        if handed is None:
+            return None
+        batch = []
+        for item in handed:
+            if item.seq > last:
+                if item.seq != last + 1:
+                    return None
+                batch.append(item)
+                last += 1
+        return batch

@@ -23,8 +23,12 @@ from typing import Any, NamedTuple, Protocol
 
 from e2e_proto.address import Address
 
+from .store import Delivery
+
 MAIL = "mail"
-"""New mail is stored for the device."""
+"""New mail is stored for the device: ``detail`` is the message just stored, with its seq, when
+the sending node's store numbered it (the device's connections on that node may push it without
+reading the mailbox), else None."""
 PUSH = "push"
 """Push ``detail`` (a frame) to the device's connections."""
 UNLINKED = "unlinked"
@@ -100,8 +104,9 @@ class Hub(Protocol):
         """The link offer under ``lookup`` no longer waits here (best effort, never raises)."""
         ...
 
-    def mail_stored(self, addresses: Iterable[Address]) -> None:
-        """A send for ``addresses`` was stored: wake their connections."""
+    def mail_stored(self, mail: Iterable[tuple[Address, Delivery | None]]) -> None:
+        """A send was stored for each address: wake its connections, handing this node's the
+        message stored for it (when the store numbered it, else None)."""
         ...
 
     async def tell(self, address: Address, event: DeviceEvent) -> None:
@@ -164,11 +169,10 @@ class LocalHub(BoundHub):
     async def release_link(self, lookup: bytes) -> None:
         """Nothing to do."""
 
-    def mail_stored(self, addresses: Iterable[Address]) -> None:
-        """Wake the connections of ``addresses``."""
-        mail = DeviceEvent(MAIL)
-        for address in addresses:
-            self.listener.hear(address, mail)
+    def mail_stored(self, mail: Iterable[tuple[Address, Delivery | None]]) -> None:
+        """Wake the connections of each address, handing them its message."""
+        for address, handed in mail:
+            self.listener.hear(address, DeviceEvent(MAIL, handed))
 
     async def tell(self, address: Address, event: DeviceEvent) -> None:
         """Deliver ``event`` to the connections of ``address``."""

@@ -12,7 +12,14 @@ from ..common.fields import SentEnvelope, sent_envelopes
 from ..common.requests import RequestError
 from .blobs import announced_blobs
 from .fields import account_field, require_field
-from .store import Acknowledge, DeviceGoneError, Enqueue, Outgoing, QuotaExceededError
+from .store import (
+    Acknowledge,
+    Delivery,
+    DeviceGoneError,
+    Enqueue,
+    Outgoing,
+    QuotaExceededError,
+)
 
 if TYPE_CHECKING:
     from .connection import RelayConnection
@@ -71,23 +78,27 @@ def enqueue(conn: RelayConnection, outgoing: list[Outgoing], skip_full: bool = F
 
 
 async def store_mail(relay: Relay, write: Enqueue) -> list[Address]:
-    """Store ``write`` (and grant its blobs) and wake the devices it stored mail for; the
-    devices it left out (only with ``skip_full``: a full mailbox, a device unlinked meanwhile).
+    """Store ``write`` (and grant its blobs) and wake the devices it stored mail for, handing
+    each message the store numbered to this node's connections of its device; the devices it
+    left out (only with ``skip_full``: a full mailbox, a device unlinked meanwhile).
 
     A send refused whole stores and grants nothing: ``quota_exceeded``, or ``device_mismatch``
     naming as ``stale`` a recipient unlinked while the send waited for its commit.
     """
     try:
-        skipped = await relay.store.enqueue(write)
+        skipped, seqs = await relay.store.enqueue(write)
     except QuotaExceededError as exc:
         raise RequestError(api.QUOTA_EXCEEDED, str(exc)) from None
     except DeviceGoneError as exc:
         raise RequestError(api.DEVICE_MISMATCH,
                            "the send must cover exactly the current devices", missing=[],
                            stale=[[exc.account, exc.device_id]]) from None
-    addresses = [Address(m.account, m.device_id) for m in write.messages]
+    messages = write.messages
+    addresses = [Address(m.account, m.device_id) for m in messages]
     left_out = set(skipped)
-    relay.mail_stored(a for i, a in enumerate(addresses) if i not in left_out)
+    new = dict(seqs)
+    relay.mail_stored((a, Delivery(new[i], messages[i].envelope) if i in new else None)
+                      for i, a in enumerate(addresses) if i not in left_out)
     return [addresses[i] for i in skipped]
 
 

@@ -6,7 +6,8 @@ nodes listen on a device's presence channel. A connection that authenticates rec
 as the device's presence and publishes "displaced" on the device's channel (one script, after
 subscribing): the other nodes close their older connections of that device. A send publishes
 "new mail" on each recipient's channel from inside the insert script, unless the recipient's
-presence is the sending node, which then wakes its own connections (:meth:`RedisHub.mail_stored`):
+presence is the sending node, which then wakes its own connections (:meth:`RedisHub.mail_stored`)
+and hands them the message with its seq (pushed without a read when it follows their cursor):
 a newer connection elsewhere has set its presence before its first read, so it either sees the
 message then or hears of it. A push, an unlink or a link approval is published by the node
 that made it.
@@ -46,7 +47,7 @@ from ..common.store_base import StoreUnavailableError
 from . import redis_keys as keys
 from . import redis_scripts as scripts
 from .hub import DISPLACED, MAIL, PUSH, BoundHub, DeviceEvent
-from .store import AccountRecord
+from .store import AccountRecord, Delivery
 
 log = logging.getLogger("e2e.relay")
 
@@ -193,13 +194,13 @@ class RedisHub(BoundHub):
         except _LOST as exc:  # the subscriber is being lost anyway
             log.debug("could not unsubscribe from %s: %s", channel, exc)
 
-    def mail_stored(self, addresses: Iterable[Address]) -> None:
-        """Wake this node's connections of ``addresses`` (the insert script published "new mail"
-        for the others)."""
-        mail = DeviceEvent(MAIL)
-        for address in addresses:
-            if self.listener.serves(address):
-                self.listener.hear(address, mail)
+    def mail_stored(self, mail: Iterable[tuple[Address, Delivery | None]]) -> None:
+        """Wake this node's connections of each address, handing them its message (the insert
+        script published "new mail" for the others)."""
+        listener = self.listener
+        for address, handed in mail:
+            if listener.serves(address):
+                listener.hear(address, DeviceEvent(MAIL, handed))
 
     async def tell(self, address: Address, event: DeviceEvent) -> None:
         """Publish ``event`` on the device's channel."""

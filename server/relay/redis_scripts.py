@@ -186,13 +186,14 @@ ENQUEUE = _GRANT + """
 -- mailbox is not stored again (and not refused: a retried send). "New mail" is published
 -- unless the device's newest connection is on the calling node, which wakes it itself. Every
 -- device whose message is stored (or was already) is granted every blob.
--- Returns {'ok', j...} with the j of each message left out (ascending), or {'gone', j} /
--- {'count', j} / {'bytes', j} for the j-th message when the whole send is refused (nothing
--- stored or granted).
+-- Returns {'ok', {j...}, {j, seq...}}: the j of each message left out (ascending), and the j
+-- and new seq of each message stored anew (ascending; none for one already stored), or
+-- {'gone', j} / {'count', j} / {'bytes', j} for the j-th message when the whole send is
+-- refused (nothing stored or granted).
 local quota, quota_bytes, skip = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[6] == '1'
 local blobs = tonumber(ARGV[7])
 local messages = (#KEYS - 1 - blobs) / 3
-local kept, skipped = {}, {'ok'}
+local kept, skipped, stored = {}, {}, {}
 for j = 1, messages do
   local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 5]
   local refusal = false
@@ -218,6 +219,8 @@ for _, j in ipairs(kept) do
   if not redis.call('ZSCORE', mailbox, envelope) then  -- new (not a retry, nor a repeat)
     local seq = redis.call('HINCRBY', device, 'seq', 1)
     redis.call('ZADD', mailbox, seq, envelope)
+    stored[#stored + 1] = j
+    stored[#stored + 1] = seq
     redis.call('HINCRBY', device, 'bytes', #envelope)
     redis.call('ZADD', KEYS[1], ARGV[3], ARGV[3 * j + 6] .. string.format('%d', seq))
     if redis.call('GET', KEYS[3 * j + 1]) ~= ARGV[5] then
@@ -228,7 +231,7 @@ for _, j in ipairs(kept) do
     grant(KEYS[3 * messages + 1 + b], string.sub(ARGV[3 * j + 6], 1, -2))
   end
 end
-return skipped
+return {'ok', skipped, stored}
 """
 
 CLAIM = """

@@ -62,6 +62,7 @@ from .store import (
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
+    Enqueued,
     GroupLimitError,
     GroupRoute,
     MailboxWrite,
@@ -69,7 +70,6 @@ from .store import (
     NewDevice,
     PendingLink,
     QuotaExceededError,
-    Skipped,
     StaleGroupError,
     StaleListError,
 )
@@ -126,7 +126,7 @@ class RedisRelayStore:
         self._offer_link = client.register_script(scripts.OFFER_LINK)
         self._take_link = client.register_script(scripts.TAKE_LINK)
         self._withdraw_link = client.register_script(scripts.WITHDRAW_LINK)
-        self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | Skipped | None] = (
+        self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | Enqueued | None] = (
             GroupCommit(self._mailbox_round))
         self.blobs = RedisRelayBlobs(client)
         self.federation = RedisRelayFederation(client)
@@ -261,9 +261,10 @@ class RedisRelayStore:
         return Bundle(device_id, identity, int(spk_id), spk, signature, opk_id, opk), left
 
     @unavailable
-    async def enqueue(self, write: Enqueue) -> Skipped:
+    async def enqueue(self, write: Enqueue) -> Enqueued:
         """Store one send, all or nothing (with ``skip_full``: all that fit), grant its blobs
-        and publish "new mail" to its recipients, in one script; the messages left out."""
+        and publish "new mail" to its recipients, in one script; the messages left out, and the
+        seq of each message stored anew."""
         return await self._mailboxes.run(write)  # type: ignore[return-value]
 
     @unavailable
@@ -279,7 +280,7 @@ class RedisRelayStore:
             MailboxRead(account, device_id, after_seq, limit))
 
     async def _mailbox_round(self, calls: Sequence[MailboxCall]
-                             ) -> list[list[Delivery] | Skipped | Exception | None]:
+                             ) -> list[list[Delivery] | Enqueued | Exception | None]:
         """One pipeline of the round's mailbox reads and writes, in order (writes are scripts,
         sent whole with EVAL: a Redis that restarted has none loaded, and a pipeline has no
         second try)."""
@@ -289,7 +290,7 @@ class RedisRelayStore:
                                    offset=0, count=call.limit, withscores=True)
                        if isinstance(call, MailboxRead) else pipe.eval(*self._script_call(call))
                        for call in calls]
-        outcomes: list[list[Delivery] | Skipped | Exception | None] = []
+        outcomes: list[list[Delivery] | Enqueued | Exception | None] = []
         for call, reply in zip(calls, replies, strict=True):
             try:
                 result = await reply
@@ -323,11 +324,13 @@ class RedisRelayStore:
         return scripts.ENQUEUE, script_keys, args
 
     @staticmethod
-    def _outcome(write: Enqueue, result: Any) -> Skipped | Exception:
-        """The positions of the messages the insert script left out, or the error that
-        refused the whole send."""
+    def _outcome(write: Enqueue, result: Any) -> Enqueued | Exception:
+        """The positions of the messages the insert script left out and the seqs of those it
+        stored anew, or the error that refused the whole send."""
         if result[0] == b"ok":
-            return tuple(j - 1 for j in result[1:])
+            stored = result[2]
+            return Enqueued(tuple(j - 1 for j in result[1]),
+                            tuple(zip([j - 1 for j in stored[::2]], stored[1::2], strict=True)))
         refused = write.messages[result[1] - 1]
         if result[0] == b"gone":
             return DeviceGoneError(refused.account, refused.device_id)

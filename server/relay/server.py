@@ -39,7 +39,7 @@ from ..common.store_base import StoreUnavailableError
 from .config import RelayConfig
 from .connection import RelayConnection
 from .hub import DISPLACED, MAIL, PUSH, UNLINKED, DeviceEvent, Hub, LocalHub
-from .store import LINK_IN_USE, PendingLink, RelayStore
+from .store import LINK_IN_USE, Delivery, PendingLink, RelayStore
 
 if TYPE_CHECKING:
     from ..federation.relay import RelayFederation
@@ -169,9 +169,10 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
 
     # -- events for devices, wherever they are connected ---------------------------------------
 
-    def mail_stored(self, addresses: Iterable[Address]) -> None:
-        """Tell the connections of ``addresses`` that new mail is waiting."""
-        self.hub.mail_stored(addresses)
+    def mail_stored(self, mail: Iterable[tuple[Address, Delivery | None]]) -> None:
+        """Tell the connections of each address that new mail is waiting, handing this node's
+        the message just stored for it when the store numbered it (None: it did not)."""
+        self.hub.mail_stored(mail)
 
     def push_to_accounts(self, accounts: Iterable[str], frame: dict[str, Any]) -> None:
         """Queue a push frame to every connection of every device of ``accounts``: this node's
@@ -219,7 +220,7 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         connections = self._online.get(address, ())
         if event.kind == MAIL:
             for connection in connections:
-                connection.wakeup.set()
+                connection.wake(event.detail)
         elif event.kind == PUSH:
             for connection in connections:
                 connection.push(event.detail)
@@ -244,7 +245,7 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         """Wake every connection: events may have been missed."""
         for connections in self._online.values():
             for connection in connections:
-                connection.wakeup.set()
+                connection.wake()
 
     def served(self) -> list[Address]:
         """The devices this node has connections of."""

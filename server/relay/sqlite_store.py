@@ -36,6 +36,7 @@ from .store import (
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
+    Enqueued,
     GroupLimitError,
     GroupRoute,
     MailboxWrite,
@@ -319,10 +320,11 @@ class SqliteRelayStore:
                 return None
             return bundle, self._one_time_prekey_count(account, device_id)
 
-    async def enqueue(self, write: Enqueue) -> Skipped:
+    async def enqueue(self, write: Enqueue) -> Enqueued:
         """Store one send durably (in the next group commit), all or nothing (with
-        ``skip_full``: all that fit); the messages left out."""
-        return await self.group_commit.run(write) or ()
+        ``skip_full``: all that fit); the messages left out (no seqs: they are global here,
+        not contiguous per device)."""
+        return Enqueued(await self.group_commit.run(write) or ())
 
     async def acknowledge(self, write: Acknowledge) -> None:
         """Delete a device's messages (in the next group commit)."""

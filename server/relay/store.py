@@ -147,6 +147,18 @@ Skipped = tuple[int, ...]
 ascending (empty when it stored them all)."""
 
 
+class Enqueued(NamedTuple):
+    """What :meth:`RelayStore.enqueue` did with an :class:`Enqueue`."""
+
+    skipped: Skipped = ()
+    """The messages it left out."""
+    seqs: tuple[tuple[int, int], ...] = ()
+    """(position, seq) of each message it stored anew (a retry of a stored one has none),
+    ascending, from a store whose seqs count each device's messages one by one (Redis): then
+    seq - 1 is the device's message before it. Empty from a store whose seqs are not
+    contiguous per device (SQLite)."""
+
+
 class Acknowledge(NamedTuple):
     """Delete messages a device has stored."""
 
@@ -283,10 +295,11 @@ class RelayStore(Protocol):
         prekey."""
         ...
 
-    async def enqueue(self, write: Enqueue) -> Skipped:
+    async def enqueue(self, write: Enqueue) -> Enqueued:
         """Store one send durably, all or nothing (or, with ``skip_full``, all that fit), and
         grant its ``blobs`` to the devices it stored it for, in the same atomic step; the
-        messages left out (none without ``skip_full``).
+        messages left out (none without ``skip_full``) and, from a store whose seqs count each
+        device's messages one by one, the seqs of the messages stored anew.
 
         :class:`QuotaExceededError` for a full mailbox, :class:`DeviceGoneError` for a recipient
         removed from its account meanwhile; either stores and grants nothing. The quota is

@@ -85,7 +85,7 @@ class SocialServer(ConnectionRegistry[str, "SocialConnection"]):
         """Tell every connection of these accounts that new events are waiting."""
         for account in accounts:
             for connection in self._online.get(account, ()):
-                connection.wakeup.set()
+                connection.wake()
 
     def push_to_accounts(self, accounts: Iterable[str], frame: dict[str, Any]) -> None:
         """Queue a push frame (a call notice) to every connection of ``accounts``."""
