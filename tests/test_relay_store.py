@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -261,6 +262,45 @@ async def test_enqueue_names_the_seq_of_each_new_message_where_they_are_contiguo
         assert first.seqs == again.seqs == ()
     assert first.skipped == again.skipped == ()
     assert await stored(store) == [b"a"]  # the retry was not stored twice
+
+
+async def test_calls_that_share_a_round_succeed_or_fail_each_on_its_own(
+        store: RelayStore) -> None:
+    """Sends, acknowledgements and reads that arrive together share one round (on Redis one
+    call of one script, each call on its own slice of its keys and arguments); each gets its
+    own answer, and a send refused in the round changes nothing of the others."""
+    await make_account(store, linked=(1,))
+    await make_account(store, "carol")
+    await store.enqueue(send(("bob", 0, b"old"), ("bob", 1, b"old1")))
+    await store.enqueue(send(("carol", 0, b"c1")))
+    await store.enqueue(send(("carol", 0, b"c2")))
+    (old,) = await store.pending("bob", 0, 0, 10)
+    carols = await store.pending("carol", 0, 0, 10)
+    answers: dict[str, object] = {}
+
+    async def run(name: str, call: Any, argument: Any) -> None:
+        try:
+            answers[name] = await call(argument)
+        except QuotaExceededError as exc:
+            answers[name] = exc
+
+    rounds = store._mailboxes.rounds if isinstance(store, RedisRelayStore) else 0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, "ack", store.acknowledge, Acknowledge("bob", 0, [old.seq]))
+        nursery.start_soon(run, "full", store.enqueue,
+                           send(("bob", 0, b"big"), ("bob", 1, b"x" * 10), quota_bytes=8))
+        nursery.start_soon(run, "new", store.enqueue, send(("bob", 0, b"new"), ("bob", 1, b"n")))
+        nursery.start_soon(run, "read", lambda _: store.pending("carol", 0, carols[0].seq, 10),
+                           None)
+    if isinstance(store, RedisRelayStore):
+        assert store._mailboxes.rounds == rounds + 1
+    assert answers["ack"] is None
+    assert isinstance(answers["full"], QuotaExceededError)
+    assert answers["full"].device_id == 1
+    assert answers["new"].skipped == ()  # type: ignore[attr-defined]
+    assert answers["read"] == carols[1:]
+    assert await stored(store) == [b"new"]
+    assert await stored(store, "bob", 1) == [b"old1", b"n"]
 
 
 async def test_message_quota_refuses_the_whole_send(store: RelayStore) -> None:

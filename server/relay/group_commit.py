@@ -1,5 +1,5 @@
 """Group commit: storage calls that arrive together share one round (one durable SQLite commit,
-one Redis pipeline).
+one Redis script call).
 
 Every send and acknowledgement must be on disk before the relay answers, and each commit costs
 an fsync (SQLite), each command a round trip and its client's bookkeeping (Redis). The first
@@ -8,7 +8,7 @@ readable on other connections adds its call, and yields again while the round st
 most ``MAX_GATHER_TICKS`` times: under load the requests of one scheduler pass arrive in the
 next, and a round that takes them too saves a commit each; alone, a call waits one pass, as
 before); then it runs them all in one round and wakes the others. Each call still succeeds or
-fails on its own. While a round is out (a Redis pipeline is awaited), the next one gathers.
+fails on its own. While a round is out (a Redis call is awaited), the next one gathers.
 """
 
 from __future__ import annotations

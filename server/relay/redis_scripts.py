@@ -176,7 +176,8 @@ local function grant(grants, device)
 end
 """
 
-ENQUEUE = _GRANT + """
+ENQUEUE = """
+-- (run inside MAILBOX_ROUND, beside grant)
 -- KEYS[1] expiry index, then per message: device hash, mailbox, presence; then the grant hash
 -- of each blob the message announces (ARGV[7] of them)
 -- ARGV[1] quota (messages), ARGV[2] quota (bytes), ARGV[3] now, ARGV[4] the "mail" event
@@ -242,6 +243,7 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 """
 
 ACKNOWLEDGE = """
+-- (run inside MAILBOX_ROUND)
 -- KEYS[1] device hash, KEYS[2] mailbox, KEYS[3] expiry index
 -- ARGV[1] expiry entry prefix (A:N:), then the seqs to delete. Returns how many were deleted.
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -258,6 +260,46 @@ for i = 2, #ARGV do
   end
 end
 return deleted
+"""
+
+
+def _function(name: str, script: str) -> str:
+    """``script`` as a Lua function ``name`` of its own KEYS and ARGV."""
+    return f"local function {name}(KEYS, ARGV)\n{script}\nend\n"
+
+
+MAILBOX_ROUND = _GRANT + _function("enqueue", ENQUEUE) + _function("acknowledge", ACKNOWLEDGE) + """
+-- One group-commit round of mailbox calls (a node's sends, acknowledgements and reads that
+-- arrived together), run in order, each on its own slice of KEYS and ARGV: one command for the
+-- round, however many calls it holds.
+-- ARGV[1] n, then per call: its kind ('e' ENQUEUE, 'a' ACKNOWLEDGE, 'r' read), how many keys
+-- and how many arguments it has; then every call's arguments in order. KEYS: every call's keys
+-- in order. A read has KEYS mailbox, ARGV lowest score ('(' seq: after seq), at most this many.
+-- Returns each call's result in order (a read: envelope, seq, envelope, seq...).
+local results = {}
+local calls = tonumber(ARGV[1])
+local k, a = 0, 1 + 3 * calls
+for c = 1, calls do
+  local kind, key_count, arg_count = ARGV[3 * c - 1], tonumber(ARGV[3 * c]),
+    tonumber(ARGV[3 * c + 1])
+  local call_keys, call_args = {}, {}
+  for i = 1, key_count do
+    call_keys[i] = KEYS[k + i]
+  end
+  for i = 1, arg_count do
+    call_args[i] = ARGV[a + i]
+  end
+  k, a = k + key_count, a + arg_count
+  if kind == 'e' then
+    results[c] = enqueue(call_keys, call_args)
+  elseif kind == 'a' then
+    results[c] = acknowledge(call_keys, call_args)
+  else
+    results[c] = redis.call('ZRANGE', call_keys[1], call_args[1], '+inf', 'BYSCORE',
+                            'LIMIT', 0, call_args[2], 'WITHSCORES')
+  end
+end
+return results
 """
 
 EXPIRE = """
@@ -593,7 +635,7 @@ end
 """
 
 ALL = (CREATE_ACCOUNT, REPLACE_DEVICE_LIST, DEVICE_INFO, SET_DEVICE_FIELD, LINK_SIGNATURES,
-       STORE_PREKEYS, TAKE_BUNDLE, ENQUEUE, CLAIM, ACKNOWLEDGE, EXPIRE, OFFER_LINK, TAKE_LINK,
+       STORE_PREKEYS, TAKE_BUNDLE, MAILBOX_ROUND, CLAIM, EXPIRE, OFFER_LINK, TAKE_LINK,
        WITHDRAW_LINK, PUT_GROUP, BEGIN_BLOB, COMPLETE_BLOB, DELETE_BLOB, EXPIRE_BLOBS,
        MARK_FETCHED, ADD_FEDERATION_LINK, REVOKE_FEDERATION_LINK,
        QUEUE_FEDERATION_ITEM, FEDERATION_ITEMS, FEDERATION_ITEM_DONE, SHARING_LOG,

@@ -21,9 +21,10 @@ that overlapped any change is not kept.
 Group routing copies are read from Redis on every use (no copy is kept: a group send costs
 one read of its routing copy beside the accounts of its members, which are cached).
 
-Mailbox reads and writes that arrive together go to Redis as one pipeline
-(:class:`~server.relay.group_commit.GroupCommit`): a command's client-side bookkeeping, not
-Redis, is what a relay node spends most of its time on.
+Mailbox reads and writes that arrive together go to Redis as one call of one script
+(:class:`~server.relay.group_commit.GroupCommit`, ``MAILBOX_ROUND``): a command's client-side
+bookkeeping, not Redis, is what a relay node spends most of its time on, so a round costs one
+command however many calls it holds.
 
 Any Redis failure (refused connection, timeout, a Redis loading its AOF, a full disk) becomes
 :class:`~server.common.store_base.StoreUnavailableError`: the client is told ``unavailable``
@@ -40,13 +41,11 @@ from typing import Any, NamedTuple
 
 import coredis
 import msgpack
-from coredis.exceptions import RedisError
-from coredis.tokens import PureToken
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 
-from ..common.store_base import Bundle, StoreUnavailableError
+from ..common.store_base import Bundle
 from . import redis_keys as keys
 from . import redis_scripts as scripts
 from .group_commit import GroupCommit
@@ -126,6 +125,7 @@ class RedisRelayStore:
         self._offer_link = client.register_script(scripts.OFFER_LINK)
         self._take_link = client.register_script(scripts.TAKE_LINK)
         self._withdraw_link = client.register_script(scripts.WITHDRAW_LINK)
+        self._mailbox_script = client.register_script(scripts.MAILBOX_ROUND)
         self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | Enqueued | None] = (
             GroupCommit(self._mailbox_round))
         self.blobs = RedisRelayBlobs(client)
@@ -281,47 +281,48 @@ class RedisRelayStore:
 
     async def _mailbox_round(self, calls: Sequence[MailboxCall]
                              ) -> list[list[Delivery] | Enqueued | Exception | None]:
-        """One pipeline of the round's mailbox reads and writes, in order (writes are scripts,
-        sent whole with EVAL: a Redis that restarted has none loaded, and a pipeline has no
-        second try)."""
-        async with self.client.pipeline(transaction=False, raise_on_error=False) as pipe:
-            replies = [pipe.zrange(keys.mailbox_key(call.account, call.device_id),
-                                   f"({call.after_seq}", "+inf", sortby=PureToken.BYSCORE,
-                                   offset=0, count=call.limit, withscores=True)
-                       if isinstance(call, MailboxRead) else pipe.eval(*self._script_call(call))
-                       for call in calls]
+        """The round's mailbox reads and writes, in order, as one script call (a Redis that
+        restarted gets the script again): one command however many calls the round holds."""
+        round_keys: list[str] = []
+        heads: list[Any] = [len(calls)]
+        args: list[Any] = []
+        for call in calls:
+            kind, call_keys, call_args = self._script_call(call)
+            heads += [kind, len(call_keys), len(call_args)]
+            round_keys += call_keys
+            args += call_args
+        replies = await self._mailbox_script(round_keys, heads + args)
         outcomes: list[list[Delivery] | Enqueued | Exception | None] = []
         for call, reply in zip(calls, replies, strict=True):
-            try:
-                result = await reply
-            except RedisError as exc:
-                outcomes.append(StoreUnavailableError(f"redis: {exc}"))
-                continue
             if isinstance(call, MailboxRead):
-                outcomes.append([Delivery(int(seq), envelope) for envelope, seq in result])
+                outcomes.append([Delivery(int(seq), envelope)
+                                 for envelope, seq in zip(reply[::2], reply[1::2], strict=True)])
             else:
-                outcomes.append(self._outcome(call, result) if isinstance(call, Enqueue)
+                outcomes.append(self._outcome(call, reply) if isinstance(call, Enqueue)
                                 else None)
         return outcomes
 
-    def _script_call(self, write: MailboxWrite) -> tuple[str, list[str], list[Any]]:
-        """The script, keys and arguments that apply ``write``."""
-        if isinstance(write, Acknowledge):
-            account, device_id = write.account, write.device_id
-            return scripts.ACKNOWLEDGE, [
+    def _script_call(self, call: MailboxCall) -> tuple[str, list[str], list[Any]]:
+        """The kind, keys and arguments of ``call`` in the round script."""
+        if isinstance(call, MailboxRead):
+            return "r", [keys.mailbox_key(call.account, call.device_id)], [
+                f"({call.after_seq}", call.limit]
+        if isinstance(call, Acknowledge):
+            account, device_id = call.account, call.device_id
+            return "a", [
                 keys.device_key(account, device_id), keys.mailbox_key(account, device_id),
-                keys.EXPIRY], [keys.device_part(account, device_id) + ":", *write.seqs]
+                keys.EXPIRY], [keys.device_part(account, device_id) + ":", *call.seqs]
         script_keys = [keys.EXPIRY]
-        args: list[Any] = [write.quota, write.quota_bytes, repr(write.now), MAIL_EVENT,
-                           self.node, "1" if write.skip_full else "0", len(write.blobs)]
-        for message in write.messages:
+        args: list[Any] = [call.quota, call.quota_bytes, repr(call.now), MAIL_EVENT,
+                           self.node, "1" if call.skip_full else "0", len(call.blobs)]
+        for message in call.messages:
             address = Address(message.account, message.device_id)
             script_keys += [keys.device_key(*address), keys.mailbox_key(*address),
                             keys.presence_key(address)]
             args += [message.envelope, keys.device_part(*address) + ":",
                      keys.device_channel(address)]
-        script_keys += [keys.grants_key(blob_id) for blob_id in write.blobs]
-        return scripts.ENQUEUE, script_keys, args
+        script_keys += [keys.grants_key(blob_id) for blob_id in call.blobs]
+        return "e", script_keys, args
 
     @staticmethod
     def _outcome(write: Enqueue, result: Any) -> Enqueued | Exception:
