@@ -301,8 +301,11 @@ class FrameConnection(abc.ABC):
         one deadline per frame, which later reads of the same frame do not move.
         """
         data = None
-        with trio.move_on_at(self._frame_deadline):
+        if self._frame_deadline == math.inf:  # no frame begun: no deadline (nor its scope's cost)
             data = await self.stream.receive_some(65536)
+        else:
+            with trio.move_on_at(self._frame_deadline):
+                data = await self.stream.receive_some(65536)
         if data is None:
             self.logger.info("connection from %s: a frame did not complete in time", self.peer)
             await self._error(None, self.codes.bad_request, "a frame did not complete in time")
