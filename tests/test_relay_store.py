@@ -276,7 +276,7 @@ async def test_calls_that_share_a_round_succeed_or_fail_each_on_its_own(
     await store.enqueue(send(("carol", 0, b"c2")))
     (old,) = await store.pending("bob", 0, 0, 10)
     carols = await store.pending("carol", 0, 0, 10)
-    answers: dict[str, object] = {}
+    answers: dict[str, object] = {}  # (in any order: device 0 has room for all three)
 
     async def run(name: str, call: Any, argument: Any) -> None:
         try:
@@ -288,7 +288,7 @@ async def test_calls_that_share_a_round_succeed_or_fail_each_on_its_own(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run, "ack", store.acknowledge, Acknowledge("bob", 0, [old.seq]))
         nursery.start_soon(run, "full", store.enqueue,
-                           send(("bob", 0, b"big"), ("bob", 1, b"x" * 10), quota_bytes=8))
+                           send(("bob", 0, b"b"), ("bob", 1, b"x" * 10), quota_bytes=8))
         nursery.start_soon(run, "new", store.enqueue, send(("bob", 0, b"new"), ("bob", 1, b"n")))
         nursery.start_soon(run, "read", lambda _: store.pending("carol", 0, carols[0].seq, 10),
                            None)

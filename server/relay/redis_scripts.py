@@ -255,7 +255,7 @@ for i = 2, #ARGV do
   if found[1] then
     redis.call('ZREM', KEYS[2], found[1])
     redis.call('HINCRBY', KEYS[1], 'bytes', -#found[1])
-    redis.call('ZREM', KEYS[3], ARGV[1] .. ARGV[i])
+    redis.call('ZREM', KEYS[3], ARGV[1] .. string.format('%d', tonumber(ARGV[i])))
     deleted = deleted + 1
   end
 end
@@ -270,36 +270,35 @@ def _function(name: str, script: str) -> str:
 
 MAILBOX_ROUND = _GRANT + _function("enqueue", ENQUEUE) + _function("acknowledge", ACKNOWLEDGE) + """
 -- One group-commit round of mailbox calls (a node's sends, acknowledgements and reads that
--- arrived together), run in order, each on its own slice of KEYS and ARGV: one command for the
--- round, however many calls it holds.
--- ARGV[1] n, then per call: its kind ('e' ENQUEUE, 'a' ACKNOWLEDGE, 'r' read), how many keys
--- and how many arguments it has; then every call's arguments in order. KEYS: every call's keys
--- in order. A read has KEYS mailbox, ARGV lowest score ('(' seq: after seq), at most this many.
--- Returns each call's result in order (a read: envelope, seq, envelope, seq...).
+-- arrived together), run in order, each on its own slice of KEYS and its own arguments: one
+-- command for the round, however many calls it holds, with its arguments in one MessagePack
+-- document (one argument to encode, not hundreds).
+-- KEYS: every call's keys in order. ARGV[1]: MessagePack (strings and bytes as raw), an array
+-- with per call: its kind ('e' ENQUEUE, 'a' ACKNOWLEDGE, 'r' read), how many keys it has, then
+-- its arguments. A read has KEYS mailbox, arguments lowest score ('(' seq: after seq), at
+-- most this many. Returns, in MessagePack, each call's result in order (a read: envelope, seq,
+-- envelope, seq...).
 local results = {}
-local calls = tonumber(ARGV[1])
-local k, a = 0, 1 + 3 * calls
-for c = 1, calls do
-  local kind, key_count, arg_count = ARGV[3 * c - 1], tonumber(ARGV[3 * c]),
-    tonumber(ARGV[3 * c + 1])
+local k = 0
+for c, call in ipairs(cmsgpack.unpack(ARGV[1])) do
   local call_keys, call_args = {}, {}
-  for i = 1, key_count do
+  for i = 1, call[2] do
     call_keys[i] = KEYS[k + i]
   end
-  for i = 1, arg_count do
-    call_args[i] = ARGV[a + i]
+  k = k + call[2]
+  for i = 3, #call do
+    call_args[i - 2] = call[i]
   end
-  k, a = k + key_count, a + arg_count
-  if kind == 'e' then
+  if call[1] == 'e' then
     results[c] = enqueue(call_keys, call_args)
-  elseif kind == 'a' then
+  elseif call[1] == 'a' then
     results[c] = acknowledge(call_keys, call_args)
   else
     results[c] = redis.call('ZRANGE', call_keys[1], call_args[1], '+inf', 'BYSCORE',
                             'LIMIT', 0, call_args[2], 'WITHSCORES')
   end
 end
-return results
+return cmsgpack.pack(results)
 """
 
 EXPIRE = """

@@ -284,14 +284,14 @@ class RedisRelayStore:
         """The round's mailbox reads and writes, in order, as one script call (a Redis that
         restarted gets the script again): one command however many calls the round holds."""
         round_keys: list[str] = []
-        heads: list[Any] = [len(calls)]
-        args: list[Any] = []
+        documents: list[list[Any]] = []
         for call in calls:
             kind, call_keys, call_args = self._script_call(call)
-            heads += [kind, len(call_keys), len(call_args)]
             round_keys += call_keys
-            args += call_args
-        replies = await self._mailbox_script(round_keys, heads + args)
+            documents.append([kind, len(call_keys), *call_args])
+        replies = msgpack.unpackb(
+            await self._mailbox_script(round_keys, [msgpack.packb(documents, use_bin_type=False)]),
+            raw=True)
         outcomes: list[list[Delivery] | Enqueued | Exception | None] = []
         for call, reply in zip(calls, replies, strict=True):
             if isinstance(call, MailboxRead):
