@@ -135,19 +135,25 @@ return out
 
 STORE_PREKEYS = """
 -- KEYS[1] device hash, KEYS[2] prekeys
--- ARGV[1] '1' with a signed prekey (ARGV[2..4]: id, key, signature), else '0';
--- then pairs: prekey id, prekey member. Returns how many one-time prekeys the device holds.
+-- ARGV[1] '1' with a signed prekey (ARGV[2..4]: id, key, signature), else '0'; ARGV[5] the
+-- most one-time prekeys a device may hold; then pairs: prekey id, prekey member.
+-- Returns {'ok', how many one-time prekeys the device holds} ({'ok', 0}: no such device), or
+-- {'limit', how many it holds} (nothing stored) when those given would take it past the most.
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
+  return {'ok', 0}
+end
+local held = redis.call('ZCARD', KEYS[2])
+if held + (#ARGV - 5) / 2 > tonumber(ARGV[5]) then
+  return {'limit', held}
 end
 if ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'spk_id', ARGV[2], 'spk', ARGV[3], 'spk_signature', ARGV[4])
 end
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   redis.call('ZREMRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i])
   redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
 end
-return redis.call('ZCARD', KEYS[2])
+return {'ok', redis.call('ZCARD', KEYS[2])}
 """
 
 TAKE_BUNDLE = """
@@ -178,21 +184,27 @@ end
 
 ENQUEUE = _GRANT + """
 -- KEYS[1] expiry index, then per message: device hash, mailbox, presence; then the grant hash
--- of each blob the message announces (ARGV[7] of them)
+-- of each blob the message announces (ARGV[7] of them), then the hash of each of those blobs
 -- ARGV[1] quota (messages), ARGV[2] quota (bytes), ARGV[3] now, ARGV[4] the "mail" event
 -- payload, ARGV[5] the calling node, ARGV[6] '1': leave out full mailboxes and removed devices
 -- (a group message), '0': refuse the whole send; ARGV[7] how many grant hashes; then per
 -- message: envelope, expiry entry prefix (A:N:), event channel. An envelope already in its
 -- mailbox is not stored again (and not refused: a retried send). "New mail" is published
 -- unless the device's newest connection is on the calling node, which wakes it itself. Every
--- device whose message is stored (or was already) is granted every blob.
+-- device whose message is stored (or was already) is granted every blob, once each blob is
+-- found still recorded (a blob deleted after the relay checked it refuses the whole send).
 -- Returns {'ok', {j...}, {j, seq...}}: the j of each message left out (ascending), and the j
 -- and new seq of each message stored anew (ascending; none for one already stored), or
--- {'gone', j} / {'count', j} / {'bytes', j} for the j-th message when the whole send is
--- refused (nothing stored or granted).
+-- {'gone', j} / {'count', j} / {'bytes', j} for the j-th message, {'blob', b} for the b-th
+-- blob, when the whole send is refused (nothing stored or granted).
 local quota, quota_bytes, skip = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[6] == '1'
 local blobs = tonumber(ARGV[7])
-local messages = (#KEYS - 1 - blobs) / 3
+local messages = (#KEYS - 1 - 2 * blobs) / 3
+for b = 1, blobs do
+  if redis.call('EXISTS', KEYS[3 * messages + 1 + blobs + b]) == 0 then
+    return {'blob', b}
+  end
+end
 local kept, skipped, stored = {}, {}, {}
 for j = 1, messages do
   local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 5]
