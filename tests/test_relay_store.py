@@ -799,14 +799,17 @@ async def test_redis_link_offers_expire_and_stop_counting(redis_server: LocalRed
         assert await store.offer_link(b"\x02" * 16, offer(), 600.0, 1) is None
 
 
-async def test_redis_forgets_a_removed_devices_presence(redis_server: LocalRedis) -> None:
+async def test_redis_forgets_a_removed_devices_presence_and_claim(redis_server: LocalRedis
+                                                                   ) -> None:
     redis_server.flush()
     async with open_backend(redis_server.url()) as (store, _hub):
         await make_account(store, "bob", linked=(1,))
-        presence = redis_keys.presence_key(Address("bob", 1))
+        phone = Address("bob", 1)
+        presence, claim = redis_keys.presence_key(phone), redis_keys.claim_key(phone)
         await store.client.set(presence, b"node-one")  # type: ignore[attr-defined]
+        await store.client.set(claim, b"3")  # type: ignore[attr-defined]
         await store.replace_device_list("bob", 3, b"list-3", b"S" * 64, {0: KEY[0]}, [], NOW)
-        assert await store.client.exists([presence]) == 0  # type: ignore[attr-defined]
+        assert await store.client.exists([presence, claim]) == 0  # type: ignore[attr-defined]
 
 
 class _Hearing:

@@ -3,8 +3,11 @@
 A node subscribes to the channel of every device it has a connection of, and of every link
 offer waiting on one of its connections (:mod:`server.relay.redis_keys`), as Signal-Server's
 nodes listen on a device's presence channel. A connection that authenticates records its node
-as the device's presence and publishes "displaced" on the device's channel (one script, after
-subscribing): the other nodes close their older connections of that device. A send publishes
+as the device's presence with a new *claim* (a count of the device's claims) and publishes
+"displaced" with that claim on the device's channel (one script, after subscribing): the other
+nodes close their connections of that device of older claims. Two nodes that claim a device at
+once each hear the other's claim, one of them perhaps before its own claim has answered; the
+claims tell which connection is the newer, so exactly one stays. A send publishes
 "new mail" on each recipient's channel from inside the insert script, unless the recipient's
 presence is the sending node, which then wakes its own connections (:meth:`RedisHub.mail_stored`)
 and hands them the message with its seq (pushed without a read when it follows their cursor):
@@ -97,6 +100,7 @@ class RedisHub(BoundHub):
         self.accounts = accounts
         self.node = node
         self._claim = client.register_script(scripts.CLAIM)
+        self._displaced_by_me = _displaced_prefix(node)
         self._pubsub: PubSub[bytes] | None = None
         self._listening = trio.Event()
         self._errands, self._errands_due = trio.open_memory_channel[Errand](ERRANDS)
@@ -156,15 +160,15 @@ class RedisHub(BoundHub):
             raise StoreUnavailableError("redis: not subscribed (Redis cannot be reached)")
         return self._pubsub
 
-    async def serve(self, address: Address) -> None:
+    async def serve(self, address: Address) -> int:
         """Subscribe to the device's channel, then claim its presence and displace its
-        connections on other nodes."""
+        connections on other nodes; the claim."""
         pubsub = await self._subscriber()
         channel = keys.device_channel(address)
         try:
             await pubsub.subscribe(channel)
-            await self._claim([keys.presence_key(address)],
-                              [self.node, channel, _encode(DeviceEvent(DISPLACED, self.node))])
+            return int(await self._claim([keys.presence_key(address), keys.claim_key(address)],
+                                         [self.node, channel, self._displaced_by_me]))
         except _LOST as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
 
@@ -291,11 +295,18 @@ class RedisHub(BoundHub):
                 return
             address = keys.address_of_channel(name)
             event = DeviceEvent(*msgpack.unpackb(data))
+            if event.kind == DISPLACED:
+                node, claim = event.detail
+                if node == self.node:
+                    return  # this node's own newer connection
+                event = DeviceEvent(DISPLACED, claim)
         except (ValueError, TypeError) as exc:  # only nodes publish here; log, never crash
             log.error("unreadable message on %s: %s", name, exc)
             return
-        if event.kind == DISPLACED and event.detail == self.node:
-            return  # this node's own newer connection
+        self._hear(address, event)
+
+    def _hear(self, address: Address, event: DeviceEvent) -> None:
+        """Hand ``event`` to the relay."""
         try:
             self.listener.hear(address, event)
         except Exception:  # a bug of ours for one device must not stop this node's listening
@@ -304,3 +315,11 @@ class RedisHub(BoundHub):
 
 def _encode(event: DeviceEvent) -> Any:
     return msgpack.packb(list(event))
+
+
+def _displaced_prefix(node: bytes) -> bytes:
+    """The "displaced" event of a claim by ``node``, ``[DISPLACED, [node, claim]]``, up to the
+    claim: the claim script appends it, msgpack-encoded."""
+    packer = msgpack.Packer()
+    return (packer.pack_array_header(2) + packer.pack(DISPLACED) + packer.pack_array_header(2)
+            + packer.pack(node))

@@ -33,10 +33,10 @@ return 1
 REPLACE_DEVICE_LIST = """
 -- KEYS[1] account hash, KEYS[2] expiry index
 -- ARGV[1..5] list version, body, signature, its highest device id, now
--- ARGV[6..10] prefixes: device hash, prekeys, mailbox (each e2e:...:A:), expiry entry (A:),
--- presence (e2e:presence:A:)
--- ARGV[11] channel of device-list changes, ARGV[12] account name
--- ARGV[13] n, then n pairs: device id, identity key (the new list)
+-- ARGV[6..11] prefixes: device hash, prekeys, mailbox (each e2e:...:A:), expiry entry (A:),
+-- presence (e2e:presence:A:), claim (e2e:claim:A:)
+-- ARGV[12] channel of device-list changes, ARGV[13] account name
+-- ARGV[14] n, then n pairs: device id, identity key (the new list)
 -- then per added device: id, identity key, name, spk id, spk, spk signature, link signature,
 --      k, and k pairs: prekey id, prekey member
 local version = redis.call('HGET', KEYS[1], 'version')
@@ -44,8 +44,8 @@ if not version or tonumber(version) >= tonumber(ARGV[1]) then
   return {'stale'}
 end
 local listed = {}
-local i = 14
-for _ = 1, tonumber(ARGV[13]) do
+local i = 15
+for _ = 1, tonumber(ARGV[14]) do
   listed[ARGV[i]] = ARGV[i + 1]
   i = i + 2
 end
@@ -65,7 +65,7 @@ for _, id in ipairs(removed) do
   for j = 2, #stored, 2 do
     redis.call('ZREM', KEYS[2], ARGV[9] .. id .. ':' .. string.format('%d', tonumber(stored[j])))
   end
-  redis.call('DEL', mailbox, ARGV[6] .. id, ARGV[7] .. id, ARGV[10] .. id)
+  redis.call('DEL', mailbox, ARGV[6] .. id, ARGV[7] .. id, ARGV[10] .. id, ARGV[11] .. id)
   redis.call('HDEL', KEYS[1], 'd' .. id)
 end
 local highest = math.max(tonumber(redis.call('HGET', KEYS[1], 'max')), tonumber(ARGV[4]))
@@ -85,7 +85,7 @@ while i <= #ARGV do
     i = i + 2
   end
 end
-redis.call('PUBLISH', ARGV[11], ARGV[12])
+redis.call('PUBLISH', ARGV[12], ARGV[13])
 table.insert(removed, 1, 'ok')
 return removed
 """
@@ -247,10 +247,13 @@ return {'ok', skipped, stored}
 """
 
 CLAIM = """
--- KEYS[1] presence of a device; ARGV[1] the node that now serves its newest connection,
--- ARGV[2] the device's event channel, ARGV[3] the "displaced" event payload
+-- KEYS[1] presence of a device, KEYS[2] its claim; ARGV[1] the node that now serves its newest
+-- connection, ARGV[2] the device's event channel, ARGV[3] the "displaced" event's msgpack up to
+-- its last item, the claim. Returns the claim: one more than the device's last one.
+local claim = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. cmsgpack.pack(claim))
+return claim
 """
 
 ACKNOWLEDGE = """
