@@ -1,6 +1,6 @@
 """Displacement between relay nodes on one Redis, driven step by step: whatever the order in
-which two nodes subscribe, claim a device and hear each other's claims, the connection that
-claimed last is the one kept.
+which two nodes subscribe, claim a device and hear each other's claims, and whatever a node
+missed while its subscriber was lost, the connection that claimed last is the one kept.
 
 Two relays run in this process on one emptied ``redis-server``; stand-ins for connections
 (:class:`Held`) join them as a device's connection does once authenticated
@@ -10,10 +10,14 @@ Two relays run in this process on one emptied ``redis-server``; stand-ins for co
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+import coredis
 import pytest
 import trio
+from coredis.tokens import PureToken
 
 from e2e_proto.address import Address
 from server.relay.hub import DISPLACED, DeviceEvent
@@ -110,3 +114,58 @@ async def test_two_nodes_claiming_a_device_at_once_keep_the_last_claim(
             assert on_first.closed.is_set() and not on_second.closed.is_set()
         else:
             assert on_second.closed.is_set() and not on_first.closed.is_set()
+
+
+class HeldSubscriber:
+    """A node's Redis client whose next subscriber connection waits for :attr:`release`."""
+
+    def __init__(self, client: coredis.Redis[bytes]) -> None:
+        self._client = client
+        self.waiting = trio.Event()
+        """Set once the node tries to subscribe again."""
+        self.release = trio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    @contextlib.asynccontextmanager
+    async def pubsub(self, **options: Any) -> AsyncIterator[Any]:
+        self.waiting.set()
+        await self.release.wait()
+        async with self._client.pubsub(**options) as pubsub:
+            yield pubsub
+
+
+async def join_many(relay: Relay, addresses: list[Address]) -> list[Held]:
+    connections = [Held(f"{address} on the first node") for address in addresses]
+    for address, connection in zip(addresses, connections, strict=True):
+        await relay.join(address, connection)
+    return connections
+
+
+async def test_a_claim_missed_while_resubscribing_closes_the_older_connection_after(
+        nursery: trio.Nursery, redis_server: LocalRedis) -> None:
+    """The first node serves more devices than one batch of its re-reads; its subscriber is
+    lost, and while it is away the second node claims two of them (their events reach nobody
+    on the first node). Once the first node listens again it has closed those two connections,
+    and only those: it read every served device's claim after subscribing again."""
+    first, second = await two_nodes(nursery, redis_server)
+    served = [Address(f"user{i}", 0) for i in range(1001)]  # two batches of 1000
+    connections = await join_many(first, served)
+    hub = first.hub
+    assert isinstance(hub, RedisHub)
+    subscriber = hub.client = HeldSubscriber(hub.client)  # type: ignore[assignment]
+    killer = coredis.Redis.from_url(redis_server.url())
+    async with killer:
+        assert await killer.client_kill(type_=PureToken.PUBSUB) >= 2  # both nodes' subscribers
+    with trio.fail_after(10):
+        await subscriber.waiting.wait()  # the first node lost its subscriber
+    newer = [Held("newer, on the second node") for _ in range(2)]
+    for address, connection in zip((served[0], served[-1]), newer, strict=True):
+        await second.join(address, connection)  # claimed while nobody on the first node hears
+    subscriber.release.set()
+    await first.join(Address("carol", 0), Held("carol"))  # once the first node listens again
+    closed = [connection.closed.is_set() for connection in connections]
+    assert closed == [True] + [False] * 999 + [True]
+    assert not any(connection.closed.is_set() for connection in newer)
+

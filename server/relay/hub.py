@@ -9,7 +9,8 @@ tells its hub which devices and link offers it serves; the hub calls the relay b
 (:class:`Listener`) with what it hears. Once :meth:`Hub.serve` or :meth:`Hub.watch_link` has
 returned, no event for that device or link offer is missed; when a hub may have missed some
 (its Redis connection was lost), it calls :meth:`Listener.hear_all_mail` so that every
-connection reads its mailbox again.
+connection reads its mailbox again, and tells of every newer connection elsewhere of a device it
+serves (:data:`DISPLACED`).
 
 Calls are kept by the node where they start (:mod:`server.relay.calls`); the hub carries their
 notices to the other nodes (:meth:`Hub.push_elsewhere`) and tells which node runs a call

@@ -20,8 +20,10 @@ the store to drop its copy of that account (:class:`AccountCopies`); the store k
 only while the hub hears that channel.
 
 One subscriber connection per node runs in :meth:`RedisHub.run`. When it is lost (Redis
-restarted), the node reconnects with backoff, subscribes again to everything it serves, and
-wakes every connection, since mail stored meanwhile was announced to nobody.
+restarted), the node reconnects with backoff, subscribes again to everything it serves, reads
+again the presence and claim of every device it serves (in batches) and displaces its
+connections of those claimed since by another node, and wakes every connection, since mail
+stored and claims made meanwhile were announced to nobody.
 
 Beside it runs the node's *errands*: what the relay asks without waiting (call notices for
 devices on other nodes, the node's record of the calls it runs), done in order, best effort.
@@ -61,7 +63,8 @@ RECONNECT_DELAY = (0.05, 2.0)
 """The first and the longest wait between attempts to reconnect the subscriber."""
 SUBSCRIBE_CHUNK = 1000
 """Channels per SUBSCRIBE when a node (re)subscribes for every device it serves: coredis waits
-about a second for all of one command's acknowledgements, which tens of thousands miss."""
+about a second for all of one command's acknowledgements, which tens of thousands miss. Also
+the devices per MGET when it reads their presence and claims again."""
 _LOST = (RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 """What a command on a lost (or closing) Redis connection raises."""
 ERRANDS = 10_000
@@ -127,6 +130,7 @@ class RedisHub(BoundHub):
                                for lookup in self.listener.links_waiting()]
                     for start in range(0, len(wanted), SUBSCRIBE_CHUNK):
                         await pubsub.subscribe(*wanted[start:start + SUBSCRIBE_CHUNK])
+                    await self._displace_claimed_elsewhere()
                     self.accounts.cache_accounts(True)
                     self._pubsub = pubsub
                     self._listening.set()
@@ -171,6 +175,18 @@ class RedisHub(BoundHub):
                                          [self.node, channel, self._displaced_by_me]))
         except _LOST as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    async def _displace_claimed_elsewhere(self) -> None:
+        """Tell the relay of each device it serves whose newest claim is another node's (made
+        while this node was not subscribed: its event reached nobody here), in batches."""
+        served = list(self.listener.served())
+        for start in range(0, len(served), SUBSCRIBE_CHUNK):
+            batch = served[start:start + SUBSCRIBE_CHUNK]
+            found = await self.client.mget([key for address in batch for key in (
+                keys.presence_key(address), keys.claim_key(address))])
+            for address, node, claim in zip(batch, found[::2], found[1::2], strict=True):
+                if node is not None and node != self.node and claim is not None:
+                    self._hear(address, DeviceEvent(DISPLACED, int(claim)))
 
     async def release(self, address: Address) -> None:
         """Unsubscribe from the device's channel, unless a connection of it came back."""
