@@ -21,6 +21,7 @@ from e2e_proto.media import blob_size
 from e2e_proto.wire import encode_frame
 from server.common.blobs import BlobLimits, default_blob_dir
 from server.relay.config import RelayConfig
+from server.relay.store import Enqueue, Enqueued
 from tests.relay_harness import (
     drain,
     link,
@@ -165,6 +166,38 @@ async def test_a_refused_send_grants_nothing(nursery, tmp_path: Path, relay_db) 
     async with session_of(alice) as a:
         await _grant(a, "bob", [blob_id])
     assert await relay.store.blobs.may_download(blob_id, "bob", 0)
+
+
+async def test_a_send_whose_blob_was_deleted_after_its_check_is_refused(
+        nursery, tmp_path: Path, relay_db) -> None:
+    """The last granted device's ``download_done`` deletes the blob between a send's check of
+    the blobs it announces and the step that stores it: the send is refused as the relay
+    refuses an unknown blob, and stores and grants nothing (a grant of a deleted blob would be
+    kept for ever)."""
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
+    data, blob_id = _blob(1000)
+    async with session_of(alice) as a:
+        await _upload(a.connection, data, blob_id)
+        await _grant(a, "bob", [blob_id])
+    store = relay.store
+    enqueue = store.enqueue
+    async with session_of(bob) as b:
+        assert await _download(b.connection, blob_id) == data
+
+        async def after_the_last_fetch(write: Enqueue) -> Enqueued:
+            if write.blobs:  # the send's check has passed: bob says he has the blob now
+                await b.connection.request("download_done", blob_id=blob_id)
+            return await enqueue(write)
+
+        store.enqueue = after_the_last_fetch  # type: ignore[method-assign]
+        async with session_of(alice) as a:
+            refused = await _refused(blob_api.UNKNOWN_BLOB, _grant(a, "bob", [blob_id]))
+            never = await _refused(blob_api.UNKNOWN_BLOB, _grant(a, "bob", [bytes(32)]))
+    assert str(refused) == str(never)  # as the relay refuses a blob that was never uploaded
+    assert (await store.blobs.blob(blob_id)) is None
+    assert not await store.blobs.may_download(blob_id, "bob", 0)
+    assert relay.server.blobs.folder.stored() == []
+    assert len(await store.pending("bob", 0, 0, 10)) == 1  # the first message only
 
 
 async def test_upload_resumes_where_the_server_file_ends(nursery, tmp_path: Path) -> None:

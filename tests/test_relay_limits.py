@@ -612,6 +612,68 @@ async def test_many_accounts_take_at_most_a_devices_one_time_prekey_budget(
         assert bundle[5] is not None
 
 
+def _one_time_prekeys(first_id: int, count: int) -> list[list[Any]]:
+    """``count`` one-time prekeys (public keys only: the relay stores them as given)."""
+    return [[first_id + i, X25519PrivateKey.generate().public_key.raw] for i in range(count)]
+
+
+async def test_publishes_from_two_connections_of_a_device_never_pass_the_prekey_cap(
+        nursery, tmp_path: Path, relay_db) -> None:
+    """Two connections of bob's device each publish a batch that fits under the cap alone, the
+    first one's write held until the second's is done: the cap is checked in the write, so the
+    first is refused as one over the cap alone is, and the device holds the cap, not more."""
+    relay = await start_relay(nursery, relay_db)
+    bob = make_client(tmp_path / "bob", relay.port)
+    await register(bob, "bob")
+    cap, batch = relay.server.config.max_one_time_prekeys, api.MAX_ONE_TIME_PREKEYS_PER_REQUEST
+    store = relay.store
+    async with session_of(bob) as b:
+        held = await store.one_time_prekey_count("bob", 0)
+        next_id = 10_000
+        while held < cap - batch:  # fill up to one batch below the cap
+            count = min(batch, cap - batch - held)
+            held = (await b.connection.request("publish_prekeys", one_time_prekeys=(
+                _one_time_prekeys(next_id, count))))["one_time_prekeys"]
+            next_id += count
+    assert held == cap - batch
+    store_prekeys = store.store_prekeys
+    first_waits, second_written = trio.Event(), trio.Event()
+    writes: list[str] = []
+
+    async def second_first(*args: Any, **kwargs: Any) -> int:
+        writes.append("first" if not writes else "second")
+        if writes[-1] == "first":
+            first_waits.set()
+            await second_written.wait()
+            return await store_prekeys(*args, **kwargs)
+        try:
+            return await store_prekeys(*args, **kwargs)
+        finally:
+            second_written.set()
+
+    answers: dict[str, dict[str, Any] | ServerError] = {}
+
+    async def publish(session: Any, name: str, first_id: int) -> None:
+        try:
+            answers[name] = await session.connection.request(
+                "publish_prekeys", one_time_prekeys=_one_time_prekeys(first_id, batch))
+        except ServerError as exc:
+            answers[name] = exc
+
+    async with session_of(bob) as one, session_of(bob) as two, trio.open_nursery() as both:
+        store.store_prekeys = second_first  # type: ignore[method-assign]
+        both.start_soon(publish, one, "first", 20_000)
+        await first_waits.wait()
+        both.start_soon(publish, two, "second", 30_000)
+    assert answers["second"] == {"id": answers["second"]["id"], "ok": True,  # type: ignore[index]
+                                 "one_time_prekeys": cap}
+    refused = answers["first"]
+    assert isinstance(refused, ServerError) and refused.code == api.BAD_REQUEST
+    assert str(refused).endswith(f"a device may hold at most {cap} one-time prekeys "
+                                 f"(it holds {cap})")
+    assert await store.one_time_prekey_count("bob", 0) == cap
+
+
 async def test_registrations_per_source_address(nursery, tmp_path: Path, autojump_clock) -> None:
     store = SqliteRelayStore(tmp_path / "relay.db")
     relay = Relay(store)

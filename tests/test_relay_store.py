@@ -40,6 +40,7 @@ from server.relay.store import (
     LINK_IN_USE,
     LINKS_OF_ACCOUNT,
     Acknowledge,
+    BlobGoneError,
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
@@ -49,6 +50,7 @@ from server.relay.store import (
     NewDevice,
     Outgoing,
     PendingLink,
+    PrekeyLimitError,
     QuotaExceededError,
     RelayStore,
     StaleGroupError,
@@ -62,6 +64,8 @@ KEY = {i: bytes([0x10 + i]) * 32 for i in range(8)}
 SPK = (7, b"\x51" * 32, b"\x52" * 64)
 LINK_SIGNATURE = {i: bytes([0x30 + i]) * 64 for i in range(8)}
 NO_BYTE_LIMIT = 2**40
+OPKS = 1000
+"""The one-time prekey cap the tests that do not test it pass."""
 
 
 @pytest.fixture
@@ -95,6 +99,13 @@ def send(*envelopes: tuple[str, int, bytes], quota: int = 100,
 
 async def stored(store: RelayStore, account: str = "bob", device_id: int = 0) -> list[bytes]:
     return [d.envelope for d in await store.pending(account, device_id, 0, 1000)]
+
+
+async def uploaded(store: RelayStore, *blob_ids: bytes) -> None:
+    """Record each of ``blob_ids`` as a complete upload of alice's."""
+    for blob_id in blob_ids:
+        await store.blobs.begin_blob(blob_id, "alice", 10, NOW, 10**6, 100)
+        await store.blobs.complete_blob(blob_id)
 
 
 # -- accounts and device lists ----------------------------------------------------------------
@@ -175,8 +186,10 @@ async def test_bundles_hand_out_each_one_time_prekey_once_lowest_id_first(
     await make_account(store)
     assert await store.take_bundle("bob", 0) is None  # no signed prekey yet
     assert await store.take_bundle("bob", 4) is None
-    assert await store.store_prekeys("bob", 0, SPK, [(9, b"\x09" * 32), (2, b"\x02" * 32)]) == 2
-    assert await store.store_prekeys("bob", 0, None, [(2, b"\x22" * 32), (5, b"\x05" * 32)]) == 3
+    assert await store.store_prekeys("bob", 0, SPK, [(9, b"\x09" * 32), (2, b"\x02" * 32)],
+                                     limit=OPKS) == 2
+    assert await store.store_prekeys("bob", 0, None, [(2, b"\x22" * 32), (5, b"\x05" * 32)],
+                                     limit=OPKS) == 3
     assert await store.one_time_prekey_count("bob", 0) == 3
     assert await store.take_bundle("bob", 0) == (
         Bundle(0, KEY[0], *SPK, 2, b"\x22" * 32), 2)  # id 2 again replaced its key
@@ -184,11 +197,33 @@ async def test_bundles_hand_out_each_one_time_prekey_once_lowest_id_first(
     assert await store.take_bundle("bob", 0) == (Bundle(0, KEY[0], *SPK, 9, b"\x09" * 32), 0)
     assert await store.take_bundle("bob", 0) == (Bundle(0, KEY[0], *SPK, None, None), 0)
     new_spk = (8, b"\x71" * 32, b"\x72" * 64)
-    assert await store.store_prekeys("bob", 0, new_spk, [(2**32 - 1, b"\xff" * 32)]) == 1
+    assert await store.store_prekeys("bob", 0, new_spk, [(2**32 - 1, b"\xff" * 32)],
+                                     limit=OPKS) == 1
     assert await store.take_bundle("bob", 0) == (
         Bundle(0, KEY[0], *new_spk, 2**32 - 1, b"\xff" * 32), 0)
-    assert await store.store_prekeys("bob", 6, SPK, [(1, b"\x01" * 32)]) == 0  # no device 6
+    assert await store.store_prekeys("bob", 6, SPK, [(1, b"\x01" * 32)],  # no device 6
+                                     limit=OPKS) == 0
     assert await store.take_bundle("bob", 6) is None
+
+
+async def test_the_one_time_prekey_cap_is_checked_in_the_write(store: RelayStore) -> None:
+    """A publish that would take the device past the cap stores nothing, its signed prekey
+    neither, and says how many the device holds; the count is checked in the step that writes,
+    so publishes from several connections never pass it together."""
+    await make_account(store)
+    assert await store.store_prekeys("bob", 0, SPK, [(i, b"\x01" * 32) for i in range(6)],
+                                     limit=8) == 6
+    new_spk = (8, b"\x71" * 32, b"\x72" * 64)
+    with pytest.raises(PrekeyLimitError) as caught:
+        await store.store_prekeys("bob", 0, new_spk, [(i, b"\x02" * 32) for i in range(6, 9)],
+                                  limit=8)
+    assert (caught.value.held, caught.value.limit) == (6, 8)
+    assert await store.one_time_prekey_count("bob", 0) == 6
+    assert await store.take_bundle("bob", 0) == (Bundle(0, KEY[0], *SPK, 0, b"\x01" * 32), 5)
+    assert await store.store_prekeys("bob", 0, new_spk, [(6, b"\x02" * 32), (7, b"\x02" * 32),
+                                                         (8, b"\x02" * 32)], limit=8) == 8
+    assert await store.take_bundle("bob", 0, one_time=False) == (
+        Bundle(0, KEY[0], *new_spk, None, None), 8)
 
 
 async def test_a_linked_device_brings_its_prekeys(store: RelayStore) -> None:
@@ -198,7 +233,7 @@ async def test_a_linked_device_brings_its_prekeys(store: RelayStore) -> None:
 
 async def test_a_bundle_without_a_one_time_prekey_keeps_them(store: RelayStore) -> None:
     await make_account(store)
-    await store.store_prekeys("bob", 0, SPK, [(3, b"\x03" * 32)])
+    await store.store_prekeys("bob", 0, SPK, [(3, b"\x03" * 32)], limit=OPKS)
     assert await store.take_bundle("bob", 0, one_time=False) == (
         Bundle(0, KEY[0], *SPK, None, None), 1)
     assert await store.take_bundle("bob", 0) == (Bundle(0, KEY[0], *SPK, 3, b"\x03" * 32), 0)
@@ -395,6 +430,7 @@ async def test_blobs_are_granted_with_the_mail_to_the_devices_it_is_stored_for(
     group write only to the devices it stored the message for (or held it already)."""
     await make_account(store, linked=(1, 2))
     await make_account(store, "carol")
+    await uploaded(store, BLOB[0], BLOB[1])
     await store.enqueue(send(("bob", 1, b"full")))
     may = store.blobs.may_download
     with pytest.raises(QuotaExceededError):
@@ -412,6 +448,30 @@ async def test_blobs_are_granted_with_the_mail_to_the_devices_it_is_stored_for(
                                                                       ("bob", 2))])
     await store.enqueue(send(("bob", 2, b"d")))  # no blobs: none granted
     assert not await may(BLOB[0], "bob", 2)
+
+
+async def test_a_send_announcing_a_deleted_blob_stores_and_grants_nothing(
+        store: RelayStore) -> None:
+    """The blobs a send announces are looked for in the step that stores it: one deleted
+    after the relay checked it (its last granted device fetched it) refuses the send whole, a
+    group write too, and leaves no grant behind (which no blob expiry would remove)."""
+    await make_account(store, linked=(1,))
+    await uploaded(store, BLOB[0], BLOB[1])
+    blobs = store.blobs
+    await store.enqueue(send(("bob", 0, b"first"), blobs=(BLOB[0],)))
+    assert await blobs.mark_fetched(BLOB[0], "bob", 0) is True
+    await blobs.delete_blob(BLOB[0])
+    for skip_full in (False, True):
+        with pytest.raises(BlobGoneError) as caught:
+            await store.enqueue(send(("bob", 0, b"again"), ("bob", 1, b"again"),
+                                     skip_full=skip_full, blobs=(BLOB[1], BLOB[0])))
+        assert caught.value.blob_id == BLOB[0]
+    assert await stored(store) == [b"first"] and await stored(store, "bob", 1) == []
+    assert not any([await blobs.may_download(b, "bob", d) for b in BLOB[:2] for d in (0, 1)])
+    assert await blobs.mark_fetched(BLOB[0], "bob", 1) is None
+    assert await blobs.blob(BLOB[0]) is None and await blobs.blob(BLOB[1]) is not None
+    if isinstance(store, RedisRelayStore):  # no grant key was made for the deleted blob
+        assert not await store.client.exists([redis_keys.grants_key(BLOB[0])])
 
 
 async def test_a_send_to_a_removed_device_stores_nothing(store: RelayStore) -> None:
@@ -779,14 +839,17 @@ async def test_redis_link_offers_expire_and_stop_counting(redis_server: LocalRed
         assert await store.offer_link(b"\x02" * 16, offer(), 600.0, 1) is None
 
 
-async def test_redis_forgets_a_removed_devices_presence(redis_server: LocalRedis) -> None:
+async def test_redis_forgets_a_removed_devices_presence_and_claim(redis_server: LocalRedis
+                                                                   ) -> None:
     redis_server.flush()
     async with open_backend(redis_server.url()) as (store, _hub):
         await make_account(store, "bob", linked=(1,))
-        presence = redis_keys.presence_key(Address("bob", 1))
+        phone = Address("bob", 1)
+        presence, claim = redis_keys.presence_key(phone), redis_keys.claim_key(phone)
         await store.client.set(presence, b"node-one")  # type: ignore[attr-defined]
+        await store.client.set(claim, b"3")  # type: ignore[attr-defined]
         await store.replace_device_list("bob", 3, b"list-3", b"S" * 64, {0: KEY[0]}, [], NOW)
-        assert await store.client.exists([presence]) == 0  # type: ignore[attr-defined]
+        assert await store.client.exists([presence, claim]) == 0  # type: ignore[attr-defined]
 
 
 class _Hearing:

@@ -163,9 +163,9 @@ async def test_events_for_a_connection_that_is_ending_are_dropped(tmp_path: Path
     ours, _theirs = trio.testing.memory_stream_pair()
     connection = RelayConnection(relay, ours, "peer")
     bob = Address("bob", 1)
-    connection.address = bob
+    connection.address, connection.claim = bob, 1
     relay.attach(bob, connection)
-    relay.hear(bob, DeviceEvent(DISPLACED, b"another node"))  # its outbox closes; still attached
+    relay.hear(bob, DeviceEvent(DISPLACED, 2))  # a newer claim: its outbox closes; still attached
     relay.hear(bob, DeviceEvent(PUSH, {"type": "prekeys_low", "count": 1}))  # raised before
     relay.hear(bob, DeviceEvent(UNLINKED))
     relay.push_to_accounts(["bob"], {"type": "call_ended", "call_id": bytes(16)})

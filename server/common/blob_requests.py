@@ -33,6 +33,11 @@ class BlobConnection(Protocol):
         ...
 
 
+NOT_UPLOADED = "a blob in this message was not uploaded by this account"
+"""The refusal (``unknown_blob``) of a message announcing a blob its account has not
+uploaded, or that is gone."""
+
+
 def blob_id_field(conn: BlobConnection, frame: dict[str, Any], name: str = "blob_id") -> bytes:
     """``frame[name]`` as a blob id (32 bytes)."""
     value = frame.get(name)
@@ -72,8 +77,7 @@ async def own_complete_blobs(conn: BlobConnection, blob_ids: list[bytes]) -> Non
     for blob_id in blob_ids:
         record = await conn.blobs.index.blob(blob_id)
         if record is None or record.owner != conn.address.account:
-            raise RequestError(api.UNKNOWN_BLOB, "a blob in this message was not uploaded by "
-                               "this account")
+            raise RequestError(api.UNKNOWN_BLOB, NOT_UPLOADED)
         if not record.complete:
             raise RequestError(api.BLOB_INCOMPLETE, "a blob in this message is not finished: "
                                "send upload_finish first")

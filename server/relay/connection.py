@@ -45,6 +45,9 @@ class RelayConnection(FrameConnection):
         self.nonce = secrets.token_bytes(api.NONCE_SIZE)
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[dict[str, Any]](256)
         self.link_lookup: bytes | None = None
+        self.claim: int | None = None
+        """This connection's claim of its device (:meth:`~server.relay.hub.Hub.serve`), once
+        it has one: a newer claim on another node closes it."""
         self._link_deadline_set = False
 
     @property

@@ -14,6 +14,7 @@ from e2e_proto.keys import Ed25519PublicKey
 from ..common.fields import published_prekeys
 from ..common.requests import RequestError
 from .fields import account_field
+from .store import PrekeyLimitError
 
 if TYPE_CHECKING:
     from .connection import RelayConnection
@@ -30,14 +31,13 @@ async def publish_prekeys(conn: RelayConnection, frame: dict[str, Any]) -> dict[
     spk, opks = published_prekeys(frame, identity, api.MAX_ONE_TIME_PREKEYS_PER_REQUEST,
                                   code=api.BAD_REQUEST)
     link_signature = _link_signature(frame, record.account_key, account, device_id, identity)
-    held = await conn.relay.store.one_time_prekey_count(account, device_id)
-    if held + len(opks) > conn.relay.config.max_one_time_prekeys:
-        raise RequestError(api.BAD_REQUEST, f"a device may hold at most "
-                           f"{conn.relay.config.max_one_time_prekeys} one-time prekeys "
-                           f"(it holds {held})")
+    try:  # the cap is counted in the store's write: several connections never pass it together
+        count = await conn.relay.store.store_prekeys(
+            account, device_id, spk, opks, limit=conn.relay.config.max_one_time_prekeys)
+    except PrekeyLimitError as exc:
+        raise RequestError(api.BAD_REQUEST, str(exc)) from None
     if link_signature is not None:
         await conn.relay.store.set_link_signature(account, device_id, link_signature)
-    count = await conn.relay.store.store_prekeys(account, device_id, spk, opks)
     return {"one_time_prekeys": count}
 
 

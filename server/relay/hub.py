@@ -9,7 +9,8 @@ tells its hub which devices and link offers it serves; the hub calls the relay b
 (:class:`Listener`) with what it hears. Once :meth:`Hub.serve` or :meth:`Hub.watch_link` has
 returned, no event for that device or link offer is missed; when a hub may have missed some
 (its Redis connection was lost), it calls :meth:`Listener.hear_all_mail` so that every
-connection reads its mailbox again.
+connection reads its mailbox again, and tells of every newer connection elsewhere of a device it
+serves (:data:`DISPLACED`).
 
 Calls are kept by the node where they start (:mod:`server.relay.calls`); the hub carries their
 notices to the other nodes (:meth:`Hub.push_elsewhere`) and tells which node runs a call
@@ -34,7 +35,8 @@ PUSH = "push"
 UNLINKED = "unlinked"
 """The device was removed from its account: close its connections."""
 DISPLACED = "displaced"
-"""A newer connection of the device authenticated on node ``detail``: close the older ones."""
+"""A newer connection of the device authenticated on another node, with the claim ``detail``
+(see :meth:`Hub.serve`): close the connections of older claims."""
 
 
 class DeviceEvent(NamedTuple):
@@ -87,9 +89,14 @@ class Hub(Protocol):
         """Hear events from other processes until cancelled (nothing to do for one process)."""
         ...
 
-    async def serve(self, address: Address) -> None:
+    async def serve(self, address: Address) -> int:
         """A connection of ``address`` authenticated here: hear its events from now on, and
-        displace its connections on other nodes."""
+        displace its connections on other nodes; returns its *claim*, greater than that of
+        every connection of the device that authenticated before it, on any node.
+
+        A :data:`DISPLACED` event for ``address`` may be heard before this returns (its
+        connection on the other node claimed first, or last): the claims tell.
+        """
         ...
 
     async def release(self, address: Address) -> None:
@@ -157,8 +164,10 @@ class LocalHub(BoundHub):
     async def run(self) -> None:
         """Nothing to hear from: every event starts in this process."""
 
-    async def serve(self, address: Address) -> None:
-        """Nothing to do: this process hears all its events."""
+    async def serve(self, address: Address) -> int:
+        """Nothing to do: this process hears all its events, and displaces nothing (its
+        connections of one device are all served)."""
+        return 0
 
     async def release(self, address: Address) -> None:
         """Nothing to do."""

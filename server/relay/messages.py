@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 
+from ..common.blob_requests import NOT_UPLOADED
 from ..common.fields import SentEnvelope, sent_envelopes
 from ..common.requests import RequestError
 from .blobs import announced_blobs
 from .fields import account_field, require_field
 from .store import (
     Acknowledge,
+    BlobGoneError,
     Delivery,
     DeviceGoneError,
     Enqueue,
@@ -82,8 +84,10 @@ async def store_mail(relay: Relay, write: Enqueue) -> list[Address]:
     each message the store numbered to this node's connections of its device; the devices it
     left out (only with ``skip_full``: a full mailbox, a device unlinked meanwhile).
 
-    A send refused whole stores and grants nothing: ``quota_exceeded``, or ``device_mismatch``
-    naming as ``stale`` a recipient unlinked while the send waited for its commit.
+    A send refused whole stores and grants nothing: ``quota_exceeded``, ``device_mismatch``
+    naming as ``stale`` a recipient unlinked while the send waited for its commit, or
+    ``unknown_blob`` for a blob deleted since it was checked (its last granted device fetched
+    it, or its TTL passed).
     """
     try:
         skipped, seqs = await relay.store.enqueue(write)
@@ -93,6 +97,8 @@ async def store_mail(relay: Relay, write: Enqueue) -> list[Address]:
         raise RequestError(api.DEVICE_MISMATCH,
                            "the send must cover exactly the current devices", missing=[],
                            stale=[[exc.account, exc.device_id]]) from None
+    except BlobGoneError:  # deleted since announced_blobs checked it
+        raise RequestError(api.UNKNOWN_BLOB, NOT_UPLOADED) from None
     messages = write.messages
     addresses = [Address(m.account, m.device_id) for m in messages]
     left_out = set(skipped)

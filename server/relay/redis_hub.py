@@ -3,8 +3,11 @@
 A node subscribes to the channel of every device it has a connection of, and of every link
 offer waiting on one of its connections (:mod:`server.relay.redis_keys`), as Signal-Server's
 nodes listen on a device's presence channel. A connection that authenticates records its node
-as the device's presence and publishes "displaced" on the device's channel (one script, after
-subscribing): the other nodes close their older connections of that device. A send publishes
+as the device's presence with a new *claim* (a count of the device's claims) and publishes
+"displaced" with that claim on the device's channel (one script, after subscribing): the other
+nodes close their connections of that device of older claims. Two nodes that claim a device at
+once each hear the other's claim, one of them perhaps before its own claim has answered; the
+claims tell which connection is the newer, so exactly one stays. A send publishes
 "new mail" on each recipient's channel from inside the insert script, unless the recipient's
 presence is the sending node, which then wakes its own connections (:meth:`RedisHub.mail_stored`)
 and hands them the message with its seq (pushed without a read when it follows their cursor):
@@ -17,8 +20,10 @@ the store to drop its copy of that account (:class:`AccountCopies`); the store k
 only while the hub hears that channel.
 
 One subscriber connection per node runs in :meth:`RedisHub.run`. When it is lost (Redis
-restarted), the node reconnects with backoff, subscribes again to everything it serves, and
-wakes every connection, since mail stored meanwhile was announced to nobody.
+restarted), the node reconnects with backoff, subscribes again to everything it serves, reads
+again the presence and claim of every device it serves (in batches) and displaces its
+connections of those claimed since by another node, and wakes every connection, since mail
+stored and claims made meanwhile were announced to nobody.
 
 Beside it runs the node's *errands*: what the relay asks without waiting (call notices for
 devices on other nodes, the node's record of the calls it runs), done in order, best effort.
@@ -58,7 +63,8 @@ RECONNECT_DELAY = (0.05, 2.0)
 """The first and the longest wait between attempts to reconnect the subscriber."""
 SUBSCRIBE_CHUNK = 1000
 """Channels per SUBSCRIBE when a node (re)subscribes for every device it serves: coredis waits
-about a second for all of one command's acknowledgements, which tens of thousands miss."""
+about a second for all of one command's acknowledgements, which tens of thousands miss. Also
+the devices per MGET when it reads their presence and claims again."""
 _LOST = (RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 """What a command on a lost (or closing) Redis connection raises."""
 ERRANDS = 10_000
@@ -97,6 +103,7 @@ class RedisHub(BoundHub):
         self.accounts = accounts
         self.node = node
         self._claim = client.register_script(scripts.CLAIM)
+        self._displaced_by_me = _displaced_prefix(node)
         self._pubsub: PubSub[bytes] | None = None
         self._listening = trio.Event()
         self._errands, self._errands_due = trio.open_memory_channel[Errand](ERRANDS)
@@ -123,6 +130,7 @@ class RedisHub(BoundHub):
                                for lookup in self.listener.links_waiting()]
                     for start in range(0, len(wanted), SUBSCRIBE_CHUNK):
                         await pubsub.subscribe(*wanted[start:start + SUBSCRIBE_CHUNK])
+                    await self._displace_claimed_elsewhere()
                     self.accounts.cache_accounts(True)
                     self._pubsub = pubsub
                     self._listening.set()
@@ -156,17 +164,29 @@ class RedisHub(BoundHub):
             raise StoreUnavailableError("redis: not subscribed (Redis cannot be reached)")
         return self._pubsub
 
-    async def serve(self, address: Address) -> None:
+    async def serve(self, address: Address) -> int:
         """Subscribe to the device's channel, then claim its presence and displace its
-        connections on other nodes."""
+        connections on other nodes; the claim."""
         pubsub = await self._subscriber()
         channel = keys.device_channel(address)
         try:
             await pubsub.subscribe(channel)
-            await self._claim([keys.presence_key(address)],
-                              [self.node, channel, _encode(DeviceEvent(DISPLACED, self.node))])
+            return int(await self._claim([keys.presence_key(address), keys.claim_key(address)],
+                                         [self.node, channel, self._displaced_by_me]))
         except _LOST as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    async def _displace_claimed_elsewhere(self) -> None:
+        """Tell the relay of each device it serves whose newest claim is another node's (made
+        while this node was not subscribed: its event reached nobody here), in batches."""
+        served = list(self.listener.served())
+        for start in range(0, len(served), SUBSCRIBE_CHUNK):
+            batch = served[start:start + SUBSCRIBE_CHUNK]
+            found = await self.client.mget([key for address in batch for key in (
+                keys.presence_key(address), keys.claim_key(address))])
+            for address, node, claim in zip(batch, found[::2], found[1::2], strict=True):
+                if node is not None and node != self.node and claim is not None:
+                    self._hear(address, DeviceEvent(DISPLACED, int(claim)))
 
     async def release(self, address: Address) -> None:
         """Unsubscribe from the device's channel, unless a connection of it came back."""
@@ -291,11 +311,18 @@ class RedisHub(BoundHub):
                 return
             address = keys.address_of_channel(name)
             event = DeviceEvent(*msgpack.unpackb(data))
+            if event.kind == DISPLACED:
+                node, claim = event.detail
+                if node == self.node:
+                    return  # this node's own newer connection
+                event = DeviceEvent(DISPLACED, claim)
         except (ValueError, TypeError) as exc:  # only nodes publish here; log, never crash
             log.error("unreadable message on %s: %s", name, exc)
             return
-        if event.kind == DISPLACED and event.detail == self.node:
-            return  # this node's own newer connection
+        self._hear(address, event)
+
+    def _hear(self, address: Address, event: DeviceEvent) -> None:
+        """Hand ``event`` to the relay."""
         try:
             self.listener.hear(address, event)
         except Exception:  # a bug of ours for one device must not stop this node's listening
@@ -304,3 +331,11 @@ class RedisHub(BoundHub):
 
 def _encode(event: DeviceEvent) -> Any:
     return msgpack.packb(list(event))
+
+
+def _displaced_prefix(node: bytes) -> bytes:
+    """The "displaced" event of a claim by ``node``, ``[DISPLACED, [node, claim]]``, up to the
+    claim: the claim script appends it, msgpack-encoded."""
+    packer = msgpack.Packer()
+    return (packer.pack_array_header(2) + packer.pack(DISPLACED) + packer.pack_array_header(2)
+            + packer.pack(node))

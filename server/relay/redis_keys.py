@@ -26,6 +26,9 @@ key                             type    holds
                                         lookup, score = its expiry (ms, Redis's clock)
 ``e2e:presence:A:N``            string  the node of the device's newest connection (a node that
                                         stores mail for it wakes it itself, without publishing)
+``e2e:claim:A:N``               string  the claim of the device's newest connection: a count of
+                                        its connections' claims, on every node (set with the
+                                        presence; a node closes only connections of older claims)
 ``e2e:group:ID``                hash    a group's routing copy (hex id): ``version``, ``members``
                                         and ``admins`` (msgpack lists), ``body``, ``signature``,
                                         ``creator`` (the account that first put it)
@@ -85,6 +88,7 @@ BLOBS_PENDING = "e2e:blobs:pending"
 BLOBS_COMPLETE = "e2e:blobs:complete"
 GRANTS = "e2e:grant:"
 PRESENCE = "e2e:presence:"
+CLAIM = "e2e:claim:"
 CALL = "e2e:call:"
 FED_LINK = "e2e:fed:link:"
 FED_LIVE = "e2e:fed:live:"
@@ -128,15 +132,20 @@ def mailbox_key(account: str, device_id: int) -> str:
 
 def account_prefixes(account: str) -> list[str]:
     """What a script appends a device id to for the device's hash, prekeys, mailbox, its
-    expiry entries' prefix and its presence: ``e2e:dev:A:``, ``e2e:opk:A:``, ``e2e:mbox:A:``,
-    ``A:``, ``e2e:presence:A:``."""
+    expiry entries' prefix, its presence and its claim: ``e2e:dev:A:``, ``e2e:opk:A:``,
+    ``e2e:mbox:A:``, ``A:``, ``e2e:presence:A:``, ``e2e:claim:A:``."""
     return [DEVICE + account + ":", PREKEYS + account + ":", MAILBOX + account + ":",
-            account + ":", PRESENCE + account + ":"]
+            account + ":", PRESENCE + account + ":", CLAIM + account + ":"]
 
 
 def presence_key(address: Address) -> str:
     """The node that serves the device's newest connection."""
     return PRESENCE + device_part(*address)
+
+
+def claim_key(address: Address) -> str:
+    """The claim of the device's newest connection."""
+    return CLAIM + device_part(*address)
 
 
 def call_key(call_id: bytes) -> str:

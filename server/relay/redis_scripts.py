@@ -33,10 +33,10 @@ return 1
 REPLACE_DEVICE_LIST = """
 -- KEYS[1] account hash, KEYS[2] expiry index
 -- ARGV[1..5] list version, body, signature, its highest device id, now
--- ARGV[6..10] prefixes: device hash, prekeys, mailbox (each e2e:...:A:), expiry entry (A:),
--- presence (e2e:presence:A:)
--- ARGV[11] channel of device-list changes, ARGV[12] account name
--- ARGV[13] n, then n pairs: device id, identity key (the new list)
+-- ARGV[6..11] prefixes: device hash, prekeys, mailbox (each e2e:...:A:), expiry entry (A:),
+-- presence (e2e:presence:A:), claim (e2e:claim:A:)
+-- ARGV[12] channel of device-list changes, ARGV[13] account name
+-- ARGV[14] n, then n pairs: device id, identity key (the new list)
 -- then per added device: id, identity key, name, spk id, spk, spk signature, link signature,
 --      k, and k pairs: prekey id, prekey member
 local version = redis.call('HGET', KEYS[1], 'version')
@@ -44,8 +44,8 @@ if not version or tonumber(version) >= tonumber(ARGV[1]) then
   return {'stale'}
 end
 local listed = {}
-local i = 14
-for _ = 1, tonumber(ARGV[13]) do
+local i = 15
+for _ = 1, tonumber(ARGV[14]) do
   listed[ARGV[i]] = ARGV[i + 1]
   i = i + 2
 end
@@ -65,7 +65,7 @@ for _, id in ipairs(removed) do
   for j = 2, #stored, 2 do
     redis.call('ZREM', KEYS[2], ARGV[9] .. id .. ':' .. string.format('%d', tonumber(stored[j])))
   end
-  redis.call('DEL', mailbox, ARGV[6] .. id, ARGV[7] .. id, ARGV[10] .. id)
+  redis.call('DEL', mailbox, ARGV[6] .. id, ARGV[7] .. id, ARGV[10] .. id, ARGV[11] .. id)
   redis.call('HDEL', KEYS[1], 'd' .. id)
 end
 local highest = math.max(tonumber(redis.call('HGET', KEYS[1], 'max')), tonumber(ARGV[4]))
@@ -85,7 +85,7 @@ while i <= #ARGV do
     i = i + 2
   end
 end
-redis.call('PUBLISH', ARGV[11], ARGV[12])
+redis.call('PUBLISH', ARGV[12], ARGV[13])
 table.insert(removed, 1, 'ok')
 return removed
 """
@@ -135,19 +135,25 @@ return out
 
 STORE_PREKEYS = """
 -- KEYS[1] device hash, KEYS[2] prekeys
--- ARGV[1] '1' with a signed prekey (ARGV[2..4]: id, key, signature), else '0';
--- then pairs: prekey id, prekey member. Returns how many one-time prekeys the device holds.
+-- ARGV[1] '1' with a signed prekey (ARGV[2..4]: id, key, signature), else '0'; ARGV[5] the
+-- most one-time prekeys a device may hold; then pairs: prekey id, prekey member.
+-- Returns {'ok', how many one-time prekeys the device holds} ({'ok', 0}: no such device), or
+-- {'limit', how many it holds} (nothing stored) when those given would take it past the most.
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
+  return {'ok', 0}
+end
+local held = redis.call('ZCARD', KEYS[2])
+if held + (#ARGV - 5) / 2 > tonumber(ARGV[5]) then
+  return {'limit', held}
 end
 if ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'spk_id', ARGV[2], 'spk', ARGV[3], 'spk_signature', ARGV[4])
 end
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   redis.call('ZREMRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i])
   redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
 end
-return redis.call('ZCARD', KEYS[2])
+return {'ok', redis.call('ZCARD', KEYS[2])}
 """
 
 TAKE_BUNDLE = """
@@ -179,21 +185,27 @@ end
 ENQUEUE = """
 -- (run inside MAILBOX_ROUND, beside grant)
 -- KEYS[1] expiry index, then per message: device hash, mailbox, presence; then the grant hash
--- of each blob the message announces (ARGV[7] of them)
+-- of each blob the message announces (ARGV[7] of them), then the hash of each of those blobs
 -- ARGV[1] quota (messages), ARGV[2] quota (bytes), ARGV[3] now, ARGV[4] the "mail" event
 -- payload, ARGV[5] the calling node, ARGV[6] '1': leave out full mailboxes and removed devices
 -- (a group message), '0': refuse the whole send; ARGV[7] how many grant hashes; then per
 -- message: envelope, expiry entry prefix (A:N:), event channel. An envelope already in its
 -- mailbox is not stored again (and not refused: a retried send). "New mail" is published
 -- unless the device's newest connection is on the calling node, which wakes it itself. Every
--- device whose message is stored (or was already) is granted every blob.
+-- device whose message is stored (or was already) is granted every blob, once each blob is
+-- found still recorded (a blob deleted after the relay checked it refuses the whole send).
 -- Returns {'ok', {j...}, {j, seq...}}: the j of each message left out (ascending), and the j
 -- and new seq of each message stored anew (ascending; none for one already stored), or
--- {'gone', j} / {'count', j} / {'bytes', j} for the j-th message when the whole send is
--- refused (nothing stored or granted).
+-- {'gone', j} / {'count', j} / {'bytes', j} for the j-th message, {'blob', b} for the b-th
+-- blob, when the whole send is refused (nothing stored or granted).
 local quota, quota_bytes, skip = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[6] == '1'
 local blobs = tonumber(ARGV[7])
-local messages = (#KEYS - 1 - blobs) / 3
+local messages = (#KEYS - 1 - 2 * blobs) / 3
+for b = 1, blobs do
+  if redis.call('EXISTS', KEYS[3 * messages + 1 + blobs + b]) == 0 then
+    return {'blob', b}
+  end
+end
 local kept, skipped, stored = {}, {}, {}
 for j = 1, messages do
   local device, mailbox, envelope = KEYS[3 * j - 1], KEYS[3 * j], ARGV[3 * j + 5]
@@ -236,10 +248,13 @@ return {'ok', skipped, stored}
 """
 
 CLAIM = """
--- KEYS[1] presence of a device; ARGV[1] the node that now serves its newest connection,
--- ARGV[2] the device's event channel, ARGV[3] the "displaced" event payload
+-- KEYS[1] presence of a device, KEYS[2] its claim; ARGV[1] the node that now serves its newest
+-- connection, ARGV[2] the device's event channel, ARGV[3] the "displaced" event's msgpack up to
+-- its last item, the claim. Returns the claim: one more than the device's last one.
+local claim = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. cmsgpack.pack(claim))
+return claim
 """
 
 ACKNOWLEDGE = """

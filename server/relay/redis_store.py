@@ -57,6 +57,7 @@ from .store import (
     ACCOUNT_CACHE_SIZE,
     AccountRecord,
     Acknowledge,
+    BlobGoneError,
     Delivery,
     DeviceGoneError,
     DeviceInfo,
@@ -68,6 +69,7 @@ from .store import (
     NameTakenError,
     NewDevice,
     PendingLink,
+    PrekeyLimitError,
     QuotaExceededError,
     StaleGroupError,
     StaleListError,
@@ -232,12 +234,17 @@ class RedisRelayStore:
     @unavailable
     async def store_prekeys(self, account: str, device_id: int,
                             signed: tuple[int, bytes, bytes] | None,
-                            one_time: Sequence[tuple[int, bytes]]) -> int:
-        """Set the signed prekey (if given) and add one-time prekeys; returns the OPK count."""
+                            one_time: Sequence[tuple[int, bytes]], *, limit: int) -> int:
+        """Set the signed prekey (if given) and add one-time prekeys, unless that would pass
+        ``limit`` (:class:`PrekeyLimitError`, counted by the script that writes); returns the
+        OPK count."""
         args: list[Any] = ["0", "", "", ""] if signed is None else ["1", *signed]
-        return await self._store_prekeys(
+        outcome, count = await self._store_prekeys(
             [keys.device_key(account, device_id), keys.prekeys_key(account, device_id)],
-            args + _prekey_args(one_time))
+            [*args, limit, *_prekey_args(one_time)])
+        if outcome == b"limit":
+            raise PrekeyLimitError(count, limit)
+        return count
 
     @unavailable
     async def one_time_prekey_count(self, account: str, device_id: int) -> int:
@@ -322,6 +329,7 @@ class RedisRelayStore:
             args += [message.envelope, keys.device_part(*address) + ":",
                      keys.device_channel(address)]
         script_keys += [keys.grants_key(blob_id) for blob_id in call.blobs]
+        script_keys += [keys.blob_key(blob_id) for blob_id in call.blobs]
         return "e", script_keys, args
 
     @staticmethod
@@ -332,6 +340,8 @@ class RedisRelayStore:
             stored = result[2]
             return Enqueued(tuple(j - 1 for j in result[1]),
                             tuple(zip([j - 1 for j in stored[::2]], stored[1::2], strict=True)))
+        if result[0] == b"blob":
+            return BlobGoneError(write.blobs[result[1] - 1])
         refused = write.messages[result[1] - 1]
         if result[0] == b"gone":
             return DeviceGoneError(refused.account, refused.device_id)

@@ -79,6 +79,9 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
                                   on_start=self._call_started, on_end=self._call_ended)
         """The calls running on this node (:mod:`server.relay.calls`); ``sfu`` None: calls
         are refused."""
+        self._displaced: dict[Address, int] = {}
+        """The newest claim on another node heard of, per device served here: a connection
+        whose claim was on its way then is closed once it turns out older."""
         self.waiting_links: dict[bytes, RelayConnection] = {}
         """Link offers made on this node's connections, by lookup."""
         self.link_places = Slots(self.config.max_pending_links,
@@ -108,22 +111,31 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
     # -- this node's connections ---------------------------------------------------------------
 
     async def join(self, address: Address, connection: RelayConnection) -> None:
-        """Serve ``connection`` as ``address``: registered here and heard of from every node.
+        """Serve ``connection`` as ``address``: registered here and heard of from every node,
+        with its claim of the device (:meth:`Hub.serve`); closed at once when a newer claim on
+        another node was heard of meanwhile.
 
         :class:`StoreUnavailableError` (nothing registered) when the hub cannot listen.
         """
         self.attach(address, connection)
         try:
-            await self.hub.serve(address)
+            connection.claim = await self.hub.serve(address)
         except BaseException:
-            self.detach(address, connection)
+            self._forget(address, connection)
             raise
+        if connection.claim < self._displaced.get(address, 0):
+            self._close_displaced(address, connection)
 
     async def leave(self, address: Address, connection: RelayConnection) -> None:
         """Forget an ended connection of ``address``."""
-        self.detach(address, connection)
+        self._forget(address, connection)
         if address not in self._online:
             await self.hub.release(address)
+
+    def _forget(self, address: Address, connection: RelayConnection) -> None:
+        self.detach(address, connection)
+        if address not in self._online:
+            self._displaced.pop(address, None)
 
     async def offer_link(self, lookup: bytes, link: PendingLink, connection: RelayConnection
                          ) -> str | None:
@@ -229,11 +241,18 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
                 connection.push({"type": "error", "code": api.DEVICE_UNLINKED,
                                  "message": "this device was unlinked from its account"})
                 connection.close_after_pushes()
-        elif event.kind == DISPLACED:
+        elif event.kind == DISPLACED and connections:
+            claim = event.detail
+            self._displaced[address] = max(claim, self._displaced.get(address, 0))
             for connection in list(connections):
-                log.info("connection from %s as %s displaced by a newer one on another node",
-                         connection.peer, address)
-                connection.close_after_pushes()
+                if connection.claim is not None and connection.claim < claim:
+                    self._close_displaced(address, connection)
+
+    @staticmethod
+    def _close_displaced(address: Address, connection: RelayConnection) -> None:
+        log.info("connection from %s as %s displaced by a newer one on another node",
+                 connection.peer, address)
+        connection.close_after_pushes()
 
     def hear_link(self, lookup: bytes, device_id: int) -> None:
         """Tell the connection waiting with ``lookup`` (if on this node) that it was linked."""

@@ -32,6 +32,7 @@ from .store import (
     LINKS_OF_ACCOUNT,
     AccountRecord,
     Acknowledge,
+    BlobGoneError,
     Delivery,
     DeviceGoneError,
     DeviceInfo,
@@ -44,6 +45,7 @@ from .store import (
     NewDevice,
     Outgoing,
     PendingLink,
+    PrekeyLimitError,
     QuotaExceededError,
     Skipped,
     StaleGroupError,
@@ -99,6 +101,15 @@ CREATE TABLE IF NOT EXISTS blob_grants (
         return self._db.execute("SELECT 1 FROM blob_grants WHERE blob_id = ? AND account = ? "
                                 "AND device = ?", (blob_id, account, device_id)
                                 ).fetchone() is not None
+
+    def first_missing(self, blob_ids: Sequence[bytes]) -> bytes | None:
+        """The first of ``blob_ids`` that has no record (in the caller's transaction: the one
+        that stores the send announcing them), or None."""
+        for blob_id in blob_ids:
+            if self._db.execute("SELECT 1 FROM blobs WHERE blob_id = ?",
+                                (blob_id,)).fetchone() is None:
+                return blob_id
+        return None
 
     @storage
     async def mark_fetched(self, blob_id: bytes, account: str, device_id: int) -> bool | None:
@@ -286,12 +297,17 @@ class SqliteRelayStore:
     @storage
     async def store_prekeys(self, account: str, device_id: int,
                             signed: tuple[int, bytes, bytes] | None,
-                            one_time: Sequence[tuple[int, bytes]]) -> int:
-        """Set the signed prekey (if given) and add one-time prekeys; returns the OPK count."""
+                            one_time: Sequence[tuple[int, bytes]], *, limit: int) -> int:
+        """Set the signed prekey (if given) and add one-time prekeys, unless that would pass
+        ``limit`` (:class:`PrekeyLimitError`, counted in the transaction that writes); returns
+        the OPK count."""
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM devices WHERE account = ? AND device = ?",
                           (account, device_id)).fetchone() is None:
                 return 0  # removed from its account meanwhile
+            held = self._one_time_prekey_count(account, device_id)
+            if held + len(one_time) > limit:
+                raise PrekeyLimitError(held, limit)
             if signed is not None:
                 db.execute("UPDATE devices SET spk_id = ?, spk = ?, spk_signature = ? "
                            "WHERE account = ? AND device = ?", (*signed, account, device_id))
@@ -348,6 +364,10 @@ class SqliteRelayStore:
                         "DELETE FROM mailbox WHERE account = ? AND device = ? AND seq = ?",
                         [(write.account, write.device_id, seq) for seq in write.seqs])
                     results.append(None)
+                    continue
+                gone = self.blobs.first_missing(write.blobs)
+                if gone is not None:
+                    results.append(BlobGoneError(gone))
                     continue
                 messages = write.messages
                 skipped: Skipped = ()

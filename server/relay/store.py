@@ -49,6 +49,24 @@ class DeviceGoneError(Exception):
         self.device_id = device_id
 
 
+class BlobGoneError(Exception):
+    """A blob the send announces was deleted (its last granted device fetched it, or its TTL
+    passed) after the relay checked it, before the send was stored."""
+
+    def __init__(self, blob_id: bytes) -> None:
+        super().__init__(f"blob {blob_id.hex()} is gone")
+        self.blob_id = blob_id
+
+
+class PrekeyLimitError(Exception):
+    """One-time prekeys would take a device past ``limit``: it holds ``held`` already."""
+
+    def __init__(self, held: int, limit: int) -> None:
+        super().__init__(f"a device may hold at most {limit} one-time prekeys (it holds {held})")
+        self.held = held
+        self.limit = limit
+
+
 class StaleListError(Exception):
     """A device list older than the stored one."""
 
@@ -125,7 +143,9 @@ class Enqueue(NamedTuple):
     a group. The store reports which messages it left out.
 
     ``blobs`` (the blob ids the message announces) are granted, in the same atomic step, to
-    every device whose message is stored, and to no other: a refused send grants nothing.
+    every device whose message is stored, and to no other: a refused send grants nothing. That
+    step also finds each of them still recorded, or refuses the whole send
+    (:class:`BlobGoneError`): a blob deleted after the relay checked it is never granted.
 
     An envelope byte-identical to one still in the recipient's mailbox is that message again
     (its ratchet header and nonce make every message's bytes unique): it is not stored twice,
@@ -279,9 +299,15 @@ class RelayStore(Protocol):
 
     async def store_prekeys(self, account: str, device_id: int,
                             signed: tuple[int, bytes, bytes] | None,
-                            one_time: Sequence[tuple[int, bytes]]) -> int:
+                            one_time: Sequence[tuple[int, bytes]], *, limit: int) -> int:
         """Set the signed prekey (if given) and add one-time prekeys (an id given again replaces
-        its key); returns the OPK count."""
+        its key); returns the OPK count.
+
+        :class:`PrekeyLimitError` (nothing stored) when the OPKs held plus those given would be
+        more than ``limit``, counted in the same atomic step that writes: writes from several
+        connections of one device never pass it together. A device not listed: nothing
+        happens, and the count is 0.
+        """
         ...
 
     async def one_time_prekey_count(self, account: str, device_id: int) -> int:
@@ -302,7 +328,8 @@ class RelayStore(Protocol):
         device's messages one by one, the seqs of the messages stored anew.
 
         :class:`QuotaExceededError` for a full mailbox, :class:`DeviceGoneError` for a recipient
-        removed from its account meanwhile; either stores and grants nothing. The quota is
+        removed from its account meanwhile, :class:`BlobGoneError` for a blob deleted
+        meanwhile; each stores and grants nothing. The quota is
         checked in the same atomic step that inserts, against the device's usage counters
         (messages and bytes stored, kept by every insert and delete). Nothing is visible, and
         the caller must answer nothing, before this returns.
