@@ -10,7 +10,13 @@ a message decrypted; a failed decryption changes nothing.
 from __future__ import annotations
 
 from .address import Address
-from .errors import BaseKeyReusedError, NoSessionError, RemoteProtocolError, UnknownPreKeyError
+from .errors import (
+    BaseKeyReusedError,
+    DuplicateMessageError,
+    NoSessionError,
+    RemoteProtocolError,
+    UnknownPreKeyError,
+)
 from .keys import PreKeyBundle, X25519PrivateKey
 from .primitives import RandomSource, system_random
 from .ratchet import RatchetState
@@ -76,7 +82,8 @@ class SessionCipher:
         was dropped since is a replay (:class:`~e2e_proto.errors.BaseKeyReusedError`). A new
         session becomes current and the old one is kept behind it; a message that only an
         earlier session can decrypt promotes that session back (both sides initiating at once
-        converge this way). Raises a
+        converge this way). A message that any kept session took already is a
+        :class:`~e2e_proto.errors.DuplicateMessageError`, whichever session is current. Raises a
         :class:`~e2e_proto.errors.RemoteProtocolError` subclass for anything the sender got
         wrong.
         """
@@ -138,17 +145,25 @@ class SessionCipher:
         """Decrypt with the first session that can; failed attempts change nothing.
 
         Any refusal by one session (a bad tag, too many skipped keys, a replay on its chains)
-        only means "not this session"; the first error is raised when none decrypts.
+        only means "not this session". When none decrypts, a replay on any session's chains is
+        raised (:class:`~e2e_proto.errors.DuplicateMessageError`): that session took the message
+        already, and the others' errors only say that it is not theirs (a message of an earlier
+        session redelivered after the other became current fails the current one's tag).
+        Otherwise the first error is raised.
         """
         first_error: RemoteProtocolError | None = None
+        replay: DuplicateMessageError | None = None
         for record in candidates:
             try:
                 return (record.ratchet.decrypt(envelope.message, record.associated_data,
                                                self.random), record)
+            except DuplicateMessageError as exc:  # taken by this session, unless another can
+                replay = replay or exc
             except RemoteProtocolError as exc:  # perhaps a message of another session
                 first_error = first_error or exc
-        assert first_error is not None
-        raise first_error
+        error = replay or first_error
+        assert error is not None
+        raise error
 
     def _respond(self, prekey: PreKeyHeader) -> tuple[SessionRecord, int | None]:
         """A new responder session from a prekey envelope's X3DH fields (not yet stored)."""

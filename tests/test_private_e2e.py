@@ -11,6 +11,7 @@ import trio
 
 from client.core.errors import ClientError
 from client.private.received import Received
+from e2e_proto.address import Address
 from e2e_proto.fingerprint import safety_number
 from server.relay.config import RelayConfig
 from server.relay.store import Enqueue, Outgoing
@@ -170,6 +171,40 @@ async def test_a_redelivery_behind_a_newer_ratchet_chain_is_recognised(
     assert await relay.store.pending("bob", 0, 0, 10) == []
     assert [m.text for m in bob.state.messages("alice")] == [
         "first", "reply 0", "then 0", "reply 1", "then 1", "reply 2", "then 2"]
+
+
+async def test_a_redelivery_of_an_earlier_session_is_recognised(nursery, tmp_path: Path,
+                                                                relay_db) -> None:
+    """Both sides start a session at once, so each holds two and promotes whichever the other
+    used last; a message redelivered after its session went behind the other is a duplicate.
+
+    alice reads "b1" on the session she started, then "b2" on bob's, which becomes current;
+    the lost ack's redelivery of "b1" fails on the current session and is a replay on the
+    earlier one: recognised, with no "cannot be read" notice.
+    """
+    relay, alice, bob = await relay_with_alice_and_bob(nursery, tmp_path, db=relay_db)
+    async with session_of(alice) as a, session_of(bob) as b:  # neither has read the other's
+        await a.send_text("bob", "a0")
+        await b.send_text("alice", "b0")
+    assert [m.text for m in await drain(alice)] == ["b0"]  # bob's session is alice's current
+    assert [m.text for m in await drain(bob)] == ["a0"]  # and alice's is bob's
+    async with session_of(alice) as a, session_of(bob) as b:
+        await a.send_text("bob", "a1")
+        await b.send_text("alice", "b1")
+    [(_, b1)] = await relay.store.pending("alice", 0, 0, 10)  # kept, to deliver it again
+    assert [m.text for m in await drain(alice)] == ["b1"]
+    first_base_key = alice.state.protocol.load_session(Address("bob", 0)).base_key
+    assert [m.text for m in await drain(bob)] == ["a1"]
+    async with session_of(bob) as b:
+        await b.send_text("alice", "b2")
+    assert [m.text for m in await drain(alice)] == ["b2"]
+    record = alice.state.protocol.load_session(Address("bob", 0))
+    assert [p.base_key for p in record.previous] == [first_base_key]  # "b1"'s went behind
+    await relay.store.enqueue(Enqueue([Outgoing("alice", 0, b1)], ("bob", 0),
+                                      1_700_000_000.0, 100, 10**9))  # the lost ack's redelivery
+    assert await drain(alice) == []  # recognised: no "cannot be read" notice
+    assert await relay.store.pending("alice", 0, 0, 10) == []
+    assert [m.text for m in alice.state.messages("bob")] == ["a0", "b0", "a1", "b1", "b2"]
 
 
 async def test_opks_handed_out_once_and_replenished(nursery, tmp_path: Path, relay_db) -> None:

@@ -220,7 +220,10 @@ def test_earlier_session_tried_after_any_refusal_of_the_current() -> None:
     assert len(record.previous) == 1  # and the new one kept behind it
 
 
-def test_first_error_raised_when_no_session_decrypts() -> None:
+def test_a_replay_on_an_earlier_session_is_a_duplicate_whichever_session_is_current() -> None:
+    """A redelivered message of the session now behind fails the current session's tag (its
+    chain is unknown there) and is a replay on the earlier one: a duplicate, not unreadable.
+    A tampered message that no session decrypts is still the first session's error."""
     alice, bob = make_device("alice"), make_device("bob")
     connect(alice, bob)
     bob.cipher.decrypt(wire(alice.cipher.encrypt(bob.address, b"hello")))
@@ -229,9 +232,18 @@ def test_first_error_raised_when_no_session_decrypts() -> None:
     assert replayed.type == "message"
     bob.cipher.decrypt(replayed)
     connect(bob, alice)  # the replay is now tried on the new session first, then the old one
+    record = bob.store.load_session(alice.address)
+    with pytest.raises(DecryptionError):  # what the new session alone says of it
+        record.ratchet.decrypt(replayed.message, record.associated_data)
     before = bob.store.load_session(alice.address).to_bytes()
-    with pytest.raises(DecryptionError):  # the current session's error, the first one
+    with pytest.raises(DuplicateMessageError):
         bob.cipher.decrypt(replayed)
+    assert bob.store.load_session(alice.address).to_bytes() == before
+    sent = alice.cipher.encrypt(bob.address, b"tampered")
+    message = sent.message._replace(ciphertext=bytes([sent.message.ciphertext[0] ^ 1])
+                                    + sent.message.ciphertext[1:])
+    with pytest.raises(DecryptionError):  # the current session's error, the first
+        bob.cipher.decrypt(wire(sent._replace(message=message)))
     assert bob.store.load_session(alice.address).to_bytes() == before
 
 
