@@ -6,11 +6,13 @@ grow with the blob."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tracemalloc
 from pathlib import Path
 
 import pytest
+import trio
 
 from client.core.connection import Connection, ServerError
 from client.core.errors import ClientError
@@ -19,9 +21,11 @@ from e2e_proto import relay_api as api
 from e2e_proto.constants import MAX_FRAME_SIZE, MAX_MEDIA_SIZE
 from e2e_proto.media import blob_size
 from e2e_proto.wire import encode_frame
-from server.common.blobs import BlobLimits, default_blob_dir
+from server.common.blobs import BlobFolder, BlobLimits, BlobService, default_blob_dir
+from server.relay.backends import open_backend
 from server.relay.config import RelayConfig
 from server.relay.store import Enqueue, Enqueued
+from storage.redis_server import LocalRedis
 from tests.relay_harness import (
     drain,
     link,
@@ -401,6 +405,63 @@ async def test_files_without_a_record_are_swept(nursery, tmp_path: Path,
     (folder.root / "not-a-blob").mkdir()
     assert await relay.server.blobs.sweep() == 1
     assert folder.stored() == [kept_id]
+
+
+class _LogCounter(logging.Handler):
+    """Sets ``reached`` once ``count`` records containing ``text`` were logged."""
+
+    def __init__(self, text: str, count: int) -> None:
+        super().__init__()
+        self.text, self.count, self.seen = text, count, 0
+        self.reached = trio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen += 1
+            if self.seen >= self.count:
+                self.reached.set()
+
+
+async def _expire_until_logged(service: BlobService, text: str, count: int) -> int:
+    """Run the background expiry (every millisecond) until ``text`` was logged ``count``
+    times; how many times it was."""
+    counter = _LogCounter(text, count)
+    logger = logging.getLogger("e2e.blobs")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(counter)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(service.expire_forever, 0.001)
+            with trio.fail_after(30):
+                await counter.reached.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(level)
+    return counter.seen
+
+
+async def test_expiry_outlives_storage_that_fails(tmp_path: Path) -> None:
+    """The background expiry logs a storage failure (a redis-server that is down) and tries
+    again an interval later, instead of ending the server (a task that raised would take its
+    node down); once Redis is back, the expired blob goes."""
+    redis = LocalRedis(tmp_path / "redis")
+    try:
+        async with open_backend(redis.url()) as (store, _hub):
+            now = [1e9]
+            service = BlobService(store.blobs, BlobFolder(tmp_path / "blobs"),
+                                  BlobLimits(ttl=10), lambda: now[0])
+            await store.blobs.begin_blob(bytes(32), "alice", 10, now[0], 10**6, 5)
+            await store.blobs.complete_blob(bytes(32))
+            now[0] += 11
+            redis.kill()
+            assert await _expire_until_logged(service, "could not expire blobs", 3) >= 3
+            redis.start()
+            await _expire_until_logged(service, "expired 1 blobs", 1)
+            assert await store.blobs.blob(bytes(32)) is None
+    finally:
+        redis.kill()
 
 
 async def test_storage_failure_answers_unavailable(nursery, tmp_path: Path) -> None:

@@ -167,14 +167,17 @@ class BlobFolder:
         ids = set()
         if not self.root.is_dir():
             return []
-        for folder in self.root.iterdir():
-            if not folder.is_dir():
-                continue
-            for file in folder.iterdir():
-                try:
-                    ids.add(bytes.fromhex(file.name.removesuffix(".part")))
-                except ValueError:
+        try:
+            for folder in self.root.iterdir():
+                if not folder.is_dir():
                     continue
+                for file in folder.iterdir():
+                    try:
+                        ids.add(bytes.fromhex(file.name.removesuffix(".part")))
+                    except ValueError:
+                        continue
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot list the blobs: {exc}") from exc
         return sorted(ids)
 
 
@@ -340,14 +343,22 @@ class BlobService:
         return len(orphans)
 
     async def expire_forever(self, interval: float = 3600.0) -> None:
-        """Sweep orphan files once, then expire blobs now and every ``interval`` seconds."""
-        swept = await self.sweep()
-        if swept:
-            log.info("removed %d blob files without a record", swept)
+        """Sweep orphan files once, then expire blobs now and every ``interval`` seconds. Storage
+        that fails (a disk that cannot be read, a Redis that is down) is logged and tried again
+        an interval later: it never ends the server."""
+        swept = False
         while True:
-            removed = await self.expire()
-            if removed:
-                log.info("expired %d blobs past their TTL", removed)
+            try:
+                if not swept:
+                    removed = await self.sweep()
+                    swept = True
+                    if removed:
+                        log.info("removed %d blob files without a record", removed)
+                removed = await self.expire()
+                if removed:
+                    log.info("expired %d blobs past their TTL", removed)
+            except StoreUnavailableError as exc:
+                log.warning("could not %s blobs: %s", "expire" if swept else "sweep", exc)
             await trio.sleep(interval)
 
 
