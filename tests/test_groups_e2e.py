@@ -113,6 +113,34 @@ async def test_a_device_left_out_for_a_full_mailbox_gets_the_sender_key_again(
     assert _lines(await drain(c["carol"])) == ["[club] alice: found"]
 
 
+async def test_a_group_change_a_full_mailbox_missed_is_delivered_again(
+        nursery, tmp_path: Path, relay_db) -> None:
+    """bob's mailbox is full when alice adds dave: the relay leaves bob out of the change.
+    alice is told, the change stays undelivered, and her next group command (which delivers
+    pending changes first, in the CLI and the daemon) brings it to bob once he collected his
+    mail; the members who had it ignore it the second time."""
+    relay, c = await _people(nursery, tmp_path, "alice", "bob", "carol", "dave", db=relay_db,
+                             config=RelayConfig(mailbox_quota=3))
+    async with session_of(c["alice"]) as a:
+        state = await a.group_create("club", ["bob", "carol"])  # bob: 1 message of 3
+        await a.send_text("bob", "one")
+        await a.send_text("bob", "two")  # bob: full
+        await a.group_add("club", ["dave"])
+        assert [n for n in a.notices if "bob.0 did not get the change of 'club'" in n]
+        assert a.groups.get(state.group_id).undelivered
+    assert _lines(await drain(c["bob"])) == [
+        "[club] alice: [created the group with bob, carol]", "alice: one", "alice: two"]
+    assert _lines(await drain(c["carol"])) == [
+        "[club] alice: [created the group with bob, carol]", "[club] alice: [added dave]"]
+    async with session_of(c["alice"]) as a:
+        await a.deliver_pending_updates()
+        assert not a.groups.get(state.group_id).undelivered
+    assert _lines(await drain(c["bob"])) == ["[club] alice: [added dave]"]
+    assert _lines(await drain(c["carol"])) == []
+    async with session_of(c["bob"]) as b:
+        assert b.find_group("club").state.members == ("alice", "bob", "carol", "dave")
+
+
 async def test_removed_member_cannot_read_later_messages(nursery, tmp_path: Path, relay_db) -> None:
     relay, c = await _people(nursery, tmp_path, "alice", "bob", "carol", db=relay_db)
     async with session_of(c["alice"]) as a:

@@ -197,21 +197,29 @@ class Groups(SessionBase):
     async def _deliver_update(self, update: GroupUpdate, removed: Iterable[str]) -> None:
         """Send ``update`` to every member device (this account's others too) and to
         ``removed`` accounts, then mark it delivered (with no member left, the relay deleted
-        the group: this account's other devices get it by ``send``)."""
+        the group: this account's other devices get it by ``send``). A device the relay left
+        out for a full mailbox keeps it undelivered, with a notice: the next group command
+        delivers it again (a device that holds it already ignores it)."""
         assert self.address is not None
         state = update.state
         payload = update.to_payload(int(self.client.clock() * 1000), self.client.random)
         devices = await self._member_devices({*state.members, self.address.account})
         targets = [Address(a, d) for a, ids in devices.items() for d in ids
                    if Address(a, d) != self.address]
+        skipped: set[Address] = set()
         if state.members:
-            await self._deliver_pairwise(state.group_id, payload.encode(), targets)
+            skipped = await self._deliver_pairwise(state.group_id, payload.encode(), targets)
         elif targets:  # the last member left: the relay deleted the group, so no group_deliver
             await self.send_payload(self.address.account, payload)
         for account in removed:
             await self.send_payload(account, payload)
-        with self.state.transaction():
-            self.groups.set_delivered(state.group_id)
+        for device in sorted(skipped):
+            self.notices.append(f"{device.account}.{device.device_id} did not get the change of "
+                                f"{state.name!r}: its mailbox at the relay is full; it is sent "
+                                "again with your next group command")
+        if not skipped:
+            with self.state.transaction():
+                self.groups.set_delivered(state.group_id)
 
     async def deliver_pending_updates(self) -> None:
         """Deliver again the updates this device made whose delivery did not finish."""
@@ -327,10 +335,12 @@ class Groups(SessionBase):
                                          chain_id=distribution.chain_id)
 
     async def _deliver_pairwise(self, group_id: bytes, plaintext: bytes,
-                                targets: list[Address], chain_id: int | None = None) -> None:
+                                targets: list[Address], chain_id: int | None = None
+                                ) -> set[Address]:
         """Encrypt ``plaintext`` for each target device and store it through ``group_deliver``,
         in requests of at most :data:`MAX_DELIVER_BYTES`; with ``chain_id``, record each batch
-        as holding that sender key once the relay stored it."""
+        as holding that sender key once the relay stored it. The devices the relay left out
+        (a full mailbox)."""
         await self._ensure_sessions(targets)
         cipher = self.cipher
         with self.state.transaction():  # every advanced chain on disk before anything leaves
@@ -338,21 +348,23 @@ class Groups(SessionBase):
         batch: list[bytes] = []
         batch_targets: list[Address] = []
         size = 0
+        skipped: set[Address] = set()
         for target, envelope in zip(targets, envelopes, strict=True):
             if batch and size + len(envelope) > MAX_DELIVER_BYTES:
-                await self._deliver_batch(group_id, batch, batch_targets, chain_id)
+                skipped |= await self._deliver_batch(group_id, batch, batch_targets, chain_id)
                 batch, batch_targets, size = [], [], 0
             batch.append(envelope)
             batch_targets.append(target)
             size += len(envelope)
         if batch:
-            await self._deliver_batch(group_id, batch, batch_targets, chain_id)
+            skipped |= await self._deliver_batch(group_id, batch, batch_targets, chain_id)
+        return skipped
 
     async def _deliver_batch(self, group_id: bytes, envelopes: list[bytes],
-                             targets: list[Address], chain_id: int | None) -> None:
+                             targets: list[Address], chain_id: int | None) -> set[Address]:
         """Store one batch through ``group_deliver``; with ``chain_id``, record the devices
         the relay stored it for as holding that sender key (one it left out for a full
-        mailbox gets the key again before the next message)."""
+        mailbox gets the key again before the next message). The devices it left out."""
         try:
             answer = await self.connection.request("group_deliver", group_id=group_id,
                                                    envelopes=envelopes)
@@ -369,6 +381,7 @@ class Groups(SessionBase):
             with self.state.transaction():
                 self.groups.add_shared(group_id, chain_id,
                                        [t for t in targets if t not in skipped])
+        return skipped
 
     # -- receiving (inside the caller's transaction) ----------------------------------------
 
