@@ -48,11 +48,13 @@ from e2e_proto.address import Address
 from ..common.store_base import Bundle
 from . import redis_keys as keys
 from . import redis_scripts as scripts
+from .config import RelayConfig
 from .group_commit import GroupCommit
 from .hub import MAIL
 from .redis_blobs import RedisRelayBlobs
 from .redis_errors import unavailable
 from .redis_federation import RedisRelayFederation
+from .redis_limits import RedisRelayLimits
 from .store import (
     ACCOUNT_CACHE_SIZE,
     AccountRecord,
@@ -132,6 +134,10 @@ class RedisRelayStore:
             GroupCommit(self._mailbox_round))
         self.blobs = RedisRelayBlobs(client)
         self.federation = RedisRelayFederation(client)
+
+    def limits(self, config: RelayConfig) -> RedisRelayLimits:
+        """The users' limits, in Redis: counted once for all nodes."""
+        return RedisRelayLimits(self.client, config)
 
     async def load_scripts(self) -> None:
         """Load the scripts into Redis now (a restarted Redis gets them again on first use)."""
