@@ -12,7 +12,6 @@ from e2e_proto.errors import E2EProtoError
 from e2e_proto.keys import Ed25519PublicKey
 
 from ..common.requests import RequestError, retry_later
-from ..common.store_base import StoreUnavailableError
 from .fields import account_field, require_field
 from .store import NameTakenError
 
@@ -51,10 +50,7 @@ async def register(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, An
                                               signed.body, signed.signature,
                                               {0: device_key.raw}, conn.relay.clock())
     except NameTakenError:
-        try:
-            await limits.give_back_registration(conn.source)  # nothing was registered
-        except StoreUnavailableError as exc:  # the name is taken all the same
-            log.warning("could not give back a registration: %s", exc)
+        await limits.give_back_registration(conn.source)  # nothing was registered
         raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken") from None
     log.info("registered account %s", account)
     await conn.become(Address(account, 0))
