@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import trio
 
 KeyT = TypeVar("KeyT", bound=Hashable)
+
+
+class Rate(NamedTuple):
+    """What a token bucket allows: ``per_second`` tokens a second, bursts up to ``burst``."""
+
+    per_second: float
+    burst: int
 
 
 class TokenBucket:

@@ -13,9 +13,10 @@ other nodes, and a request for a call elsewhere is refused as such.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from e2e_proto import relay_api as api
 from e2e_proto.payload import Payload
 from server.calls.registry import SfuGrant
 from server.relay.backends import open_backend
+from server.relay.config import RelayConfig
 from server.relay.store import Enqueue, Outgoing
 from storage.redis_server import LocalRedis
 from tests.fault_support import RelayProcess, free_port, send_and_receive
@@ -42,20 +44,21 @@ DEADLINE = 180.0
 
 
 class Cluster:
-    """One ``redis-server`` and :data:`NODES` relay processes on it, each on its own port."""
+    """One ``redis-server`` and ``nodes`` relay processes on it, each on its own port, each
+    given ``options``."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, nodes: int = NODES, options: Sequence[str] = ()) -> None:
         self.redis = LocalRedis(folder / "redis")
         self.blob_dir = folder / "blobs"  # one folder for every node, as a deployment shares
-        self.ports = [free_port() for _ in range(NODES)]
+        self.options = ["--blob-dir", str(self.blob_dir), *options]
+        self.ports = [free_port() for _ in range(nodes)]
         self.nodes: dict[int, RelayProcess] = {}
         for port in self.ports:
             self.start_node(port)
 
     def start_node(self, port: int) -> None:
         """Start (again) the node on ``port``."""
-        self.nodes[port] = RelayProcess(self.redis.url(), port,
-                                        ["--blob-dir", str(self.blob_dir)])
+        self.nodes[port] = RelayProcess(self.redis.url(), port, self.options)
 
     def kill_node(self, port: int) -> None:
         """SIGKILL the node on ``port``."""
@@ -274,6 +277,49 @@ async def test_a_group_message_and_files_cross_nodes(cluster: Cluster, tmp_path:
         assert [m.text for m in await drain(clients[name]) if m.warning is None] == ["got it"]
     stored = [p for p in cluster.blob_dir.rglob("*") if p.is_file()]
     assert stored == []  # every recipient said it has both files: both were deleted
+
+
+async def test_bundle_limits_count_a_requesters_fetches_through_every_node(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Three accounts each fetch bob's bundle alternately through two nodes (a session on one,
+    then on the other): each is refused
+    after as many as one node allows (a requester's budget per target device is one for all
+    nodes), and bob's one-time prekeys are handed out up to one budget for all nodes."""
+    first_node, second_node, _ = cluster.ports
+    config = RelayConfig()
+    await register(make_client(tmp_path / "bob", first_node), "bob")
+    with_opk = 0
+    for index in range(3):
+        mallory = make_client(tmp_path / f"mallory{index}", first_node)
+        await register(mallory, f"mallory{index}")
+        fetched = 0
+        with pytest.raises(ServerError) as caught:
+            for mallory.port in itertools.cycle((first_node, second_node)):
+                async with session_of(mallory) as m:  # one node at a time (no displacement)
+                    answer = await m.connection.request("fetch_bundles", account="bob")
+                with_opk += answer["bundles"][0][5] is not None
+                fetched += 1
+                assert fetched <= 2 * config.bundle_burst_per_target, "counted per node"
+        assert fetched == config.bundle_burst_per_target
+        assert caught.value.code == api.RATE_LIMITED and "bob.0" in str(caught.value)
+        assert caught.value.details["retry_after"] == 3600 / config.bundles_per_target_per_hour
+    assert with_opk == config.one_time_prekey_burst
+
+
+async def test_registrations_from_one_address_are_counted_through_every_node(
+        tmp_path: Path) -> None:
+    """Registrations from one address through two nodes stop at ``--registrations-per-hour``
+    for both together."""
+    cluster = Cluster(tmp_path, nodes=2, options=["--registrations-per-hour", "3"])
+    try:
+        ports = itertools.cycle(cluster.ports)
+        for index in range(3):
+            await register(make_client(tmp_path / f"user{index}", next(ports)), f"user{index}")
+        for port in cluster.ports:
+            with pytest.raises(ClientError, match="from this address"):
+                await register(make_client(tmp_path / f"more{port}", port), f"more{port}")
+    finally:
+        cluster.close()
 
 
 async def test_expiry_from_several_nodes_deletes_each_message_once(redis_server: LocalRedis

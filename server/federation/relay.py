@@ -199,7 +199,7 @@ class RelayFederation:
                 or len(set(wanted)) != len(wanted)):
             raise RequestError(api.BAD_REQUEST, "device_ids must list distinct devices of the "
                                "account, for a named social requester")
-        one_time = self.relay.bundle_limits.admit(
+        one_time = await self.relay.limits.admit_bundles(
             frame["requester"], [Address(account, i) for i in wanted], api.RATE_LIMITED)
         bundles = []
         for device_id in wanted:

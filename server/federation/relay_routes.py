@@ -120,8 +120,8 @@ async def cross_bundles(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
     if (type(wanted) is not list or not 0 < len(wanted) <= MAX_DEVICES
             or not all(is_valid_device_id(i) for i in wanted)):
         raise RequestError(api.BAD_REQUEST, f"device_ids must list 1 to {MAX_DEVICES} devices")
-    conn.relay.bundle_limits.admit(me, [Address(qualified, i) for i in wanted],
-                                   api.RATE_LIMITED)  # as for local bundles; the peer limits too
+    await conn.relay.limits.admit_bundles(me, [Address(qualified, i) for i in wanted],
+                                          api.RATE_LIMITED)  # as for local ones; the peer too
     answer = await _ask(conn, PEER_BUNDLES, account=name, device_ids=wanted,
                         requester=qualify(me, PRIVATE))
     return {"account": qualified, "bundles": answer.get("bundles")}

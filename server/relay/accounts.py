@@ -40,16 +40,17 @@ async def register(conn: RelayConnection, frame: dict[str, Any]) -> dict[str, An
     device_key = device_list.identity_of(0)
     assert device_key is not None
     conn.check_auth_signature(device_key, account, 0, frame.get("signature"))
-    registrations = conn.relay.registrations
-    if not registrations.take(conn.source):
+    limits = conn.relay.limits
+    wait = await limits.take_registration(conn.source)
+    if wait:
         raise retry_later(api.RATE_LIMITED, "too many accounts registered from this address",
-                          registrations.retry_after(conn.source))
+                          wait)
     try:
         await conn.relay.store.create_account(account, account_key.raw, device_list.version,
                                               signed.body, signed.signature,
                                               {0: device_key.raw}, conn.relay.clock())
     except NameTakenError:
-        registrations.give_back(conn.source)  # nothing was registered
+        await limits.give_back_registration(conn.source)  # nothing was registered
         raise RequestError(api.NAME_TAKEN, f"the name {account!r} is taken") from None
     log.info("registered account %s", account)
     await conn.become(Address(account, 0))

@@ -86,7 +86,7 @@ async def fetch_bundles(conn: RelayConnection, frame: dict[str, Any]) -> dict[st
         raise RequestError(api.BAD_REQUEST,
                            "device_ids must list distinct devices of the account")
     assert conn.address is not None
-    one_time = conn.relay.bundle_limits.admit(
+    one_time = await conn.relay.limits.admit_bundles(
         conn.address.account, [Address(account, i) for i in wanted], api.RATE_LIMITED)
     bundles = []
     for device_id in wanted:

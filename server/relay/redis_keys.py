@@ -62,6 +62,15 @@ key                             type    holds
 ``e2e:fed:cross``               set     the accounts that take cross-transport chats
 ``e2e:fed:handover``            string  who hands queued items over now (one node's token);
                                         expires unless renewed
+``e2e:limit:reg:SOURCE``        hash    a token bucket (see ``_BUCKETS`` in redis_scripts: ``t``
+                                        tokens, ``s`` when, at Redis's clock; expires once full
+                                        again) of registrations from a source address (an IPv4
+                                        address or an IPv6 /64)
+``e2e:limit:bundles:R``         hash    a token bucket of the prekey bundles account R fetched
+``e2e:limit:target:R:A:N``      hash    a token bucket of the bundles of device A.N that account R
+                                        fetched (R, A: account names, or ``name@social``)
+``e2e:limit:opk:A:N``           hash    a token bucket of the one-time prekeys of device A.N
+                                        handed out
 ==============================  ======  ==========================================================
 
 Channels: ``e2e:to:A:N`` carries events for device ``A.N`` (its nodes subscribe while they serve
@@ -100,6 +109,10 @@ FED_SHARES = "e2e:fed:shares"
 FED_SEQ = "e2e:fed:seq"
 FED_CROSS = "e2e:fed:cross"
 FED_HAND_OVER = "e2e:fed:handover"
+REGISTRATIONS_LIMIT = "e2e:limit:reg:"
+BUNDLES_LIMIT = "e2e:limit:bundles:"
+TARGET_LIMIT = "e2e:limit:target:"
+ONE_TIME_LIMIT = "e2e:limit:opk:"
 DEVICE_CHANNEL = "e2e:to:"
 LINK_CHANNEL = "e2e:linked:"
 ACCOUNTS_CHANNEL = "e2e:accounts"
@@ -222,3 +235,23 @@ def fed_log_key(account: str) -> str:
 def fed_record_key(link_id: bytes) -> str:
     """The hash of the records logged for a link."""
     return FED_RECORD + link_id.hex()
+
+
+def registrations_limit_key(source: str) -> str:
+    """The bucket of registrations from ``source``."""
+    return REGISTRATIONS_LIMIT + source
+
+
+def bundles_limit_key(requester: str) -> str:
+    """The bucket of the bundles ``requester`` fetched."""
+    return BUNDLES_LIMIT + requester
+
+
+def target_limit_key(requester: str, target: Address) -> str:
+    """The bucket of the bundles of ``target`` that ``requester`` fetched."""
+    return f"{TARGET_LIMIT}{requester}:{device_part(*target)}"
+
+
+def one_time_limit_key(target: Address) -> str:
+    """The bucket of ``target``'s one-time prekeys handed out."""
+    return ONE_TIME_LIMIT + device_part(*target)

@@ -648,10 +648,109 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 """
 
+_BUCKETS = """
+-- Token buckets as shared/rate_limits.py keeps them, at Redis's clock (the same for every
+-- node): a hash of 't' (tokens) and 's' (when they were counted), ARGV-given rate (tokens a
+-- second) and burst. A missing bucket is full; a bucket is deleted once full again (its TTL is
+-- the time until then), so idle buckets vanish and a forgotten bucket is a new one.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+
+local function level(key, rate, burst)
+  local held = redis.call('HMGET', key, 't', 's')
+  if not held[1] then
+    return burst
+  end
+  return math.min(burst, tonumber(held[1]) + math.max(0, now - tonumber(held[2])) * rate)
+end
+
+-- seconds until a bucket that holds ``tokens`` holds ``count``, as a string (Redis would
+-- truncate a number): '0' now, 'inf' never
+local function wait(tokens, count, rate, burst)
+  local missing = count - tokens
+  if missing <= 0 then
+    return '0'
+  end
+  if count > burst or rate <= 0 then
+    return 'inf'
+  end
+  return string.format('%.17g', missing / rate)
+end
+
+local function keep(key, tokens, rate, burst)
+  if tokens >= burst then
+    redis.call('DEL', key)
+    return
+  end
+  redis.call('HSET', key, 't', string.format('%.17g', tokens), 's', string.format('%.17g', now))
+  local full_in = (burst - tokens) / rate * 1000
+  if rate > 0 and full_in < 1e15 then
+    redis.call('PEXPIRE', key, string.format('%d', math.ceil(full_in)))
+  else
+    redis.call('PERSIST', key)  -- it never fills up again
+  end
+end
+
+local function take(key, count, rate, burst)
+  local tokens = level(key, rate, burst)
+  if tokens < count then
+    return false
+  end
+  keep(key, tokens - count, rate, burst)
+  return true
+end
+"""
+
+TAKE_TOKENS = _BUCKETS + """
+-- KEYS[1] a bucket; ARGV rate, burst, count. Returns '0' (taken), or how many seconds until
+-- the bucket holds count (nothing taken).
+local rate, burst, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if take(KEYS[1], count, rate, burst) then
+  return '0'
+end
+return wait(level(KEYS[1], rate, burst), count, rate, burst)
+"""
+
+GIVE_BACK_TOKENS = _BUCKETS + """
+-- KEYS[1] a bucket; ARGV rate, burst, count: return count tokens (never past the burst)
+local rate, burst, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+keep(KEYS[1], math.min(burst, level(KEYS[1], rate, burst) + count), rate, burst)
+"""
+
+ADMIT_BUNDLES = _BUCKETS + """
+-- A requester's bundles of n target devices (server/common/bundle_limits.py), counted whole or
+-- refused whole. KEYS[1] the requester's bucket, KEYS[2..n+1] the requester's bucket of each
+-- target, KEYS[n+2..2n+1] each target's one-time prekey bucket. ARGV[1] n, then rate and
+-- burst of the requester's, the per-target and the one-time prekey buckets.
+-- Returns {'target', i, seconds} (the i-th target's bucket is empty), {'requester', seconds}
+-- (nothing counted either way), or {'ok', n flags}: '1' where the i-th target's bundle may
+-- carry a one-time prekey (the budget never refuses).
+local n = tonumber(ARGV[1])
+local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
+local target_rate, target_burst = tonumber(ARGV[4]), tonumber(ARGV[5])
+local opk_rate, opk_burst = tonumber(ARGV[6]), tonumber(ARGV[7])
+for i = 1, n do
+  local seconds = wait(level(KEYS[1 + i], target_rate, target_burst), 1, target_rate,
+                       target_burst)
+  if seconds ~= '0' then
+    return {'target', i, seconds}
+  end
+end
+if not take(KEYS[1], n, rate, burst) then
+  return {'requester', wait(level(KEYS[1], rate, burst), n, rate, burst)}
+end
+local admitted = {'ok'}
+for i = 1, n do
+  take(KEYS[1 + i], 1, target_rate, target_burst)
+  admitted[1 + i] = take(KEYS[1 + n + i], 1, opk_rate, opk_burst) and '1' or '0'
+end
+return admitted
+"""
+
 ALL = (CREATE_ACCOUNT, REPLACE_DEVICE_LIST, DEVICE_INFO, SET_DEVICE_FIELD, LINK_SIGNATURES,
        STORE_PREKEYS, TAKE_BUNDLE, MAILBOX_ROUND, CLAIM, EXPIRE, OFFER_LINK, TAKE_LINK,
        WITHDRAW_LINK, PUT_GROUP, BEGIN_BLOB, COMPLETE_BLOB, DELETE_BLOB, EXPIRE_BLOBS,
        MARK_FETCHED, ADD_FEDERATION_LINK, REVOKE_FEDERATION_LINK,
        QUEUE_FEDERATION_ITEM, FEDERATION_ITEMS, FEDERATION_ITEM_DONE, SHARING_LOG,
-       CLAIM_HAND_OVER, RELEASE_HAND_OVER)
+       CLAIM_HAND_OVER, RELEASE_HAND_OVER, TAKE_TOKENS, GIVE_BACK_TOKENS, ADMIT_BUNDLES)
 """Every script, as a node loads them when it starts."""

@@ -4,8 +4,9 @@ All relay state lives in one Redis (layout: :mod:`server.relay.redis_keys`): acc
 lists, link signatures, prekeys, mailboxes with their usage, pending links, group routing copies,
 blob metadata (:mod:`server.relay.redis_blobs`; the bytes are files under ``--blob-dir``,
 which the nodes share) and what the relay keeps for the other transport (account links, sharing
-logs, items for the social server: :mod:`server.relay.redis_federation`), so that any node can
-serve any device. Every change of more than one key is one Lua script
+logs, items for the social server: :mod:`server.relay.redis_federation`) and the limits that
+protect users (:mod:`server.relay.redis_limits`), so that any node can serve any device and
+N nodes allow what one does. Every change of more than one key is one Lua script
 (:mod:`server.relay.redis_scripts`), atomic in Redis; a send is acknowledged only after Redis
 answered, which with ``appendonly yes`` and ``appendfsync always`` is after its fsync. The
 insert script also publishes "new mail" on each recipient's channel, so the nodes serving them
@@ -48,11 +49,13 @@ from e2e_proto.address import Address
 from ..common.store_base import Bundle
 from . import redis_keys as keys
 from . import redis_scripts as scripts
+from .config import RelayConfig
 from .group_commit import GroupCommit
 from .hub import MAIL
 from .redis_blobs import RedisRelayBlobs
 from .redis_errors import unavailable
 from .redis_federation import RedisRelayFederation
+from .redis_limits import RedisRelayLimits
 from .store import (
     ACCOUNT_CACHE_SIZE,
     AccountRecord,
@@ -132,6 +135,10 @@ class RedisRelayStore:
             GroupCommit(self._mailbox_round))
         self.blobs = RedisRelayBlobs(client)
         self.federation = RedisRelayFederation(client)
+
+    def limits(self, config: RelayConfig) -> RedisRelayLimits:
+        """The users' limits, in Redis: counted once for all nodes."""
+        return RedisRelayLimits(self.client, config)
 
     async def load_scripts(self) -> None:
         """Load the scripts into Redis now (a restarted Redis gets them again on first use)."""

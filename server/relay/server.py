@@ -8,10 +8,11 @@ stream can no longer be parsed, a disconnect); they never stop the server.
 
 With several relay processes on one Redis (DESIGN §17) each process is a *node*: its registry
 holds its own connections, and the hub carries events to the nodes that serve the other
-devices. Counted per node: the limits per account on requests, bundles and connections, the
-connections waiting to authenticate, pending links overall and per source address, and
-registrations per address; counted in the store, for all nodes: pending links per account,
-mailbox quotas and blob quotas. Calls stay on the node where they started
+devices. Counted per node (they protect one process): the limits per account on requests and
+connections, the connections waiting to authenticate, and pending links overall and per source
+address; counted in the store, for all nodes: pending links per account, mailbox quotas, blob
+quotas, and the limits that protect users (:attr:`Relay.limits`: registrations per address,
+prekey bundles and one-time prekeys handed out). Calls stay on the node where they started
 (:mod:`server.relay.calls`); their rings and ends reach every node.
 """
 
@@ -32,7 +33,6 @@ from shared.rate_limits import TokenBuckets
 
 from ..calls.registry import Call, CallRegistry, SfuGrant
 from ..common.blobs import BlobFolder, BlobService, default_blob_dir, scratch_blob_dir
-from ..common.bundle_limits import BundleLimits
 from ..common.connection import ConnectionRegistry
 from ..common.slots import Slots
 from ..common.store_base import StoreUnavailableError
@@ -91,12 +91,9 @@ class Relay(ConnectionRegistry[Address, "RelayConnection"]):
         self.account_requests = TokenBuckets(self.config.account_requests_per_second,
                                              self.config.account_request_burst)
         """Requests per account, over all its connections."""
-        config = self.config
-        self.bundle_limits = BundleLimits(config)
-        """Prekey bundles and one-time prekeys handed out (against draining)."""
-        self.registrations = TokenBuckets[str](config.registrations_per_hour / 3600,
-                                               config.registration_burst)
-        """Accounts registered per source address."""
+        self.limits = store.limits(self.config)
+        """Accounts registered per source address, prekey bundles and one-time prekeys handed
+        out (against draining): counted for every node on the store."""
         self.federation: RelayFederation | None = None
         """The link to the social server (:mod:`server.federation.relay`), when configured."""
 

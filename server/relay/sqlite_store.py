@@ -25,7 +25,9 @@ from storage.sqlite import add_missing_column, immediate_transaction, open_priva
 from ..common.blob_index import SqliteBlobIndex
 from ..common.store_base import Bundle, storage, take_bundle
 from ..federation.relay_store import SqliteRelayFederation
+from .config import RelayConfig
 from .group_commit import GroupCommit
+from .limits import MemoryRelayLimits
 from .store import (
     ACCOUNT_CACHE_SIZE,
     LINK_IN_USE,
@@ -195,6 +197,10 @@ class SqliteRelayStore:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+    def limits(self, config: RelayConfig) -> MemoryRelayLimits:
+        """The users' limits, in memory: the relay is the one process on an SQLite file."""
+        return MemoryRelayLimits(config)
 
     def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return immediate_transaction(self._db)

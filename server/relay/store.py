@@ -21,6 +21,8 @@ from typing import NamedTuple, Protocol
 from ..common.blob_index import BlobIndex
 from ..common.store_base import Bundle
 from ..federation.relay_store import RelayFederationStore
+from .config import RelayConfig
+from .limits import RelayLimits
 
 ACCOUNT_CACHE_SIZE = 100_000
 """Decoded accounts a store keeps in memory at most (they are read on every request)."""
@@ -258,6 +260,11 @@ class RelayStore(Protocol):
     federation: RelayFederationStore
     """Account links, the sharing log, items for the social server and the accounts that
     take cross-transport chats (:mod:`server.federation.relay_store`)."""
+
+    def limits(self, config: RelayConfig) -> RelayLimits:
+        """The limits that protect users (registrations, prekey bundles), as ``config`` sets
+        them, counted once for every relay process on this store (:mod:`server.relay.limits`)."""
+        ...
 
     async def create_account(self, account: str, account_key: bytes, list_version: int,
                              list_body: bytes, list_signature: bytes,
