@@ -143,3 +143,13 @@ async def test_an_unreachable_redis_makes_the_limits_unavailable(tmp_path: Path)
                 await limits.admit_bundles("alice", BOB[:1], api.RATE_LIMITED)
     finally:
         redis.kill()
+
+
+async def test_more_bundles_at_once_than_the_burst_are_refused_without_a_wait(
+        limits: RelayLimits) -> None:
+    """More targets in one request than the requester's burst can never be had whole: the
+    refusal says to ask for fewer, names no wait, and counts nothing."""
+    targets = [Address("bob", i) for i in range(CONFIG.bundle_burst + 1)]
+    refused = await refusal(limits, "alice", targets)
+    assert "ask for fewer" in str(refused) and "retry_after" not in refused.details
+    assert await limits.admit_bundles("alice", targets[:2], api.RATE_LIMITED) == set(targets[:2])

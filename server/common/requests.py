@@ -28,7 +28,11 @@ class RequestError(Exception):
 
 def retry_later(code: str, what: str, retry_after: float) -> RequestError:
     """A rate-limit refusal (``code``: the API's ``rate_limited``) that says when to retry: in
-    the message and as ``retry_after``, whole seconds."""
+    the message and as ``retry_after``, whole seconds; with no ``retry_after`` when it never
+    could be had (``retry_after`` infinite: more at once than the limit's burst)."""
+    if not math.isfinite(retry_after):
+        return RequestError(code, f"{what}: more at once than this server ever allows; "
+                            "ask for fewer")
     seconds = math.ceil(retry_after)
     return RequestError(code, f"{what}; try again in {seconds} s", retry_after=seconds)
 
