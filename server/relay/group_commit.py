@@ -9,6 +9,11 @@ most ``MAX_GATHER_TICKS`` times: under load the requests of one scheduler pass a
 next, and a round that takes them too saves a commit each; alone, a call waits one pass, as
 before); then it runs them all in one round and wakes the others. Each call still succeeds or
 fails on its own. While a round is out (a Redis call is awaited), the next one gathers.
+
+A *deferrable* call (one no other request waits for: an acknowledgement) starts no round while
+one is out: it joins the next round another call starts, or starts its own once no round is
+out. Under load it then costs no round of its own (on Redis a command, and an fsync in the
+Redis that a send's round would wait behind); alone, it runs at once as before.
 """
 
 from __future__ import annotations
@@ -45,32 +50,53 @@ class GroupCommit(Generic[ItemT, ResultT]):
         self._round: list[_Waiting[ItemT, ResultT]] = []
         self.rounds = 0
         self.items = 0
+        self._out = 0  # rounds being run
+        self._deferred = 0  # deferrable calls waiting for a round to join
+        self._moved = trio.Event()  # set when a round begins to gather, or one comes back
+
+    def _signal(self) -> None:
+        """Wake the deferred calls: a round they may join gathers, or one came back."""
+        self._moved.set()
+        self._moved = trio.Event()
 
     async def _gather(self) -> None:
         """Yield to the scheduler until a pass adds nothing to the round (at most
-        ``MAX_GATHER_TICKS`` passes)."""
-        size = len(self._round)
+        ``MAX_GATHER_TICKS`` passes; the deferred calls this round's start woke join in the
+        pass after they wake, so the first pass does not end it while there are any)."""
+        size, deferred = len(self._round), self._deferred
         for _ in range(MAX_GATHER_TICKS):
             await trio.lowlevel.cancel_shielded_checkpoint()
-            if len(self._round) == size:
+            if len(self._round) == size and not deferred:
                 return
-            size = len(self._round)
+            size, deferred = len(self._round), 0
 
-    async def run(self, item: ItemT) -> ResultT:
-        """Run ``item`` in the next round; its result, or raises the error that undid it."""
+    async def run(self, item: ItemT, deferrable: bool = False) -> ResultT:
+        """Run ``item`` in the next round (``deferrable``: in none of its own while a round is
+        out); its result, or raises the error that undid it."""
+        if deferrable:
+            while self._out and not self._round:
+                self._deferred += 1
+                try:
+                    await self._moved.wait()
+                finally:
+                    self._deferred -= 1
         waiting: _Waiting[ItemT, ResultT] = _Waiting(item)
         self._round.append(waiting)
         if len(self._round) == 1:
+            self._signal()
             # Shielded: a leader cancelled half way would strand the others of its round.
             with trio.CancelScope(shield=True):
                 await self._gather()
                 batch, self._round = self._round, []
                 outcomes: Sequence[ResultT | Exception]
+                self._out += 1
                 try:
                     outcomes = await self.run_round([w.item for w in batch])
                 except Exception as exc:  # nothing was done: every member fails with it
                     outcomes = [exc] * len(batch)
                 finally:
+                    self._out -= 1
+                    self._signal()
                     self.rounds += 1
                     self.items += len(batch)
                 for member, outcome in zip(batch, outcomes, strict=True):

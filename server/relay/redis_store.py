@@ -283,8 +283,9 @@ class RedisRelayStore:
 
     @unavailable
     async def acknowledge(self, write: Acknowledge) -> None:
-        """Delete a device's messages by seq."""
-        await self._mailboxes.run(write)
+        """Delete a device's messages by seq (deferrable: under load it joins a round of
+        sends instead of costing one of its own)."""
+        await self._mailboxes.run(write, deferrable=True)
 
     @unavailable
     async def pending(self, account: str, device_id: int, after_seq: int, limit: int
