@@ -25,9 +25,10 @@ from typing import Generic, TypeVar
 import trio
 
 MAX_GATHER_TICKS = 4
-"""Scheduler passes a leader waits at most for its round to fill. On the relay benchmark at 16
-pairs (one A/B run on a quiet machine) a fixed one pass gave 0.67x the bare relay, two 0.74x,
-three 0.87x, with fewer and fuller commits; each pass adds tens of microseconds of latency."""
+"""Scheduler passes a leader waits at most for its round to fill, by default (the SQLite store:
+its commit blocks the node, so a fuller one pays). On the relay benchmark at 16 pairs (one A/B
+run on a quiet machine) a fixed one pass gave 0.67x the bare relay, two 0.74x, three 0.87x, with
+fewer and fuller commits; each pass adds tens of microseconds of latency."""
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -44,9 +45,11 @@ class GroupCommit(Generic[ItemT, ResultT]):
     """Batches calls into shared rounds of ``run``, which takes the round's items and gives, per
     item, its result or the error that undid it."""
 
-    def __init__(self, run: Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT | Exception]]]
-                 ) -> None:
+    def __init__(self, run: Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT | Exception]]],
+                 gather_ticks: int = MAX_GATHER_TICKS) -> None:
         self.run_round = run
+        self.gather_ticks = gather_ticks
+        """Scheduler passes a leader waits at most for its round to fill."""
         self._round: list[_Waiting[ItemT, ResultT]] = []
         self.rounds = 0
         self.items = 0
@@ -61,10 +64,10 @@ class GroupCommit(Generic[ItemT, ResultT]):
 
     async def _gather(self) -> None:
         """Yield to the scheduler until a pass adds nothing to the round (at most
-        ``MAX_GATHER_TICKS`` passes; the deferred calls this round's start woke join in the
-        pass after they wake, so the first pass does not end it while there are any)."""
+        ``gather_ticks`` passes; the deferred calls this round's start woke join in the pass
+        after they wake, so the first pass does not end it while there are any)."""
         size, deferred = len(self._round), self._deferred
-        for _ in range(MAX_GATHER_TICKS):
+        for _ in range(self.gather_ticks):
             await trio.lowlevel.cancel_shielded_checkpoint()
             if len(self._round) == size and not deferred:
                 return

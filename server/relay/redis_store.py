@@ -78,6 +78,11 @@ from .store import (
     StaleListError,
 )
 
+GATHER_TICKS = 2
+"""Scheduler passes a round of mailbox calls gathers at most (the SQLite store's four would
+cost latency here: a Redis round does not block the node, and acknowledgements wait for rounds
+anyway). Relay benchmark at 16 pairs, one node, 2 x 5 s alternating runs: 0.47-0.52x the bare
+relay with four passes, 0.53-0.54x with two, 0.50-0.56x with one."""
 EXPIRE_BATCH = 1000
 """Messages one expiry script deletes at most, so that Redis is never blocked for long."""
 MAIL_EVENT = msgpack.packb([MAIL, None])
@@ -132,7 +137,7 @@ class RedisRelayStore:
         self._withdraw_link = client.register_script(scripts.WITHDRAW_LINK)
         self._mailbox_script = client.register_script(scripts.MAILBOX_ROUND)
         self._mailboxes: GroupCommit[MailboxCall, list[Delivery] | Enqueued | None] = (
-            GroupCommit(self._mailbox_round))
+            GroupCommit(self._mailbox_round, GATHER_TICKS))
         self.blobs = RedisRelayBlobs(client)
         self.federation = RedisRelayFederation(client)
 
