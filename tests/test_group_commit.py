@@ -13,11 +13,18 @@ from server.relay.group_commit import GroupCommit
 
 
 class Rounds:
-    """A round function that records each round's items and comes back when told to."""
+    """A group commit whose rounds record their items and come back when told to, and the
+    results of its calls."""
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
         self._release: list[trio.Event] = []
+        self.commit: GroupCommit[str, str] = GroupCommit(self.run)
+        self.results: dict[str, str] = {}
+
+    async def call(self, item: str, deferrable: bool = False) -> None:
+        """Run ``item`` through the group commit and keep its result."""
+        self.results[item] = await self.commit.run(item, deferrable=deferrable)
 
     async def run(self, items: Sequence[str]) -> list[str]:
         self.batches.append(sorted(items))
@@ -36,11 +43,6 @@ class Rounds:
             release.set()
 
 
-async def _call(commit: GroupCommit[str, str], item: str, results: dict[str, str],
-                deferrable: bool = False) -> None:
-    results[item] = await commit.run(item, deferrable=deferrable)
-
-
 async def _steps(rounds: Rounds, steps: Callable[[trio.Nursery], Awaitable[None]]) -> None:
     """Run ``steps`` with a nursery for the calls; every round comes back at the end, also
     when a step fails (rounds are shielded: a failing test must fail, not hang)."""
@@ -54,43 +56,39 @@ async def _steps(rounds: Rounds, steps: Callable[[trio.Nursery], Awaitable[None]
 
 async def test_a_deferrable_call_joins_the_next_round_instead_of_starting_one() -> None:
     rounds = Rounds()
-    commit: GroupCommit[str, str] = GroupCommit(rounds.run)
-    results: dict[str, str] = {}
 
     async def steps(nursery: trio.Nursery) -> None:
-        nursery.start_soon(_call, commit, "send 1", results)
+        nursery.start_soon(rounds.call, "send 1")
         await trio.testing.wait_all_tasks_blocked()
         assert rounds.batches == [["send 1"]]  # out, and held there
-        nursery.start_soon(_call, commit, "ack 1", results, True)
+        nursery.start_soon(rounds.call, "ack 1", True)
         await trio.testing.wait_all_tasks_blocked()
         assert rounds.batches == [["send 1"]]  # the ack started no round of its own
-        nursery.start_soon(_call, commit, "send 2", results)
+        nursery.start_soon(rounds.call, "send 2")
         await trio.testing.wait_all_tasks_blocked()
         assert rounds.batches == [["send 1"], ["ack 1", "send 2"]]  # it joined this one
 
     await _steps(rounds, steps)
-    assert results == {item: f"done {item}" for item in ("send 1", "ack 1", "send 2")}
+    assert rounds.results == {item: f"done {item}" for item in ("send 1", "ack 1", "send 2")}
 
 
 async def test_a_deferrable_call_runs_its_own_round_once_none_is_out() -> None:
     rounds = Rounds()
-    commit: GroupCommit[str, str] = GroupCommit(rounds.run)
-    results: dict[str, str] = {}
 
     async def steps(nursery: trio.Nursery) -> None:
-        nursery.start_soon(_call, commit, "send", results)
+        nursery.start_soon(rounds.call, "send")
         await trio.testing.wait_all_tasks_blocked()
-        nursery.start_soon(_call, commit, "ack 1", results, True)
-        nursery.start_soon(_call, commit, "ack 2", results, True)
+        nursery.start_soon(rounds.call, "ack 1", True)
+        nursery.start_soon(rounds.call, "ack 2", True)
         await trio.testing.wait_all_tasks_blocked()
         assert rounds.batches == [["send"]]
         rounds.release(0)  # nothing else came: the waiting acks share one round
         await trio.testing.wait_all_tasks_blocked()
         assert rounds.batches == [["send"], ["ack 1", "ack 2"]]
         rounds.release(1)
-        nursery.start_soon(_call, commit, "ack 3", results, True)  # none out: at once
+        nursery.start_soon(rounds.call, "ack 3", True)  # none out: at once
         await trio.testing.wait_all_tasks_blocked()
         assert rounds.batches[-1] == ["ack 3"]
 
     await _steps(rounds, steps)
-    assert set(results) == {"send", "ack 1", "ack 2", "ack 3"}
+    assert set(rounds.results) == {"send", "ack 1", "ack 2", "ack 3"}
