@@ -24,7 +24,7 @@ import trio
 
 from e2e_proto.address import Address
 from server.common.blob_index import BlobQuotaError, BlobRecord, BlobTakenError
-from server.common.store_base import Bundle
+from server.common.store_base import Bundle, StoreUnavailableError
 from server.federation.relay_store import (
     SHARE,
     UNLINK,
@@ -32,7 +32,7 @@ from server.federation.relay_store import (
     SharingEntry,
     StoredLink,
 )
-from server.relay import redis_keys
+from server.relay import redis_keys, redis_store
 from server.relay.backends import open_backend
 from server.relay.hub import PUSH, DeviceEvent
 from server.relay.redis_store import RedisRelayStore
@@ -44,6 +44,7 @@ from server.relay.store import (
     DeviceGoneError,
     DeviceInfo,
     Enqueue,
+    Enqueued,
     GroupLimitError,
     GroupRoute,
     NameTakenError,
@@ -336,6 +337,38 @@ async def test_calls_that_share_a_round_succeed_or_fail_each_on_its_own(
     assert answers["read"] == carols[1:]
     assert await stored(store) == [b"new"]
     assert await stored(store, "bob", 1) == [b"old1", b"n"]
+
+
+@pytest.mark.parametrize("round_bytes", [redis_store.ROUND_BYTES, 1])
+async def test_redis_a_call_that_fails_in_its_round_fails_alone(
+        redis_server: LocalRedis, monkeypatch: pytest.MonkeyPatch, round_bytes: int) -> None:
+    """A Redis error in one call of a round (here a key of the wrong type) answers that call
+    ``unavailable`` and no other: a send that shares its round is stored and answered as such,
+    whether the round is one script call or, past ``ROUND_BYTES``, one per part."""
+    monkeypatch.setattr(redis_store, "ROUND_BYTES", round_bytes)
+    redis_server.flush()
+    async with open_backend(store_url(redis_server.url())) as (store, _hub):
+        assert isinstance(store, RedisRelayStore)
+        await make_account(store)
+        await store.client.set(redis_keys.mailbox_key("carol", 0), "not a mailbox")
+        answers: dict[str, object] = {}
+
+        async def run(name: str, call: Any, argument: Any) -> None:
+            try:
+                answers[name] = await call(argument)
+            except StoreUnavailableError as exc:
+                answers[name] = exc
+
+        rounds = store._mailboxes.rounds
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "send", store.enqueue, send(("bob", 0, b"hello")))
+            nursery.start_soon(run, "broken", lambda _: store.pending("carol", 0, 0, 10), None)
+            nursery.start_soon(run, "later", store.enqueue, send(("bob", 0, b"later")))
+        assert store._mailboxes.rounds == rounds + 1
+        assert isinstance(answers["broken"], StoreUnavailableError)
+        assert "WRONGTYPE" in str(answers["broken"])
+        assert isinstance(answers["send"], Enqueued) and isinstance(answers["later"], Enqueued)
+        assert sorted(await stored(store)) == [b"hello", b"later"]
 
 
 async def test_message_quota_refuses_the_whole_send(store: RelayStore) -> None:

@@ -95,7 +95,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
                 self._out += 1
                 try:
                     outcomes = await self.run_round([w.item for w in batch])
-                except Exception as exc:  # nothing was done: every member fails with it
+                except Exception as exc:  # the round failed whole: every member fails with it
                     outcomes = [exc] * len(batch)
                 finally:
                     self._out -= 1

@@ -7,8 +7,9 @@ says; a script that must find keys from the data (the devices a new device list 
 mailboxes of expired messages) builds their names from prefixes it is given, so the layout
 needs one Redis primary (not Redis Cluster).
 
-Numbers pass as decimal strings; seqs are formatted with ``%d``, so the expiry entry written
-with a message is the one deleted with it.
+Numbers pass as decimal strings, or as MessagePack numbers in ``MAILBOX_ROUND``'s document (Lua
+numbers: exact below 2^53, which seqs never reach); seqs are formatted with ``%d``, so the
+expiry entry written with a message is the one deleted with it.
 """
 
 from __future__ import annotations
@@ -291,8 +292,18 @@ MAILBOX_ROUND = _GRANT + _function("enqueue", ENQUEUE) + _function("acknowledge"
 -- KEYS: every call's keys in order. ARGV[1]: MessagePack (strings and bytes as raw), an array
 -- with per call: its kind ('e' ENQUEUE, 'a' ACKNOWLEDGE, 'r' read), how many keys it has, then
 -- its arguments. A read has KEYS mailbox, arguments lowest score ('(' seq: after seq), at
--- most this many. Returns, in MessagePack, each call's result in order (a read: envelope, seq,
--- envelope, seq...).
+-- most this many. Returns, in MessagePack, per call in order {1, its result} (a read: envelope,
+-- seq, envelope, seq...), or {0, the error} when a Redis error stopped that call (the others
+-- still run: one call's failure is its own).
+local function run_call(kind, call_keys, call_args)
+  if kind == 'e' then
+    return enqueue(call_keys, call_args)
+  elseif kind == 'a' then
+    return acknowledge(call_keys, call_args)
+  end
+  return redis.call('ZRANGE', call_keys[1], call_args[1], '+inf', 'BYSCORE', 'LIMIT', 0,
+                    call_args[2], 'WITHSCORES')
+end
 local results = {}
 local k = 0
 for c, call in ipairs(cmsgpack.unpack(ARGV[1])) do
@@ -304,13 +315,11 @@ for c, call in ipairs(cmsgpack.unpack(ARGV[1])) do
   for i = 3, #call do
     call_args[i - 2] = call[i]
   end
-  if call[1] == 'e' then
-    results[c] = enqueue(call_keys, call_args)
-  elseif call[1] == 'a' then
-    results[c] = acknowledge(call_keys, call_args)
-  else
-    results[c] = redis.call('ZRANGE', call_keys[1], call_args[1], '+inf', 'BYSCORE',
-                            'LIMIT', 0, call_args[2], 'WITHSCORES')
+  local ok, result = pcall(run_call, call[1], call_keys, call_args)
+  if ok then
+    results[c] = {1, result}
+  else  -- this call only (what it wrote before the error stays: each call is idempotent)
+    results[c] = {0, type(result) == 'table' and result.err or tostring(result)}
   end
 end
 return cmsgpack.pack(results)

@@ -42,11 +42,12 @@ from typing import Any, NamedTuple
 
 import coredis
 import msgpack
+from coredis.exceptions import RedisError
 
 from e2e_proto import relay_api as api
 from e2e_proto.address import Address
 
-from ..common.store_base import Bundle
+from ..common.store_base import Bundle, StoreUnavailableError
 from . import redis_keys as keys
 from . import redis_scripts as scripts
 from .config import RelayConfig
@@ -83,6 +84,9 @@ GATHER_TICKS = 2
 cost latency here: a Redis round does not block the node, and acknowledgements wait for rounds
 anyway). Relay benchmark at 16 pairs, one node, 2 x 5 s alternating runs: 0.47-0.52x the bare
 relay with four passes, 0.53-0.54x with two, 0.50-0.56x with one."""
+ROUND_BYTES = 4 * 1024 * 1024
+"""Bytes of arguments (envelopes, names) one round script takes at most; a larger round is run
+as several (each call whole: one call is at most a request frame, 1 MiB)."""
 EXPIRE_BATCH = 1000
 """Messages one expiry script deletes at most, so that Redis is never blocked for long."""
 MAIL_EVENT = msgpack.packb([MAIL, None])
@@ -302,19 +306,41 @@ class RedisRelayStore:
     async def _mailbox_round(self, calls: Sequence[MailboxCall]
                              ) -> list[list[Delivery] | Enqueued | Exception | None]:
         """The round's mailbox reads and writes, in order, as one script call (a Redis that
-        restarted gets the script again): one command however many calls the round holds."""
-        round_keys: list[str] = []
+        restarted gets the script again): one command however many calls the round holds, up
+        to ``ROUND_BYTES`` of arguments (past that, one command per part, so that no script
+        holds Redis for long). A call that fails in Redis fails alone."""
+        outcomes: list[list[Delivery] | Enqueued | Exception | None] = []
+        part: list[MailboxCall] = []
+        part_keys: list[str] = []
         documents: list[list[Any]] = []
+        size = 0
         for call in calls:
             kind, call_keys, call_args = self._script_call(call)
-            round_keys += call_keys
+            weight = sum(len(a) for a in call_args if isinstance(a, bytes | str))
+            if part and size + weight > ROUND_BYTES:
+                outcomes += await self._run_part(part, part_keys, documents)
+                part, part_keys, documents, size = [], [], [], 0
+            part.append(call)
+            part_keys += call_keys
             documents.append([kind, len(call_keys), *call_args])
-        replies = msgpack.unpackb(
-            await self._mailbox_script(round_keys, [msgpack.packb(documents, use_bin_type=False)]),
-            raw=True)
+            size += weight
+        return outcomes + await self._run_part(part, part_keys, documents)
+
+    async def _run_part(self, calls: Sequence[MailboxCall], round_keys: list[str],
+                        documents: list[list[Any]]
+                        ) -> list[list[Delivery] | Enqueued | Exception | None]:
+        """One script call for ``calls``; each call's outcome (a Redis that cannot be reached
+        fails them all with :class:`StoreUnavailableError`)."""
+        try:
+            replies = msgpack.unpackb(await self._mailbox_script(
+                round_keys, [msgpack.packb(documents, use_bin_type=False)]), raw=True)
+        except (RedisError, OSError) as exc:
+            return [StoreUnavailableError(f"redis: {exc}")] * len(calls)
         outcomes: list[list[Delivery] | Enqueued | Exception | None] = []
-        for call, reply in zip(calls, replies, strict=True):
-            if isinstance(call, MailboxRead):
+        for call, (ok, reply) in zip(calls, replies, strict=True):
+            if not ok:
+                outcomes.append(StoreUnavailableError(f"redis: {reply.decode(errors='replace')}"))
+            elif isinstance(call, MailboxRead):
                 outcomes.append([Delivery(int(seq), envelope)
                                  for envelope, seq in zip(reply[::2], reply[1::2], strict=True)])
             else:
