@@ -22,6 +22,7 @@ from e2e_proto.constants import MAX_FRAME_SIZE, MAX_MEDIA_SIZE
 from e2e_proto.media import blob_size
 from e2e_proto.wire import encode_frame
 from server.common.blobs import BlobFolder, BlobLimits, BlobService, default_blob_dir
+from server.common.store_base import StoreUnavailableError
 from server.relay.backends import open_backend
 from server.relay.config import RelayConfig
 from server.relay.store import Enqueue, Enqueued
@@ -34,6 +35,7 @@ from tests.relay_harness import (
     relay_with_alice_and_bob,
     session_of,
     start_relay,
+    store_url,
 )
 
 CHUNK = blob_api.BLOB_CHUNK_SIZE
@@ -462,6 +464,26 @@ async def test_expiry_outlives_storage_that_fails(tmp_path: Path) -> None:
             assert await store.blobs.blob(bytes(32)) is None
     finally:
         redis.kill()
+
+
+class _Unlistable(BlobFolder):
+    """A blob folder whose listing fails (a disk that cannot be read)."""
+
+    def stored(self) -> list[bytes]:
+        raise StoreUnavailableError("cannot list the blobs: [Errno 5] Input/output error")
+
+
+async def test_expiry_runs_while_the_folder_cannot_be_listed(tmp_path: Path, relay_db) -> None:
+    """A sweep that keeps failing does not stop the expiry, which needs no listing."""
+    async with open_backend(store_url(relay_db)) as (store, _hub):
+        now = [1e9]
+        service = BlobService(store.blobs, _Unlistable(tmp_path / "blobs"), BlobLimits(ttl=10),
+                              lambda: now[0])
+        await store.blobs.begin_blob(bytes(32), "alice", 10, now[0], 10**6, 5)
+        await store.blobs.complete_blob(bytes(32))
+        now[0] += 100
+        await _expire_until_logged(service, "expired 1 blobs", 1)
+        assert await store.blobs.blob(bytes(32)) is None
 
 
 async def test_storage_failure_answers_unavailable(nursery, tmp_path: Path) -> None:

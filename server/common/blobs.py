@@ -165,9 +165,9 @@ class BlobFolder:
     def stored(self) -> list[bytes]:
         """The ids of every blob that has a file here, finished or not."""
         ids = set()
-        if not self.root.is_dir():
-            return []
         try:
+            if not self.root.is_dir():
+                return []
             for folder in self.root.iterdir():
                 if not folder.is_dir():
                     continue
@@ -343,22 +343,28 @@ class BlobService:
         return len(orphans)
 
     async def expire_forever(self, interval: float = 3600.0) -> None:
-        """Sweep orphan files once, then expire blobs now and every ``interval`` seconds. Storage
-        that fails (a disk that cannot be read, a Redis that is down) is logged and tried again
-        an interval later: it never ends the server."""
+        """Sweep orphan files (until a sweep succeeds), and expire blobs, now and every
+        ``interval`` seconds. Storage that fails (a disk that cannot be read, a Redis that is
+        down) is logged and tried again an interval later: it never ends the server, and a
+        sweep that keeps failing does not stop the expiry."""
         swept = False
         while True:
-            try:
-                if not swept:
+            if not swept:
+                try:
                     removed = await self.sweep()
+                except StoreUnavailableError as exc:
+                    log.warning("could not sweep blobs: %s", exc)
+                else:
                     swept = True
                     if removed:
                         log.info("removed %d blob files without a record", removed)
+            try:
                 removed = await self.expire()
+            except StoreUnavailableError as exc:
+                log.warning("could not expire blobs: %s", exc)
+            else:
                 if removed:
                     log.info("expired %d blobs past their TTL", removed)
-            except StoreUnavailableError as exc:
-                log.warning("could not %s blobs: %s", "expire" if swept else "sweep", exc)
             await trio.sleep(interval)
 
 
