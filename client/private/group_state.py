@@ -5,7 +5,8 @@ current sender key.
 A group is kept after this account left or was removed (``is_member`` false), so that an old
 update cannot bring it back. A stored state is the signed update it came from, parsed again when
 read; a state this device made and has not yet delivered to every member is flagged, so the
-next group command delivers it again.
+next group command delivers it again: to every device when its delivery was cut short, only to
+the devices the relay left out (a full mailbox) when it was not.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import msgpack
+
 from e2e_proto.address import Address
 from e2e_proto.groups import GroupState, GroupUpdate
+from storage.sqlite import add_missing_column
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
     group_id BLOB PRIMARY KEY, version INTEGER NOT NULL, name TEXT NOT NULL,
-    body BLOB NOT NULL, signature BLOB NOT NULL, undelivered INTEGER NOT NULL DEFAULT 0);
+    body BLOB NOT NULL, signature BLOB NOT NULL, undelivered INTEGER NOT NULL DEFAULT 0,
+    resend_to BLOB);
 CREATE TABLE IF NOT EXISTS sender_key_shared (
     group_id BLOB NOT NULL, chain_id INTEGER NOT NULL, account TEXT NOT NULL,
     device INTEGER NOT NULL, PRIMARY KEY (group_id, chain_id, account, device));
@@ -46,6 +51,8 @@ class StoredGroup:
 
     update: GroupUpdate
     undelivered: bool
+    resend_to: tuple[Address, ...] | None = None
+    """The devices an undelivered state still has to reach (None: every device)."""
 
     @property
     def state(self) -> GroupState:
@@ -59,30 +66,45 @@ class GroupStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._db.executescript(_SCHEMA)
+        add_missing_column(self._db, "groups", "resend_to BLOB")
+
+    @staticmethod
+    def _stored(body: bytes, signature: bytes, undelivered: int, resend_to: bytes | None
+                ) -> StoredGroup:
+        devices = None if resend_to is None else tuple(
+            Address(a, d) for a, d in msgpack.unpackb(resend_to))
+        return StoredGroup(GroupUpdate.decode(body, signature), bool(undelivered), devices)
 
     def get(self, group_id: bytes) -> StoredGroup | None:
         """The group with this id, if known."""
-        row = self._db.execute("SELECT body, signature, undelivered FROM groups WHERE "
-                               "group_id = ?", (group_id,)).fetchone()
-        return None if row is None else StoredGroup(GroupUpdate.decode(row[0], row[1]),
-                                                    bool(row[2]))
+        row = self._db.execute("SELECT body, signature, undelivered, resend_to FROM groups "
+                               "WHERE group_id = ?", (group_id,)).fetchone()
+        return None if row is None else self._stored(*row)
 
     def all(self) -> list[StoredGroup]:
         """Every known group, by name."""
-        return [StoredGroup(GroupUpdate.decode(body, signature), bool(undelivered))
-                for body, signature, undelivered in self._db.execute(
-                    "SELECT body, signature, undelivered FROM groups ORDER BY name, group_id")]
+        return [self._stored(*row) for row in self._db.execute(
+            "SELECT body, signature, undelivered, resend_to FROM groups ORDER BY name, "
+            "group_id")]
 
     def save(self, update: GroupUpdate, undelivered: bool = False) -> None:
-        """Keep an accepted update as the group's state (the caller checked it)."""
+        """Keep an accepted update as the group's state (the caller checked it); an
+        ``undelivered`` one is for every device."""
         state = update.state
-        self._db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+        self._db.execute("INSERT OR REPLACE INTO groups (group_id, version, name, body, "
+                         "signature, undelivered, resend_to) VALUES (?, ?, ?, ?, ?, ?, NULL)",
                          (state.group_id, state.version, state.name, update.body,
                           update.signature, int(undelivered)))
 
+    def set_undelivered_to(self, group_id: bytes, devices: Iterable[Address]) -> None:
+        """The group's latest state still has to reach ``devices`` (and no other)."""
+        self._db.execute("UPDATE groups SET undelivered = 1, resend_to = ? WHERE group_id = ?",
+                         (msgpack.packb([list(d) for d in sorted(devices)]), group_id))
+
     def set_delivered(self, group_id: bytes) -> None:
         """The group's latest state reached every member device."""
-        self._db.execute("UPDATE groups SET undelivered = 0 WHERE group_id = ?", (group_id,))
+        self._db.execute("UPDATE groups SET undelivered = 0, resend_to = NULL WHERE group_id = ?",
+                         (group_id,))
 
     def shared(self, group_id: bytes, chain_id: int) -> set[Address]:
         """The devices this device gave its sender key ``chain_id`` in the group."""

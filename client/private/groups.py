@@ -23,7 +23,7 @@ or the group message's chain step commits with the stored message, before the ac
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from e2e_proto import relay_api as api
@@ -194,38 +194,43 @@ class Groups(SessionBase):
         await self._deliver_update(update, removed)
         return new
 
-    async def _deliver_update(self, update: GroupUpdate, removed: Iterable[str]) -> None:
-        """Send ``update`` to every member device (this account's others too) and to
-        ``removed`` accounts, then mark it delivered (with no member left, the relay deleted
-        the group: this account's other devices get it by ``send``). A device the relay left
-        out for a full mailbox keeps it undelivered, with a notice: the next group command
-        delivers it again (a device that holds it already ignores it)."""
+    async def _deliver_update(self, update: GroupUpdate, removed: Iterable[str],
+                              only: Collection[Address] | None = None) -> None:
+        """Send ``update`` to every member device (this account's others too), or to those of
+        ``only`` still among them, and to ``removed`` accounts, then mark it delivered (with no
+        member left, the relay deleted the group: this account's other devices get it by
+        ``send``). The devices the relay left out (a full mailbox, or unlinked meanwhile) keep it
+        undelivered for them alone, with a notice the first time: the next group command
+        sends it to them again."""
         assert self.address is not None
         state = update.state
         payload = update.to_payload(int(self.client.clock() * 1000), self.client.random)
         devices = await self._member_devices({*state.members, self.address.account})
         targets = [Address(a, d) for a, ids in devices.items() for d in ids
-                   if Address(a, d) != self.address]
+                   if Address(a, d) != self.address and (only is None or Address(a, d) in only)]
         skipped: set[Address] = set()
         if state.members:
-            skipped = await self._deliver_pairwise(state.group_id, payload.encode(), targets)
+            if targets:
+                skipped = await self._deliver_pairwise(state.group_id, payload.encode(), targets)
         elif targets:  # the last member left: the relay deleted the group, so no group_deliver
             await self.send_payload(self.address.account, payload)
         for account in removed:
             await self.send_payload(account, payload)
-        for device in sorted(skipped):
+        for device in sorted(skipped - set(only or ())):
             self.notices.append(f"{device.account}.{device.device_id} did not get the change of "
-                                f"{state.name!r}: its mailbox at the relay is full; it is sent "
-                                "again with your next group command")
-        if not skipped:
-            with self.state.transaction():
+                                f"{state.name!r}: its mailbox at the relay is full (or it was "
+                                "unlinked); your next group command sends it again")
+        with self.state.transaction():
+            if skipped:
+                self.groups.set_undelivered_to(state.group_id, skipped)
+            else:
                 self.groups.set_delivered(state.group_id)
 
     async def deliver_pending_updates(self) -> None:
-        """Deliver again the updates this device made whose delivery did not finish."""
+        """Deliver again the updates this device made that did not reach every device."""
         for group in self.groups.all():
             if group.undelivered:
-                await self._deliver_update(group.update, removed=[])
+                await self._deliver_update(group.update, removed=[], only=group.resend_to)
 
     # -- sending ---------------------------------------------------------------------------
 
