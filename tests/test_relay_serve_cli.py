@@ -47,3 +47,11 @@ def test_store_and_db_are_one_choice(tmp_path: Path) -> None:
     assert done.returncode == 2 and "not allowed with argument" in done.stderr
     done = serve("--store", "postgres://x")
     assert done.returncode == 2 and "expected sqlite:PATH or redis://HOST:PORT/DB" in done.stderr
+
+
+def test_a_registration_rate_must_be_above_zero(tmp_path: Path) -> None:
+    """0 would let one registration through per address and then refuse for ever."""
+    for rate in ("0", "-3", "inf", "many"):
+        done = serve("--db", str(tmp_path / "relay.db"), "--registrations-per-hour", rate)
+        assert done.returncode == 2 and "--registrations-per-hour" in done.stderr
+        assert not (tmp_path / "relay.db").exists()

@@ -48,6 +48,18 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def positive_number(text: str) -> float:
+    """A finite number above 0; :class:`argparse.ArgumentTypeError` otherwise (a rate of 0
+    would refuse forever after the first, with a wait that never ends)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str | None,
                         registrations_per_hour: float) -> None:
     """The options every server's ``serve`` command has: --listen, --db (unless ``db`` is None:
@@ -60,7 +72,7 @@ def add_serve_arguments(serve: argparse.ArgumentParser, port: int, db: str | Non
         serve.add_argument("--db", default=db, help=f"SQLite database file (default {db})")
     serve.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate chain")
     serve.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
-    serve.add_argument("--registrations-per-hour", type=float, metavar="N",
+    serve.add_argument("--registrations-per-hour", type=positive_number, metavar="N",
                        default=registrations_per_hour,
                        help=f"accounts one source address (an IPv6 /64) may register an hour, "
                        f"up to N at once (default {registrations_per_hour:g}); raise it when "
