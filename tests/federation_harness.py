@@ -85,13 +85,13 @@ async def start_federated(nursery: trio.Nursery, folder: Path, record: bool = Fa
     social_store = SqliteSocialStore(folder / "social.db")
     social = SocialServer(social_store, FAST)
     social.federation = SocialFederation(social, PeerSetup(
-        ("127.0.0.1", social_port), ("127.0.0.1", relay_port), key))
+        ("127.0.0.1", social_port), (("127.0.0.1", relay_port),), key))
     scopes = trio.CancelScope(), trio.CancelScope()
     relay_from_peer, social_from_peer = bytearray(), bytearray()
 
     async def link_to_social(relay: Relay, inner: trio.Nursery) -> None:
         relay.federation = RelayFederation(relay, PeerSetup(
-            ("127.0.0.1", relay_port), ("127.0.0.1", social_port), key))
+            ("127.0.0.1", relay_port), (("127.0.0.1", social_port),), key))
         if record:
             _record_requests(relay.federation.routes, relay_from_peer)
         await inner.start(_run_peer, scopes[0], relay.federation)

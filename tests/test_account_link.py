@@ -220,7 +220,7 @@ async def test_one_relay_node_at_a_time_hands_the_queue_over(tmp_path: Path,
     async with open_backend(relay_harness.store_url(relay_db)) as (store, hub):
         relay = Relay(store, hub=hub, blob_dir=tmp_path / "blobs")
         nowhere = ("127.0.0.1", free_port())  # no social server listens there
-        federation = RelayFederation(relay, PeerSetup(nowhere, nowhere, bytes(32)))
+        federation = RelayFederation(relay, PeerSetup(nowhere, (nowhere,), bytes(32)))
         record = SharedRecord(SharedAccount("alice", 0), SharedProfile("", ""), (), ())
         await store.federation.queue_for_peer("alice", SHARE, bytes(16), record.encode())
         queued = await store.federation.peer_items(10)

@@ -3,11 +3,11 @@
 One ``redis-server`` (its own folder and port, durable, its append-only file in plain commands
 so that a look at the disk can find a text), two ``e2e-relay serve --store redis://...`` nodes
 and one ``e2e-social serve``, joined by the server-to-server link: the social server talks to
-node B's peer listener, alice is served by node A. So what bob sends crosses from the social
-server to node B, into Redis, and reaches alice's live connection on node A through the hub;
-what alice sends leaves from node A. Alice links her account on node A and unlinks it on node
-B: the state is in Redis, either node hands the queue over, and after the unlink the shared
-profile is gone from Redis's append-only file too.
+node B's peer listener (node A's when node B is gone), alice is served by node A. So what bob
+sends crosses from the social server to node B, into Redis, and reaches alice's live connection
+on node A through the hub; what alice sends leaves from node A. Alice links her account on node
+A and unlinks it on node B: the state is in Redis, either node hands the queue over, and after
+the unlink the shared profile is gone from Redis's append-only file too.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from client.core.cross_outbox import CrossPending
 from client.private.received import Received
 from client.social.session import SocialClient
 from server.calls.keyfile import write_key_file
@@ -39,7 +40,7 @@ class Servers:
         write_key_file(key_file)
         peer = ["--peer-key-file", str(key_file)]
         self.ports = {name: free_port() for name in ("a", "b", "social")}
-        peers = {name: free_port() for name in self.ports}
+        self.peers = peers = {name: free_port() for name in self.ports}
         self.processes: list[ServerProcess] = []
         try:
             for node in ("a", "b"):
@@ -49,10 +50,22 @@ class Servers:
                     "--peer-social", f"127.0.0.1:{peers['social']}", *peer]))
             self.processes.append(SocialProcess(folder / "social.db", self.ports["social"], [
                 "--peer-listen", f"127.0.0.1:{peers['social']}",
-                "--peer-relay", f"127.0.0.1:{peers['b']}", *peer]))
+                "--peer-relay", f"127.0.0.1:{peers['b']}",
+                "--peer-relay", f"127.0.0.1:{peers['a']}", *peer]))
         except BaseException:
             self.close()
             raise
+
+    def kill_node(self, node: str) -> None:
+        """SIGKILL relay node ``node`` ("a" or "b")."""
+        self.processes["ab".index(node)].kill()
+
+    async def social_linked_to(self, node: str) -> None:
+        """Wait until the social server logged a link to node ``node``'s peer listener."""
+        wanted = f"peer link to 127.0.0.1:{self.peers[node]} up"
+        with trio.fail_after(DEADLINE):
+            while not any(wanted in line for line in self.processes[2].lines):
+                await trio.sleep(0.05)  # polling another process's log, bounded
 
     def close(self) -> None:
         """Kill everything."""
@@ -120,6 +133,27 @@ async def test_a_cross_chat_and_an_account_link_on_two_relay_nodes(servers: Serv
         after = await a.sharing_log()
     assert after.linked is None and all(e.record is None for e in after.entries)
     assert [e.kind for e in after.entries][-2:] == ["unlinked", "deleted"]
+
+
+async def test_the_social_server_turns_to_the_next_relay_node_when_one_goes(
+        servers: Servers, tmp_path: Path) -> None:
+    """The social server names node B, then node A (``--peer-relay`` twice). With node B
+    killed, a request that was on its way to B is refused ``unavailable`` (nothing is sent
+    twice; the client keeps it for its next command) and the next goes through node A: bob's
+    message reaches alice, once."""
+    alice, bob = await opted_in(tmp_path, servers.ports["a"], servers.ports["social"])
+    async with social_harness.session_of(bob) as b:
+        await b.send_text("alice@private", "through node b")
+    await servers.social_linked_to("b")  # the first it names
+    servers.kill_node("b")
+    async with social_harness.session_of(bob) as b:
+        try:
+            await b.send_text("alice@private", "through node a")
+        except CrossPending:  # the link to node B broke under this one: kept, not lost
+            assert await b.flush_cross()  # the next command sends it, through node A
+    await servers.social_linked_to("a")
+    texts = [m.text for m in await relay_harness.drain(alice)]
+    assert texts == ["through node b", "through node a"]
 
 
 async def _linked_record(bob: SocialClient) -> bytes | None:

@@ -11,6 +11,7 @@ from e2e_proto.address import Address
 from e2e_proto.federation import to_peer_view
 from e2e_proto.ratchet import RatchetMessage
 from e2e_proto.wire import Envelope
+from server.calls.keyfile import write_key_file
 from server.common.fields import sent_envelopes
 from server.common.requests import RequestError
 from server.federation.envelopes import check_delivery, mismatch_details, split_send
@@ -104,3 +105,8 @@ def test_the_peer_options_go_together(tmp_path: Path, capsys: pytest.CaptureFixt
     assert social_main(["serve", "--peer-listen", "127.0.0.1:1", "--peer-relay",
                         "127.0.0.1:2", "--peer-key-file", str(bad_key)]) == 2
     assert "peer-keygen" in capsys.readouterr().err
+    key = tmp_path / "peer.key"
+    write_key_file(key)
+    assert relay_main(["serve", "--peer-listen", "127.0.0.1:1", "--peer-social", "127.0.0.1:2",
+                       "--peer-social", "127.0.0.1:3", "--peer-key-file", str(key)]) == 2
+    assert "at most 1 address of the other server" in capsys.readouterr().err  # one social server

@@ -115,7 +115,7 @@ async def test_client_and_listener(nursery) -> None:
             await serve_peer({"echo": echo}, KEY, "social", "127.0.0.1", port,
                              task_status=task_status)
 
-    client = PeerClient(KEY, "private", "127.0.0.1", port, timeout=5)
+    client = PeerClient(KEY, "private", [("127.0.0.1", port)], timeout=5)
     with pytest.raises(PeerUnavailable):  # nothing listens yet
         await client.request("echo", value=1)
     await nursery.start(listen)
@@ -131,6 +131,39 @@ async def test_client_and_listener(nursery) -> None:
         await client.request("echo", value=3)
     await nursery.start(serve_peer, {"echo": echo}, KEY, "social", "127.0.0.1", port)
     assert (await client.request("echo", value=4))["echo"] == 4  # reconnects on its own
-    wrong = PeerClient(bytes(32), "private", "127.0.0.1", port, timeout=5)
+    wrong = PeerClient(bytes(32), "private", [("127.0.0.1", port)], timeout=5)
     with pytest.raises(PeerUnavailable):
         await wrong.request("echo", value=5)
+
+
+async def test_a_client_of_several_nodes_uses_the_next_when_one_goes(nursery) -> None:
+    """The social server's link to relay nodes: the first address that answers serves, and
+    when it goes away the next request reaches the next one (none listening: unavailable)."""
+    ports = [free_port() for _ in range(3)]
+    scopes = {port: trio.CancelScope() for port in ports}
+
+    async def node(port: int, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                   ) -> None:
+        async def which(frame: dict[str, Any]) -> dict[str, Any]:
+            return {"node": port}
+
+        with scopes[port]:
+            await serve_peer({"which": which}, KEY, "social", "127.0.0.1", port,
+                             task_status=task_status)
+
+    client = PeerClient(KEY, "private", [("127.0.0.1", port) for port in ports], timeout=5)
+    await nursery.start(node, ports[1])  # the first address has no listener
+    assert (await client.request("which"))["node"] == ports[1]
+    await nursery.start(node, ports[2])
+    assert (await client.request("which"))["node"] == ports[1]  # it stays while it answers
+    scopes[ports[1]].cancel()
+    await trio.testing.wait_all_tasks_blocked()
+    with pytest.raises(PeerUnavailable):  # the request in flight fails: nothing is resent
+        await client.request("which")
+    assert (await client.request("which"))["node"] == ports[2]
+    scopes[ports[2]].cancel()
+    await trio.testing.wait_all_tasks_blocked()
+    with pytest.raises(PeerUnavailable):
+        await client.request("which")
+    with pytest.raises(PeerUnavailable):  # none listens
+        await client.request("which")

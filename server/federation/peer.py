@@ -11,7 +11,7 @@ back connects again. Requests and refusals are logged by type and code only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Container, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -47,14 +47,19 @@ class PeerRefused(Exception):
 
 
 class PeerClient:
-    """This server's connection to the other one, opened on first use and after any failure."""
+    """This server's connection to the other one, opened on first use and after any failure:
+    to the first of ``addresses`` that answers, starting after the one that last failed (the
+    other server's nodes, when it has several)."""
 
-    def __init__(self, key: bytes, role: str, host: str, port: int,
+    def __init__(self, key: bytes, role: str, addresses: Sequence[tuple[str, int]],
                  timeout: float = REQUEST_TIMEOUT, logger: logging.Logger = log) -> None:
+        if not addresses:
+            raise ValueError("a peer client needs an address")
         self._key = key
         self.log = logger
         self.role = role
-        self.host, self.port = host, port
+        self.addresses = list(addresses)
+        self._next = 0  # the address to try first
         self.timeout = timeout
         self._channel: PeerChannel | None = None
         self._lock = trio.Lock()
@@ -77,6 +82,7 @@ class PeerClient:
                         response = await channel.receive()
             except (PeerLinkError, trio.TooSlowError, OSError) as exc:
                 await self.close()
+                self._next = (self._next + 1) % len(self.addresses)  # the next one first
                 reason = str(exc) or f"no answer in {self.timeout:g} s"
                 raise PeerUnavailable(f"the other server cannot be reached now ({reason})"
                                       ) from None
@@ -91,15 +97,30 @@ class PeerClient:
         return response
 
     async def _connected(self) -> PeerChannel:
-        if self._channel is None:
-            stream = await trio.open_tcp_stream(self.host, self.port)
+        """The open channel, or one to the first address that answers (the error of the last
+        one when none does)."""
+        if self._channel is not None:
+            return self._channel
+        failure: OSError | None = None
+        for attempt in range(len(self.addresses)):
+            index = (self._next + attempt) % len(self.addresses)
+            host, port = self.addresses[index]
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError as exc:
+                self.log.info("peer %s:%d cannot be reached: %s", host, port, exc)
+                failure = exc
+                continue
             try:
                 self._channel = await connect(stream, self._key, self.role)
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
-            self.log.info("peer link to %s:%d up", self.host, self.port)
-        return self._channel
+            self._next = index
+            self.log.info("peer link to %s:%d up", host, port)
+            return self._channel
+        assert failure is not None
+        raise failure
 
     async def close(self) -> None:
         """Drop the connection (the next request opens a new one)."""

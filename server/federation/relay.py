@@ -74,7 +74,7 @@ class RelayFederation:
     def __init__(self, relay: Relay, setup: PeerSetup) -> None:
         self.relay = relay
         self.setup = setup
-        self.peer = PeerClient(setup.key, PRIVATE, *setup.peer, logger=log)
+        self.peer = PeerClient(setup.key, PRIVATE, setup.peers, logger=log)
         self._wake = trio.Event()
         self._handing_over = trio.Lock()
         self._holder = secrets.token_bytes(HOLDER_SIZE)  # names this node's hand-over claim

@@ -75,7 +75,7 @@ class SocialFederation:
     def __init__(self, server: SocialServer, setup: PeerSetup) -> None:
         self.server = server
         self.setup = setup
-        self.peer = PeerClient(setup.key, SOCIAL, *setup.peer, logger=log)
+        self.peer = PeerClient(setup.key, SOCIAL, setup.peers, logger=log)
         self.routes: dict[str, PeerHandler] = {
             PEER_LINK: self.link, PEER_SHARE: self.share, PEER_UNLINK: self.unlink,
             PEER_DEVICES: self.devices, PEER_BUNDLES: self.bundles, PEER_DELIVER: self.deliver}

@@ -4,7 +4,7 @@
                      [--token-days 30] [--registrations-per-hour 30]
                      [--blob-dir DIR] [--blob-quota-mib 1024] [--blob-ttl-days 30]
                      [--sfu HOST:PORT | --sfu-address HOST:PORT --sfu-key-file FILE]
-                     [--peer-listen HOST:PORT --peer-relay HOST:PORT --peer-key-file FILE]
+                     [--peer-listen HOST:PORT --peer-relay HOST:PORT... --peer-key-file FILE]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="days a device's session token is valid (default 30)")
     serving.add_blob_arguments(serve_command)
     add_call_arguments(serve_command)
-    add_peer_arguments(serve_command, "relay")
+    add_peer_arguments(serve_command, "relay", several=True)
     return parser
 
 
