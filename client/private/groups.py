@@ -206,8 +206,9 @@ class Groups(SessionBase):
         state = update.state
         payload = update.to_payload(int(self.client.clock() * 1000), self.client.random)
         devices = await self._member_devices({*state.members, self.address.account})
+        wanted = None if only is None else set(only)
         targets = [Address(a, d) for a, ids in devices.items() for d in ids
-                   if Address(a, d) != self.address and (only is None or Address(a, d) in only)]
+                   if Address(a, d) != self.address and (wanted is None or Address(a, d) in wanted)]
         skipped: set[Address] = set()
         if state.members:
             if targets:
@@ -216,7 +217,7 @@ class Groups(SessionBase):
             await self.send_payload(self.address.account, payload)
         for account in removed:
             await self.send_payload(account, payload)
-        for device in sorted(skipped - set(only or ())):
+        for device in sorted(skipped - (wanted or set())):
             self.notices.append(f"{device.account}.{device.device_id} did not get the change of "
                                 f"{state.name!r}: its mailbox at the relay is full (or it was "
                                 "unlinked); your next group command sends it again")
